@@ -1,0 +1,245 @@
+"""Crossbar tile and periphery parameters: one validated, documented configuration.
+
+Defaults are the standard AIMC crossbar model of Rasch et al. 2023 (Nat. Commun. 14, 5282; aihwkit
+``StandardHWATrainingPreset``; reference/papers.md, section (c) and "Standard AIMC forward pass for one
+tile"): 512 x 512 tiles, 8-bit DAC over [-1, 1] (step 2/254), 8-bit ADC with bound 10 (step 20/254),
+PCM short-term read noise sigma_w = 0.0175, output noise 0.04, IR drop scale 1 with
+g_wire/g_max = 5.714e5, per-column digital output scales and global drift compensation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from anacompile.errors import ConfigError
+
+__all__ = [
+    "PERIPHERY_PRESETS",
+    "DriftCompensation",
+    "InputRange",
+    "Periphery",
+    "get_periphery",
+]
+
+SCHEMA_VERSION = 1
+
+
+class InputRange(str, Enum):
+    """How the DAC's input range alpha_in is chosen."""
+
+    STATIC = "static"
+    """One range per tile, calibrated at compile time from data (Rasch et al. 2023, learned/static)."""
+    ABSMAX = "absmax"
+    """alpha_in = max_j |x_j| of every input vector (aihwkit ``NoiseManagementType.ABS_MAX``)."""
+
+
+class DriftCompensation(str, Enum):
+    """Drift compensation applied digitally to each analog layer's output."""
+
+    NONE = "none"
+    GLOBAL = "global"
+    """One factor per layer: ratio of summed |column currents| of a calibration read at programming and
+    at t (Joshi et al. 2020; Le Gallo et al. 2018; reference/papers.md, "Drift compensation")."""
+    COLUMN = "column"
+    """One factor per column: the same ratio, column by column (aihwkit ``PerColumnDriftCompensation``)."""
+
+
+@dataclass(frozen=True)
+class Periphery:
+    """Tile size and every element of the analog tile's forward pass, each switchable.
+
+    Attributes:
+        tile_rows: rows (inputs) of one crossbar tile; larger matrices give digitally added partial sums.
+        tile_cols: columns (outputs) of one tile (bookkeeping: columns are independent in this model).
+        input_range: ``static`` (calibrated per tile at compile time) or ``absmax`` (per input vector).
+        input_range_percentile: percentile of |x| over the calibration data that sets a static range.
+        dac_bits: DAC resolution; ``None`` = no DAC (no clipping, no quantisation). 8 bits = 254 steps.
+        dac_bound: the DAC clips scaled inputs to +-dac_bound.
+        adc_bits: ADC resolution; ``None`` = no quantisation. 8 bits = 254 steps over [-bound, bound].
+        adc_bound: ADC saturation bound in units of full-scale input x max weight; ``None`` = no clipping.
+        read_noise: sigma_w of the PCM short-term read noise, output-referred:
+            y_i += sigma_w sqrt(sum_j |w_ij| x_j^2) xi_i (aihwkit ``PCM_READ``, w_noise = 0.0175).
+        out_noise: std of the additive Gaussian output noise (0.04 = half an ADC LSB).
+        ir_drop: scale gamma_IR of the IR-drop model (0 = off).
+        ir_drop_g_ratio: g_wire / g_max of the IR-drop model, 1 / (0.35 Ohm * 5 uS) = 5.714e5.
+        drift_compensation: ``none``, ``global`` or ``column``.
+        noise_bank_size: length of the bank of standard normals that per-MVM noise is drawn from in the
+            graph (the analog session grows it to the largest batch it sees).
+    """
+
+    tile_rows: int = 512
+    tile_cols: int = 512
+    input_range: InputRange = InputRange.STATIC
+    input_range_percentile: float = 100.0
+    dac_bits: int | None = 8
+    dac_bound: float = 1.0
+    adc_bits: int | None = 8
+    adc_bound: float | None = 10.0
+    read_noise: float = 0.0175
+    out_noise: float = 0.04
+    ir_drop: float = 1.0
+    ir_drop_g_ratio: float = 5.714e5
+    drift_compensation: DriftCompensation = DriftCompensation.GLOBAL
+    noise_bank_size: int = 1 << 16
+    schema_version: int = field(default=SCHEMA_VERSION, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "input_range", _enum(InputRange, self.input_range, "input_range"))
+        object.__setattr__(
+            self, "drift_compensation", _enum(DriftCompensation, self.drift_compensation, "drift_compensation")
+        )
+        for name in ("tile_rows", "tile_cols", "noise_bank_size"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ConfigError(f"Periphery {name}={v!r}: must be a positive integer.")
+        for name in ("dac_bits", "adc_bits"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or not 2 <= v <= 24):
+                raise ConfigError(f"Periphery {name}={v!r}: must be an integer in [2, 24], or null for none.")
+        for name in ("read_noise", "out_noise", "ir_drop"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0:
+                raise ConfigError(f"Periphery {name}={v!r}: must be a number >= 0.")
+        if not self.dac_bound > 0:
+            raise ConfigError(f"Periphery dac_bound={self.dac_bound!r}: must be > 0.")
+        if self.adc_bound is not None and not self.adc_bound > 0:
+            raise ConfigError(f"Periphery adc_bound={self.adc_bound!r}: must be > 0, or null for none.")
+        if not self.ir_drop_g_ratio > 0:
+            raise ConfigError(f"Periphery ir_drop_g_ratio={self.ir_drop_g_ratio!r}: must be > 0.")
+        if not 0 < self.input_range_percentile <= 100:
+            raise ConfigError(
+                f"Periphery input_range_percentile={self.input_range_percentile!r}: must be in (0, 100]."
+            )
+
+    @property
+    def dac_step(self) -> float | None:
+        """DAC step: bound / (2^(bits-1) - 1); 2/254 for 8 bits over [-1, 1]."""
+        return None if self.dac_bits is None else self.dac_bound / (2 ** (self.dac_bits - 1) - 1)
+
+    @property
+    def adc_step(self) -> float | None:
+        """ADC step: 2 bound / (2^bits - 2); 20/254 for 8 bits and bound 10."""
+        if self.adc_bits is None:
+            return None
+        bound = 10.0 if self.adc_bound is None else self.adc_bound
+        return 2.0 * bound / (2**self.adc_bits - 2)
+
+    @property
+    def has_mvm_noise(self) -> bool:
+        """Whether any per-MVM Gaussian noise (read or output) is on."""
+        return self.read_noise > 0 or self.out_noise > 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form (enums as strings)."""
+        d = dataclasses.asdict(self)
+        d["input_range"] = self.input_range.value
+        d["drift_compensation"] = self.drift_compensation.value
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], source: str = "periphery config") -> Periphery:
+        """Build from a dict; unknown keys raise :class:`ConfigError` naming them and the allowed keys."""
+        allowed = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - allowed)
+        if unknown:
+            raise ConfigError(f"{source}: unknown periphery key(s) {unknown}; allowed: {sorted(allowed)}.")
+        try:
+            return cls(**d)
+        except TypeError as err:
+            raise ConfigError(f"{source}: {err}") from err
+
+    def replace(self, **overrides: Any) -> Periphery:
+        """Return a validated copy with some fields replaced."""
+        return Periphery.from_dict({**self.to_dict(), **overrides})
+
+
+def _enum(cls: type[Enum], value: Any, name: str) -> Any:
+    try:
+        return cls(value)
+    except ValueError as err:
+        allowed = ", ".join(m.value for m in cls)  # type: ignore[attr-defined]
+        raise ConfigError(f"Periphery {name}={value!r}: must be one of {allowed}.") from err
+
+
+PERIPHERY_PRESETS: dict[str, Periphery] = {
+    "standard": Periphery(),
+    "ideal": Periphery(
+        dac_bits=None, adc_bits=None, adc_bound=None, read_noise=0.0, out_noise=0.0, ir_drop=0.0,
+        input_range=InputRange.ABSMAX, drift_compensation=DriftCompensation.NONE,
+    ),
+}
+"""Named presets: ``standard`` = Rasch et al. 2023; ``ideal`` = no noise, no quantisation, no IR drop."""
+
+
+def _parse_value(text: str) -> Any:
+    low = text.strip().lower()
+    if low in ("none", "null", "off"):
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def get_periphery(spec: str | os.PathLike[str] | Periphery = "standard",
+                  overrides: dict[str, Any] | list[str] | None = None) -> Periphery:
+    """Return a preset (``standard``, ``ideal``) or a YAML/JSON file's periphery, with per-key overrides.
+
+    Args:
+        spec: preset name, path to a .yaml/.yml/.json file (``{"base": "standard", "adc_bits": 6}``), or a
+            :class:`Periphery`.
+        overrides: ``{"adc_bits": 6}`` or CLI strings ``["adc_bits=6", "out_noise=0"]``.
+    """
+    if isinstance(spec, Periphery):
+        base = spec
+    elif str(spec) in PERIPHERY_PRESETS:
+        base = PERIPHERY_PRESETS[str(spec)]
+    elif str(spec).endswith((".yaml", ".yml", ".json")):
+        base = _load_file(str(spec))
+    else:
+        raise ConfigError(
+            f"Unknown periphery {str(spec)!r}: use one of {', '.join(PERIPHERY_PRESETS)} or a .yaml/.json file."
+        )
+    if not overrides:
+        return base
+    if isinstance(overrides, list):
+        parsed: dict[str, Any] = {}
+        for item in overrides:
+            key, sep, value = item.partition("=")
+            if not sep or not key.strip():
+                raise ConfigError(f"Periphery override {item!r}: write KEY=VALUE, e.g. adc_bits=6.")
+            parsed[key.strip()] = _parse_value(value)
+        overrides = parsed
+    return Periphery.from_dict({**base.to_dict(), **overrides}, source="periphery override")
+
+
+def _load_file(path: str) -> Periphery:
+    if not os.path.isfile(path):
+        raise ConfigError(f"Periphery file {path!r} does not exist.")
+    try:
+        with open(path, encoding="utf-8") as f:
+            if path.endswith(".json"):
+                data = json.load(f)
+            else:
+                import yaml
+
+                data = yaml.safe_load(f)
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"Periphery file {path!r} is not valid JSON/YAML: {err}") from err
+    except Exception as err:  # yaml.YAMLError does not derive from ValueError
+        raise ConfigError(f"Periphery file {path!r} is not valid YAML: {err}") from err
+    if not isinstance(data, dict):
+        raise ConfigError(f"Periphery file {path!r}: expected a mapping of keys to values.")
+    base_name = data.pop("base", "standard")
+    if base_name not in PERIPHERY_PRESETS:
+        raise ConfigError(f"Periphery file {path!r}: base {base_name!r} is not one of {list(PERIPHERY_PRESETS)}.")
+    return Periphery.from_dict({**PERIPHERY_PRESETS[base_name].to_dict(), **data}, source=f"periphery file {path!r}")

@@ -1,0 +1,105 @@
+"""Loading source models and writing outputs safely (clear errors, atomic writes, inputs never overwritten)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+import onnx
+import onnx_ir as ir
+from google.protobuf.message import DecodeError
+
+from anacompile.errors import ModelLoadError, OutputError
+
+__all__ = ["atomic_output", "check_output_path", "load_model", "load_proto"]
+
+
+def load_proto(path: str | os.PathLike[str], load_external_data: bool = False) -> onnx.ModelProto:
+    """Read an ONNX file; raise :class:`ModelLoadError` naming the file for anything unreadable."""
+    p = Path(path)
+    if not p.is_file():
+        raise ModelLoadError(f"{p}: no such file.")
+    try:
+        proto = onnx.load(str(p), load_external_data=False)
+    except (DecodeError, RuntimeWarning, ValueError, OSError) as err:
+        raise ModelLoadError(f"{p}: not a readable ONNX model ({type(err).__name__}: {err}).") from err
+    except Exception as err:  # protobuf raises a variety of types on garbage input
+        raise ModelLoadError(f"{p}: not a readable ONNX model ({type(err).__name__}: {err}).") from err
+    if not proto.HasField("graph") or len(proto.graph.node) == 0:
+        raise ModelLoadError(f"{p}: not an ONNX model (no graph with nodes); is it truncated or another format?")
+    _check_external_data(proto, p)
+    if load_external_data:
+        try:
+            onnx.load_external_data_for_model(proto, str(p.parent))
+        except (OSError, ValueError) as err:
+            raise ModelLoadError(f"{p}: cannot load external data: {err}") from err
+    return proto
+
+
+def _check_external_data(proto: onnx.ModelProto, path: Path) -> None:
+    base = path.parent.resolve()
+    for tensor in _all_tensors(proto.graph):
+        if tensor.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        location = next((e.value for e in tensor.external_data if e.key == "location"), None)
+        if location is None:
+            raise ModelLoadError(f"{path}: tensor {tensor.name!r} has external data with no location.")
+        target = (base / location).resolve()
+        if base not in target.parents and target != base:
+            raise ModelLoadError(
+                f"{path}: tensor {tensor.name!r} points to external data {location!r} outside the model's "
+                "folder; refusing to read it. Move the data file beside the model."
+            )
+        if not target.is_file():
+            raise ModelLoadError(f"{path}: external data file {location!r} of tensor {tensor.name!r} is missing.")
+
+
+def _all_tensors(graph: onnx.GraphProto):
+    yield from graph.initializer
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.TENSOR:
+                yield attr.t
+            elif attr.type == onnx.AttributeProto.GRAPH:
+                yield from _all_tensors(attr.g)
+            elif attr.type == onnx.AttributeProto.GRAPHS:
+                for g in attr.graphs:
+                    yield from _all_tensors(g)
+
+
+def load_model(path: str | os.PathLike[str]) -> ir.Model:
+    """Validate and load an ONNX model as an onnx-ir model (external data read lazily from its folder)."""
+    load_proto(path)
+    try:
+        return ir.load(str(path))
+    except Exception as err:  # onnx-ir deserialisation of a malformed graph
+        raise ModelLoadError(f"{path}: the ONNX graph is malformed: {err}") from err
+
+
+def check_output_path(output: str | os.PathLike[str], inputs: list[str | os.PathLike[str]], force: bool) -> Path:
+    """Refuse to write into a missing folder, over an input, or over an existing file unless ``force``."""
+    out = Path(output)
+    if not out.parent.resolve().is_dir():
+        raise OutputError(f"Output folder {out.parent} does not exist; create it first.")
+    for source in inputs:
+        if Path(source).exists() and out.exists() and out.resolve() == Path(source).resolve():
+            raise OutputError(f"Output {out} is the input file; choose another output path.")
+    if out.exists() and not force:
+        raise OutputError(f"Output {out} exists; pass --force to overwrite it.")
+    return out
+
+
+@contextlib.contextmanager
+def atomic_output(output: str | os.PathLike[str]):
+    """Yield a temporary path in the output's folder; on success move it into place, else remove it."""
+    out = Path(output)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)

@@ -1,0 +1,69 @@
+"""CalibrateInputRangesPass: static DAC input range per tile, from a few batches of real data.
+
+Rasch et al. 2023 use a static input range alpha_in per tile, initialised from data and then learned
+(reference/papers.md, (c), "Input"). We calibrate it once at compile time: alpha_in of a tile is the
+``input_range_percentile`` of |x| over the tile's rows and the calibration samples (100 = the maximum),
+so that the DAC clips nothing the calibration data showed it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx_ir as ir
+import onnxruntime as ort
+
+from anacompile.crossbar.periphery import InputRange, Periphery
+from anacompile.crossbar.reference import tile_input
+from anacompile.errors import DataError
+from anacompile.passes._layer import analog_layers
+
+__all__ = ["CalibrateInputRangesPass"]
+
+
+class CalibrateInputRangesPass(ir.passes.InPlacePass):
+    """Run the (still digital) model on calibration inputs and record every analog layer's input range.
+
+    Args:
+        periphery: the periphery; nothing is done unless ``input_range`` is ``static``.
+        feeds: model input name -> array of calibration samples.
+    """
+
+    def __init__(self, periphery: Periphery, feeds: dict[str, np.ndarray] | None) -> None:
+        super().__init__()
+        self.periphery = periphery
+        self.feeds = feeds
+
+    def call(self, model: ir.Model) -> ir.passes.PassResult:
+        layers = [plan for _, plan in analog_layers(model) if plan.in_range is None]
+        if self.periphery.input_range is not InputRange.STATIC or not layers:
+            return ir.passes.PassResult(model, modified=False)
+        if self.feeds is None:
+            for plan in layers:  # no data: a documented default of full scale 1.0
+                plan.in_range = np.ones((plan.n_tiles, 1, 1), np.float32)
+            return ir.passes.PassResult(model, modified=True)
+        proto = ir.serde.serialize_model(model)
+        known = {o.name for o in proto.graph.output}
+        names = [plan.input.name for plan in layers]
+        for name in names:
+            if name not in known:
+                proto.graph.output.append(_value_info(name))
+                known.add(name)
+        try:
+            sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+            outs = sess.run(names, self.feeds)
+        except Exception as err:  # onnxruntime raises its own exception types
+            raise DataError(f"Calibration data could not be run through the model: {err}") from err
+        q = self.periphery.input_range_percentile
+        for plan, x in zip(layers, outs):
+            xt = np.abs(tile_input(np.asarray(x, np.float32), plan.n_tiles, plan.tile_rows))
+            r = np.percentile(xt.reshape(plan.n_tiles, -1), q, axis=1)
+            plan.in_range = np.where(r > 0, r, 1.0).astype(np.float32).reshape(plan.n_tiles, 1, 1)
+        return ir.passes.PassResult(model, modified=True)
+
+
+def _value_info(name: str):
+    import onnx
+
+    vi = onnx.ValueInfoProto()
+    vi.name = name
+    return vi

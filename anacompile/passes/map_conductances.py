@@ -1,0 +1,36 @@
+"""MapConductancesPass: translate every analog layer's weights into target conductances.
+
+Per tile and column the weights are normalised to u = W / gamma in [-1, 1] (gamma = max |W| of the
+column within the tile, the digital output scale; Rasch et al. 2023), then the programming strategy
+(:mod:`anacompile.mapping`) gives the target conductances of its P differential pairs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx_ir as ir
+
+from anacompile.mapping import ConductanceMapping, normalise_columns
+from anacompile.passes._layer import analog_layers
+
+__all__ = ["MapConductancesPass"]
+
+
+class MapConductancesPass(ir.passes.InPlacePass):
+    """Set ``col_scale`` (n_tiles, 1, N) and ``g_target`` (P, 2, n_tiles, rows, N) of every analog layer."""
+
+    def __init__(self, device, mapping: ConductanceMapping) -> None:
+        super().__init__()
+        self.device = device
+        self.mapping = mapping
+
+    def call(self, model: ir.Model) -> ir.passes.PassResult:
+        modified = False
+        for _, plan in analog_layers(model):
+            if plan.g_target is not None:
+                continue
+            u, gamma = normalise_columns(plan.tiled_weight(), axis=1)
+            plan.col_scale = gamma.astype(np.float32)
+            plan.g_target = self.mapping.encode(u, self.device.g_min_us, self.device.g_max_us).astype(np.float32)
+            modified = True
+        return ir.passes.PassResult(model, modified=modified)

@@ -1,0 +1,111 @@
+"""MarkAnalogOpsPass: find the weight-bearing ops whose weight is a constant and plan them as analog.
+
+Handlers are registered per ``(domain, op_type)``; each returns a :class:`LayerPlan` for a node that can
+run on crossbar tiles or raises :class:`_Digital` with the reason it stays digital. Ops with no handler
+stay as they are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import onnx_ir as ir
+
+from anacompile.passes._layer import DIGITAL_KEY, LAYER_KEY, LayerPlan
+
+__all__ = ["HANDLERS", "MarkAnalogOpsPass"]
+
+
+class _Digital(Exception):
+    """A weight-bearing node that stays digital, with the reason."""
+
+
+def _const(value: ir.Value | None) -> np.ndarray | None:
+    if value is None:
+        return None
+    tensor = ir.convenience.get_const_tensor(value)
+    return None if tensor is None else tensor.numpy()
+
+
+def _attr(node: ir.Node, name: str, default):
+    a = node.attributes.get(name)
+    return default if a is None else a.value
+
+
+def _plan_matmul(node: ir.Node, name: str) -> LayerPlan:
+    w = _const(node.inputs[1])
+    if w is None:
+        if _const(node.inputs[0]) is not None:
+            raise _Digital("constant is the left operand (x = W a); only y = a W is mapped")
+        raise _Digital("activation x activation product (no constant weight)")
+    if w.ndim != 2:
+        raise _Digital(f"weight has rank {w.ndim}; only 2-D weights are mapped")
+    if not np.issubdtype(w.dtype, np.floating):
+        raise _Digital(f"weight dtype {w.dtype} is not floating point")
+    return LayerPlan(name=name, source_op="MatMul", weight=w.astype(np.float64), bias=None, input=node.inputs[0])
+
+
+def _plan_gemm(node: ir.Node, name: str) -> LayerPlan:
+    if _attr(node, "transA", 0):
+        raise _Digital("transA=1 is not mapped")
+    w = _const(node.inputs[1])
+    if w is None:
+        raise _Digital("B is not a constant initializer")
+    if not np.issubdtype(w.dtype, np.floating):
+        raise _Digital(f"weight dtype {w.dtype} is not floating point")
+    w = w.astype(np.float64)
+    if _attr(node, "transB", 0):
+        w = w.T
+    w = w * float(_attr(node, "alpha", 1.0))
+    beta = float(_attr(node, "beta", 1.0))
+    bias = None
+    extra = {}
+    c_value = node.inputs[2] if len(node.inputs) > 2 else None
+    if c_value is not None:
+        c = _const(c_value)
+        if c is not None and c.size in (1, w.shape[1]) and (c.ndim <= 1 or c.shape[0] == 1):
+            bias = np.broadcast_to(c.reshape(-1).astype(np.float64) * beta, (w.shape[1],)).copy()
+        else:
+            extra["digital_bias"] = (c_value, beta)  # added digitally after the analog op
+    return LayerPlan(name=name, source_op="Gemm", weight=w, bias=bias, input=node.inputs[0], extra=extra)
+
+
+HANDLERS: dict[tuple[str, str], Callable[[ir.Node, str], LayerPlan]] = {
+    ("", "MatMul"): _plan_matmul,
+    ("", "Gemm"): _plan_gemm,
+}
+"""Analog-capable ops by (domain, op_type)."""
+
+
+class MarkAnalogOpsPass(ir.passes.InPlacePass):
+    """Mark every MatMul/Gemm with a constant 2-D weight as an analog layer; note why others stay digital.
+
+    A second run changes nothing: nodes already marked, or already rewritten to the analog domain, are
+    skipped.
+    """
+
+    def call(self, model: ir.Model) -> ir.passes.PassResult:
+        modified = False
+        used: set[str] = set()
+        for index, node in enumerate(model.graph):
+            handler = HANDLERS.get((node.domain, node.op_type))
+            if handler is None or LAYER_KEY in node.meta or DIGITAL_KEY in node.meta:
+                continue
+            name = _unique(node.name or f"{node.op_type.lower()}_{index}", used)
+            try:
+                node.meta[LAYER_KEY] = handler(node, name)
+            except _Digital as reason:
+                node.meta[DIGITAL_KEY] = str(reason)
+            modified = True
+        return ir.passes.PassResult(model, modified=modified)
+
+
+def _unique(name: str, used: set[str]) -> str:
+    clean = "".join(ch if ch.isalnum() or ch in "_-" else "_" for ch in name).strip("_") or "layer"
+    candidate, i = clean, 1
+    while candidate in used:
+        i += 1
+        candidate = f"{clean}_{i}"
+    used.add(candidate)
+    return candidate

@@ -1,0 +1,37 @@
+"""PartitionWeightsPass: assign every analog layer's weight matrix to crossbar tiles.
+
+Why: a tile has a fixed size, so a K x N matrix is split into ceil(K/rows) row blocks, each with its own
+DAC and ADC, whose partial sums are added digitally (Rasch et al. 2023, "Standard AIMC crossbar model";
+reference/papers.md, section (c)). Columns are split into ceil(N/cols) blocks for the report; in this
+model columns are independent, so the column split does not change the arithmetic.
+"""
+
+from __future__ import annotations
+
+import math
+
+import onnx_ir as ir
+
+from anacompile.crossbar.periphery import Periphery
+from anacompile.passes._layer import analog_layers
+
+__all__ = ["PartitionWeightsPass"]
+
+
+class PartitionWeightsPass(ir.passes.InPlacePass):
+    """Set ``n_tiles``, ``tile_rows`` and ``n_col_tiles`` of every analog layer plan."""
+
+    def __init__(self, periphery: Periphery) -> None:
+        super().__init__()
+        self.periphery = periphery
+
+    def call(self, model: ir.Model) -> ir.passes.PassResult:
+        modified = False
+        for _, plan in analog_layers(model):
+            if plan.n_tiles:
+                continue  # already partitioned: a second run changes nothing
+            plan.tile_rows = self.periphery.tile_rows
+            plan.n_tiles = max(1, math.ceil(plan.k / plan.tile_rows))
+            plan.n_col_tiles = max(1, math.ceil(plan.n_out / self.periphery.tile_cols))
+            modified = True
+        return ir.passes.PassResult(model, modified=modified)

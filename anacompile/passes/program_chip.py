@@ -1,0 +1,52 @@
+"""ProgramChipPass: program one simulated chip (programming noise, drift exponents) and its GDC reference.
+
+The compiled file carries the programmed state of chip ``chip`` of experiment ``seed``, so that a stock
+onnxruntime runs that chip at any ``t_inference`` with no anacompile installed. The analog session
+re-programs any other chip from the stored targets with the same functions
+(:mod:`anacompile.runtime.chip_state`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx_ir as ir
+
+from anacompile.crossbar.periphery import DriftCompensation
+from anacompile.mapping import ConductanceMapping
+from anacompile.passes._layer import analog_layers
+from anacompile.programming.chip import program_chip
+from anacompile.runtime.chip_state import chip_rng, compensation_reference, read_weights
+
+__all__ = ["ProgramChipPass"]
+
+
+class ProgramChipPass(ir.passes.InPlacePass):
+    """Set ``g_prog``, ``nu`` and ``gdc_ref`` of every analog layer."""
+
+    def __init__(self, device, mapping: ConductanceMapping, compensation: DriftCompensation,
+                 seed: int = 0, chip: int = 0, method: str = "gaussian") -> None:
+        super().__init__()
+        self.device = device
+        self.mapping = mapping
+        self.compensation = compensation
+        self.seed = seed
+        self.chip = chip
+        self.method = method
+
+    def call(self, model: ir.Model) -> ir.passes.PassResult:
+        modified = False
+        gain = self.mapping.gain_us(self.device.g_min_us, self.device.g_max_us)
+        for index, (_, plan) in enumerate(analog_layers(model)):
+            if plan.g_prog is not None:
+                continue
+            g_prog, nu = program_chip(
+                plan.g_target.astype(np.float64), self.mapping.significance, gain, self.device,
+                chip_rng(self.seed, self.chip, "program", index), method=self.method,
+            )
+            w0 = read_weights(g_prog, nu, 0.0, self.device, self.mapping.significance, gain,
+                              chip_rng(self.seed, self.chip, "calibrate", index))
+            plan.g_prog = g_prog.astype(np.float32)
+            plan.nu = nu.astype(np.float32)
+            plan.gdc_ref = compensation_reference(w0, self.compensation)
+            modified = True
+        return ir.passes.PassResult(model, modified=modified)

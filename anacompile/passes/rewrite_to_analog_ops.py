@@ -1,0 +1,118 @@
+"""RewriteToAnalogOpsPass: replace every planned MatMul/Gemm by AnalogChipWeights + AnalogMatMul.
+
+Per layer ``L`` the graph gains initializers ``L.g_target`` (programming plan), ``L.g_prog`` and ``L.nu``
+(the programmed chip's state), ``L.gdc_ref``, ``L.col_scale``, ``L.in_range``, ``L.bias``,
+``L.ir_row_weight``, and two nodes in domain ``ai.anacompile``::
+
+    (L.w_eff, L.alpha) = AnalogChipWeights(L.g_prog, L.nu, t_inference, L.gdc_ref)
+    Y                  = AnalogMatMul(X, L.w_eff, L.col_scale, L.in_range, L.alpha, L.bias,
+                                      anacompile.noise_bank, L.ir_row_weight)
+
+``t_inference`` is a scalar graph input with a stored default of 0 s (an overridable initializer), so
+tools that know nothing of time can ignore it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx_ir as ir
+
+from anacompile import ops
+from anacompile.crossbar.periphery import Periphery
+from anacompile.crossbar.reference import ir_row_weights
+from anacompile.passes._layer import LAYER_KEY, analog_layers
+from anacompile.runtime.chip_state import chip_rng, noise_bank
+from anacompile.runtime.functions import analog_matmul_attributes, chip_weights_attributes
+
+__all__ = ["RewriteToAnalogOpsPass"]
+
+
+def _initializer(graph: ir.Graph, name: str, array: np.ndarray) -> ir.Value:
+    value = ir.Value(name=name, const_value=ir.tensor(np.array(array, order="C"), name=name))
+    value.shape = ir.Shape(array.shape)
+    value.type = ir.TensorType(ir.DataType.from_numpy(array.dtype))
+    graph.register_initializer(value)
+    return value
+
+
+class RewriteToAnalogOpsPass(ir.passes.InPlacePass):
+    """Rewrite every planned layer to the analog ops; a second run finds nothing left to rewrite."""
+
+    def __init__(self, device, mapping, periphery: Periphery, seed: int = 0, chip: int = 0) -> None:
+        super().__init__()
+        self.device = device
+        self.mapping = mapping
+        self.periphery = periphery
+        self.seed = seed
+        self.chip = chip
+
+    def call(self, model: ir.Model) -> ir.passes.PassResult:
+        layers = analog_layers(model)
+        if not layers:
+            return ir.passes.PassResult(model, modified=False)
+        graph = model.graph
+        t_inf = graph.initializers.get(ops.T_INFERENCE)
+        if t_inf is None:
+            t_inf = _initializer(graph, ops.T_INFERENCE, np.zeros((), np.float32))
+            graph.inputs.append(t_inf)
+        bank = graph.initializers.get(ops.NOISE_BANK)
+        if bank is None and self.periphery.has_mvm_noise:
+            bank = _initializer(graph, ops.NOISE_BANK, noise_bank(
+                self.periphery.noise_bank_size, chip_rng(self.seed, self.chip, "bank")))
+        gain = self.mapping.gain_us(self.device.g_min_us, self.device.g_max_us)
+        for index, (node, plan) in enumerate(layers):
+            L = plan.name
+
+            def init(suffix: str, array: np.ndarray, L: str = L) -> ir.Value:
+                return _initializer(graph, f"{L}.{suffix}", array)
+
+            init(ops.G_TARGET, plan.g_target)
+            chip_node = ir.node(
+                ops.CHIP_WEIGHTS,
+                [init(ops.G_PROG, plan.g_prog), init(ops.NU, plan.nu), t_inf, init(ops.GDC_REF, plan.gdc_ref)],
+                attributes=chip_weights_attributes(self.device, self.mapping.significance, gain,
+                                                   seed=_node_seed(self.seed, self.chip, 2 * index)),
+                domain=ops.DOMAIN, num_outputs=2, name=f"{L}.chip",
+            )
+            w_eff, alpha = chip_node.outputs
+            w_eff.name, alpha.name = f"{L}.{ops.W_EFF}", f"{L}.{ops.ALPHA}"
+            bias = plan.bias if plan.bias is not None else np.zeros(plan.n_out)
+            mm_node = ir.node(
+                ops.ANALOG_MATMUL,
+                [plan.input, w_eff, init(ops.COL_SCALE, plan.col_scale), init(ops.IN_RANGE, _in_range(plan)),
+                 alpha, init(ops.BIAS, bias.astype(np.float32)), bank,
+                 init(ops.IR_WEIGHT, ir_row_weights(plan.tile_rows))],
+                attributes=analog_matmul_attributes(self.periphery, plan.tile_rows,
+                                                    seed=_node_seed(self.seed, self.chip, 2 * index + 1)),
+                domain=ops.DOMAIN, name=L,
+            )
+            new_nodes = [chip_node, mm_node]
+            out = mm_node.outputs[0]
+            digital_bias = plan.extra.get("digital_bias")
+            if digital_bias is not None:
+                c_value, beta = digital_bias
+                scaled = ir.node("Mul", [c_value, _initializer(graph, f"{L}.beta", np.asarray(beta, np.float32))])
+                add = ir.node("Add", [out, scaled.outputs[0]])
+                new_nodes += [scaled, add]
+                out = add.outputs[0]
+            old_out = node.outputs[0]
+            out.shape, out.type = old_out.shape, old_out.type
+            old_inputs = [v for v in node.inputs if v is not None]
+            ir.convenience.replace_nodes_and_values(graph, node, [node], new_nodes, [old_out], [out])
+            node.meta.pop(LAYER_KEY, None)
+            for value in old_inputs:  # the source weight (and bias) now live in the analog initializers
+                if value.name in graph.initializers and not value.uses() and not value.is_graph_input():
+                    del graph.initializers[value.name]
+        return ir.passes.PassResult(model, modified=True)
+
+
+def _in_range(plan) -> np.ndarray:
+    if plan.in_range is not None:
+        return plan.in_range
+    return np.ones((plan.n_tiles, 1, 1), np.float32)
+
+
+def _node_seed(seed: int, chip: int, index: int) -> float:
+    """A float seed for a node's in-graph random op, distinct per node and chip, exact in float32."""
+    ss = np.random.SeedSequence(int(seed), spawn_key=(int(chip), 99, int(index)))
+    return float(int(ss.generate_state(1)[0]) % (1 << 24))

@@ -1,0 +1,255 @@
+"""ONNX function bodies (model-local FunctionProtos) of the analog ops, built from standard ops only.
+
+A compiled model carries these functions, so it passes ``onnx.checker.check_model(full_check=True)``, opens
+in Netron and runs in a stock onnxruntime with no plugin. The bodies are specialised per model by the
+structural switches of its :class:`~anacompile.crossbar.periphery.Periphery` (a noise source that is off
+is left out, never scaled to zero); the numbers (steps, bounds, sigmas, device constants) are attributes
+of the calling node, referenced from the body.
+
+``AnalogMatMul`` is the arithmetic of :func:`anacompile.crossbar.reference.analog_matmul_reference`, op
+for op. Per-MVM Gaussian noise is read from a bank of standard normals at a random offset (indices wrap
+modulo the bank length): a RandomNormalLike per MVM costs ~11 ns per element in onnxruntime, the gather
+~2 ns (docs/architecture.md). The analog session feeds each chip a bank from the chip's own seed, at least
+as long as one MVM's noise, so no draw repeats within an MVM.
+
+``AnalogChipWeights`` is the per-(chip, t) stage: drift and 1/f read noise of the device model
+(:mod:`anacompile.devices.pcm`), pair differences with significance factors, and drift compensation. The
+analog session computes the same with numpy once per (chip, t) and feeds it instead
+(:mod:`anacompile.runtime.session`); in the file it makes the model self-contained for deployment.
+"""
+
+from __future__ import annotations
+
+import onnx
+from onnx import AttributeProto, TensorProto, helper
+
+from anacompile import ops
+from anacompile.crossbar.periphery import DriftCompensation, InputRange, Periphery
+from anacompile.crossbar.reference import ABSMAX_EPS
+
+__all__ = [
+    "MATMUL_INPUTS",
+    "CHIP_INPUTS",
+    "analog_matmul_attributes",
+    "build_analog_matmul_function",
+    "build_chip_weights_function",
+    "chip_weights_attributes",
+]
+
+MATMUL_INPUTS = ("X", "W", "col_scale", "in_range", "alpha", "bias", "noise_bank")
+CHIP_INPUTS = ("g_prog", "nu", "t_inference", "gdc_ref")
+GDC_EPS = 1e-12
+MATMUL_ATTRIBUTES = ("seed", "dac_step", "dac_bound", "adc_step", "adc_bound", "read_noise_var",
+                     "out_noise_var", "out_noise", "ir_drop", "ir_a_scale")
+CHIP_ATTRIBUTES = ("seed", "significance", "inv_gain", "g_max_us", "t0_s", "q_coefficient", "q_exponent",
+                   "q_floor", "q_max", "two_t_read_s", "t_read_s")
+
+
+class _Body:
+    """Accumulates the nodes of a function body with unique value names."""
+
+    def __init__(self) -> None:
+        self.nodes: list[onnx.NodeProto] = []
+        self._n = 0
+        self._attr_done: set[str] = set()
+
+    def op(self, op_type: str, *inputs: str, n_out: int = 1, **attrs) -> str:
+        outs = [f"_{op_type.lower()}{self._n}_{i}" for i in range(n_out)]
+        self._n += 1
+        self.nodes.append(helper.make_node(op_type, list(inputs), outs, **attrs))
+        return outs[0]
+
+    def const(self, value, dtype: int = TensorProto.FLOAT) -> str:
+        """A constant tensor of shape () (scalar) or (n,) for a list."""
+        if isinstance(value, (list, tuple)):
+            t = helper.make_tensor(f"c{self._n}", dtype, [len(value)], list(value))
+        else:
+            t = helper.make_tensor(f"c{self._n}", dtype, [], [value])
+        return self.op("Constant", value=t)
+
+    def attr_const(self, attr_name: str, kind: str = "float") -> str:
+        """A Constant whose value is the calling node's attribute ``attr_name``."""
+        out = f"_attr_{attr_name}"
+        if out in self._attr_done:
+            return out
+        self._attr_done.add(out)
+        node = helper.make_node("Constant", [], [out])
+        a = AttributeProto()
+        if kind == "float":
+            a.name, a.type = "value_float", AttributeProto.FLOAT
+        else:
+            a.name, a.type = "value_floats", AttributeProto.FLOATS
+        a.ref_attr_name = attr_name
+        node.attribute.append(a)
+        self.nodes.append(node)
+        return out
+
+    def reduce(self, op_type: str, x: str, axes: list[int], keepdims: int, opset: int) -> str:
+        if op_type == "ReduceSum" or opset >= 18:
+            return self.op(op_type, x, self.const(axes, TensorProto.INT64), keepdims=keepdims)
+        return self.op(op_type, x, axes=axes, keepdims=keepdims)
+
+
+def analog_matmul_attributes(periphery: Periphery, tile_rows: int, seed: int) -> dict[str, float]:
+    """Attribute values of an ``AnalogMatMul`` node (the numbers its body references)."""
+    p = periphery
+    return {
+        "seed": float(seed),
+        "dac_step": float(p.dac_step or 0.0),
+        "dac_bound": float(p.dac_bound),
+        "adc_step": float(p.adc_step or 0.0),
+        "adc_bound": float(p.adc_bound or 0.0),
+        "read_noise_var": float(p.read_noise**2),
+        "out_noise_var": float(p.out_noise**2),
+        "out_noise": float(p.out_noise),
+        "ir_drop": float(p.ir_drop),
+        "ir_a_scale": float(tile_rows / p.ir_drop_g_ratio),
+    }
+
+
+def build_analog_matmul_function(periphery: Periphery, opset: int) -> onnx.FunctionProto:
+    """``AnalogMatMul(X, W, col_scale, in_range, alpha, bias, noise_bank, ir_row_weight) -> Y``.
+
+    Shapes: X (..., K); W (n_tiles, tile_rows, N); col_scale, alpha (n_tiles, 1, N); in_range
+    (n_tiles, 1, 1); bias (N,); noise_bank (M,); ir_row_weight (tile_rows, 1); Y (..., N).
+    """
+    p = periphery
+    b = _Body()
+    i64 = TensorProto.INT64
+    shape_w = b.op("Shape", "W")
+    nb = b.op("Slice", shape_w, b.const([0], i64), b.const([1], i64))
+    tr = b.op("Slice", shape_w, b.const([1], i64), b.const([2], i64))
+    n_out = b.op("Slice", shape_w, b.const([2], i64), b.const([3], i64))
+    shape_x = b.op("Shape", "X")
+    lead = b.op("Slice", shape_x, b.const([0], i64), b.const([-1], i64))
+    k = b.op("Slice", shape_x, b.const([-1], i64), b.const([2**62], i64))
+    x2 = b.op("Reshape", "X", b.op("Concat", b.const([-1], i64), k, axis=0))
+    pad = b.op("Sub", b.op("Mul", nb, tr), k)
+    xp = b.op("Pad", x2, b.op("Concat", b.const([0, 0, 0], i64), pad, axis=0))
+    xb = b.op("Reshape", xp, b.op("Concat", b.const([-1], i64), nb, tr, axis=0))
+    xt = b.op("Transpose", xb, perm=[1, 0, 2])
+    if p.dac_bits is None:
+        xq, scale = xt, None
+    else:
+        if p.input_range is InputRange.STATIC:
+            scale = "in_range"
+        else:
+            amax = b.reduce("ReduceMax", b.op("Abs", xt), [2], 1, opset)
+            scale = b.op("Max", amax, b.const(ABSMAX_EPS))
+        bound = b.attr_const("dac_bound")
+        xc = b.op("Clip", b.op("Div", xt, scale), b.op("Neg", bound), bound)
+        step = b.attr_const("dac_step")
+        xq = b.op("Mul", b.op("Round", b.op("Div", xc, step)), step)
+    z = b.op("MatMul", xq, "W")
+    abs_w = b.op("Abs", "W") if (p.read_noise > 0 or p.ir_drop > 0) else None
+    if p.ir_drop > 0:
+        a = b.op("Mul", b.op("MatMul", b.op("Abs", xq), abs_w), b.attr_const("ir_a_scale"))
+        inner = b.op("Add", b.op("Mul", a, b.op("Sub", b.op("Mul", a, b.const(0.05)), b.const(0.2))), b.const(0.5))
+        c = b.op("Mul", a, inner)
+        z_ir = b.op("MatMul", xq, b.op("Mul", "W", "ir_row_weight"))
+        z = b.op("Sub", z, b.op("Mul", b.op("Mul", b.attr_const("ir_drop"), c), z_ir))
+    if p.has_mvm_noise:
+        need = b.op("Size", z)
+        bank_len = b.op("Size", "noise_bank")
+        u = b.op("RandomUniform", dtype=TensorProto.FLOAT, shape=[1])
+        _set_seed_ref(b.nodes[-1])
+        off = b.op("Cast", b.op("Floor", b.op("Mul", u, b.op("Cast", bank_len, to=TensorProto.FLOAT))), to=i64)
+        idx = b.op("Mod", b.op("Add", b.op("Range", b.const(0, i64), need, b.const(1, i64)), off), bank_len)
+        xi = b.op("Reshape", b.op("Gather", "noise_bank", idx, axis=0), b.op("Shape", z))
+        if p.read_noise > 0:
+            var = b.op("Add", b.op("Mul", b.op("MatMul", b.op("Mul", xq, xq), abs_w),
+                                   b.attr_const("read_noise_var")), b.attr_const("out_noise_var"))
+            z = b.op("Add", z, b.op("Mul", b.op("Sqrt", var), xi))
+        else:
+            z = b.op("Add", z, b.op("Mul", b.attr_const("out_noise"), xi))
+    if p.adc_bits is not None:
+        step = b.attr_const("adc_step")
+        z = b.op("Mul", b.op("Round", b.op("Div", z, step)), step)
+    if p.adc_bound is not None:
+        bound = b.attr_const("adc_bound")
+        z = b.op("Clip", z, b.op("Neg", bound), bound)
+    if scale is not None:
+        z = b.op("Mul", z, scale)
+    y = b.op("Mul", z, b.op("Mul", "col_scale", "alpha"))
+    y = b.op("Add", b.reduce("ReduceSum", y, [0], 0, opset), "bias")
+    b.op("Reshape", y, b.op("Concat", lead, n_out, axis=0))
+    b.nodes[-1].output[0] = "Y"
+    attrs = list(MATMUL_ATTRIBUTES)
+    return helper.make_function(
+        ops.DOMAIN, ops.ANALOG_MATMUL, [*MATMUL_INPUTS, "ir_row_weight"], ["Y"], b.nodes,
+        [helper.make_opsetid("", opset)], attributes=attrs,
+        doc_string="Analog crossbar MVM with DAC, tiles, noise, IR drop, ADC, digital scales (anacompile).",
+    )
+
+
+def _set_seed_ref(node: onnx.NodeProto) -> None:
+    a = AttributeProto()
+    a.name, a.type, a.ref_attr_name = "seed", AttributeProto.FLOAT, "seed"
+    node.attribute.append(a)
+
+
+def chip_weights_attributes(device, significance, gain_us: float, seed: int) -> dict:
+    """Attribute values of an ``AnalogChipWeights`` node, from the device dataclass fields."""
+    return {
+        "seed": float(seed),
+        "significance": [float(f) for f in significance],
+        "inv_gain": 1.0 / float(gain_us),
+        "g_max_us": float(device.g_max_us),
+        "t0_s": float(device.drift.t0_s),
+        "q_coefficient": float(device.read_noise.q_coefficient),
+        "q_exponent": float(device.read_noise.q_exponent),
+        "q_floor": float(device.read_noise.q_floor),
+        "q_max": float(device.read_noise.q_max),
+        "two_t_read_s": float(2.0 * device.read_noise.t_read_s),
+        "t_read_s": float(device.read_noise.t_read_s),
+    }
+
+
+def build_chip_weights_function(compensation: DriftCompensation, opset: int) -> onnx.FunctionProto:
+    """``AnalogChipWeights(g_prog, nu, t_inference, gdc_ref) -> (W, alpha)``: one chip's weights at t.
+
+    Device model (reference/papers.md, "PCM device model", items 2-3): t = t_inf + t0,
+    g_drift = g_prog (t/t0)^-nu, g = max(g_drift + |g_drift| Q_s(|g_prog|/g_max) sqrt(ln((t + t_r)/(2 t_r))) xi, 0),
+    Q_s(g^) = min(q / max(g^^e, q_floor), q_max). Then W = sum_p F_p (G+_p - G-_p) / gain and the drift
+    compensation alpha = gdc_ref / sum|W| (global; per column for ``column``; ones for ``none``).
+    """
+    b = _Body()
+    i64 = TensorProto.INT64
+    t = b.op("Add", "t_inference", b.attr_const("t0_s"))
+    log_ratio = b.op("Log", b.op("Div", t, b.attr_const("t0_s")))
+    g_drift = b.op("Mul", "g_prog", b.op("Exp", b.op("Neg", b.op("Mul", "nu", log_ratio))))
+    bw = b.op("Sqrt", b.op("Log", b.op("Div", b.op("Add", t, b.attr_const("t_read_s")), b.attr_const("two_t_read_s"))))
+    ghat = b.op("Div", b.op("Abs", "g_prog"), b.attr_const("g_max_us"))
+    powed = b.op("Pow", ghat, b.attr_const("q_exponent"))
+    q = b.op("Min", b.op("Div", b.attr_const("q_coefficient"), b.op("Max", powed, b.attr_const("q_floor"))),
+             b.attr_const("q_max"))
+    xi = b.op("RandomNormalLike", "g_prog", dtype=TensorProto.FLOAT)
+    _set_seed_ref(b.nodes[-1])
+    noise = b.op("Mul", b.op("Mul", b.op("Mul", b.op("Abs", g_drift), q), bw), xi)
+    g_t = b.op("Relu", b.op("Add", g_drift, noise))
+    g_pos = b.op("Gather", g_t, b.const(0, i64), axis=1)
+    g_neg = b.op("Gather", g_t, b.const(1, i64), axis=1)
+    sig = b.op("Reshape", b.attr_const("significance", "floats"), b.const([-1, 1, 1, 1], i64))
+    w = b.reduce("ReduceSum", b.op("Mul", b.op("Sub", g_pos, g_neg), sig), [0], 0, opset)
+    w = b.op("Mul", w, b.attr_const("inv_gain"))
+    b.nodes[-1].output[0] = "W"
+    w = "W"
+    shape_alpha = b.op("Concat", b.op("Slice", b.op("Shape", w), b.const([0], i64), b.const([1], i64)),
+                       b.const([1], i64),
+                       b.op("Slice", b.op("Shape", w), b.const([2], i64), b.const([3], i64)), axis=0)
+    if compensation is DriftCompensation.NONE:
+        alpha = b.op("Expand", b.const(1.0), shape_alpha)
+    elif compensation is DriftCompensation.GLOBAL:
+        cur = b.reduce("ReduceSum", b.op("Abs", w), [0, 1, 2], 0, opset)
+        alpha = b.op("Expand", b.op("Div", "gdc_ref", b.op("Max", cur, b.const(GDC_EPS))), shape_alpha)
+    else:
+        cur = b.reduce("ReduceSum", b.op("Abs", w), [1], 1, opset)
+        alpha = b.op("Div", "gdc_ref", b.op("Max", cur, b.const(GDC_EPS)))
+    b.op("Identity", alpha)
+    b.nodes[-1].output[0] = "alpha"
+    attrs = list(CHIP_ATTRIBUTES)
+    return helper.make_function(
+        ops.DOMAIN, ops.CHIP_WEIGHTS, list(CHIP_INPUTS), ["W", "alpha"], b.nodes,
+        [helper.make_opsetid("", opset)], attributes=attrs,
+        doc_string="One programmed chip's effective weights at t_inference: drift, 1/f read noise, GDC.",
+    )
