@@ -207,7 +207,7 @@ def _layer_reports(model: ir.Model, peri: Periphery) -> list[LayerReport]:
             continue
         if LAYER_KEY in node.meta:
             plan = node.meta[LAYER_KEY]
-            cap = plan.n_tiles * plan.tile_rows * plan.n_col_tiles * peri.tile_cols
+            cap = plan.n_tiles * peri.tile_rows * plan.n_col_tiles * peri.tile_cols
             rows.append(LayerReport(
                 name=plan.name, op=node.op_type, analog=True, weight_shape=[plan.k, plan.n_out],
                 tiles=[plan.n_tiles, plan.n_col_tiles], utilisation=float(plan.k * plan.n_out / cap),

@@ -89,9 +89,10 @@ def analog_matmul_reference(
     need_abs = periphery.read_noise > 0 or periphery.ir_drop > 0
     abs_w = np.abs(w_eff) if need_abs else None
     if periphery.ir_drop > 0:
-        a = np.matmul(np.abs(xq), abs_w) * F32(tile_rows / periphery.ir_drop_g_ratio)
+        # n = the physical rows of a tile; a layer on one tile occupies its first K rows
+        a = np.matmul(np.abs(xq), abs_w) * F32(periphery.tile_rows / periphery.ir_drop_g_ratio)
         c = a * (a * (a * F32(0.05) - F32(0.2)) + F32(0.5))
-        z_ir = np.matmul(xq, w_eff * ir_row_weights(tile_rows))
+        z_ir = np.matmul(xq, w_eff * ir_row_weights(periphery.tile_rows)[:tile_rows])
         z = z - F32(periphery.ir_drop) * c * z_ir
     if noise is not None and periphery.has_mvm_noise:
         if periphery.read_noise > 0:

@@ -228,4 +228,9 @@ def merge_overrides(instance: _T, overrides: Mapping[Any, Any], path: str = "") 
                 )
         else:
             changes[key] = value
-    return dataclasses.replace(instance, **changes)
+    try:
+        return dataclasses.replace(instance, **changes)
+    except DeviceError as err:
+        if not path:
+            raise
+        raise DeviceError(f"In {path.rstrip('.')!r}: {err}") from err

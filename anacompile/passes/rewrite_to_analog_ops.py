@@ -81,8 +81,8 @@ class RewriteToAnalogOpsPass(ir.passes.InPlacePass):
                 ops.ANALOG_MATMUL,
                 [plan.input, w_eff, init(ops.COL_SCALE, plan.col_scale), init(ops.IN_RANGE, _in_range(plan)),
                  alpha, init(ops.BIAS, bias.astype(np.float32)), bank,
-                 init(ops.IR_WEIGHT, ir_row_weights(plan.tile_rows))],
-                attributes=analog_matmul_attributes(self.periphery, plan.tile_rows,
+                 init(ops.IR_WEIGHT, ir_row_weights(self.periphery.tile_rows)[: plan.tile_rows])],
+                attributes=analog_matmul_attributes(self.periphery,
                                                     seed=_node_seed(self.seed, self.chip, 2 * index + 1)),
                 domain=ops.DOMAIN, name=L,
             )

@@ -90,7 +90,7 @@ class _Body:
         return self.op(op_type, x, axes=axes, keepdims=keepdims)
 
 
-def analog_matmul_attributes(periphery: Periphery, tile_rows: int, seed: int) -> dict[str, float]:
+def analog_matmul_attributes(periphery: Periphery, seed: int) -> dict[str, float]:
     """Attribute values of an ``AnalogMatMul`` node (the numbers its body references)."""
     p = periphery
     return {
@@ -103,7 +103,7 @@ def analog_matmul_attributes(periphery: Periphery, tile_rows: int, seed: int) ->
         "out_noise_var": float(p.out_noise**2),
         "out_noise": float(p.out_noise),
         "ir_drop": float(p.ir_drop),
-        "ir_a_scale": float(tile_rows / p.ir_drop_g_ratio),
+        "ir_a_scale": float(p.tile_rows / p.ir_drop_g_ratio),  # n = physical rows of a tile
     }
 
 

@@ -1,0 +1,243 @@
+"""The ``anacompile`` command line: a thin typer app over the public API.
+
+``anacompile MODEL.onnx [options]`` (no sub-command) is ``anacompile compile MODEL.onnx [options]``.
+Errors anacompile raises on purpose print as one line on stderr and exit with 1 (``--verbose`` shows the
+traceback); usage errors exit with 2. ``--json`` prints exactly one JSON document on stdout; progress and
+logs go to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from anacompile.errors import AnacompileError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Compile ONNX networks for analog in-memory-computing crossbars and evaluate them over time.")
+err_console = Console(stderr=True)
+out_console = Console()
+_STATE = {"verbose": False}
+
+
+@app.callback()
+def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Show tracebacks and debug logs.")) -> None:
+    _STATE["verbose"] = verbose
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s")
+
+
+@app.command("compile")
+def compile_cmd(
+    model: Path = typer.Argument(..., help="Source ONNX model."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Output (default: MODEL.analog.onnx beside MODEL)."),
+    device: str = typer.Option("pcm", "--device", "-d", help="Device preset (see `anacompile devices`) or device file."),
+    periphery: str = typer.Option("standard", "--periphery", help="Periphery preset (standard, ideal) or YAML/JSON file."),
+    set_: list[str] = typer.Option([], "--set", help="Override a periphery key, e.g. --set adc_bits=6 (repeatable)."),
+    strategy: str = typer.Option("single", "--strategy", help="Programming strategy: single, dual, or a strategy JSON."),
+    calibration: Optional[str] = typer.Option(None, "--calibration", help="Data for static input ranges: digits or an .npz."),
+    seed: int = typer.Option(0, "--seed", help="Experiment seed."),
+    chip: int = typer.Option(0, "--chip", help="Chip whose programmed state is stored in the file."),
+    programming: str = typer.Option("gaussian", "--programming", help="Chip programming method."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing output."),
+    json_out: bool = typer.Option(False, "--json", help="Print the compile report as JSON."),
+) -> None:
+    """Compile MODEL for analog crossbar tiles and write the annotated ONNX model."""
+    from anacompile.compiler import compile_model
+
+    report = compile_model(model, output, device=device, periphery=periphery, periphery_overrides=list(set_),
+                           strategy=strategy, calibration=calibration, seed=seed, chip=chip,
+                           programming=programming, force=force)
+    if json_out:
+        print(json.dumps(report.to_dict()))
+        return
+    _print_layers(report)
+    for note in report.notes:
+        err_console.print(f"[yellow]note:[/] {note}")
+    out_console.print(f"wrote [bold]{report.output}[/]")
+
+
+def _print_layers(report) -> None:
+    table = Table(title=f"{Path(report.source).name} -> {report.device.get('name', '?')} crossbars")
+    for col in ("layer", "op", "weight", "tiles", "utilisation", "mapping"):
+        table.add_column(col)
+    for layer in report.layers:
+        shape = "x".join(str(d) for d in layer.weight_shape) or "-"
+        if layer.analog:
+            table.add_row(layer.name, layer.op, shape, f"{layer.tiles[0]}x{layer.tiles[1]}",
+                          f"{layer.utilisation:.1%}", "analog")
+        else:
+            table.add_row(layer.name, layer.op, shape, "-", "-", f"digital: {layer.reason}")
+    t = report.totals
+    table.caption = (f"{t['analog_layers']} analog, {t['digital_layers']} digital layers; {t['weights_mapped']:,} "
+                     f"weights mapped ({t['analog_parameter_share']:.1%} of parameters) on {t['tiles']} tiles")
+    out_console.print(table)
+
+
+@app.command("inspect")
+def inspect_cmd(model: Path = typer.Argument(..., help="Compiled model."),
+                json_out: bool = typer.Option(False, "--json", help="Print the report as JSON.")) -> None:
+    """Print the per-layer mapping report of a compiled model."""
+    from anacompile.compiler import read_report
+    from anacompile.model_io import load_proto
+
+    report = read_report(load_proto(model))
+    if json_out:
+        print(json.dumps(report.to_dict()))
+    else:
+        _print_layers(report)
+
+
+@app.command("devices")
+def devices_cmd(json_out: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
+    """List the built-in device presets and their parameters."""
+    from anacompile import devices
+
+    data = {name: devices.get(name).to_dict() for name in devices.available()}
+    if json_out:
+        print(json.dumps(data))
+        return
+    for name, params in data.items():
+        out_console.print(f"[bold]{name}[/]")
+        out_console.print_json(json.dumps(params))
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    model: Path = typer.Argument(..., help="Compiled model."),
+    data: str = typer.Option("digits", "--data", help="Built-in data set (digits) or .npz with inputs and labels."),
+    times: str = typer.Option("1s,1h,1d,1y", "--times", help="Times since programming, e.g. 1s,1h,1d,1y."),
+    chips: int = typer.Option(25, "--chips", help="Number of simulated chips."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Experiment seed (default: the compile seed)."),
+    compensation: Optional[str] = typer.Option(None, "--compensation", help="Drift compensation: none, global, column."),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Write the results as JSON to this file."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Write a plot (PNG/SVG/PDF) of accuracy over time."),
+    force: bool = typer.Option(False, "--force", help="Overwrite existing output files."),
+) -> None:
+    """Accuracy over time since programming, mean +- std over many simulated chips."""
+    from anacompile.evaluate.monte_carlo import evaluate
+    from anacompile.evaluate.plot import plot_accuracy_over_time
+    from anacompile.evaluate.times import format_time
+    from anacompile.model_io import check_output_path
+
+    for path in (json_path, plot):
+        if path is not None:
+            check_output_path(path, [model], force)
+    with _progress("chips x times") as advance:
+        result = evaluate(model, data=data, times=times, chips=chips, seed=seed, compensation=compensation,
+                          progress=advance)
+    table = Table(title=f"{model.name}: {result.metric} on {data}, {result.chips} chips, {result.compensation} compensation")
+    table.add_column("time")
+    table.add_column(f"{result.metric} (mean +- std)")
+    table.add_row("FP32 baseline", f"{result.baseline:.2%}")
+    for t, m, s in zip(result.times_s, result.accuracy_mean, result.accuracy_std):
+        table.add_row(format_time(t), f"{m:.2%} +- {s:.2%}")
+    out_console.print(table)
+    if json_path is not None:
+        result.save_json(json_path)
+        err_console.print(f"wrote {json_path}")
+    if plot is not None:
+        plot_accuracy_over_time([result], plot)
+        err_console.print(f"wrote {plot}")
+
+
+@app.command("demo")
+def demo_cmd(
+    out_dir: Path = typer.Option(Path("anacompile-demo"), "--out", help="Folder for the demo's outputs."),
+    chips: int = typer.Option(25, "--chips", help="Number of simulated chips."),
+) -> None:
+    """Compile the embedded digits MLP (noise-trained) for PCM and evaluate it over 1 s .. 1 y."""
+    from importlib.resources import files
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    source = out_dir / "digits_mlp_hwa.onnx"
+    source.write_bytes(files("anacompile.data").joinpath("digits_mlp_hwa.onnx").read_bytes())
+    compile_cmd(source, out_dir / "digits_mlp_hwa.analog.onnx", device="pcm", periphery="standard", set_=[],
+                strategy="single", calibration="digits", seed=0, chip=0, programming="gaussian", force=True,
+                json_out=False)
+    evaluate_cmd(out_dir / "digits_mlp_hwa.analog.onnx", data="digits", times="1s,1h,1d,1y", chips=chips,
+                 seed=None, compensation=None, json_path=out_dir / "result.json", plot=out_dir / "result.png",
+                 force=True)
+
+
+class _progress:
+    """Rich progress bar on stderr (off when stderr is not a terminal); yields ``advance(done, total)``."""
+
+    def __init__(self, description: str) -> None:
+        self.description = description
+
+    def __enter__(self):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TextColumn
+
+        self._p = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                           console=err_console, disable=not err_console.is_terminal, transient=True)
+        self._p.__enter__()
+        self._task = self._p.add_task(self.description, total=None)
+
+        def advance(done: int, total: int) -> None:
+            self._p.update(self._task, completed=done, total=total)
+
+        return advance
+
+    def __exit__(self, *exc) -> None:
+        self._p.__exit__(*exc)
+
+
+def _register_optional_commands() -> None:
+    try:
+        from anacompile.programming import cli_commands
+    except ImportError:
+        return
+    if hasattr(cli_commands, "optimize_command"):
+        app.command("optimize")(cli_commands.optimize_command)
+    if hasattr(cli_commands, "program_verify_command"):
+        app.command("program-verify")(cli_commands.program_verify_command)
+
+
+_register_optional_commands()
+_COMMANDS = {"demo", "compile", "inspect", "devices", "evaluate", "optimize", "program-verify", "mvm-error"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: ``anacompile MODEL.onnx ...`` is ``anacompile compile MODEL.onnx ...``."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    first = next((i for i, a in enumerate(args) if not a.startswith("-")), None)
+    if first is not None and args[first] not in _COMMANDS:
+        args.insert(first, "compile")
+    try:
+        app(args, standalone_mode=False)
+    except AnacompileError as err:
+        if _STATE["verbose"]:
+            raise
+        err_console.print(f"[red]error:[/] {err}", highlight=False, soft_wrap=True)
+        return 1
+    except typer.Exit as e:
+        return e.exit_code
+    except typer.Abort:
+        return 1
+    except Exception as err:  # click usage errors carry their own exit code
+        import click
+
+        if isinstance(err, click.exceptions.ClickException):
+            err.show()
+            return err.exit_code
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+def _console_main() -> None:
+    """Console-script wrapper: exit with :func:`main`'s status."""
+    sys.exit(main())
