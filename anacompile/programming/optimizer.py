@@ -269,7 +269,7 @@ class _CRNScorer:
     """TNMSE of a whole population on one fixed set of draws (common random numbers)."""
 
     def __init__(self, space: StrategySpace, u_matrix: NDArray[np.float64], device, times_s: Sequence[float],
-                 rng: np.random.Generator, chunk: int = 32) -> None:
+                 rng: np.random.Generator, chunk: int = 8) -> None:
         self.space, self.device, self.times_s, self.chunk = space, device, tuple(times_s), chunk
         self.u_matrix = u_matrix
         self.u = u_matrix.ravel()
@@ -333,6 +333,9 @@ class OptimizeSettings:
         mutation: DE differential weight (or (min, max) dithering).
         recombination: DE crossover probability.
         target_improvement: stop once the search loss is this fraction below the seed (best naive) loss.
+        patience: stop after this many generations without a relative improvement of 1e-4 of the best.
+        seed_with_naive: put the naive scan strategies (and jitter around the best) in the initial
+            population; false gives a plain Latin hypercube start (to test the search itself).
         time_budget_s: stop DE after this many seconds (the final fresh-draw comparison comes on top).
         n_repeats_final: fresh-draw programmings for the final comparison.
         points: ``quantile`` (table points at quantiles of |u|) or ``linear``.
@@ -352,6 +355,8 @@ class OptimizeSettings:
     mutation: float | tuple[float, float] = (0.3, 0.8)
     recombination: float = 0.5
     target_improvement: float = 0.15
+    patience: int = 40
+    seed_with_naive: bool = True
     time_budget_s: float = 60.0
     n_repeats_final: int = 30
     points: str = "quantile"
@@ -367,6 +372,7 @@ class OptimizeSettings:
             ("seeded_fraction", 0.0 <= self.seeded_fraction <= 1.0, "in [0, 1]"),
             ("seed_spread", self.seed_spread >= 0.0, ">= 0"),
             ("maxiter", self.maxiter >= 0, ">= 0"),
+            ("patience", self.patience >= 1, ">= 1"),
             ("recombination", 0.0 <= self.recombination <= 1.0, "in [0, 1]"),
             ("target_improvement", 0.0 <= self.target_improvement < 1.0, "in [0, 1)"),
             ("time_budget_s", self.time_budget_s > 0, "> 0 s"),
@@ -515,12 +521,14 @@ def optimize_strategy(weights: Sequence[ArrayLike] | ArrayLike, device, settings
     # 2. Initial population: the seed, jitter around it, the other scan entries, Latin hypercube.
     d = space.dim
     n_seeded = max(1, int(round(s.seeded_fraction * s.popsize)))
-    pop = [x_seed]
-    for f in s.f_scan:
-        if f != best_f and len(pop) < s.popsize:
-            pop.append(space.naive_vector(naive_sig(f)))
-    while len(pop) < n_seeded:
-        pop.append(np.clip(x_seed + s.seed_spread * rng_de.standard_normal(d), 0.0, 1.0))
+    pop: list[NDArray[np.float64]] = []
+    if s.seed_with_naive:
+        pop.append(x_seed)
+        for f in s.f_scan:
+            if f != best_f and len(pop) < s.popsize:
+                pop.append(space.naive_vector(naive_sig(f)))
+        while len(pop) < n_seeded:
+            pop.append(np.clip(x_seed + s.seed_spread * rng_de.standard_normal(d), 0.0, 1.0))
     n_lhs = s.popsize - len(pop)
     if n_lhs > 0:
         pop.extend(qmc.LatinHypercube(d=d, seed=rng_de).random(n_lhs))
@@ -528,13 +536,16 @@ def optimize_strategy(weights: Sequence[ArrayLike] | ArrayLike, device, settings
 
     # 3. Differential evolution, whole population per call.
     target = loss_seed * (1.0 - s.target_improvement)
-    state = {"gen": 0, "best": loss_seed, "reason": "maxiter"}
+    state: dict[str, Any] = {"gen": 0, "best": math.inf, "reason": "maxiter", "last_gain_gen": 0}
     with _progress(show_progress) as progress:
         task = progress.add_task("optimise strategy", total=s.maxiter, status=f"seed {loss_seed:.3e}")
 
         def on_generation(intermediate_result) -> bool:
             state["gen"] += 1
-            state["best"] = float(intermediate_result.fun)
+            best = float(intermediate_result.fun)
+            if best < state["best"] * (1.0 - 1e-4):
+                state["last_gain_gen"] = state["gen"]
+            state["best"] = min(best, state["best"])
             progress.update(task, advance=1, status=f"best {state['best']:.3e} (seed {loss_seed:.3e})")
             if callback is not None:
                 callback(state["gen"], state["best"])
@@ -543,6 +554,9 @@ def optimize_strategy(weights: Sequence[ArrayLike] | ArrayLike, device, settings
                 return True
             if time.perf_counter() - t_start > s.time_budget_s:
                 state["reason"] = "time budget"
+                return True
+            if state["gen"] - state["last_gain_gen"] >= s.patience:
+                state["reason"] = "stalled"
                 return True
             return False
 
@@ -556,7 +570,7 @@ def optimize_strategy(weights: Sequence[ArrayLike] | ArrayLike, device, settings
             x_best, loss_best = np.asarray(res.x), float(res.fun)
         else:
             x_best, loss_best = x_seed, loss_seed
-    if loss_best > loss_seed:  # cannot happen with the seed in the population; kept as a guard
+    if s.seed_with_naive and loss_best > loss_seed:  # cannot happen with the seed in the population
         x_best, loss_best = x_seed, loss_seed
     elapsed_search = time.perf_counter() - t_start
 

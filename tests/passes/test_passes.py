@@ -1,0 +1,124 @@
+"""Compiler passes: before/expected op counts, ``modified`` and idempotence."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnx_ir as ir
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from anacompile import devices, ops
+from anacompile.crossbar.periphery import PERIPHERY_PRESETS
+from anacompile.mapping import SinglePairMapping
+from anacompile.passes import (
+    AddAnalogFunctionsPass,
+    MapConductancesPass,
+    MarkAnalogOpsPass,
+    PartitionWeightsPass,
+    ProgramChipPass,
+    RewriteToAnalogOpsPass,
+    VerifyAnalogModelPass,
+)
+from anacompile.passes._layer import DIGITAL_KEY, LAYER_KEY, analog_layers
+
+PCM = devices.get("pcm")
+STANDARD = PERIPHERY_PRESETS["standard"].replace(input_range="absmax")
+
+
+def before(k: int = 64, hidden: int = 32) -> ir.Model:
+    """x -MatMul(W1)-> Relu -Gemm(W2^T, b2)-> y, plus an activation x activation MatMul (stays digital)."""
+    rng = np.random.default_rng(0)
+    w1 = rng.standard_normal((k, hidden)).astype(np.float32)
+    w2 = rng.standard_normal((10, hidden)).astype(np.float32)
+    b2 = rng.standard_normal(10).astype(np.float32)
+    nodes = [
+        helper.make_node("MatMul", ["x", "W1"], ["h"], name="fc1"),
+        helper.make_node("Relu", ["h"], ["r"]),
+        helper.make_node("Gemm", ["r", "W2", "b2"], ["y"], transB=1, alpha=0.5, beta=2.0, name="fc2"),
+        helper.make_node("Transpose", ["y"], ["yt"]),
+        helper.make_node("MatMul", ["y", "yt"], ["gram"], name="gram"),
+    ]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", k])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 10]),
+         helper.make_tensor_value_info("gram", TensorProto.FLOAT, ["N", "N"])],
+        [numpy_helper.from_array(w1, "W1"), numpy_helper.from_array(w2, "W2"), numpy_helper.from_array(b2, "b2")],
+    )
+    return ir.serde.deserialize_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+
+
+def _count(model: ir.Model, op_type: str, domain: str = "") -> int:
+    return sum(1 for n in model.graph if n.op_type == op_type and n.domain == domain)
+
+
+def test_mark_analog_ops_marks_constant_weights_and_explains_the_rest():
+    model = before()
+    result = MarkAnalogOpsPass()(model)
+    assert result.modified
+    marked = {n.name: n.meta.get(LAYER_KEY) for n in model.graph if LAYER_KEY in n.meta}
+    assert set(marked) == {"fc1", "fc2"}
+    gram = next(n for n in model.graph if n.name == "gram")
+    assert "activation x activation" in gram.meta[DIGITAL_KEY]
+    # Gemm: W = alpha * W2^T, bias = beta * b2
+    fc2 = marked["fc2"]
+    w2 = model.graph.initializers["W2"].const_value.numpy()
+    np.testing.assert_allclose(fc2.weight, 0.5 * w2.T, rtol=1e-6)
+    np.testing.assert_allclose(fc2.bias, 2.0 * model.graph.initializers["b2"].const_value.numpy(), rtol=1e-6)
+    assert not MarkAnalogOpsPass()(model).modified  # idempotent
+
+
+@pytest.mark.parametrize(("k", "tile_rows", "n_tiles", "rows"),
+                         [(64, 512, 1, 64), (512, 512, 1, 512), (513, 512, 2, 512), (1024, 512, 2, 512),
+                          (64, 16, 4, 16), (1, 512, 1, 1)])
+def test_partition_weights(k, tile_rows, n_tiles, rows):
+    model = before(k=k)
+    MarkAnalogOpsPass()(model)
+    p = STANDARD.replace(tile_rows=tile_rows, tile_cols=16)
+    assert PartitionWeightsPass(p)(model).modified
+    plan = dict((n.name, pl) for n, pl in analog_layers(model))["fc1"]
+    assert (plan.n_tiles, plan.tile_rows, plan.n_col_tiles) == (n_tiles, rows, 2)
+    assert plan.tiled_weight().shape == (n_tiles, rows, 32)
+    np.testing.assert_array_equal(plan.tiled_weight().reshape(-1, 32)[:k], plan.weight)
+    assert not PartitionWeightsPass(p)(model).modified
+
+
+def _compile(model: ir.Model, periphery=STANDARD) -> ir.Model:
+    m = SinglePairMapping()
+    for p in (MarkAnalogOpsPass(), PartitionWeightsPass(periphery), MapConductancesPass(PCM, m),
+              ProgramChipPass(PCM, m, periphery.drift_compensation),
+              RewriteToAnalogOpsPass(PCM, m, periphery), AddAnalogFunctionsPass(periphery, periphery.drift_compensation),
+              VerifyAnalogModelPass()):
+        p(model)
+    return model
+
+
+def test_rewrite_produces_expected_graph():
+    model = _compile(before())
+    assert _count(model, ops.ANALOG_MATMUL, ops.DOMAIN) == 2
+    assert _count(model, ops.CHIP_WEIGHTS, ops.DOMAIN) == 2
+    assert _count(model, "Gemm") == 0
+    assert _count(model, "MatMul") == 1  # the activation x activation product stays digital
+    assert {f.name for f in model.functions.values()} == {ops.ANALOG_MATMUL, ops.CHIP_WEIGHTS}
+    assert model.opset_imports[ops.DOMAIN] == ops.DOMAIN_VERSION
+    assert "W1" not in model.graph.initializers and "W2" not in model.graph.initializers
+    assert ops.T_INFERENCE in [v.name for v in model.graph.inputs]
+    assert [v.name for v in model.graph.outputs] == ["y", "gram"]
+    # a second run of every pass changes nothing
+    m = SinglePairMapping()
+    for p in (MarkAnalogOpsPass(), PartitionWeightsPass(STANDARD), MapConductancesPass(PCM, m),
+              RewriteToAnalogOpsPass(PCM, m, STANDARD), AddAnalogFunctionsPass(STANDARD, STANDARD.drift_compensation)):
+        assert not p(model).modified
+
+
+def test_compiled_model_passes_full_checker_and_runs_in_stock_onnxruntime():
+    import onnxruntime as ort
+
+    proto = ir.serde.serialize_model(_compile(before()))
+    onnx.checker.check_model(proto, full_check=True)
+    sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(1).standard_normal((7, 64)).astype(np.float32)
+    y, gram = sess.run(None, {"x": x})
+    assert y.shape == (7, 10) and gram.shape == (7, 7)
+    y1, _ = sess.run(None, {"x": x, ops.T_INFERENCE: np.array(86400, np.float32)})
+    assert not np.allclose(y, y1)  # drift and read noise act at t

@@ -1,0 +1,82 @@
+"""The command line as a user types it: short form, errors as one line, JSON outputs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def _run(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "anacompile.cli", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=300)
+
+
+def test_short_form_compiles_beside_the_input(tmp_path, mlp_hwa):
+    src = tmp_path / "mlp.onnx"
+    src.write_bytes(mlp_hwa.read_bytes())
+    r = _run(str(src), "--device", "pcm")
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "mlp.analog.onnx").is_file()
+    assert "wrote" in r.stdout
+
+
+def test_compile_json_and_inspect(tmp_path, mlp_hwa):
+    out = tmp_path / "out.onnx"
+    r = _run("compile", str(mlp_hwa), "-o", str(out), "--calibration", "digits", "--json", "--set", "adc_bits=7")
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert report["periphery"]["adc_bits"] == 7 and report["totals"]["analog_layers"] == 2
+    r = _run("inspect", str(out))
+    assert r.returncode == 0, r.stderr
+    assert "64x128" in r.stdout and "128x10" in r.stdout and "analog" in r.stdout
+
+
+@pytest.mark.parametrize("case", ["garbage", "truncated", "no_analog", "unknown_device", "missing_folder",
+                                  "bad_periphery_key"])
+def test_bad_input_is_one_line_error(tmp_path, mlp_hwa, case):
+    import onnx
+    from onnx import TensorProto, helper
+
+    src, extra = tmp_path / "m.onnx", []
+    out = tmp_path / "out.onnx"
+    if case == "garbage":
+        src.write_text("hello")
+    elif case == "truncated":
+        src.write_bytes(mlp_hwa.read_bytes()[:1500])
+    elif case == "no_analog":
+        g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
+        onnx.save(helper.make_model(g), src)
+    else:
+        src.write_bytes(mlp_hwa.read_bytes())
+        if case == "unknown_device":
+            extra = ["--device", "unobtainium"]
+        elif case == "missing_folder":
+            out = tmp_path / "nope" / "out.onnx"
+        else:
+            extra = ["--set", "adc_bitz=3"]
+    before = sorted(p.name for p in tmp_path.iterdir())
+    r = _run("compile", str(src), "-o", str(out), *extra)
+    assert r.returncode == 1
+    assert "Traceback" not in r.stderr
+    lines = [line for line in r.stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no partial output
+
+
+def test_evaluate_writes_json_and_plot_reproducibly(tmp_path, compiled_mlp):
+    args = ["evaluate", str(compiled_mlp), "--times", "1s,1d", "--chips", "2"]
+    r1 = _run(*args, "--json", str(tmp_path / "a.json"), "--plot", str(tmp_path / "a.png"))
+    assert r1.returncode == 0, r1.stderr
+    r2 = _run(*args, "--json", str(tmp_path / "b.json"))
+    a, b = (json.loads((tmp_path / f).read_text()) for f in ("a.json", "b.json"))
+    assert a == b
+    assert set(a) >= {"baseline", "times_s", "accuracy_mean", "accuracy_std", "chips"}
+    assert a["times_s"] == [1.0, 86400.0] and a["chips"] == 2
+    assert (tmp_path / "a.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    r3 = _run(*args, "--json", str(tmp_path / "a.json"))
+    assert r3.returncode == 1 and "exists" in r3.stderr
