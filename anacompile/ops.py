@@ -41,8 +41,12 @@ COL_SCALE = "col_scale"
 IN_RANGE = "in_range"
 BIAS = "bias"
 IR_WEIGHT = "ir_row_weight"
+OUT_SCALE = "out_scale"
+IN_SCALE = "in_scale"
 W_EFF = "w_eff"
-ALPHA = "alpha"
+SCALE = "scale"
+NOISE_START = "noise_start"
+NOISE_END = "noise_end"
 
 # Metadata keys.
 META_REPORT = "anacompile.report"

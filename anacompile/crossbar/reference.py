@@ -7,6 +7,7 @@ for one tile":
 
     x~ = clip(x / alpha_in, -b, b)                      DAC range (static per tile, or abs-max per vector)
     x^ = round(x~ / d_dac) d_dac                        DAC, d_dac = b / (2^(bits-1) - 1)
+                                                        (computed as integer codes, see tile_constants)
     z  = sum_j w_ij x^_j                                MVM on the tile (w = normalised conductances)
     z -= g_IR c(a_i) sum_j w_ij x^_j (1 - (1 - j/n)^2)  IR drop, a_i = n/G_ratio sum_j |w_ij||x^_j|,
                                                         c(a) = a (0.05 a^2 - 0.2 a + 0.5)
@@ -24,7 +25,7 @@ from numpy.typing import NDArray
 
 from anacompile.crossbar.periphery import InputRange, Periphery
 
-__all__ = ["ABSMAX_EPS", "analog_matmul_reference", "ir_row_weights", "tile_input"]
+__all__ = ["ABSMAX_EPS", "analog_matmul_reference", "ir_row_weights", "layer_scales", "tile_constants", "tile_input"]
 
 ABSMAX_EPS = 1e-12
 """Floor of an abs-max input range (an all-zero input vector is left at zero)."""
@@ -45,6 +46,43 @@ def tile_input(x: NDArray[np.float32], n_tiles: int, tile_rows: int) -> NDArray[
     pad = n_tiles * tile_rows - k
     x2 = np.pad(x2, ((0, 0), (0, pad)))
     return x2.reshape(-1, n_tiles, tile_rows).transpose(1, 0, 2)
+
+
+def tile_constants(periphery: Periphery) -> dict[str, float]:
+    """The scalars of the tile arithmetic in DAC/ADC code units (shared with the ONNX function's attributes).
+
+    With the DAC on, an input becomes the integer code q = round(clip(x / alpha_in / d, -L, L)), L = b/d,
+    and the normalised input is x^ = d q. The MVM is computed on codes, z = d (q . w), and converted to ADC
+    codes with d / D. The noise standard deviation in ADC codes is sqrt(k1 sum|w| q^2 + k2) with
+    k1 = (sigma_w d / D)^2 and k2 = (sigma_out / D)^2. With a converter off its step is 1 (no rounding).
+    """
+    p = periphery
+    d = p.dac_step if p.dac_bits is not None else 1.0
+    big_d = p.adc_step if p.adc_bits is not None else 1.0
+    return {
+        "dac_step": float(d),
+        "dac_levels": float(p.dac_bound / d) if p.dac_bits is not None else 0.0,
+        "code_gain": float(d / big_d),
+        "adc_step": float(big_d),
+        "code_bound": float(p.adc_bound / big_d) if p.adc_bound is not None else 0.0,
+        "ir_drop": float(p.ir_drop),
+        "ir_a_scale": float(p.tile_rows / p.ir_drop_g_ratio * d),  # n = physical rows of a tile
+        "noise_k1": float((p.read_noise * d / big_d) ** 2),
+        "noise_k2": float((p.out_noise / big_d) ** 2),
+        "noise_std": float(p.out_noise / big_d),
+    }
+
+
+def layer_scales(col_scale: NDArray, in_range: NDArray, periphery: Periphery
+                 ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+    """Static per-layer scales: ``in_scale`` = 1/(alpha_in d) (n_tiles, 1, 1) and ``out_scale`` =
+    gamma D alpha_in (n_tiles, 1, N); alpha_in only where input ranges are static and the DAC is on."""
+    c = tile_constants(periphery)
+    static = periphery.dac_bits is not None and periphery.input_range is InputRange.STATIC
+    a_in = np.asarray(in_range, np.float64) if static else np.ones_like(np.asarray(in_range, np.float64))
+    in_scale = (1.0 / (a_in * c["dac_step"])).astype(F32)
+    out_scale = (np.asarray(col_scale, np.float64) * c["adc_step"] * a_in).astype(F32)
+    return in_scale, out_scale
 
 
 def analog_matmul_reference(
@@ -72,38 +110,41 @@ def analog_matmul_reference(
     Returns:
         y with shape (..., N), float32.
     """
+    p = periphery
+    c = {k: F32(v) for k, v in tile_constants(p).items()}
+    in_scale, out_scale = layer_scales(col_scale, in_range, p)
+    scale = out_scale * alpha
     n_tiles, tile_rows, n_out = w_eff.shape
     xt = tile_input(np.asarray(x, F32), n_tiles, tile_rows)
-    if periphery.dac_bits is None:
-        scale = np.ones((1, 1, 1), F32)
-        xq = xt
+    a_in = None
+    if p.dac_bits is None:
+        q = xt
     else:
-        if periphery.input_range is InputRange.STATIC:
-            scale = in_range.astype(F32)
+        if p.input_range is InputRange.STATIC:
+            inv = in_scale
         else:
-            scale = np.maximum(np.max(np.abs(xt), axis=2, keepdims=True), F32(ABSMAX_EPS))
-        xc = np.clip(xt / scale, F32(-periphery.dac_bound), F32(periphery.dac_bound))
-        step = F32(periphery.dac_step)
-        xq = np.round(xc / step) * step
-    z = np.matmul(xq, w_eff)
-    need_abs = periphery.read_noise > 0 or periphery.ir_drop > 0
+            a_in = np.maximum(np.max(np.abs(xt), axis=2, keepdims=True), F32(ABSMAX_EPS))
+            inv = np.reciprocal(a_in * c["dac_step"])
+        q = np.round(np.clip(xt * inv, -c["dac_levels"], c["dac_levels"]))
+    z = np.matmul(q, w_eff)
+    need_abs = p.read_noise > 0 or p.ir_drop > 0
     abs_w = np.abs(w_eff) if need_abs else None
-    if periphery.ir_drop > 0:
-        # n = the physical rows of a tile; a layer on one tile occupies its first K rows
-        a = np.matmul(np.abs(xq), abs_w) * F32(periphery.tile_rows / periphery.ir_drop_g_ratio)
-        c = a * (a * (a * F32(0.05) - F32(0.2)) + F32(0.5))
-        z_ir = np.matmul(xq, w_eff * ir_row_weights(periphery.tile_rows)[:tile_rows])
-        z = z - F32(periphery.ir_drop) * c * z_ir
-    if noise is not None and periphery.has_mvm_noise:
-        if periphery.read_noise > 0:
-            var = np.matmul(xq * xq, abs_w) * F32(periphery.read_noise**2) + F32(periphery.out_noise**2)
-            z = z + np.sqrt(var) * noise
+    if p.ir_drop > 0:
+        a = np.matmul(np.abs(q), abs_w) * c["ir_a_scale"]
+        corr = a * (a * (a * F32(0.05) - F32(0.2)) + F32(0.5))
+        z_ir = np.matmul(q, w_eff * ir_row_weights(p.tile_rows)[:tile_rows])
+        z = z - c["ir_drop"] * corr * z_ir
+    z = z * c["code_gain"]
+    if noise is not None and p.has_mvm_noise:
+        if p.read_noise > 0:
+            z = z + np.sqrt(np.matmul(q * q, abs_w) * c["noise_k1"] + c["noise_k2"]) * noise
         else:
-            z = z + F32(periphery.out_noise) * noise
-    if periphery.adc_bits is not None:
-        step = F32(periphery.adc_step)
-        z = np.round(z / step) * step
-    if periphery.adc_bound is not None:
-        z = np.clip(z, F32(-periphery.adc_bound), F32(periphery.adc_bound))
-    y = np.sum(z * scale * (col_scale * alpha), axis=0) + bias
+            z = z + c["noise_std"] * noise
+    if p.adc_bits is not None:
+        z = np.round(z)
+    if p.adc_bound is not None:
+        z = np.clip(z, -c["code_bound"], c["code_bound"])
+    if a_in is not None:
+        z = z * a_in  # abs-max: one input range per vector
+    y = np.sum(z * scale, axis=0) + bias
     return y.reshape(x.shape[:-1] + (n_out,)).astype(F32)

@@ -1,12 +1,11 @@
 """RewriteToAnalogOpsPass: replace every planned MatMul/Gemm by AnalogChipWeights + AnalogMatMul.
 
-Per layer ``L`` the graph gains initializers ``L.g_target`` (programming plan), ``L.g_prog`` and ``L.nu``
-(the programmed chip's state), ``L.gdc_ref``, ``L.col_scale``, ``L.in_range``, ``L.bias``,
-``L.ir_row_weight``, and two nodes in domain ``ai.anacompile``::
+Per layer ``L`` the graph gains initializers ``L.g_target`` (programming plan), ``L.col_scale`` (gamma)
+and ``L.in_range`` (alpha_in), ``L.g_prog`` and ``L.nu`` (the programmed chip's state), ``L.gdc_ref``,
+``L.out_scale``, ``L.in_scale``, ``L.bias``, ``L.ir_row_weight``, and two nodes in domain ``ai.anacompile``::
 
-    (L.w_eff, L.alpha) = AnalogChipWeights(L.g_prog, L.nu, t_inference, L.gdc_ref)
-    Y                  = AnalogMatMul(X, L.w_eff, L.col_scale, L.in_range, L.alpha, L.bias,
-                                      anacompile.noise_bank, L.ir_row_weight)
+    (L.w_eff, L.scale) = AnalogChipWeights(L.g_prog, L.nu, t_inference, L.gdc_ref, L.out_scale)
+    Y                  = AnalogMatMul(X, L.w_eff, L.in_scale, L.scale, L.bias, L.ir_row_weight)
 
 ``t_inference`` is a scalar graph input with a stored default of 0 s (an overridable initializer), so
 tools that know nothing of time can ignore it.
@@ -19,9 +18,8 @@ import onnx_ir as ir
 
 from anacompile import ops
 from anacompile.crossbar.periphery import Periphery
-from anacompile.crossbar.reference import ir_row_weights
+from anacompile.crossbar.reference import ir_row_weights, layer_scales
 from anacompile.passes._layer import LAYER_KEY, analog_layers
-from anacompile.runtime.chip_state import chip_rng, noise_bank
 from anacompile.runtime.functions import analog_matmul_attributes, chip_weights_attributes
 
 __all__ = ["RewriteToAnalogOpsPass"]
@@ -55,10 +53,6 @@ class RewriteToAnalogOpsPass(ir.passes.InPlacePass):
         if t_inf is None:
             t_inf = _initializer(graph, ops.T_INFERENCE, np.zeros((), np.float32))
             graph.inputs.append(t_inf)
-        bank = graph.initializers.get(ops.NOISE_BANK)
-        if bank is None and self.periphery.has_mvm_noise:
-            bank = _initializer(graph, ops.NOISE_BANK, noise_bank(
-                self.periphery.noise_bank_size, chip_rng(self.seed, self.chip, "bank")))
         gain = self.mapping.gain_us(self.device.g_min_us, self.device.g_max_us)
         for index, (node, plan) in enumerate(layers):
             L = plan.name
@@ -67,20 +61,23 @@ class RewriteToAnalogOpsPass(ir.passes.InPlacePass):
                 return _initializer(graph, f"{L}.{suffix}", array)
 
             init(ops.G_TARGET, plan.g_target)
+            init(ops.COL_SCALE, plan.col_scale)
+            in_range = init(ops.IN_RANGE, _in_range(plan))
+            in_scale, out_scale = layer_scales(plan.col_scale, in_range.const_value.numpy(), self.periphery)
             chip_node = ir.node(
                 ops.CHIP_WEIGHTS,
-                [init(ops.G_PROG, plan.g_prog), init(ops.NU, plan.nu), t_inf, init(ops.GDC_REF, plan.gdc_ref)],
+                [init(ops.G_PROG, plan.g_prog), init(ops.NU, plan.nu), t_inf, init(ops.GDC_REF, plan.gdc_ref),
+                 init(ops.OUT_SCALE, out_scale)],
                 attributes=chip_weights_attributes(self.device, self.mapping.significance, gain,
                                                    seed=_node_seed(self.seed, self.chip, 2 * index)),
                 domain=ops.DOMAIN, num_outputs=2, name=f"{L}.chip",
             )
-            w_eff, alpha = chip_node.outputs
-            w_eff.name, alpha.name = f"{L}.{ops.W_EFF}", f"{L}.{ops.ALPHA}"
+            w_eff, scale = chip_node.outputs
+            w_eff.name, scale.name = f"{L}.{ops.W_EFF}", f"{L}.{ops.SCALE}"
             bias = plan.bias if plan.bias is not None else np.zeros(plan.n_out)
             mm_node = ir.node(
                 ops.ANALOG_MATMUL,
-                [plan.input, w_eff, init(ops.COL_SCALE, plan.col_scale), init(ops.IN_RANGE, _in_range(plan)),
-                 alpha, init(ops.BIAS, bias.astype(np.float32)), bank,
+                [plan.input, w_eff, init(ops.IN_SCALE, in_scale), scale, init(ops.BIAS, bias.astype(np.float32)),
                  init(ops.IR_WEIGHT, ir_row_weights(self.periphery.tile_rows)[: plan.tile_rows])],
                 attributes=analog_matmul_attributes(self.periphery,
                                                     seed=_node_seed(self.seed, self.chip, 2 * index + 1)),

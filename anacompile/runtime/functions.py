@@ -7,10 +7,10 @@ is left out, never scaled to zero); the numbers (steps, bounds, sigmas, device c
 of the calling node, referenced from the body.
 
 ``AnalogMatMul`` is the arithmetic of :func:`anacompile.crossbar.reference.analog_matmul_reference`, op
-for op. Per-MVM Gaussian noise is read from a bank of standard normals at a random offset (indices wrap
-modulo the bank length): a RandomNormalLike per MVM costs ~11 ns per element in onnxruntime, the gather
-~2 ns (docs/architecture.md). The analog session feeds each chip a bank from the chip's own seed, at least
-as long as one MVM's noise, so no draw repeats within an MVM.
+for op. Per-MVM Gaussian noise comes from RandomNormalLike in the file (self-contained, any batch), or, in
+the analog session, from a slice of a bank of standard normals drawn from the chip's seed at an offset the
+session draws per run: RandomNormalLike costs ~11 ns per element in onnxruntime, a slice ~0.3 ns
+(docs/architecture.md).
 
 ``AnalogChipWeights`` is the per-(chip, t) stage: drift and 1/f read noise of the device model
 (:mod:`anacompile.devices.pcm`), pair differences with significance factors, and drift compensation. The
@@ -20,15 +20,18 @@ analog session computes the same with numpy once per (chip, t) and feeds it inst
 
 from __future__ import annotations
 
+from enum import Enum
+
 import onnx
 from onnx import AttributeProto, TensorProto, helper
 
 from anacompile import ops
 from anacompile.crossbar.periphery import DriftCompensation, InputRange, Periphery
-from anacompile.crossbar.reference import ABSMAX_EPS
+from anacompile.crossbar.reference import ABSMAX_EPS, tile_constants
 
 __all__ = [
     "MATMUL_INPUTS",
+    "NoiseSource",
     "CHIP_INPUTS",
     "analog_matmul_attributes",
     "build_analog_matmul_function",
@@ -36,11 +39,11 @@ __all__ = [
     "chip_weights_attributes",
 ]
 
-MATMUL_INPUTS = ("X", "W", "col_scale", "in_range", "alpha", "bias", "noise_bank")
-CHIP_INPUTS = ("g_prog", "nu", "t_inference", "gdc_ref")
+MATMUL_INPUTS = ("X", "W", "in_scale", "scale", "bias", "ir_row_weight", "noise_bank", "noise_start", "noise_end")
+CHIP_INPUTS = ("g_prog", "nu", "t_inference", "gdc_ref", "out_scale")
 GDC_EPS = 1e-12
-MATMUL_ATTRIBUTES = ("seed", "dac_step", "dac_bound", "adc_step", "adc_bound", "read_noise_var",
-                     "out_noise_var", "out_noise", "ir_drop", "ir_a_scale")
+MATMUL_ATTRIBUTES = ("seed", "dac_step", "dac_levels", "code_gain", "adc_step", "code_bound", "ir_drop",
+                     "ir_a_scale", "noise_k1", "noise_k2", "noise_std")
 CHIP_ATTRIBUTES = ("seed", "significance", "inv_gain", "g_max_us", "t0_s", "q_coefficient", "q_exponent",
                    "q_floor", "q_max", "two_t_read_s", "t_read_s")
 
@@ -91,27 +94,27 @@ class _Body:
 
 
 def analog_matmul_attributes(periphery: Periphery, seed: int) -> dict[str, float]:
-    """Attribute values of an ``AnalogMatMul`` node (the numbers its body references)."""
-    p = periphery
-    return {
-        "seed": float(seed),
-        "dac_step": float(p.dac_step or 0.0),
-        "dac_bound": float(p.dac_bound),
-        "adc_step": float(p.adc_step or 0.0),
-        "adc_bound": float(p.adc_bound or 0.0),
-        "read_noise_var": float(p.read_noise**2),
-        "out_noise_var": float(p.out_noise**2),
-        "out_noise": float(p.out_noise),
-        "ir_drop": float(p.ir_drop),
-        "ir_a_scale": float(p.tile_rows / p.ir_drop_g_ratio),  # n = physical rows of a tile
-    }
+    """Attribute values of an ``AnalogMatMul`` node: the constants its body references."""
+    return {"seed": float(seed), **tile_constants(periphery)}
 
 
-def build_analog_matmul_function(periphery: Periphery, opset: int) -> onnx.FunctionProto:
-    """``AnalogMatMul(X, W, col_scale, in_range, alpha, bias, noise_bank, ir_row_weight) -> Y``.
+class NoiseSource(str, Enum):
+    """Where ``AnalogMatMul`` takes its per-MVM standard normals from."""
 
-    Shapes: X (..., K); W (n_tiles, tile_rows, N); col_scale, alpha (n_tiles, 1, N); in_range
-    (n_tiles, 1, 1); bias (N,); noise_bank (M,); ir_row_weight (tile_rows, 1); Y (..., N).
+    RANDOM = "random"
+    """RandomNormalLike in the graph: self-contained, any batch size (the compiled file)."""
+    BANK = "bank"
+    """A slice ``noise_bank[noise_start:noise_end]`` fed by the caller (the analog session: ~5x cheaper)."""
+
+
+def build_analog_matmul_function(periphery: Periphery, opset: int,
+                                 noise: NoiseSource = NoiseSource.RANDOM) -> onnx.FunctionProto:
+    """``AnalogMatMul(X, W, in_scale, scale, bias, ir_row_weight, noise_bank, noise_start, noise_end) -> Y``.
+
+    Shapes: X (..., K); W (n_tiles, tile_rows, N); in_scale (n_tiles, 1, 1) = 1/(alpha_in d) (static input
+    ranges; unused for abs-max); scale (n_tiles, 1, N) = gamma D alpha_in alpha_GDC; bias (N,);
+    ir_row_weight (tile_rows, 1); noise_bank (M,), noise_start/noise_end (1,) int64 (``bank`` source
+    only); Y (..., N). The arithmetic is :func:`anacompile.crossbar.reference.analog_matmul_reference`.
     """
     p = periphery
     b = _Body()
@@ -128,56 +131,55 @@ def build_analog_matmul_function(periphery: Periphery, opset: int) -> onnx.Funct
     xp = b.op("Pad", x2, b.op("Concat", b.const([0, 0, 0], i64), pad, axis=0))
     xb = b.op("Reshape", xp, b.op("Concat", b.const([-1], i64), nb, tr, axis=0))
     xt = b.op("Transpose", xb, perm=[1, 0, 2])
+    a_in = None
     if p.dac_bits is None:
-        xq, scale = xt, None
+        q = xt
     else:
         if p.input_range is InputRange.STATIC:
-            scale = "in_range"
+            inv = "in_scale"
         else:
             amax = b.reduce("ReduceMax", b.op("Abs", xt), [2], 1, opset)
-            scale = b.op("Max", amax, b.const(ABSMAX_EPS))
-        bound = b.attr_const("dac_bound")
-        xc = b.op("Clip", b.op("Div", xt, scale), b.op("Neg", bound), bound)
-        step = b.attr_const("dac_step")
-        xq = b.op("Mul", b.op("Round", b.op("Div", xc, step)), step)
-    z = b.op("MatMul", xq, "W")
+            a_in = b.op("Max", amax, b.const(ABSMAX_EPS))
+            inv = b.op("Reciprocal", b.op("Mul", a_in, b.attr_const("dac_step")))
+        levels = b.attr_const("dac_levels")
+        q = b.op("Round", b.op("Clip", b.op("Mul", xt, inv), b.op("Neg", levels), levels))
+    z = b.op("MatMul", q, "W")
     abs_w = b.op("Abs", "W") if (p.read_noise > 0 or p.ir_drop > 0) else None
     if p.ir_drop > 0:
-        a = b.op("Mul", b.op("MatMul", b.op("Abs", xq), abs_w), b.attr_const("ir_a_scale"))
+        a = b.op("Mul", b.op("MatMul", b.op("Abs", q), abs_w), b.attr_const("ir_a_scale"))
         inner = b.op("Add", b.op("Mul", a, b.op("Sub", b.op("Mul", a, b.const(0.05)), b.const(0.2))), b.const(0.5))
-        c = b.op("Mul", a, inner)
-        z_ir = b.op("MatMul", xq, b.op("Mul", "W", "ir_row_weight"))
-        z = b.op("Sub", z, b.op("Mul", b.op("Mul", b.attr_const("ir_drop"), c), z_ir))
+        corr = b.op("Mul", a, inner)
+        z_ir = b.op("MatMul", q, b.op("Mul", "W", "ir_row_weight"))
+        z = b.op("Sub", z, b.op("Mul", b.op("Mul", b.attr_const("ir_drop"), corr), z_ir))
+    z = b.op("Mul", z, b.attr_const("code_gain"))
     if p.has_mvm_noise:
-        need = b.op("Size", z)
-        bank_len = b.op("Size", "noise_bank")
-        u = b.op("RandomUniform", dtype=TensorProto.FLOAT, shape=[1])
-        _set_seed_ref(b.nodes[-1])
-        off = b.op("Cast", b.op("Floor", b.op("Mul", u, b.op("Cast", bank_len, to=TensorProto.FLOAT))), to=i64)
-        idx = b.op("Mod", b.op("Add", b.op("Range", b.const(0, i64), need, b.const(1, i64)), off), bank_len)
-        xi = b.op("Reshape", b.op("Gather", "noise_bank", idx, axis=0), b.op("Shape", z))
+        if noise is NoiseSource.RANDOM:
+            xi = b.op("RandomNormalLike", z, dtype=TensorProto.FLOAT)
+            _set_seed_ref(b.nodes[-1])
+        else:
+            xi = b.op("Reshape", b.op("Slice", "noise_bank", "noise_start", "noise_end"), b.op("Shape", z))
         if p.read_noise > 0:
-            var = b.op("Add", b.op("Mul", b.op("MatMul", b.op("Mul", xq, xq), abs_w),
-                                   b.attr_const("read_noise_var")), b.attr_const("out_noise_var"))
+            var = b.op("Add", b.op("Mul", b.op("MatMul", b.op("Mul", q, q), abs_w), b.attr_const("noise_k1")),
+                       b.attr_const("noise_k2"))
             z = b.op("Add", z, b.op("Mul", b.op("Sqrt", var), xi))
         else:
-            z = b.op("Add", z, b.op("Mul", b.attr_const("out_noise"), xi))
+            z = b.op("Add", z, b.op("Mul", b.attr_const("noise_std"), xi))
     if p.adc_bits is not None:
-        step = b.attr_const("adc_step")
-        z = b.op("Mul", b.op("Round", b.op("Div", z, step)), step)
+        z = b.op("Round", z)
     if p.adc_bound is not None:
-        bound = b.attr_const("adc_bound")
+        bound = b.attr_const("code_bound")
         z = b.op("Clip", z, b.op("Neg", bound), bound)
-    if scale is not None:
-        z = b.op("Mul", z, scale)
-    y = b.op("Mul", z, b.op("Mul", "col_scale", "alpha"))
-    y = b.op("Add", b.reduce("ReduceSum", y, [0], 0, opset), "bias")
-    b.op("Reshape", y, b.op("Concat", lead, n_out, axis=0))
+    if a_in is not None:
+        z = b.op("Mul", z, a_in)  # abs-max: one input range per vector
+    # sum of the tiles' partial sums: ones(1, n_tiles) @ (z * scale) (ReduceSum over a leading axis is slow)
+    zs = b.op("Reshape", b.op("Mul", z, "scale"), b.op("Concat", nb, b.const([-1], i64), axis=0))
+    ones = b.op("ConstantOfShape", b.op("Concat", b.const([1], i64), nb, axis=0),
+                value=helper.make_tensor("one", TensorProto.FLOAT, [1], [1.0]))
+    y = b.op("Add", b.op("Reshape", b.op("MatMul", ones, zs), b.op("Concat", lead, n_out, axis=0)), "bias")
     b.nodes[-1].output[0] = "Y"
-    attrs = list(MATMUL_ATTRIBUTES)
     return helper.make_function(
-        ops.DOMAIN, ops.ANALOG_MATMUL, [*MATMUL_INPUTS, "ir_row_weight"], ["Y"], b.nodes,
-        [helper.make_opsetid("", opset)], attributes=attrs,
+        ops.DOMAIN, ops.ANALOG_MATMUL, list(MATMUL_INPUTS), ["Y"], b.nodes,
+        [helper.make_opsetid("", opset)], attributes=list(MATMUL_ATTRIBUTES),
         doc_string="Analog crossbar MVM with DAC, tiles, noise, IR drop, ADC, digital scales (anacompile).",
     )
 
@@ -206,12 +208,13 @@ def chip_weights_attributes(device, significance, gain_us: float, seed: int) -> 
 
 
 def build_chip_weights_function(compensation: DriftCompensation, opset: int) -> onnx.FunctionProto:
-    """``AnalogChipWeights(g_prog, nu, t_inference, gdc_ref) -> (W, alpha)``: one chip's weights at t.
+    """``AnalogChipWeights(g_prog, nu, t_inference, gdc_ref, out_scale) -> (W, scale)``: a chip at t.
 
     Device model (reference/papers.md, "PCM device model", items 2-3): t = t_inf + t0,
     g_drift = g_prog (t/t0)^-nu, g = max(g_drift + |g_drift| Q_s(|g_prog|/g_max) sqrt(ln((t + t_r)/(2 t_r))) xi, 0),
     Q_s(g^) = min(q / max(g^^e, q_floor), q_max). Then W = sum_p F_p (G+_p - G-_p) / gain and the drift
-    compensation alpha = gdc_ref / sum|W| (global; per column for ``column``; ones for ``none``).
+    compensation alpha = gdc_ref / sum|W| (global; per column for ``column``; ones for ``none``), and the
+    output scale of AnalogMatMul, scale = out_scale * alpha.
     """
     b = _Body()
     i64 = TensorProto.INT64
@@ -245,11 +248,11 @@ def build_chip_weights_function(compensation: DriftCompensation, opset: int) -> 
     else:
         cur = b.reduce("ReduceSum", b.op("Abs", w), [1], 1, opset)
         alpha = b.op("Div", "gdc_ref", b.op("Max", cur, b.const(GDC_EPS)))
-    b.op("Identity", alpha)
-    b.nodes[-1].output[0] = "alpha"
+    b.op("Mul", "out_scale", alpha)
+    b.nodes[-1].output[0] = "scale"
     attrs = list(CHIP_ATTRIBUTES)
     return helper.make_function(
-        ops.DOMAIN, ops.CHIP_WEIGHTS, list(CHIP_INPUTS), ["W", "alpha"], b.nodes,
+        ops.DOMAIN, ops.CHIP_WEIGHTS, list(CHIP_INPUTS), ["W", "scale"], b.nodes,
         [helper.make_opsetid("", opset)], attributes=attrs,
         doc_string="One programmed chip's effective weights at t_inference: drift, 1/f read noise, GDC.",
     )

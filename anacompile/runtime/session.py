@@ -29,6 +29,7 @@ from anacompile.errors import ConfigError, DataError, UnsupportedModelError
 from anacompile.mapping.registry import mapping_from_dict
 from anacompile.model_io import load_proto
 from anacompile.programming.chip import program_chip
+from anacompile.runtime.functions import NoiseSource, build_analog_matmul_function
 from anacompile.runtime.chip_state import (
     chip_rng,
     compensation_factors,
@@ -40,7 +41,7 @@ from anacompile.runtime.chip_state import (
 __all__ = ["AnalogSession", "ChipLayer", "digital_reference_model"]
 
 logger = logging.getLogger(__name__)
-MIN_BANK_FACTOR = 2  # the bank is at least twice one MVM's noise, so offsets vary and nothing repeats in an MVM
+MIN_BANK_FACTOR = 4  # the bank is at least 4x one MVM's noise: offsets vary, and nothing repeats within an MVM
 
 
 @dataclass
@@ -50,8 +51,7 @@ class ChipLayer:
     name: str
     index: int
     g_target: NDArray[np.float32]
-    in_range: NDArray[np.float32]
-    col_scale: NDArray[np.float32]
+    out_scale: NDArray[np.float32]
     g_prog: NDArray[np.float64] | None = None
     nu: NDArray[np.float64] | None = None
     gdc_ref: NDArray[np.float32] | None = None
@@ -94,7 +94,7 @@ class AnalogSession:
         self.seed = self.report.seed if seed is None else int(seed)
         self.layers = _extract_layers(proto)
         self._digital_proto = digital_reference_model(proto)
-        stripped = _strip_chip_stage(proto, self.layers)
+        stripped = _strip_chip_stage(proto, self.layers, self.periphery)
         self._bank_size = self.periphery.noise_bank_size if self.periphery.has_mvm_noise else 0
         so = ort.SessionOptions()
         so.log_severity_level = 3
@@ -126,6 +126,7 @@ class AnalogSession:
             layer.gdc_ref = compensation_reference(w0, self.compensation)
         if self._bank_size:
             self._state[ops.NOISE_BANK] = noise_bank(self._bank_size, chip_rng(self.seed, chip_seed, "bank"))
+            self._offsets = chip_rng(self.seed, chip_seed, "bank", layer=1)
         self.chip_seed = int(chip_seed)
         if not np.isnan(self.t_inference):
             self.set_time(self.t_inference)
@@ -138,8 +139,9 @@ class AnalogSession:
         for layer in self.layers:
             w = read_weights(layer.g_prog, layer.nu, t, self.device, self.mapping.significance, self.gain_us,
                              chip_rng(self.seed, self.chip_seed, "read", layer.index, t))
+            alpha = compensation_factors(w, layer.gdc_ref, self.compensation)
             self._state[f"{layer.name}.{ops.W_EFF}"] = w
-            self._state[f"{layer.name}.{ops.ALPHA}"] = compensation_factors(w, layer.gdc_ref, self.compensation)
+            self._state[f"{layer.name}.{ops.SCALE}"] = layer.out_scale * alpha
         self.t_inference = t
 
     def run(self, feeds: dict[str, np.ndarray], output_names: list[str] | None = None) -> list[np.ndarray]:
@@ -147,9 +149,9 @@ class AnalogSession:
         missing = [n for n in self.input_names if n not in feeds]
         if missing:
             raise DataError(f"Missing model input(s) {missing}; the model takes {self.input_names}.")
-        self._ensure_bank(feeds)
+        offsets = self._noise_offsets(feeds)
         try:
-            return self._session.run(output_names, {**feeds, **self._state})
+            return self._session.run(output_names, {**feeds, **self._state, **offsets})
         except Exception as err:  # onnxruntime's own exception types (shape or type errors)
             raise DataError(f"{self.path}: onnxruntime could not run these inputs: {err}") from err
 
@@ -166,17 +168,29 @@ class AnalogSession:
     def _state_names(self) -> set[str]:
         names = {ops.NOISE_BANK}
         for layer in self.layers:
-            names |= {f"{layer.name}.{ops.W_EFF}", f"{layer.name}.{ops.ALPHA}"}
+            names |= {f"{layer.name}.{suffix}" for suffix in (ops.W_EFF, ops.SCALE, ops.NOISE_START, ops.NOISE_END)}
         return names
 
-    def _ensure_bank(self, feeds: dict[str, np.ndarray]) -> None:
+    def _noise_offsets(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Per layer, the slice of the noise bank this run's MVM noise is read from.
+
+        The bank grows (from the chip's seed) to at least twice one MVM's noise, so a slice never wraps and
+        offsets vary; offsets come from the chip's own stream, so a chip's runs repeat exactly.
+        """
         if not self._bank_size:
-            return
-        batch = max(int(np.prod(v.shape[:-1])) if v.ndim > 1 else 1 for v in feeds.values())
-        need = max(layer.g_target.shape[2] * layer.n_out for layer in self.layers) * batch * MIN_BANK_FACTOR
-        if need > self._bank_size:
-            self._bank_size = int(2 ** np.ceil(np.log2(need)))
+            return {}
+        x = feeds[self.input_names[0]] if self.input_names else next(iter(feeds.values()))
+        batch = max(1, int(np.prod(x.shape[:-1])) if x.ndim > 1 else 1)
+        sizes = [layer.g_target.shape[2] * layer.n_out * batch for layer in self.layers]
+        if max(sizes) * MIN_BANK_FACTOR > self._bank_size:
+            self._bank_size = int(2 ** np.ceil(np.log2(max(sizes) * MIN_BANK_FACTOR)))
             self._state[ops.NOISE_BANK] = noise_bank(self._bank_size, chip_rng(self.seed, self.chip_seed, "bank"))
+        starts = self._offsets.integers(0, self._bank_size - np.asarray(sizes) + 1)
+        out = {}
+        for layer, start, size in zip(self.layers, starts, sizes):
+            out[f"{layer.name}.{ops.NOISE_START}"] = np.array([start], np.int64)
+            out[f"{layer.name}.{ops.NOISE_END}"] = np.array([start + size], np.int64)
+        return out
 
 
 def _check_domain_version(proto: onnx.ModelProto) -> None:
@@ -200,38 +214,49 @@ def _extract_layers(proto: onnx.ModelProto) -> list[ChipLayer]:
             name = node.name
             layers.append(ChipLayer(
                 name=name, index=len(layers), g_target=arr(f"{name}.{ops.G_TARGET}"),
-                in_range=arr(f"{name}.{ops.IN_RANGE}"), col_scale=arr(f"{name}.{ops.COL_SCALE}"),
+                out_scale=arr(f"{name}.{ops.OUT_SCALE}"),
             ))
     if not layers:
         raise UnsupportedModelError("The model has no AnalogMatMul node: compile it with `anacompile compile` first.")
     return layers
 
 
-def _strip_chip_stage(proto: onnx.ModelProto, layers: list[ChipLayer]) -> onnx.ModelProto:
-    """Copy of the model whose chip-stage outputs and noise bank are graph inputs, fed per (chip, t)."""
+def _strip_chip_stage(proto: onnx.ModelProto, layers: list[ChipLayer], periphery: Periphery) -> onnx.ModelProto:
+    """Copy of the model for the session: the chip stage's outputs become inputs fed per (chip, t), and
+    AnalogMatMul reads its noise from a fed bank (``NoiseSource.BANK``) instead of RandomNormalLike."""
     m = onnx.ModelProto()
     m.CopyFrom(proto)
     g = m.graph
     keep = [n for n in g.node if not (n.domain == ops.DOMAIN and n.op_type == ops.CHIP_WEIGHTS)]
     del g.node[:]
     g.node.extend(keep)
-    used = {i for n in g.node for i in n.input}
+    f = onnx.TensorProto.FLOAT
     state_inputs = []
+    noisy = periphery.has_mvm_noise
+    for node in g.node:
+        if node.domain == ops.DOMAIN and node.op_type == ops.ANALOG_MATMUL and noisy:
+            del node.input[6:]
+            node.input.extend([ops.NOISE_BANK, f"{node.name}.{ops.NOISE_START}", f"{node.name}.{ops.NOISE_END}"])
     for layer in layers:
         n_tiles, rows, n = layer.g_target.shape[2:]
-        state_inputs.append(onnx.helper.make_tensor_value_info(
-            f"{layer.name}.{ops.W_EFF}", onnx.TensorProto.FLOAT, [n_tiles, rows, n]))
-        state_inputs.append(onnx.helper.make_tensor_value_info(
-            f"{layer.name}.{ops.ALPHA}", onnx.TensorProto.FLOAT, [n_tiles, 1, n]))
-    if ops.NOISE_BANK in used:
-        state_inputs.append(onnx.helper.make_tensor_value_info(ops.NOISE_BANK, onnx.TensorProto.FLOAT, ["bank"]))
-    inits = [t for t in g.initializer if t.name in used and t.name != ops.NOISE_BANK]
+        state_inputs.append(onnx.helper.make_tensor_value_info(f"{layer.name}.{ops.W_EFF}", f, [n_tiles, rows, n]))
+        state_inputs.append(onnx.helper.make_tensor_value_info(f"{layer.name}.{ops.SCALE}", f, [n_tiles, 1, n]))
+        if noisy:
+            for suffix in (ops.NOISE_START, ops.NOISE_END):
+                state_inputs.append(onnx.helper.make_tensor_value_info(
+                    f"{layer.name}.{suffix}", onnx.TensorProto.INT64, [1]))
+    if noisy:
+        state_inputs.append(onnx.helper.make_tensor_value_info(ops.NOISE_BANK, f, ["bank"]))
+    used = {i for n in g.node for i in n.input}
+    inits = [t for t in g.initializer if t.name in used]
     del g.initializer[:]
     g.initializer.extend(inits)
-    inputs = [i for i in g.input if i.name in used and i.name != ops.NOISE_BANK]
+    inputs = [i for i in g.input if i.name in used]
     del g.input[:]
     g.input.extend(inputs + state_inputs)
-    funcs = [f for f in m.functions if f.name != ops.CHIP_WEIGHTS]
+    opset = next((o.version for o in m.opset_import if o.domain in ("", "ai.onnx")), 17)
+    funcs = [fn for fn in m.functions if fn.name not in (ops.CHIP_WEIGHTS, ops.ANALOG_MATMUL)]
+    funcs.append(build_analog_matmul_function(periphery, opset, NoiseSource.BANK))
     del m.functions[:]
     m.functions.extend(funcs)
     return m
@@ -267,7 +292,7 @@ def digital_reference_model(proto: onnx.ModelProto) -> onnx.ModelProto:
             new_inits.append(onnx.numpy_helper.from_array(w.astype(np.float32), f"{name}.weight"))
             mm_out = f"{name}.digital_mm"
             new_nodes.append(onnx.helper.make_node("MatMul", [node.input[0], f"{name}.weight"], [mm_out]))
-            new_nodes.append(onnx.helper.make_node("Add", [mm_out, node.input[5]], [node.output[0]]))
+            new_nodes.append(onnx.helper.make_node("Add", [mm_out, node.input[4]], [node.output[0]]))
             continue
         new_nodes.append(node)
     del g.node[:]

@@ -12,6 +12,7 @@ from anacompile.crossbar.periphery import DriftCompensation, Periphery
 from anacompile.runtime.functions import (
     MATMUL_INPUTS,
     analog_matmul_attributes,
+    NoiseSource,
     build_analog_matmul_function,
     build_chip_weights_function,
 )
@@ -19,19 +20,21 @@ from anacompile.runtime.functions import (
 OPSET = 17
 
 
-def matmul_session(periphery: Periphery, seed: int = 1) -> ort.InferenceSession:
+def matmul_session(periphery: Periphery, seed: int = 1, noise: NoiseSource = NoiseSource.BANK
+                   ) -> ort.InferenceSession:
     """A model whose graph is one AnalogMatMul node; every function input is a graph input."""
-    names = [*MATMUL_INPUTS, "ir_row_weight"]
+    names = list(MATMUL_INPUTS) if noise is NoiseSource.BANK else list(MATMUL_INPUTS[:6])
     node = helper.make_node(ops.ANALOG_MATMUL, names, ["Y"], domain=ops.DOMAIN,
                             **analog_matmul_attributes(periphery, seed))
-    ranks = {"X": 2, "W": 3, "col_scale": 3, "in_range": 3, "alpha": 3, "bias": 1, "noise_bank": 1,
-             "ir_row_weight": 2}
-    inputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [f"{n}_{i}" for i in range(ranks[n])])
-              for n in names]
+    ranks = {"X": 2, "W": 3, "in_scale": 3, "scale": 3, "bias": 1, "noise_bank": 1, "ir_row_weight": 2,
+             "noise_start": 1, "noise_end": 1}
+    int_inputs = ("noise_start", "noise_end")
+    inputs = [helper.make_tensor_value_info(n, TensorProto.INT64 if n in int_inputs else TensorProto.FLOAT,
+                                            [f"{n}_{i}" for i in range(ranks[n])]) for n in names]
     graph = helper.make_graph([node], "g", inputs, [helper.make_tensor_value_info("Y", TensorProto.FLOAT, ["B", "N"])])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET),
                                                     helper.make_opsetid(ops.DOMAIN, 1)],
-                              functions=[build_analog_matmul_function(periphery, OPSET)])
+                              functions=[build_analog_matmul_function(periphery, OPSET, noise)])
     model.ir_version = 10
     onnx.checker.check_model(model, full_check=True)
     so = ort.SessionOptions()
@@ -41,9 +44,10 @@ def matmul_session(periphery: Periphery, seed: int = 1) -> ort.InferenceSession:
 
 def chip_session(compensation: DriftCompensation, attrs: dict) -> ort.InferenceSession:
     """A model whose graph is one AnalogChipWeights node."""
-    names = ["g_prog", "nu", "t_inference", "gdc_ref"]
+    names = ["g_prog", "nu", "t_inference", "gdc_ref", "out_scale"]
     node = helper.make_node(ops.CHIP_WEIGHTS, names, ["W", "alpha"], domain=ops.DOMAIN, **attrs)
-    ranks = {"g_prog": 5, "nu": 5, "t_inference": 0, "gdc_ref": 3 if compensation is DriftCompensation.COLUMN else 0}
+    ranks = {"g_prog": 5, "nu": 5, "t_inference": 0, "gdc_ref": 3 if compensation is DriftCompensation.COLUMN else 0,
+             "out_scale": 3}
     inputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, None if ranks[n] is None else
                                             [f"{n}_{i}" for i in range(ranks[n])]) for n in names]
     outputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [f"{n}_{i}" for i in range(3)])
@@ -80,3 +84,15 @@ def layer_inputs(rng: np.random.Generator, batch: int, k: int, n: int, tile_rows
         "noise_bank": rng.standard_normal(bank).astype(np.float32),
         "ir_row_weight": ir_row_weights(ir_rows)[:rows],
     }
+
+
+def function_feeds(inputs: dict[str, np.ndarray], periphery: Periphery, start: int = 0) -> dict[str, np.ndarray]:
+    """The AnalogMatMul feeds of :func:`layer_inputs`' physical quantities (as the compiler stores them)."""
+    from anacompile.crossbar.reference import layer_scales
+
+    in_scale, out_scale = layer_scales(inputs["col_scale"], inputs["in_range"], periphery)
+    n_tiles, _, n = inputs["W"].shape
+    size = n_tiles * int(np.prod(inputs["X"].shape[:-1])) * n
+    return {"X": inputs["X"], "W": inputs["W"], "in_scale": in_scale, "scale": out_scale * inputs["alpha"],
+            "bias": inputs["bias"], "ir_row_weight": inputs["ir_row_weight"], "noise_bank": inputs["noise_bank"],
+            "noise_start": np.array([start], np.int64), "noise_end": np.array([start + size], np.int64)}

@@ -1,0 +1,33 @@
+"""Side-by-side timing helpers for the bench scripts (interleaved rounds, median ratio)."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+
+
+def per_call_s(fn: Callable[[], object], min_time_s: float = 0.05) -> float:
+    """Mean seconds per call of ``fn`` over a batch of calls lasting at least ``min_time_s``."""
+    fn()
+    n, elapsed = 1, 0.0
+    while True:
+        t0 = time.perf_counter()
+        for _ in range(n):
+            fn()
+        elapsed = time.perf_counter() - t0
+        if elapsed >= min_time_s:
+            return elapsed / n
+        n *= 2
+
+
+def side_by_side(a: Callable[[], object], b: Callable[[], object], rounds: int = 7) -> tuple[float, float, float]:
+    """Time ``a`` and ``b`` alternately; return (median a, median b, median of per-round ratios a/b)."""
+    ta, tb, ratios = [], [], []
+    for _ in range(rounds):
+        x = per_call_s(a)
+        y = per_call_s(b)
+        ta.append(x)
+        tb.append(y)
+        ratios.append(x / y)
+    return statistics.median(ta), statistics.median(tb), statistics.median(ratios)
