@@ -12,7 +12,6 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -39,12 +38,12 @@ def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Show trac
 @app.command("compile")
 def compile_cmd(
     model: Path = typer.Argument(..., help="Source ONNX model."),
-    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Output (default: MODEL.analog.onnx beside MODEL)."),
+    output: Path | None = typer.Option(None, "-o", "--output", help="Output (default: MODEL.analog.onnx beside MODEL)."),
     device: str = typer.Option("pcm", "--device", "-d", help="Device preset (see `anacompile devices`) or device file."),
     periphery: str = typer.Option("standard", "--periphery", help="Periphery preset (standard, ideal) or YAML/JSON file."),
     set_: list[str] = typer.Option([], "--set", help="Override a periphery key, e.g. --set adc_bits=6 (repeatable)."),
     strategy: str = typer.Option("single", "--strategy", help="Programming strategy: single, dual, or a strategy JSON."),
-    calibration: Optional[str] = typer.Option(None, "--calibration", help="Data for static input ranges: digits or an .npz."),
+    calibration: str | None = typer.Option(None, "--calibration", help="Data for static input ranges: digits or an .npz."),
     seed: int = typer.Option(0, "--seed", help="Experiment seed."),
     chip: int = typer.Option(0, "--chip", help="Chip whose programmed state is stored in the file."),
     programming: str = typer.Option("gaussian", "--programming", help="Chip programming method."),
@@ -117,10 +116,10 @@ def evaluate_cmd(
     data: str = typer.Option("digits", "--data", help="Built-in data set (digits) or .npz with inputs and labels."),
     times: str = typer.Option("1s,1h,1d,1y", "--times", help="Times since programming, e.g. 1s,1h,1d,1y."),
     chips: int = typer.Option(25, "--chips", help="Number of simulated chips."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Experiment seed (default: the compile seed)."),
-    compensation: Optional[str] = typer.Option(None, "--compensation", help="Drift compensation: none, global, column."),
-    json_path: Optional[Path] = typer.Option(None, "--json", help="Write the results as JSON to this file."),
-    plot: Optional[Path] = typer.Option(None, "--plot", help="Write a plot (PNG/SVG/PDF) of accuracy over time."),
+    seed: int | None = typer.Option(None, "--seed", help="Experiment seed (default: the compile seed)."),
+    compensation: str | None = typer.Option(None, "--compensation", help="Drift compensation: none, global, column."),
+    json_path: Path | None = typer.Option(None, "--json", help="Write the results as JSON to this file."),
+    plot: Path | None = typer.Option(None, "--plot", help="Write a plot (PNG/SVG/PDF) of accuracy over time."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing output files."),
 ) -> None:
     """Accuracy over time since programming, mean +- std over many simulated chips."""
@@ -139,7 +138,7 @@ def evaluate_cmd(
     table.add_column("time")
     table.add_column(f"{result.metric} (mean +- std)")
     table.add_row("FP32 baseline", f"{result.baseline:.2%}")
-    for t, m, s in zip(result.times_s, result.accuracy_mean, result.accuracy_std):
+    for t, m, s in zip(result.times_s, result.accuracy_mean, result.accuracy_std, strict=True):
         table.add_row(format_time(t), f"{m:.2%} +- {s:.2%}")
     out_console.print(table)
     if json_path is not None:
@@ -176,7 +175,7 @@ class _progress:
         self.description = description
 
     def __enter__(self):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TextColumn
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         self._p = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                            console=err_console, disable=not err_console.is_terminal, transient=True)

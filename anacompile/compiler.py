@@ -94,7 +94,8 @@ class CompileReport:
 def default_output_path(model: str | os.PathLike[str]) -> Path:
     """``model.onnx`` -> ``model.analog.onnx`` beside it."""
     p = Path(model)
-    return p.with_name(p.name[: -len(".onnx")] + ".analog.onnx" if p.name.endswith(".onnx") else p.name + ".analog.onnx")
+    stem = p.name[: -len(".onnx")] if p.name.endswith(".onnx") else p.name
+    return p.with_name(stem + ".analog.onnx")
 
 
 def compile_model(

@@ -65,7 +65,8 @@ def measure(name: str, source: Path, calib: str, x: np.ndarray, work: Path, roun
         sess = AnalogSession(out, chip_seed=1, t_inference=86400.0)
         for batch in (1, 256):
             xb = {"input": x[:batch]}
-            t_a, t_p, ratio = side_by_side(lambda: sess.run(xb), lambda: plain.run(None, xb), rounds=rounds)
+            t_a, t_p, ratio = side_by_side(lambda s=sess, f=xb: s.run(f), lambda f=xb: plain.run(None, f),
+                                           rounds=rounds)
             rows.append({"model": name, "periphery": peri, "batch": batch, "plain_us": t_p * 1e6,
                          "analog_us": t_a * 1e6, "ratio": ratio})
             print(f"{name:18s} {peri:9s} batch {batch:4d}: plain {t_p * 1e6:9.1f} us  analog {t_a * 1e6:9.1f} us"

@@ -99,10 +99,11 @@ def analog_matmul_reference(
 
     Args:
         x: input, shape (..., K).
-        w_eff: normalised effective weights per tile, (n_tiles, tile_rows, N), rows past K zero.
-        col_scale: digital per-column scales gamma, (n_tiles, 1, N).
-        in_range: static DAC input ranges alpha_in per tile, (n_tiles, 1, 1) (unused for abs-max).
-        alpha: drift-compensation factors, (n_tiles, 1, N).
+        w_eff: normalised effective weights per tile, (n_tiles, tile_rows, N), rows past K zero; or (K, N)
+            for a layer on one tile.
+        col_scale: digital per-column scales gamma, (n_tiles, 1, N) (or (1, N)).
+        in_range: static DAC input ranges alpha_in per tile, (n_tiles, 1, 1) (or (1, 1); unused for abs-max).
+        alpha: drift-compensation factors, (n_tiles, 1, N) (or (1, N)).
         bias: (N,).
         periphery: the periphery configuration.
         noise: standard normals of shape (n_tiles, B, N) for the per-MVM noise, or ``None`` for none.
@@ -111,6 +112,11 @@ def analog_matmul_reference(
         y with shape (..., N), float32.
     """
     p = periphery
+    if w_eff.ndim == 2:  # a layer on one tile, stored without the tile axis
+        n = w_eff.shape[1]
+        w_eff, col_scale = w_eff[None], np.reshape(col_scale, (1, 1, n))
+        in_range, alpha = np.reshape(in_range, (1, 1, 1)), np.reshape(alpha, (1, 1, n))
+        noise = None if noise is None else noise.reshape((1, -1, n))
     c = {k: F32(v) for k, v in tile_constants(p).items()}
     in_scale, out_scale = layer_scales(col_scale, in_range, p)
     scale = out_scale * alpha

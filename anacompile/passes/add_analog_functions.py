@@ -10,11 +10,12 @@ import onnx_ir as ir
 
 from anacompile import ops
 from anacompile.crossbar.periphery import DriftCompensation, Periphery
-from anacompile.runtime.functions import build_analog_matmul_function, build_chip_weights_function
+from anacompile.runtime.functions import TILED, build_analog_matmul_function, build_chip_weights_function
 
 __all__ = ["MIN_IR_VERSION", "AddAnalogFunctionsPass"]
 
 MIN_IR_VERSION = 8  # model-local functions
+OVERLOAD_IR_VERSION = 10  # function overloads (AnalogMatMul's ``tiled`` body)
 
 
 class AddAnalogFunctionsPass(ir.passes.InPlacePass):
@@ -26,19 +27,21 @@ class AddAnalogFunctionsPass(ir.passes.InPlacePass):
         self.compensation = compensation
 
     def call(self, model: ir.Model) -> ir.passes.PassResult:
-        used = {n.op_type for n in model.graph if n.domain == ops.DOMAIN}
-        missing = used - {f.name for f in model.functions.values() if f.domain == ops.DOMAIN}
+        used = {(n.op_type, n.overload) for n in model.graph if n.domain == ops.DOMAIN}
+        missing = used - {(f.name, f.overload) for f in model.functions.values() if f.domain == ops.DOMAIN}
         if not missing:
             return ir.passes.PassResult(model, modified=False)
         opset = model.opset_imports.get("", 13)
         builders = {
-            ops.ANALOG_MATMUL: lambda: build_analog_matmul_function(self.periphery, opset),
-            ops.CHIP_WEIGHTS: lambda: build_chip_weights_function(self.compensation, opset),
+            (ops.ANALOG_MATMUL, ""): lambda: build_analog_matmul_function(self.periphery, opset),
+            (ops.ANALOG_MATMUL, TILED): lambda: build_analog_matmul_function(self.periphery, opset, tiled=True),
+            (ops.CHIP_WEIGHTS, ""): lambda: build_chip_weights_function(self.compensation, opset),
         }
-        for name in sorted(missing):
-            fn = ir.serde.deserialize_function(builders[name]())
+        for key in sorted(missing):
+            fn = ir.serde.deserialize_function(builders[key]())
             model.functions[fn.identifier()] = fn
         model.opset_imports[ops.DOMAIN] = ops.DOMAIN_VERSION
         model.graph.opset_imports[ops.DOMAIN] = ops.DOMAIN_VERSION
-        model.ir_version = max(model.ir_version or MIN_IR_VERSION, MIN_IR_VERSION)
+        needed = OVERLOAD_IR_VERSION if any(overload for _, overload in used) else MIN_IR_VERSION
+        model.ir_version = max(model.ir_version or needed, needed)
         return ir.passes.PassResult(model, modified=True)

@@ -20,7 +20,7 @@ from anacompile import ops
 from anacompile.crossbar.periphery import Periphery
 from anacompile.crossbar.reference import ir_row_weights, layer_scales
 from anacompile.passes._layer import LAYER_KEY, analog_layers
-from anacompile.runtime.functions import analog_matmul_attributes, chip_weights_attributes
+from anacompile.runtime.functions import TILED, analog_matmul_attributes, chip_weights_attributes
 
 __all__ = ["RewriteToAnalogOpsPass"]
 
@@ -57,13 +57,19 @@ class RewriteToAnalogOpsPass(ir.passes.InPlacePass):
         for index, (node, plan) in enumerate(layers):
             L = plan.name
 
-            def init(suffix: str, array: np.ndarray, L: str = L) -> ir.Value:
+            tiled = plan.n_tiles > 1
+
+            def init(suffix: str, array: np.ndarray, L: str = L, tiled: bool = tiled) -> ir.Value:
+                # one-tile layers are stored without the tile axis (axis -3): AnalogMatMul's plain body
+                array = np.asarray(array)
+                if not tiled and array.ndim >= 3:
+                    array = np.squeeze(array, axis=-3)
                 return _initializer(graph, f"{L}.{suffix}", array)
 
             init(ops.G_TARGET, plan.g_target)
             init(ops.COL_SCALE, plan.col_scale)
-            in_range = init(ops.IN_RANGE, _in_range(plan))
-            in_scale, out_scale = layer_scales(plan.col_scale, in_range.const_value.numpy(), self.periphery)
+            init(ops.IN_RANGE, _in_range(plan))
+            in_scale, out_scale = layer_scales(plan.col_scale, _in_range(plan), self.periphery)
             chip_node = ir.node(
                 ops.CHIP_WEIGHTS,
                 [init(ops.G_PROG, plan.g_prog), init(ops.NU, plan.nu), t_inf, init(ops.GDC_REF, plan.gdc_ref),
@@ -81,7 +87,7 @@ class RewriteToAnalogOpsPass(ir.passes.InPlacePass):
                  init(ops.IR_WEIGHT, ir_row_weights(self.periphery.tile_rows)[: plan.tile_rows])],
                 attributes=analog_matmul_attributes(self.periphery,
                                                     seed=_node_seed(self.seed, self.chip, 2 * index + 1)),
-                domain=ops.DOMAIN, name=L,
+                domain=ops.DOMAIN, name=L, overload=TILED if tiled else "",
             )
             new_nodes = [chip_node, mm_node]
             out = mm_node.outputs[0]

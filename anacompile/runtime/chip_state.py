@@ -42,11 +42,11 @@ def read_weights(g_prog: NDArray, nu: NDArray, t_inference_s: float, device, sig
     """Normalised effective weights at t: decode the pairs of g(t) = device.read(g_prog, nu, t).
 
     Args:
-        g_prog, nu: programmed conductances (µS) and drift exponents, shape (P, 2, n_tiles, rows, N).
+        g_prog, nu: programmed conductances (µS) and drift exponents, shape (P, 2, [n_tiles,] rows, N).
         t_inference_s: seconds since programming.
 
     Returns:
-        u(t), shape (n_tiles, rows, N), float32.
+        u(t), shape ([n_tiles,] rows, N), float32.
     """
     g_t = device.read(g_prog, nu, t_inference_s, rng)
     return decode_pairs(g_t, significance, gain_us).astype(np.float32)
@@ -60,18 +60,18 @@ def compensation_reference(w0: NDArray, mode: DriftCompensation) -> NDArray[np.f
     """
     w0 = np.abs(np.asarray(w0, np.float32))
     if mode is DriftCompensation.COLUMN:
-        return np.sum(w0, axis=1, keepdims=True)
+        return np.sum(w0, axis=-2, keepdims=True)
     return np.asarray(np.sum(w0), np.float32)
 
 
 def compensation_factors(w_t: NDArray, reference: NDArray, mode: DriftCompensation) -> NDArray[np.float32]:
-    """alpha(t) = reference / (the same read at t), shape (n_tiles, 1, N); ones for ``none``."""
+    """alpha(t) = reference / (the same read at t), shape ([n_tiles,] 1, N); ones for ``none``."""
     w_t = np.asarray(w_t, np.float32)
-    shape = (w_t.shape[0], 1, w_t.shape[2])
+    shape = w_t.shape[:-2] + (1, w_t.shape[-1])
     if mode is DriftCompensation.NONE:
         return np.ones(shape, np.float32)
     if mode is DriftCompensation.COLUMN:
-        cur = np.sum(np.abs(w_t), axis=1, keepdims=True)
+        cur = np.sum(np.abs(w_t), axis=-2, keepdims=True)
         return (reference / np.maximum(cur, np.float32(GDC_EPS))).astype(np.float32)
     cur = np.sum(np.abs(w_t))
     return np.full(shape, reference / max(cur, GDC_EPS), np.float32)

@@ -31,6 +31,7 @@ from anacompile.crossbar.reference import ABSMAX_EPS, tile_constants
 
 __all__ = [
     "MATMUL_INPUTS",
+    "TILED",
     "NoiseSource",
     "CHIP_INPUTS",
     "analog_matmul_attributes",
@@ -107,30 +108,42 @@ class NoiseSource(str, Enum):
     """A slice ``noise_bank[noise_start:noise_end]`` fed by the caller (the analog session: ~5x cheaper)."""
 
 
-def build_analog_matmul_function(periphery: Periphery, opset: int,
-                                 noise: NoiseSource = NoiseSource.RANDOM) -> onnx.FunctionProto:
+TILED = "tiled"
+"""Overload name of the ``AnalogMatMul`` body for layers spread over several row tiles."""
+
+
+def build_analog_matmul_function(periphery: Periphery, opset: int, noise: NoiseSource = NoiseSource.RANDOM,
+                                 tiled: bool = False) -> onnx.FunctionProto:
     """``AnalogMatMul(X, W, in_scale, scale, bias, ir_row_weight, noise_bank, noise_start, noise_end) -> Y``.
 
-    Shapes: X (..., K); W (n_tiles, tile_rows, N); in_scale (n_tiles, 1, 1) = 1/(alpha_in d) (static input
-    ranges; unused for abs-max); scale (n_tiles, 1, N) = gamma D alpha_in alpha_GDC; bias (N,);
-    ir_row_weight (tile_rows, 1); noise_bank (M,), noise_start/noise_end (1,) int64 (``bank`` source
-    only); Y (..., N). The arithmetic is :func:`anacompile.crossbar.reference.analog_matmul_reference`.
+    A layer on one tile (the plain body): X (..., K); W (K, N); in_scale (1, 1) = 1/(alpha_in d) (static
+    input ranges; unused for abs-max); scale (1, N) = gamma D alpha_in alpha_GDC; bias (N,); ir_row_weight
+    (K, 1); noise_bank (M,), noise_start/noise_end (1,) int64 (``bank`` source only); Y (..., N).
+
+    A layer on n_tiles > 1 row tiles (overload ``tiled``): W (n_tiles, tile_rows, N), in_scale
+    (n_tiles, 1, 1), scale (n_tiles, 1, N), ir_row_weight (tile_rows, 1); X is zero-padded to whole tiles,
+    each tile has its own DAC and ADC, and the partial sums are added digitally.
+
+    The arithmetic is :func:`anacompile.crossbar.reference.analog_matmul_reference`, op for op.
     """
     p = periphery
     b = _Body()
     i64 = TensorProto.INT64
-    shape_w = b.op("Shape", "W")
-    nb = b.op("Slice", shape_w, b.const([0], i64), b.const([1], i64))
-    tr = b.op("Slice", shape_w, b.const([1], i64), b.const([2], i64))
-    n_out = b.op("Slice", shape_w, b.const([2], i64), b.const([3], i64))
-    shape_x = b.op("Shape", "X")
-    lead = b.op("Slice", shape_x, b.const([0], i64), b.const([-1], i64))
-    k = b.op("Slice", shape_x, b.const([-1], i64), b.const([2**62], i64))
-    x2 = b.op("Reshape", "X", b.op("Concat", b.const([-1], i64), k, axis=0))
-    pad = b.op("Sub", b.op("Mul", nb, tr), k)
-    xp = b.op("Pad", x2, b.op("Concat", b.const([0, 0, 0], i64), pad, axis=0))
-    xb = b.op("Reshape", xp, b.op("Concat", b.const([-1], i64), nb, tr, axis=0))
-    xt = b.op("Transpose", xb, perm=[1, 0, 2])
+    if tiled:
+        shape_w = b.op("Shape", "W")
+        nb = b.op("Slice", shape_w, b.const([0], i64), b.const([1], i64))
+        tr = b.op("Slice", shape_w, b.const([1], i64), b.const([2], i64))
+        n_out = b.op("Slice", shape_w, b.const([2], i64), b.const([3], i64))
+        shape_x = b.op("Shape", "X")
+        lead = b.op("Slice", shape_x, b.const([0], i64), b.const([-1], i64))
+        k = b.op("Slice", shape_x, b.const([-1], i64), b.const([2**62], i64))
+        x2 = b.op("Reshape", "X", b.op("Concat", b.const([-1], i64), k, axis=0))
+        pad = b.op("Sub", b.op("Mul", nb, tr), k)
+        xp = b.op("Pad", x2, b.op("Concat", b.const([0, 0, 0], i64), pad, axis=0))
+        xb = b.op("Reshape", xp, b.op("Concat", b.const([-1], i64), nb, tr, axis=0))
+        xt = b.op("Transpose", xb, perm=[1, 0, 2])
+    else:
+        xt = "X"
     a_in = None
     if p.dac_bits is None:
         q = xt
@@ -138,7 +151,7 @@ def build_analog_matmul_function(periphery: Periphery, opset: int,
         if p.input_range is InputRange.STATIC:
             inv = "in_scale"
         else:
-            amax = b.reduce("ReduceMax", b.op("Abs", xt), [2], 1, opset)
+            amax = b.reduce("ReduceMax", b.op("Abs", xt), [-1], 1, opset)
             a_in = b.op("Max", amax, b.const(ABSMAX_EPS))
             inv = b.op("Reciprocal", b.op("Mul", a_in, b.attr_const("dac_step")))
         levels = b.attr_const("dac_levels")
@@ -171,17 +184,23 @@ def build_analog_matmul_function(periphery: Periphery, opset: int,
         z = b.op("Clip", z, b.op("Neg", bound), bound)
     if a_in is not None:
         z = b.op("Mul", z, a_in)  # abs-max: one input range per vector
-    # sum of the tiles' partial sums: ones(1, n_tiles) @ (z * scale) (ReduceSum over a leading axis is slow)
-    zs = b.op("Reshape", b.op("Mul", z, "scale"), b.op("Concat", nb, b.const([-1], i64), axis=0))
-    ones = b.op("ConstantOfShape", b.op("Concat", b.const([1], i64), nb, axis=0),
-                value=helper.make_tensor("one", TensorProto.FLOAT, [1], [1.0]))
-    y = b.op("Add", b.op("Reshape", b.op("MatMul", ones, zs), b.op("Concat", lead, n_out, axis=0)), "bias")
+    if tiled:
+        # sum of the tiles' partial sums: ones(1, n_tiles) @ (z * scale); ReduceSum over a leading axis is slow
+        zs = b.op("Reshape", b.op("Mul", z, "scale"), b.op("Concat", nb, b.const([-1], i64), axis=0))
+        ones = b.op("ConstantOfShape", b.op("Concat", b.const([1], i64), nb, axis=0),
+                    value=helper.make_tensor("one", TensorProto.FLOAT, [1], [1.0]))
+        b.op("Add", b.op("Reshape", b.op("MatMul", ones, zs), b.op("Concat", lead, n_out, axis=0)), "bias")
+    else:
+        b.op("Add", b.op("Mul", z, "scale"), "bias")
     b.nodes[-1].output[0] = "Y"
-    return helper.make_function(
+    fn = helper.make_function(
         ops.DOMAIN, ops.ANALOG_MATMUL, list(MATMUL_INPUTS), ["Y"], b.nodes,
         [helper.make_opsetid("", opset)], attributes=list(MATMUL_ATTRIBUTES),
         doc_string="Analog crossbar MVM with DAC, tiles, noise, IR drop, ADC, digital scales (anacompile).",
     )
+    if tiled:
+        fn.overload = TILED
+    return fn
 
 
 def _set_seed_ref(node: onnx.NodeProto) -> None:
@@ -232,21 +251,22 @@ def build_chip_weights_function(compensation: DriftCompensation, opset: int) -> 
     g_t = b.op("Relu", b.op("Add", g_drift, noise))
     g_pos = b.op("Gather", g_t, b.const(0, i64), axis=1)
     g_neg = b.op("Gather", g_t, b.const(1, i64), axis=1)
-    sig = b.op("Reshape", b.attr_const("significance", "floats"), b.const([-1, 1, 1, 1], i64))
-    w = b.reduce("ReduceSum", b.op("Mul", b.op("Sub", g_pos, g_neg), sig), [0], 0, opset)
+    diff = b.op("Sub", g_pos, g_neg)  # (P, [n_tiles,] rows, N)
+    rank_rest = b.op("Sub", b.op("Size", b.op("Shape", diff)), b.const([1], i64))
+    ones = b.op("ConstantOfShape", rank_rest, value=helper.make_tensor("one", i64, [1], [1]))
+    sig = b.op("Reshape", b.attr_const("significance", "floats"), b.op("Concat", b.const([-1], i64), ones, axis=0))
+    w = b.reduce("ReduceSum", b.op("Mul", diff, sig), [0], 0, opset)
     w = b.op("Mul", w, b.attr_const("inv_gain"))
     b.nodes[-1].output[0] = "W"
     w = "W"
-    shape_alpha = b.op("Concat", b.op("Slice", b.op("Shape", w), b.const([0], i64), b.const([1], i64)),
-                       b.const([1], i64),
-                       b.op("Slice", b.op("Shape", w), b.const([2], i64), b.const([3], i64)), axis=0)
+    shape_alpha = b.op("Shape", "out_scale")
     if compensation is DriftCompensation.NONE:
         alpha = b.op("Expand", b.const(1.0), shape_alpha)
     elif compensation is DriftCompensation.GLOBAL:
-        cur = b.reduce("ReduceSum", b.op("Abs", w), [0, 1, 2], 0, opset)
+        cur = b.op("ReduceSum", b.op("Abs", w), keepdims=0)  # all axes
         alpha = b.op("Expand", b.op("Div", "gdc_ref", b.op("Max", cur, b.const(GDC_EPS))), shape_alpha)
     else:
-        cur = b.reduce("ReduceSum", b.op("Abs", w), [1], 1, opset)
+        cur = b.reduce("ReduceSum", b.op("Abs", w), [-2], 1, opset)
         alpha = b.op("Div", "gdc_ref", b.op("Max", cur, b.const(GDC_EPS)))
     b.op("Mul", "out_scale", alpha)
     b.nodes[-1].output[0] = "scale"

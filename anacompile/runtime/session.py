@@ -29,7 +29,6 @@ from anacompile.errors import ConfigError, DataError, UnsupportedModelError
 from anacompile.mapping.registry import mapping_from_dict
 from anacompile.model_io import load_proto
 from anacompile.programming.chip import program_chip
-from anacompile.runtime.functions import NoiseSource, build_analog_matmul_function
 from anacompile.runtime.chip_state import (
     chip_rng,
     compensation_factors,
@@ -37,6 +36,7 @@ from anacompile.runtime.chip_state import (
     noise_bank,
     read_weights,
 )
+from anacompile.runtime.functions import NoiseSource, build_analog_matmul_function
 
 __all__ = ["AnalogSession", "ChipLayer", "digital_reference_model"]
 
@@ -60,6 +60,18 @@ class ChipLayer:
     def n_out(self) -> int:
         """Columns N."""
         return int(self.g_target.shape[-1])
+
+    @property
+    def n_tiles(self) -> int:
+        """Row tiles (a one-tile layer is stored without the tile axis)."""
+        return int(self.g_target.shape[2]) if self.g_target.ndim == 5 else 1
+
+    @property
+    def state_shapes(self) -> tuple[list[int], list[int]]:
+        """Shapes of the fed effective weights and output scales."""
+        rows_n = list(self.g_target.shape[-2:])
+        lead = [self.n_tiles] if self.g_target.ndim == 5 else []
+        return lead + rows_n, lead + [1, rows_n[1]]
 
 
 class AnalogSession:
@@ -181,13 +193,13 @@ class AnalogSession:
             return {}
         x = feeds[self.input_names[0]] if self.input_names else next(iter(feeds.values()))
         batch = max(1, int(np.prod(x.shape[:-1])) if x.ndim > 1 else 1)
-        sizes = [layer.g_target.shape[2] * layer.n_out * batch for layer in self.layers]
+        sizes = [layer.n_tiles * layer.n_out * batch for layer in self.layers]
         if max(sizes) * MIN_BANK_FACTOR > self._bank_size:
             self._bank_size = int(2 ** np.ceil(np.log2(max(sizes) * MIN_BANK_FACTOR)))
             self._state[ops.NOISE_BANK] = noise_bank(self._bank_size, chip_rng(self.seed, self.chip_seed, "bank"))
         starts = self._offsets.integers(0, self._bank_size - np.asarray(sizes) + 1)
         out = {}
-        for layer, start, size in zip(self.layers, starts, sizes):
+        for layer, start, size in zip(self.layers, starts, sizes, strict=True):
             out[f"{layer.name}.{ops.NOISE_START}"] = np.array([start], np.int64)
             out[f"{layer.name}.{ops.NOISE_END}"] = np.array([start + size], np.int64)
         return out
@@ -238,9 +250,9 @@ def _strip_chip_stage(proto: onnx.ModelProto, layers: list[ChipLayer], periphery
             del node.input[6:]
             node.input.extend([ops.NOISE_BANK, f"{node.name}.{ops.NOISE_START}", f"{node.name}.{ops.NOISE_END}"])
     for layer in layers:
-        n_tiles, rows, n = layer.g_target.shape[2:]
-        state_inputs.append(onnx.helper.make_tensor_value_info(f"{layer.name}.{ops.W_EFF}", f, [n_tiles, rows, n]))
-        state_inputs.append(onnx.helper.make_tensor_value_info(f"{layer.name}.{ops.SCALE}", f, [n_tiles, 1, n]))
+        w_shape, scale_shape = layer.state_shapes
+        state_inputs.append(onnx.helper.make_tensor_value_info(f"{layer.name}.{ops.W_EFF}", f, w_shape))
+        state_inputs.append(onnx.helper.make_tensor_value_info(f"{layer.name}.{ops.SCALE}", f, scale_shape))
         if noisy:
             for suffix in (ops.NOISE_START, ops.NOISE_END):
                 state_inputs.append(onnx.helper.make_tensor_value_info(
@@ -257,6 +269,8 @@ def _strip_chip_stage(proto: onnx.ModelProto, layers: list[ChipLayer], periphery
     opset = next((o.version for o in m.opset_import if o.domain in ("", "ai.onnx")), 17)
     funcs = [fn for fn in m.functions if fn.name not in (ops.CHIP_WEIGHTS, ops.ANALOG_MATMUL)]
     funcs.append(build_analog_matmul_function(periphery, opset, NoiseSource.BANK))
+    funcs.append(build_analog_matmul_function(periphery, opset, NoiseSource.BANK, tiled=True))
+    m.ir_version = max(m.ir_version, 10)
     del m.functions[:]
     m.functions.extend(funcs)
     return m

@@ -12,6 +12,7 @@ from anacompile.crossbar.periphery import DriftCompensation, Periphery
 from anacompile.runtime.functions import (
     MATMUL_INPUTS,
     analog_matmul_attributes,
+    TILED,
     NoiseSource,
     build_analog_matmul_function,
     build_chip_weights_function,
@@ -20,13 +21,16 @@ from anacompile.runtime.functions import (
 OPSET = 17
 
 
-def matmul_session(periphery: Periphery, seed: int = 1, noise: NoiseSource = NoiseSource.BANK
-                   ) -> ort.InferenceSession:
-    """A model whose graph is one AnalogMatMul node; every function input is a graph input."""
+def matmul_session(periphery: Periphery, seed: int = 1, noise: NoiseSource = NoiseSource.BANK,
+                   tiled: bool = False) -> ort.InferenceSession:
+    """A model whose graph is one AnalogMatMul node (plain or ``tiled`` body); every input is a graph input."""
     names = list(MATMUL_INPUTS) if noise is NoiseSource.BANK else list(MATMUL_INPUTS[:6])
     node = helper.make_node(ops.ANALOG_MATMUL, names, ["Y"], domain=ops.DOMAIN,
                             **analog_matmul_attributes(periphery, seed))
-    ranks = {"X": 2, "W": 3, "in_scale": 3, "scale": 3, "bias": 1, "noise_bank": 1, "ir_row_weight": 2,
+    if tiled:
+        node.overload = TILED
+    r = 3 if tiled else 2
+    ranks = {"X": 2, "W": r, "in_scale": r, "scale": r, "bias": 1, "noise_bank": 1, "ir_row_weight": 2,
              "noise_start": 1, "noise_end": 1}
     int_inputs = ("noise_start", "noise_end")
     inputs = [helper.make_tensor_value_info(n, TensorProto.INT64 if n in int_inputs else TensorProto.FLOAT,
@@ -34,7 +38,7 @@ def matmul_session(periphery: Periphery, seed: int = 1, noise: NoiseSource = Noi
     graph = helper.make_graph([node], "g", inputs, [helper.make_tensor_value_info("Y", TensorProto.FLOAT, ["B", "N"])])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET),
                                                     helper.make_opsetid(ops.DOMAIN, 1)],
-                              functions=[build_analog_matmul_function(periphery, OPSET, noise)])
+                              functions=[build_analog_matmul_function(periphery, OPSET, noise, tiled)])
     model.ir_version = 10
     onnx.checker.check_model(model, full_check=True)
     so = ort.SessionOptions()
@@ -93,6 +97,17 @@ def function_feeds(inputs: dict[str, np.ndarray], periphery: Periphery, start: i
     in_scale, out_scale = layer_scales(inputs["col_scale"], inputs["in_range"], periphery)
     n_tiles, _, n = inputs["W"].shape
     size = n_tiles * int(np.prod(inputs["X"].shape[:-1])) * n
-    return {"X": inputs["X"], "W": inputs["W"], "in_scale": in_scale, "scale": out_scale * inputs["alpha"],
-            "bias": inputs["bias"], "ir_row_weight": inputs["ir_row_weight"], "noise_bank": inputs["noise_bank"],
-            "noise_start": np.array([start], np.int64), "noise_end": np.array([start + size], np.int64)}
+    feeds = {"X": inputs["X"], "W": inputs["W"], "in_scale": in_scale, "scale": out_scale * inputs["alpha"],
+             "bias": inputs["bias"], "ir_row_weight": inputs["ir_row_weight"], "noise_bank": inputs["noise_bank"],
+             "noise_start": np.array([start], np.int64), "noise_end": np.array([start + size], np.int64)}
+    if n_tiles == 1:  # one-tile layers are stored without the tile axis
+        for key in ("W", "in_scale", "scale"):
+            feeds[key] = feeds[key][0]
+    return feeds
+
+
+def run_layer(periphery: Periphery, inputs: dict[str, np.ndarray], start: int = 0, session=None) -> np.ndarray:
+    """Run one AnalogMatMul (plain or tiled body, as the compiler would choose) on :func:`layer_inputs`."""
+    tiled = inputs["W"].shape[0] > 1
+    sess = session or matmul_session(periphery, tiled=tiled)
+    return sess.run(None, function_feeds(inputs, periphery, start))[0]

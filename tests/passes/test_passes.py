@@ -87,7 +87,8 @@ def _compile(model: ir.Model, periphery=STANDARD) -> ir.Model:
     m = SinglePairMapping()
     for p in (MarkAnalogOpsPass(), PartitionWeightsPass(periphery), MapConductancesPass(PCM, m),
               ProgramChipPass(PCM, m, periphery.drift_compensation),
-              RewriteToAnalogOpsPass(PCM, m, periphery), AddAnalogFunctionsPass(periphery, periphery.drift_compensation),
+              RewriteToAnalogOpsPass(PCM, m, periphery),
+              AddAnalogFunctionsPass(periphery, periphery.drift_compensation),
               VerifyAnalogModelPass()):
         p(model)
     return model

@@ -7,7 +7,7 @@ import pytest
 
 from anacompile.crossbar.periphery import PERIPHERY_PRESETS, Periphery
 from anacompile.crossbar.reference import analog_matmul_reference
-from tests._support.graphs import function_feeds, layer_inputs, matmul_session
+from tests._support.graphs import layer_inputs, matmul_session, run_layer
 
 STANDARD = PERIPHERY_PRESETS["standard"]
 NOISE_OFF = STANDARD.replace(read_noise=0.0, out_noise=0.0)
@@ -27,7 +27,7 @@ def test_ort_equals_numpy_with_noise_off(k, n, tile_rows, input_range):
     """DAC, tiles (one, exact multiples, partial), IR drop, ADC, scales: ORT == numpy, code for code."""
     p = NOISE_OFF.replace(tile_rows=tile_rows, input_range=input_range)
     inputs = layer_inputs(np.random.default_rng(k + n), 64, k, n, tile_rows, p.tile_rows)
-    y_ort = matmul_session(p).run(None, function_feeds(inputs, p))[0]
+    y_ort = run_layer(p, inputs)
     y_ref = _reference(inputs, p)
     # Same float32 ops in the same order; MLAS and numpy may sum a dot product in another order, which can
     # move a value sitting exactly on an ADC rounding boundary by one LSB. Allow that for <0.5% of outputs.
@@ -40,7 +40,7 @@ def test_ort_equals_numpy_with_noise_off(k, n, tile_rows, input_range):
 def test_ort_equals_numpy_exactly_with_ideal_periphery():
     p = PERIPHERY_PRESETS["ideal"].replace(tile_rows=128)
     inputs = layer_inputs(np.random.default_rng(0), 32, 300, 20, 128, 128)
-    y_ort = matmul_session(p).run(None, function_feeds(inputs, p))[0]
+    y_ort = run_layer(p, inputs)
     np.testing.assert_allclose(y_ort, _reference(inputs, p), rtol=1e-5, atol=1e-5)
     # and it is the plain matmul of the decoded weights
     w = (inputs["W"] * inputs["col_scale"] * inputs["alpha"]).reshape(-1, 20)[:300]
@@ -57,7 +57,7 @@ def _single_column(p: Periphery, x: np.ndarray, w: np.ndarray, bank: np.ndarray 
         "noise_bank": (bank if bank is not None else np.zeros(16, np.float32)).astype(np.float32),
         "ir_row_weight": np.ones((k, 1), np.float32),
     }
-    return matmul_session(p).run(None, function_feeds(inputs, p))[0][:, 0]
+    return run_layer(p, inputs)[:, 0]
 
 
 def test_standard_dac_step_is_2_over_254():
@@ -114,11 +114,11 @@ def test_noise_statistics_ort_equal_numpy():
     p = STANDARD.replace(tile_rows=64)
     rng = np.random.default_rng(5)
     inputs = layer_inputs(rng, 8, 100, 6, 64, 64, bank=1 << 18)
-    sess = matmul_session(p)
+    sess = matmul_session(p, tiled=True)
     y_clean = _reference(inputs, p.replace(read_noise=0.0, out_noise=0.0))
     draws = 400
     starts = rng.integers(0, (1 << 18) - 2 * 8 * 6, draws)
-    ort_err = np.stack([sess.run(None, function_feeds(inputs, p, int(s)))[0] - y_clean for s in starts])
+    ort_err = np.stack([run_layer(p, inputs, int(s), sess) - y_clean for s in starts])
     ref_err = np.stack([
         _reference(inputs, p, rng.standard_normal((2, 8, 6)).astype(np.float32)) - y_clean for _ in range(draws)
     ])
