@@ -52,9 +52,11 @@ def tile_constants(periphery: Periphery) -> dict[str, float]:
     """The scalars of the tile arithmetic in DAC/ADC code units (shared with the ONNX function's attributes).
 
     With the DAC on, an input becomes the integer code q = round(clip(x / alpha_in / d, -L, L)), L = b/d,
-    and the normalised input is x^ = d q. The MVM is computed on codes, z = d (q . w), and converted to ADC
-    codes with d / D. The noise standard deviation in ADC codes is sqrt(k1 sum|w| q^2 + k2) with
-    k1 = (sigma_w d / D)^2 and k2 = (sigma_out / D)^2. With a converter off its step is 1 (no rounding).
+    and the normalised input is x^ = d q. The tile's weights are fed pre-scaled to ADC codes per DAC code,
+    w' = (d / D) w (``code_gain``), so the MVM gives ADC codes directly: z = q . w'. In these units the IR
+    drop's a = (n / G) D sum|w'||q|, and the noise standard deviation in ADC codes is
+    sqrt(k1 sum|w'| q^2 + k2) with k1 = sigma_w^2 d / D and k2 = (sigma_out / D)^2. With a converter off its
+    step is 1 (no rounding).
     """
     p = periphery
     d = p.dac_step if p.dac_bits is not None else 1.0
@@ -66,8 +68,8 @@ def tile_constants(periphery: Periphery) -> dict[str, float]:
         "adc_step": float(big_d),
         "code_bound": float(p.adc_bound / big_d) if p.adc_bound is not None else 0.0,
         "ir_drop": float(p.ir_drop),
-        "ir_a_scale": float(p.tile_rows / p.ir_drop_g_ratio * d),  # n = physical rows of a tile
-        "noise_k1": float((p.read_noise * d / big_d) ** 2),
+        "ir_a_scale": float(p.tile_rows / p.ir_drop_g_ratio * big_d),  # n = physical rows of a tile
+        "noise_k1": float(p.read_noise**2 * d / big_d),
         "noise_k2": float((p.out_noise / big_d) ** 2),
         "noise_std": float(p.out_noise / big_d),
     }
@@ -132,6 +134,7 @@ def analog_matmul_reference(
             a_in = np.maximum(np.max(np.abs(xt), axis=2, keepdims=True), F32(ABSMAX_EPS))
             inv = np.reciprocal(a_in * c["dac_step"])
         q = np.round(np.clip(xt * inv, -c["dac_levels"], c["dac_levels"]))
+    w_eff = w_eff * c["code_gain"]  # done once per (chip, t) by the chip stage, not per run
     z = np.matmul(q, w_eff)
     need_abs = p.read_noise > 0 or p.ir_drop > 0
     abs_w = np.abs(w_eff) if need_abs else None
@@ -140,7 +143,6 @@ def analog_matmul_reference(
         corr = a * (a * (a * F32(0.05) - F32(0.2)) + F32(0.5))
         z_ir = np.matmul(q, w_eff * ir_row_weights(p.tile_rows)[:tile_rows])
         z = z - c["ir_drop"] * corr * z_ir
-    z = z * c["code_gain"]
     if noise is not None and p.has_mvm_noise:
         if p.read_noise > 0:
             z = z + np.sqrt(np.matmul(q * q, abs_w) * c["noise_k1"] + c["noise_k2"]) * noise

@@ -55,6 +55,8 @@ class CalibrateInputRangesPass(ir.passes.InPlacePass):
             raise DataError(f"Calibration data could not be run through the model: {err}") from err
         q = self.periphery.input_range_percentile
         for plan, x in zip(layers, outs, strict=True):
+            # ops that feed the tiles a transform of their input (Conv: patches) say how, in extra["to_matrix"]
+            x = plan.extra.get("to_matrix", lambda a: a)(np.asarray(x, np.float32))
             xt = np.abs(tile_input(np.asarray(x, np.float32), plan.n_tiles, plan.tile_rows))
             r = np.percentile(xt.reshape(plan.n_tiles, -1), q, axis=1)
             plan.in_range = np.where(r > 0, r, 1.0).astype(np.float32).reshape(plan.n_tiles, 1, 1)

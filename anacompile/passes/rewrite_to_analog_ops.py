@@ -13,16 +13,19 @@ tools that know nothing of time can ignore it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import numpy as np
 import onnx_ir as ir
 
 from anacompile import ops
 from anacompile.crossbar.periphery import Periphery
-from anacompile.crossbar.reference import ir_row_weights, layer_scales
-from anacompile.passes._layer import LAYER_KEY, analog_layers
+from anacompile.crossbar.reference import ir_row_weights, layer_scales, tile_constants
+from anacompile.passes._layer import LAYER_KEY, LayerPlan, analog_layers
 from anacompile.runtime.functions import TILED, analog_matmul_attributes, chip_weights_attributes
 
-__all__ = ["RewriteToAnalogOpsPass"]
+__all__ = ["EMITTERS", "EmitContext", "RewriteToAnalogOpsPass", "emit_matmul"]
 
 
 def _initializer(graph: ir.Graph, name: str, array: np.ndarray) -> ir.Value:
@@ -31,6 +34,41 @@ def _initializer(graph: ir.Graph, name: str, array: np.ndarray) -> ir.Value:
     value.type = ir.TensorType(ir.DataType.from_numpy(array.dtype))
     graph.register_initializer(value)
     return value
+
+
+@dataclass
+class EmitContext:
+    """What an emitter gets: the graph, the source node and its plan, and ``analog(x)``.
+
+    ``analog(x)`` adds the layer's initializers and returns ``(nodes, y)``: AnalogChipWeights and
+    AnalogMatMul computing y = x W + b on the tiles for x of shape (..., K).
+    """
+
+    graph: ir.Graph
+    node: ir.Node
+    plan: LayerPlan
+    analog: Callable[[ir.Value], tuple[list[ir.Node], ir.Value]]
+    initializer: Callable[[str, np.ndarray], ir.Value]
+
+
+Emitter = Callable[[EmitContext], tuple[list[ir.Node], ir.Value]]
+
+
+def emit_matmul(ctx: EmitContext) -> tuple[list[ir.Node], ir.Value]:
+    """MatMul and Gemm: y = AnalogMatMul(x), plus a digital ``beta * C`` where Gemm's C is not constant."""
+    nodes, out = ctx.analog(ctx.plan.input)
+    digital_bias = ctx.plan.extra.get("digital_bias")
+    if digital_bias is not None:
+        c_value, beta = digital_bias
+        scaled = ir.node("Mul", [c_value, ctx.initializer("beta", np.asarray(beta, np.float32))])
+        add = ir.node("Add", [out, scaled.outputs[0]])
+        nodes += [scaled, add]
+        out = add.outputs[0]
+    return nodes, out
+
+
+EMITTERS: dict[str, Emitter] = {"MatMul": emit_matmul, "Gemm": emit_matmul}
+"""How each source op type becomes analog nodes, keyed by ``LayerPlan.source_op``."""
 
 
 class RewriteToAnalogOpsPass(ir.passes.InPlacePass):
@@ -53,51 +91,13 @@ class RewriteToAnalogOpsPass(ir.passes.InPlacePass):
         if t_inf is None:
             t_inf = _initializer(graph, ops.T_INFERENCE, np.zeros((), np.float32))
             graph.inputs.append(t_inf)
-        gain = self.mapping.gain_us(self.device.g_min_us, self.device.g_max_us)
         for index, (node, plan) in enumerate(layers):
-            L = plan.name
-
-            tiled = plan.n_tiles > 1
-
-            def init(suffix: str, array: np.ndarray, L: str = L, tiled: bool = tiled) -> ir.Value:
-                # one-tile layers are stored without the tile axis (axis -3): AnalogMatMul's plain body
-                array = np.asarray(array)
-                if not tiled and array.ndim >= 3:
-                    array = np.squeeze(array, axis=-3)
-                return _initializer(graph, f"{L}.{suffix}", array)
-
-            init(ops.G_TARGET, plan.g_target)
-            init(ops.COL_SCALE, plan.col_scale)
-            init(ops.IN_RANGE, _in_range(plan))
-            in_scale, out_scale = layer_scales(plan.col_scale, _in_range(plan), self.periphery)
-            chip_node = ir.node(
-                ops.CHIP_WEIGHTS,
-                [init(ops.G_PROG, plan.g_prog), init(ops.NU, plan.nu), t_inf, init(ops.GDC_REF, plan.gdc_ref),
-                 init(ops.OUT_SCALE, out_scale)],
-                attributes=chip_weights_attributes(self.device, self.mapping.significance, gain,
-                                                   seed=_node_seed(self.seed, self.chip, 2 * index)),
-                domain=ops.DOMAIN, num_outputs=2, name=f"{L}.chip",
+            ctx = EmitContext(
+                graph=graph, node=node, plan=plan,
+                analog=lambda x, plan=plan, index=index: self._analog_nodes(graph, plan, x, index, t_inf),
+                initializer=lambda suffix, array, plan=plan: _initializer(graph, f"{plan.name}.{suffix}", array),
             )
-            w_eff, scale = chip_node.outputs
-            w_eff.name, scale.name = f"{L}.{ops.W_EFF}", f"{L}.{ops.SCALE}"
-            bias = plan.bias if plan.bias is not None else np.zeros(plan.n_out)
-            mm_node = ir.node(
-                ops.ANALOG_MATMUL,
-                [plan.input, w_eff, init(ops.IN_SCALE, in_scale), scale, init(ops.BIAS, bias.astype(np.float32)),
-                 init(ops.IR_WEIGHT, ir_row_weights(self.periphery.tile_rows)[: plan.tile_rows])],
-                attributes=analog_matmul_attributes(self.periphery,
-                                                    seed=_node_seed(self.seed, self.chip, 2 * index + 1)),
-                domain=ops.DOMAIN, name=L, overload=TILED if tiled else "",
-            )
-            new_nodes = [chip_node, mm_node]
-            out = mm_node.outputs[0]
-            digital_bias = plan.extra.get("digital_bias")
-            if digital_bias is not None:
-                c_value, beta = digital_bias
-                scaled = ir.node("Mul", [c_value, _initializer(graph, f"{L}.beta", np.asarray(beta, np.float32))])
-                add = ir.node("Add", [out, scaled.outputs[0]])
-                new_nodes += [scaled, add]
-                out = add.outputs[0]
+            new_nodes, out = EMITTERS[plan.source_op](ctx)
             old_out = node.outputs[0]
             out.shape, out.type = old_out.shape, old_out.type
             old_inputs = [v for v in node.inputs if v is not None]
@@ -107,6 +107,44 @@ class RewriteToAnalogOpsPass(ir.passes.InPlacePass):
                 if value.name in graph.initializers and not value.uses() and not value.is_graph_input():
                     del graph.initializers[value.name]
         return ir.passes.PassResult(model, modified=True)
+
+    def _analog_nodes(self, graph: ir.Graph, plan: LayerPlan, x: ir.Value, index: int,
+                      t_inf: ir.Value) -> tuple[list[ir.Node], ir.Value]:
+        L = plan.name
+        tiled = plan.n_tiles > 1
+        gain = self.mapping.gain_us(self.device.g_min_us, self.device.g_max_us)
+
+        def init(suffix: str, array: np.ndarray) -> ir.Value:
+            # one-tile layers are stored without the tile axis (axis -3): AnalogMatMul's plain body
+            array = np.asarray(array)
+            if not tiled and array.ndim >= 3:
+                array = np.squeeze(array, axis=-3)
+            return _initializer(graph, f"{L}.{suffix}", array)
+
+        init(ops.G_TARGET, plan.g_target)
+        init(ops.COL_SCALE, plan.col_scale)
+        init(ops.IN_RANGE, _in_range(plan))
+        in_scale, out_scale = layer_scales(plan.col_scale, _in_range(plan), self.periphery)
+        chip_node = ir.node(
+            ops.CHIP_WEIGHTS,
+            [init(ops.G_PROG, plan.g_prog), init(ops.NU, plan.nu), t_inf, init(ops.GDC_REF, plan.gdc_ref),
+             init(ops.OUT_SCALE, out_scale)],
+            attributes=chip_weights_attributes(self.device, self.mapping.significance, gain,
+                                               seed=_node_seed(self.seed, self.chip, 2 * index),
+                                               code_gain=tile_constants(self.periphery)["code_gain"]),
+            domain=ops.DOMAIN, num_outputs=2, name=f"{L}.chip",
+        )
+        w_eff, scale = chip_node.outputs
+        w_eff.name, scale.name = f"{L}.{ops.W_EFF}", f"{L}.{ops.SCALE}"
+        bias = plan.bias if plan.bias is not None else np.zeros(plan.n_out)
+        mm_node = ir.node(
+            ops.ANALOG_MATMUL,
+            [x, w_eff, init(ops.IN_SCALE, in_scale), scale, init(ops.BIAS, bias.astype(np.float32)),
+             init(ops.IR_WEIGHT, ir_row_weights(self.periphery.tile_rows)[: plan.tile_rows])],
+            attributes=analog_matmul_attributes(self.periphery, seed=_node_seed(self.seed, self.chip, 2 * index + 1)),
+            domain=ops.DOMAIN, name=L, overload=TILED if tiled else "",
+        )
+        return [chip_node, mm_node], mm_node.outputs[0]
 
 
 def _in_range(plan) -> np.ndarray:

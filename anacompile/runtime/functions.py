@@ -45,7 +45,7 @@ CHIP_INPUTS = ("g_prog", "nu", "t_inference", "gdc_ref", "out_scale")
 GDC_EPS = 1e-12
 MATMUL_ATTRIBUTES = ("seed", "dac_step", "dac_levels", "code_gain", "adc_step", "code_bound", "ir_drop",
                      "ir_a_scale", "noise_k1", "noise_k2", "noise_std")
-CHIP_ATTRIBUTES = ("seed", "significance", "inv_gain", "g_max_us", "t0_s", "q_coefficient", "q_exponent",
+CHIP_ATTRIBUTES = ("seed", "significance", "inv_gain", "code_gain", "g_max_us", "t0_s", "q_coefficient", "q_exponent",
                    "q_floor", "q_max", "two_t_read_s", "t_read_s")
 
 
@@ -116,6 +116,9 @@ def build_analog_matmul_function(periphery: Periphery, opset: int, noise: NoiseS
                                  tiled: bool = False) -> onnx.FunctionProto:
     """``AnalogMatMul(X, W, in_scale, scale, bias, ir_row_weight, noise_bank, noise_start, noise_end) -> Y``.
 
+    W is the tile's effective normalised weights pre-scaled to ADC codes per DAC code (``code_gain`` d/D,
+    see :func:`~anacompile.crossbar.reference.tile_constants`), as the chip stage outputs them.
+
     A layer on one tile (the plain body): X (..., K); W (K, N); in_scale (1, 1) = 1/(alpha_in d) (static
     input ranges; unused for abs-max); scale (1, N) = gamma D alpha_in alpha_GDC; bias (N,); ir_row_weight
     (K, 1); noise_bank (M,), noise_start/noise_end (1,) int64 (``bank`` source only); Y (..., N).
@@ -164,7 +167,6 @@ def build_analog_matmul_function(periphery: Periphery, opset: int, noise: NoiseS
         corr = b.op("Mul", a, inner)
         z_ir = b.op("MatMul", q, b.op("Mul", "W", "ir_row_weight"))
         z = b.op("Sub", z, b.op("Mul", b.op("Mul", b.attr_const("ir_drop"), corr), z_ir))
-    z = b.op("Mul", z, b.attr_const("code_gain"))
     if p.has_mvm_noise:
         if noise is NoiseSource.RANDOM:
             xi = b.op("RandomNormalLike", z, dtype=TensorProto.FLOAT)
@@ -209,12 +211,15 @@ def _set_seed_ref(node: onnx.NodeProto) -> None:
     node.attribute.append(a)
 
 
-def chip_weights_attributes(device, significance, gain_us: float, seed: int) -> dict:
-    """Attribute values of an ``AnalogChipWeights`` node, from the device dataclass fields."""
+def chip_weights_attributes(device, significance, gain_us: float, seed: int, code_gain: float = 1.0) -> dict:
+    """Attribute values of an ``AnalogChipWeights`` node, from the device dataclass fields.
+
+    ``code_gain`` is the periphery's d/D (:func:`~anacompile.crossbar.reference.tile_constants`)."""
     return {
         "seed": float(seed),
         "significance": [float(f) for f in significance],
         "inv_gain": 1.0 / float(gain_us),
+        "code_gain": float(code_gain),
         "g_max_us": float(device.g_max_us),
         "t0_s": float(device.drift.t0_s),
         "q_coefficient": float(device.read_noise.q_coefficient),
@@ -257,8 +262,8 @@ def build_chip_weights_function(compensation: DriftCompensation, opset: int) -> 
     sig = b.op("Reshape", b.attr_const("significance", "floats"), b.op("Concat", b.const([-1], i64), ones, axis=0))
     w = b.reduce("ReduceSum", b.op("Mul", diff, sig), [0], 0, opset)
     w = b.op("Mul", w, b.attr_const("inv_gain"))
+    b.op("Mul", w, b.attr_const("code_gain"))  # pre-scaled to ADC codes per DAC code for AnalogMatMul
     b.nodes[-1].output[0] = "W"
-    w = "W"
     shape_alpha = b.op("Shape", "out_scale")
     if compensation is DriftCompensation.NONE:
         alpha = b.op("Expand", b.const(1.0), shape_alpha)

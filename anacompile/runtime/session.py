@@ -36,6 +36,7 @@ from anacompile.runtime.chip_state import (
     noise_bank,
     read_weights,
 )
+from anacompile.crossbar.reference import tile_constants
 from anacompile.runtime.functions import NoiseSource, build_analog_matmul_function
 
 __all__ = ["AnalogSession", "ChipLayer", "digital_reference_model"]
@@ -108,6 +109,7 @@ class AnalogSession:
         self._digital_proto = digital_reference_model(proto)
         stripped = _strip_chip_stage(proto, self.layers, self.periphery)
         self._bank_size = self.periphery.noise_bank_size if self.periphery.has_mvm_noise else 0
+        self._code_gain = np.float32(tile_constants(self.periphery)["code_gain"])
         so = ort.SessionOptions()
         so.log_severity_level = 3
         if intra_op_threads:
@@ -152,7 +154,7 @@ class AnalogSession:
             w = read_weights(layer.g_prog, layer.nu, t, self.device, self.mapping.significance, self.gain_us,
                              chip_rng(self.seed, self.chip_seed, "read", layer.index, t))
             alpha = compensation_factors(w, layer.gdc_ref, self.compensation)
-            self._state[f"{layer.name}.{ops.W_EFF}"] = w
+            self._state[f"{layer.name}.{ops.W_EFF}"] = w * self._code_gain
             self._state[f"{layer.name}.{ops.SCALE}"] = layer.out_scale * alpha
         self.t_inference = t
 

@@ -92,12 +92,13 @@ def layer_inputs(rng: np.random.Generator, batch: int, k: int, n: int, tile_rows
 
 def function_feeds(inputs: dict[str, np.ndarray], periphery: Periphery, start: int = 0) -> dict[str, np.ndarray]:
     """The AnalogMatMul feeds of :func:`layer_inputs`' physical quantities (as the compiler stores them)."""
-    from anacompile.crossbar.reference import layer_scales
+    from anacompile.crossbar.reference import layer_scales, tile_constants
 
     in_scale, out_scale = layer_scales(inputs["col_scale"], inputs["in_range"], periphery)
     n_tiles, _, n = inputs["W"].shape
     size = n_tiles * int(np.prod(inputs["X"].shape[:-1])) * n
-    feeds = {"X": inputs["X"], "W": inputs["W"], "in_scale": in_scale, "scale": out_scale * inputs["alpha"],
+    code_gain = np.float32(tile_constants(periphery)["code_gain"])
+    feeds = {"X": inputs["X"], "W": inputs["W"] * code_gain, "in_scale": in_scale, "scale": out_scale * inputs["alpha"],
              "bias": inputs["bias"], "ir_row_weight": inputs["ir_row_weight"], "noise_bank": inputs["noise_bank"],
              "noise_start": np.array([start], np.int64), "noise_end": np.array([start + size], np.int64)}
     if n_tiles == 1:  # one-tile layers are stored without the tile axis
