@@ -25,7 +25,8 @@ from numpy.typing import NDArray
 
 from anacompile.crossbar.periphery import InputRange, Periphery
 
-__all__ = ["ABSMAX_EPS", "analog_matmul_reference", "ir_row_weights", "layer_scales", "tile_constants", "tile_input"]
+__all__ = ["ABSMAX_EPS", "analog_matmul_reference", "ir_row_weights", "layer_scales", "tile_constants", "tile_forward",
+           "tile_input"]
 
 ABSMAX_EPS = 1e-12
 """Floor of an abs-max input range (an all-zero input vector is left at zero)."""
@@ -121,7 +122,28 @@ def analog_matmul_reference(
         noise = None if noise is None else noise.reshape((1, -1, n))
     c = {k: F32(v) for k, v in tile_constants(p).items()}
     in_scale, out_scale = layer_scales(col_scale, in_range, p)
-    scale = out_scale * alpha
+    return tile_forward(x, w_eff * c["code_gain"], in_scale, out_scale * alpha, bias, p, noise)
+
+
+def tile_forward(x: NDArray[np.float32], w_codes: NDArray[np.float32], in_scale: NDArray[np.float32],
+                 scale: NDArray[np.float32], bias: NDArray[np.float32], periphery: Periphery,
+                 noise: NDArray[np.float32] | None = None) -> NDArray[np.float32]:
+    """:func:`analog_matmul_reference` on the quantities the graph is fed (the analog session's state).
+
+    Args:
+        w_codes: the effective weights pre-scaled to ADC codes per DAC code (``code_gain`` w), with the tile
+            axis (n_tiles, tile_rows, N) or without it (K, N).
+        in_scale: 1/(alpha_in d), (n_tiles, 1, 1) or (1, 1).
+        scale: gamma D alpha_in alpha_GDC, (n_tiles, 1, N) or (1, N).
+    """
+    p = periphery
+    x = np.asarray(x, F32)
+    if w_codes.ndim == 2:
+        n = w_codes.shape[1]
+        w_codes, in_scale, scale = w_codes[None], np.reshape(in_scale, (1, 1, 1)), np.reshape(scale, (1, 1, n))
+        noise = None if noise is None else noise.reshape((1, -1, n))
+    c = {k: F32(v) for k, v in tile_constants(p).items()}
+    w_eff = w_codes
     n_tiles, tile_rows, n_out = w_eff.shape
     xt = tile_input(np.asarray(x, F32), n_tiles, tile_rows)
     a_in = None
@@ -134,7 +156,6 @@ def analog_matmul_reference(
             a_in = np.maximum(np.max(np.abs(xt), axis=2, keepdims=True), F32(ABSMAX_EPS))
             inv = np.reciprocal(a_in * c["dac_step"])
         q = np.round(np.clip(xt * inv, -c["dac_levels"], c["dac_levels"]))
-    w_eff = w_eff * c["code_gain"]  # done once per (chip, t) by the chip stage, not per run
     z = np.matmul(q, w_eff)
     need_abs = p.read_noise > 0 or p.ir_drop > 0
     abs_w = np.abs(w_eff) if need_abs else None

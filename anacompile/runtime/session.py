@@ -24,7 +24,7 @@ from numpy.typing import NDArray
 
 from anacompile import devices, ops
 from anacompile.compiler import CompileReport, read_report
-from anacompile.crossbar.periphery import DriftCompensation, Periphery
+from anacompile.crossbar.periphery import DriftCompensation, Periphery, get_periphery
 from anacompile.errors import ConfigError, DataError, UnsupportedModelError
 from anacompile.mapping.registry import mapping_from_dict
 from anacompile.model_io import load_proto
@@ -36,8 +36,8 @@ from anacompile.runtime.chip_state import (
     noise_bank,
     read_weights,
 )
-from anacompile.crossbar.reference import tile_constants
-from anacompile.runtime.functions import NoiseSource, build_analog_matmul_function
+from anacompile.crossbar.reference import layer_scales, tile_constants
+from anacompile.runtime.functions import NoiseSource, analog_matmul_attributes, build_analog_matmul_function
 
 __all__ = ["AnalogSession", "ChipLayer", "digital_reference_model"]
 
@@ -56,6 +56,10 @@ class ChipLayer:
     g_prog: NDArray[np.float64] | None = None
     nu: NDArray[np.float64] | None = None
     gdc_ref: NDArray[np.float32] | None = None
+    col_scale: NDArray[np.float32] | None = None
+    in_range: NDArray[np.float32] | None = None
+    in_scale: NDArray[np.float32] | None = None
+    input: str = ""  # name of the AnalogMatMul's input X (its vectors set the per-run noise size)
 
     @property
     def n_out(self) -> int:
@@ -87,18 +91,21 @@ class AnalogSession:
         programming: override the chip programming method (``gaussian``, or others where installed).
         intra_op_threads: onnxruntime threads (default: onnxruntime's choice).
         providers: onnxruntime execution providers.
+        periphery_overrides: change periphery keys of the compiled model for this session (``{"adc_bits": 6}``
+            or ``["adc_bits=6"]``), for sensitivity studies; keys that change the tiling need a recompile.
     """
 
     def __init__(self, path: str | os.PathLike[str], chip_seed: int = 0, *, seed: int | None = None,
                  t_inference: float = 0.0, compensation: str | DriftCompensation | None = None,
                  programming: str | None = None, intra_op_threads: int | None = None,
-                 providers: list[str] | None = None) -> None:
+                 providers: list[str] | None = None,
+                 periphery_overrides: dict | list[str] | None = None) -> None:
         self.path = str(path)
         proto = load_proto(path, load_external_data=True)
         self.report: CompileReport = read_report(proto)
         _check_domain_version(proto)
         self.device = devices.PCMDevice.from_dict(self.report.device)
-        self.periphery = Periphery.from_dict(self.report.periphery)
+        self.periphery = _override_periphery(Periphery.from_dict(self.report.periphery), periphery_overrides)
         self.mapping = mapping_from_dict(self.report.strategy)
         self.gain_us = self.mapping.gain_us(self.device.g_min_us, self.device.g_max_us)
         self.compensation = DriftCompensation(compensation) if compensation is not None else \
@@ -106,8 +113,13 @@ class AnalogSession:
         self.programming = programming or self.report.programming
         self.seed = self.report.seed if seed is None else int(seed)
         self.layers = _extract_layers(proto)
+        _attach_scales(proto, self.layers, self.periphery)
         self._digital_proto = digital_reference_model(proto)
         stripped = _strip_chip_stage(proto, self.layers, self.periphery)
+        _apply_periphery(stripped, self.layers, self.periphery)
+        self.batchnorms = _expose_batchnorm_statistics(stripped)
+        self._bn_state: dict[str, np.ndarray] = {}
+        self._size_cache: dict[tuple, list[int]] = {}
         self._bank_size = self.periphery.noise_bank_size if self.periphery.has_mvm_noise else 0
         self._code_gain = np.float32(tile_constants(self.periphery)["code_gain"])
         so = ort.SessionOptions()
@@ -120,7 +132,8 @@ class AnalogSession:
         except Exception as err:  # onnxruntime's own exception types
             raise UnsupportedModelError(f"{path}: onnxruntime cannot load the compiled model: {err}") from err
         self.input_names = [i.name for i in self._session.get_inputs() if i.name not in self._state_names()]
-        self.output_names = [o.name for o in self._session.get_outputs()]
+        bn_inputs = {bn.input for bn in self.batchnorms}
+        self.output_names = [o.name for o in self._session.get_outputs() if o.name not in bn_inputs]
         self._state: dict[str, np.ndarray] = {}
         self.chip_seed = -1
         self.t_inference = float("nan")
@@ -164,10 +177,33 @@ class AnalogSession:
         if missing:
             raise DataError(f"Missing model input(s) {missing}; the model takes {self.input_names}.")
         offsets = self._noise_offsets(feeds)
+        bn = {k: v for b in self.batchnorms for k, v in b.feeds(self._bn_state).items()}
         try:
-            return self._session.run(output_names, {**feeds, **self._state, **offsets})
+            return self._session.run(output_names or self.output_names, {**feeds, **self._state, **offsets, **bn})
         except Exception as err:  # onnxruntime's own exception types (shape or type errors)
             raise DataError(f"{self.path}: onnxruntime could not run these inputs: {err}") from err
+
+    def recalibrate_batchnorm(self, feeds: dict[str, np.ndarray]) -> int:
+        """AdaBS (Joshi et al. 2020): re-estimate every BatchNormalization's running mean and variance.
+
+        The calibration ``feeds`` run through the chip as it is now (current t); BN layers are recalibrated
+        one after the other in graph order, each seeing the already recalibrated layers before it. The
+        learned scale and shift (gamma, beta) are unchanged. :meth:`set_time` and :meth:`program` keep the
+        recalibrated statistics until :meth:`reset_batchnorm`.
+
+        Returns:
+            The number of BatchNormalization layers recalibrated (0: the model has none).
+        """
+        for bn in self.batchnorms:
+            x = self.run(feeds, [bn.input])[0]
+            axes = tuple(i for i in range(x.ndim) if i != 1)
+            self._bn_state[bn.mean] = x.mean(axis=axes).astype(np.float32)
+            self._bn_state[bn.var] = x.var(axis=axes).astype(np.float32)
+        return len(self.batchnorms)
+
+    def reset_batchnorm(self) -> None:
+        """Back to the BatchNormalization statistics stored in the model."""
+        self._bn_state.clear()
 
     def run_digital(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         """Run the FP32 model the compiled file was made from (weights decoded from the plan)."""
@@ -180,10 +216,38 @@ class AnalogSession:
 
     # -- helpers ---------------------------------------------------------------------------------
     def _state_names(self) -> set[str]:
-        names = {ops.NOISE_BANK}
+        names = {ops.NOISE_BANK} | {n for bn in self.batchnorms for n in (bn.mean, bn.var)}
         for layer in self.layers:
             names |= {f"{layer.name}.{suffix}" for suffix in (ops.W_EFF, ops.SCALE, ops.NOISE_START, ops.NOISE_END)}
         return names
+
+    def _noise_sizes(self, feeds: dict[str, np.ndarray]) -> list[int]:
+        """Per layer, the number of noise values one run needs: n_tiles x N x vectors in its input.
+
+        The vectors per layer depend on the model (conv patches, sequence lengths), so the first run with
+        new input shapes asks the digital model for every analog layer's input shape; cached by shapes.
+        """
+        key = tuple(sorted((k, v.shape) for k, v in feeds.items()))
+        sizes = self._size_cache.get(key)
+        if sizes is None:
+            if not hasattr(self, "_shape_session"):
+                probe = onnx.ModelProto()
+                probe.CopyFrom(self._digital_proto)
+                known = {o.name for o in probe.graph.output}
+                for layer in self.layers:
+                    if layer.input not in known:
+                        probe.graph.output.append(onnx.ValueInfoProto(name=layer.input))
+                        known.add(layer.input)
+                so = ort.SessionOptions()
+                so.log_severity_level = 3
+                self._shape_session = ort.InferenceSession(probe.SerializeToString(), so,
+                                                           providers=["CPUExecutionProvider"])
+            xs = self._shape_session.run([layer.input for layer in self.layers],
+                                         {k: v for k, v in feeds.items() if k in self.input_names})
+            sizes = [layer.n_tiles * layer.n_out * int(np.prod(x.shape[:-1])) for layer, x in
+                     zip(self.layers, xs, strict=True)]
+            self._size_cache[key] = sizes
+        return sizes
 
     def _noise_offsets(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Per layer, the slice of the noise bank this run's MVM noise is read from.
@@ -193,9 +257,7 @@ class AnalogSession:
         """
         if not self._bank_size:
             return {}
-        x = feeds[self.input_names[0]] if self.input_names else next(iter(feeds.values()))
-        batch = max(1, int(np.prod(x.shape[:-1])) if x.ndim > 1 else 1)
-        sizes = [layer.n_tiles * layer.n_out * batch for layer in self.layers]
+        sizes = self._noise_sizes(feeds)
         if max(sizes) * MIN_BANK_FACTOR > self._bank_size:
             self._bank_size = int(2 ** np.ceil(np.log2(max(sizes) * MIN_BANK_FACTOR)))
             self._state[ops.NOISE_BANK] = noise_bank(self._bank_size, chip_rng(self.seed, self.chip_seed, "bank"))
@@ -205,6 +267,102 @@ class AnalogSession:
             out[f"{layer.name}.{ops.NOISE_START}"] = np.array([start], np.int64)
             out[f"{layer.name}.{ops.NOISE_END}"] = np.array([start + size], np.int64)
         return out
+
+
+@dataclass
+class BatchNormStats:
+    """One BatchNormalization whose running statistics the session feeds (AdaBS), with their defaults."""
+
+    input: str
+    mean: str
+    var: str
+    default_mean: np.ndarray
+    default_var: np.ndarray
+
+    def feeds(self, state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The statistics to run with: recalibrated ones where present, else the stored ones."""
+        return {self.mean: state.get(self.mean, self.default_mean), self.var: state.get(self.var, self.default_var)}
+
+
+def _expose_batchnorm_statistics(m: onnx.ModelProto) -> list[BatchNormStats]:
+    """Turn each top-level BatchNormalization's mean/var initializers into inputs and its X into an output."""
+    inits = {t.name: t for t in m.graph.initializer}
+    found, outputs = [], {o.name for o in m.graph.output}
+    for node in m.graph.node:
+        if node.op_type != "BatchNormalization" or node.domain not in ("", "ai.onnx") or len(node.input) < 5:
+            continue
+        mean, var = node.input[3], node.input[4]
+        if mean not in inits or var not in inits or mean == var:
+            continue
+        found.append(BatchNormStats(node.input[0], mean, var, onnx.numpy_helper.to_array(inits[mean]),
+                                    onnx.numpy_helper.to_array(inits[var])))
+        if node.input[0] not in outputs:
+            m.graph.output.append(onnx.helper.make_tensor_value_info(node.input[0], onnx.TensorProto.FLOAT, None))
+            outputs.add(node.input[0])
+    names = {n for bn in found for n in (bn.mean, bn.var)}
+    keep = [t for t in m.graph.initializer if t.name not in names]
+    del m.graph.initializer[:]
+    m.graph.initializer.extend(keep)
+    for bn in found:
+        for name, arr in ((bn.mean, bn.default_mean), (bn.var, bn.default_var)):
+            m.graph.input.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, list(arr.shape)))
+    return found
+
+
+FIXED_KEYS = ("tile_rows", "tile_cols")
+"""Periphery keys a session cannot override: they change the tiling (recompile instead)."""
+
+
+def _override_periphery(base: Periphery, overrides: dict | list[str] | None) -> Periphery:
+    if not overrides:
+        return base
+    new = get_periphery(base, overrides)
+    for key in FIXED_KEYS:
+        if getattr(new, key) != getattr(base, key):
+            raise ConfigError(f"Periphery {key} changes how weights are split onto tiles; recompile with "
+                              f"--set {key}={getattr(new, key)} instead of overriding it at run time.")
+    return new
+
+
+def _initializer_array(proto: onnx.ModelProto, name: str) -> np.ndarray:
+    for t in proto.graph.initializer:
+        if t.name == name:
+            return onnx.numpy_helper.to_array(t)
+    raise UnsupportedModelError(f"The compiled model lacks initializer {name!r}; recompile it with this anacompile.")
+
+
+def _attach_scales(proto: onnx.ModelProto, layers: list[ChipLayer], periphery: Periphery) -> None:
+    """Per layer gamma, alpha_in and the scales of the periphery in force (stored or overridden)."""
+    for layer in layers:
+        layer.col_scale = _initializer_array(proto, f"{layer.name}.{ops.COL_SCALE}")
+        layer.in_range = _initializer_array(proto, f"{layer.name}.{ops.IN_RANGE}")
+        layer.in_scale, layer.out_scale = layer_scales(layer.col_scale, layer.in_range, periphery)
+
+
+def _apply_periphery(m: onnx.ModelProto, layers: list[ChipLayer], periphery: Periphery) -> None:
+    """Set every AnalogMatMul's constants and ``L.in_scale`` from ``periphery`` (identity unless overridden)."""
+    by_name = {layer.name: layer for layer in layers}
+    for node in _all_nodes(m.graph):
+        if node.domain == ops.DOMAIN and node.op_type == ops.ANALOG_MATMUL and node.name in by_name:
+            seed = next((a.f for a in node.attribute if a.name == "seed"), 0.0)
+            del node.attribute[:]
+            for key, value in analog_matmul_attributes(periphery, seed=int(seed)).items():
+                node.attribute.append(onnx.helper.make_attribute(key, value))
+    for t in m.graph.initializer:
+        layer_name, _, suffix = t.name.rpartition(".")
+        if suffix == ops.IN_SCALE and layer_name in by_name:
+            t.CopyFrom(onnx.numpy_helper.from_array(by_name[layer_name].in_scale, t.name))
+
+
+def _all_nodes(graph: onnx.GraphProto):
+    for node in graph.node:
+        yield node
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                yield from _all_nodes(attr.g)
+            elif attr.type == onnx.AttributeProto.GRAPHS:
+                for g in attr.graphs:
+                    yield from _all_nodes(g)
 
 
 def _check_domain_version(proto: onnx.ModelProto) -> None:
@@ -228,7 +386,7 @@ def _extract_layers(proto: onnx.ModelProto) -> list[ChipLayer]:
             name = node.name
             layers.append(ChipLayer(
                 name=name, index=len(layers), g_target=arr(f"{name}.{ops.G_TARGET}"),
-                out_scale=arr(f"{name}.{ops.OUT_SCALE}"),
+                out_scale=arr(f"{name}.{ops.OUT_SCALE}"), input=node.input[0],
             ))
     if not layers:
         raise UnsupportedModelError("The model has no AnalogMatMul node: compile it with `anacompile compile` first.")
