@@ -4,25 +4,38 @@ A chip is one programming of the compiled model with its own seed (chip k of exp
 each chip and each time t the chip's effective weights are computed once (drift, 1/f read noise, drift
 compensation) and the whole data set runs through onnxruntime. Results are mean +- std over chips per t,
 beside the FP32 baseline of the source model (Joshi et al. 2020 and Mackin et al. 2022 report 25 chips).
+
+Compensation modes: ``none``, ``global`` and ``column`` drift compensation (:mod:`anacompile.runtime`), and
+``adabs``: global compensation plus BatchNormalization statistics re-estimated at every t on a
+calibration set passed through the drifted chip (Joshi et al. 2020, AdaBS). Chips run in parallel worker
+processes (``workers``); every chip's numbers depend only on its seed, so results do not depend on the
+number of workers.
 """
 
 from __future__ import annotations
 
+import csv
 import json
+import logging
 import os
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from anacompile.errors import DataError
+from anacompile.errors import ConfigError, DataError
 from anacompile.evaluate.data import load_feeds
 from anacompile.evaluate.times import format_time, parse_times
 from anacompile.model_io import atomic_output, load_proto
-from anacompile.runtime.session import AnalogSession
 
-__all__ = ["EvaluationResult", "accuracy", "evaluate"]
+__all__ = ["COMPENSATION_MODES", "EvaluationResult", "accuracy", "evaluate"]
+
+logger = logging.getLogger(__name__)
+COMPENSATION_MODES = ("none", "global", "column", "adabs")
+ADABS_SAMPLES = 256
+"""Calibration samples for AdaBS (from the training split of a built-in set, else the data's first rows)."""
 
 
 @dataclass
@@ -40,6 +53,8 @@ class EvaluationResult:
     accuracy_std: list[float]
     accuracy: list[list[float]] = field(default_factory=list)  # [chip][time]
     metric: str = "accuracy"
+    periphery_overrides: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
@@ -61,9 +76,72 @@ def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean(np.argmax(logits, axis=1) == labels))
 
 
+@dataclass(frozen=True)
+class _Job:
+    """Everything a worker needs to evaluate chips (picklable)."""
+
+    model: str
+    data: str
+    times_s: tuple[float, ...]
+    seed: int | None
+    compensation: str
+    periphery_overrides: tuple[tuple[str, Any], ...]
+    batch_size: int
+    threads: int | None
+
+
+_WORKER: dict[str, Any] = {}
+
+
+def _setup(job: _Job) -> dict[str, Any]:
+    """Session, data and AdaBS calibration set for a job (once per process)."""
+    from anacompile.runtime.session import AnalogSession
+
+    if _WORKER.get("job") == job:
+        return _WORKER
+    proto = load_proto(job.model)
+    feeds, labels = load_feeds(job.data, proto, part="test")
+    if labels is None:
+        raise DataError(f"Data {job.data!r} has no 'labels' array; accuracy needs labels.")
+    mode = "global" if job.compensation == "adabs" else job.compensation
+    session = AnalogSession(job.model, chip_seed=0, seed=job.seed, compensation=mode,
+                            periphery_overrides=dict(job.periphery_overrides) or None,
+                            intra_op_threads=job.threads)
+    calib = None
+    if job.compensation == "adabs":
+        part = "test" if str(job.data).endswith(".npz") else "train"
+        calib, _ = load_feeds(job.data, proto, part=part, limit=ADABS_SAMPLES)
+    _WORKER.clear()
+    _WORKER.update(job=job, session=session, feeds=feeds, labels=labels, calib=calib)
+    return _WORKER
+
+
+def _batched(fn, feeds: dict[str, np.ndarray], n: int, batch_size: int) -> np.ndarray:
+    parts = [fn({k: v[i:i + batch_size] for k, v in feeds.items()})[0] for i in range(0, n, batch_size)]
+    return np.concatenate(parts, axis=0)
+
+
+def _chip_accuracies(job: _Job, chip: int) -> list[float]:
+    """Program one chip and measure its accuracy at every time (runs in a worker or in-process)."""
+    w = _setup(job)
+    session, feeds, labels = w["session"], w["feeds"], w["labels"]
+    session.program(chip)
+    out = []
+    for t in job.times_s:
+        session.set_time(t)
+        if w["calib"] is not None:
+            session.reset_batchnorm()
+            session.recalibrate_batchnorm(w["calib"])
+        logits = _batched(lambda f: session.run(f), feeds, labels.shape[0], job.batch_size)
+        out.append(accuracy(logits, labels))
+    return out
+
+
 def evaluate(model: str | os.PathLike[str], data: str | os.PathLike[str] = "digits",
              times: str | list = "1s,1h,1d,1y", chips: int = 25, seed: int | None = None,
-             compensation: str | None = None, progress=None, batch_size: int = 4096) -> EvaluationResult:
+             compensation: str | None = None, periphery_overrides: dict | list[str] | None = None,
+             workers: int = 1, progress=None, csv_path: str | os.PathLike[str] | None = None,
+             batch_size: int = 4096) -> EvaluationResult:
     """Program ``chips`` chips and measure the task accuracy of each at every time.
 
     Args:
@@ -72,38 +150,93 @@ def evaluate(model: str | os.PathLike[str], data: str | os.PathLike[str] = "digi
         times: times since programming (``"1s,1h,1d,1y"`` or seconds).
         chips: number of simulated chips.
         seed: experiment seed (default: the compile seed).
-        compensation: drift compensation override (``none``, ``global``, ``column``).
-        progress: optional callable ``progress(done, total)`` called after every (chip, time).
+        compensation: ``none``, ``global``, ``column`` or ``adabs`` (default: the compiled one).
+        periphery_overrides: periphery keys to change for this evaluation (``{"adc_bits": 6}``).
+        workers: parallel worker processes (chips are split between them).
+        progress: optional callable ``progress(done, total)`` called after every chip.
+        csv_path: stream one row per (chip, time) to this CSV file as chips finish.
         batch_size: samples per onnxruntime run.
     """
+    from anacompile.runtime.session import AnalogSession
+
     times_s = parse_times(times)
     if chips < 1:
-        raise DataError(f"--chips {chips}: need at least one chip.")
-    proto = load_proto(model)
-    feeds, labels = load_feeds(data, proto, part="test")
-    if labels is None:
-        raise DataError(f"Data {data!r} has no 'labels' array; accuracy needs labels.")
-    session = AnalogSession(model, chip_seed=0, seed=seed, compensation=compensation)
-    out = session.output_names[0]
-
-    def run(fn) -> np.ndarray:
-        n = labels.shape[0]
-        parts = [fn({k: v[i:i + batch_size] for k, v in feeds.items()})[0] for i in range(0, n, batch_size)]
-        return np.concatenate(parts, axis=0)
-
-    baseline = accuracy(run(session.run_digital), labels)
+        raise ConfigError(f"--chips {chips}: need at least one chip.")
+    if workers < 1:
+        raise ConfigError(f"--workers {workers}: need at least one worker.")
+    if compensation is not None and compensation not in COMPENSATION_MODES:
+        raise ConfigError(f"Compensation {compensation!r}: use one of {', '.join(COMPENSATION_MODES)}.")
+    overrides = _as_dict(periphery_overrides)
+    probe = AnalogSession(model, seed=seed, periphery_overrides=overrides or None,
+                          compensation=None if compensation in (None, "adabs") else compensation)
+    mode = compensation or probe.compensation.value
+    notes = []
+    if mode == "adabs" and not probe.batchnorms:
+        notes.append("adabs: the model has no BatchNormalization; adabs is global drift compensation here")
+    job = _Job(str(model), str(data), tuple(times_s), seed, mode, tuple(sorted(overrides.items())), batch_size,
+               None if workers == 1 else max(1, (os.cpu_count() or 1) // workers))
+    w = _setup(job)
+    baseline = accuracy(_batched(probe.run_digital, w["feeds"], w["labels"].shape[0], batch_size), w["labels"])
+    del probe
     acc = np.zeros((chips, len(times_s)))
-    total, done = chips * len(times_s), 0
-    for chip in range(chips):
-        session.program(chip)
-        for j, t in enumerate(times_s):
-            session.set_time(t)
-            acc[chip, j] = accuracy(run(lambda f: session.run(f, [out])), labels)
-            done += 1
+    writer, handle = _csv_writer(csv_path)
+    try:
+        results = _run_chips(job, chips, workers)
+        for done, (chip, row) in enumerate(results, start=1):
+            acc[chip] = row
+            if writer is not None:
+                for t, a in zip(times_s, row, strict=True):
+                    writer.writerow([chip, t, mode, a])
+                handle.flush()
             if progress is not None:
-                progress(done, total)
+                progress(done, chips)
+    finally:
+        if handle is not None:
+            handle.close()
     return EvaluationResult(
-        model=str(model), data=str(data), chips=chips, seed=session.seed,
-        compensation=session.compensation.value, baseline=baseline, times_s=times_s,
-        accuracy_mean=acc.mean(axis=0).tolist(), accuracy_std=acc.std(axis=0).tolist(), accuracy=acc.tolist(),
+        model=str(model), data=str(data), chips=chips, seed=w["session"].seed, compensation=mode,
+        baseline=baseline, times_s=times_s, accuracy_mean=acc.mean(axis=0).tolist(),
+        accuracy_std=acc.std(axis=0).tolist(), accuracy=acc.tolist(), periphery_overrides=overrides, notes=notes,
     )
+
+
+def _run_chips(job: _Job, chips: int, workers: int):
+    """Yield (chip, accuracies) as chips finish; in-process for one worker, else a process pool."""
+    if workers == 1:
+        for chip in range(chips):
+            yield chip, _chip_accuracies(job, chip)
+        return
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")  # onnxruntime's threads do not survive fork
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        futures = {pool.submit(_chip_accuracies, job, chip): chip for chip in range(chips)}
+        from concurrent.futures import as_completed
+
+        for fut in as_completed(futures):
+            yield futures[fut], fut.result()
+
+
+def _csv_writer(path):
+    if path is None:
+        return None, None
+    handle = open(path, "w", newline="", encoding="utf-8")  # noqa: SIM115 (closed by evaluate)
+    writer = csv.writer(handle)
+    writer.writerow(["chip", "time_s", "compensation", "accuracy"])
+    return writer, handle
+
+
+def _as_dict(overrides: dict | list[str] | None) -> dict[str, Any]:
+    if not overrides:
+        return {}
+    if isinstance(overrides, dict):
+        return dict(overrides)
+    from anacompile.crossbar.periphery import _parse_value
+
+    out = {}
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"Periphery override {item!r}: write KEY=VALUE, e.g. adc_bits=6.")
+        out[key.strip()] = _parse_value(value)
+    return out
