@@ -117,36 +117,96 @@ def evaluate_cmd(
     times: str = typer.Option("1s,1h,1d,1y", "--times", help="Times since programming, e.g. 1s,1h,1d,1y."),
     chips: int = typer.Option(25, "--chips", help="Number of simulated chips."),
     seed: int | None = typer.Option(None, "--seed", help="Experiment seed (default: the compile seed)."),
-    compensation: str | None = typer.Option(None, "--compensation", help="Drift compensation: none, global, column."),
+    compensation: str | None = typer.Option(None, "--compensation", help="Drift compensation: none, global, column, adabs; several separated by commas are compared side by side."),
+    set_: list[str] = typer.Option([], "--set", help="Override a periphery key for this evaluation, e.g. --set adc_bits=6."),
+    sweep: str | None = typer.Option(None, "--sweep", help="Sweep one periphery key, e.g. --sweep adc_bits=6,7,8,9."),
+    workers: int = typer.Option(1, "--workers", help="Parallel worker processes (chips are split between them)."),
     json_path: Path | None = typer.Option(None, "--json", help="Write the results as JSON to this file."),
-    plot: Path | None = typer.Option(None, "--plot", help="Write a plot (PNG/SVG/PDF) of accuracy over time."),
+    csv_path: Path | None = typer.Option(None, "--csv", help="Stream one row per chip and time to this CSV file."),
+    plot: Path | None = typer.Option(None, "--plot", help="Write a plot (PNG/SVG/PDF)."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing output files."),
 ) -> None:
     """Accuracy over time since programming, mean +- std over many simulated chips."""
+    from anacompile.errors import ConfigError
     from anacompile.evaluate.monte_carlo import evaluate
-    from anacompile.evaluate.plot import plot_accuracy_over_time
-    from anacompile.evaluate.times import format_time
+    from anacompile.evaluate.plot import plot_accuracy_over_time, plot_sweep
     from anacompile.model_io import check_output_path
 
-    for path in (json_path, plot):
+    for path in (json_path, plot, csv_path):
         if path is not None:
             check_output_path(path, [model], force)
-    with _progress("chips x times") as advance:
-        result = evaluate(model, data=data, times=times, chips=chips, seed=seed, compensation=compensation,
-                          progress=advance)
-    table = Table(title=f"{model.name}: {result.metric} on {data}, {result.chips} chips, {result.compensation} compensation")
-    table.add_column("time")
-    table.add_column(f"{result.metric} (mean +- std)")
-    table.add_row("FP32 baseline", f"{result.baseline:.2%}")
-    for t, m, s in zip(result.times_s, result.accuracy_mean, result.accuracy_std, strict=True):
-        table.add_row(format_time(t), f"{m:.2%} +- {s:.2%}")
-    out_console.print(table)
+    modes = [m.strip() for m in compensation.split(",")] if compensation else [None]
+    runs: list[tuple[str, dict]] = []  # (label, evaluate kwargs)
+    if sweep is not None:
+        key, sep, values = sweep.partition("=")
+        if not sep or not values.strip():
+            raise ConfigError(f"--sweep {sweep!r}: write KEY=V1,V2,..., e.g. --sweep adc_bits=6,7,8,9.")
+        if len(modes) > 1:
+            raise ConfigError("--sweep and several --compensation modes: choose one of the two comparisons.")
+        for value in values.split(","):
+            runs.append((f"{key.strip()}={value.strip()}",
+                         {"compensation": modes[0], "periphery_overrides": [*set_, f"{key.strip()}={value.strip()}"]}))
+    else:
+        for mode in modes:
+            runs.append((mode or "", {"compensation": mode, "periphery_overrides": list(set_)}))
+    results = []
+    with _progress("chips") as advance:
+        for i, (_, kwargs) in enumerate(runs):
+            done_before = i * chips
+            results.append(evaluate(model, data=data, times=times, chips=chips, seed=seed, workers=workers,
+                                    csv_path=_numbered(csv_path, i, len(runs)),
+                                    progress=lambda d, _t, b=done_before: advance(b + d, chips * len(runs)),
+                                    **kwargs))
+    labels = [label or r.compensation for (label, _), r in zip(runs, results, strict=True)]
+    _print_results(model, data, results, labels, sweep_key=sweep.partition("=")[0].strip() if sweep else None)
+    for r in results:
+        for note in r.notes:
+            err_console.print(f"[yellow]note:[/] {note}")
     if json_path is not None:
-        result.save_json(json_path)
+        _write_json(json_path, results, labels, sweep)
         err_console.print(f"wrote {json_path}")
     if plot is not None:
-        plot_accuracy_over_time([result], plot)
+        if sweep:
+            plot_sweep(results, sweep.partition("=")[0].strip(), [label.partition("=")[2] for label in labels], plot)
+        else:
+            plot_accuracy_over_time(results, plot, labels=[f"{label} compensation" for label in labels])
         err_console.print(f"wrote {plot}")
+
+
+def _numbered(path: Path | None, i: int, n: int) -> Path | None:
+    if path is None or n == 1:
+        return path
+    return path.with_name(f"{path.stem}.{i}{path.suffix}")
+
+
+def _print_results(model: Path, data: str, results, labels: list[str], sweep_key: str | None) -> None:
+    from anacompile.evaluate.times import format_time
+
+    first = results[0]
+    what = f"sweep of {sweep_key}" if sweep_key else ", ".join(f"{label}" for label in labels) + " compensation"
+    table = Table(title=f"{model.name}: {first.metric} on {data}, {first.chips} chips, {what}")
+    table.add_column("time")
+    for label in labels:
+        table.add_column(label)
+    table.add_row("FP32 baseline", *[f"{r.baseline:.2%}" for r in results])
+    for j, t in enumerate(first.times_s):
+        table.add_row(format_time(t), *[f"{r.accuracy_mean[j]:.2%} +- {r.accuracy_std[j]:.2%}" for r in results])
+    out_console.print(table)
+
+
+def _write_json(path: Path, results, labels: list[str], sweep: str | None) -> None:
+    from anacompile.model_io import atomic_output
+
+    if len(results) == 1 and not sweep:
+        results[0].save_json(path)
+        return
+    first = results[0]
+    doc = {"baseline": first.baseline, "times_s": first.times_s, "chips": first.chips, "seed": first.seed,
+           "metric": first.metric, "labels": labels, "results": [r.to_dict() for r in results]}
+    if sweep:
+        doc["sweep"] = sweep
+    with atomic_output(path) as tmp:
+        Path(tmp).write_text(json.dumps(doc, indent=2))
 
 
 @app.command("demo")
@@ -164,8 +224,8 @@ def demo_cmd(
                 strategy="single", calibration="digits", seed=0, chip=0, programming="gaussian", force=True,
                 json_out=False)
     evaluate_cmd(out_dir / "digits_mlp_hwa.analog.onnx", data="digits", times="1s,1h,1d,1y", chips=chips,
-                 seed=None, compensation=None, json_path=out_dir / "result.json", plot=out_dir / "result.png",
-                 force=True)
+                 seed=None, compensation="none,global", set_=[], sweep=None, workers=1,
+                 json_path=out_dir / "result.json", csv_path=None, plot=out_dir / "result.png", force=True)
 
 
 class _progress:
