@@ -209,6 +209,38 @@ def _write_json(path: Path, results, labels: list[str], sweep: str | None) -> No
         Path(tmp).write_text(json.dumps(doc, indent=2))
 
 
+@app.command("mvm-error")
+def mvm_error_cmd(
+    model: Path = typer.Argument(..., help="Compiled model."),
+    data: str = typer.Option("digits", "--data", help="Built-in data set (digits) or .npz with the model inputs."),
+    times: str = typer.Option("1s", "--times", help="Times since programming, e.g. 1s,1h,1d,1y."),
+    chips: int = typer.Option(5, "--chips", help="Number of simulated chips."),
+    seed: int | None = typer.Option(None, "--seed", help="Experiment seed (default: the compile seed)."),
+    compensation: str | None = typer.Option(None, "--compensation", help="Drift compensation: none, global, column."),
+    set_: list[str] = typer.Option([], "--set", help="Override a periphery key, e.g. --set adc_bits=6."),
+    samples: int = typer.Option(256, "--samples", help="Input vectors per layer (from the data set)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Relative MVM error ||y_analog - y|| / ||y|| of every analog layer on real inputs, at each time."""
+    from anacompile.evaluate.mvm_error import mvm_error
+    from anacompile.evaluate.times import format_time
+
+    with _progress("chips") as advance:
+        r = mvm_error(model, data=data, times=times, chips=chips, seed=seed, compensation=compensation,
+                      periphery_overrides=list(set_) or None, samples=samples, progress=advance)
+    if json_out:
+        print(json.dumps(r.to_dict()))
+        return
+    table = Table(title=f"{model.name}: relative MVM error per layer, {r.chips} chips, {r.compensation} compensation")
+    table.add_column("layer")
+    table.add_column("weight")
+    for t in r.times_s:
+        table.add_column(format_time(t))
+    for name, shape, means, stds in zip(r.layers, r.shapes, r.error_mean, r.error_std, strict=True):
+        table.add_row(name, "x".join(map(str, shape)), *[f"{m:.1%} +- {s:.1%}" for m, s in zip(means, stds, strict=True)])
+    out_console.print(table)
+
+
 @app.command("demo")
 def demo_cmd(
     out_dir: Path = typer.Option(Path("anacompile-demo"), "--out", help="Folder for the demo's outputs."),

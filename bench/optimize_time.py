@@ -65,7 +65,7 @@ def main() -> None:
             f"(search {rep.elapsed_s:.1f} s, {rep.generations} generations, {rep.evaluations} candidates, "
             f"stopped: {rep.stop_reason}); search loss seed {rep.search_loss_seed:.4e} -> best "
             f"{rep.search_loss_best:.4e} ({1 - rep.search_loss_best / rep.search_loss_seed:+.2%}); "
-            f"best single-coordinate move from the optimum: {rep.coordinate_check:+.2%} of the search loss"
+            f"best single-coordinate move from the optimum: {rep.coordinate_check:+.3%} of the search loss"
         )
         u = normalised_weights(mats)
         ss = np.random.SeedSequence([args.seed, 7])
@@ -79,14 +79,11 @@ def main() -> None:
         best = min(naive, key=lambda k: naive[k].tnmse)
         opt_key = next(k for k in errs if k.startswith("optimised"))
         print(f"NMSE x 1e4 with GDC, {args.repeats} fresh chips each (mean ± s.e.)")
-        print(
-            f"{'strategy':<18}" + "".join(f"{lab:>15}" for lab in LABELS) + f"{'time avg':>17}{'vs F=1':>9}"
-        )
+        print(f"{'strategy':<18}" + "".join(f"{lab:>15}" for lab in LABELS) + f"{'time avg':>17}{'vs F=1':>9}")
         f1 = errs["dual F=1"].tnmse
         for k, e in errs.items():
             cells = "".join(
-                f"{m * 1e4:>8.3f} ± {s * 1e4:<4.3f}"
-                for m, s in zip(e.mean_per_time, e.sem_per_time, strict=True)
+                f"{m * 1e4:>8.3f} ± {s * 1e4:<4.3f}" for m, s in zip(e.mean_per_time, e.sem_per_time, strict=True)
             )
             mark = " *" if k == best else ""
             avg = f"{e.tnmse * 1e4:>9.3f} ± {e.tnmse_sem * 1e4:.3f}"

@@ -6,8 +6,8 @@ G+(W), G-(W), g+(W), g-(W) together with F and a hardware weight scale; aihwkit'
 interpolates linearly in between (reference/papers.md, (a) and "Differential pairs and significance").
 
 Here the tables are indexed by the normalised weight u = W / gamma in [-1, 1] (the compiler's per-column
-scale gamma, :mod:`anacompile.mapping.column_scaling`) at increasing points u_0 = -1 < ... < u_{K-1} = 1, which
-need not be equally spaced (the optimiser places them at quantiles of the weight density):
+scale gamma, :mod:`anacompile.mapping.column_scaling`) at increasing points u_0 = -1 < ... < u_{K-1} = 1,
+which need not be equally spaced (the optimiser places them at quantiles of the weight density):
 
     G+-_p(u) = interp(u, u_k, table+-_p[k])        (|u| > 1 clips to the end points)
     u_hw     = sum_p F_p (G+_p - G-_p) / gain_us
@@ -34,7 +34,7 @@ from anacompile.errors import ConfigError, OutputError
 __all__ = ["PIECEWISE_SCHEMA_VERSION", "PiecewiseMapping"]
 
 PIECEWISE_SCHEMA_VERSION = 1
-"""Version of the strategy JSON written by :meth:`PiecewiseMapping.to_dict`; bump when a field changes meaning."""
+"""Version of the strategy JSON of :meth:`PiecewiseMapping.to_dict`; bump when a field changes meaning."""
 
 _BOUND_SLACK_US = 1e-9
 
@@ -90,9 +90,7 @@ class PiecewiseMapping:
                 f"PiecewiseMapping.tables_us: expected shape (P, 2, K) = ({len(f)}, 2, {u.size}), got {tab.shape}."
             )
         if not (self.g_max_us > self.g_min_us and np.isfinite(self.g_max_us) and np.isfinite(self.g_min_us)):
-            raise ConfigError(
-                f"PiecewiseMapping: need g_min_us < g_max_us, got {self.g_min_us}, {self.g_max_us}."
-            )
+            raise ConfigError(f"PiecewiseMapping: need g_min_us < g_max_us, got {self.g_min_us}, {self.g_max_us}.")
         if not np.all(np.isfinite(tab)):
             raise ConfigError("PiecewiseMapping.tables_us: every conductance must be finite.")
         lo, hi = float(tab.min()), float(tab.max())
@@ -161,7 +159,7 @@ class PiecewiseMapping:
             ConfigError: wrong ``name`` or ``schema_version``, missing or malformed fields.
         """
         if not isinstance(d, dict) or d.get("name") != "piecewise":
-            raise ConfigError("Not a piecewise strategy: expected a JSON object with \"name\": \"piecewise\".")
+            raise ConfigError('Not a piecewise strategy: expected a JSON object with "name": "piecewise".')
         version = d.get("schema_version")
         if version != PIECEWISE_SCHEMA_VERSION:
             raise ConfigError(

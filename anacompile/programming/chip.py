@@ -9,12 +9,18 @@ from anacompile.errors import ConfigError
 
 __all__ = ["PROGRAMMING_METHODS", "program_chip"]
 
-PROGRAMMING_METHODS = ("gaussian",)
+PROGRAMMING_METHODS = ("gaussian", "verify")
 
 
-def program_chip(g_target_us: NDArray[np.float64], significance: tuple[float, ...], gain_us: float,
-                 device, rng: np.random.Generator, method: str = "gaussian",
-                 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+def program_chip(
+    g_target_us: NDArray[np.float64],
+    significance: tuple[float, ...],
+    gain_us: float,
+    device,
+    rng: np.random.Generator,
+    method: str = "gaussian",
+    verify_params=None,
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Program every device of a layer once; return ``(g_prog_us, nu)`` with the shape of ``g_target_us``.
 
     Args:
@@ -24,14 +30,37 @@ def program_chip(g_target_us: NDArray[np.float64], significance: tuple[float, ..
         device: the device model (``anacompile.devices.get(...)``).
         rng: the chip's generator.
         method: ``gaussian``: the device's statistical programming-noise model (program-and-verify residual
-            of Joshi et al. 2020, reference/papers.md, "Common PCM device model", item 1).
+            of Joshi et al. 2020, reference/papers.md, "Common PCM device model", item 1), with nu drawn from
+            the targets. ``verify``: simulate row-parallel closed-loop program-and-verify
+            (:mod:`anacompile.programming.program_verify`, Mackin et al. 2019, papers.md (b)); the residual
+            of the simulation replaces the Gaussian noise, and nu is drawn from the conductances actually
+            reached (the controller may lift both devices of a pair above their targets).
+        verify_params: :class:`~anacompile.programming.program_verify.ProgramVerifyParams` for ``verify``
+            (defaults when None).
 
     Returns:
-        Programmed conductances and per-device drift exponents nu (drawn once, from the targets).
+        Programmed conductances and per-device drift exponents nu (drawn once).
+
+    Raises:
+        ConfigError: unknown method.
     """
     if method == "gaussian":
         g_prog = device.program(g_target_us, rng)
+        nu = device.drift_exponents(g_target_us, rng)
+    elif method == "verify":
+        from anacompile.programming.program_verify import program_verify_conductances
+
+        res = program_verify_conductances(
+            g_target_us,
+            significance,
+            gain_us,
+            float(device.g_max_us),
+            rng,
+            verify_params,
+            g_min_us=float(device.g_min_us),
+        )
+        g_prog = res.g_prog_us
+        nu = device.drift_exponents(g_prog, rng)
     else:
         raise ConfigError(f"Unknown programming method {method!r}; available: {', '.join(PROGRAMMING_METHODS)}.")
-    nu = device.drift_exponents(g_target_us, rng)
     return g_prog, nu

@@ -1,8 +1,8 @@
-"""Weight-programming optimisation: search a piecewise-linear strategy that minimises the weight error over time.
+"""Weight-programming optimisation: a piecewise-linear strategy that minimises the weight error over time.
 
 Mackin et al. 2022 (Nat. Commun. 13, 3765; reference/papers.md, (a) and "Weight-programming optimisation")
-optimise, for a unit cell of P differential pairs W = sum_p F_p (G+_p - G-_p), the significance factors F_p, the
-hardware weight scale k_w and the translation functions G+-_p(W), by differential evolution (DE) over a
+optimise, for a unit cell of P differential pairs W = sum_p F_p (G+_p - G-_p), the significance factors F_p,
+the hardware weight scale k_w and the translation functions G+-_p(W), by differential evolution (DE) over a
 hypercube x in [0, 1]^d whose "de-normalisation" always yields valid conductances. The weights are discretised
 into nbins non-negative points u_0 = 0 < ... < u_{nbins-1} = 1 (mirrored for negative weights, linear in
 between), so d = (P - 1) + 1 + nbins (2P - 1) (20 for two pairs and 6 points). De-normalisation, per point
@@ -11,7 +11,7 @@ between), so d = (P - 1) + 1 + nbins (2P - 1) (20 for two pairs and 6 points). D
 
     U = sum_p F_p (g_max - g_min);   W_max = (0.05 + 0.95 x_kw) U;   k_w = W_max / max|u| = W_max
     S_p = F_p (g_max - g_min);  R_p = sum_{q>p} S_q
-    lo = max(r - R_p, -S_p);  hi = min(r + R_p, S_p);  c_p = lo + x_{D,p,k} (hi - lo)   (c = hi for the last p)
+    lo = max(r - R_p, -S_p);  hi = min(r + R_p, S_p);  c_p = lo + x_{D,p,k} (hi - lo)  (c = hi for the last p)
     r <- r - c_p;  dg = c_p / F_p
     G+ = clip(lo' + x_{G,p,k} (hi' - lo'), g_min, g_max),  lo' = g_min + max(dg, 0),  hi' = g_max + min(dg, 0)
     G- = clip(G+ - dg, g_min, g_max)
@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import logging
 import math
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -86,7 +85,7 @@ def quantile_points(u_values: ArrayLike, nbins: int, snap: Sequence[float] = ())
     """nbins table points 0 = u_0 < ... < u_{nbins-1} = 1 at equally spaced quantiles of |u|.
 
     Args:
-        u_values: normalised weights (any shape).
+        u_values: normalised weights (any shape; |u| is clipped to 1).
         nbins: number of non-negative points (>= 2).
         snap: values in (0, 1) each moved onto the nearest interior point (used to place the LSP-full
             breakpoint 1/(1 + F) of a naive dual pair on the grid so that strategy is exactly representable).
@@ -96,7 +95,7 @@ def quantile_points(u_values: ArrayLike, nbins: int, snap: Sequence[float] = ())
     """
     if nbins < 2:
         raise ConfigError(f"nbins must be >= 2 (0 and 1 are always points), got {nbins}.")
-    a = np.abs(np.asarray(u_values, dtype=np.float64).ravel())
+    a = np.clip(np.abs(np.asarray(u_values, dtype=np.float64).ravel()), 0.0, 1.0)
     pts = np.quantile(a, np.linspace(0.0, 1.0, nbins)) if a.size else np.linspace(0, 1, nbins)
     pts[0], pts[-1] = 0.0, 1.0
     for s in snap:
@@ -268,8 +267,15 @@ class _CommonNormals:
 class _CRNScorer:
     """TNMSE of a whole population on one fixed set of draws (common random numbers)."""
 
-    def __init__(self, space: StrategySpace, u_matrix: NDArray[np.float64], device, times_s: Sequence[float],
-                 rng: np.random.Generator, chunk: int = 8) -> None:
+    def __init__(
+        self,
+        space: StrategySpace,
+        u_matrix: NDArray[np.float64],
+        device,
+        times_s: Sequence[float],
+        rng: np.random.Generator,
+        chunk: int = 8,
+    ) -> None:
         self.space, self.device, self.times_s, self.chunk = space, device, tuple(times_s), chunk
         self.u_matrix = u_matrix
         self.u = u_matrix.ravel()
@@ -378,8 +384,11 @@ class OptimizeSettings:
             ("time_budget_s", self.time_budget_s > 0, "> 0 s"),
             ("n_repeats_final", self.n_repeats_final >= 2, ">= 2"),
             ("points", self.points in ("quantile", "linear"), "'quantile' or 'linear'"),
-            ("f_scan", len(self.f_scan) >= 1 and all(self.f_bounds[0] <= f <= self.f_bounds[1] for f in self.f_scan),
-             f"non-empty, inside f_bounds {self.f_bounds}"),
+            (
+                "f_scan",
+                len(self.f_scan) >= 1 and all(self.f_bounds[0] <= f <= self.f_bounds[1] for f in self.f_scan),
+                f"non-empty, inside f_bounds {self.f_bounds}",
+            ),
         ]
         for name, ok, allowed in checks:
             if not ok:
@@ -391,7 +400,9 @@ class OptimizeReport:
     """Result of :func:`optimize_strategy`: the strategy and its comparison with naive dual pairs.
 
     Errors are normalised weight MSEs (module :mod:`anacompile.programming.weight_error`), measured on fresh
-    draws (``n_repeats`` programmings) of the evaluation weights.
+    draws (``n_repeats_final`` chips) of the full weight set. ``search_loss_*`` are on the search draws;
+    ``coordinate_check`` is the smallest relative change of the search loss when one hypercube coordinate of
+    the optimum moves by +-0.02 (>= 0: no single move improves it, a local optimum at that resolution).
     """
 
     mapping: PiecewiseMapping
@@ -401,6 +412,8 @@ class OptimizeReport:
     best_naive_f: float
     search_loss_seed: float
     search_loss_best: float
+    coordinate_check: float
+    scan_search_loss: dict[float, float]
     generations: int
     evaluations: int
     elapsed_s: float
@@ -429,8 +442,12 @@ class OptimizeReport:
         """JSON-serialisable summary (the strategy itself is ``mapping.to_dict()``)."""
 
         def err(e: StrategyError) -> dict[str, Any]:
-            return {"tnmse": e.tnmse, "tnmse_sem": e.tnmse_sem, "per_time": e.mean_per_time.tolist(),
-                    "per_time_sem": e.sem_per_time.tolist()}
+            return {
+                "tnmse": e.tnmse,
+                "tnmse_sem": e.tnmse_sem,
+                "per_time": e.mean_per_time.tolist(),
+                "per_time_sem": e.sem_per_time.tolist(),
+            }
 
         return {
             "times_s": list(self.times_s),
@@ -443,6 +460,8 @@ class OptimizeReport:
             "published_optimal_f": 2.0,
             "search_loss_seed": self.search_loss_seed,
             "search_loss_best": self.search_loss_best,
+            "coordinate_check": self.coordinate_check,
+            "scan_search_loss": {str(f): v for f, v in self.scan_search_loss.items()},
             "generations": self.generations,
             "evaluations": self.evaluations,
             "elapsed_s": self.elapsed_s,
@@ -456,14 +475,25 @@ def _progress(show: bool):
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     console = Console(stderr=True)
-    return Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[status]}"),
-                    TimeElapsedColumn(), console=console, disable=not (show and console.is_terminal),
-                    transient=True)
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(),
+        console=console,
+        disable=not (show and console.is_terminal),
+        transient=True,
+    )
 
 
-def optimize_strategy(weights: Sequence[ArrayLike] | ArrayLike, device, settings: OptimizeSettings | None = None,
-                      seed: int = 0, show_progress: bool = True,
-                      callback: Callable[[int, float], None] | None = None) -> OptimizeReport:
+def optimize_strategy(
+    weights: Sequence[ArrayLike] | ArrayLike,
+    device,
+    settings: OptimizeSettings | None = None,
+    seed: int = 0,
+    show_progress: bool = True,
+    callback: Callable[[int, float], None] | None = None,
+) -> OptimizeReport:
     """Optimise a P-pair piecewise-linear programming strategy for ``device`` and the given weights.
 
     Steps: normalise the weights per column (u = W / gamma); resample an ``n_rows x n_cols`` matrix from their
@@ -498,8 +528,11 @@ def optimize_strategy(weights: Sequence[ArrayLike] | ArrayLike, device, settings
     g_min, g_max = float(device.g_min_us), float(device.g_max_us)
 
     def build_space(snap: Sequence[float]) -> StrategySpace:
-        pts = (quantile_points(u_all, s.nbins, snap) if s.points == "quantile"
-               else quantile_points(np.linspace(0, 1, 10001), s.nbins, snap))
+        pts = (
+            quantile_points(u_all, s.nbins, snap)
+            if s.points == "quantile"
+            else quantile_points(np.linspace(0, 1, 10001), s.nbins, snap)
+        )
         return StrategySpace(pts, g_min, g_max, n_pairs=s.n_pairs, f_bounds=s.f_bounds)
 
     def naive_sig(f: float) -> tuple[float, ...]:
@@ -562,9 +595,20 @@ def optimize_strategy(weights: Sequence[ArrayLike] | ArrayLike, device, settings
 
         if s.maxiter > 0:
             res = differential_evolution(
-                lambda xt: scorer(xt.T), bounds=[(0.0, 1.0)] * d, strategy="best1bin", maxiter=s.maxiter,
-                popsize=s.popsize, init=init, mutation=s.mutation, recombination=s.recombination, tol=0.0,
-                atol=0.0, polish=False, seed=rng_de, updating="deferred", vectorized=True,
+                lambda xt: scorer(xt.T),
+                bounds=[(0.0, 1.0)] * d,
+                strategy="best1bin",
+                maxiter=s.maxiter,
+                popsize=s.popsize,
+                init=init,
+                mutation=s.mutation,
+                recombination=s.recombination,
+                tol=0.0,
+                atol=0.0,
+                polish=False,
+                seed=rng_de,
+                updating="deferred",
+                vectorized=True,
                 callback=on_generation,
             )
             x_best, loss_best = np.asarray(res.x), float(res.fun)
@@ -573,24 +617,64 @@ def optimize_strategy(weights: Sequence[ArrayLike] | ArrayLike, device, settings
     if s.seed_with_naive and loss_best > loss_seed:  # cannot happen with the seed in the population
         x_best, loss_best = x_seed, loss_seed
     elapsed_search = time.perf_counter() - t_start
+    coordinate_gain = _coordinate_check(scorer, x_best, loss_best)
 
     # 4. Fresh-draw comparison on the full weight set.
-    mapping = space.mapping(x_best, device=getattr(device, "name", ""), info={
-        "optimiser": "differential_evolution", "seed": seed, "nbins": s.nbins, "times_s": list(s.times_s),
-        "search_loss_seed": loss_seed, "search_loss_best": loss_best, "best_naive_f": best_f,
-    })
+    mapping = space.mapping(
+        x_best,
+        device=getattr(device, "name", ""),
+        info={
+            "optimiser": "differential_evolution",
+            "seed": seed,
+            "nbins": s.nbins,
+            "times_s": list(s.times_s),
+            "search_loss_seed": loss_seed,
+            "search_loss_best": loss_best,
+            "best_naive_f": best_f,
+        },
+    )
     naive: dict[float, StrategyError] = {}
     rngs = [np.random.default_rng(c) for c in seq_final.spawn(len(s.f_scan) + 1)]
     for f, r in zip(s.f_scan, rngs, strict=False):
-        naive[f] = evaluate_strategy_error(_naive_mapping(naive_sig(f)), u_mats, device, r, s.times_s,
-                                           s.n_repeats_final)
+        naive[f] = evaluate_strategy_error(
+            _naive_mapping(naive_sig(f)), u_mats, device, r, s.times_s, s.n_repeats_final
+        )
     optimised = evaluate_strategy_error(mapping, u_mats, device, rngs[-1], s.times_s, s.n_repeats_final)
     best_fresh = min(naive, key=lambda f: naive[f].tnmse)
     return OptimizeReport(
-        mapping=mapping, times_s=tuple(s.times_s), optimised=optimised, naive=naive, best_naive_f=best_fresh,
-        search_loss_seed=loss_seed, search_loss_best=loss_best, generations=state["gen"],
-        evaluations=scorer.n_evaluations, elapsed_s=elapsed_search, stop_reason=state["reason"], settings=s,
+        mapping=mapping,
+        times_s=tuple(s.times_s),
+        optimised=optimised,
+        naive=naive,
+        best_naive_f=best_fresh,
+        search_loss_seed=loss_seed,
+        search_loss_best=loss_best,
+        coordinate_check=coordinate_gain,
+        scan_search_loss=scan_loss,
+        generations=state["gen"],
+        evaluations=scorer.n_evaluations,
+        elapsed_s=elapsed_search,
+        stop_reason=state["reason"],
+        settings=s,
     )
+
+
+def _coordinate_check(scorer: _CRNScorer, x: NDArray[np.float64], loss: float, step: float = 0.02) -> float:
+    """Smallest relative change of the search loss over single-coordinate moves of +-step from x.
+
+    Moves that do not change the loss (coordinates without effect at this point) are left out. >= 0 means no
+    single move improves the optimum on the search draws (a local optimum at that resolution).
+    """
+    moves = []
+    for i in range(x.size):
+        for sgn in (1.0, -1.0):
+            y = x.copy()
+            y[i] = np.clip(y[i] + sgn * step, 0.0, 1.0)
+            if y[i] != x[i]:
+                moves.append(y)
+    rel = scorer(np.asarray(moves)) / loss - 1.0 if moves else np.zeros(0)
+    rel = rel[np.abs(rel) > 1e-9]  # coordinates with no effect here (e.g. the position of a full pair)
+    return float(rel.min()) if rel.size else 0.0
 
 
 def _naive_mapping(significance: tuple[float, ...]) -> ConductanceMapping:
@@ -613,8 +697,10 @@ def plot_strategy(mapping: PiecewiseMapping, path, title: str = "") -> None:
         ax.plot(u, g[p, 1], label="G-", color="tab:blue")
         ax.plot(mapping.u_points, mapping.tables_us[p, 0], "o", ms=3, color="tab:red")
         ax.plot(mapping.u_points, mapping.tables_us[p, 1], "o", ms=3, color="tab:blue")
-        ax.set_title(f"pair {p} (F = {mapping.significance[p]:.3g})" + (" LSP" if p == 0 else
-                                                                         " MSP" if p == mapping.n_pairs - 1 else ""))
+        ax.set_title(
+            f"pair {p} (F = {mapping.significance[p]:.3g})"
+            + (" LSP" if p == 0 else " MSP" if p == mapping.n_pairs - 1 else "")
+        )
         ax.set_xlabel("normalised weight u = W / max|W|")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("target conductance (µS)")

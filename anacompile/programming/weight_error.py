@@ -8,7 +8,8 @@ and "Weight-programming optimisation"):
 
 Here the weights are the normalised u = W / gamma of the compiler (per-column scale gamma, so max|u| = 1 per
 column, :mod:`anacompile.mapping.column_scaling`), W~(t) is the weight the chip represents after programming,
-drift and one 1/f read at t, and alpha(t) is global drift compensation (GDC, Joshi et al. 2020; papers.md (d)):
+drift and one 1/f read at t, and alpha(t) is global drift compensation (GDC, Joshi et al. 2020; papers.md
+(d)):
 one scalar per matrix from a calibration read with an all-ones input,
 
     alpha(t) = sum_j |sum_i W_ij| / sum_j |sum_i W~_ij(t)|.
@@ -132,8 +133,12 @@ def normalised_weights(matrices: Sequence[ArrayLike]) -> list[NDArray[np.float64
     return [normalise_columns(m)[0] for m in matrices]
 
 
-def resample_weights(u_values: ArrayLike, n_rows: int, n_cols: int, rng: np.random.Generator,
-                     ) -> NDArray[np.float64]:
+def resample_weights(
+    u_values: ArrayLike,
+    n_rows: int,
+    n_cols: int,
+    rng: np.random.Generator,
+) -> NDArray[np.float64]:
     """A (n_rows, n_cols) matrix with the distribution of ``u_values``: sorted quantiles, shuffled.
 
     The quantile sample represents the weight density (the importance kappa_j of Mackin et al. 2022) with far
@@ -190,10 +195,16 @@ class StrategyError:
         return float(per_repeat.std(ddof=1) / np.sqrt(n)) if n > 1 else 0.0
 
 
-def evaluate_strategy_error(mapping: ConductanceMapping, u_matrices: Sequence[ArrayLike], device,
-                            rng: np.random.Generator, times_s: Sequence[float] = DEFAULT_TIMES_S,
-                            n_repeats: int = 30, compensate: bool = True, method: str = "gaussian",
-                            ) -> StrategyError:
+def evaluate_strategy_error(
+    mapping: ConductanceMapping,
+    u_matrices: Sequence[ArrayLike],
+    device,
+    rng: np.random.Generator,
+    times_s: Sequence[float] = DEFAULT_TIMES_S,
+    n_repeats: int = 30,
+    compensate: bool = True,
+    method: str = "gaussian",
+) -> StrategyError:
     """Program the weights ``n_repeats`` times on fresh draws and measure the NMSE at every time.
 
     Each repeat programs every matrix (:func:`anacompile.programming.chip.program_chip`), then at each t reads

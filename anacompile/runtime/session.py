@@ -230,24 +230,39 @@ class AnalogSession:
         key = tuple(sorted((k, v.shape) for k, v in feeds.items()))
         sizes = self._size_cache.get(key)
         if sizes is None:
-            if not hasattr(self, "_shape_session"):
-                probe = onnx.ModelProto()
-                probe.CopyFrom(self._digital_proto)
-                known = {o.name for o in probe.graph.output}
-                for layer in self.layers:
-                    if layer.input not in known:
-                        probe.graph.output.append(onnx.ValueInfoProto(name=layer.input))
-                        known.add(layer.input)
-                so = ort.SessionOptions()
-                so.log_severity_level = 3
-                self._shape_session = ort.InferenceSession(probe.SerializeToString(), so,
-                                                           providers=["CPUExecutionProvider"])
-            xs = self._shape_session.run([layer.input for layer in self.layers],
-                                         {k: v for k, v in feeds.items() if k in self.input_names})
-            sizes = [layer.n_tiles * layer.n_out * int(np.prod(x.shape[:-1])) for layer, x in
-                     zip(self.layers, xs, strict=True)]
+            xs = self.layer_inputs(feeds)
+            sizes = [layer.n_tiles * layer.n_out * int(np.prod(xs[layer.name].shape[:-1])) for layer in self.layers]
             self._size_cache[key] = sizes
         return sizes
+
+    def layer_inputs(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Every analog layer's input X in the FP32 model (ideal inputs, e.g. for MVM-error studies)."""
+        if not hasattr(self, "_probe_session"):
+            probe = onnx.ModelProto()
+            probe.CopyFrom(self._digital_proto)
+            known = {o.name for o in probe.graph.output}
+            for layer in self.layers:
+                if layer.input not in known:
+                    probe.graph.output.append(onnx.ValueInfoProto(name=layer.input))
+                    known.add(layer.input)
+            so = ort.SessionOptions()
+            so.log_severity_level = 3
+            self._probe_session = ort.InferenceSession(probe.SerializeToString(), so,
+                                                       providers=["CPUExecutionProvider"])
+        xs = self._probe_session.run([layer.input for layer in self.layers],
+                                     {k: v for k, v in feeds.items() if k in self.input_names})
+        return {layer.name: x for layer, x in zip(self.layers, xs, strict=True)}
+
+    def layer_state(self, layer: ChipLayer) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """What the layer's AnalogMatMul is fed now: (weights in ADC codes per DAC code, in_scale, scale)."""
+        return self._state[f"{layer.name}.{ops.W_EFF}"], layer.in_scale, self._state[f"{layer.name}.{ops.SCALE}"]
+
+    def ideal_weight(self, layer: ChipLayer, k: int) -> np.ndarray:
+        """The layer's FP32 weight W (K, N), decoded from its programming plan."""
+        from anacompile.mapping import decode_pairs
+
+        u = decode_pairs(layer.g_target, self.mapping.significance, self.gain_us) * layer.col_scale
+        return u.reshape(-1, layer.n_out)[:k]
 
     def _noise_offsets(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Per layer, the slice of the noise bank this run's MVM noise is read from.

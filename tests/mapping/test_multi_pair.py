@@ -45,8 +45,9 @@ def test_npair_three_pairs_with_g_min_round_trip_and_saturation() -> None:
 
 def test_single_pair_equivalent_to_npair_of_one() -> None:
     u = np.linspace(-1, 1, 101)
-    np.testing.assert_array_equal(NPairMapping((1.0,)).encode(u, G_MIN, G_MAX),
-                                  get_mapping("single").encode(u, G_MIN, G_MAX))
+    np.testing.assert_array_equal(
+        NPairMapping((1.0,)).encode(u, G_MIN, G_MAX), get_mapping("single").encode(u, G_MIN, G_MAX)
+    )
 
 
 def test_registry_specs_and_dict_round_trip() -> None:
@@ -61,8 +62,19 @@ def test_registry_specs_and_dict_round_trip() -> None:
     assert mapping_from_dict({"name": "single"}).significance == (1.0,)
 
 
-@pytest.mark.parametrize("spec", ["dual:F=0.5", "dual:F=abc", "dual:G=2", "dual:F", "triple", "npair:F=1,2",
-                                  "npair:significance=2,1", "single:F=2"])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "dual:F=0.5",
+        "dual:F=abc",
+        "dual:G=2",
+        "dual:F",
+        "triple",
+        "npair:F=1,2",
+        "npair:significance=2,1",
+        "single:F=2",
+    ],
+)
 def test_bad_specs_raise_config_error(spec: str) -> None:
     with pytest.raises(ConfigError):
         get_mapping(spec)

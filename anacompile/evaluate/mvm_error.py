@@ -1,0 +1,85 @@
+"""Relative MVM error of every analog layer on real inputs: eps_M = ||y_analog - y|| / ||y||.
+
+Rasch et al. 2023 characterise an AIMC model by this error of a layer's matrix-vector products (their
+standard model: about 15 % on realistic layers; reference/papers.md, (c) and "Metrics"). Each layer gets
+its ideal FP32 input (from the source model on real data), so the error is that layer's own, and
+y = x W without the digital bias. The analog y is the numpy reference of the exact arithmetic the graph
+runs (:func:`anacompile.crossbar.reference.tile_forward`) on the chip's state at t.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from anacompile.crossbar.reference import tile_forward
+from anacompile.evaluate.data import load_feeds
+from anacompile.evaluate.times import format_time, parse_times
+from anacompile.model_io import load_proto
+from anacompile.runtime.chip_state import chip_rng
+
+__all__ = ["MVMErrorResult", "mvm_error"]
+
+
+@dataclass
+class MVMErrorResult:
+    """eps_M per layer and time: mean and std over chips."""
+
+    model: str
+    chips: int
+    compensation: str
+    times_s: list[float]
+    layers: list[str]
+    shapes: list[list[int]]
+    error_mean: list[list[float]]  # [layer][time]
+    error_std: list[list[float]]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        d = asdict(self)
+        d["times"] = [format_time(t) for t in self.times_s]
+        return d
+
+
+def mvm_error(model: str | os.PathLike[str], data: str | os.PathLike[str] = "digits", times: str | list = "1s",
+              chips: int = 5, seed: int | None = None, compensation: str | None = None,
+              periphery_overrides: dict | list[str] | None = None, samples: int = 256,
+              progress=None) -> MVMErrorResult:
+    """eps_M of every analog layer of a compiled model at each time, over ``chips`` chips."""
+    from anacompile.runtime.session import AnalogSession
+
+    times_s = parse_times(times)
+    proto = load_proto(model)
+    feeds, _ = load_feeds(data, proto, part="test", limit=samples)
+    session = AnalogSession(model, seed=seed, compensation=compensation, periphery_overrides=periphery_overrides)
+    xs = session.layer_inputs(feeds)
+    weights = {layer.name: session.ideal_weight(layer, xs[layer.name].shape[-1]) for layer in session.layers}
+    ideal = {name: xs[name].astype(np.float64) @ weights[name] for name in xs}
+    err = np.zeros((len(session.layers), len(times_s), chips))
+    for chip in range(chips):
+        session.program(chip)
+        for j, t in enumerate(times_s):
+            session.set_time(t)
+            for i, layer in enumerate(session.layers):
+                x = xs[layer.name]
+                w_codes, in_scale, scale = session.layer_state(layer)
+                noise = None
+                if session.periphery.has_mvm_noise:
+                    rows = int(np.prod(x.shape[:-1]))
+                    rng = chip_rng(session.seed, chip, "read", 1000 + i, t)
+                    noise = rng.standard_normal((layer.n_tiles, rows, layer.n_out)).astype(np.float32)
+                y = tile_forward(x, w_codes, in_scale, scale, np.zeros(layer.n_out, np.float32), session.periphery,
+                                 noise)
+                ref = ideal[layer.name]
+                err[i, j, chip] = np.linalg.norm(y - ref) / max(np.linalg.norm(ref), 1e-30)
+        if progress is not None:
+            progress(chip + 1, chips)
+    return MVMErrorResult(
+        model=str(model), chips=chips, compensation=session.compensation.value, times_s=times_s,
+        layers=[layer.name for layer in session.layers],
+        shapes=[list(weights[layer.name].shape) for layer in session.layers],
+        error_mean=err.mean(axis=2).tolist(), error_std=err.std(axis=2).tolist(),
+    )
