@@ -120,6 +120,8 @@ def evaluate_cmd(
     compensation: str | None = typer.Option(None, "--compensation", help="Drift compensation: none, global, column, adabs; several separated by commas are compared side by side."),
     set_: list[str] = typer.Option([], "--set", help="Override a periphery key for this evaluation, e.g. --set adc_bits=6."),
     sweep: str | None = typer.Option(None, "--sweep", help="Sweep one periphery key, e.g. --sweep adc_bits=6,7,8,9."),
+    strategy: str | None = typer.Option(None, "--strategy", help="Re-map the weights with programming strategies: single, dual, dual:F=2.5, FILE.json; several separated by commas are compared side by side."),
+    programming: str | None = typer.Option(None, "--programming", help="Chip programming method: gaussian or verify."),
     workers: int = typer.Option(1, "--workers", help="Parallel worker processes (chips are split between them)."),
     json_path: Path | None = typer.Option(None, "--json", help="Write the results as JSON to this file."),
     csv_path: Path | None = typer.Option(None, "--csv", help="Stream one row per chip and time to this CSV file."),
@@ -136,24 +138,30 @@ def evaluate_cmd(
         if path is not None:
             check_output_path(path, [model], force)
     modes = [m.strip() for m in compensation.split(",")] if compensation else [None]
+    strategies = [s.strip() for s in strategy.split(",")] if strategy else [None]
     runs: list[tuple[str, dict]] = []  # (label, evaluate kwargs)
-    if sweep is not None:
+    if (sweep is not None) + (len(modes) > 1) + (len(strategies) > 1) > 1:
+        raise ConfigError("Compare one thing at a time: --sweep, several --compensation modes, or several --strategy.")
+    if len(strategies) > 1:
+        for strat in strategies:
+            runs.append((strat, {"compensation": modes[0], "strategy": strat, "periphery_overrides": list(set_)}))
+    elif sweep is not None:
         key, sep, values = sweep.partition("=")
         if not sep or not values.strip():
             raise ConfigError(f"--sweep {sweep!r}: write KEY=V1,V2,..., e.g. --sweep adc_bits=6,7,8,9.")
-        if len(modes) > 1:
-            raise ConfigError("--sweep and several --compensation modes: choose one of the two comparisons.")
         for value in values.split(","):
             runs.append((f"{key.strip()}={value.strip()}",
-                         {"compensation": modes[0], "periphery_overrides": [*set_, f"{key.strip()}={value.strip()}"]}))
+                         {"compensation": modes[0], "strategy": strategies[0],
+                          "periphery_overrides": [*set_, f"{key.strip()}={value.strip()}"]}))
     else:
         for mode in modes:
-            runs.append((mode or "", {"compensation": mode, "periphery_overrides": list(set_)}))
+            runs.append((mode or "", {"compensation": mode, "strategy": strategies[0], "periphery_overrides": list(set_)}))
     results = []
     with _progress("chips") as advance:
         for i, (_, kwargs) in enumerate(runs):
             done_before = i * chips
             results.append(evaluate(model, data=data, times=times, chips=chips, seed=seed, workers=workers,
+                                    programming=programming,
                                     csv_path=_numbered(csv_path, i, len(runs)),
                                     progress=lambda d, _t, b=done_before: advance(b + d, chips * len(runs)),
                                     **kwargs))
@@ -169,7 +177,8 @@ def evaluate_cmd(
         if sweep:
             plot_sweep(results, sweep.partition("=")[0].strip(), [label.partition("=")[2] for label in labels], plot)
         else:
-            plot_accuracy_over_time(results, plot, labels=[f"{label} compensation" for label in labels])
+            suffix = " strategy" if len(strategies) > 1 else " compensation"
+            plot_accuracy_over_time(results, plot, labels=[f"{label}{suffix}" for label in labels])
         err_console.print(f"wrote {plot}")
 
 
@@ -183,7 +192,8 @@ def _print_results(model: Path, data: str, results, labels: list[str], sweep_key
     from anacompile.evaluate.times import format_time
 
     first = results[0]
-    what = f"sweep of {sweep_key}" if sweep_key else ", ".join(f"{label}" for label in labels) + " compensation"
+    what = f"sweep of {sweep_key}" if sweep_key else ", ".join(labels) + (
+        " strategy" if results[0].strategy else " compensation")
     table = Table(title=f"{model.name}: {first.metric} on {data}, {first.chips} chips, {what}")
     table.add_column("time")
     for label in labels:

@@ -55,6 +55,8 @@ class EvaluationResult:
     metric: str = "accuracy"
     periphery_overrides: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    strategy: str | None = None
+    programming: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
@@ -88,6 +90,8 @@ class _Job:
     periphery_overrides: tuple[tuple[str, Any], ...]
     batch_size: int
     threads: int | None
+    strategy: str | None = None
+    programming: str | None = None
 
 
 _WORKER: dict[str, Any] = {}
@@ -106,7 +110,7 @@ def _setup(job: _Job) -> dict[str, Any]:
     mode = "global" if job.compensation == "adabs" else job.compensation
     session = AnalogSession(job.model, chip_seed=0, seed=job.seed, compensation=mode,
                             periphery_overrides=dict(job.periphery_overrides) or None,
-                            intra_op_threads=job.threads)
+                            intra_op_threads=job.threads, strategy=job.strategy, programming=job.programming)
     calib = None
     if job.compensation == "adabs":
         part = "test" if str(job.data).endswith(".npz") else "train"
@@ -141,7 +145,7 @@ def evaluate(model: str | os.PathLike[str], data: str | os.PathLike[str] = "digi
              times: str | list = "1s,1h,1d,1y", chips: int = 25, seed: int | None = None,
              compensation: str | None = None, periphery_overrides: dict | list[str] | None = None,
              workers: int = 1, progress=None, csv_path: str | os.PathLike[str] | None = None,
-             batch_size: int = 4096) -> EvaluationResult:
+             batch_size: int = 4096, strategy: str | None = None, programming: str | None = None) -> EvaluationResult:
     """Program ``chips`` chips and measure the task accuracy of each at every time.
 
     Args:
@@ -156,6 +160,8 @@ def evaluate(model: str | os.PathLike[str], data: str | os.PathLike[str] = "digi
         progress: optional callable ``progress(done, total)`` called after every chip.
         csv_path: stream one row per (chip, time) to this CSV file as chips finish.
         batch_size: samples per onnxruntime run.
+        strategy: re-map the weights with another programming strategy (``single``, ``dual``, a .json).
+        programming: chip programming method (``gaussian``, ``verify``; default: the compiled one).
     """
     from anacompile.runtime.session import AnalogSession
 
@@ -167,14 +173,14 @@ def evaluate(model: str | os.PathLike[str], data: str | os.PathLike[str] = "digi
     if compensation is not None and compensation not in COMPENSATION_MODES:
         raise ConfigError(f"Compensation {compensation!r}: use one of {', '.join(COMPENSATION_MODES)}.")
     overrides = _as_dict(periphery_overrides)
-    probe = AnalogSession(model, seed=seed, periphery_overrides=overrides or None,
+    probe = AnalogSession(model, seed=seed, periphery_overrides=overrides or None, strategy=strategy,
                           compensation=None if compensation in (None, "adabs") else compensation)
     mode = compensation or probe.compensation.value
     notes = []
     if mode == "adabs" and not probe.batchnorms:
         notes.append("adabs: the model has no BatchNormalization; adabs is global drift compensation here")
     job = _Job(str(model), str(data), tuple(times_s), seed, mode, tuple(sorted(overrides.items())), batch_size,
-               None if workers == 1 else max(1, (os.cpu_count() or 1) // workers))
+               None if workers == 1 else max(1, (os.cpu_count() or 1) // workers), strategy, programming)
     w = _setup(job)
     baseline = accuracy(_batched(probe.run_digital, w["feeds"], w["labels"].shape[0], batch_size), w["labels"])
     del probe
@@ -197,6 +203,7 @@ def evaluate(model: str | os.PathLike[str], data: str | os.PathLike[str] = "digi
         model=str(model), data=str(data), chips=chips, seed=w["session"].seed, compensation=mode,
         baseline=baseline, times_s=times_s, accuracy_mean=acc.mean(axis=0).tolist(),
         accuracy_std=acc.std(axis=0).tolist(), accuracy=acc.tolist(), periphery_overrides=overrides, notes=notes,
+        strategy=strategy, programming=programming,
     )
 
 

@@ -93,13 +93,15 @@ class AnalogSession:
         providers: onnxruntime execution providers.
         periphery_overrides: change periphery keys of the compiled model for this session (``{"adc_bits": 6}``
             or ``["adc_bits=6"]``), for sensitivity studies; keys that change the tiling need a recompile.
+        strategy: re-map the stored weights with another programming strategy (``single``, ``dual``,
+            ``dual:F=2.5``, a strategy .json) to compare strategies on one compiled model.
     """
 
     def __init__(self, path: str | os.PathLike[str], chip_seed: int = 0, *, seed: int | None = None,
                  t_inference: float = 0.0, compensation: str | DriftCompensation | None = None,
                  programming: str | None = None, intra_op_threads: int | None = None,
                  providers: list[str] | None = None,
-                 periphery_overrides: dict | list[str] | None = None) -> None:
+                 periphery_overrides: dict | list[str] | None = None, strategy: str | None = None) -> None:
         self.path = str(path)
         proto = load_proto(path, load_external_data=True)
         self.report: CompileReport = read_report(proto)
@@ -113,6 +115,8 @@ class AnalogSession:
         self.programming = programming or self.report.programming
         self.seed = self.report.seed if seed is None else int(seed)
         self.layers = _extract_layers(proto)
+        if strategy is not None:
+            self._remap(strategy)
         _attach_scales(proto, self.layers, self.periphery)
         self._digital_proto = digital_reference_model(proto)
         stripped = _strip_chip_stage(proto, self.layers, self.periphery)
@@ -215,6 +219,18 @@ class AnalogSession:
         return self._digital_session.run(None, feeds)
 
     # -- helpers ---------------------------------------------------------------------------------
+    def _remap(self, strategy: str) -> None:
+        """Re-encode every layer's normalised weights (decoded from the plan) with another strategy."""
+        from anacompile.mapping import decode_pairs
+        from anacompile.mapping.registry import get_mapping
+
+        new = get_mapping(strategy)
+        for layer in self.layers:
+            u = decode_pairs(layer.g_target, self.mapping.significance, self.gain_us)
+            layer.g_target = new.encode(u, self.device.g_min_us, self.device.g_max_us).astype(np.float32)
+        self.mapping = new
+        self.gain_us = new.gain_us(self.device.g_min_us, self.device.g_max_us)
+
     def _state_names(self) -> set[str]:
         names = {ops.NOISE_BANK} | {n for bn in self.batchnorms for n in (bn.mean, bn.var)}
         for layer in self.layers:
@@ -380,6 +396,52 @@ def _all_nodes(graph: onnx.GraphProto):
                     yield from _all_nodes(g)
 
 
+def _graphs_with_iteration(graph: onnx.GraphProto, iteration: str | None = None):
+    """The graph and its subgraphs, each with the iteration-number input of its innermost enclosing Loop
+    body (None outside Loops). The compiler puts recurrent layers in Loop bodies only, never in Scan."""
+    yield graph, iteration
+    for node in graph.node:
+        for attr in node.attribute:
+            for sub in [attr.g] if attr.type == onnx.AttributeProto.GRAPH else attr.graphs:
+                is_loop = node.op_type == "Loop" and node.domain in ("", "ai.onnx")
+                yield from _graphs_with_iteration(sub, sub.input[0].name if is_loop else iteration)
+
+
+def _step_noise_offsets(node: onnx.NodeProto, iteration: str, layer: ChipLayer) -> list[onnx.NodeProto]:
+    """Nodes giving an AnalogMatMul in a Loop body its own slice of the noise bank at every iteration i.
+
+    Step i reads ``bank[s_i : s_i + step]`` with s_i = (noise_start + i * step) mod (len(bank) - step + 1) and
+    step = n_tiles * N * (vectors of one step). The session reserves noise_end - noise_start = T * step for
+    the layer (``layer.input`` counts the vectors of all T steps), so within a run the steps' slices are
+    disjoint and every step gets fresh noise; the modulo only keeps a slice inside the bank. The node's
+    inputs 6..8 are set to (bank, s_i, s_i + step).
+    """
+    p, i64 = f"{node.name}.step_noise.", onnx.TensorProto.INT64
+
+    def make(op: str, inputs: list[str], out: str, **attrs) -> onnx.NodeProto:
+        return onnx.helper.make_node(op, inputs, [p + out], **attrs)
+
+    def const(out: str, value: int) -> onnx.NodeProto:
+        return make("Constant", [], out, value=onnx.helper.make_tensor(p + out, i64, [1], [value]))
+
+    nodes = [
+        const("zero", 0), const("last", -1), const("one", 1), const("cols", layer.n_tiles * layer.n_out),
+        make("Shape", [node.input[0]], "x_shape"),
+        make("Slice", [p + "x_shape", p + "zero", p + "last"], "lead"),
+        make("ReduceProd", [p + "lead"], "vectors", keepdims=1),
+        make("Mul", [p + "vectors", p + "cols"], "step"),
+        make("Mul", [iteration, p + "step"], "skip"),
+        make("Add", [f"{node.name}.{ops.NOISE_START}", p + "skip"], "raw"),
+        make("Shape", [ops.NOISE_BANK], "bank_len"),
+        make("Sub", [p + "bank_len", p + "step"], "room0"),
+        make("Add", [p + "room0", p + "one"], "room"),
+        make("Mod", [p + "raw", p + "room"], "start"),
+        make("Add", [p + "start", p + "step"], "end"),
+    ]
+    node.input.extend([ops.NOISE_BANK, p + "start", p + "end"])
+    return nodes
+
+
 def _check_domain_version(proto: onnx.ModelProto) -> None:
     for o in proto.opset_import:
         if o.domain == ops.DOMAIN and o.version > ops.DOMAIN_VERSION:
@@ -396,12 +458,14 @@ def _extract_layers(proto: onnx.ModelProto) -> list[ChipLayer]:
         return onnx.numpy_helper.to_array(inits[name])
 
     layers = []
-    for node in proto.graph.node:
+    for node in _all_nodes(proto.graph):  # also inside Loop bodies (recurrent layers), in graph order
         if node.domain == ops.DOMAIN and node.op_type == ops.ANALOG_MATMUL:
             name = node.name
+            # in a Loop body X is one step's input; META_VECTORS names a main-graph tensor counting all steps
+            vectors = {p.key: p.value for p in node.metadata_props}.get(ops.META_VECTORS, node.input[0])
             layers.append(ChipLayer(
                 name=name, index=len(layers), g_target=arr(f"{name}.{ops.G_TARGET}"),
-                out_scale=arr(f"{name}.{ops.OUT_SCALE}"), input=node.input[0],
+                out_scale=arr(f"{name}.{ops.OUT_SCALE}"), input=vectors,
             ))
     if not layers:
         raise UnsupportedModelError("The model has no AnalogMatMul node: compile it with `anacompile compile` first.")
@@ -420,10 +484,20 @@ def _strip_chip_stage(proto: onnx.ModelProto, layers: list[ChipLayer], periphery
     f = onnx.TensorProto.FLOAT
     state_inputs = []
     noisy = periphery.has_mvm_noise
-    for node in g.node:
-        if node.domain == ops.DOMAIN and node.op_type == ops.ANALOG_MATMUL and noisy:
-            del node.input[6:]
-            node.input.extend([ops.NOISE_BANK, f"{node.name}.{ops.NOISE_START}", f"{node.name}.{ops.NOISE_END}"])
+    by_name = {layer.name: layer for layer in layers}
+    for graph, iteration in _graphs_with_iteration(g) if noisy else []:
+        new_nodes = []
+        for node in graph.node:
+            if node.domain == ops.DOMAIN and node.op_type == ops.ANALOG_MATMUL:
+                del node.input[6:]
+                if iteration is None:
+                    node.input.extend([ops.NOISE_BANK, f"{node.name}.{ops.NOISE_START}",
+                                       f"{node.name}.{ops.NOISE_END}"])
+                else:  # in a Loop body: a new slice at every iteration, so time steps get fresh noise
+                    new_nodes += _step_noise_offsets(node, iteration, by_name[node.name])
+            new_nodes.append(node)
+        del graph.node[:]
+        graph.node.extend(new_nodes)
     for layer in layers:
         w_shape, scale_shape = layer.state_shapes
         state_inputs.append(onnx.helper.make_tensor_value_info(f"{layer.name}.{ops.W_EFF}", f, w_shape))
@@ -434,7 +508,7 @@ def _strip_chip_stage(proto: onnx.ModelProto, layers: list[ChipLayer], periphery
                     f"{layer.name}.{suffix}", onnx.TensorProto.INT64, [1]))
     if noisy:
         state_inputs.append(onnx.helper.make_tensor_value_info(ops.NOISE_BANK, f, ["bank"]))
-    used = {i for n in g.node for i in n.input}
+    used = {i for n in _all_nodes(g) for i in n.input}  # Loop bodies read initializers from the outer scope
     inits = [t for t in g.initializer if t.name in used]
     del g.initializer[:]
     g.initializer.extend(inits)
@@ -468,26 +542,34 @@ def digital_reference_model(proto: onnx.ModelProto) -> onnx.ModelProto:
     m.CopyFrom(proto)
     g = m.graph
     inits = {t.name: t for t in g.initializer}
-    new_nodes, new_inits = [], []
-    for node in g.node:
-        if node.domain == ops.DOMAIN and node.op_type == ops.CHIP_WEIGHTS:
-            continue
-        if node.domain == ops.DOMAIN and node.op_type == ops.ANALOG_MATMUL:
-            name = node.name
-            g_t = onnx.numpy_helper.to_array(inits[f"{name}.{ops.G_TARGET}"])
-            gamma = onnx.numpy_helper.to_array(inits[f"{name}.{ops.COL_SCALE}"])
-            w = (decode_pairs(g_t, mapping.significance, gain) * gamma).reshape(-1, g_t.shape[-1])
-            w = w[: shapes[name][0]]  # drop the zero rows that pad K to whole tiles
-            new_inits.append(onnx.numpy_helper.from_array(w.astype(np.float32), f"{name}.weight"))
-            mm_out = f"{name}.digital_mm"
-            new_nodes.append(onnx.helper.make_node("MatMul", [node.input[0], f"{name}.weight"], [mm_out]))
-            new_nodes.append(onnx.helper.make_node("Add", [mm_out, node.input[4]], [node.output[0]]))
-            continue
-        new_nodes.append(node)
-    del g.node[:]
-    g.node.extend(new_nodes)
-    g.initializer.extend(new_inits)
-    used = {i for n in g.node for i in n.input}
+    new_inits = []
+
+    def to_digital(graph: onnx.GraphProto) -> None:  # the main graph, and Loop bodies (recurrent layers)
+        new_nodes = []
+        for node in graph.node:
+            if node.domain == ops.DOMAIN and node.op_type == ops.CHIP_WEIGHTS:
+                continue
+            if node.domain == ops.DOMAIN and node.op_type == ops.ANALOG_MATMUL:
+                name = node.name
+                g_t = onnx.numpy_helper.to_array(inits[f"{name}.{ops.G_TARGET}"])
+                gamma = onnx.numpy_helper.to_array(inits[f"{name}.{ops.COL_SCALE}"])
+                w = (decode_pairs(g_t, mapping.significance, gain) * gamma).reshape(-1, g_t.shape[-1])
+                w = w[: shapes[name][0]]  # drop the zero rows that pad K to whole tiles
+                new_inits.append(onnx.numpy_helper.from_array(w.astype(np.float32), f"{name}.weight"))
+                mm_out = f"{name}.digital_mm"
+                new_nodes.append(onnx.helper.make_node("MatMul", [node.input[0], f"{name}.weight"], [mm_out]))
+                new_nodes.append(onnx.helper.make_node("Add", [mm_out, node.input[4]], [node.output[0]]))
+                continue
+            for attr in node.attribute:
+                for sub in [attr.g] if attr.type == onnx.AttributeProto.GRAPH else attr.graphs:
+                    to_digital(sub)
+            new_nodes.append(node)
+        del graph.node[:]
+        graph.node.extend(new_nodes)
+
+    to_digital(g)
+    g.initializer.extend(new_inits)  # main-graph initializers: a Loop body reads them from the outer scope
+    used = {i for n in _all_nodes(g) for i in n.input}
     keep = [t for t in g.initializer if t.name in used]
     del g.initializer[:]
     g.initializer.extend(keep)
