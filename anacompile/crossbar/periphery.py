@@ -83,7 +83,7 @@ class Periphery:
     read_noise: float = 0.0175
     out_noise: float = 0.04
     ir_drop: float = 1.0
-    ir_drop_g_ratio: float = 5.714e5
+    ir_drop_g_ratio: float = 1.0 / (0.35 * 5e-6)  # = 5.714e5, aihwkit IOParameters
     drift_compensation: DriftCompensation = DriftCompensation.GLOBAL
     noise_bank_size: int = 1 << 16
     schema_version: int = field(default=SCHEMA_VERSION, repr=False)
