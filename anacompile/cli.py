@@ -259,15 +259,26 @@ def demo_cmd(
     """Compile the embedded digits MLP (noise-trained) for PCM and evaluate it over 1 s .. 1 y."""
     from importlib.resources import files
 
+    from anacompile.compiler import compile_model
+    from anacompile.evaluate.monte_carlo import evaluate
+    from anacompile.evaluate.plot import plot_accuracy_over_time
+
     out_dir.mkdir(parents=True, exist_ok=True)
     source = out_dir / "digits_mlp_hwa.onnx"
     source.write_bytes(files("anacompile.data").joinpath("digits_mlp_hwa.onnx").read_bytes())
-    compile_cmd(source, out_dir / "digits_mlp_hwa.analog.onnx", device="pcm", periphery="standard", set_=[],
-                strategy="single", calibration="digits", seed=0, chip=0, programming="gaussian", force=True,
-                json_out=False)
-    evaluate_cmd(out_dir / "digits_mlp_hwa.analog.onnx", data="digits", times="1s,1h,1d,1y", chips=chips,
-                 seed=None, compensation="none,global", set_=[], sweep=None, workers=1,
-                 json_path=out_dir / "result.json", csv_path=None, plot=out_dir / "result.png", force=True)
+    compiled = out_dir / "digits_mlp_hwa.analog.onnx"
+    report = compile_model(source, compiled, device="pcm", calibration="digits", force=True)
+    _print_layers(report)
+    modes = ["none", "global"]
+    results = []
+    with _progress("chips") as advance:
+        for i, mode in enumerate(modes):
+            results.append(evaluate(compiled, data="digits", times="1s,1h,1d,1y", chips=chips, compensation=mode,
+                                    progress=lambda d, _t, b=i * chips: advance(b + d, chips * len(modes))))
+    _print_results(compiled, "digits", results, modes, sweep_key=None)
+    _write_json(out_dir / "result.json", results, modes, None)
+    plot_accuracy_over_time(results, out_dir / "result.png", labels=[f"{m} compensation" for m in modes])
+    out_console.print(f"wrote {compiled}, {out_dir / 'result.json'}, {out_dir / 'result.png'}")
 
 
 class _progress:
@@ -309,29 +320,24 @@ _COMMANDS = {"demo", "compile", "inspect", "devices", "evaluate", "optimize", "p
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: ``anacompile MODEL.onnx ...`` is ``anacompile compile MODEL.onnx ...``."""
+    """Entry point: ``anacompile MODEL.onnx ...`` is ``anacompile compile MODEL.onnx ...``.
+
+    Returns the exit status: 0 success, 1 an :class:`AnacompileError` (printed as one line), 2 usage errors.
+    """
     args = list(sys.argv[1:] if argv is None else argv)
     first = next((i for i, a in enumerate(args) if not a.startswith("-")), None)
     if first is not None and args[first] not in _COMMANDS:
         args.insert(first, "compile")
     try:
-        app(args, standalone_mode=False)
+        app(args, prog_name="anacompile")  # standalone mode: usage errors exit 2 with click's message
+    except SystemExit as exit_:
+        code = exit_.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
     except AnacompileError as err:
         if _STATE["verbose"]:
             raise
         err_console.print(f"[red]error:[/] {err}", highlight=False, soft_wrap=True)
         return 1
-    except typer.Exit as e:
-        return e.exit_code
-    except typer.Abort:
-        return 1
-    except Exception as err:  # click usage errors carry their own exit code
-        import click
-
-        if isinstance(err, click.exceptions.ClickException):
-            err.show()
-            return err.exit_code
-        raise
     return 0
 
 
