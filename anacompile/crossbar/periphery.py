@@ -20,6 +20,7 @@ from anacompile.errors import ConfigError
 
 __all__ = [
     "PERIPHERY_PRESETS",
+    "BoundManagement",
     "DriftCompensation",
     "InputRange",
     "Periphery",
@@ -36,6 +37,16 @@ class InputRange(str, Enum):
     """One range per tile, calibrated at compile time from data (Rasch et al. 2023, learned/static)."""
     ABSMAX = "absmax"
     """alpha_in = max_j |x_j| of every input vector (aihwkit ``NoiseManagementType.ABS_MAX``)."""
+
+
+class BoundManagement(str, Enum):
+    """What the periphery does when an output saturates the ADC."""
+
+    NONE = "none"
+    """Saturated outputs stay clipped (Rasch et al. 2023 standard model)."""
+    ITERATIVE = "iterative"
+    """Halve the input vector's scale and recompute while any of its outputs saturates, up to
+    ``bm_max_halvings`` times (aihwkit ``BoundManagementType.ITERATIVE``)."""
 
 
 class DriftCompensation(str, Enum):
@@ -68,6 +79,9 @@ class Periphery:
         ir_drop: scale gamma_IR of the IR-drop model (0 = off).
         ir_drop_g_ratio: g_wire / g_max of the IR-drop model, 1 / (0.35 Ohm * 5 uS) = 5.714e5.
         drift_compensation: ``none``, ``global`` or ``column``.
+        bound_management: ``none`` or ``iterative`` (needs the DAC on and an ADC bound).
+        bm_max_halvings: most input halvings of iterative bound management; 5 leaves an 8-bit DAC 127/32 ~ 4
+            levels, aihwkit's resolution limit ``max_bm_res = 0.25`` [I: aihwkit default].
         noise_bank_size: length of the bank of standard normals that per-MVM noise is drawn from in the
             graph (the analog session grows it to the largest batch it sees).
     """
@@ -85,6 +99,8 @@ class Periphery:
     ir_drop: float = 1.0
     ir_drop_g_ratio: float = 1.0 / (0.35 * 5e-6)  # = 5.714e5, aihwkit IOParameters
     drift_compensation: DriftCompensation = DriftCompensation.GLOBAL
+    bound_management: BoundManagement = BoundManagement.NONE
+    bm_max_halvings: int = 5
     noise_bank_size: int = 1 << 16
     schema_version: int = field(default=SCHEMA_VERSION, repr=False)
 
@@ -93,6 +109,13 @@ class Periphery:
         object.__setattr__(
             self, "drift_compensation", _enum(DriftCompensation, self.drift_compensation, "drift_compensation")
         )
+        object.__setattr__(self, "bound_management", _enum(BoundManagement, self.bound_management, "bound_management"))
+        if not isinstance(self.bm_max_halvings, int) or isinstance(self.bm_max_halvings, bool) \
+                or not 1 <= self.bm_max_halvings <= 16:
+            raise ConfigError(f"Periphery bm_max_halvings={self.bm_max_halvings!r}: must be an integer in [1, 16].")
+        if self.bound_management is BoundManagement.ITERATIVE and (self.dac_bits is None or self.adc_bound is None):
+            raise ConfigError("Periphery bound_management=iterative needs the DAC on (dac_bits) and an ADC bound "
+                              "(adc_bound): it halves DAC inputs while outputs hit the ADC bound.")
         for name in ("tile_rows", "tile_cols", "noise_bank_size"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
@@ -130,6 +153,11 @@ class Periphery:
         return 2.0 * bound / (2**self.adc_bits - 2)
 
     @property
+    def bm_passes(self) -> int:
+        """MVMs per input vector: 1, or 1 + bm_max_halvings with iterative bound management."""
+        return 1 + self.bm_max_halvings if self.bound_management is BoundManagement.ITERATIVE else 1
+
+    @property
     def has_mvm_noise(self) -> bool:
         """Whether any per-MVM Gaussian noise (read or output) is on."""
         return self.read_noise > 0 or self.out_noise > 0
@@ -139,6 +167,7 @@ class Periphery:
         d = dataclasses.asdict(self)
         d["input_range"] = self.input_range.value
         d["drift_compensation"] = self.drift_compensation.value
+        d["bound_management"] = self.bound_management.value
         return d
 
     @classmethod

@@ -109,7 +109,8 @@ def analog_matmul_reference(
         alpha: drift-compensation factors, (n_tiles, 1, N) (or (1, N)).
         bias: (N,).
         periphery: the periphery configuration.
-        noise: standard normals of shape (n_tiles, B, N) for the per-MVM noise, or ``None`` for none.
+        noise: standard normals of shape (n_tiles, B, N) for the per-MVM noise (with iterative bound management
+            (passes, n_tiles, B, N)), or ``None`` for none.
 
     Returns:
         y with shape (..., N), float32.
@@ -119,10 +120,36 @@ def analog_matmul_reference(
         n = w_eff.shape[1]
         w_eff, col_scale = w_eff[None], np.reshape(col_scale, (1, 1, n))
         in_range, alpha = np.reshape(in_range, (1, 1, 1)), np.reshape(alpha, (1, 1, n))
-        noise = None if noise is None else noise.reshape((1, -1, n))
+        noise = None if noise is None else noise.reshape((p.bm_passes, 1, -1, n))
     c = {k: F32(v) for k, v in tile_constants(p).items()}
     in_scale, out_scale = layer_scales(col_scale, in_range, p)
     return tile_forward(x, w_eff * c["code_gain"], in_scale, out_scale * alpha, bias, p, noise)
+
+
+def _mvm_codes(q, w_eff, p: Periphery, c: dict, tile_rows: int, noise) -> NDArray[np.float32]:
+    """MVM of DAC codes in ADC-code units, with IR drop and noise, before the ADC."""
+    z = np.matmul(q, w_eff)
+    need_abs = p.read_noise > 0 or p.ir_drop > 0
+    abs_w = np.abs(w_eff) if need_abs else None
+    if p.ir_drop > 0:
+        a = np.matmul(np.abs(q), abs_w) * c["ir_a_scale"]
+        corr = a * (a * (a * F32(0.05) - F32(0.2)) + F32(0.5))
+        z_ir = np.matmul(q, w_eff * ir_row_weights(p.tile_rows)[:tile_rows])
+        z = z - c["ir_drop"] * corr * z_ir
+    if noise is not None and p.has_mvm_noise:
+        if p.read_noise > 0:
+            z = z + np.sqrt(np.matmul(q * q, abs_w) * c["noise_k1"] + c["noise_k2"]) * noise
+        else:
+            z = z + c["noise_std"] * noise
+    return z
+
+
+def _adc(z, p: Periphery, c: dict):
+    if p.adc_bits is not None:
+        z = np.round(z)
+    if p.adc_bound is not None:
+        z = np.clip(z, -c["code_bound"], c["code_bound"])
+    return z
 
 
 def tile_forward(x: NDArray[np.float32], w_codes: NDArray[np.float32], in_scale: NDArray[np.float32],
@@ -141,38 +168,37 @@ def tile_forward(x: NDArray[np.float32], w_codes: NDArray[np.float32], in_scale:
     if w_codes.ndim == 2:
         n = w_codes.shape[1]
         w_codes, in_scale, scale = w_codes[None], np.reshape(in_scale, (1, 1, 1)), np.reshape(scale, (1, 1, n))
-        noise = None if noise is None else noise.reshape((1, -1, n))
+        noise = None if noise is None else noise.reshape((p.bm_passes, 1, -1, n))
     c = {k: F32(v) for k, v in tile_constants(p).items()}
     w_eff = w_codes
     n_tiles, tile_rows, n_out = w_eff.shape
     xt = tile_input(np.asarray(x, F32), n_tiles, tile_rows)
     a_in = None
     if p.dac_bits is None:
-        q = xt
+        xs, inv = xt, None
     else:
         if p.input_range is InputRange.STATIC:
             inv = in_scale
         else:
             a_in = np.maximum(np.max(np.abs(xt), axis=2, keepdims=True), F32(ABSMAX_EPS))
             inv = np.reciprocal(a_in * c["dac_step"])
-        q = np.round(np.clip(xt * inv, -c["dac_levels"], c["dac_levels"]))
-    z = np.matmul(q, w_eff)
-    need_abs = p.read_noise > 0 or p.ir_drop > 0
-    abs_w = np.abs(w_eff) if need_abs else None
-    if p.ir_drop > 0:
-        a = np.matmul(np.abs(q), abs_w) * c["ir_a_scale"]
-        corr = a * (a * (a * F32(0.05) - F32(0.2)) + F32(0.5))
-        z_ir = np.matmul(q, w_eff * ir_row_weights(p.tile_rows)[:tile_rows])
-        z = z - c["ir_drop"] * corr * z_ir
-    if noise is not None and p.has_mvm_noise:
-        if p.read_noise > 0:
-            z = z + np.sqrt(np.matmul(q * q, abs_w) * c["noise_k1"] + c["noise_k2"]) * noise
+        xs = xt * inv
+    noises = [None] * p.bm_passes if noise is None else list(np.reshape(noise, (p.bm_passes, *noise.shape[-3:])))
+    z, saturated = None, None
+    # iterative bound management: pass k halves the input k times; from the last pass back to the first, a
+    # vector keeps the first pass in which none of its outputs saturates (all passes computed, then selected)
+    for k in reversed(range(p.bm_passes)):
+        if inv is None:
+            q = xt
         else:
-            z = z + c["noise_std"] * noise
-    if p.adc_bits is not None:
-        z = np.round(z)
-    if p.adc_bound is not None:
-        z = np.clip(z, -c["code_bound"], c["code_bound"])
+            q = np.round(np.clip(xs * F32(0.5**k), -c["dac_levels"], c["dac_levels"]))
+        z_k = _mvm_codes(q, w_eff, p, c, tile_rows, noises[k])
+        if p.bm_passes > 1:
+            saturated = np.max(np.abs(z_k), axis=-1, keepdims=True) >= c["code_bound"]
+        z_k = _adc(z_k, p, c)
+        if k:
+            z_k = z_k * F32(2.0**k)
+        z = z_k if z is None else np.where(saturated, z, z_k)
     if a_in is not None:
         z = z * a_in  # abs-max: one input range per vector
     y = np.sum(z * scale, axis=0) + bias

@@ -149,7 +149,7 @@ def build_analog_matmul_function(periphery: Periphery, opset: int, noise: NoiseS
         xt = "X"
     a_in = None
     if p.dac_bits is None:
-        q = xt
+        xs = None
     else:
         if p.input_range is InputRange.STATIC:
             inv = "in_scale"
@@ -157,33 +157,59 @@ def build_analog_matmul_function(periphery: Periphery, opset: int, noise: NoiseS
             amax = b.reduce("ReduceMax", b.op("Abs", xt), [-1], 1, opset)
             a_in = b.op("Max", amax, b.const(ABSMAX_EPS))
             inv = b.op("Reciprocal", b.op("Mul", a_in, b.attr_const("dac_step")))
-        levels = b.attr_const("dac_levels")
-        q = b.op("Round", b.op("Clip", b.op("Mul", xt, inv), b.op("Neg", levels), levels))
-    z = b.op("MatMul", q, "W")
+        xs = b.op("Mul", xt, inv)
     abs_w = b.op("Abs", "W") if (p.read_noise > 0 or p.ir_drop > 0) else None
-    if p.ir_drop > 0:
-        a = b.op("Mul", b.op("MatMul", b.op("Abs", q), abs_w), b.attr_const("ir_a_scale"))
-        inner = b.op("Add", b.op("Mul", a, b.op("Sub", b.op("Mul", a, b.const(0.05)), b.const(0.2))), b.const(0.5))
-        corr = b.op("Mul", a, inner)
-        z_ir = b.op("MatMul", q, b.op("Mul", "W", "ir_row_weight"))
-        z = b.op("Sub", z, b.op("Mul", b.op("Mul", b.attr_const("ir_drop"), corr), z_ir))
-    if p.has_mvm_noise:
-        if noise is NoiseSource.RANDOM:
-            xi = b.op("RandomNormalLike", z, dtype=TensorProto.FLOAT)
-            _set_seed_ref(b.nodes[-1])
+    w_ir = b.op("Mul", "W", "ir_row_weight") if p.ir_drop > 0 else None
+    passes = p.bm_passes
+    xi_all = None
+    if p.has_mvm_noise and noise is NoiseSource.BANK and passes > 1:
+        shape_all = b.op("Concat", b.const([passes], i64),
+                         b.op("Slice", b.op("Shape", xt), b.const([0], i64), b.const([-1], i64)),
+                         b.op("Slice", b.op("Shape", "W"), b.const([-1], i64), b.const([2**62], i64)), axis=0)
+        xi_all = b.op("Reshape", b.op("Slice", "noise_bank", "noise_start", "noise_end"), shape_all)
+    z = None
+    # iterative bound management: pass k halves the input k times; from the last pass back to the first a
+    # vector keeps the first pass in which none of its outputs saturates (reference: tile_forward)
+    for k in reversed(range(passes)):
+        if xs is None:
+            q = xt
         else:
-            xi = b.op("Reshape", b.op("Slice", "noise_bank", "noise_start", "noise_end"), b.op("Shape", z))
-        if p.read_noise > 0:
-            var = b.op("Add", b.op("Mul", b.op("MatMul", b.op("Mul", q, q), abs_w), b.attr_const("noise_k1")),
-                       b.attr_const("noise_k2"))
-            z = b.op("Add", z, b.op("Mul", b.op("Sqrt", var), xi))
-        else:
-            z = b.op("Add", z, b.op("Mul", b.attr_const("noise_std"), xi))
-    if p.adc_bits is not None:
-        z = b.op("Round", z)
-    if p.adc_bound is not None:
-        bound = b.attr_const("code_bound")
-        z = b.op("Clip", z, b.op("Neg", bound), bound)
+            xk = xs if k == 0 else b.op("Mul", xs, b.const(0.5**k))
+            levels = b.attr_const("dac_levels")
+            q = b.op("Round", b.op("Clip", xk, b.op("Neg", levels), levels))
+        z_k = b.op("MatMul", q, "W")
+        if p.ir_drop > 0:
+            a = b.op("Mul", b.op("MatMul", b.op("Abs", q), abs_w), b.attr_const("ir_a_scale"))
+            inner = b.op("Add", b.op("Mul", a, b.op("Sub", b.op("Mul", a, b.const(0.05)), b.const(0.2))),
+                         b.const(0.5))
+            corr = b.op("Mul", a, inner)
+            z_k = b.op("Sub", z_k, b.op("Mul", b.op("Mul", b.attr_const("ir_drop"), corr), b.op("MatMul", q, w_ir)))
+        if p.has_mvm_noise:
+            if noise is NoiseSource.RANDOM:
+                xi = b.op("RandomNormalLike", z_k, dtype=TensorProto.FLOAT)
+                _set_seed_ref(b.nodes[-1])
+            elif xi_all is not None:
+                xi = b.op("Gather", xi_all, b.const(k, i64), axis=0)
+            else:
+                xi = b.op("Reshape", b.op("Slice", "noise_bank", "noise_start", "noise_end"), b.op("Shape", z_k))
+            if p.read_noise > 0:
+                var = b.op("Add", b.op("Mul", b.op("MatMul", b.op("Mul", q, q), abs_w), b.attr_const("noise_k1")),
+                           b.attr_const("noise_k2"))
+                z_k = b.op("Add", z_k, b.op("Mul", b.op("Sqrt", var), xi))
+            else:
+                z_k = b.op("Add", z_k, b.op("Mul", b.attr_const("noise_std"), xi))
+        saturated = None
+        if passes > 1:
+            peak = b.reduce("ReduceMax", b.op("Abs", z_k), [-1], 1, opset)
+            saturated = b.op("GreaterOrEqual", peak, b.attr_const("code_bound"))
+        if p.adc_bits is not None:
+            z_k = b.op("Round", z_k)
+        if p.adc_bound is not None:
+            bound = b.attr_const("code_bound")
+            z_k = b.op("Clip", z_k, b.op("Neg", bound), bound)
+        if k:
+            z_k = b.op("Mul", z_k, b.const(2.0**k))
+        z = z_k if z is None else b.op("Where", saturated, z, z_k)
     if a_in is not None:
         z = b.op("Mul", z, a_in)  # abs-max: one input range per vector
     if tiled:

@@ -96,7 +96,7 @@ def function_feeds(inputs: dict[str, np.ndarray], periphery: Periphery, start: i
 
     in_scale, out_scale = layer_scales(inputs["col_scale"], inputs["in_range"], periphery)
     n_tiles, _, n = inputs["W"].shape
-    size = n_tiles * int(np.prod(inputs["X"].shape[:-1])) * n
+    size = periphery.bm_passes * n_tiles * int(np.prod(inputs["X"].shape[:-1])) * n
     code_gain = np.float32(tile_constants(periphery)["code_gain"])
     feeds = {"X": inputs["X"], "W": inputs["W"] * code_gain, "in_scale": in_scale, "scale": out_scale * inputs["alpha"],
              "bias": inputs["bias"], "ir_row_weight": inputs["ir_row_weight"], "noise_bank": inputs["noise_bank"],

@@ -137,3 +137,33 @@ def test_ir_drop_leaves_zero_input_and_zero_weights_unchanged():
     # and it lowers |z| of a positive full input on positive weights, as the formula says
     y = _single_column(p, x, np.ones(16))
     assert np.all(y < 16) and np.all(y > 15)
+
+
+@pytest.mark.parametrize("tiles", [1, 2])
+def test_iterative_bound_management_ort_equals_numpy(tiles):
+    """Saturating inputs: every vector keeps the first halving whose outputs stay inside the ADC bound."""
+    p = NOISE_OFF.replace(bound_management="iterative", bm_max_halvings=3, tile_rows=64)
+    k = 64 * tiles
+    inputs = layer_inputs(np.random.default_rng(9), 32, k, 5, 64, 64)
+    inputs["W"] = np.where(inputs["W"] != 0, np.maximum(np.abs(inputs["W"]), 0.5), 0).astype(np.float32)  # z >> 10
+    inputs["X"] = np.abs(inputs["X"])
+    y_ort = run_layer(p, inputs)
+    y_ref = _reference(inputs, p)
+    y_clip = _reference(inputs, p.replace(bound_management="none"))
+    assert np.mean(np.isclose(y_ort, y_ref, rtol=1e-4, atol=1e-4)) > 0.99
+    assert not np.allclose(y_ref, y_clip)  # bound management changed the saturated outputs
+    ideal = _reference(inputs, PERIPHERY_PRESETS["ideal"].replace(tile_rows=64))
+    assert np.linalg.norm(y_ref - ideal) < np.linalg.norm(y_clip - ideal) / 2
+
+
+def test_iterative_bound_management_noise_statistics():
+    p = STANDARD.replace(bound_management="iterative", bm_max_halvings=2, ir_drop=0.0, read_noise=0.0)
+    rng = np.random.default_rng(10)
+    inputs = layer_inputs(rng, 4, 64, 3, 512, 512, bank=1 << 16)
+    sess = matmul_session(p)
+    y_clean = _reference(inputs, p.replace(out_noise=0.0))
+    starts = rng.integers(0, (1 << 16) - 3 * 4 * 3, 300)
+    err = np.stack([run_layer(p, inputs, int(s), sess) - y_clean for s in starts])
+    ref = np.stack([_reference(inputs, p, rng.standard_normal((3, 1, 4, 3)).astype(np.float32)) - y_clean
+                    for _ in range(300)])
+    assert 0.8 < np.median(err.std(0) / np.maximum(ref.std(0), 1e-6)) < 1.25
