@@ -19,13 +19,23 @@ import onnx_ir as ir
 import anacompile
 from anacompile import devices, ops
 from anacompile.crossbar.periphery import InputRange, Periphery, get_periphery
-from anacompile.errors import AnacompileError, UnsupportedModelError
+from anacompile.errors import AnacompileError, OutputError, UnsupportedModelError
 from anacompile.evaluate.data import load_feeds
 from anacompile.mapping.registry import get_mapping
-from anacompile.model_io import atomic_output, check_output_path, load_model, load_proto
-from anacompile.passes._layer import DIGITAL_KEY, LAYER_KEY
+from anacompile.model_io import (
+    EXTERNAL_DATA_LIMIT_BYTES,
+    atomic_output,
+    check_output_path,
+    external_data_files,
+    external_data_name,
+    load_model,
+    load_proto,
+)
+from anacompile.passes._layer import DIGITAL_KEY, LAYER_KEY, node_plans
+from anacompile.passes._tensor_store import TensorStore
+from anacompile.passes.fold_constant_weights import tensor_readers, weight_source
 from anacompile.passes.mark_analog_ops import HANDLERS
-from anacompile.passes.pipeline import analysis_pipeline, emit_pipeline
+from anacompile.passes.pipeline import analysis_pipeline, emit_pipeline, verify_pipeline
 
 __all__ = ["CompileReport", "LayerReport", "compile_model", "default_output_path", "read_report"]
 
@@ -35,7 +45,12 @@ CALIBRATION_SAMPLES = 256
 
 @dataclass
 class LayerReport:
-    """One weight-bearing op: what the compiler did with it."""
+    """One weight-bearing op: what the compiler did with it.
+
+    ``weight_source`` spells where the weight comes from in the source model (``W``, or a folded chain such
+    as ``Transpose(embed.weight)``). A stored tensor read by several ops (tied embeddings: a Gather and a
+    MatMul) is programmed once per analog use, each on its own tiles; ``shared_with`` names the other ops.
+    """
 
     name: str
     op: str
@@ -45,6 +60,8 @@ class LayerReport:
     utilisation: float = 0.0
     parameters: int = 0
     reason: str = ""
+    weight_source: str = ""  # the source tensor(s) the weight is read from, with any folded ops
+    shared_with: list[str] = field(default_factory=list)  # other ops reading the same stored tensor
 
 
 @dataclass
@@ -153,28 +170,73 @@ def compile_model(
             f"{source}: opset {_default_opset(proto)} is older than 13; convert it first with "
             "onnx.version_converter.convert_version(model, 17)."
         )
+    external = _needs_external_data(proto, source, len(mapping.significance), peri.tile_rows)
+    if external:
+        data_file = out.parent / external_data_name(out)
+        if data_file.resolve() in external_data_files(proto, source):
+            raise OutputError(f"Output {out} would write its external data to {data_file}, which the source model "
+                              "reads; choose another output name.")
+        notes.append(f"tensor data written beside the model to {data_file.name} (external data)")
+    del proto  # only the onnx-ir model from here on: one copy of the source in memory
     irmodel = load_model(source)
-    _run(analysis_pipeline(dev, mapping, peri, feeds, seed=seed, chip=chip, programming=programming), irmodel)
-    layers = _layer_reports(irmodel, peri)
-    if not any(layer.analog for layer in layers):
-        found = ", ".join(f"{layer.name} ({layer.op}: {layer.reason})" for layer in layers) or "none"
-        raise UnsupportedModelError(
-            f"{source}: no analog-capable op (MatMul/Gemm with a constant 2-D weight) found; weight-bearing ops "
-            f"seen: {found}. Nothing to compile."
-        )
-    _run(emit_pipeline(dev, mapping, peri, seed=seed, chip=chip), irmodel)
-    report = CompileReport(
-        source=str(source), output=str(out), device=dev.to_dict(), periphery=peri.to_dict(),
-        strategy=mapping.to_dict(), seed=seed, chip=chip, programming=programming, layers=layers, notes=notes,
-    )
-    irmodel.metadata_props[ops.META_REPORT] = json.dumps(report.to_dict())
-    irmodel.metadata_props[ops.META_VERSION] = anacompile.__version__
-    irmodel.producer_name = "anacompile"
-    irmodel.producer_version = anacompile.__version__
     with atomic_output(out) as tmp:
-        ir.save(irmodel, tmp)
+        # a large output streams its conductance arrays, as they are made, straight into its external data
+        # file (<name>.data beside the temporary model file; moved into place with it): bounded memory
+        store = TensorStore(tmp.parent, external_data_name(out)) if external else None
+        try:
+            _run(analysis_pipeline(dev, mapping, peri, feeds, seed=seed, chip=chip, programming=programming,
+                                   store=store), irmodel)
+            layers = _layer_reports(irmodel, peri)
+            if not any(layer.analog for layer in layers):
+                found = ", ".join(f"{layer.name} ({layer.op}: {layer.reason})" for layer in layers) or "none"
+                raise UnsupportedModelError(
+                    f"{source}: no analog-capable op (MatMul/Gemm with a constant 2-D weight) found; weight-bearing "
+                    f"ops seen: {found}. Nothing to compile."
+                )
+            _run(emit_pipeline(dev, mapping, peri, seed=seed, chip=chip, verify=False), irmodel)
+            report = CompileReport(
+                source=str(source), output=str(out), device=dev.to_dict(), periphery=peri.to_dict(),
+                strategy=mapping.to_dict(), seed=seed, chip=chip, programming=programming, layers=layers,
+                notes=notes,
+            )
+            irmodel.metadata_props[ops.META_REPORT] = json.dumps(report.to_dict())
+            irmodel.metadata_props[ops.META_VERSION] = anacompile.__version__
+            irmodel.producer_name = "anacompile"
+            irmodel.producer_version = anacompile.__version__
+            if store is not None:
+                store.adopt(irmodel)  # the source's other tensors join the same data file
+                store.close()
+            ir.save(irmodel, tmp)
+            _run(verify_pipeline(tmp), irmodel)  # the file as written, by path: any size, external data too
+        finally:
+            if store is not None:
+                store.close()
     logger.info("wrote %s (%d analog layers)", out, report.totals["analog_layers"])
     return report
+
+
+def _needs_external_data(proto, source: Path, pairs: int, tile_rows: int) -> bool:
+    """Whether the output must keep its tensor data in a file beside it.
+
+    Yes when the source does, or when an upper bound of the output's size exceeds
+    :data:`~anacompile.model_io.EXTERNAL_DATA_LIMIT_BYTES`: the source, plus for every 2-D initializer
+    (a possible weight) g_target, g_prog and nu of ``pairs`` device pairs (6 float32 per pair and weight),
+    with rows padded to whole tiles.
+    """
+    files = external_data_files(proto, source)
+    if files:
+        return True
+    size = source.stat().st_size
+    for tensor in proto.graph.initializer:
+        if len(tensor.dims) == 2:
+            k, n = int(tensor.dims[0]), int(tensor.dims[1])
+            padded = max(_pad(k, tile_rows) * n, _pad(n, tile_rows) * k)
+            size += 6 * 4 * pairs * padded
+    return size > EXTERNAL_DATA_LIMIT_BYTES
+
+
+def _pad(k: int, tile_rows: int) -> int:
+    return k if k <= tile_rows else -(-k // tile_rows) * tile_rows
 
 
 def read_report(proto) -> CompileReport:
@@ -203,23 +265,36 @@ def _run(pm: ir.passes.PassManager, model: ir.Model) -> None:
 
 def _layer_reports(model: ir.Model, peri: Periphery) -> list[LayerReport]:
     rows = []
+    readers = tensor_readers(model.graph)
     for node in model.graph:
         if (node.domain, node.op_type) not in HANDLERS:
             continue
+        first = len(rows)
         if LAYER_KEY in node.meta:
-            plan = node.meta[LAYER_KEY]
-            cap = plan.n_tiles * peri.tile_rows * plan.n_col_tiles * peri.tile_cols
-            rows.append(LayerReport(
-                name=plan.name, op=node.op_type, analog=True, weight_shape=[plan.k, plan.n_out],
-                tiles=[plan.n_tiles, plan.n_col_tiles], utilisation=float(plan.k * plan.n_out / cap),
-                parameters=int(plan.k * plan.n_out), reason="",
-            ))
+            for plan in node_plans(node):  # one row per analog layer (a recurrent op may have several)
+                cap = plan.n_tiles * peri.tile_rows * plan.n_col_tiles * peri.tile_cols
+                rows.append(LayerReport(
+                    name=plan.name, op=node.op_type, analog=True, weight_shape=[plan.k, plan.n_out],
+                    tiles=[plan.n_tiles, plan.n_col_tiles], utilisation=float(plan.k * plan.n_out / cap),
+                    parameters=int(plan.k * plan.n_out), reason="",
+                ))
         else:
             shape = _weight_shape(node)
             rows.append(LayerReport(name=node.name or node.op_type, op=node.op_type, analog=False,
                                     weight_shape=shape, parameters=int(np.prod(shape)) if shape else 0,
                                     reason=node.meta.get(DIGITAL_KEY, "")))
+        source = weight_source(node.inputs[1] if len(node.inputs) > 1 else None)
+        if source is not None:
+            shared = [_op_name(n) for n in readers.get(source.tensor, []) if n is not node]
+            for row in rows[first:]:
+                row.weight_source, row.shared_with = source.expression, shared
     return rows
+
+
+def _op_name(node: ir.Node) -> str:
+    """A node's name in the report: its (first) analog layer's name, else the node's own name."""
+    plans = node_plans(node)
+    return plans[0].name if plans else (node.name or node.op_type)
 
 
 def _weight_shape(node: ir.Node) -> list[int]:

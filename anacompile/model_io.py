@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -13,7 +14,18 @@ from google.protobuf.message import DecodeError
 
 from anacompile.errors import ModelLoadError, OutputError
 
-__all__ = ["atomic_output", "check_output_path", "load_model", "load_proto"]
+__all__ = [
+    "EXTERNAL_DATA_LIMIT_BYTES",
+    "atomic_output",
+    "check_output_path",
+    "external_data_files",
+    "external_data_name",
+    "load_model",
+    "load_proto",
+]
+
+EXTERNAL_DATA_LIMIT_BYTES = int(1.8e9)
+"""Outputs larger than this are written with external data (protobuf refuses messages over 2 GB)."""
 
 
 def load_proto(path: str | os.PathLike[str], load_external_data: bool = False) -> onnx.ModelProto:
@@ -93,13 +105,41 @@ def check_output_path(output: str | os.PathLike[str], inputs: list[str | os.Path
 
 @contextlib.contextmanager
 def atomic_output(output: str | os.PathLike[str]):
-    """Yield a temporary path in the output's folder; on success move it into place, else remove it."""
+    """Yield a temporary path in the output's folder; on success move it into place, else remove it.
+
+    The path is ``<folder>/.<name>.<random>/<name>``, alone in a private temporary folder, so that files
+    written beside it under names that start with ``<name>.`` (the external data ``<name>.data``) come along:
+    on success they are moved into place first and the file itself last, each with ``os.replace`` (atomic
+    per file on one file system). Anything else left in the temporary folder (scratch files) is deleted.
+    On error nothing is moved and the temporary folder is removed, so no partial output is ever left.
+    """
     out = Path(output)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
+    tmpdir = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    tmp = tmpdir / out.name
     try:
-        yield Path(tmp)
+        yield tmp
+        if not tmp.is_file():
+            raise OutputError(f"Nothing was written to {out}.")
+        for side in sorted(tmpdir.iterdir()):
+            if side.name.startswith(f"{out.name}.") and side.is_file():
+                os.replace(side, out.parent / side.name)
         os.replace(tmp, out)
     finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+def external_data_name(output: str | os.PathLike[str]) -> str:
+    """Name of a model's external data file, beside it: ``model.analog.onnx`` -> ``model.analog.onnx.data``."""
+    return f"{Path(output).name}.data"
+
+
+def external_data_files(proto: onnx.ModelProto, path: str | os.PathLike[str]) -> set[Path]:
+    """The external data files a model file reads (resolved paths); empty when all data is inside it."""
+    base = Path(path).parent
+    files = set()
+    for tensor in _all_tensors(proto.graph):
+        if tensor.data_location == onnx.TensorProto.EXTERNAL:
+            location = next((e.value for e in tensor.external_data if e.key == "location"), None)
+            if location is not None:
+                files.add((base / location).resolve())
+    return files

@@ -47,6 +47,9 @@ W_EFF = "w_eff"
 SCALE = "scale"
 NOISE_START = "noise_start"
 NOISE_END = "noise_end"
+TILE_INPUTS = "tile_inputs"
+"""Not an initializer: in the session's digital model, the Loop output that stacks every step's input of an
+AnalogMatMul in the Loop body, (T, ..., K): a recurrent layer's inputs of one run."""
 
 # Metadata keys.
 META_REPORT = "anacompile.report"

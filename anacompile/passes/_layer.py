@@ -9,7 +9,7 @@ import numpy as np
 import onnx_ir as ir
 from numpy.typing import NDArray
 
-__all__ = ["DIGITAL_KEY", "LAYER_KEY", "LayerPlan", "analog_layers"]
+__all__ = ["DIGITAL_KEY", "LAYER_KEY", "LayerPlan", "analog_layers", "node_plans"]
 
 LAYER_KEY = "anacompile.layer"
 DIGITAL_KEY = "anacompile.digital_reason"
@@ -22,11 +22,16 @@ class LayerPlan:
     Filled step by step: MarkAnalogOps (weight, bias, input), PartitionWeights (tiles),
     CalibrateInputRanges (in_range), MapConductances (col_scale, g_target), ProgramChip (g_prog, nu,
     gdc_ref).
+
+    Memory: ``weight`` may be a view of the source tensor (float32, or memory-mapped external data); it is
+    dropped once the layer is mapped (:meth:`release_weight`, the shape is kept). ``g_target``, ``g_prog``
+    and ``nu`` are arrays, or memory-mapped tensors of a scratch file when the compiler streams a large
+    model (:mod:`anacompile.passes._tensor_store`).
     """
 
     name: str
     source_op: str
-    weight: NDArray[np.float64]
+    weight: NDArray[np.floating] | None
     bias: NDArray[np.float64] | None
     input: ir.Value
     extra: dict[str, Any] = field(default_factory=dict)
@@ -35,28 +40,46 @@ class LayerPlan:
     n_col_tiles: int = 0
     in_range: NDArray[np.float32] | None = None
     col_scale: NDArray[np.float32] | None = None
-    g_target: NDArray[np.float32] | None = None
-    g_prog: NDArray[np.float32] | None = None
-    nu: NDArray[np.float32] | None = None
+    g_target: Any = None  # NDArray[np.float32] or a memory-mapped ir.ExternalTensor
+    g_prog: Any = None
+    nu: Any = None
     gdc_ref: NDArray[np.float32] | None = None
+    weight_shape: tuple[int, int] | None = None  # kept when the weight is released
 
     @property
     def k(self) -> int:
         """Number of inputs (rows of W)."""
-        return int(self.weight.shape[0])
+        return int((self.weight.shape if self.weight is not None else self.weight_shape)[0])
 
     @property
     def n_out(self) -> int:
         """Number of outputs (columns of W)."""
-        return int(self.weight.shape[1])
+        return int((self.weight.shape if self.weight is not None else self.weight_shape)[1])
 
     def tiled_weight(self) -> NDArray[np.float64]:
-        """W zero-padded to n_tiles * tile_rows rows and split into (n_tiles, tile_rows, N)."""
+        """W (float64) zero-padded to n_tiles * tile_rows rows and split into (n_tiles, tile_rows, N)."""
+        if self.weight is None:
+            raise ValueError(f"layer {self.name!r}: the weight was released after mapping")
         pad = self.n_tiles * self.tile_rows - self.k
-        w = np.pad(self.weight, ((0, pad), (0, 0)))
+        w = np.pad(np.asarray(self.weight, np.float64), ((0, pad), (0, 0)))
         return w.reshape(self.n_tiles, self.tile_rows, self.n_out)
+
+    def release_weight(self) -> None:
+        """Drop the source weight once mapped (its target conductances replace it); keep its shape."""
+        if self.weight is not None:
+            self.weight_shape = (int(self.weight.shape[0]), int(self.weight.shape[1]))
+            self.weight = None
+
+
+def node_plans(node: ir.Node) -> list[LayerPlan]:
+    """The analog layers planned for one source node: one for MatMul/Gemm, several for a recurrent op
+    (one per direction, two per direction for GRU with linear_before_reset=0); none if it stays digital."""
+    plans = node.meta.get(LAYER_KEY)
+    if plans is None:
+        return []
+    return list(plans) if isinstance(plans, (list, tuple)) else [plans]
 
 
 def analog_layers(model: ir.Model) -> list[tuple[ir.Node, LayerPlan]]:
-    """The nodes of the main graph marked analog, in graph order, with their plans."""
-    return [(n, n.meta[LAYER_KEY]) for n in model.graph if LAYER_KEY in n.meta]
+    """Every analog layer of the main graph as (source node, plan), in graph order, then plan order."""
+    return [(n, plan) for n in model.graph for plan in node_plans(n)]

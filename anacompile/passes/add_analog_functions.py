@@ -27,7 +27,9 @@ class AddAnalogFunctionsPass(ir.passes.InPlacePass):
         self.compensation = compensation
 
     def call(self, model: ir.Model) -> ir.passes.PassResult:
-        used = {(n.op_type, n.overload) for n in model.graph if n.domain == ops.DOMAIN}
+        # also inside subgraphs: a recurrent op's AnalogMatMul nodes sit in its Loop body
+        used = {(n.op_type, n.overload) for n in ir.traversal.RecursiveGraphIterator(model.graph)
+                if n.domain == ops.DOMAIN}
         missing = used - {(f.name, f.overload) for f in model.functions.values() if f.domain == ops.DOMAIN}
         if not missing:
             return ir.passes.PassResult(model, modified=False)

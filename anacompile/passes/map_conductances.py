@@ -12,6 +12,7 @@ import onnx_ir as ir
 
 from anacompile.mapping import ConductanceMapping, normalise_columns
 from anacompile.passes._layer import analog_layers
+from anacompile.passes._tensor_store import TensorStore, release
 
 __all__ = ["MapConductancesPass"]
 
@@ -19,18 +20,25 @@ __all__ = ["MapConductancesPass"]
 class MapConductancesPass(ir.passes.InPlacePass):
     """Set ``col_scale`` (n_tiles, 1, N) and ``g_target`` (P, 2, n_tiles, rows, N) of every analog layer."""
 
-    def __init__(self, device, mapping: ConductanceMapping) -> None:
+    def __init__(self, device, mapping: ConductanceMapping, store: TensorStore | None = None) -> None:
         super().__init__()
         self.device = device
         self.mapping = mapping
+        self.store = store  # when given, g_target goes to its scratch file (bounded memory)
 
     def call(self, model: ir.Model) -> ir.passes.PassResult:
         modified = False
-        for _, plan in analog_layers(model):
+        for node, plan in analog_layers(model):
             if plan.g_target is not None:
                 continue
             u, gamma = normalise_columns(plan.tiled_weight(), axis=1)
             plan.col_scale = gamma.astype(np.float32)
-            plan.g_target = self.mapping.encode(u, self.device.g_min_us, self.device.g_max_us).astype(np.float32)
+            g_target = self.mapping.encode(u, self.device.g_min_us, self.device.g_max_us).astype(np.float32)
+            del u
+            plan.g_target = g_target if self.store is None else self.store.put(f"{plan.name}.g_target", g_target)
+            plan.release_weight()  # mapped: the source weight is no longer needed
+            for value in node.inputs:  # unmap the source's memory-mapped external data, if any
+                if value is not None:
+                    release(value.const_value)
             modified = True
         return ir.passes.PassResult(model, modified=modified)

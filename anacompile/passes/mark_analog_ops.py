@@ -43,7 +43,8 @@ def _plan_matmul(node: ir.Node, name: str) -> LayerPlan:
         raise _Digital(f"weight has rank {w.ndim}; only 2-D weights are mapped")
     if not np.issubdtype(w.dtype, np.floating):
         raise _Digital(f"weight dtype {w.dtype} is not floating point")
-    return LayerPlan(name=name, source_op="MatMul", weight=w.astype(np.float64), bias=None, input=node.inputs[0])
+    # the weight as stored (a view: no copy of large or memory-mapped weights); mapping converts to float64
+    return LayerPlan(name=name, source_op="MatMul", weight=w, bias=None, input=node.inputs[0])
 
 
 def _plan_gemm(node: ir.Node, name: str) -> LayerPlan:
@@ -54,10 +55,11 @@ def _plan_gemm(node: ir.Node, name: str) -> LayerPlan:
         raise _Digital("B is not a constant initializer")
     if not np.issubdtype(w.dtype, np.floating):
         raise _Digital(f"weight dtype {w.dtype} is not floating point")
-    w = w.astype(np.float64)
     if _attr(node, "transB", 0):
-        w = w.T
-    w = w * float(_attr(node, "alpha", 1.0))
+        w = w.T  # a view
+    alpha = float(_attr(node, "alpha", 1.0))
+    if alpha != 1.0:
+        w = w.astype(np.float64) * alpha
     beta = float(_attr(node, "beta", 1.0))
     bias = None
     extra = {}
@@ -71,11 +73,12 @@ def _plan_gemm(node: ir.Node, name: str) -> LayerPlan:
     return LayerPlan(name=name, source_op="Gemm", weight=w, bias=bias, input=node.inputs[0], extra=extra)
 
 
-HANDLERS: dict[tuple[str, str], Callable[[ir.Node, str], LayerPlan]] = {
+HANDLERS: dict[tuple[str, str], Callable[[ir.Node, str], LayerPlan | list[LayerPlan]]] = {
     ("", "MatMul"): _plan_matmul,
     ("", "Gemm"): _plan_gemm,
 }
-"""Analog-capable ops by (domain, op_type)."""
+"""Analog-capable ops by (domain, op_type); a handler returns one plan, or a list for an op that becomes
+several analog layers (LSTM/GRU/RNN, :mod:`anacompile.passes.recurrent`, registers itself here)."""
 
 
 class MarkAnalogOpsPass(ir.passes.InPlacePass):
@@ -94,7 +97,11 @@ class MarkAnalogOpsPass(ir.passes.InPlacePass):
                 continue
             name = _unique(node.name or f"{node.op_type.lower()}_{index}", used)
             try:
-                node.meta[LAYER_KEY] = handler(node, name)
+                plans = handler(node, name)
+                for plan in plans if isinstance(plans, list) else []:
+                    if plan.name != name:  # a recurrent op's extra layers (name_fwd, name_bwd, ...)
+                        plan.name = _unique(plan.name, used)
+                node.meta[LAYER_KEY] = plans
             except _Digital as reason:
                 node.meta[DIGITAL_KEY] = str(reason)
             modified = True

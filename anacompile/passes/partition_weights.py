@@ -30,9 +30,13 @@ class PartitionWeightsPass(ir.passes.InPlacePass):
         for _, plan in analog_layers(model):
             if plan.n_tiles:
                 continue  # already partitioned: a second run changes nothing
-            plan.n_tiles = max(1, math.ceil(plan.k / self.periphery.tile_rows))
+            rows = self.periphery.tile_rows
+            group = int(plan.extra.get("row_group", 1))  # rows that belong together (a conv's input channel)
+            if 1 < group <= rows and math.ceil(plan.k / (rows // group * group)) == math.ceil(plan.k / rows):
+                rows = rows // group * group  # tile boundaries between groups where that costs no extra tile
+            plan.n_tiles = max(1, math.ceil(plan.k / rows))
             # rows stored per tile: a matrix on one tile uses only its own K rows of the physical tile
-            plan.tile_rows = self.periphery.tile_rows if plan.n_tiles > 1 else plan.k
+            plan.tile_rows = rows if plan.n_tiles > 1 else plan.k
             plan.n_col_tiles = max(1, math.ceil(plan.n_out / self.periphery.tile_cols))
             modified = True
         return ir.passes.PassResult(model, modified=modified)

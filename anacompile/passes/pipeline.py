@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import onnx_ir as ir
 
 from anacompile.crossbar.periphery import Periphery
 from anacompile.mapping import ConductanceMapping
+from anacompile.passes._tensor_store import TensorStore
 from anacompile.passes.add_analog_functions import AddAnalogFunctionsPass
 from anacompile.passes.calibrate_input_ranges import CalibrateInputRangesPass
+from anacompile.passes.conv import SplitGroupedConvsPass
+from anacompile.passes.fold_constant_weights import FoldConstantWeightsPass
 from anacompile.passes.map_conductances import MapConductancesPass
 from anacompile.passes.mark_analog_ops import MarkAnalogOpsPass
 from anacompile.passes.partition_weights import PartitionWeightsPass
@@ -16,27 +21,42 @@ from anacompile.passes.program_chip import ProgramChipPass
 from anacompile.passes.rewrite_to_analog_ops import RewriteToAnalogOpsPass
 from anacompile.passes.verify_analog_model import VerifyAnalogModelPass
 
-__all__ = ["analysis_pipeline", "emit_pipeline"]
+__all__ = ["analysis_pipeline", "emit_pipeline", "verify_pipeline"]
 
 
 def analysis_pipeline(device, mapping: ConductanceMapping, periphery: Periphery,
                       calibration_feeds: dict[str, np.ndarray] | None, seed: int = 0, chip: int = 0,
-                      programming: str = "gaussian") -> ir.passes.PassManager:
-    """Find analog ops, partition onto tiles, calibrate input ranges, map and program the weights."""
+                      programming: str = "gaussian", store: TensorStore | None = None) -> ir.passes.PassManager:
+    """Fold weight chains, split grouped convs, find analog ops, partition, calibrate, map and program.
+
+    With a ``store``, the conductance arrays of every layer go to its scratch file as they are made, so
+    memory stays bounded by one layer (large models, :mod:`anacompile.passes._tensor_store`).
+    """
     return ir.passes.PassManager([
+        FoldConstantWeightsPass(),
+        SplitGroupedConvsPass(),
         MarkAnalogOpsPass(),
         PartitionWeightsPass(periphery),
         CalibrateInputRangesPass(periphery, calibration_feeds),
-        MapConductancesPass(device, mapping),
-        ProgramChipPass(device, mapping, periphery.drift_compensation, seed=seed, chip=chip, method=programming),
+        MapConductancesPass(device, mapping, store=store),
+        ProgramChipPass(device, mapping, periphery.drift_compensation, seed=seed, chip=chip, method=programming,
+                        store=store),
     ], early_stop=False)
 
 
 def emit_pipeline(device, mapping: ConductanceMapping, periphery: Periphery, seed: int = 0,
-                  chip: int = 0) -> ir.passes.PassManager:
-    """Rewrite to analog ops, add their functions, verify with the full ONNX checker."""
+                  chip: int = 0, verify: bool = True) -> ir.passes.PassManager:
+    """Rewrite to analog ops, add their functions, verify with the full ONNX checker (in memory).
+
+    ``verify=False`` leaves the check to :func:`verify_pipeline` on the saved file (what the compiler does).
+    """
     return ir.passes.PassManager([
         RewriteToAnalogOpsPass(device, mapping, periphery, seed=seed, chip=chip),
         AddAnalogFunctionsPass(periphery, periphery.drift_compensation),
-        VerifyAnalogModelPass(),
+        *([VerifyAnalogModelPass()] if verify else []),
     ], early_stop=False)
+
+
+def verify_pipeline(path: str | os.PathLike[str]) -> ir.passes.PassManager:
+    """Check the saved compiled model by path with the full ONNX checker (any size, external data too)."""
+    return ir.passes.PassManager([VerifyAnalogModelPass(path)], early_stop=False)

@@ -14,6 +14,7 @@ import onnx_ir as ir
 from anacompile.crossbar.periphery import DriftCompensation
 from anacompile.mapping import ConductanceMapping
 from anacompile.passes._layer import analog_layers
+from anacompile.passes._tensor_store import TensorStore, as_array, release
 from anacompile.programming.chip import program_chip
 from anacompile.runtime.chip_state import chip_rng, compensation_reference, read_weights
 
@@ -24,8 +25,9 @@ class ProgramChipPass(ir.passes.InPlacePass):
     """Set ``g_prog``, ``nu`` and ``gdc_ref`` of every analog layer."""
 
     def __init__(self, device, mapping: ConductanceMapping, compensation: DriftCompensation,
-                 seed: int = 0, chip: int = 0, method: str = "gaussian") -> None:
+                 seed: int = 0, chip: int = 0, method: str = "gaussian", store: TensorStore | None = None) -> None:
         super().__init__()
+        self.store = store  # when given, g_prog and nu go to its scratch file (bounded memory)
         self.device = device
         self.mapping = mapping
         self.compensation = compensation
@@ -40,13 +42,18 @@ class ProgramChipPass(ir.passes.InPlacePass):
             if plan.g_prog is not None:
                 continue
             g_prog, nu = program_chip(
-                plan.g_target.astype(np.float64), self.mapping.significance, gain, self.device,
+                as_array(plan.g_target, np.float64), self.mapping.significance, gain, self.device,
                 chip_rng(self.seed, self.chip, "program", index), method=self.method,
             )
+            release(plan.g_target)
             w0 = read_weights(g_prog, nu, 0.0, self.device, self.mapping.significance, gain,
                               chip_rng(self.seed, self.chip, "calibrate", index))
-            plan.g_prog = g_prog.astype(np.float32)
-            plan.nu = nu.astype(np.float32)
             plan.gdc_ref = compensation_reference(w0, self.compensation)
+            del w0
+            if self.store is None:
+                plan.g_prog, plan.nu = g_prog.astype(np.float32), nu.astype(np.float32)
+            else:
+                plan.g_prog = self.store.put(f"{plan.name}.g_prog", g_prog.astype(np.float32))
+                plan.nu = self.store.put(f"{plan.name}.nu", nu.astype(np.float32))
             modified = True
         return ir.passes.PassResult(model, modified=modified)

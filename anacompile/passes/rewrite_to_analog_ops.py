@@ -14,7 +14,7 @@ tools that know nothing of time can ignore it.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import onnx_ir as ir
@@ -22,36 +22,50 @@ import onnx_ir as ir
 from anacompile import ops
 from anacompile.crossbar.periphery import Periphery
 from anacompile.crossbar.reference import ir_row_weights, layer_scales, tile_constants
-from anacompile.passes._layer import LAYER_KEY, LayerPlan, analog_layers
+from anacompile.passes._layer import LAYER_KEY, LayerPlan, analog_layers, node_plans
+from anacompile.passes._tensor_store import squeezed
 from anacompile.runtime.functions import TILED, analog_matmul_attributes, chip_weights_attributes
 
 __all__ = ["EMITTERS", "EmitContext", "RewriteToAnalogOpsPass", "emit_matmul"]
 
 
-def _initializer(graph: ir.Graph, name: str, array: np.ndarray) -> ir.Value:
-    value = ir.Value(name=name, const_value=ir.tensor(np.array(array, order="C"), name=name))
+def _initializer(graph: ir.Graph, name: str, array: np.ndarray | ir.ExternalTensor) -> ir.Value:
+    """Register ``array`` as initializer ``name``: no copy (plan arrays are not changed after the rewrite),
+    and a memory-mapped tensor of the compiler's scratch file stays on disk."""
+    if isinstance(array, ir.ExternalTensor):
+        tensor, dtype = array, array.dtype
+    else:
+        tensor = ir.tensor(np.asarray(array, order="C"), name=name)  # not ascontiguousarray: keeps 0-d arrays 0-d
+        dtype = ir.DataType.from_numpy(array.dtype)
+    value = ir.Value(name=name, const_value=tensor)
     value.shape = ir.Shape(array.shape)
-    value.type = ir.TensorType(ir.DataType.from_numpy(array.dtype))
+    value.type = ir.TensorType(dtype)
     graph.register_initializer(value)
     return value
 
 
 @dataclass
 class EmitContext:
-    """What an emitter gets: the graph, the source node and its plan, and ``analog(x)``.
+    """What an emitter gets: the graph, the source node and its plans, and ``analog(x, plan)``.
 
-    ``analog(x)`` adds the layer's initializers and returns ``(nodes, y)``: AnalogChipWeights and
-    AnalogMatMul computing y = x W + b on the tiles for x of shape (..., K).
+    ``analog(x, plan=None)`` adds the initializers of ``plan`` (default: ``plans[0]``) and returns
+    ``(nodes, y)``: ``[AnalogChipWeights, AnalogMatMul]`` computing y = x W + b on the tiles for x of shape
+    (..., K). The AnalogChipWeights node belongs in the main graph, before every user of its outputs; the
+    AnalogMatMul node may be placed in a subgraph instead (a recurrent op's Loop body), since it reads the
+    chip stage's outputs and the layer's initializers as outer-scope values.
     """
 
     graph: ir.Graph
     node: ir.Node
     plan: LayerPlan
-    analog: Callable[[ir.Value], tuple[list[ir.Node], ir.Value]]
+    analog: Callable[..., tuple[list[ir.Node], ir.Value]]
     initializer: Callable[[str, np.ndarray], ir.Value]
+    plans: list[LayerPlan] = field(default_factory=list)
 
 
-Emitter = Callable[[EmitContext], tuple[list[ir.Node], ir.Value]]
+Emitter = Callable[[EmitContext], tuple[list[ir.Node], "ir.Value | list[ir.Value | None]"]]
+"""Returns the main-graph nodes replacing the source node, and its new output (or one per source output,
+``None`` where a source output is absent or unused)."""
 
 
 def emit_matmul(ctx: EmitContext) -> tuple[list[ir.Node], ir.Value]:
@@ -91,17 +105,27 @@ class RewriteToAnalogOpsPass(ir.passes.InPlacePass):
         if t_inf is None:
             t_inf = _initializer(graph, ops.T_INFERENCE, np.zeros((), np.float32))
             graph.inputs.append(t_inf)
-        for index, (node, plan) in enumerate(layers):
+        index = {id(plan): i for i, (_, plan) in enumerate(layers)}  # seeds: one per layer, in plan order
+        nodes = list(dict.fromkeys(node for node, _ in layers))
+        for node in nodes:
+            plans = node_plans(node)
+
+            def analog(x, plan=None, plans=plans):
+                plan = plans[0] if plan is None else plan
+                return self._analog_nodes(graph, plan, x, index[id(plan)], t_inf)
+
             ctx = EmitContext(
-                graph=graph, node=node, plan=plan,
-                analog=lambda x, plan=plan, index=index: self._analog_nodes(graph, plan, x, index, t_inf),
-                initializer=lambda suffix, array, plan=plan: _initializer(graph, f"{plan.name}.{suffix}", array),
+                graph=graph, node=node, plan=plans[0], plans=plans, analog=analog,
+                initializer=lambda suffix, array, plan=plans[0]: _initializer(graph, f"{plan.name}.{suffix}", array),
             )
-            new_nodes, out = EMITTERS[plan.source_op](ctx)
-            old_out = node.outputs[0]
-            out.shape, out.type = old_out.shape, old_out.type
+            new_nodes, outs = EMITTERS[plans[0].source_op](ctx)
+            outs = list(outs) if isinstance(outs, (list, tuple)) else [outs]
+            pairs = [(old, new) for old, new in zip(node.outputs, outs, strict=False) if new is not None]
+            for old_out, out in pairs:
+                out.shape, out.type = old_out.shape, old_out.type
             old_inputs = [v for v in node.inputs if v is not None]
-            ir.convenience.replace_nodes_and_values(graph, node, [node], new_nodes, [old_out], [out])
+            ir.convenience.replace_nodes_and_values(graph, node, [node], new_nodes, [p[0] for p in pairs],
+                                                    [p[1] for p in pairs])
             node.meta.pop(LAYER_KEY, None)
             for value in old_inputs:  # the source weight (and bias) now live in the analog initializers
                 if value.name in graph.initializers and not value.uses() and not value.is_graph_input():
@@ -114,8 +138,12 @@ class RewriteToAnalogOpsPass(ir.passes.InPlacePass):
         tiled = plan.n_tiles > 1
         gain = self.mapping.gain_us(self.device.g_min_us, self.device.g_max_us)
 
-        def init(suffix: str, array: np.ndarray) -> ir.Value:
+        def init(suffix: str, array: np.ndarray | ir.ExternalTensor) -> ir.Value:
             # one-tile layers are stored without the tile axis (axis -3): AnalogMatMul's plain body
+            if isinstance(array, ir.ExternalTensor):  # streamed to the scratch file: a view, not a load
+                if not tiled and len(array.shape) >= 3:
+                    array = squeezed(array, -3, f"{L}.{suffix}")
+                return _initializer(graph, f"{L}.{suffix}", array)
             array = np.asarray(array)
             if not tiled and array.ndim >= 3:
                 array = np.squeeze(array, axis=-3)

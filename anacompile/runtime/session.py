@@ -247,7 +247,8 @@ class AnalogSession:
         sizes = self._size_cache.get(key)
         if sizes is None:
             xs = self.layer_inputs(feeds)
-            sizes = [layer.n_tiles * layer.n_out * int(np.prod(xs[layer.name].shape[:-1])) for layer in self.layers]
+            sizes = [self.periphery.bm_passes * layer.n_tiles * layer.n_out * int(np.prod(xs[layer.name].shape[:-1]))
+                     for layer in self.layers]
             self._size_cache[key] = sizes
         return sizes
 
@@ -461,12 +462,15 @@ def _extract_layers(proto: onnx.ModelProto) -> list[ChipLayer]:
     for node in _all_nodes(proto.graph):  # also inside Loop bodies (recurrent layers), in graph order
         if node.domain == ops.DOMAIN and node.op_type == ops.ANALOG_MATMUL:
             name = node.name
-            # in a Loop body X is one step's input; META_VECTORS names a main-graph tensor counting all steps
-            vectors = {p.key: p.value for p in node.metadata_props}.get(ops.META_VECTORS, node.input[0])
             layers.append(ChipLayer(
                 name=name, index=len(layers), g_target=arr(f"{name}.{ops.G_TARGET}"),
-                out_scale=arr(f"{name}.{ops.OUT_SCALE}"), input=vectors,
+                out_scale=arr(f"{name}.{ops.OUT_SCALE}"), input=node.input[0],
             ))
+    for graph, iteration in _graphs_with_iteration(proto.graph):
+        for node in graph.node if iteration is not None else []:
+            for layer in layers:  # in a Loop body X is one step's input: use all steps' (digital_reference_model)
+                if layer.name == node.name:
+                    layer.input = f"{node.name}.{ops.TILE_INPUTS}"
     if not layers:
         raise UnsupportedModelError("The model has no AnalogMatMul node: compile it with `anacompile compile` first.")
     return layers
@@ -485,7 +489,8 @@ def _strip_chip_stage(proto: onnx.ModelProto, layers: list[ChipLayer], periphery
     state_inputs = []
     noisy = periphery.has_mvm_noise
     by_name = {layer.name: layer for layer in layers}
-    for graph, iteration in _graphs_with_iteration(g) if noisy else []:
+    # innermost graphs first: rebuilding a graph's node list copies its nodes, subgraphs included
+    for graph, iteration in reversed(list(_graphs_with_iteration(g)) if noisy else []):
         new_nodes = []
         for node in graph.node:
             if node.domain == ops.DOMAIN and node.op_type == ops.ANALOG_MATMUL:
@@ -496,8 +501,9 @@ def _strip_chip_stage(proto: onnx.ModelProto, layers: list[ChipLayer], periphery
                 else:  # in a Loop body: a new slice at every iteration, so time steps get fresh noise
                     new_nodes += _step_noise_offsets(node, iteration, by_name[node.name])
             new_nodes.append(node)
-        del graph.node[:]
-        graph.node.extend(new_nodes)
+        if len(new_nodes) > len(graph.node):
+            del graph.node[:]
+            graph.node.extend(new_nodes)
     for layer in layers:
         w_shape, scale_shape = layer.state_shapes
         state_inputs.append(onnx.helper.make_tensor_value_info(f"{layer.name}.{ops.W_EFF}", f, w_shape))
@@ -562,6 +568,12 @@ def digital_reference_model(proto: onnx.ModelProto) -> onnx.ModelProto:
                 continue
             for attr in node.attribute:
                 for sub in [attr.g] if attr.type == onnx.AttributeProto.GRAPH else attr.graphs:
+                    for inner in sub.node if node.op_type == "Loop" else []:
+                        if inner.domain == ops.DOMAIN and inner.op_type == ops.ANALOG_MATMUL:
+                            # a recurrent layer's inputs of all steps, (T, ..., K), as a scan output of the Loop
+                            sub.output.append(onnx.helper.make_tensor_value_info(inner.input[0], onnx.TensorProto.FLOAT,
+                                                                                 None))
+                            node.output.append(f"{inner.name}.{ops.TILE_INPUTS}")
                     to_digital(sub)
             new_nodes.append(node)
         del graph.node[:]
