@@ -150,3 +150,11 @@ def test_atomic_output_moves_sidecars_and_drops_scratch(tmp_path):
         raise RuntimeError("interrupted")
     assert (out.read_bytes(), (tmp_path / "a.onnx.data").read_bytes()) == (b"model", b"data")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.onnx", "a.onnx.data"]
+
+
+def test_calibration_runs_a_source_with_external_data(tmp_path, source):
+    data = tmp_path / "calibration.npz"
+    np.savez(data, x=np.random.default_rng(7).standard_normal((32, SIZES[0])).astype(np.float32))
+    report = compile_model(source, tmp_path / "m.onnx", calibration=data)
+    assert report.periphery["input_range"] == "static"
+    assert not any("no calibration data" in note for note in report.notes)

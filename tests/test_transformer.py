@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -12,7 +14,8 @@ from anacompile.compiler import compile_model
 from anacompile.evaluate.datasets import load_digits_split
 from anacompile.evaluate.monte_carlo import evaluate
 from anacompile.runtime.session import AnalogSession
-from tests.conftest import MODELS
+
+MODELS = Path(__file__).resolve().parents[1] / "models"
 
 NOISELESS_DEVICE = """
 base: pcm

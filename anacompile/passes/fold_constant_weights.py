@@ -133,7 +133,7 @@ def _dequantize_linear(node: ir.Node, args: list[np.ndarray | None]) -> np.ndarr
 
     def expand(p: np.ndarray) -> np.ndarray:
         p = np.asarray(p)
-        if p.ndim == 0 or p.size == 1 and p.ndim <= 1:
+        if p.ndim == 0 or (p.size == 1 and p.ndim <= 1):
             return p.reshape(())
         if block > 0:  # blocked: one parameter per block_size elements along axis
             p = np.repeat(p, block, axis=axis)
@@ -209,8 +209,13 @@ def fold_value(value: ir.Value, depth: int = 0) -> tuple[np.ndarray, str, list[i
     except (ValueError, TypeError, IndexError) as err:  # malformed attributes: leave the chain to the runtime
         logger.debug("not folding %s (%s): %s", node.name, node.op_type, err)
         return None
-    leaves.sort(key=lambda v: -int(np.prod(v.shape.numpy() if v.shape is not None else (), dtype=np.int64)))
+    leaves.sort(key=lambda v: -_size(v))
     return out, f"{node.op_type}({', '.join(shown)})", leaves
+
+
+def _size(value: ir.Value) -> int:
+    tensor = _constant(value)
+    return 0 if tensor is None else int(tensor.size)
 
 
 class FoldConstantWeightsPass(ir.passes.InPlacePass):

@@ -24,7 +24,7 @@ class MapConductancesPass(ir.passes.InPlacePass):
         super().__init__()
         self.device = device
         self.mapping = mapping
-        self.store = store  # when given, g_target goes to its scratch file (bounded memory)
+        self.store = store  # when given, g_target goes to its file at once (bounded memory)
 
     def call(self, model: ir.Model) -> ir.passes.PassResult:
         modified = False

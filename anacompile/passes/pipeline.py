@@ -29,7 +29,7 @@ def analysis_pipeline(device, mapping: ConductanceMapping, periphery: Periphery,
                       programming: str = "gaussian", store: TensorStore | None = None) -> ir.passes.PassManager:
     """Fold weight chains, split grouped convs, find analog ops, partition, calibrate, map and program.
 
-    With a ``store``, the conductance arrays of every layer go to its scratch file as they are made, so
+    With a ``store``, the conductance arrays of every layer go to its file as they are made, so
     memory stays bounded by one layer (large models, :mod:`anacompile.passes._tensor_store`).
     """
     return ir.passes.PassManager([

@@ -27,7 +27,7 @@ class ProgramChipPass(ir.passes.InPlacePass):
     def __init__(self, device, mapping: ConductanceMapping, compensation: DriftCompensation,
                  seed: int = 0, chip: int = 0, method: str = "gaussian", store: TensorStore | None = None) -> None:
         super().__init__()
-        self.store = store  # when given, g_prog and nu go to its scratch file (bounded memory)
+        self.store = store  # when given, g_prog and nu go to its file at once (bounded memory)
         self.device = device
         self.mapping = mapping
         self.compensation = compensation

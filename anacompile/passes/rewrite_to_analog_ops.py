@@ -31,7 +31,7 @@ __all__ = ["EMITTERS", "EmitContext", "RewriteToAnalogOpsPass", "emit_matmul"]
 
 def _initializer(graph: ir.Graph, name: str, array: np.ndarray | ir.ExternalTensor) -> ir.Value:
     """Register ``array`` as initializer ``name``: no copy (plan arrays are not changed after the rewrite),
-    and a memory-mapped tensor of the compiler's scratch file stays on disk."""
+    and a memory-mapped tensor of the compiler's tensor store stays on disk."""
     if isinstance(array, ir.ExternalTensor):
         tensor, dtype = array, array.dtype
     else:
@@ -140,7 +140,7 @@ class RewriteToAnalogOpsPass(ir.passes.InPlacePass):
 
         def init(suffix: str, array: np.ndarray | ir.ExternalTensor) -> ir.Value:
             # one-tile layers are stored without the tile axis (axis -3): AnalogMatMul's plain body
-            if isinstance(array, ir.ExternalTensor):  # streamed to the scratch file: a view, not a load
+            if isinstance(array, ir.ExternalTensor):  # streamed to the data file: a view, not a load
                 if not tiled and len(array.shape) >= 3:
                     array = squeezed(array, -3, f"{L}.{suffix}")
                 return _initializer(graph, f"{L}.{suffix}", array)

