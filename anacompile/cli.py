@@ -67,15 +67,21 @@ def compile_cmd(
 
 def _print_layers(report) -> None:
     table = Table(title=f"{Path(report.source).name} -> {report.device.get('name', '?')} crossbars")
-    for col in ("layer", "op", "weight", "tiles", "utilisation", "mapping"):
+    sources = any("(" in getattr(layer, "weight_source", "") for layer in report.layers)  # a folded chain
+    for col in ("layer", "op", "weight", *(("weight source",) if sources else ()), "tiles", "utilisation", "mapping"):
         table.add_column(col)
     for layer in report.layers:
         shape = "x".join(str(d) for d in layer.weight_shape) or "-"
+        folded = getattr(layer, "weight_source", "")
+        source = ((folded if "(" in folded else "-"),) if sources else ()
+        shared = getattr(layer, "shared_with", None)
         if layer.analog:
-            table.add_row(layer.name, layer.op, shape, f"{layer.tiles[0]}x{layer.tiles[1]}",
-                          f"{layer.utilisation:.1%}", "analog")
+            mapping = "analog" + (f"; weight shared with {', '.join(shared) if isinstance(shared, list) else shared}"
+                                  f" (programmed once per use)" if shared else "")
+            table.add_row(layer.name, layer.op, shape, *source, f"{layer.tiles[0]}x{layer.tiles[1]}",
+                          f"{layer.utilisation:.1%}", mapping)
         else:
-            table.add_row(layer.name, layer.op, shape, "-", "-", f"digital: {layer.reason}")
+            table.add_row(layer.name, layer.op, shape, *source, "-", "-", f"digital: {layer.reason}")
     t = report.totals
     table.caption = (f"{t['analog_layers']} analog, {t['digital_layers']} digital layers; {t['weights_mapped']:,} "
                      f"weights mapped ({t['analog_parameter_share']:.1%} of parameters) on {t['tiles']} tiles")
@@ -113,7 +119,7 @@ def devices_cmd(json_out: bool = typer.Option(False, "--json", help="Print as JS
 @app.command("evaluate")
 def evaluate_cmd(
     model: Path = typer.Argument(..., help="Compiled model."),
-    data: str = typer.Option("digits", "--data", help="Built-in data set (digits) or .npz with inputs and labels."),
+    data: str = typer.Option("digits", "--data", help="digits, an .npz with the model inputs and labels, or sentences / a .txt of sentences (cosine similarity of embeddings to FP32)."),
     times: str = typer.Option("1s,1h,1d,1y", "--times", help="Times since programming, e.g. 1s,1h,1d,1y."),
     chips: int = typer.Option(25, "--chips", help="Number of simulated chips."),
     seed: int | None = typer.Option(None, "--seed", help="Experiment seed (default: the compile seed)."),
@@ -157,9 +163,21 @@ def evaluate_cmd(
         for mode in modes:
             runs.append((mode or "", {"compensation": mode, "strategy": strategies[0], "periphery_overrides": list(set_)}))
     results = []
+    embeddings = data == "sentences" or data.endswith(".txt")
+    if embeddings and (sweep or len(strategies) > 1 or set_ or programming or csv_path or workers > 1):
+        raise ConfigError("--data sentences (embedding similarity) supports --compensation comparisons only.")
     with _progress("chips") as advance:
         for i, (_, kwargs) in enumerate(runs):
             done_before = i * chips
+            if embeddings:
+                from anacompile.evaluate.embeddings import evaluate_embeddings
+                from anacompile.evaluate.metrics import load_sentences
+
+                results.append(evaluate_embeddings(
+                    model, load_sentences(None if data == "sentences" else data), times=times, chips=chips,
+                    seed=seed, compensation=kwargs["compensation"],
+                    progress=lambda d, t, b=done_before: advance(b * len(runs) + d, t * len(runs))))
+                continue
             results.append(evaluate(model, data=data, times=times, chips=chips, seed=seed, workers=workers,
                                     programming=programming,
                                     csv_path=_numbered(csv_path, i, len(runs)),

@@ -190,8 +190,8 @@ def compile_model(
             if not any(layer.analog for layer in layers):
                 found = ", ".join(f"{layer.name} ({layer.op}: {layer.reason})" for layer in layers) or "none"
                 raise UnsupportedModelError(
-                    f"{source}: no analog-capable op (MatMul/Gemm with a constant 2-D weight) found; weight-bearing "
-                    f"ops seen: {found}. Nothing to compile."
+                    f"{source}: no analog-capable op ({', '.join(sorted({op for _, op in HANDLERS}))} with a constant "
+                    f"weight) found; weight-bearing ops seen: {found}. Nothing to compile."
                 )
             _run(emit_pipeline(dev, mapping, peri, seed=seed, chip=chip, verify=False), irmodel)
             report = CompileReport(
