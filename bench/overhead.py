@@ -56,15 +56,17 @@ def plain_session(path: Path) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
 
-def measure(name: str, source: Path, calib: str, x: np.ndarray, work: Path, rounds: int) -> list[dict]:
+def measure(name: str, source: Path, calib: str | None, x, work: Path, rounds: int,
+            batches: tuple[int, ...] = (1, 256)) -> list[dict]:
     rows = []
     plain = plain_session(source)
+    feeds = x if isinstance(x, dict) else {"input": x}
     for peri, overrides in PERIPHERIES.items():
         out = work / f"{source.stem}.{peri}.analog.onnx"
         compile_model(source, out, calibration=calib, periphery_overrides=overrides, force=True)
         sess = AnalogSession(out, chip_seed=1, t_inference=86400.0)
-        for batch in (1, 256):
-            xb = {"input": x[:batch]}
+        for batch in batches:
+            xb = {k: v[:batch] for k, v in feeds.items()}
             t_a, t_p, ratio = side_by_side(lambda s=sess, f=xb: s.run(f), lambda f=xb: plain.run(None, f),
                                            rounds=rounds)
             rows.append({"model": name, "periphery": peri, "batch": batch, "plain_us": t_p * 1e6,
@@ -84,6 +86,20 @@ def main() -> None:
         work = Path(tmp)
         x_digits = np.tile(load_digits_split()[1].x, (1, 1))[:256]
         measure("digits MLP (hwa)", ROOT / "models/digits_mlp_hwa.onnx", "digits", x_digits, work, rounds)
+        x_img = x_digits.reshape(-1, 8, 8)
+        measure("digits CNN (hwa)", ROOT / "models/digits_cnn_hwa.onnx", "digits", x_img.reshape(-1, 1, 8, 8), work,
+                rounds)
+        measure("digits LSTM (hwa)", ROOT / "models/digits_lstm_hwa.onnx", "digits", x_img, work, rounds)
+        measure("digits transformer", ROOT / "models/digits_transformer_hwa.onnx", "digits", x_img, work, rounds)
+        try:
+            from anacompile.evaluate.embeddings import minilm_model_path
+            from anacompile.evaluate.metrics import load_sentences, sentence_feeds
+
+            sentences = (load_sentences() * 6)[:256]
+            feeds = sentence_feeds(sentences)
+            measure("MiniLM-L3 (real)", minilm_model_path(), None, feeds, work, rounds, batches=(1, 64, 256))
+        except Exception as err:  # the optional MiniLM package is not installed
+            print(f"MiniLM skipped: {err}")
         stack = work / "stack512.onnx"
         stack_512(stack)
         rng = np.random.default_rng(1)
