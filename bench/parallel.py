@@ -2,8 +2,9 @@
 
 Usage: python bench/parallel.py [--model models/digits_cnn_hwa.onnx] [--chips 24]
 
-Prints chips x times per second for workers = 1 and 2 and their ratio (target: >= 1.7x on 2 cores), and
-checks that both give identical accuracies (every chip depends only on its seed).
+Prints (chip, time) evaluations per second for 1 worker x 1 onnxruntime thread, 2 workers x 1 thread (both
+cores busy) and 1 worker x 2 threads, their ratios (target: >= 1.7x the single worker on 2 cores), and
+checks that all give identical accuracies (every chip depends only on its seed).
 """
 
 from __future__ import annotations
@@ -32,15 +33,18 @@ def main() -> None:
         compile_model(args.model, out, calibration="digits")
         n_times = len(args.times.split(","))
         rates, results = {}, {}
-        for workers in (1, 2):
+        for workers, threads in ((1, 1), (2, 1), (1, 2)):
             t0 = time.perf_counter()
-            results[workers] = evaluate(out, times=args.times, chips=args.chips, workers=workers)
+            results[workers, threads] = evaluate(out, times=args.times, chips=args.chips, workers=workers,
+                                                 threads=threads)
             elapsed = time.perf_counter() - t0
-            rates[workers] = args.chips * n_times / elapsed
-            print(f"{Path(args.model).name}: {args.chips} chips x {n_times} times, workers={workers}: "
-                  f"{elapsed:.2f} s, {rates[workers]:.1f} (chip, t)/s", flush=True)
-        same = results[1].accuracy == results[2].accuracy
-        print(f"speed-up 2 workers / 1 worker: {rates[2] / rates[1]:.2f}x; identical results: {same}")
+            rates[workers, threads] = args.chips * n_times / elapsed
+            print(f"{Path(args.model).name}: {args.chips} chips x {n_times} times, {workers} worker(s) x {threads} "
+                  f"onnxruntime thread(s): {elapsed:.2f} s, {rates[workers, threads]:.1f} (chip, t)/s", flush=True)
+        same = results[1, 1].accuracy == results[2, 1].accuracy == results[1, 2].accuracy
+        print(f"2 workers x 1 thread / 1 worker x 1 thread: {rates[2, 1] / rates[1, 1]:.2f}x; "
+              f"2 workers x 1 thread / 1 worker x 2 threads: {rates[2, 1] / rates[1, 2]:.2f}x; "
+              f"identical results: {same}")
 
 
 if __name__ == "__main__":

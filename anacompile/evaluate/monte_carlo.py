@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from anacompile.compiler import read_report
+from anacompile.crossbar.periphery import Periphery, get_periphery
 from anacompile.errors import ConfigError, DataError
 from anacompile.evaluate.data import load_feeds
 from anacompile.evaluate.times import format_time, parse_times
@@ -145,7 +147,8 @@ def evaluate(model: str | os.PathLike[str], data: str | os.PathLike[str] = "digi
              times: str | list = "1s,1h,1d,1y", chips: int = 25, seed: int | None = None,
              compensation: str | None = None, periphery_overrides: dict | list[str] | None = None,
              workers: int = 1, progress=None, csv_path: str | os.PathLike[str] | None = None,
-             batch_size: int = 4096, strategy: str | None = None, programming: str | None = None) -> EvaluationResult:
+             batch_size: int = 4096, strategy: str | None = None, programming: str | None = None,
+             threads: int | None = None) -> EvaluationResult:
     """Program ``chips`` chips and measure the task accuracy of each at every time.
 
     Args:
@@ -162,6 +165,7 @@ def evaluate(model: str | os.PathLike[str], data: str | os.PathLike[str] = "digi
         batch_size: samples per onnxruntime run.
         strategy: re-map the weights with another programming strategy (``single``, ``dual``, a .json).
         programming: chip programming method (``gaussian``, ``verify``; default: the compiled one).
+        threads: onnxruntime threads per worker (default: the cores divided among the workers).
     """
     from anacompile.runtime.session import AnalogSession
 
@@ -173,21 +177,25 @@ def evaluate(model: str | os.PathLike[str], data: str | os.PathLike[str] = "digi
     if compensation is not None and compensation not in COMPENSATION_MODES:
         raise ConfigError(f"Compensation {compensation!r}: use one of {', '.join(COMPENSATION_MODES)}.")
     overrides = _as_dict(periphery_overrides)
-    probe = AnalogSession(model, seed=seed, periphery_overrides=overrides or None, strategy=strategy,
-                          compensation=None if compensation in (None, "adabs") else compensation)
-    mode = compensation or probe.compensation.value
-    notes = []
-    if mode == "adabs" and not probe.batchnorms:
-        notes.append("adabs: the model has no BatchNormalization; adabs is global drift compensation here")
+    report = read_report(load_proto(model))
+    stored = get_periphery(Periphery.from_dict(report.periphery), overrides or None)
+    mode = compensation or stored.drift_compensation.value
     job = _Job(str(model), str(data), tuple(times_s), seed, mode, tuple(sorted(overrides.items())), batch_size,
-               None if workers == 1 else max(1, (os.cpu_count() or 1) // workers), strategy, programming)
-    w = _setup(job)
-    baseline = accuracy(_batched(probe.run_digital, w["feeds"], w["labels"].shape[0], batch_size), w["labels"])
-    del probe
+               threads or (None if workers == 1 else max(1, (os.cpu_count() or 1) // workers)), strategy, programming)
     acc = np.zeros((chips, len(times_s)))
     writer, handle = _csv_writer(csv_path)
+    pool = _start_pool(job, chips, workers)  # workers start (and import) while the baseline runs here
     try:
-        results = _run_chips(job, chips, workers)
+        probe = AnalogSession(model, seed=seed, periphery_overrides=overrides or None, strategy=strategy,
+                              compensation="global" if mode == "adabs" else mode, intra_op_threads=job.threads)
+        notes = []
+        if mode == "adabs" and not probe.batchnorms:
+            notes.append("adabs: the model has no BatchNormalization; adabs is global drift compensation here")
+        w = _setup(job)
+        baseline = accuracy(_batched(probe.run_digital, w["feeds"], w["labels"].shape[0], batch_size), w["labels"])
+        experiment_seed = probe.seed
+        del probe
+        results = _collect(pool) if pool is not None else ((c, _chip_accuracies(job, c)) for c in range(chips))
         for done, (chip, row) in enumerate(results, start=1):
             acc[chip] = row
             if writer is not None:
@@ -199,29 +207,34 @@ def evaluate(model: str | os.PathLike[str], data: str | os.PathLike[str] = "digi
     finally:
         if handle is not None:
             handle.close()
+        if pool is not None:
+            pool[0].shutdown(cancel_futures=True)
     return EvaluationResult(
-        model=str(model), data=str(data), chips=chips, seed=w["session"].seed, compensation=mode,
+        model=str(model), data=str(data), chips=chips, seed=experiment_seed, compensation=mode,
         baseline=baseline, times_s=times_s, accuracy_mean=acc.mean(axis=0).tolist(),
         accuracy_std=acc.std(axis=0).tolist(), accuracy=acc.tolist(), periphery_overrides=overrides, notes=notes,
         strategy=strategy, programming=programming,
     )
 
 
-def _run_chips(job: _Job, chips: int, workers: int):
-    """Yield (chip, accuracies) as chips finish; in-process for one worker, else a process pool."""
+def _start_pool(job: _Job, chips: int, workers: int):
+    """For several workers: a process pool with every chip submitted; ``None`` for in-process evaluation."""
     if workers == 1:
-        for chip in range(chips):
-            yield chip, _chip_accuracies(job, chip)
-        return
+        return None
     import multiprocessing
 
     ctx = multiprocessing.get_context("spawn")  # onnxruntime's threads do not survive fork
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-        futures = {pool.submit(_chip_accuracies, job, chip): chip for chip in range(chips)}
-        from concurrent.futures import as_completed
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+    return pool, {pool.submit(_chip_accuracies, job, chip): chip for chip in range(chips)}
 
-        for fut in as_completed(futures):
-            yield futures[fut], fut.result()
+
+def _collect(pool):
+    """Yield (chip, accuracies) as the pool's chips finish."""
+    from concurrent.futures import as_completed
+
+    _, futures = pool
+    for fut in as_completed(futures):
+        yield futures[fut], fut.result()
 
 
 def _csv_writer(path):
