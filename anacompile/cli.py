@@ -356,6 +356,15 @@ def main(argv: list[str] | None = None) -> int:
             raise
         err_console.print(f"[red]error:[/] {err}", highlight=False, soft_wrap=True)
         return 1
+    except KeyboardInterrupt:
+        err_console.print("[red]error:[/] interrupted; no output was written.")
+        return 130
+    except Exception as err:  # a bug: still one line (the traceback with --verbose), and nothing half-written
+        if _STATE["verbose"]:
+            raise
+        err_console.print(f"[red]error:[/] internal error ({type(err).__name__}: {err}); nothing was written. "
+                          "Re-run with --verbose and report the traceback.", highlight=False, soft_wrap=True)
+        return 1
     return 0
 
 

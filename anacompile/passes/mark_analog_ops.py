@@ -7,14 +7,19 @@ stay as they are.
 
 from __future__ import annotations
 
+import logging
+
 from collections.abc import Callable
 
 import numpy as np
 import onnx_ir as ir
 
+from anacompile.errors import AnacompileError
 from anacompile.passes._layer import DIGITAL_KEY, LAYER_KEY, LayerPlan
 
 __all__ = ["HANDLERS", "MarkAnalogOpsPass"]
+
+logger = logging.getLogger(__name__)
 
 
 class _Digital(Exception):
@@ -101,9 +106,18 @@ class MarkAnalogOpsPass(ir.passes.InPlacePass):
                 for plan in plans if isinstance(plans, list) else []:
                     if plan.name != name:  # a recurrent op's extra layers (name_fwd, name_bwd, ...)
                         plan.name = _unique(plan.name, used)
+                weight = node.inputs[1] if len(node.inputs) > 1 else None
+                if weight is not None and weight.const_value is not None:  # the op's compute type T
+                    for plan in plans if isinstance(plans, list) else [plans]:
+                        plan.extra.setdefault("io_dtype", weight.const_value.dtype)
                 node.meta[LAYER_KEY] = plans
             except _Digital as reason:
                 node.meta[DIGITAL_KEY] = str(reason)
+            except AnacompileError:
+                raise
+            except Exception as err:  # an op form no handler foresaw: keep it digital, say why, never crash
+                logger.warning("node %r (%s) stays digital: %s: %s", node.name, node.op_type, type(err).__name__, err)
+                node.meta[DIGITAL_KEY] = f"could not be mapped ({type(err).__name__}: {err}); please report it"
             modified = True
         return ir.passes.PassResult(model, modified=modified)
 

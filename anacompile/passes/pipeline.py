@@ -57,6 +57,6 @@ def emit_pipeline(device, mapping: ConductanceMapping, periphery: Periphery, see
     ], early_stop=False)
 
 
-def verify_pipeline(path: str | os.PathLike[str]) -> ir.passes.PassManager:
-    """Check the saved compiled model by path with the full ONNX checker (any size, external data too)."""
-    return ir.passes.PassManager([VerifyAnalogModelPass(path)], early_stop=False)
+def verify_pipeline(path: str | os.PathLike[str], full_check: bool = True) -> ir.passes.PassManager:
+    """Check the saved compiled model by path with the ONNX checker (any size, external data too)."""
+    return ir.passes.PassManager([VerifyAnalogModelPass(path, full_check=full_check)], early_stop=False)

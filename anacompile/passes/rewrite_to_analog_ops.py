@@ -134,6 +134,29 @@ class RewriteToAnalogOpsPass(ir.passes.InPlacePass):
 
     def _analog_nodes(self, graph: ir.Graph, plan: LayerPlan, x: ir.Value, index: int,
                       t_inf: ir.Value) -> tuple[list[ir.Node], ir.Value]:
+        """The layer's analog nodes for input ``x``, adapted to it: the analog ops compute in float32 on
+        inputs of rank >= 2, so other float types are cast in and out and a 1-D input gets a batch axis."""
+        dtype = x.type.dtype if x.type is not None else plan.extra.get("io_dtype", ir.DataType.FLOAT)
+        rank = len(x.shape) if x.shape is not None else None
+        pre, post = [], []
+        if dtype != ir.DataType.FLOAT:
+            pre.append(ir.node("Cast", [x], attributes={"to": ir.DataType.FLOAT}))
+            x = pre[-1].outputs[0]
+        if rank == 1:
+            axes = _initializer(graph, f"{plan.name}.batch_axis", np.array([0], np.int64))
+            pre.append(ir.node("Unsqueeze", [x, axes]))
+            x = pre[-1].outputs[0]
+        nodes, y = self._analog_core(graph, plan, x, index, t_inf)
+        if rank == 1:
+            post.append(ir.node("Squeeze", [y, graph.initializers[f"{plan.name}.batch_axis"]]))
+            y = post[-1].outputs[0]
+        if dtype != ir.DataType.FLOAT:
+            post.append(ir.node("Cast", [y], attributes={"to": dtype}))
+            y = post[-1].outputs[0]
+        return pre + nodes + post, y
+
+    def _analog_core(self, graph: ir.Graph, plan: LayerPlan, x: ir.Value, index: int,
+                     t_inf: ir.Value) -> tuple[list[ir.Node], ir.Value]:
         L = plan.name
         tiled = plan.n_tiles > 1
         gain = self.mapping.gain_us(self.device.g_min_us, self.device.g_max_us)

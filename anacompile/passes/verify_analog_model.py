@@ -28,28 +28,29 @@ class VerifyAnalogModelPass(ir.passes.InPlacePass):
             log message and must be checked by path.
     """
 
-    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+    def __init__(self, path: str | os.PathLike[str] | None = None, full_check: bool = True) -> None:
         super().__init__()
         self.path = path
+        self.full_check = full_check
 
     def call(self, model: ir.Model) -> ir.passes.PassResult:
         if self.path is not None:
-            _check(str(self.path))
+            _check(str(self.path), self.full_check)
             return ir.passes.PassResult(model, modified=False)
         if any(isinstance(v.const_value, ir.ExternalTensor) for g in model.graphs() for v in g.initializers.values()):
             logger.info("model has external data: checked by path after saving, not in memory")
             return ir.passes.PassResult(model, modified=False)
         proto = ir.serde.serialize_model(model)
         if proto.ByteSize() < CHECK_LIMIT_BYTES:
-            _check(proto)
+            _check(proto, self.full_check)
         else:
             logger.info("model over 2 GB: checked by path after saving, not in memory")
         return ir.passes.PassResult(model, modified=False)
 
 
-def _check(model: onnx.ModelProto | str) -> None:
+def _check(model: onnx.ModelProto | str, full_check: bool = True) -> None:
     try:
-        onnx.checker.check_model(model, full_check=True)
+        onnx.checker.check_model(model, full_check=full_check)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as err:
         raise UnsupportedModelError(
             f"The compiled model fails the ONNX checker: {str(err).splitlines()[0]} "
