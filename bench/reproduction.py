@@ -107,7 +107,8 @@ def claims(res: dict, chips: int) -> list[tuple[str, bool, str]]:
         loss[f] = 100 * (r.baseline - r.accuracy_mean[3])
     best = min(loss, key=loss.get)
     out.append(("(v) the recurrent model (LSTM) is the most robust (smallest loss vs its FP32 baseline at 1 y, "
-                "HWA, global compensation)", best == "LSTM", ", ".join(f"{f}: {v:.2f} points" for f, v in loss.items())))
+                "HWA, global compensation)", best == "LSTM",
+                ", ".join(f"{f}: {v:.2f} points" for f, v in loss.items())))
     return out
 
 

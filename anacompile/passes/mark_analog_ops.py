@@ -8,7 +8,6 @@ stay as they are.
 from __future__ import annotations
 
 import logging
-
 from collections.abc import Callable
 
 import numpy as np

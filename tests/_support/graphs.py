@@ -11,9 +11,9 @@ from anacompile import ops
 from anacompile.crossbar.periphery import DriftCompensation, Periphery
 from anacompile.runtime.functions import (
     MATMUL_INPUTS,
-    analog_matmul_attributes,
     TILED,
     NoiseSource,
+    analog_matmul_attributes,
     build_analog_matmul_function,
     build_chip_weights_function,
 )
