@@ -14,13 +14,7 @@ from anacompile.compiler import compile_model, default_output_path, read_report
 from anacompile.errors import ModelLoadError, OutputError, UnsupportedModelError
 from anacompile.evaluate.datasets import load_digits_split
 from anacompile.runtime.session import AnalogSession
-
-NOISELESS_DEVICE = """
-base: pcm
-name: pcm-noiseless
-programming: {coefficients_us: [0.0, 0.0, 0.0]}
-read_noise: {q_coefficient: 0.0}
-"""
+from tests._support.devices import NOISELESS_DEVICE
 
 
 @pytest.fixture(scope="module")

@@ -17,13 +17,8 @@ from anacompile.compiler import compile_model
 from anacompile.errors import OutputError, UnsupportedModelError
 from anacompile.model_io import atomic_output, external_data_name
 from anacompile.runtime.session import AnalogSession
+from tests._support.devices import NOISELESS_DEVICE
 
-NOISELESS_DEVICE = """
-base: pcm
-name: pcm-noiseless
-programming: {coefficients_us: [0.0, 0.0, 0.0]}
-read_noise: {q_coefficient: 0.0}
-"""
 SIZES = (40, 24, 10)
 
 

@@ -14,15 +14,10 @@ from anacompile.compiler import compile_model
 from anacompile.evaluate.datasets import load_digits_split
 from anacompile.evaluate.monte_carlo import evaluate
 from anacompile.runtime.session import AnalogSession
+from tests._support.devices import NOISELESS_DEVICE
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 
-NOISELESS_DEVICE = """
-base: pcm
-name: pcm-noiseless
-programming: {coefficients_us: [0.0, 0.0, 0.0]}
-read_noise: {q_coefficient: 0.0}
-"""
 D, HEADS = 8, 2
 
 

@@ -38,10 +38,7 @@ def plot_accuracy_over_time(results: Sequence, path: str | os.PathLike[str], lab
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    suffix = os.path.splitext(str(path))[1].lstrip(".") or "png"
-    with atomic_output(path) as tmp:
-        fig.savefig(tmp, format=suffix)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def plot_sweep(results: Sequence, key: str, values: Sequence[str], path: str | os.PathLike[str]) -> None:
@@ -69,6 +66,13 @@ def plot_sweep(results: Sequence, key: str, values: Sequence[str], path: str | o
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
+    _save(fig, path)
+
+
+def _save(fig, path: str | os.PathLike[str]) -> None:
+    """Write the figure atomically in the format its suffix names (PNG by default) and close it."""
+    import matplotlib.pyplot as plt
+
     suffix = os.path.splitext(str(path))[1].lstrip(".") or "png"
     with atomic_output(path) as tmp:
         fig.savefig(tmp, format=suffix)

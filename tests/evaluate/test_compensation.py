@@ -9,13 +9,7 @@ from anacompile.compiler import compile_model
 from anacompile.evaluate.datasets import load_digits_split
 from anacompile.evaluate.monte_carlo import evaluate
 from anacompile.runtime.session import AnalogSession
-
-DRIFT_ONLY_DEVICE = """
-base: pcm
-programming: {coefficients_us: [0.0, 0.0, 0.0]}
-read_noise: {q_coefficient: 0.0}
-drift: {mu_bounds: [0.06, 0.06], sigma_bounds: [0.0, 0.0]}
-"""
+from tests._support.devices import DRIFT_ONLY_DEVICE
 
 
 def test_global_compensation_restores_t0_outputs_exactly_with_equal_drift(tmp_path, mlp_fp):

@@ -22,13 +22,8 @@ from anacompile.evaluate.metrics import (
     save_sentence_feeds,
     sentence_feeds,
 )
+from tests._support.devices import NOISELESS_DEVICE
 
-NOISELESS_DEVICE = """
-base: pcm
-name: pcm-noiseless
-programming: {coefficients_us: [0.0, 0.0, 0.0]}
-read_noise: {q_coefficient: 0.0}
-"""
 CLS, SEP = 101, 102  # bert-base-uncased
 
 

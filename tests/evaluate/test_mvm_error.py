@@ -22,7 +22,7 @@ def test_standard_model_error_is_realistic_and_grows_with_time(compiled_mlp):
 
 def test_periphery_alone_and_weights_alone(tmp_path, mlp_hwa):
     from anacompile.compiler import compile_model
-    from tests.test_compiler import NOISELESS_DEVICE
+    from tests._support.devices import NOISELESS_DEVICE
 
     device = tmp_path / "d.yaml"
     device.write_text(NOISELESS_DEVICE)

@@ -25,13 +25,8 @@ from anacompile.passes import (
 from anacompile.passes._layer import DIGITAL_KEY, LAYER_KEY, analog_layers
 from anacompile.passes.conv import ConvGeometry
 from anacompile.runtime.session import AnalogSession
+from tests._support.devices import NOISELESS_DEVICE
 
-NOISELESS_DEVICE = """
-base: pcm
-name: pcm-noiseless
-programming: {coefficients_us: [0.0, 0.0, 0.0]}
-read_noise: {q_coefficient: 0.0}
-"""
 OPSET = 17
 MODELS = Path(__file__).resolve().parents[2] / "models"
 

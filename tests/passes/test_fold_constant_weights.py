@@ -266,12 +266,7 @@ def test_integer_results_are_not_folded():
     assert not FoldConstantWeightsPass()(model).modified
 
 
-NOISELESS_DEVICE = """
-base: pcm
-name: pcm-noiseless
-programming: {coefficients_us: [0.0, 0.0, 0.0]}
-read_noise: {q_coefficient: 0.0}
-"""
+from tests._support.devices import NOISELESS_DEVICE  # noqa: E402
 
 
 def test_compile_report_names_the_source_and_the_sharing_ops(tmp_path):

@@ -28,13 +28,8 @@ from anacompile.passes import (
 )
 from anacompile.passes._layer import DIGITAL_KEY, analog_layers
 from anacompile.runtime.session import AnalogSession
+from tests._support.devices import NOISELESS_DEVICE
 
-NOISELESS_DEVICE = """
-base: pcm
-name: pcm-noiseless
-programming: {coefficients_us: [0.0, 0.0, 0.0]}
-read_noise: {q_coefficient: 0.0}
-"""
 T, BATCH, IN, HID = 5, 3, 4, 6
 GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
 
