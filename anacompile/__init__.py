@@ -1,3 +1,44 @@
-"""anacompile: compile ONNX networks for analog in-memory-computing crossbars and evaluate them over time."""
+"""anacompile: compile ONNX networks for analog in-memory-computing crossbars and evaluate them over time.
+
+The Python API mirrors the command line one to one::
+
+    import anacompile
+    report = anacompile.compile_model("model.onnx", "model.analog.onnx", device="pcm", calibration="digits")
+    result = anacompile.evaluate("model.analog.onnx", data="digits", times="1s,1h,1d,1y", chips=25)
+    session = anacompile.AnalogSession("model.analog.onnx", chip_seed=3)
+    errors = anacompile.mvm_error("model.analog.onnx", times="1s,1d")
+    report = anacompile.optimize_strategy(weights, anacompile.devices.get("pcm"))
+
+Names are imported on first use, so ``import anacompile`` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
+
+_LAZY = {
+    "compile_model": "anacompile.compiler",
+    "read_report": "anacompile.compiler",
+    "evaluate": "anacompile.evaluate.monte_carlo",
+    "evaluate_embeddings": "anacompile.evaluate.embeddings",
+    "mvm_error": "anacompile.evaluate.mvm_error",
+    "AnalogSession": "anacompile.runtime.session",
+    "optimize_strategy": "anacompile.programming.optimizer",
+    "get_periphery": "anacompile.crossbar.periphery",
+    "Periphery": "anacompile.crossbar.periphery",
+    "get_mapping": "anacompile.mapping.registry",
+    "AnacompileError": "anacompile.errors",
+}
+
+__all__ = ["__version__", "devices", *sorted(_LAZY)]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "devices":
+        return importlib.import_module("anacompile.devices")
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'anacompile' has no attribute {name!r}")

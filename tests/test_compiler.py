@@ -131,3 +131,13 @@ def test_external_data_outside_the_model_folder_is_refused(tmp_path, mlp_fp):
     onnx.save(proto, str(sub / "evil.onnx"))
     with pytest.raises(ModelLoadError, match="outside the model's folder"):
         compile_model(sub / "evil.onnx", tmp_path / "evil.analog.onnx")
+
+
+def test_top_level_api_mirrors_the_cli():
+    import anacompile
+
+    for name in ("compile_model", "evaluate", "AnalogSession", "mvm_error", "optimize_strategy", "read_report"):
+        assert callable(getattr(anacompile, name))
+    assert anacompile.devices.get("pcm").g_max_us == 25.0
+    with pytest.raises(AttributeError):
+        anacompile.no_such_thing  # noqa: B018
