@@ -124,6 +124,8 @@ class AnalogSession:
         self.batchnorms = _expose_batchnorm_statistics(stripped)
         self._bn_state: dict[str, np.ndarray] = {}
         self._size_cache: dict[tuple, list[int]] = {}
+        self._noise_names = [(f"{layer.name}.{ops.NOISE_START}", f"{layer.name}.{ops.NOISE_END}")
+                             for layer in self.layers]
         self._bank_size = self.periphery.noise_bank_size if self.periphery.has_mvm_noise else 0
         self._code_gain = np.float32(tile_constants(self.periphery)["code_gain"])
         so = ort.SessionOptions()
@@ -180,10 +182,12 @@ class AnalogSession:
         missing = [n for n in self.input_names if n not in feeds]
         if missing:
             raise DataError(f"Missing model input(s) {missing}; the model takes {self.input_names}.")
-        offsets = self._noise_offsets(feeds)
-        bn = {k: v for b in self.batchnorms for k, v in b.feeds(self._bn_state).items()}
+        offsets = self._noise_offsets(feeds)  # first: it may grow the noise bank in self._state
+        run_feeds = {**feeds, **self._state, **offsets}
+        for b in self.batchnorms:
+            run_feeds.update(b.feeds(self._bn_state))
         try:
-            return self._session.run(output_names or self.output_names, {**feeds, **self._state, **offsets, **bn})
+            return self._session.run(output_names or self.output_names, run_feeds)
         except Exception as err:  # onnxruntime's own exception types (shape or type errors)
             raise DataError(f"{self.path}: onnxruntime could not run these inputs: {err}") from err
 
@@ -243,7 +247,7 @@ class AnalogSession:
         The vectors per layer depend on the model (conv patches, sequence lengths), so the first run with
         new input shapes asks the digital model for every analog layer's input shape; cached by shapes.
         """
-        key = tuple(sorted((k, v.shape) for k, v in feeds.items()))
+        key = tuple((k, v.shape) for k, v in feeds.items())
         sizes = self._size_cache.get(key)
         if sizes is None:
             xs = self.layer_inputs(feeds)
@@ -293,11 +297,13 @@ class AnalogSession:
         if max(sizes) * MIN_BANK_FACTOR > self._bank_size:
             self._bank_size = int(2 ** np.ceil(np.log2(max(sizes) * MIN_BANK_FACTOR)))
             self._state[ops.NOISE_BANK] = noise_bank(self._bank_size, chip_rng(self.seed, self.chip_seed, "bank"))
-        starts = self._offsets.integers(0, self._bank_size - np.asarray(sizes) + 1)
+        sizes_arr = np.asarray(sizes, np.int64)
+        starts = self._offsets.integers(0, self._bank_size - sizes_arr + 1).astype(np.int64)
+        ends = starts + sizes_arr
         out = {}
-        for layer, start, size in zip(self.layers, starts, sizes, strict=True):
-            out[f"{layer.name}.{ops.NOISE_START}"] = np.array([start], np.int64)
-            out[f"{layer.name}.{ops.NOISE_END}"] = np.array([start + size], np.int64)
+        for i, (start_name, end_name) in enumerate(self._noise_names):  # names built once, views per run
+            out[start_name] = starts[i:i + 1]
+            out[end_name] = ends[i:i + 1]
         return out
 
 
