@@ -32,6 +32,7 @@ from anacompile.crossbar.reference import ABSMAX_EPS, tile_constants
 __all__ = [
     "MATMUL_INPUTS",
     "TILED",
+    "overload_name",
     "NoiseSource",
     "CHIP_INPUTS",
     "analog_matmul_attributes",
@@ -106,6 +107,18 @@ class NoiseSource(str, Enum):
     """RandomNormalLike in the graph: self-contained, any batch size (the compiled file)."""
     BANK = "bank"
     """A slice ``noise_bank[noise_start:noise_end]`` fed by the caller (the analog session: ~5x cheaper)."""
+    FED = "fed"
+    """The noise itself, shaped like the MVM output, fed by the caller in input ``noise_bank`` (the analog
+    session's top-level layers: no slicing in the graph); pre-scaled by ``noise_std`` when the read noise
+    is off, standard normal otherwise. With bound management it carries one slab per pass."""
+
+
+def overload_name(tiled: bool, noise: NoiseSource = NoiseSource.RANDOM) -> str:
+    """Function overload of an AnalogMatMul body: "" / "tiled", with "_fed" for fed noise."""
+    base = TILED if tiled else ""
+    if noise is NoiseSource.FED:
+        return f"{base}_fed" if base else "fed"
+    return base
 
 
 TILED = "tiled"
@@ -161,7 +174,7 @@ def build_analog_matmul_function(periphery: Periphery, opset: int, noise: NoiseS
     abs_w = b.op("Abs", "W") if (p.read_noise > 0 or p.ir_drop > 0) else None
     w_ir = b.op("Mul", "W", "ir_row_weight") if p.ir_drop > 0 else None
     passes = p.bm_passes
-    xi_all = None
+    xi_all = "noise_bank" if noise is NoiseSource.FED and passes > 1 else None
     if p.has_mvm_noise and noise is NoiseSource.BANK and passes > 1:
         shape_all = b.op("Concat", b.const([passes], i64),
                          b.op("Slice", b.op("Shape", xt), b.const([0], i64), b.const([-1], i64)),
@@ -190,12 +203,16 @@ def build_analog_matmul_function(periphery: Periphery, opset: int, noise: NoiseS
                 _set_seed_ref(b.nodes[-1])
             elif xi_all is not None:
                 xi = b.op("Gather", xi_all, b.const(k, i64), axis=0)
+            elif noise is NoiseSource.FED:
+                xi = "noise_bank"
             else:
                 xi = b.op("Reshape", b.op("Slice", "noise_bank", "noise_start", "noise_end"), b.op("Shape", z_k))
             if p.read_noise > 0:
                 var = b.op("Add", b.op("Mul", b.op("MatMul", b.op("Mul", q, q), abs_w), b.attr_const("noise_k1")),
                            b.attr_const("noise_k2"))
                 z_k = b.op("Add", z_k, b.op("Mul", b.op("Sqrt", var), xi))
+            elif noise is NoiseSource.FED:
+                z_k = b.op("Add", z_k, xi)  # fed pre-scaled by noise_std
             else:
                 z_k = b.op("Add", z_k, b.op("Mul", b.attr_const("noise_std"), xi))
         saturated = None
@@ -226,8 +243,7 @@ def build_analog_matmul_function(periphery: Periphery, opset: int, noise: NoiseS
         [helper.make_opsetid("", opset)], attributes=list(MATMUL_ATTRIBUTES),
         doc_string="Analog crossbar MVM with DAC, tiles, noise, IR drop, ADC, digital scales (anacompile).",
     )
-    if tiled:
-        fn.overload = TILED
+    fn.overload = overload_name(tiled, noise)
     return fn
 
 

@@ -37,7 +37,13 @@ from anacompile.runtime.chip_state import (
     noise_bank,
     read_weights,
 )
-from anacompile.runtime.functions import NoiseSource, analog_matmul_attributes, build_analog_matmul_function
+from anacompile.runtime.functions import (
+    TILED,
+    NoiseSource,
+    analog_matmul_attributes,
+    build_analog_matmul_function,
+    overload_name,
+)
 
 __all__ = ["AnalogSession", "ChipLayer", "digital_reference_model"]
 
@@ -60,6 +66,7 @@ class ChipLayer:
     in_range: NDArray[np.float32] | None = None
     in_scale: NDArray[np.float32] | None = None
     input: str = ""  # name of the AnalogMatMul's input X (its vectors set the per-run noise size)
+    fed: bool = False  # top-level layer fed its noise tensor directly (NoiseSource.FED), else bank slices
 
     @property
     def n_out(self) -> int:
@@ -95,13 +102,16 @@ class AnalogSession:
             or ``["adc_bits=6"]``), for sensitivity studies; keys that change the tiling need a recompile.
         strategy: re-map the stored weights with another programming strategy (``single``, ``dual``,
             ``dual:F=2.5``, a strategy .json) to compare strategies on one compiled model.
+        extra_outputs: names of intermediate tensors to make fetchable with ``run(feeds, [name])`` (for
+            studies of one layer's analog output, e.g. an AnalogMatMul's output).
     """
 
     def __init__(self, path: str | os.PathLike[str], chip_seed: int = 0, *, seed: int | None = None,
                  t_inference: float = 0.0, compensation: str | DriftCompensation | None = None,
                  programming: str | None = None, intra_op_threads: int | None = None,
                  providers: list[str] | None = None,
-                 periphery_overrides: dict | list[str] | None = None, strategy: str | None = None) -> None:
+                 periphery_overrides: dict | list[str] | None = None, strategy: str | None = None,
+                 extra_outputs: list[str] | None = None) -> None:
         self.path = str(path)
         proto = load_proto(path, load_external_data=True)
         self.report: CompileReport = read_report(proto)
@@ -122,6 +132,8 @@ class AnalogSession:
         stripped = _strip_chip_stage(proto, self.layers, self.periphery)
         _apply_periphery(stripped, self.layers, self.periphery)
         self.batchnorms = _expose_batchnorm_statistics(stripped)
+        for name in extra_outputs or []:
+            stripped.graph.output.append(onnx.ValueInfoProto(name=name))
         self._bn_state: dict[str, np.ndarray] = {}
         self._size_cache: dict[tuple, list[int]] = {}
         self._noise_names = [(f"{layer.name}.{ops.NOISE_START}", f"{layer.name}.{ops.NOISE_END}")
@@ -138,8 +150,8 @@ class AnalogSession:
         except Exception as err:  # onnxruntime's own exception types
             raise UnsupportedModelError(f"{path}: onnxruntime cannot load the compiled model: {err}") from err
         self.input_names = [i.name for i in self._session.get_inputs() if i.name not in self._state_names()]
-        bn_inputs = {bn.input for bn in self.batchnorms}
-        self.output_names = [o.name for o in self._session.get_outputs() if o.name not in bn_inputs]
+        hidden = {bn.input for bn in self.batchnorms} | set(extra_outputs or [])
+        self.output_names = [o.name for o in self._session.get_outputs() if o.name not in hidden]
         self._state: dict[str, np.ndarray] = {}
         self.chip_seed = -1
         self.t_inference = float("nan")
@@ -157,10 +169,10 @@ class AnalogSession:
             w0 = read_weights(layer.g_prog, layer.nu, 0.0, self.device, self.mapping.significance, self.gain_us,
                               chip_rng(self.seed, chip_seed, "calibrate", layer.index))
             layer.gdc_ref = compensation_reference(w0, self.compensation)
-        if self._bank_size:
-            self._state[ops.NOISE_BANK] = noise_bank(self._bank_size, chip_rng(self.seed, chip_seed, "bank"))
-            self._offsets = chip_rng(self.seed, chip_seed, "bank", layer=1)
         self.chip_seed = int(chip_seed)
+        if self._bank_size:
+            self._set_bank()
+            self._offsets = chip_rng(self.seed, chip_seed, "bank", layer=1)
         if not np.isnan(self.t_inference):
             self.set_time(self.t_inference)
 
@@ -238,7 +250,8 @@ class AnalogSession:
     def _state_names(self) -> set[str]:
         names = {ops.NOISE_BANK} | {n for bn in self.batchnorms for n in (bn.mean, bn.var)}
         for layer in self.layers:
-            names |= {f"{layer.name}.{suffix}" for suffix in (ops.W_EFF, ops.SCALE, ops.NOISE_START, ops.NOISE_END)}
+            names |= {f"{layer.name}.{suffix}"
+                      for suffix in (ops.W_EFF, ops.SCALE, ops.NOISE, ops.NOISE_START, ops.NOISE_END)}
         return names
 
     def _noise_sizes(self, feeds: dict[str, np.ndarray]) -> list[int]:
@@ -247,14 +260,26 @@ class AnalogSession:
         The vectors per layer depend on the model (conv patches, sequence lengths), so the first run with
         new input shapes asks the digital model for every analog layer's input shape; cached by shapes.
         """
+        return [int(np.prod(shape)) for shape in self._noise_shapes(feeds)]
+
+    def _noise_shapes(self, feeds: dict[str, np.ndarray]) -> list[tuple[int, ...]]:
+        """Per layer, the shape of one run's noise: ([passes,] [n_tiles, vectors | leading dims], N)."""
         key = tuple((k, v.shape) for k, v in feeds.items())
-        sizes = self._size_cache.get(key)
-        if sizes is None:
+        shapes = self._size_cache.get(key)
+        if shapes is None:
             xs = self.layer_inputs(feeds)
-            sizes = [self.periphery.bm_passes * layer.n_tiles * layer.n_out * int(np.prod(xs[layer.name].shape[:-1]))
-                     for layer in self.layers]
-            self._size_cache[key] = sizes
-        return sizes
+            passes = (self.periphery.bm_passes,) if self.periphery.bm_passes > 1 else ()
+            shapes = []
+            for layer in self.layers:
+                lead = xs[layer.name].shape[:-1]
+                if layer.fed and layer.g_target.ndim == 5:  # tiled body: (n_tiles, vectors, N)
+                    shapes.append(passes + (layer.n_tiles, int(np.prod(lead)), layer.n_out))
+                elif layer.fed:
+                    shapes.append(passes + tuple(lead) + (layer.n_out,))
+                else:  # bank slices (layers in Loop bodies): only the size matters
+                    shapes.append((self.periphery.bm_passes * layer.n_tiles * layer.n_out * int(np.prod(lead)),))
+            self._size_cache[key] = shapes
+        return shapes
 
     def layer_inputs(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Every analog layer's input X in the FP32 model (ideal inputs, e.g. for MVM-error studies)."""
@@ -293,18 +318,31 @@ class AnalogSession:
         """
         if not self._bank_size:
             return {}
-        sizes = self._noise_sizes(feeds)
+        shapes = self._noise_shapes(feeds)
+        sizes = [int(np.prod(shape)) for shape in shapes]
         if max(sizes) * MIN_BANK_FACTOR > self._bank_size:
             self._bank_size = int(2 ** np.ceil(np.log2(max(sizes) * MIN_BANK_FACTOR)))
-            self._state[ops.NOISE_BANK] = noise_bank(self._bank_size, chip_rng(self.seed, self.chip_seed, "bank"))
+            self._set_bank()
         sizes_arr = np.asarray(sizes, np.int64)
         starts = self._offsets.integers(0, self._bank_size - sizes_arr + 1).astype(np.int64)
         ends = starts + sizes_arr
         out = {}
-        for i, (start_name, end_name) in enumerate(self._noise_names):  # names built once, views per run
-            out[start_name] = starts[i:i + 1]
-            out[end_name] = ends[i:i + 1]
+        for i, layer in enumerate(self.layers):  # names built once; views of the bank, no copies
+            start_name, end_name = self._noise_names[i]
+            if layer.fed:
+                out[f"{layer.name}.{ops.NOISE}"] = self._fed_bank[starts[i]:ends[i]].reshape(shapes[i])
+            else:
+                out[start_name] = starts[i:i + 1]
+                out[end_name] = ends[i:i + 1]
         return out
+
+    def _set_bank(self) -> None:
+        """Draw the chip's noise bank (and its copy pre-scaled for fed layers) at the current size."""
+        bank = noise_bank(self._bank_size, chip_rng(self.seed, self.chip_seed, "bank"))
+        if any(not layer.fed for layer in self.layers):
+            self._state[ops.NOISE_BANK] = bank
+        scale = 1.0 if self.periphery.read_noise > 0 else tile_constants(self.periphery)["noise_std"]
+        self._fed_bank = bank if scale == 1.0 else bank * np.float32(scale)
 
 
 @dataclass
@@ -501,9 +539,10 @@ def _strip_chip_stage(proto: onnx.ModelProto, layers: list[ChipLayer], periphery
         for node in graph.node:
             if node.domain == ops.DOMAIN and node.op_type == ops.ANALOG_MATMUL:
                 del node.input[6:]
-                if iteration is None:
-                    node.input.extend([ops.NOISE_BANK, f"{node.name}.{ops.NOISE_START}",
-                                       f"{node.name}.{ops.NOISE_END}"])
+                if iteration is None:  # one MVM per run: the session feeds its noise tensor as is
+                    node.input.append(f"{node.name}.{ops.NOISE}")
+                    node.overload = overload_name(node.overload == TILED, NoiseSource.FED)
+                    by_name[node.name].fed = True
                 else:  # in a Loop body: a new slice at every iteration, so time steps get fresh noise
                     new_nodes += _step_noise_offsets(node, iteration, by_name[node.name])
             new_nodes.append(node)
@@ -514,11 +553,13 @@ def _strip_chip_stage(proto: onnx.ModelProto, layers: list[ChipLayer], periphery
         w_shape, scale_shape = layer.state_shapes
         state_inputs.append(onnx.helper.make_tensor_value_info(f"{layer.name}.{ops.W_EFF}", f, w_shape))
         state_inputs.append(onnx.helper.make_tensor_value_info(f"{layer.name}.{ops.SCALE}", f, scale_shape))
-        if noisy:
+        if noisy and layer.fed:
+            state_inputs.append(onnx.helper.make_tensor_value_info(f"{layer.name}.{ops.NOISE}", f, None))
+        elif noisy:
             for suffix in (ops.NOISE_START, ops.NOISE_END):
                 state_inputs.append(onnx.helper.make_tensor_value_info(
                     f"{layer.name}.{suffix}", onnx.TensorProto.INT64, [1]))
-    if noisy:
+    if noisy and not all(layer.fed for layer in layers):
         state_inputs.append(onnx.helper.make_tensor_value_info(ops.NOISE_BANK, f, ["bank"]))
     used = {i for n in _all_nodes(g) for i in n.input}  # Loop bodies read initializers from the outer scope
     inits = [t for t in g.initializer if t.name in used]
@@ -529,8 +570,9 @@ def _strip_chip_stage(proto: onnx.ModelProto, layers: list[ChipLayer], periphery
     g.input.extend(inputs + state_inputs)
     opset = next((o.version for o in m.opset_import if o.domain in ("", "ai.onnx")), 17)
     funcs = [fn for fn in m.functions if fn.name not in (ops.CHIP_WEIGHTS, ops.ANALOG_MATMUL)]
-    funcs.append(build_analog_matmul_function(periphery, opset, NoiseSource.BANK))
-    funcs.append(build_analog_matmul_function(periphery, opset, NoiseSource.BANK, tiled=True))
+    for source in (NoiseSource.BANK, NoiseSource.FED):
+        for tiled in (False, True):
+            funcs.append(build_analog_matmul_function(periphery, opset, source, tiled=tiled))
     m.ir_version = max(m.ir_version, 10)
     del m.functions[:]
     m.functions.extend(funcs)

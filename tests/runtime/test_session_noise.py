@@ -1,0 +1,47 @@
+"""Per-MVM noise as the analog session feeds it (fed noise tensors, views of the chip's bank)."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+
+from anacompile.compiler import compile_model
+from anacompile.crossbar.reference import tile_forward
+from anacompile.evaluate.datasets import load_digits_split
+from anacompile.runtime.session import AnalogSession
+from tests._support.devices import NOISELESS_DEVICE
+
+
+@pytest.mark.parametrize("overrides", [
+    ["read_noise=0", "ir_drop=0", "adc_bits=none", "adc_bound=none"],                 # output noise only
+    ["ir_drop=0", "adc_bits=none", "adc_bound=none"],                                  # + read noise
+    ["ir_drop=0", "adc_bits=none", "adc_bound=none", "tile_rows=24"],                  # tiled layers
+    ["ir_drop=0", "bound_management=iterative", "bm_max_halvings=2"],                  # per-pass noise
+])
+def test_session_noise_matches_the_reference_statistics(tmp_path, mlp_fp, overrides):
+    device = tmp_path / "d.yaml"
+    device.write_text(NOISELESS_DEVICE)
+    out = tmp_path / "m.onnx"
+    compile_model(mlp_fp, out, device=device, calibration="digits", periphery_overrides=overrides)
+    proto = onnx.load(str(out))
+    hidden_name = next(n.output[0] for n in proto.graph.node if n.op_type == "AnalogMatMul")
+    s = AnalogSession(out, extra_outputs=[hidden_name])
+    x = load_digits_split()[1].x[:16]
+    layer = s.layers[0]
+    xs = s.layer_inputs({"input": x})[layer.name]
+    runs = 300
+    w_codes, in_scale, scale = s.layer_state(layer)
+    rng = np.random.default_rng(0)
+    shape = (s.periphery.bm_passes,) * (s.periphery.bm_passes > 1) + (
+        (layer.n_tiles, xs.shape[0], layer.n_out) if layer.g_target.ndim == 5 else (xs.shape[0], layer.n_out))
+    bias = next(onnx.numpy_helper.to_array(t) for t in proto.graph.initializer if t.name == f"{layer.name}.bias")
+    ref = np.stack([tile_forward(xs, w_codes, in_scale, scale, bias, s.periphery,
+                                 rng.standard_normal(shape).astype(np.float32)) for _ in range(runs)])
+    hidden = np.stack([s.run({"input": x}, [hidden_name])[0] for _ in range(runs)])
+    assert not np.array_equal(hidden[0], hidden[1])  # fresh noise every run
+    assert np.allclose(hidden.mean(axis=0), ref.mean(axis=0), atol=4 * ref.std(axis=0).max() / np.sqrt(runs) + 1e-4)
+    sd_ref = ref.std(axis=0)
+    sd_ort = (hidden - hidden.mean(axis=0)).std(axis=0)
+    ok = sd_ref > 1e-6
+    assert 0.85 < np.median(sd_ort[ok] / sd_ref[ok]) < 1.15
