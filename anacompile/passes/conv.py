@@ -46,6 +46,7 @@ import numpy as np
 import onnx_ir as ir
 
 from anacompile.passes._layer import DIGITAL_KEY, LAYER_KEY, LayerPlan
+from anacompile.passes._names import register_initializer
 from anacompile.passes.mark_analog_ops import HANDLERS, _attr, _const, _Digital
 from anacompile.passes.rewrite_to_analog_ops import EMITTERS, EmitContext
 
@@ -363,12 +364,7 @@ def _fresh_value_name(graph: ir.Graph, name: str) -> str:
 
 
 def _constant(graph: ir.Graph, name: str, array: np.ndarray) -> ir.Value:
-    name = _fresh_value_name(graph, name)
-    value = ir.Value(name=name, const_value=ir.tensor(array, name=name))
-    value.shape = ir.Shape(array.shape)
-    value.type = ir.TensorType(ir.DataType.from_numpy(array.dtype))
-    graph.register_initializer(value)
-    return value
+    return register_initializer(graph, _fresh_value_name(graph, name), array)
 
 
 HANDLERS[("", "Conv")] = plan_conv

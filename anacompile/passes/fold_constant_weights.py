@@ -28,6 +28,8 @@ from dataclasses import dataclass
 import numpy as np
 import onnx_ir as ir
 
+from anacompile.passes._names import register_initializer, unique_name
+
 __all__ = [
     "FOLDABLE_OPS",
     "SOURCE_KEY",
@@ -239,7 +241,7 @@ class FoldConstantWeightsPass(ir.passes.InPlacePass):
                     if result is None or not np.issubdtype(result[0].dtype, np.floating):
                         continue
                     array, expr, leaves = result
-                    new = _register(graph, _unique(f"{value.name or 'weight'}.folded", names), array)
+                    new = register_initializer(graph, unique_name(f"{value.name or 'weight'}.folded", names), array)
                     new.meta[SOURCE_KEY] = WeightSource(expression=expr, tensor=leaves[0].name or "")
                     folded[id(value)] = new
                     chains.append(value.producer())
@@ -249,24 +251,6 @@ class FoldConstantWeightsPass(ir.passes.InPlacePass):
         for producer in chains:
             _remove_unused(graph, producer)
         return ir.passes.PassResult(model, modified=modified)
-
-
-def _register(graph: ir.Graph, name: str, array: np.ndarray) -> ir.Value:
-    array = np.ascontiguousarray(array)
-    value = ir.Value(name=name, const_value=ir.tensor(array, name=name))
-    value.shape = ir.Shape(array.shape)
-    value.type = ir.TensorType(ir.DataType.from_numpy(array.dtype))
-    graph.register_initializer(value)
-    return value
-
-
-def _unique(name: str, used: set[str]) -> str:
-    candidate, i = name, 1
-    while candidate in used:
-        i += 1
-        candidate = f"{name}_{i}"
-    used.add(candidate)
-    return candidate
 
 
 def _remove_unused(graph: ir.Graph, node: ir.Node | None) -> None:

@@ -15,6 +15,7 @@ import onnx_ir as ir
 
 from anacompile.errors import AnacompileError
 from anacompile.passes._layer import DIGITAL_KEY, LAYER_KEY, LayerPlan
+from anacompile.passes._names import unique_name
 
 __all__ = ["HANDLERS", "MarkAnalogOpsPass"]
 
@@ -99,12 +100,12 @@ class MarkAnalogOpsPass(ir.passes.InPlacePass):
             handler = HANDLERS.get((node.domain, node.op_type))
             if handler is None or LAYER_KEY in node.meta or DIGITAL_KEY in node.meta:
                 continue
-            name = _unique(node.name or f"{node.op_type.lower()}_{index}", used)
+            name = unique_name(node.name or f"{node.op_type.lower()}_{index}", used, sanitize=True)
             try:
                 plans = handler(node, name)
                 for plan in plans if isinstance(plans, list) else []:
                     if plan.name != name:  # a recurrent op's extra layers (name_fwd, name_bwd, ...)
-                        plan.name = _unique(plan.name, used)
+                        plan.name = unique_name(plan.name, used, sanitize=True)
                 weight = node.inputs[1] if len(node.inputs) > 1 else None
                 if weight is not None and weight.const_value is not None:  # the op's compute type T
                     for plan in plans if isinstance(plans, list) else [plans]:
@@ -119,13 +120,3 @@ class MarkAnalogOpsPass(ir.passes.InPlacePass):
                 node.meta[DIGITAL_KEY] = f"could not be mapped ({type(err).__name__}: {err}); please report it"
             modified = True
         return ir.passes.PassResult(model, modified=modified)
-
-
-def _unique(name: str, used: set[str]) -> str:
-    clean = "".join(ch if ch.isalnum() or ch in "_-" else "_" for ch in name).strip("_") or "layer"
-    candidate, i = clean, 1
-    while candidate in used:
-        i += 1
-        candidate = f"{clean}_{i}"
-    used.add(candidate)
-    return candidate

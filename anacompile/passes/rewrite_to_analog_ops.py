@@ -23,25 +23,14 @@ from anacompile import ops
 from anacompile.crossbar.periphery import Periphery
 from anacompile.crossbar.reference import ir_row_weights, layer_scales, tile_constants
 from anacompile.passes._layer import LAYER_KEY, LayerPlan, analog_layers, node_plans
+from anacompile.passes._names import register_initializer
 from anacompile.passes._tensor_store import squeezed
 from anacompile.runtime.functions import TILED, analog_matmul_attributes, chip_weights_attributes
 
 __all__ = ["EMITTERS", "EmitContext", "RewriteToAnalogOpsPass", "emit_matmul"]
 
 
-def _initializer(graph: ir.Graph, name: str, array: np.ndarray | ir.ExternalTensor) -> ir.Value:
-    """Register ``array`` as initializer ``name``: no copy (plan arrays are not changed after the rewrite),
-    and a memory-mapped tensor of the compiler's tensor store stays on disk."""
-    if isinstance(array, ir.ExternalTensor):
-        tensor, dtype = array, array.dtype
-    else:
-        tensor = ir.tensor(np.asarray(array, order="C"), name=name)  # not ascontiguousarray: keeps 0-d arrays 0-d
-        dtype = ir.DataType.from_numpy(array.dtype)
-    value = ir.Value(name=name, const_value=tensor)
-    value.shape = ir.Shape(array.shape)
-    value.type = ir.TensorType(dtype)
-    graph.register_initializer(value)
-    return value
+_initializer = register_initializer
 
 
 @dataclass
