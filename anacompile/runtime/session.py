@@ -145,8 +145,7 @@ class AnalogSession:
         if intra_op_threads:
             so.intra_op_num_threads = intra_op_threads
         try:
-            self._session = ort.InferenceSession(stripped.SerializeToString(), so,
-                                                 providers=providers or ["CPUExecutionProvider"])
+            self._session = ort_session(stripped, so, providers or ["CPUExecutionProvider"])
         except Exception as err:  # onnxruntime's own exception types
             raise UnsupportedModelError(f"{path}: onnxruntime cannot load the compiled model: {err}") from err
         self.input_names = [i.name for i in self._session.get_inputs() if i.name not in self._state_names()]
@@ -230,8 +229,7 @@ class AnalogSession:
         if not hasattr(self, "_digital_session"):
             so = ort.SessionOptions()
             so.log_severity_level = 3
-            self._digital_session = ort.InferenceSession(self._digital_proto.SerializeToString(), so,
-                                                         providers=["CPUExecutionProvider"])
+            self._digital_session = ort_session(self._digital_proto, so)
         return self._digital_session.run(None, feeds)
 
     # -- helpers ---------------------------------------------------------------------------------
@@ -293,8 +291,7 @@ class AnalogSession:
                     known.add(layer.input)
             so = ort.SessionOptions()
             so.log_severity_level = 3
-            self._probe_session = ort.InferenceSession(probe.SerializeToString(), so,
-                                                       providers=["CPUExecutionProvider"])
+            self._probe_session = ort_session(probe, so)
         xs = self._probe_session.run([layer.input for layer in self.layers],
                                      {k: v for k, v in feeds.items() if k in self.input_names})
         return {layer.name: x for layer, x in zip(self.layers, xs, strict=True)}
@@ -383,6 +380,44 @@ def _expose_batchnorm_statistics(m: onnx.ModelProto) -> list[BatchNormStats]:
         for name, arr in ((bn.mean, bn.default_mean), (bn.var, bn.default_var)):
             m.graph.input.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, list(arr.shape)))
     return found
+
+
+IN_MEMORY_LIMIT_BYTES = 1_500_000_000
+"""Above this much tensor data a model goes to onnxruntime through a file with external data (protobuf's
+2 GB limit); below, as bytes in memory."""
+
+
+def ort_session(proto: onnx.ModelProto, so: ort.SessionOptions,
+                providers: list[str] | None = None) -> ort.InferenceSession:
+    """An onnxruntime session for a model of any size.
+
+    Up to :data:`IN_MEMORY_LIMIT_BYTES` of tensor data the model is passed serialised; a larger one is
+    written with its tensors as external data into a private temporary folder that lives as long as the
+    session (onnxruntime may map the data file).
+    """
+    providers = providers or ["CPUExecutionProvider"]
+    if _tensor_bytes(proto.graph) <= IN_MEMORY_LIMIT_BYTES:
+        return ort.InferenceSession(proto.SerializeToString(), so, providers=providers)
+    import tempfile
+
+    folder = tempfile.TemporaryDirectory(prefix="anacompile-session-")
+    path = os.path.join(folder.name, "model.onnx")
+    onnx.save_model(proto, path, save_as_external_data=True, all_tensors_to_one_file=True, location="model.data",
+                    size_threshold=1024)
+    session = ort.InferenceSession(path, so, providers=providers)
+    session._anacompile_folder = folder  # removed with the session
+    return session
+
+
+def _tensor_bytes(graph: onnx.GraphProto) -> int:
+    total = sum(len(t.raw_data) or t.ByteSize() for t in graph.initializer)
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.TENSOR:
+                total += attr.t.ByteSize()
+            for sub in [attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs):
+                total += _tensor_bytes(sub)
+    return total
 
 
 FIXED_KEYS = ("tile_rows", "tile_cols")

@@ -45,3 +45,16 @@ def test_session_noise_matches_the_reference_statistics(tmp_path, mlp_fp, overri
     sd_ort = (hidden - hidden.mean(axis=0)).std(axis=0)
     ok = sd_ref > 1e-6
     assert 0.85 < np.median(sd_ort[ok] / sd_ref[ok]) < 1.15
+
+
+def test_large_models_reach_onnxruntime_through_external_data(monkeypatch, compiled_mlp):
+    """Above the in-memory limit the session writes the model with external data (protobuf's 2 GB limit)."""
+    import anacompile.runtime.session as session_module
+
+    x = {"input": load_digits_split()[1].x[:8]}
+    small = AnalogSession(compiled_mlp, chip_seed=2).run(x)[0]
+    monkeypatch.setattr(session_module, "IN_MEMORY_LIMIT_BYTES", 1000)
+    large = AnalogSession(compiled_mlp, chip_seed=2)
+    assert hasattr(large._session, "_anacompile_folder")
+    np.testing.assert_array_equal(large.run(x)[0], small)
+    np.testing.assert_array_equal(large.run_digital(x)[0], AnalogSession(compiled_mlp).run_digital(x)[0])
