@@ -166,9 +166,8 @@ def evaluate_cmd(
     embeddings = data == "sentences" or data.endswith(".txt")
     if embeddings and (sweep or len(strategies) > 1 or set_ or programming or csv_path or workers > 1):
         raise ConfigError("--data sentences (embedding similarity) supports --compensation comparisons only.")
-    with _progress("chips") as advance:
+    with _progress("chips x times") as advance:
         for i, (_, kwargs) in enumerate(runs):
-            done_before = i * chips
             if embeddings:
                 from anacompile.evaluate.embeddings import evaluate_embeddings
                 from anacompile.evaluate.metrics import load_sentences
@@ -176,12 +175,12 @@ def evaluate_cmd(
                 results.append(evaluate_embeddings(
                     model, load_sentences(None if data == "sentences" else data), times=times, chips=chips,
                     seed=seed, compensation=kwargs["compensation"],
-                    progress=lambda d, t, b=done_before: advance(b * len(runs) + d, t * len(runs))))
+                    progress=lambda d, t, i=i: advance(i * t + d, t * len(runs))))
                 continue
             results.append(evaluate(model, data=data, times=times, chips=chips, seed=seed, workers=workers,
                                     programming=programming,
                                     csv_path=_numbered(csv_path, i, len(runs)),
-                                    progress=lambda d, _t, b=done_before: advance(b + d, chips * len(runs)),
+                                    progress=lambda d, t, i=i: advance(i * t + d, t * len(runs)),
                                     **kwargs))
     labels = [label or r.compensation for (label, _), r in zip(runs, results, strict=True)]
     _print_results(model, data, results, labels, sweep_key=sweep.partition("=")[0].strip() if sweep else None)
@@ -289,10 +288,10 @@ def demo_cmd(
     _print_layers(report)
     modes = ["none", "global"]
     results = []
-    with _progress("chips") as advance:
+    with _progress("chips x times") as advance:
         for i, mode in enumerate(modes):
             results.append(evaluate(compiled, data="digits", times="1s,1h,1d,1y", chips=chips, compensation=mode,
-                                    progress=lambda d, _t, b=i * chips: advance(b + d, chips * len(modes))))
+                                    progress=lambda d, t, i=i: advance(i * t + d, t * len(modes))))
     _print_results(compiled, "digits", results, modes, sweep_key=None)
     _write_json(out_dir / "result.json", results, modes, None)
     plot_accuracy_over_time(results, out_dir / "result.png", labels=[f"{m} compensation" for m in modes])

@@ -160,7 +160,7 @@ def evaluate(model: str | os.PathLike[str], data: str | os.PathLike[str] = "digi
         compensation: ``none``, ``global``, ``column`` or ``adabs`` (default: the compiled one).
         periphery_overrides: periphery keys to change for this evaluation (``{"adc_bits": 6}``).
         workers: parallel worker processes (chips are split between them).
-        progress: optional callable ``progress(done, total)`` called after every chip.
+        progress: optional callable ``progress(done, total)`` over chips x times, called after every chip.
         csv_path: stream one row per (chip, time) to this CSV file as chips finish.
         batch_size: samples per onnxruntime run.
         strategy: re-map the weights with another programming strategy (``single``, ``dual``, a .json).
@@ -203,7 +203,7 @@ def evaluate(model: str | os.PathLike[str], data: str | os.PathLike[str] = "digi
                     writer.writerow([chip, t, mode, a])
                 handle.flush()
             if progress is not None:
-                progress(done, chips)
+                progress(done * len(times_s), chips * len(times_s))  # (chip, time) evaluations
     finally:
         if handle is not None:
             handle.close()
