@@ -44,6 +44,7 @@ def compile_cmd(
     set_: list[str] = typer.Option([], "--set", help="Override a periphery key, e.g. --set adc_bits=6 (repeatable)."),
     strategy: str = typer.Option("single", "--strategy", help="Programming strategy: single, dual, or a strategy JSON."),
     calibration: str | None = typer.Option(None, "--calibration", help="Data for static input ranges: digits or an .npz."),
+    input_ranges: Path | None = typer.Option(None, "--input-ranges", help="JSON {layer: range} of provided (e.g. learned) static input ranges."),
     seed: int = typer.Option(0, "--seed", help="Experiment seed."),
     chip: int = typer.Option(0, "--chip", help="Chip whose programmed state is stored in the file."),
     programming: str = typer.Option("gaussian", "--programming", help="Chip programming method."),
@@ -55,7 +56,7 @@ def compile_cmd(
 
     report = compile_model(model, output, device=device, periphery=periphery, periphery_overrides=list(set_),
                            strategy=strategy, calibration=calibration, seed=seed, chip=chip,
-                           programming=programming, force=force)
+                           programming=programming, force=force, input_ranges=input_ranges)
     if json_out:
         print(json.dumps(report.to_dict()))
         return

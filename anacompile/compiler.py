@@ -19,7 +19,7 @@ import onnx_ir as ir
 import anacompile
 from anacompile import devices, ops
 from anacompile.crossbar.periphery import InputRange, Periphery, get_periphery
-from anacompile.errors import AnacompileError, OutputError, UnsupportedModelError
+from anacompile.errors import AnacompileError, ConfigError, OutputError, UnsupportedModelError
 from anacompile.evaluate.data import load_feeds
 from anacompile.mapping.registry import get_mapping
 from anacompile.model_io import (
@@ -128,6 +128,7 @@ def compile_model(
     chip: int = 0,
     programming: str = "gaussian",
     force: bool = False,
+    input_ranges: dict[str, float | list[float]] | str | os.PathLike[str] | None = None,
 ) -> CompileReport:
     """Compile an ONNX model for analog crossbar tiles and write the annotated model.
 
@@ -143,6 +144,9 @@ def compile_model(
         seed: experiment seed; ``chip``: index of the chip whose programmed state is stored in the file.
         programming: chip programming method (``gaussian``).
         force: overwrite an existing output.
+        input_ranges: static DAC input ranges provided per layer (e.g. learned in hardware-aware training):
+            ``{"fc1_Gemm": 2.5}`` or a JSON file of that form (one number, or one per row tile); layers not
+            listed are calibrated from ``calibration``.
 
     Returns:
         The compile report (also stored in the output's metadata).
@@ -158,8 +162,14 @@ def compile_model(
     peri = get_periphery(periphery, periphery_overrides)
     notes: list[str] = []
     feeds = None
+    ranges = _load_input_ranges(input_ranges)
+    if ranges and peri.input_range is not InputRange.STATIC:
+        peri = peri.replace(input_range=InputRange.STATIC.value)
+        notes.append("input ranges provided: static input ranges")
     if peri.input_range is InputRange.STATIC:
-        if calibration is None:
+        if calibration is None and ranges:
+            pass  # every layer must then be listed (checked by SetInputRangesPass)
+        elif calibration is None:
             peri = peri.replace(input_range=InputRange.ABSMAX.value)
             notes.append("no calibration data: static input ranges replaced by abs-max noise management "
                          "(pass --calibration to calibrate static ranges)")
@@ -189,7 +199,7 @@ def compile_model(
         store = TensorStore(tmp.parent, external_data_name(out)) if external else None
         try:
             _run(analysis_pipeline(dev, mapping, peri, feeds, seed=seed, chip=chip, programming=programming,
-                                   store=store), irmodel)
+                                   store=store, input_ranges=ranges), irmodel)
             layers = _layer_reports(irmodel, peri)
             if not any(layer.analog for layer in layers):
                 found = ", ".join(f"{layer.name} ({layer.op}: {layer.reason})" for layer in layers) or "none"
@@ -221,6 +231,22 @@ def compile_model(
                 store.close()
     logger.info("wrote %s (%d analog layers)", out, report.totals["analog_layers"])
     return report
+
+
+def _load_input_ranges(spec) -> dict | None:
+    """Provided input ranges: a dict, or a JSON file mapping layer names to a range (or one per tile)."""
+    if spec is None or isinstance(spec, dict):
+        return spec or None
+    path = Path(spec)
+    if not path.is_file():
+        raise ConfigError(f"Input-ranges file {path} does not exist.")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"Input-ranges file {path} is not valid JSON: {err}") from err
+    if not isinstance(data, dict):
+        raise ConfigError(f"Input-ranges file {path}: expected an object mapping layer names to ranges.")
+    return data
 
 
 def _checker_problem(path: Path, full_check: bool = True) -> str | None:

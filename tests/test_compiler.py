@@ -141,3 +141,25 @@ def test_top_level_api_mirrors_the_cli():
     assert anacompile.devices.get("pcm").g_max_us == 25.0
     with pytest.raises(AttributeError):
         anacompile.no_such_thing  # noqa: B018
+
+
+def test_provided_input_ranges(tmp_path, mlp_hwa):
+    ranges = tmp_path / "ranges.json"
+    ranges.write_text(json.dumps({"fc1_Gemm": 1.0, "fc2_Gemm": [4.5]}))
+    out = tmp_path / "r.onnx"
+    report = compile_model(mlp_hwa, out, input_ranges=ranges)
+    assert report.periphery["input_range"] == "static"
+    stored = {t.name: onnx.numpy_helper.to_array(t).ravel().tolist() for t in onnx.load(str(out)).graph.initializer
+              if t.name.endswith(".in_range")}
+    assert stored == {"fc1_Gemm.in_range": [1.0], "fc2_Gemm.in_range": [4.5]}
+    partial = compile_model(mlp_hwa, tmp_path / "p.onnx", input_ranges={"fc1_Gemm": 2.0}, calibration="digits")
+    assert partial.totals["analog_layers"] == 2  # fc2 calibrated from data
+    from anacompile.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="fc2_Gemm"):
+        compile_model(mlp_hwa, tmp_path / "x.onnx", input_ranges={"fc1_Gemm": 2.0})
+    with pytest.raises(ConfigError, match="unknown layer"):
+        compile_model(mlp_hwa, tmp_path / "y.onnx", input_ranges={"nope": 2.0}, calibration="digits")
+    with pytest.raises(ConfigError, match="positive"):
+        compile_model(mlp_hwa, tmp_path / "z.onnx", input_ranges={"fc1_Gemm": -1, "fc2_Gemm": 1})
+    assert not any((tmp_path / n).exists() for n in ("x.onnx", "y.onnx", "z.onnx"))

@@ -14,10 +14,49 @@ import onnxruntime as ort
 
 from anacompile.crossbar.periphery import InputRange, Periphery
 from anacompile.crossbar.reference import tile_input
-from anacompile.errors import DataError
+from anacompile.errors import ConfigError, DataError
 from anacompile.passes._layer import analog_layers
 
-__all__ = ["CalibrateInputRangesPass"]
+__all__ = ["CalibrateInputRangesPass", "SetInputRangesPass"]
+
+
+class SetInputRangesPass(ir.passes.InPlacePass):
+    """Static DAC input ranges provided by the user (e.g. learned in hardware-aware training), per layer.
+
+    Args:
+        ranges: layer name (as in the compile report) -> one range for all its tiles, or one per row tile.
+        require_all: every analog layer must be listed (no calibration data for the others).
+    """
+
+    def __init__(self, ranges: dict[str, float | list[float]], require_all: bool = False) -> None:
+        super().__init__()
+        self.ranges = dict(ranges)
+        self.require_all = require_all
+
+    def call(self, model: ir.Model) -> ir.passes.PassResult:
+        plans = {plan.name: plan for _, plan in analog_layers(model)}
+        unknown = sorted(set(self.ranges) - set(plans))
+        if unknown:
+            raise ConfigError(f"Input ranges given for unknown layer(s) {unknown}; the analog layers are "
+                              f"{sorted(plans)}.")
+        missing = sorted(set(plans) - set(self.ranges))
+        if self.require_all and missing:
+            raise ConfigError(f"No input range for layer(s) {missing}: list them in the input-ranges file or pass "
+                              "calibration data.")
+        modified = False
+        for name, value in self.ranges.items():
+            plan = plans[name]
+            if plan.in_range is not None:
+                continue
+            r = np.asarray(value, np.float64).reshape(-1)
+            if r.size == 1:
+                r = np.repeat(r, plan.n_tiles)
+            if r.size != plan.n_tiles or not np.all(np.isfinite(r)) or np.any(r <= 0):
+                raise ConfigError(f"Input range of layer {name!r}: {value!r}; give one positive number, or one "
+                                  f"per row tile ({plan.n_tiles}).")
+            plan.in_range = r.astype(np.float32).reshape(plan.n_tiles, 1, 1)
+            modified = True
+        return ir.passes.PassResult(model, modified=modified)
 
 
 class CalibrateInputRangesPass(ir.passes.InPlacePass):
