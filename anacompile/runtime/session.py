@@ -30,6 +30,7 @@ from anacompile.errors import ConfigError, DataError, UnsupportedModelError
 from anacompile.mapping.registry import mapping_from_dict
 from anacompile.model_io import load_proto
 from anacompile.programming.chip import program_chip
+from anacompile.runtime.batchnorm import expose_batchnorm_statistics
 from anacompile.runtime.chip_state import (
     chip_rng,
     compensation_factors,
@@ -37,6 +38,7 @@ from anacompile.runtime.chip_state import (
     noise_bank,
     read_weights,
 )
+from anacompile.runtime.digital_reference import all_nodes, digital_reference_model
 from anacompile.runtime.functions import (
     TILED,
     NoiseSource,
@@ -44,6 +46,7 @@ from anacompile.runtime.functions import (
     build_analog_matmul_function,
     overload_name,
 )
+from anacompile.runtime.ort_session import ort_session
 
 __all__ = ["AnalogSession", "ChipLayer", "digital_reference_model"]
 
@@ -131,7 +134,7 @@ class AnalogSession:
         self._digital_proto = digital_reference_model(proto)
         stripped = _strip_chip_stage(proto, self.layers, self.periphery)
         _apply_periphery(stripped, self.layers, self.periphery)
-        self.batchnorms = _expose_batchnorm_statistics(stripped)
+        self.batchnorms = expose_batchnorm_statistics(stripped)
         for name in extra_outputs or []:
             stripped.graph.output.append(onnx.ValueInfoProto(name=name))
         self._bn_state: dict[str, np.ndarray] = {}
@@ -347,84 +350,6 @@ class AnalogSession:
         self._fed_bank = bank if scale == 1.0 else bank * np.float32(scale)
 
 
-@dataclass
-class BatchNormStats:
-    """One BatchNormalization whose running statistics the session feeds (AdaBS), with their defaults."""
-
-    input: str
-    mean: str
-    var: str
-    default_mean: np.ndarray
-    default_var: np.ndarray
-
-    def feeds(self, state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """The statistics to run with: recalibrated ones where present, else the stored ones."""
-        return {self.mean: state.get(self.mean, self.default_mean), self.var: state.get(self.var, self.default_var)}
-
-
-def _expose_batchnorm_statistics(m: onnx.ModelProto) -> list[BatchNormStats]:
-    """Turn each top-level BatchNormalization's mean/var initializers into inputs and its X into an output."""
-    inits = {t.name: t for t in m.graph.initializer}
-    found, outputs = [], {o.name for o in m.graph.output}
-    for node in m.graph.node:
-        if node.op_type != "BatchNormalization" or node.domain not in ("", "ai.onnx") or len(node.input) < 5:
-            continue
-        mean, var = node.input[3], node.input[4]
-        if mean not in inits or var not in inits or mean == var:
-            continue
-        found.append(BatchNormStats(node.input[0], mean, var, onnx.numpy_helper.to_array(inits[mean]),
-                                    onnx.numpy_helper.to_array(inits[var])))
-        if node.input[0] not in outputs:
-            m.graph.output.append(onnx.helper.make_tensor_value_info(node.input[0], onnx.TensorProto.FLOAT, None))
-            outputs.add(node.input[0])
-    names = {n for bn in found for n in (bn.mean, bn.var)}
-    keep = [t for t in m.graph.initializer if t.name not in names]
-    del m.graph.initializer[:]
-    m.graph.initializer.extend(keep)
-    for bn in found:
-        for name, arr in ((bn.mean, bn.default_mean), (bn.var, bn.default_var)):
-            m.graph.input.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, list(arr.shape)))
-    return found
-
-
-IN_MEMORY_LIMIT_BYTES = 1_500_000_000
-"""Above this much tensor data a model goes to onnxruntime through a file with external data (protobuf's
-2 GB limit); below, as bytes in memory."""
-
-
-def ort_session(proto: onnx.ModelProto, so: ort.SessionOptions,
-                providers: list[str] | None = None) -> ort.InferenceSession:
-    """An onnxruntime session for a model of any size.
-
-    Up to :data:`IN_MEMORY_LIMIT_BYTES` of tensor data the model is passed serialised; a larger one is
-    written with its tensors as external data into a private temporary folder that lives as long as the
-    session (onnxruntime may map the data file).
-    """
-    providers = providers or ["CPUExecutionProvider"]
-    if _tensor_bytes(proto.graph) <= IN_MEMORY_LIMIT_BYTES:
-        return ort.InferenceSession(proto.SerializeToString(), so, providers=providers)
-    import tempfile
-
-    folder = tempfile.TemporaryDirectory(prefix="anacompile-session-")
-    path = os.path.join(folder.name, "model.onnx")
-    onnx.save_model(proto, path, save_as_external_data=True, all_tensors_to_one_file=True, location="model.data",
-                    size_threshold=1024)
-    session = ort.InferenceSession(path, so, providers=providers)
-    session._anacompile_folder = folder  # removed with the session
-    return session
-
-
-def _tensor_bytes(graph: onnx.GraphProto) -> int:
-    total = sum(len(t.raw_data) or t.ByteSize() for t in graph.initializer)
-    for node in graph.node:
-        for attr in node.attribute:
-            if attr.type == onnx.AttributeProto.TENSOR:
-                total += attr.t.ByteSize()
-            for sub in [attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs):
-                total += _tensor_bytes(sub)
-    return total
-
-
 FIXED_KEYS = ("tile_rows", "tile_cols")
 """Periphery keys a session cannot override: they change the tiling (recompile instead)."""
 
@@ -458,7 +383,7 @@ def _attach_scales(proto: onnx.ModelProto, layers: list[ChipLayer], periphery: P
 def _apply_periphery(m: onnx.ModelProto, layers: list[ChipLayer], periphery: Periphery) -> None:
     """Set every AnalogMatMul's constants and ``L.in_scale`` from ``periphery`` (identity unless overridden)."""
     by_name = {layer.name: layer for layer in layers}
-    for node in _all_nodes(m.graph):
+    for node in all_nodes(m.graph):
         if node.domain == ops.DOMAIN and node.op_type == ops.ANALOG_MATMUL and node.name in by_name:
             seed = next((a.f for a in node.attribute if a.name == "seed"), 0.0)
             del node.attribute[:]
@@ -468,17 +393,6 @@ def _apply_periphery(m: onnx.ModelProto, layers: list[ChipLayer], periphery: Per
         layer_name, _, suffix = t.name.rpartition(".")
         if suffix == ops.IN_SCALE and layer_name in by_name:
             t.CopyFrom(onnx.numpy_helper.from_array(by_name[layer_name].in_scale, t.name))
-
-
-def _all_nodes(graph: onnx.GraphProto):
-    for node in graph.node:
-        yield node
-        for attr in node.attribute:
-            if attr.type == onnx.AttributeProto.GRAPH:
-                yield from _all_nodes(attr.g)
-            elif attr.type == onnx.AttributeProto.GRAPHS:
-                for g in attr.graphs:
-                    yield from _all_nodes(g)
 
 
 def _graphs_with_iteration(graph: onnx.GraphProto, iteration: str | None = None):
@@ -543,7 +457,7 @@ def _extract_layers(proto: onnx.ModelProto) -> list[ChipLayer]:
         return onnx.numpy_helper.to_array(inits[name])
 
     layers = []
-    for node in _all_nodes(proto.graph):  # also inside Loop bodies (recurrent layers), in graph order
+    for node in all_nodes(proto.graph):  # also inside Loop bodies (recurrent layers), in graph order
         if node.domain == ops.DOMAIN and node.op_type == ops.ANALOG_MATMUL:
             name = node.name
             layers.append(ChipLayer(
@@ -601,7 +515,7 @@ def _strip_chip_stage(proto: onnx.ModelProto, layers: list[ChipLayer], periphery
                     f"{layer.name}.{suffix}", onnx.TensorProto.INT64, [1]))
     if noisy and not all(layer.fed for layer in layers):
         state_inputs.append(onnx.helper.make_tensor_value_info(ops.NOISE_BANK, f, ["bank"]))
-    used = {i for n in _all_nodes(g) for i in n.input}  # Loop bodies read initializers from the outer scope
+    used = {i for n in all_nodes(g) for i in n.input}  # Loop bodies read initializers from the outer scope
     inits = [t for t in g.initializer if t.name in used]
     del g.initializer[:]
     g.initializer.extend(inits)
@@ -619,63 +533,3 @@ def _strip_chip_stage(proto: onnx.ModelProto, layers: list[ChipLayer], periphery
     return m
 
 
-def digital_reference_model(proto: onnx.ModelProto) -> onnx.ModelProto:
-    """The FP32 model of a compiled file: every AnalogMatMul back to MatMul + Add with the decoded weight.
-
-    The weight is decoded from the stored programming plan, W = decode(g_target) * gamma, so it equals the
-    source weight up to float32 rounding (single pair; strategies that clip represent what they can).
-    """
-    from anacompile.mapping import decode_pairs
-
-    report = read_report(proto)
-    dev = devices.PCMDevice.from_dict(report.device)
-    mapping = mapping_from_dict(report.strategy)
-    gain = mapping.gain_us(dev.g_min_us, dev.g_max_us)
-    shapes = {layer.name: layer.weight_shape for layer in report.layers if layer.analog}
-    m = onnx.ModelProto()
-    m.CopyFrom(proto)
-    g = m.graph
-    inits = {t.name: t for t in g.initializer}
-    new_inits = []
-
-    def to_digital(graph: onnx.GraphProto) -> None:  # the main graph, and Loop bodies (recurrent layers)
-        new_nodes = []
-        for node in graph.node:
-            if node.domain == ops.DOMAIN and node.op_type == ops.CHIP_WEIGHTS:
-                continue
-            if node.domain == ops.DOMAIN and node.op_type == ops.ANALOG_MATMUL:
-                name = node.name
-                g_t = onnx.numpy_helper.to_array(inits[f"{name}.{ops.G_TARGET}"])
-                gamma = onnx.numpy_helper.to_array(inits[f"{name}.{ops.COL_SCALE}"])
-                w = (decode_pairs(g_t, mapping.significance, gain) * gamma).reshape(-1, g_t.shape[-1])
-                w = w[: shapes[name][0]]  # drop the zero rows that pad K to whole tiles
-                new_inits.append(onnx.numpy_helper.from_array(w.astype(np.float32), f"{name}.weight"))
-                mm_out = f"{name}.digital_mm"
-                new_nodes.append(onnx.helper.make_node("MatMul", [node.input[0], f"{name}.weight"], [mm_out]))
-                new_nodes.append(onnx.helper.make_node("Add", [mm_out, node.input[4]], [node.output[0]]))
-                continue
-            for attr in node.attribute:
-                for sub in [attr.g] if attr.type == onnx.AttributeProto.GRAPH else attr.graphs:
-                    for inner in sub.node if node.op_type == "Loop" else []:
-                        if inner.domain == ops.DOMAIN and inner.op_type == ops.ANALOG_MATMUL:
-                            # a recurrent layer's inputs of all steps, (T, ..., K), as a scan output of the Loop
-                            sub.output.append(onnx.helper.make_tensor_value_info(inner.input[0], onnx.TensorProto.FLOAT,
-                                                                                 None))
-                            node.output.append(f"{inner.name}.{ops.TILE_INPUTS}")
-                    to_digital(sub)
-            new_nodes.append(node)
-        del graph.node[:]
-        graph.node.extend(new_nodes)
-
-    to_digital(g)
-    g.initializer.extend(new_inits)  # main-graph initializers: a Loop body reads them from the outer scope
-    used = {i for n in _all_nodes(g) for i in n.input}
-    keep = [t for t in g.initializer if t.name in used]
-    del g.initializer[:]
-    g.initializer.extend(keep)
-    inputs = [i for i in g.input if i.name in used or i.name not in inits]
-    del g.input[:]
-    g.input.extend(inputs)
-    del m.functions[:]
-    del g.value_info[:]
-    return m

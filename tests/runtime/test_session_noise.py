@@ -49,7 +49,7 @@ def test_session_noise_matches_the_reference_statistics(tmp_path, mlp_fp, overri
 
 def test_large_models_reach_onnxruntime_through_external_data(monkeypatch, compiled_mlp):
     """Above the in-memory limit the session writes the model with external data (protobuf's 2 GB limit)."""
-    import anacompile.runtime.session as session_module
+    import anacompile.runtime.ort_session as session_module
 
     x = {"input": load_digits_split()[1].x[:8]}
     small = AnalogSession(compiled_mlp, chip_seed=2).run(x)[0]

@@ -1,0 +1,85 @@
+"""The FP32 model a compiled file was made from, rebuilt from the file's programming plan."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+
+from anacompile import devices, ops
+from anacompile.compiler import read_report
+from anacompile.mapping.registry import mapping_from_dict
+
+__all__ = ["all_nodes", "digital_reference_model"]
+
+
+def all_nodes(graph: onnx.GraphProto):
+    for node in graph.node:
+        yield node
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                yield from all_nodes(attr.g)
+            elif attr.type == onnx.AttributeProto.GRAPHS:
+                for g in attr.graphs:
+                    yield from all_nodes(g)
+
+
+def digital_reference_model(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """The FP32 model of a compiled file: every AnalogMatMul back to MatMul + Add with the decoded weight.
+
+    The weight is decoded from the stored programming plan, W = decode(g_target) * gamma, so it equals the
+    source weight up to float32 rounding (single pair; strategies that clip represent what they can).
+    """
+    from anacompile.mapping import decode_pairs
+
+    report = read_report(proto)
+    dev = devices.PCMDevice.from_dict(report.device)
+    mapping = mapping_from_dict(report.strategy)
+    gain = mapping.gain_us(dev.g_min_us, dev.g_max_us)
+    shapes = {layer.name: layer.weight_shape for layer in report.layers if layer.analog}
+    m = onnx.ModelProto()
+    m.CopyFrom(proto)
+    g = m.graph
+    inits = {t.name: t for t in g.initializer}
+    new_inits = []
+
+    def to_digital(graph: onnx.GraphProto) -> None:  # the main graph, and Loop bodies (recurrent layers)
+        new_nodes = []
+        for node in graph.node:
+            if node.domain == ops.DOMAIN and node.op_type == ops.CHIP_WEIGHTS:
+                continue
+            if node.domain == ops.DOMAIN and node.op_type == ops.ANALOG_MATMUL:
+                name = node.name
+                g_t = onnx.numpy_helper.to_array(inits[f"{name}.{ops.G_TARGET}"])
+                gamma = onnx.numpy_helper.to_array(inits[f"{name}.{ops.COL_SCALE}"])
+                w = (decode_pairs(g_t, mapping.significance, gain) * gamma).reshape(-1, g_t.shape[-1])
+                w = w[: shapes[name][0]]  # drop the zero rows that pad K to whole tiles
+                new_inits.append(onnx.numpy_helper.from_array(w.astype(np.float32), f"{name}.weight"))
+                mm_out = f"{name}.digital_mm"
+                new_nodes.append(onnx.helper.make_node("MatMul", [node.input[0], f"{name}.weight"], [mm_out]))
+                new_nodes.append(onnx.helper.make_node("Add", [mm_out, node.input[4]], [node.output[0]]))
+                continue
+            for attr in node.attribute:
+                for sub in [attr.g] if attr.type == onnx.AttributeProto.GRAPH else attr.graphs:
+                    for inner in sub.node if node.op_type == "Loop" else []:
+                        if inner.domain == ops.DOMAIN and inner.op_type == ops.ANALOG_MATMUL:
+                            # a recurrent layer's inputs of all steps, (T, ..., K), as a scan output of the Loop
+                            sub.output.append(onnx.helper.make_tensor_value_info(inner.input[0], onnx.TensorProto.FLOAT,
+                                                                                 None))
+                            node.output.append(f"{inner.name}.{ops.TILE_INPUTS}")
+                    to_digital(sub)
+            new_nodes.append(node)
+        del graph.node[:]
+        graph.node.extend(new_nodes)
+
+    to_digital(g)
+    g.initializer.extend(new_inits)  # main-graph initializers: a Loop body reads them from the outer scope
+    used = {i for n in all_nodes(g) for i in n.input}
+    keep = [t for t in g.initializer if t.name in used]
+    del g.initializer[:]
+    g.initializer.extend(keep)
+    inputs = [i for i in g.input if i.name in used or i.name not in inits]
+    del g.input[:]
+    g.input.extend(inputs)
+    del m.functions[:]
+    del g.value_info[:]
+    return m

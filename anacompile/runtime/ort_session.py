@@ -1,0 +1,48 @@
+"""onnxruntime sessions for models of any size (protobuf's 2 GB limit)."""
+
+from __future__ import annotations
+
+import os
+
+import onnx
+import onnxruntime as ort
+
+__all__ = ["IN_MEMORY_LIMIT_BYTES", "ort_session"]
+
+
+IN_MEMORY_LIMIT_BYTES = 1_500_000_000
+"""Above this much tensor data a model goes to onnxruntime through a file with external data (protobuf's
+2 GB limit); below, as bytes in memory."""
+
+
+def ort_session(proto: onnx.ModelProto, so: ort.SessionOptions,
+                providers: list[str] | None = None) -> ort.InferenceSession:
+    """An onnxruntime session for a model of any size.
+
+    Up to :data:`IN_MEMORY_LIMIT_BYTES` of tensor data the model is passed serialised; a larger one is
+    written with its tensors as external data into a private temporary folder that lives as long as the
+    session (onnxruntime may map the data file).
+    """
+    providers = providers or ["CPUExecutionProvider"]
+    if _tensor_bytes(proto.graph) <= IN_MEMORY_LIMIT_BYTES:
+        return ort.InferenceSession(proto.SerializeToString(), so, providers=providers)
+    import tempfile
+
+    folder = tempfile.TemporaryDirectory(prefix="anacompile-session-")
+    path = os.path.join(folder.name, "model.onnx")
+    onnx.save_model(proto, path, save_as_external_data=True, all_tensors_to_one_file=True, location="model.data",
+                    size_threshold=1024)
+    session = ort.InferenceSession(path, so, providers=providers)
+    session._anacompile_folder = folder  # removed with the session
+    return session
+
+
+def _tensor_bytes(graph: onnx.GraphProto) -> int:
+    total = sum(len(t.raw_data) or t.ByteSize() for t in graph.initializer)
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.TENSOR:
+                total += attr.t.ByteSize()
+            for sub in [attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs):
+                total += _tensor_bytes(sub)
+    return total
