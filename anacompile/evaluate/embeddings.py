@@ -85,7 +85,7 @@ def evaluate_embeddings(model_path: str | os.PathLike[str], sentences: Sequence[
     if chips < 1:
         raise DataError(f"chips={chips}: need at least one chip.")
     texts = list(sentences) if sentences is not None else load_sentences()
-    session = AnalogSession(model_path, chip_seed=0, seed=seed, compensation=compensation)
+    session = AnalogSession(model_path, chip_seed=None, seed=seed, compensation=compensation)
     batches = [sentence_feeds(texts[i:i + batch_size], tokenizer) for i in range(0, len(texts), batch_size)]
     wanted = set(batches[0])
     if not set(session.input_names) <= wanted:

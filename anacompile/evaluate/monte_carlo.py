@@ -110,7 +110,7 @@ def _setup(job: _Job) -> dict[str, Any]:
     if labels is None:
         raise DataError(f"Data {job.data!r} has no 'labels' array; accuracy needs labels.")
     mode = "global" if job.compensation == "adabs" else job.compensation
-    session = AnalogSession(job.model, chip_seed=0, seed=job.seed, compensation=mode,
+    session = AnalogSession(job.model, chip_seed=None, seed=job.seed, compensation=mode,
                             periphery_overrides=dict(job.periphery_overrides) or None,
                             intra_op_threads=job.threads, strategy=job.strategy, programming=job.programming)
     calib = None
@@ -186,7 +186,8 @@ def evaluate(model: str | os.PathLike[str], data: str | os.PathLike[str] = "digi
     writer, handle = _csv_writer(csv_path)
     pool = _start_pool(job, chips, workers)  # workers start (and import) while the baseline runs here
     try:
-        probe = AnalogSession(model, seed=seed, periphery_overrides=overrides or None, strategy=strategy,
+        probe = AnalogSession(model, chip_seed=None, seed=seed, periphery_overrides=overrides or None,
+                              strategy=strategy,
                               compensation="global" if mode == "adabs" else mode, intra_op_threads=job.threads)
         notes = []
         if mode == "adabs" and not probe.batchnorms:

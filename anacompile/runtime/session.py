@@ -94,7 +94,8 @@ class AnalogSession:
 
     Args:
         path: compiled model (``anacompile compile`` output).
-        chip_seed: which chip of the experiment (independent programming for every value).
+        chip_seed: which chip of the experiment (independent programming for every value); ``None``
+            programs no chip yet (call :meth:`program` before :meth:`run`; the digital model runs anyway).
         seed: experiment seed (defaults to the one stored at compile time).
         t_inference: seconds since programming (change with :meth:`set_time`).
         compensation: override the compiled drift compensation (``none``, ``global``, ``column``).
@@ -109,7 +110,7 @@ class AnalogSession:
             studies of one layer's analog output, e.g. an AnalogMatMul's output).
     """
 
-    def __init__(self, path: str | os.PathLike[str], chip_seed: int = 0, *, seed: int | None = None,
+    def __init__(self, path: str | os.PathLike[str], chip_seed: int | None = 0, *, seed: int | None = None,
                  t_inference: float = 0.0, compensation: str | DriftCompensation | None = None,
                  programming: str | None = None, intra_op_threads: int | None = None,
                  providers: list[str] | None = None,
@@ -159,8 +160,9 @@ class AnalogSession:
         self._state: dict[str, np.ndarray] = {}
         self.chip_seed = -1
         self.t_inference = float("nan")
-        self.program(chip_seed)
-        self.set_time(t_inference)
+        if chip_seed is not None:
+            self.program(chip_seed)
+            self.set_time(t_inference)
 
     # -- the two stages --------------------------------------------------------------------------
     def program(self, chip_seed: int) -> None:
@@ -183,6 +185,8 @@ class AnalogSession:
     def set_time(self, t_inference: float) -> None:
         """Compute the chip's effective weights and compensation factors at ``t_inference`` seconds."""
         t = float(t_inference)
+        if self.chip_seed < 0:
+            raise ConfigError("No chip is programmed: call program(chip_seed) before set_time(t).")
         if not np.isfinite(t) or t < 0:
             raise ConfigError(f"t_inference={t_inference!r}: must be a finite number of seconds >= 0.")
         for layer in self.layers:
@@ -195,6 +199,8 @@ class AnalogSession:
 
     def run(self, feeds: dict[str, np.ndarray], output_names: list[str] | None = None) -> list[np.ndarray]:
         """Run the chip at the current time on ``feeds`` (model input name -> array)."""
+        if self.chip_seed < 0 or np.isnan(self.t_inference):
+            raise ConfigError("No chip is programmed: call program(chip_seed) and set_time(t) before run().")
         missing = [n for n in self.input_names if n not in feeds]
         if missing:
             raise DataError(f"Missing model input(s) {missing}; the model takes {self.input_names}.")

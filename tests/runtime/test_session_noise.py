@@ -58,3 +58,18 @@ def test_large_models_reach_onnxruntime_through_external_data(monkeypatch, compi
     assert hasattr(large._session, "_anacompile_folder")
     np.testing.assert_array_equal(large.run(x)[0], small)
     np.testing.assert_array_equal(large.run_digital(x)[0], AnalogSession(compiled_mlp).run_digital(x)[0])
+
+
+def test_a_session_without_a_chip_runs_only_digitally(compiled_mlp):
+    from anacompile.errors import ConfigError
+
+    s = AnalogSession(compiled_mlp, chip_seed=None)
+    x = {"input": load_digits_split()[1].x[:4]}
+    assert s.run_digital(x)[0].shape == (4, 10)
+    with pytest.raises(ConfigError, match="program"):
+        s.run(x)
+    with pytest.raises(ConfigError, match="program"):
+        s.set_time(1.0)
+    s.program(3)
+    s.set_time(1.0)
+    np.testing.assert_array_equal(s.run(x)[0], AnalogSession(compiled_mlp, chip_seed=3, t_inference=1.0).run(x)[0])
