@@ -25,6 +25,7 @@ __all__ = [
     "InputRange",
     "Periphery",
     "get_periphery",
+    "parse_overrides",
 ]
 
 SCHEMA_VERSION = 1
@@ -219,6 +220,21 @@ def _parse_value(text: str) -> Any:
         return text
 
 
+def parse_overrides(overrides: dict[str, Any] | list[str] | None) -> dict[str, Any]:
+    """Periphery overrides as a dict: ``["adc_bits=6", "adc_bound=none"]`` -> ``{"adc_bits": 6, "adc_bound": None}``."""
+    if not overrides:
+        return {}
+    if isinstance(overrides, dict):
+        return dict(overrides)
+    parsed: dict[str, Any] = {}
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"Periphery override {item!r}: write KEY=VALUE, e.g. adc_bits=6.")
+        parsed[key.strip()] = _parse_value(value)
+    return parsed
+
+
 def get_periphery(spec: str | os.PathLike[str] | Periphery = "standard",
                   overrides: dict[str, Any] | list[str] | None = None) -> Periphery:
     """Return a preset (``standard``, ``ideal``) or a YAML/JSON file's periphery, with per-key overrides.
@@ -240,15 +256,7 @@ def get_periphery(spec: str | os.PathLike[str] | Periphery = "standard",
         )
     if not overrides:
         return base
-    if isinstance(overrides, list):
-        parsed: dict[str, Any] = {}
-        for item in overrides:
-            key, sep, value = item.partition("=")
-            if not sep or not key.strip():
-                raise ConfigError(f"Periphery override {item!r}: write KEY=VALUE, e.g. adc_bits=6.")
-            parsed[key.strip()] = _parse_value(value)
-        overrides = parsed
-    return Periphery.from_dict({**base.to_dict(), **overrides}, source="periphery override")
+    return Periphery.from_dict({**base.to_dict(), **parse_overrides(overrides)}, source="periphery override")
 
 
 def _load_file(path: str) -> Periphery:

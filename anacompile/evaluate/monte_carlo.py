@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from anacompile.compiler import read_report
-from anacompile.crossbar.periphery import Periphery, get_periphery
+from anacompile.crossbar.periphery import Periphery, get_periphery, parse_overrides
 from anacompile.errors import ConfigError, DataError
 from anacompile.evaluate.data import load_feeds
 from anacompile.evaluate.times import format_time, parse_times
@@ -167,7 +167,6 @@ def evaluate(model: str | os.PathLike[str], data: str | os.PathLike[str] = "digi
         programming: chip programming method (``gaussian``, ``verify``; default: the compiled one).
         threads: onnxruntime threads per worker (default: the cores divided among the workers).
     """
-    from anacompile.runtime.session import AnalogSession
 
     times_s = parse_times(times)
     if chips < 1:
@@ -176,7 +175,7 @@ def evaluate(model: str | os.PathLike[str], data: str | os.PathLike[str] = "digi
         raise ConfigError(f"--workers {workers}: need at least one worker.")
     if compensation is not None and compensation not in COMPENSATION_MODES:
         raise ConfigError(f"Compensation {compensation!r}: use one of {', '.join(COMPENSATION_MODES)}.")
-    overrides = _as_dict(periphery_overrides)
+    overrides = parse_overrides(periphery_overrides)
     report = read_report(load_proto(model))
     stored = get_periphery(Periphery.from_dict(report.periphery), overrides or None)
     mode = compensation or stored.drift_compensation.value
@@ -186,16 +185,13 @@ def evaluate(model: str | os.PathLike[str], data: str | os.PathLike[str] = "digi
     writer, handle = _csv_writer(csv_path)
     pool = _start_pool(job, chips, workers)  # workers start (and import) while the baseline runs here
     try:
-        probe = AnalogSession(model, chip_seed=None, seed=seed, periphery_overrides=overrides or None,
-                              strategy=strategy,
-                              compensation="global" if mode == "adabs" else mode, intra_op_threads=job.threads)
+        w = _setup(job)  # this process's session: the baseline here, and the chips too with one worker
+        session = w["session"]
         notes = []
-        if mode == "adabs" and not probe.batchnorms:
+        if mode == "adabs" and not session.batchnorms:
             notes.append("adabs: the model has no BatchNormalization; adabs is global drift compensation here")
-        w = _setup(job)
-        baseline = accuracy(_batched(probe.run_digital, w["feeds"], w["labels"].shape[0], batch_size), w["labels"])
-        experiment_seed = probe.seed
-        del probe
+        baseline = accuracy(_batched(session.run_digital, w["feeds"], w["labels"].shape[0], batch_size), w["labels"])
+        experiment_seed = session.seed
         results = _collect(pool) if pool is not None else ((c, _chip_accuracies(job, c)) for c in range(chips))
         for done, (chip, row) in enumerate(results, start=1):
             acc[chip] = row
@@ -245,19 +241,3 @@ def _csv_writer(path):
     writer = csv.writer(handle)
     writer.writerow(["chip", "time_s", "compensation", "accuracy"])
     return writer, handle
-
-
-def _as_dict(overrides: dict | list[str] | None) -> dict[str, Any]:
-    if not overrides:
-        return {}
-    if isinstance(overrides, dict):
-        return dict(overrides)
-    from anacompile.crossbar.periphery import _parse_value
-
-    out = {}
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ConfigError(f"Periphery override {item!r}: write KEY=VALUE, e.g. adc_bits=6.")
-        out[key.strip()] = _parse_value(value)
-    return out

@@ -15,8 +15,7 @@ from anacompile.crossbar.periphery import DriftCompensation
 from anacompile.mapping import ConductanceMapping
 from anacompile.passes._layer import analog_layers
 from anacompile.passes._tensor_store import TensorStore, as_array, release
-from anacompile.programming.chip import program_chip
-from anacompile.runtime.chip_state import chip_rng, compensation_reference, read_weights
+from anacompile.runtime.chip_state import program_layer
 
 __all__ = ["ProgramChipPass"]
 
@@ -41,15 +40,10 @@ class ProgramChipPass(ir.passes.InPlacePass):
         for index, (_, plan) in enumerate(analog_layers(model)):
             if plan.g_prog is not None:
                 continue
-            g_prog, nu = program_chip(
-                as_array(plan.g_target, np.float64), self.mapping.significance, gain, self.device,
-                chip_rng(self.seed, self.chip, "program", index), method=self.method,
-            )
+            g_prog, nu, plan.gdc_ref = program_layer(
+                as_array(plan.g_target, np.float64), self.mapping.significance, gain, self.device, self.seed,
+                self.chip, index, self.compensation, self.method)
             release(plan.g_target)
-            w0 = read_weights(g_prog, nu, 0.0, self.device, self.mapping.significance, gain,
-                              chip_rng(self.seed, self.chip, "calibrate", index))
-            plan.gdc_ref = compensation_reference(w0, self.compensation)
-            del w0
             if self.store is None:
                 plan.g_prog, plan.nu = g_prog.astype(np.float32), nu.astype(np.float32)
             else:

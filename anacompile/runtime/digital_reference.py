@@ -9,7 +9,7 @@ from anacompile import devices, ops
 from anacompile.compiler import read_report
 from anacompile.mapping.registry import mapping_from_dict
 
-__all__ = ["all_nodes", "digital_reference_model"]
+__all__ = ["all_nodes", "digital_reference_model", "plan_weight"]
 
 
 def all_nodes(graph: onnx.GraphProto):
@@ -23,13 +23,19 @@ def all_nodes(graph: onnx.GraphProto):
                     yield from all_nodes(g)
 
 
+def plan_weight(g_target_us: np.ndarray, col_scale: np.ndarray, significance, gain_us: float) -> np.ndarray:
+    """A layer's weight from its programming plan, W = decode(g_target) * gamma, as (tile rows in all, N)."""
+    from anacompile.mapping import decode_pairs
+
+    return (decode_pairs(g_target_us, significance, gain_us) * col_scale).reshape(-1, g_target_us.shape[-1])
+
+
 def digital_reference_model(proto: onnx.ModelProto) -> onnx.ModelProto:
     """The FP32 model of a compiled file: every AnalogMatMul back to MatMul + Add with the decoded weight.
 
     The weight is decoded from the stored programming plan, W = decode(g_target) * gamma, so it equals the
     source weight up to float32 rounding (single pair; strategies that clip represent what they can).
     """
-    from anacompile.mapping import decode_pairs
 
     report = read_report(proto)
     dev = devices.PCMDevice.from_dict(report.device)
@@ -51,7 +57,7 @@ def digital_reference_model(proto: onnx.ModelProto) -> onnx.ModelProto:
                 name = node.name
                 g_t = onnx.numpy_helper.to_array(inits[f"{name}.{ops.G_TARGET}"])
                 gamma = onnx.numpy_helper.to_array(inits[f"{name}.{ops.COL_SCALE}"])
-                w = (decode_pairs(g_t, mapping.significance, gain) * gamma).reshape(-1, g_t.shape[-1])
+                w = plan_weight(g_t, gamma, mapping.significance, gain)
                 w = w[: shapes[name][0]]  # drop the zero rows that pad K to whole tiles
                 new_inits.append(onnx.numpy_helper.from_array(w.astype(np.float32), f"{name}.weight"))
                 mm_out = f"{name}.digital_mm"

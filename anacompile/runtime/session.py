@@ -29,16 +29,15 @@ from anacompile.crossbar.reference import layer_scales, tile_constants
 from anacompile.errors import ConfigError, DataError, UnsupportedModelError
 from anacompile.mapping.registry import mapping_from_dict
 from anacompile.model_io import load_proto
-from anacompile.programming.chip import program_chip
 from anacompile.runtime.batchnorm import expose_batchnorm_statistics
 from anacompile.runtime.chip_state import (
     chip_rng,
     compensation_factors,
-    compensation_reference,
     noise_bank,
+    program_layer,
     read_weights,
 )
-from anacompile.runtime.digital_reference import all_nodes, digital_reference_model
+from anacompile.runtime.digital_reference import all_nodes, digital_reference_model, plan_weight
 from anacompile.runtime.functions import (
     TILED,
     NoiseSource,
@@ -168,13 +167,9 @@ class AnalogSession:
     def program(self, chip_seed: int) -> None:
         """Program chip ``chip_seed``: programmed conductances, drift exponents, GDC reference, noise bank."""
         for layer in self.layers:
-            layer.g_prog, layer.nu = program_chip(
-                layer.g_target.astype(np.float64), self.mapping.significance, self.gain_us, self.device,
-                chip_rng(self.seed, chip_seed, "program", layer.index), method=self.programming,
-            )
-            w0 = read_weights(layer.g_prog, layer.nu, 0.0, self.device, self.mapping.significance, self.gain_us,
-                              chip_rng(self.seed, chip_seed, "calibrate", layer.index))
-            layer.gdc_ref = compensation_reference(w0, self.compensation)
+            layer.g_prog, layer.nu, layer.gdc_ref = program_layer(
+                layer.g_target, self.mapping.significance, self.gain_us, self.device, self.seed, chip_seed,
+                layer.index, self.compensation, self.programming)
         self.chip_seed = int(chip_seed)
         if self._bank_size:
             self._set_bank()
@@ -313,10 +308,7 @@ class AnalogSession:
 
     def ideal_weight(self, layer: ChipLayer, k: int) -> np.ndarray:
         """The layer's FP32 weight W (K, N), decoded from its programming plan."""
-        from anacompile.mapping import decode_pairs
-
-        u = decode_pairs(layer.g_target, self.mapping.significance, self.gain_us) * layer.col_scale
-        return u.reshape(-1, layer.n_out)[:k]
+        return plan_weight(layer.g_target, layer.col_scale, self.mapping.significance, self.gain_us)[:k]
 
     def _noise_offsets(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Per layer, the slice of the noise bank this run's MVM noise is read from.
