@@ -21,6 +21,7 @@ from anacompile import devices, ops
 from anacompile.crossbar.periphery import InputRange, Periphery, get_periphery
 from anacompile.errors import AnacompileError, ConfigError, OutputError, UnsupportedModelError
 from anacompile.evaluate.data import load_feeds
+from anacompile.limits import check_index
 from anacompile.mapping.registry import get_mapping
 from anacompile.model_io import (
     EXTERNAL_DATA_LIMIT_BYTES,
@@ -31,6 +32,7 @@ from anacompile.model_io import (
     load_model,
     load_proto,
 )
+from anacompile.model_validation import check_source, checker_problem
 from anacompile.passes._layer import DIGITAL_KEY, LAYER_KEY, node_plans
 from anacompile.passes._tensor_store import TensorStore
 from anacompile.passes.fold_constant_weights import tensor_readers, weight_source
@@ -129,6 +131,7 @@ def compile_model(
     programming: str = "gaussian",
     force: bool = False,
     input_ranges: dict[str, float | list[float]] | str | os.PathLike[str] | None = None,
+    allow_invalid: bool = False,
 ) -> CompileReport:
     """Compile an ONNX model for analog crossbar tiles and write the annotated model.
 
@@ -147,6 +150,8 @@ def compile_model(
         input_ranges: static DAC input ranges provided per layer (e.g. learned in hardware-aware training):
             ``{"fc1_Gemm": 2.5}`` or a JSON file of that form (one number, or one per row tile); layers not
             listed are calibrated from ``calibration``.
+        allow_invalid: compile a source that fails ``onnx.checker``'s full check (refused otherwise, with the
+            checker's message); the output is then checked as strictly as the source passes.
 
     Returns:
         The compile report (also stored in the output's metadata).
@@ -155,7 +160,9 @@ def compile_model(
         AnacompileError: bad input model, options or output path; nothing is written then.
     """
     source = Path(model)
+    seed, chip = check_index(seed, "--seed"), check_index(chip, "--chip")
     proto = load_proto(source)
+    source_problem = check_source(proto, source, allow_invalid=allow_invalid)
     out = check_output_path(output if output is not None else default_output_path(source), [source], force)
     dev = devices.get(device)
     mapping = get_mapping(strategy)
@@ -187,7 +194,6 @@ def compile_model(
             raise OutputError(f"Output {out} would write its external data to {data_file}, which the source model "
                               "reads; choose another output name.")
         notes.append(f"tensor data written beside the model to {data_file.name} (external data)")
-    source_problem = _checker_problem(source)
     if source_problem is not None:
         notes.append(f"the source model itself fails onnx.checker's full check ({source_problem}); the compiled "
                      "model is checked as strictly as its source allows")
@@ -224,7 +230,7 @@ def compile_model(
             # the file as written, by path (any size, external data too); no stricter than the source passes
             if source_problem is None:
                 _run(verify_pipeline(tmp), irmodel)
-            elif _checker_problem(source, full_check=False) is None:
+            elif checker_problem(source, full_check=False) is None:
                 _run(verify_pipeline(tmp, full_check=False), irmodel)
         finally:
             if store is not None:
@@ -247,17 +253,6 @@ def _load_input_ranges(spec) -> dict | None:
     if not isinstance(data, dict):
         raise ConfigError(f"Input-ranges file {path}: expected an object mapping layer names to ranges.")
     return data
-
-
-def _checker_problem(path: Path, full_check: bool = True) -> str | None:
-    """First line of what onnx.checker finds wrong with a model file, or None when it passes."""
-    import onnx
-
-    try:
-        onnx.checker.check_model(str(path), full_check=full_check)
-    except Exception as err:  # ValidationError, InferenceError and protobuf errors alike
-        return str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
-    return None
 
 
 def _needs_external_data(proto, source: Path, pairs: int, tile_rows: int) -> bool:
@@ -289,7 +284,37 @@ def read_report(proto) -> CompileReport:
     meta = {p.key: p.value for p in proto.metadata_props}
     if ops.META_REPORT not in meta:
         raise UnsupportedModelError("The model has no anacompile report: compile it with `anacompile compile` first.")
-    return CompileReport.from_dict(json.loads(meta[ops.META_REPORT]))
+    try:
+        d = json.loads(meta[ops.META_REPORT])
+    except (ValueError, RecursionError) as err:
+        raise UnsupportedModelError(f"The model's anacompile report (metadata {ops.META_REPORT!r}) is not valid JSON "
+                                    f"({err}); the file is corrupt: recompile the source model.") from err
+    return _report_from_dict(d)
+
+
+def _report_from_dict(d: Any) -> CompileReport:
+    """The report, checked field by field against :class:`CompileReport` (a corrupt file gives one line)."""
+    def bad(what: str) -> UnsupportedModelError:
+        return UnsupportedModelError(f"The model's anacompile report is corrupt ({what}); recompile the source model.")
+
+    if not isinstance(d, dict):
+        raise bad(f"a JSON {type(d).__name__}, not an object")
+    kinds = {"source": str, "output": str, "device": dict, "periphery": dict, "strategy": dict, "seed": int,
+             "chip": int, "programming": str, "layers": list}
+    for key, kind in kinds.items():
+        if not isinstance(d.get(key), kind) or isinstance(d.get(key), bool):
+            raise bad(f"{key!r} is {type(d.get(key)).__name__ if key in d else 'missing'}, expected {kind.__name__}")
+    for key in ("seed", "chip"):
+        if not 0 <= d[key] < 2**63:
+            raise bad(f"{key!r} = {d[key]} is out of range")
+    fields = {f for f in LayerReport.__dataclass_fields__}
+    for i, layer in enumerate(d["layers"]):
+        if not isinstance(layer, dict) or not {"name", "op", "analog"} <= set(layer) or set(layer) - fields:
+            raise bad(f"layer {i} is malformed")
+    try:
+        return CompileReport.from_dict(d)
+    except (TypeError, ValueError, KeyError) as err:
+        raise bad(str(err)) from err
 
 
 def _default_opset(proto) -> int:

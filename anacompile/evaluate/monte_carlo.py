@@ -30,6 +30,7 @@ from anacompile.crossbar.periphery import Periphery, get_periphery, parse_overri
 from anacompile.errors import ConfigError, DataError
 from anacompile.evaluate.data import load_feeds
 from anacompile.evaluate.times import format_time, parse_times
+from anacompile.limits import MAX_CHIPS, MAX_WORKERS, check_count, check_index
 from anacompile.model_io import atomic_output, load_proto
 
 __all__ = ["COMPENSATION_MODES", "EvaluationResult", "accuracy", "evaluate"]
@@ -169,10 +170,9 @@ def evaluate(model: str | os.PathLike[str], data: str | os.PathLike[str] = "digi
     """
 
     times_s = parse_times(times)
-    if chips < 1:
-        raise ConfigError(f"--chips {chips}: need at least one chip.")
-    if workers < 1:
-        raise ConfigError(f"--workers {workers}: need at least one worker.")
+    chips = check_count(chips, "--chips", MAX_CHIPS)
+    workers = check_count(workers, "--workers", MAX_WORKERS)
+    seed = None if seed is None else check_index(seed, "--seed")
     if compensation is not None and compensation not in COMPENSATION_MODES:
         raise ConfigError(f"Compensation {compensation!r}: use one of {', '.join(COMPENSATION_MODES)}.")
     overrides = parse_overrides(periphery_overrides)
