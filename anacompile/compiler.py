@@ -31,8 +31,10 @@ from anacompile.model_io import (
     load_model,
     load_proto,
 )
-from anacompile.passes._layer import DIGITAL_KEY, LAYER_KEY, node_plans
+from anacompile.passes._layer import DIGITAL_KEY, LAYER_KEY, node_plans, plan_mapping
 from anacompile.passes._tensor_store import TensorStore
+from anacompile.passes.apply_placement import parse_placement
+from anacompile.passes.count_macs import node_macs
 from anacompile.passes.fold_constant_weights import tensor_readers, weight_source
 from anacompile.passes.mark_analog_ops import HANDLERS
 from anacompile.passes.pipeline import analysis_pipeline, emit_pipeline, verify_pipeline
@@ -63,6 +65,9 @@ class LayerReport:
     reason: str = ""
     weight_source: str = ""  # the source tensor(s) the weight is read from, with any folded ops
     shared_with: list[str] = field(default_factory=list)  # other ops reading the same stored tensor
+    macs: int = 0  # multiply-accumulates per inference (passes/count_macs.py); the op's share for a recurrent op
+    strategy: dict[str, Any] = field(default_factory=dict)  # its own strategy (--layer-strategy); {}: the model's
+    devices: int = 0  # devices holding the weight: 2 per pair per weight
 
 
 @dataclass
@@ -87,12 +92,18 @@ class CompileReport:
         analog = [layer for layer in self.layers if layer.analog]
         n_analog = sum(layer.parameters for layer in analog)
         n_all = sum(layer.parameters for layer in self.layers)
+        macs_analog = sum(layer.macs for layer in analog)
+        macs_all = sum(layer.macs for layer in self.layers)
         return {
             "analog_layers": len(analog),
             "digital_layers": len(self.layers) - len(analog),
             "weights_mapped": n_analog,
             "analog_parameter_share": (n_analog / n_all) if n_all else 0.0,
             "tiles": sum(layer.tiles[0] * layer.tiles[1] for layer in analog),
+            "macs": macs_all,
+            "digital_macs": macs_all - macs_analog,
+            "analog_mac_share": (macs_analog / macs_all) if macs_all else 0.0,
+            "devices": sum(layer.devices for layer in analog),
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -130,6 +141,8 @@ def compile_model(
     programming: str = "gaussian",
     force: bool = False,
     input_ranges: dict[str, float | list[float]] | str | os.PathLike[str] | None = None,
+    digital: str | list[str] | None = None,
+    layer_strategies: dict[str, Any] | list[str] | None = None,
 ) -> CompileReport:
     """Compile an ONNX model for analog crossbar tiles and write the annotated model.
 
@@ -148,6 +161,10 @@ def compile_model(
         input_ranges: static DAC input ranges provided per layer (e.g. learned in hardware-aware training):
             ``{"fc1_Gemm": 2.5}`` or a JSON file of that form (one number, or one per row tile); layers not
             listed are calibrated from ``calibration``.
+        digital: layers to keep digital: node names, layer names, op types or glob patterns, or
+            ``"@placement.json"`` (:mod:`anacompile.passes.apply_placement`).
+        layer_strategies: per-layer programming strategies, ``{"fc1": "dual"}`` or ``["fc1=dual"]`` (or
+            ``"@placement.json"``); other layers use ``strategy``.
 
     Returns:
         The compile report (also stored in the output's metadata).
@@ -160,6 +177,7 @@ def compile_model(
     out = check_output_path(output if output is not None else default_output_path(source), [source], force)
     dev = devices.get(device)
     mapping = get_mapping(strategy)
+    placement = parse_placement(digital, layer_strategies)
     peri = get_periphery(periphery, periphery_overrides)
     notes: list[str] = []
     feeds = None
@@ -193,6 +211,7 @@ def compile_model(
     if source_problem is not None:
         notes.append(f"the source model itself fails onnx.checker's full check ({source_problem}); the compiled "
                      "model is checked as strictly as its source allows")
+    macs = node_macs(upgraded if upgraded is not None else proto)
     del proto  # only the onnx-ir model from here on: one copy of the source in memory
     irmodel = load_model(source) if upgraded is None else ir.from_proto(upgraded)
     del upgraded
@@ -202,8 +221,8 @@ def compile_model(
         store = TensorStore(tmp.parent, external_data_name(out)) if external else None
         try:
             _run(analysis_pipeline(dev, mapping, peri, feeds, seed=seed, chip=chip, programming=programming,
-                                   store=store, input_ranges=ranges), irmodel)
-            layers = _layer_reports(irmodel, peri)
+                                   store=store, input_ranges=ranges, placement=placement), irmodel)
+            layers = _layer_reports(irmodel, peri, macs, mapping)
             if not any(layer.analog for layer in layers):
                 found = ", ".join(f"{layer.name} ({layer.op}: {layer.reason})" for layer in layers) or "none"
                 raise UnsupportedModelError(
@@ -307,9 +326,11 @@ def _run(pm: ir.passes.PassManager, model: ir.Model) -> None:
         raise
 
 
-def _layer_reports(model: ir.Model, peri: Periphery) -> list[LayerReport]:
+def _layer_reports(model: ir.Model, peri: Periphery, macs: dict[str, tuple[int, bool]] | None = None,
+                   mapping=None) -> list[LayerReport]:
     rows = []
     readers = tensor_readers(model.graph)
+    macs = macs or {}
     for node in model.graph:
         if (node.domain, node.op_type) not in HANDLERS:
             continue
@@ -317,16 +338,23 @@ def _layer_reports(model: ir.Model, peri: Periphery) -> list[LayerReport]:
         if LAYER_KEY in node.meta:
             for plan in node_plans(node):  # one row per analog layer (a recurrent op may have several)
                 cap = plan.n_tiles * peri.tile_rows * plan.n_col_tiles * peri.tile_cols
+                own = plan.extra.get("mapping")
+                pairs = len(plan_mapping(plan, mapping).significance) if mapping is not None else 1
                 rows.append(LayerReport(
                     name=plan.name, op=node.op_type, analog=True, weight_shape=[plan.k, plan.n_out],
                     tiles=[plan.n_tiles, plan.n_col_tiles], utilisation=float(plan.k * plan.n_out / cap),
                     parameters=int(plan.k * plan.n_out), reason="",
+                    strategy=own.to_dict() if own is not None else {}, devices=2 * pairs * int(plan.k * plan.n_out),
                 ))
         else:
             shape = _weight_shape(node)
             rows.append(LayerReport(name=node.name or node.op_type, op=node.op_type, analog=False,
                                     weight_shape=shape, parameters=int(np.prod(shape)) if shape else 0,
                                     reason=node.meta.get(DIGITAL_KEY, "")))
+        node_total, _ = macs.get(node.outputs[0].name if node.outputs else "", (None, False))
+        params = sum(row.parameters for row in rows[first:])
+        for row in rows[first:]:  # a recurrent op's MACs split between its layers by their weights
+            row.macs = int(round(node_total * row.parameters / params)) if node_total and params else row.parameters
         source = weight_source(node.inputs[1] if len(node.inputs) > 1 else None)
         if source is not None:
             shared = [_op_name(n) for n in readers.get(source.tensor, []) if n is not node]
