@@ -18,8 +18,9 @@ import onnx_ir as ir
 
 import anacompile
 from anacompile import devices, ops
+from anacompile.config import read_config_file
 from anacompile.crossbar.periphery import InputRange, Periphery, get_periphery
-from anacompile.errors import AnacompileError, ConfigError, OutputError, UnsupportedModelError
+from anacompile.errors import AnacompileError, OutputError, UnsupportedModelError
 from anacompile.evaluate.data import load_feeds
 from anacompile.mapping.registry import get_mapping
 from anacompile.model_io import (
@@ -237,16 +238,7 @@ def _load_input_ranges(spec) -> dict | None:
     """Provided input ranges: a dict, or a JSON file mapping layer names to a range (or one per tile)."""
     if spec is None or isinstance(spec, dict):
         return spec or None
-    path = Path(spec)
-    if not path.is_file():
-        raise ConfigError(f"Input-ranges file {path} does not exist.")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise ConfigError(f"Input-ranges file {path} is not valid JSON: {err}") from err
-    if not isinstance(data, dict):
-        raise ConfigError(f"Input-ranges file {path}: expected an object mapping layer names to ranges.")
-    return data
+    return read_config_file(spec, "Input-ranges file") or None
 
 
 def _checker_problem(path: Path, full_check: bool = True) -> str | None:

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from anacompile.compiler import read_report
-from anacompile.crossbar.periphery import Periphery, get_periphery, parse_overrides
+from anacompile.crossbar.periphery import Compensation, Periphery, get_periphery, parse_overrides
 from anacompile.errors import ConfigError, DataError
 from anacompile.evaluate.data import load_feeds
 from anacompile.evaluate.times import format_time, parse_times
@@ -35,7 +35,7 @@ from anacompile.model_io import atomic_output, load_proto
 __all__ = ["COMPENSATION_MODES", "EvaluationResult", "accuracy", "evaluate"]
 
 logger = logging.getLogger(__name__)
-COMPENSATION_MODES = ("none", "global", "column", "adabs")
+COMPENSATION_MODES = tuple(m.value for m in Compensation)
 ADABS_SAMPLES = 256
 """Calibration samples for AdaBS (from the training split of a built-in set, else the data's first rows)."""
 
@@ -173,8 +173,8 @@ def evaluate(model: str | os.PathLike[str], data: str | os.PathLike[str] = "digi
         raise ConfigError(f"--chips {chips}: need at least one chip.")
     if workers < 1:
         raise ConfigError(f"--workers {workers}: need at least one worker.")
-    if compensation is not None and compensation not in COMPENSATION_MODES:
-        raise ConfigError(f"Compensation {compensation!r}: use one of {', '.join(COMPENSATION_MODES)}.")
+    if compensation is not None:
+        compensation = Compensation.parse(compensation).value
     overrides = parse_overrides(periphery_overrides)
     report = read_report(load_proto(model))
     stored = get_periphery(Periphery.from_dict(report.periphery), overrides or None)
