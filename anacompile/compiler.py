@@ -37,6 +37,7 @@ from anacompile.passes._tensor_store import TensorStore
 from anacompile.passes.fold_constant_weights import tensor_readers, weight_source
 from anacompile.passes.mark_analog_ops import HANDLERS
 from anacompile.passes.pipeline import analysis_pipeline, emit_pipeline, verify_pipeline
+from anacompile.passes.upgrade_opset import MIN_OPSET, default_opset, upgrade_opset
 
 __all__ = ["CompileReport", "LayerReport", "compile_model", "default_output_path", "read_report"]
 
@@ -176,11 +177,12 @@ def compile_model(
                          "(pass --calibration to calibrate static ranges)")
         else:
             feeds, _ = load_feeds(calibration, proto, part="train", limit=CALIBRATION_SAMPLES)
-    if proto.opset_import and _default_opset(proto) < 13:
-        raise UnsupportedModelError(
-            f"{source}: opset {_default_opset(proto)} is older than 13; convert it first with "
-            "onnx.version_converter.convert_version(model, 17)."
-        )
+    upgraded = None
+    if proto.opset_import and default_opset(proto) < MIN_OPSET:  # opset 7-12: upgraded on load, noted
+        if external_data_files(proto, source):
+            proto = load_proto(source, load_external_data=True)
+        upgraded, note = upgrade_opset(proto, str(source))
+        notes.append(note)
     external = _needs_external_data(proto, source, len(mapping.significance), peri.tile_rows)
     if external:
         data_file = out.parent / external_data_name(out)
@@ -193,7 +195,8 @@ def compile_model(
         notes.append(f"the source model itself fails onnx.checker's full check ({source_problem}); the compiled "
                      "model is checked as strictly as its source allows")
     del proto  # only the onnx-ir model from here on: one copy of the source in memory
-    irmodel = load_model(source)
+    irmodel = load_model(source) if upgraded is None else ir.from_proto(upgraded)
+    del upgraded
     with atomic_output(out) as tmp:
         # a large output streams its conductance arrays, as they are made, straight into its external data
         # file (<name>.data beside the temporary model file; moved into place with it): bounded memory
@@ -282,10 +285,6 @@ def read_report(proto) -> CompileReport:
     if ops.META_REPORT not in meta:
         raise UnsupportedModelError("The model has no anacompile report: compile it with `anacompile compile` first.")
     return CompileReport.from_dict(json.loads(meta[ops.META_REPORT]))
-
-
-def _default_opset(proto) -> int:
-    return next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
 
 
 def _run(pm: ir.passes.PassManager, model: ir.Model) -> None:
