@@ -21,8 +21,9 @@ import onnx_ir as ir
 
 import anacompile
 from anacompile import devices, ops
+from anacompile.config import read_config_file
 from anacompile.crossbar.periphery import InputRange, Periphery, get_periphery
-from anacompile.errors import AnacompileError, ConfigError, OutputError, UnsupportedModelError
+from anacompile.errors import AnacompileError, OutputError, UnsupportedModelError
 from anacompile.evaluate.data import load_feeds
 from anacompile.mapping.registry import get_mapping
 from anacompile.model_io import (
@@ -44,6 +45,7 @@ from anacompile.passes._tensor_store import TensorStore
 from anacompile.passes.fold_constant_weights import tensor_readers, weight_source
 from anacompile.passes.mark_analog_ops import HANDLERS
 from anacompile.passes.pipeline import analysis_pipeline, emit_pipeline, verify_pipeline
+from anacompile.passes.upgrade_opset import MIN_OPSET, default_opset, upgrade_opset
 
 __all__ = ["CompileReport", "LayerReport", "compile_model", "default_output_path", "read_report"]
 
@@ -248,11 +250,12 @@ def _compile_file(source: Path | onnx.ModelProto, output, *, device, periphery, 
                          "(pass --calibration to calibrate static ranges)")
         else:
             feeds, _ = load_feeds(calibration, proto, part="train", limit=CALIBRATION_SAMPLES)
-    if proto.opset_import and _default_opset(proto) < 13:
-        raise UnsupportedModelError(
-            f"{label}: opset {_default_opset(proto)} is older than 13; convert it first with "
-            "onnx.version_converter.convert_version(model, 17)."
-        )
+    upgraded = None
+    if proto.opset_import and default_opset(proto) < MIN_OPSET:  # opset 7-12: upgraded on load, noted
+        if not in_memory and external_data_files(proto, source):
+            proto = load_proto(source, load_external_data=True)
+        upgraded, note = upgrade_opset(proto, label)
+        notes.append(note)
     external = not in_memory and _needs_external_data(proto, source, len(mapping.significance), peri.tile_rows)
     if external:
         data_file = out.parent / external_data_name(out)
@@ -264,11 +267,15 @@ def _compile_file(source: Path | onnx.ModelProto, output, *, device, periphery, 
     if source_problem is not None:
         notes.append(f"the source model itself fails onnx.checker's full check ({source_problem}); the compiled "
                      "model is checked as strictly as its source allows")
-    if in_memory:  # a copy: the passes must not touch the caller's tensors
+    if upgraded is not None:
+        irmodel = ir.from_proto(upgraded)
+    elif in_memory:  # a copy: the passes must not touch the caller's tensors
         irmodel = ir.serde.deserialize_model(onnx.ModelProto.FromString(proto.SerializeToString()))
     else:
-        del proto  # only the onnx-ir model from here on: one copy of the source in memory
         irmodel = load_model(source)
+    del upgraded
+    if not in_memory:
+        del proto  # only the onnx-ir model from here on: one copy of the source in memory
     with contextlib.nullcontext() if in_memory else atomic_output(out) as tmp:
         # a large output streams its conductance arrays, as they are made, straight into its external data
         # file (<name>.data beside the temporary model file; moved into place with it): bounded memory
@@ -319,16 +326,7 @@ def _load_input_ranges(spec) -> dict | None:
     """Provided input ranges: a dict, or a JSON file mapping layer names to a range (or one per tile)."""
     if spec is None or isinstance(spec, dict):
         return spec or None
-    path = Path(spec)
-    if not path.is_file():
-        raise ConfigError(f"Input-ranges file {path} does not exist.")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise ConfigError(f"Input-ranges file {path} is not valid JSON: {err}") from err
-    if not isinstance(data, dict):
-        raise ConfigError(f"Input-ranges file {path}: expected an object mapping layer names to ranges.")
-    return data
+    return read_config_file(spec, "Input-ranges file") or None
 
 
 def _checker_problem(path: Path | onnx.ModelProto, full_check: bool = True) -> str | None:
@@ -370,10 +368,6 @@ def read_report(proto) -> CompileReport:
     if ops.META_REPORT not in meta:
         raise UnsupportedModelError("The model has no anacompile report: compile it with `anacompile compile` first.")
     return CompileReport.from_dict(json.loads(meta[ops.META_REPORT]))
-
-
-def _default_opset(proto) -> int:
-    return next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
 
 
 def _run(pm: ir.passes.PassManager, model: ir.Model) -> None:
