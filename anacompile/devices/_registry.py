@@ -8,7 +8,9 @@ A device file is a mapping::
     drift: {t0_s: 20, drift_scale: 0.5}
 
 Nested models (``programming``, ``drift``, ``read_noise``) are merged field by field onto the preset,
-and the result is validated like any other device. Every problem raises
+and the result is validated like any other device. A file with ``kind: table`` (or whose ``base`` is a
+table preset such as ``rram_wan2022``) describes a :class:`~anacompile.devices.table.TableDevice` by
+curves; a curve it gives replaces the base's curve whole. Every problem raises
 :class:`anacompile.errors.DeviceError` naming the file and the key.
 """
 
@@ -25,11 +27,15 @@ import yaml
 
 from anacompile.devices._validate import merge_overrides
 from anacompile.devices.pcm import PCM_JOSHI_2020, PCMDevice
+from anacompile.devices.table import KIND as TABLE_KIND
+from anacompile.devices.table import RRAM_WAN_2022, TableDevice
 from anacompile.errors import DeviceError
 
-__all__ = ["DEVICE_FILE_SUFFIXES", "available", "get", "load_device_file"]
+__all__ = ["DEVICE_FILE_SUFFIXES", "AnyDevice", "available", "from_dict", "get", "load_device_file"]
 
-_PRESETS: dict[str, PCMDevice] = {"pcm": PCM_JOSHI_2020}
+AnyDevice = PCMDevice | TableDevice
+_PRESETS: dict[str, AnyDevice] = {"pcm": PCM_JOSHI_2020, RRAM_WAN_2022.name: RRAM_WAN_2022}
+_KIND_KEY = "kind"
 DEVICE_FILE_SUFFIXES = (".yaml", ".yml", ".json")
 _BASE_KEY = "base"
 
@@ -61,7 +67,18 @@ def available() -> list[str]:
     return sorted(_PRESETS)
 
 
-def get(name_or_path: str | os.PathLike[str]) -> PCMDevice:
+def from_dict(data: Mapping[str, Any]) -> AnyDevice:
+    """Rebuild a device from its ``to_dict()`` (as a compile report stores it): PCM, or ``kind: table``.
+
+    Raises:
+        DeviceError: an invalid mapping.
+    """
+    if data.get(_KIND_KEY) == TABLE_KIND:
+        return TableDevice.from_dict(data)
+    return PCMDevice.from_dict(data)
+
+
+def get(name_or_path: str | os.PathLike[str]) -> AnyDevice:
     """Return a device preset by name, or load a device file (.yaml, .yml or .json).
 
     Args:
@@ -85,7 +102,7 @@ def get(name_or_path: str | os.PathLike[str]) -> PCMDevice:
     )
 
 
-def load_device_file(path: str | os.PathLike[str]) -> PCMDevice:
+def load_device_file(path: str | os.PathLike[str]) -> AnyDevice:
     """Load a device file: a preset (key ``base``, default ``"pcm"``) with some parameters overridden.
 
     Args:
@@ -119,14 +136,29 @@ def load_device_file(path: str | os.PathLike[str]) -> PCMDevice:
             f"{', '.join(repr(k) for k in PCMDevice().to_dict())}), got {type(data).__name__}."
         )
     overrides = dict(data)
-    base_name = overrides.pop(_BASE_KEY, "pcm")
-    if not isinstance(base_name, str) or base_name not in _PRESETS:
+    table = overrides.get(_KIND_KEY) == TABLE_KIND
+    base_name = overrides.pop(_BASE_KEY, None if table else "pcm")
+    if base_name is not None and (not isinstance(base_name, str) or base_name not in _PRESETS):
         raise DeviceError(
             f"Device file {str(path)!r}: {_BASE_KEY} = {base_name!r} is not a preset; allowed: "
             f"{', '.join(available())}."
         )
+    base = _PRESETS[base_name] if base_name is not None else None
     try:
-        return merge_overrides(_PRESETS[base_name], overrides)
+        if table or isinstance(base, TableDevice):
+            if base is not None and not isinstance(base, TableDevice):
+                raise DeviceError(
+                    f"{_BASE_KEY} = {base_name!r} is not a table device; a kind: table file takes a table "
+                    f"preset as base ({', '.join(n for n, d in _PRESETS.items() if isinstance(d, TableDevice))})."
+                )
+            return TableDevice.from_dict(overrides, base=base)
+        if _KIND_KEY in overrides:
+            raise DeviceError(
+                f"{_KIND_KEY} = {overrides[_KIND_KEY]!r} is invalid; allowed: {TABLE_KIND!r} (or no kind: a "
+                "PCM preset with overrides)."
+            )
+        assert base is not None
+        return merge_overrides(base, overrides)
     except DeviceError as err:
         raise DeviceError(f"Device file {str(path)!r}: {err}") from err
 
