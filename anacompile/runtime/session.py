@@ -24,7 +24,7 @@ from numpy.typing import NDArray
 
 from anacompile import devices, ops
 from anacompile.compiler import CompileReport, read_report
-from anacompile.crossbar.periphery import DriftCompensation, Periphery, get_periphery
+from anacompile.crossbar.periphery import Compensation, DriftCompensation, Periphery, get_periphery
 from anacompile.crossbar.reference import layer_scales, tile_constants
 from anacompile.errors import ConfigError, DataError, UnsupportedModelError
 from anacompile.mapping.registry import mapping_from_dict
@@ -123,7 +123,7 @@ class AnalogSession:
         self.periphery = _override_periphery(Periphery.from_dict(self.report.periphery), periphery_overrides)
         self.mapping = mapping_from_dict(self.report.strategy)
         self.gain_us = self.mapping.gain_us(self.device.g_min_us, self.device.g_max_us)
-        self.compensation = DriftCompensation(compensation) if compensation is not None else \
+        self.compensation = Compensation.parse(compensation).drift if compensation is not None else \
             self.periphery.drift_compensation
         self.programming = programming or self.report.programming
         self.seed = self.report.seed if seed is None else int(seed)
