@@ -62,6 +62,7 @@ def compile_cmd(
     chips: int = typer.Option(3, "--chips", help="Chips per configuration of the placement search."),
     placement_json: Path | None = typer.Option(None, "--placement-json", help="Where to write the placement found (default: OUTPUT stem + .placement.json)."),
     plot: Path | None = typer.Option(None, "--plot", help="Plot of the placement search (metric vs analog share of MACs)."),
+    target: str = typer.Option("simulation", "--target", help="simulation (for evaluate) or deploy (what a device runtime loads: no simulation-only tensors, t_inference a plain input)."),
 ) -> None:
     """Compile MODEL for analog crossbar tiles and write the annotated ONNX model."""
     from anacompile.compiler import compile_model
@@ -79,7 +80,7 @@ def compile_cmd(
     report = compile_model(model, output, device=device, periphery=periphery, periphery_overrides=list(set_),
                            strategy=strategy, calibration=calibration, seed=seed, chip=chip,
                            programming=programming, force=force, input_ranges=input_ranges,
-                           digital=list(digital), layer_strategies=list(layer_strategy))
+                           digital=list(digital), layer_strategies=list(layer_strategy), target=target)
     if json_out:
         print(json.dumps(report.to_dict()))
         return

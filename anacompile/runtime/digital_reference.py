@@ -38,7 +38,7 @@ def digital_reference_model(proto: onnx.ModelProto) -> onnx.ModelProto:
     """
 
     report = read_report(proto)
-    dev = devices.PCMDevice.from_dict(report.device)
+    dev = devices.from_dict(report.device)
     mapping = mapping_from_dict(report.strategy)
     shapes = {layer.name: layer.weight_shape for layer in report.layers if layer.analog}
     own = {layer.name: mapping_from_dict(layer.strategy) for layer in report.layers if layer.analog and layer.strategy}

@@ -30,6 +30,7 @@ from anacompile.crossbar.reference import layer_scales, tile_constants
 from anacompile.errors import ConfigError, DataError, UnsupportedModelError
 from anacompile.mapping.registry import mapping_from_dict
 from anacompile.model_io import load_proto
+from anacompile.passes.deploy_form import DEPLOY, META_TARGET
 from anacompile.runtime.batchnorm import expose_batchnorm_statistics
 from anacompile.runtime.chip_state import (
     chip_rng,
@@ -127,9 +128,14 @@ class AnalogSession:
                  extra_outputs: list[str] | None = None, switchable: bool = False) -> None:
         self.path = str(path)
         proto = load_proto(path, load_external_data=True)
+        if any(p.key == META_TARGET and p.value == DEPLOY for p in proto.metadata_props):
+            raise UnsupportedModelError(
+                f"{path} is a deployment form (compile --target deploy), which has no programming plans to "
+                "simulate chips from; evaluate the simulation form (compile without --target)."
+            )
         self.report: CompileReport = read_report(proto)
         _check_domain_version(proto)
-        self.device = devices.PCMDevice.from_dict(self.report.device)
+        self.device = devices.from_dict(self.report.device)
         self.periphery = _override_periphery(Periphery.from_dict(self.report.periphery), periphery_overrides)
         self.mapping = mapping_from_dict(self.report.strategy)
         self.gain_us = self.mapping.gain_us(self.device.g_min_us, self.device.g_max_us)
