@@ -26,6 +26,9 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 err_console = Console(stderr=True)
 out_console = Console()
 _STATE = {"verbose": False}
+METRIC_HELP = ("Metric, higher is better: accuracy (needs labels), agreement / cosine / nmse (negative NMSE) against "
+               "the FP32 model's outputs, or FILE.py:FUNCTION, a function metric(run) -> float where run(feeds) "
+               "returns the model's outputs (default: accuracy with labels, else agreement).")
 
 
 @app.callback()
@@ -51,13 +54,34 @@ def compile_cmd(
     force: bool = typer.Option(False, "--force", help="Overwrite an existing output."),
     json_out: bool = typer.Option(False, "--json", help="Print the compile report as JSON."),
     allow_invalid: bool = typer.Option(False, "--allow-invalid", help="Compile a source that fails onnx.checker's full check (refused by default)."),
+    digital: list[str] = typer.Option([], "--digital", help="Keep layers digital: node/layer names, op types, glob patterns, or @placement.json (repeatable)."),
+    layer_strategy: list[str] = typer.Option([], "--layer-strategy", help="A layer's own strategy NAME=SPEC (single, dual, npair:significance=1,2,4, FILE.json), or @placement.json (repeatable)."),
+    accuracy_budget: float | None = typer.Option(None, "--accuracy-budget", help="Choose per layer digital or an analog strategy: cheapest placement whose --metric at --at stays within this of FP32 (e.g. 0.02)."),
+    at: str = typer.Option("1d", "--at", help="Time since programming the accuracy budget holds at."),
+    metric: str | None = typer.Option(None, "--metric", help=METRIC_HELP),
+    data: str | None = typer.Option(None, "--data", help="Data for built-in metrics (--accuracy-budget): digits or an .npz."),
+    chips: int = typer.Option(3, "--chips", help="Chips per configuration of the placement search."),
+    placement_json: Path | None = typer.Option(None, "--placement-json", help="Where to write the placement found (default: OUTPUT stem + .placement.json)."),
+    plot: Path | None = typer.Option(None, "--plot", help="Plot of the placement search (metric vs analog share of MACs)."),
+    target: str = typer.Option("simulation", "--target", help="simulation (for evaluate) or deploy (what a device runtime loads: no simulation-only tensors, t_inference a plain input)."),
 ) -> None:
     """Compile MODEL for analog crossbar tiles and write the annotated ONNX model."""
     from anacompile.compiler import compile_model
 
+    if accuracy_budget is not None:
+        from anacompile.placement.cli_commands import run_placement
+
+        options = {"device": device, "periphery": periphery, "periphery_overrides": list(set_),
+                   "strategy": strategy, "calibration": calibration, "chip": chip, "programming": programming,
+                   "input_ranges": input_ranges, "digital": list(digital), "layer_strategies": list(layer_strategy)}
+        run_placement(model, output, budget=accuracy_budget, at=at, metric=metric, data=data, chips=chips,
+                      placement_json=placement_json, plot=plot, force=force, json_out=json_out,
+                      options={**options, "seed": seed})
+        return
     report = compile_model(model, output, device=device, periphery=periphery, periphery_overrides=list(set_),
                            strategy=strategy, calibration=calibration, seed=seed, chip=chip,
                            programming=programming, force=force, input_ranges=input_ranges,
+                           digital=list(digital), layer_strategies=list(layer_strategy), target=target,
                            allow_invalid=allow_invalid)
     if json_out:
         print(json.dumps(report.to_dict()))
@@ -79,7 +103,10 @@ def _print_layers(report) -> None:
         source = ((folded if "(" in folded else "-"),) if sources else ()
         shared = getattr(layer, "shared_with", None)
         if layer.analog:
-            mapping = "analog" + (f"; weight shared with {', '.join(shared) if isinstance(shared, list) else shared}"
+            own = getattr(layer, "strategy", None)
+            mapping = "analog" + (f" ({own.get('name')}{', F=' + str(own['F']) if 'F' in own else ''}"
+                                  f"{', F=' + ','.join(map(str, own['significance'])) if 'significance' in own else ''})"
+                                  if own else "") + (f"; weight shared with {', '.join(shared) if isinstance(shared, list) else shared}"
                                   f" (programmed once per use)" if shared else "")
             table.add_row(layer.name, layer.op, shape, *source, f"{layer.tiles[0]}x{layer.tiles[1]}",
                           f"{layer.utilisation:.1%}", mapping)
@@ -87,7 +114,8 @@ def _print_layers(report) -> None:
             table.add_row(layer.name, layer.op, shape, *source, "-", "-", f"digital: {layer.reason}")
     t = report.totals
     table.caption = (f"{t['analog_layers']} analog, {t['digital_layers']} digital layers; {t['weights_mapped']:,} "
-                     f"weights mapped ({t['analog_parameter_share']:.1%} of parameters) on {t['tiles']} tiles")
+                     f"weights mapped ({t['analog_parameter_share']:.1%} of parameters) on {t['tiles']} tiles"
+                     + (f"; {t['analog_mac_share']:.1%} of MACs analog, {t['devices']:,} devices" if "devices" in t else ""))
     out_console.print(table)
 
 
@@ -99,6 +127,7 @@ def inspect_cmd(model: Path = typer.Argument(..., help="Compiled model."),
     from anacompile.model_io import load_proto
 
     report = read_report(load_proto(model))
+    report.source = report.source or str(model)  # the stored report carries no paths
     if json_out:
         print(json.dumps(report.to_dict()))
     else:
@@ -136,8 +165,9 @@ def evaluate_cmd(
     csv_path: Path | None = typer.Option(None, "--csv", help="Stream one row per chip and time to this CSV file."),
     plot: Path | None = typer.Option(None, "--plot", help="Write a plot (PNG/SVG/PDF)."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing output files."),
+    metric: str | None = typer.Option(None, "--metric", help=METRIC_HELP),
 ) -> None:
-    """Accuracy over time since programming, mean +- std over many simulated chips."""
+    """Accuracy (or another metric) over time since programming, mean +- std over many simulated chips."""
     from anacompile.errors import ConfigError
     from anacompile.evaluate.monte_carlo import evaluate
     from anacompile.evaluate.plot import plot_accuracy_over_time, plot_sweep
@@ -167,7 +197,7 @@ def evaluate_cmd(
             runs.append((mode or "", {"compensation": mode, "strategy": strategies[0], "periphery_overrides": list(set_)}))
     results = []
     embeddings = data == "sentences" or data.endswith(".txt")
-    if embeddings and (sweep or len(strategies) > 1 or set_ or programming or csv_path or workers > 1):
+    if embeddings and (sweep or len(strategies) > 1 or set_ or programming or csv_path or workers > 1 or metric):
         raise ConfigError("--data sentences (embedding similarity) supports --compensation comparisons only.")
     with _progress("chips x times") as advance:
         for i, (_, kwargs) in enumerate(runs):
@@ -181,7 +211,7 @@ def evaluate_cmd(
                     progress=lambda d, t, i=i: advance(i * t + d, t * len(runs))))
                 continue
             results.append(evaluate(model, data=data, times=times, chips=chips, seed=seed, workers=workers,
-                                    programming=programming,
+                                    programming=programming, metric=metric,
                                     csv_path=_numbered(csv_path, i, len(runs)),
                                     progress=lambda d, t, i=i: advance(i * t + d, t * len(runs)),
                                     **kwargs))
@@ -218,9 +248,11 @@ def _print_results(model: Path, data: str, results, labels: list[str], sweep_key
     table.add_column("time")
     for label in labels:
         table.add_column(label)
-    table.add_row("FP32 baseline", *[f"{r.baseline:.2%}" for r in results])
+    pct = first.metric in ("accuracy", "agreement")
+    fmt = (lambda v: f"{v:.2%}") if pct else (lambda v: f"{v:.4f}")
+    table.add_row("FP32 baseline", *[fmt(r.baseline) for r in results])
     for j, t in enumerate(first.times_s):
-        table.add_row(format_time(t), *[f"{r.accuracy_mean[j]:.2%} +- {r.accuracy_std[j]:.2%}" for r in results])
+        table.add_row(format_time(t), *[f"{fmt(r.accuracy_mean[j])} +- {fmt(r.accuracy_std[j])}" for r in results])
     out_console.print(table)
 
 
@@ -250,6 +282,7 @@ def mvm_error_cmd(
     set_: list[str] = typer.Option([], "--set", help="Override a periphery key, e.g. --set adc_bits=6."),
     samples: int = typer.Option(256, "--samples", help="Input vectors per layer (from the data set)."),
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    metric: str | None = typer.Option(None, "--metric", help=METRIC_HELP + " Scored end to end on the same chips."),
 ) -> None:
     """Relative MVM error ||y_analog - y|| / ||y|| of every analog layer on real inputs, at each time."""
     from anacompile.evaluate.mvm_error import mvm_error
@@ -257,7 +290,7 @@ def mvm_error_cmd(
 
     with _progress("chips") as advance:
         r = mvm_error(model, data=data, times=times, chips=chips, seed=seed, compensation=compensation,
-                      periphery_overrides=list(set_) or None, samples=samples, progress=advance)
+                      periphery_overrides=list(set_) or None, samples=samples, progress=advance, metric=metric)
     if json_out:
         print(json.dumps(r.to_dict()))
         return
@@ -268,6 +301,9 @@ def mvm_error_cmd(
         table.add_column(format_time(t))
     for name, shape, means, stds in zip(r.layers, r.shapes, r.error_mean, r.error_std, strict=True):
         table.add_row(name, "x".join(map(str, shape)), *[f"{m:.1%} +- {s:.1%}" for m, s in zip(means, stds, strict=True)])
+    if r.metric is not None:
+        table.add_row(f"{r.metric} (FP32 {r.metric_baseline:.4f})", "",
+                      *[f"{m:.4f} +- {s:.4f}" for m, s in zip(r.metric_mean, r.metric_std, strict=True)])
     out_console.print(table)
 
 
@@ -336,7 +372,9 @@ def _register_optional_commands() -> None:
 
 
 _register_optional_commands()
-_COMMANDS = {"demo", "compile", "inspect", "devices", "evaluate", "optimize", "program-verify", "mvm-error"}
+app.command("sensitivity")(__import__("anacompile.placement.cli_commands", fromlist=["x"]).sensitivity_command)
+_COMMANDS = {"demo", "compile", "inspect", "devices", "evaluate", "optimize", "program-verify", "mvm-error",
+             "sensitivity"}
 
 
 def main(argv: list[str] | None = None) -> int:

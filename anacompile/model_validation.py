@@ -28,7 +28,15 @@ from google.protobuf.descriptor import FieldDescriptor
 
 from anacompile.errors import ModelLoadError, UnsupportedModelError
 
-__all__ = ["MAX_ELEMENTS", "check_source", "check_structure", "checker_problem", "iter_tensors", "tensor_nbytes"]
+__all__ = [
+    "MAX_ELEMENTS",
+    "check_source",
+    "graph_tensors",
+    "check_structure",
+    "checker_problem",
+    "iter_tensors",
+    "tensor_nbytes",
+]
 
 MAX_ELEMENTS = 1 << 40
 """No tensor may declare more elements than this (2^40, 4 TiB of float32), whatever data it claims."""
@@ -90,7 +98,7 @@ def tensor_nbytes(tensor: onnx.TensorProto) -> int | None:
 
 def iter_tensors(proto: onnx.ModelProto) -> Iterator[tuple[str, onnx.TensorProto]]:
     """Every tensor of a model with a description of where it lives (for messages)."""
-    yield from _graph_tensors(proto.graph, "graph")
+    yield from graph_tensors(proto.graph, "graph")
     for f in proto.functions:
         where = f"function {f.domain}::{f.name}"
         for node in f.node:
@@ -98,11 +106,11 @@ def iter_tensors(proto: onnx.ModelProto) -> Iterator[tuple[str, onnx.TensorProto
         for attr in f.attribute_proto:
             yield from _attr_tensors(attr, f"{where} default attribute {attr.name!r}")
     for i, info in enumerate(proto.training_info):
-        yield from _graph_tensors(info.initialization, f"training_info[{i}].initialization")
-        yield from _graph_tensors(info.algorithm, f"training_info[{i}].algorithm")
+        yield from graph_tensors(info.initialization, f"training_info[{i}].initialization")
+        yield from graph_tensors(info.algorithm, f"training_info[{i}].algorithm")
 
 
-def _graph_tensors(graph: onnx.GraphProto, where: str) -> Iterator[tuple[str, onnx.TensorProto]]:
+def graph_tensors(graph: onnx.GraphProto, where: str) -> Iterator[tuple[str, onnx.TensorProto]]:
     for t in graph.initializer:
         yield f"{where} initializer", t
     for s in graph.sparse_initializer:
@@ -129,9 +137,9 @@ def _attr_tensors(attr: onnx.AttributeProto, where: str) -> Iterator[tuple[str, 
         yield where, s.values
         yield where, s.indices
     if attr.HasField("g"):
-        yield from _graph_tensors(attr.g, f"{where} subgraph")
+        yield from graph_tensors(attr.g, f"{where} subgraph")
     for g in attr.graphs:
-        yield from _graph_tensors(g, f"{where} subgraph")
+        yield from graph_tensors(g, f"{where} subgraph")
 
 
 def check_structure(proto: onnx.ModelProto, path: str | os.PathLike[str]) -> None:
