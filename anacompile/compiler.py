@@ -31,7 +31,7 @@ from anacompile.model_io import (
     load_model,
     load_proto,
 )
-from anacompile.passes._layer import DIGITAL_KEY, LAYER_KEY, node_plans
+from anacompile.passes._layer import DIGITAL_KEY, LAYER_KEY, is_use, node_plans
 from anacompile.passes._tensor_store import TensorStore
 from anacompile.passes.fold_constant_weights import tensor_readers, weight_source
 from anacompile.passes.mark_analog_ops import HANDLERS
@@ -63,6 +63,7 @@ class LayerReport:
     reason: str = ""
     weight_source: str = ""  # the source tensor(s) the weight is read from, with any folded ops
     shared_with: list[str] = field(default_factory=list)  # other ops reading the same stored tensor
+    uses: list[str] = field(default_factory=list)  # AnalogMatMuls reading these tiles, when several share them
 
 
 @dataclass
@@ -130,6 +131,7 @@ def compile_model(
     programming: str = "gaussian",
     force: bool = False,
     input_ranges: dict[str, float | list[float]] | str | os.PathLike[str] | None = None,
+    shared_weights: str = "share",
 ) -> CompileReport:
     """Compile an ONNX model for analog crossbar tiles and write the annotated model.
 
@@ -148,6 +150,9 @@ def compile_model(
         input_ranges: static DAC input ranges provided per layer (e.g. learned in hardware-aware training):
             ``{"fc1_Gemm": 2.5}`` or a JSON file of that form (one number, or one per row tile); layers not
             listed are calibrated from ``calibration``.
+        shared_weights: a stored weight read by several MatMul/Gemm ops (an unrolled recurrence, tied
+            weights) is programmed once on one set of tiles that every use reads (``share``), or a copy per
+            use on its own tiles (``replicate``, noted in the report).
 
     Returns:
         The compile report (also stored in the output's metadata).
@@ -202,8 +207,9 @@ def compile_model(
         store = TensorStore(tmp.parent, external_data_name(out)) if external else None
         try:
             _run(analysis_pipeline(dev, mapping, peri, feeds, seed=seed, chip=chip, programming=programming,
-                                   store=store, input_ranges=ranges), irmodel)
+                                   store=store, input_ranges=ranges, shared_weights=shared_weights), irmodel)
             layers = _layer_reports(irmodel, peri)
+            notes += _sharing_notes(layers, shared_weights)
             if not any(layer.analog for layer in layers):
                 found = ", ".join(f"{layer.name} ({layer.op}: {layer.reason})" for layer in layers) or "none"
                 raise UnsupportedModelError(
@@ -316,11 +322,13 @@ def _layer_reports(model: ir.Model, peri: Periphery) -> list[LayerReport]:
         first = len(rows)
         if LAYER_KEY in node.meta:
             for plan in node_plans(node):  # one row per analog layer (a recurrent op may have several)
+                if is_use(plan):  # a shared weight's later use: counted once, in its owner's row (``uses``)
+                    continue
                 cap = plan.n_tiles * peri.tile_rows * plan.n_col_tiles * peri.tile_cols
                 rows.append(LayerReport(
                     name=plan.name, op=node.op_type, analog=True, weight_shape=[plan.k, plan.n_out],
                     tiles=[plan.n_tiles, plan.n_col_tiles], utilisation=float(plan.k * plan.n_out / cap),
-                    parameters=int(plan.k * plan.n_out), reason="",
+                    parameters=int(plan.k * plan.n_out), reason="", uses=list(plan.extra.get("uses", [])),
                 ))
         else:
             shape = _weight_shape(node)
@@ -333,6 +341,19 @@ def _layer_reports(model: ir.Model, peri: Periphery) -> list[LayerReport]:
             for row in rows[first:]:
                 row.weight_source, row.shared_with = source.expression, shared
     return rows
+
+
+def _sharing_notes(layers: list[LayerReport], shared_weights: str) -> list[str]:
+    """What the report says about weights that several ops read."""
+    shared = [layer for layer in layers if len(layer.uses) > 1]
+    if shared:
+        n_uses = sum(len(layer.uses) for layer in shared)
+        return [f"{len(shared)} stored weight(s) read by {n_uses} ops are programmed once each; every use reads "
+                "the same tiles (listed under 'uses')"]
+    if shared_weights == "replicate" and any(layer.shared_with for layer in layers if layer.analog):
+        return ["shared weights replicated: every op reading a shared stored weight has its own tiles "
+                "(shared_weights=replicate)"]
+    return []
 
 
 def _op_name(node: ir.Node) -> str:
