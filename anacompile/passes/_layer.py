@@ -9,7 +9,8 @@ import numpy as np
 import onnx_ir as ir
 from numpy.typing import NDArray
 
-__all__ = ["DIGITAL_KEY", "LAYER_KEY", "SHARED_KEY", "LayerPlan", "analog_layers", "is_use", "node_plans"]
+__all__ = ["DIGITAL_KEY", "LAYER_KEY", "SHARED_KEY", "LayerPlan", "analog_layers", "is_use", "node_plans",
+           "plan_mapping"]
 
 LAYER_KEY = "anacompile.layer"
 DIGITAL_KEY = "anacompile.digital_reason"
@@ -95,3 +96,8 @@ def analog_layers(model: ir.Model) -> list[tuple[ir.Node, LayerPlan]]:
 def is_use(plan: LayerPlan) -> bool:
     """Whether ``plan`` reads another layer's programmed tiles (a shared weight's second or later use)."""
     return SHARED_KEY in plan.extra
+
+
+def plan_mapping(plan: LayerPlan, default):
+    """The layer's own programming strategy (``--layer-strategy``), else the model's ``default``."""
+    return plan.extra.get("mapping") or default

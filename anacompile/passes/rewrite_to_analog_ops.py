@@ -22,7 +22,15 @@ import onnx_ir as ir
 from anacompile import ops
 from anacompile.crossbar.periphery import Periphery
 from anacompile.crossbar.reference import ir_row_weights, layer_scales, tile_constants
-from anacompile.passes._layer import LAYER_KEY, SHARED_KEY, LayerPlan, analog_layers, is_use, node_plans
+from anacompile.passes._layer import (
+    LAYER_KEY,
+    SHARED_KEY,
+    LayerPlan,
+    analog_layers,
+    is_use,
+    node_plans,
+    plan_mapping,
+)
 from anacompile.passes._names import register_initializer
 from anacompile.passes._tensor_store import squeezed
 from anacompile.runtime.functions import TILED, analog_matmul_attributes, chip_weights_attributes
@@ -157,14 +165,16 @@ class RewriteToAnalogOpsPass(ir.passes.InPlacePass):
                 ops.ANALOG_MATMUL,
                 [x, w_eff, in_scale, scale, _initializer(graph, f"{plan.name}.{ops.BIAS}", bias.astype(np.float32)),
                  ir_weight],
-                attributes=analog_matmul_attributes(self.periphery, seed=_node_seed(self.seed, self.chip, 1 << 20 | len(self._chips) << 10 | self._n_uses)),
+                attributes=analog_matmul_attributes(
+                    self.periphery, seed=_node_seed(self.seed, self.chip, (1 << 20) + self._n_uses)),
                 domain=ops.DOMAIN, name=plan.name, overload=TILED if owner.n_tiles > 1 else "",
             )
             self._n_uses += 1
             return [mm_node], mm_node.outputs[0]
         L = plan.name
         tiled = plan.n_tiles > 1
-        gain = self.mapping.gain_us(self.device.g_min_us, self.device.g_max_us)
+        mapping = plan_mapping(plan, self.mapping)
+        gain = mapping.gain_us(self.device.g_min_us, self.device.g_max_us)
 
         def init(suffix: str, array: np.ndarray | ir.ExternalTensor) -> ir.Value:
             # one-tile layers are stored without the tile axis (axis -3): AnalogMatMul's plain body
@@ -185,7 +195,7 @@ class RewriteToAnalogOpsPass(ir.passes.InPlacePass):
             ops.CHIP_WEIGHTS,
             [init(ops.G_PROG, plan.g_prog), init(ops.NU, plan.nu), t_inf, init(ops.GDC_REF, plan.gdc_ref),
              init(ops.OUT_SCALE, out_scale)],
-            attributes=chip_weights_attributes(self.device, self.mapping.significance, gain,
+            attributes=chip_weights_attributes(self.device, mapping.significance, gain,
                                                seed=_node_seed(self.seed, self.chip, 2 * index),
                                                code_gain=tile_constants(self.periphery)["code_gain"]),
             domain=ops.DOMAIN, num_outputs=2, name=f"{L}.chip",
