@@ -41,7 +41,7 @@ from anacompile.model_io import (
     model_label,
     read_model,
 )
-from anacompile.model_validation import check_source, check_structure, checker_problem
+from anacompile.model_validation import check_source, check_structure, checker_problem, refuse_invalid
 from anacompile.passes._layer import DIGITAL_KEY, LAYER_KEY, is_use, node_plans, plan_mapping
 from anacompile.passes._tensor_store import TensorStore
 from anacompile.passes.apply_placement import parse_placement
@@ -271,7 +271,7 @@ def _compile_file(source: Path | onnx.ModelProto, output, *, device, periphery, 
     proto = source if in_memory else load_proto(source)
     if in_memory:
         check_structure(proto, label)
-    source_problem = check_source(proto, label, allow_invalid=allow_invalid, in_memory=in_memory)
+    check_source(proto, label, allow_invalid=allow_invalid, in_memory=in_memory, checker=False)
     out = None if in_memory else check_output_path(output, [source], force)
     dev = devices.get(device)
     mapping = get_mapping(strategy)
@@ -297,6 +297,8 @@ def _compile_file(source: Path | onnx.ModelProto, output, *, device, periphery, 
             proto = load_proto(source, load_external_data=True)
         upgraded, note = upgrade_opset(proto, label)
         notes.append(note)
+    source_problem = refuse_invalid(upgraded if upgraded is not None else proto if in_memory else source, label,
+                                    allow_invalid)
     external = not in_memory and _needs_external_data(proto, source, len(mapping.significance), peri.tile_rows)
     if external:
         data_file = out.parent / external_data_name(out)

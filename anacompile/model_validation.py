@@ -34,6 +34,7 @@ __all__ = [
     "graph_tensors",
     "check_structure",
     "checker_problem",
+    "refuse_invalid",
     "iter_tensors",
     "tensor_nbytes",
 ]
@@ -282,7 +283,12 @@ def checker_problem(model: str | os.PathLike[str] | onnx.ModelProto, full_check:
 
 
 def check_source(
-    proto: onnx.ModelProto, path: str | os.PathLike[str], allow_invalid: bool = False, domain: str = "ai.anacompile"
+    proto: onnx.ModelProto,
+    path: str | os.PathLike[str],
+    allow_invalid: bool = False,
+    domain: str = "ai.anacompile",
+    in_memory: bool = False,
+    checker: bool = True,
 ) -> str | None:
     """Refuse a source model the compiler cannot take (see the module docstring).
 
@@ -317,10 +323,16 @@ def check_source(
                     f"{p}: {node.op_type} node {node.name!r} ({where}) has group={group}; group "
                     "must be >= 1: fix the model."
                 )
-    problem = checker_problem(p if p.is_file() else proto)
+    return refuse_invalid(proto if in_memory else p, p, allow_invalid) if checker else None
+
+
+def refuse_invalid(model: onnx.ModelProto | Path, label, allow_invalid: bool = False) -> str | None:
+    """``onnx.checker``'s full check of a source: refused with the checker's message unless ``allow_invalid``
+    (then the message is returned, for the report); None when it passes."""
+    problem = checker_problem(model)
     if problem is not None and not allow_invalid:
         raise ModelLoadError(
-            f"{p}: the model fails onnx.checker's full check: {problem}. Fix the model, or pass "
+            f"{label}: the model fails onnx.checker's full check: {problem}. Fix the model, or pass "
             "--allow-invalid to compile it anyway (the output is then checked only as strictly as "
             "the source passes)."
         )
