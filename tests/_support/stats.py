@@ -162,8 +162,9 @@ def expected_mean_z2(na: int, nb: int) -> float:
     return dof / (dof - 2)
 
 
-def assert_matches(est: Estimate, expected: float, *, detect: float | None = DETECT,
-                   scale: float | None = None) -> None:
+def assert_matches(
+    est: Estimate, expected: float, *, detect: float | None = DETECT, scale: float | None = None
+) -> None:
     """Assert ``est`` is within :data:`TOLERANCE_SE` SE of ``expected``, and can see a ``detect`` error.
 
     Args:
@@ -179,7 +180,8 @@ def assert_matches(est: Estimate, expected: float, *, detect: float | None = DET
         shift = detect * (abs(expected) if scale is None else scale)
         assert shift > POWER_SE * est.se, (
             f"{est}: a {detect:.0%} error ({shift:.3g}) is only {shift / est.se:.1f} SE; the check needs "
-            f"{POWER_SE} SE of power (more samples)")
+            f"{POWER_SE} SE of power (more samples)"
+        )
 
 
 def assert_rejects(est: Estimate, expected: float) -> None:

@@ -52,7 +52,8 @@ def test_label_free_baselines_and_a_user_callable_equal_to_accuracy(compiled_mlp
     test = load_digits_split()[1]
 
     def my_accuracy(run):  # the user's own data loop: one sample at a time
-        hits = [int(np.argmax(run({"input": x[None].astype(np.float32)})[0])) == y for x, y in zip(test.x, test.y)]
+        hits = [int(np.argmax(run({"input": x[None].astype(np.float32)})[0])) == y
+                for x, y in zip(test.x, test.y, strict=True)]
         return float(np.mean(hits))
 
     mine = evaluate(compiled_mlp, data=None, times="1s,1d", chips=2, metric=my_accuracy, seed=3)
