@@ -201,8 +201,8 @@ def _export_layer(layer, inits: dict, periphery: Periphery, folder: Path, csv_fi
                 "devices": int(np.prod(arrays["g_target_us"].shape)),
             }
             if csv_files:
-                entry["csv"] = f"{stem}.csv"
-                _write_csv(folder / entry["csv"], arrays["g_target_us"], r0, c0)
+                entry["csv"] = csv_name = f"{stem}.csv"
+                _write_csv(folder / csv_name, arrays["g_target_us"], r0, c0)
             tiles.append(entry)
     return {
         "name": name,
