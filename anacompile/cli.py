@@ -167,6 +167,7 @@ def evaluate_cmd(
     plot: Path | None = typer.Option(None, "--plot", help="Write a plot (PNG/SVG/PDF)."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing output files."),
     metric: str | None = typer.Option(None, "--metric", help=METRIC_HELP),
+    resume: Path | None = typer.Option(None, "--resume", help="Continue an interrupted evaluation from the CSV it streamed (--csv); same options, same final result."),
 ) -> None:
     """Accuracy (or another metric) over time since programming, mean +- std over many simulated chips."""
     from anacompile.errors import ConfigError
@@ -174,6 +175,10 @@ def evaluate_cmd(
     from anacompile.evaluate.plot import plot_accuracy_over_time, plot_sweep
     from anacompile.model_io import check_output_path
 
+    if resume is not None:
+        if csv_path is not None and csv_path.resolve() != resume.resolve():
+            raise ConfigError(f"--resume {resume} continues that CSV; drop --csv {csv_path} or give the same file.")
+        csv_path = None
     for path in (json_path, plot, csv_path):
         if path is not None:
             check_output_path(path, [model], force)
@@ -200,22 +205,28 @@ def evaluate_cmd(
     embeddings = data == "sentences" or data.endswith(".txt")
     if embeddings and (sweep or len(strategies) > 1 or set_ or programming or csv_path or workers > 1 or metric):
         raise ConfigError("--data sentences (embedding similarity) supports --compensation comparisons only.")
-    with _progress("chips x times") as advance:
-        for i, (_, kwargs) in enumerate(runs):
-            if embeddings:
-                from anacompile.evaluate.embeddings import evaluate_embeddings
-                from anacompile.evaluate.metrics import load_sentences
+    from anacompile.evaluate.monte_carlo import EvaluationInterrupted
 
-                results.append(evaluate_embeddings(
-                    model, load_sentences(None if data == "sentences" else data), times=times, chips=chips,
-                    seed=seed, compensation=kwargs["compensation"],
-                    progress=lambda d, t, i=i: advance(i * t + d, t * len(runs))))
-                continue
-            results.append(evaluate(model, data=data, times=times, chips=chips, seed=seed, workers=workers,
-                                    programming=programming, metric=metric,
-                                    csv_path=_numbered(csv_path, i, len(runs)),
-                                    progress=lambda d, t, i=i: advance(i * t + d, t * len(runs)),
-                                    **kwargs))
+    try:  # click turns a KeyboardInterrupt into a silent exit 130: say where the finished chips' rows are
+        with _progress("chips x times") as advance:
+            for i, (_, kwargs) in enumerate(runs):
+                if embeddings:
+                    from anacompile.evaluate.embeddings import evaluate_embeddings
+                    from anacompile.evaluate.metrics import load_sentences
+
+                    results.append(evaluate_embeddings(
+                        model, load_sentences(None if data == "sentences" else data), times=times, chips=chips,
+                        seed=seed, compensation=kwargs["compensation"],
+                        progress=lambda d, t, i=i: advance(i * t + d, t * len(runs))))
+                    continue
+                results.append(evaluate(model, data=data, times=times, chips=chips, seed=seed, workers=workers,
+                                        programming=programming, metric=metric,
+                                        **_csv_or_resume(csv_path, resume, i, len(runs)),
+                                        progress=lambda d, t, i=i: advance(i * t + d, t * len(runs)),
+                                        **kwargs))
+    except EvaluationInterrupted as err:
+        err_console.print(f"[red]error:[/] {err}", highlight=False, soft_wrap=True)
+        raise typer.Exit(130) from err
     labels = [label or r.compensation for (label, _), r in zip(runs, results, strict=True)]
     _print_results(model, data, results, labels, sweep_key=sweep.partition("=")[0].strip() if sweep else None)
     for r in results:
@@ -231,6 +242,14 @@ def evaluate_cmd(
             suffix = " strategy" if len(strategies) > 1 else " compensation"
             plot_accuracy_over_time(results, plot, labels=[f"{label}{suffix}" for label in labels])
         err_console.print(f"wrote {plot}")
+
+
+def _csv_or_resume(csv_path: Path | None, resume: Path | None, i: int, n: int) -> dict:
+    """Run i's CSV: resumed where its file exists (an interrupted run), else streamed afresh."""
+    if resume is None:
+        return {"csv_path": _numbered(csv_path, i, n)}
+    path = _numbered(resume, i, n)
+    return {"resume": path} if path.exists() or n == 1 else {"csv_path": path}
 
 
 def _numbered(path: Path | None, i: int, n: int) -> Path | None:
@@ -398,8 +417,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         err_console.print(f"[red]error:[/] {err}", highlight=False, soft_wrap=True)
         return 1
-    except KeyboardInterrupt:
-        err_console.print("[red]error:[/] interrupted; no output was written.")
+    except KeyboardInterrupt as err:  # EvaluationInterrupted says where the rows of finished chips are
+        err_console.print(f"[red]error:[/] {err or 'interrupted; no output was written.'}", highlight=False,
+                          soft_wrap=True)
         return 130
     except Exception as err:  # a bug: still one line (the traceback with --verbose), and nothing half-written
         if _STATE["verbose"]:

@@ -36,6 +36,7 @@ __all__ = [
     "checker_problem",
     "refuse_invalid",
     "iter_tensors",
+    "ort_problem",
     "tensor_nbytes",
 ]
 
@@ -279,6 +280,20 @@ def checker_problem(model: str | os.PathLike[str] | onnx.ModelProto, full_check:
     except Exception as err:  # ValidationError, InferenceError, protobuf and OS errors alike
         text = " ".join(str(err).split())  # one line
         return text[:300] if text else type(err).__name__
+    return None
+
+
+def ort_problem(model: str | os.PathLike[str] | onnx.ModelProto) -> str | None:
+    """What onnxruntime's loader says about a model (file or proto), in one line; None when it loads."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 4
+    try:
+        data = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
+        ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
+    except Exception as err:  # noqa: BLE001 - onnxruntime's own exception types
+        return " ".join(str(err).split())[:300] or type(err).__name__
     return None
 
 

@@ -85,6 +85,8 @@ def _check_weight(node: ir.Node, plan: LayerPlan) -> None:
         return
     if w.size == 0:
         raise _Digital(f"weight of shape {list(w.shape)} has no elements")
+    if plan.bias is not None and w.ndim == 2 and np.size(plan.bias) != w.shape[1]:
+        raise _Digital(f"bias of {np.size(plan.bias)} values does not match the {w.shape[1]} outputs")
     consts = [v.name for v in node.inputs if v is not None and v.const_value is not None]
     for what, array in (("weight", w), ("bias", plan.bias)):
         if array is not None and np.issubdtype(np.asarray(array).dtype, np.floating) and not np.isfinite(array).all():
