@@ -15,6 +15,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from anacompile.deploy_commands import export_tiles_command
@@ -89,12 +90,12 @@ def compile_cmd(
         return
     _print_layers(report)
     for note in report.notes:
-        err_console.print(f"[yellow]note:[/] {note}")
-    out_console.print(f"wrote [bold]{report.output}[/]")
+        err_console.print(f"[yellow]note:[/] {escape(note)}")
+    out_console.print(f"wrote [bold]{escape(str(report.output))}[/]")
 
 
 def _print_layers(report) -> None:
-    table = Table(title=f"{Path(report.source).name} -> {report.device.get('name', '?')} crossbars")
+    table = Table(title=escape(f"{Path(report.source).name} -> {report.device.get('name', '?')} crossbars"))
     sources = any("(" in getattr(layer, "weight_source", "") for layer in report.layers)  # a folded chain
     for col in ("layer", "op", "weight", *(("weight source",) if sources else ()), "tiles", "utilisation", "mapping"):
         table.add_column(col)
@@ -109,10 +110,10 @@ def _print_layers(report) -> None:
                                   f"{', F=' + ','.join(map(str, own['significance'])) if 'significance' in own else ''})"
                                   if own else "") + (f"; weight shared with {', '.join(shared) if isinstance(shared, list) else shared}"
                                   f" (programmed once per use)" if shared else "")
-            table.add_row(layer.name, layer.op, shape, *source, f"{layer.tiles[0]}x{layer.tiles[1]}",
+            table.add_row(escape(layer.name), escape(layer.op), shape, *map(escape, source), f"{layer.tiles[0]}x{layer.tiles[1]}",
                           f"{layer.utilisation:.1%}", mapping)
         else:
-            table.add_row(layer.name, layer.op, shape, *source, "-", "-", f"digital: {layer.reason}")
+            table.add_row(escape(layer.name), escape(layer.op), shape, *map(escape, source), "-", "-", escape(f"digital: {layer.reason}"))
     t = report.totals
     table.caption = (f"{t['analog_layers']} analog, {t['digital_layers']} digital layers; {t['weights_mapped']:,} "
                      f"weights mapped ({t['analog_parameter_share']:.1%} of parameters) on {t['tiles']} tiles"
@@ -225,13 +226,13 @@ def evaluate_cmd(
                                         progress=lambda d, t, i=i: advance(i * t + d, t * len(runs)),
                                         **kwargs))
     except EvaluationInterrupted as err:
-        err_console.print(f"[red]error:[/] {err}", highlight=False, soft_wrap=True)
+        err_console.print(f"[red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
         raise typer.Exit(130) from err
     labels = [label or r.compensation for (label, _), r in zip(runs, results, strict=True)]
     _print_results(model, data, results, labels, sweep_key=sweep.partition("=")[0].strip() if sweep else None)
     for r in results:
         for note in r.notes:
-            err_console.print(f"[yellow]note:[/] {note}")
+            err_console.print(f"[yellow]note:[/] {escape(note)}")
     if json_path is not None:
         _write_json(json_path, results, labels, sweep)
         err_console.print(f"wrote {json_path}")
@@ -264,7 +265,7 @@ def _print_results(model: Path, data: str, results, labels: list[str], sweep_key
     first = results[0]
     what = f"sweep of {sweep_key}" if sweep_key else ", ".join(labels) + (
         " strategy" if results[0].strategy else " compensation")
-    table = Table(title=f"{model.name}: {first.metric} on {data}, {first.chips} chips, {what}")
+    table = Table(title=escape(f"{model.name}: {first.metric} on {data}, {first.chips} chips, {what}"))
     table.add_column("time")
     for label in labels:
         table.add_column(label)
@@ -314,13 +315,13 @@ def mvm_error_cmd(
     if json_out:
         print(json.dumps(r.to_dict()))
         return
-    table = Table(title=f"{model.name}: relative MVM error per layer, {r.chips} chips, {r.compensation} compensation")
+    table = Table(title=escape(f"{model.name}: relative MVM error per layer, {r.chips} chips, {r.compensation} compensation"))
     table.add_column("layer")
     table.add_column("weight")
     for t in r.times_s:
         table.add_column(format_time(t))
     for name, shape, means, stds in zip(r.layers, r.shapes, r.error_mean, r.error_std, strict=True):
-        table.add_row(name, "x".join(map(str, shape)), *[f"{m:.1%} +- {s:.1%}" for m, s in zip(means, stds, strict=True)])
+        table.add_row(escape(name), "x".join(map(str, shape)), *[f"{m:.1%} +- {s:.1%}" for m, s in zip(means, stds, strict=True)])
     if r.metric is not None:
         table.add_row(f"{r.metric} (FP32 {r.metric_baseline:.4f})", "",
                       *[f"{m:.4f} +- {s:.4f}" for m, s in zip(r.metric_mean, r.metric_std, strict=True)])
@@ -415,16 +416,16 @@ def main(argv: list[str] | None = None) -> int:
     except AnacompileError as err:
         if _STATE["verbose"]:
             raise
-        err_console.print(f"[red]error:[/] {err}", highlight=False, soft_wrap=True)
+        err_console.print(f"[red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
         return 1
     except KeyboardInterrupt as err:  # EvaluationInterrupted says where the rows of finished chips are
-        err_console.print(f"[red]error:[/] {err or 'interrupted; no output was written.'}", highlight=False,
+        err_console.print(f"[red]error:[/] {escape(str(err) or 'interrupted; no output was written.')}", highlight=False,
                           soft_wrap=True)
         return 130
     except Exception as err:  # a bug: still one line (the traceback with --verbose), and nothing half-written
         if _STATE["verbose"]:
             raise
-        err_console.print(f"[red]error:[/] internal error ({type(err).__name__}: {err}); nothing was written. "
+        err_console.print(f"[red]error:[/] internal error ({type(err).__name__}: {escape(str(err))}); nothing was written. "
                           "Re-run with --verbose and report the traceback.", highlight=False, soft_wrap=True)
         return 1
     return 0

@@ -331,6 +331,13 @@ def check_source(
                     f"{p}: Constant node {node.name or node.output[0] if node.output else '?'!r} ({where}) has "
                     f"{len(values)} value attributes ({values}); it needs exactly one: fix the model."
                 )
+        names = [a.name for a in node.attribute]
+        if len(set(names)) != len(names):
+            twice = sorted({n for n in names if names.count(n) > 1})
+            raise ModelLoadError(
+                f"{p}: node {node.name or node.op_type!r} ({where}) has attribute(s) {twice} more than "
+                "once; fix the model."
+            )
         if node.domain in ("", "ai.onnx") and node.op_type in ("Conv", "ConvTranspose"):
             group = next((a.i for a in node.attribute if a.name == "group"), 1)
             if group < 1:
