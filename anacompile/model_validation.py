@@ -18,6 +18,7 @@ Every failure is one line naming the tensor, node or field and saying what to do
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from collections.abc import Iterator
@@ -30,6 +31,7 @@ from anacompile.errors import ModelLoadError, UnsupportedModelError
 
 __all__ = [
     "MAX_ELEMENTS",
+    "check_opset",
     "check_source",
     "graph_tensors",
     "check_structure",
@@ -297,6 +299,35 @@ def ort_problem(model: str | os.PathLike[str] | onnx.ModelProto) -> str | None:
     return None
 
 
+@functools.cache
+def ort_loads_opset(opset: int) -> bool:
+    """Whether the installed onnxruntime loads a model of default-domain ``opset`` (probed once)."""
+    from onnx import helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])],
+        "probe",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    return ort_problem(model) is None
+
+
+def check_opset(proto: onnx.ModelProto, label) -> None:
+    """The default-domain opset must be one the installed onnx and onnxruntime both know."""
+    opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
+    if opset is None:
+        return
+    newest = onnx.defs.onnx_opset_version()
+    if opset > newest or not ort_loads_opset(min(opset, newest)):
+        raise UnsupportedModelError(
+            f"{label}: opset {opset} is newer than the installed onnx ({newest}) or onnxruntime supports; convert "
+            "the model to an older opset (onnx.version_converter) or upgrade onnx and onnxruntime."
+        )
+
+
 def check_source(
     proto: onnx.ModelProto,
     path: str | os.PathLike[str],
@@ -312,6 +343,7 @@ def check_source(
         checker's message, for the compile report.
     """
     p = Path(path)
+    check_opset(proto, p)
     for f in proto.functions:
         if f.domain == domain:
             raise UnsupportedModelError(

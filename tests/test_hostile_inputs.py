@@ -28,7 +28,9 @@ from anacompile.model_io import load_proto
 from anacompile.model_validation import checker_problem
 from anacompile.runtime.functions import random_ops_load
 
-HYPOTHESIS = settings(max_examples=20, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+HYPOTHESIS = settings(
+    max_examples=20, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True, database=None
+)
 
 
 def _cli(*argv) -> tuple[int, str]:
