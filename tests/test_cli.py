@@ -25,7 +25,8 @@ def test_short_form_compiles_beside_the_input(tmp_path, mlp_hwa):
 
 def test_compile_json_and_inspect(tmp_path, mlp_hwa):
     out = tmp_path / "out.onnx"
-    r = _run("compile", str(mlp_hwa), "-o", str(out), "--calibration", "digits", "--json", "--set", "adc_bits=7")
+    r = _run("compile", str(mlp_hwa), "-o", str(out), "--calibration", "digits", "--json", "-",
+             "--set", "adc_bits=7")
     assert r.returncode == 0, r.stderr
     report = json.loads(r.stdout)
     assert report["periphery"]["adc_bits"] == 7 and report["totals"]["analog_layers"] == 2
@@ -80,3 +81,36 @@ def test_evaluate_writes_json_and_plot_reproducibly(tmp_path, compiled_mlp):
     assert (tmp_path / "a.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     r3 = _run(*args, "--json", str(tmp_path / "a.json"))
     assert r3.returncode == 1 and "exists" in r3.stderr
+
+
+def test_a_mistyped_command_is_named_with_the_closest_one(tmp_path):
+    r = _run("inspekt", "model.analog.onnx", cwd=tmp_path)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert "unknown command 'inspekt'" in lines[0] and "did you mean 'inspect'?" in lines[0]
+    assert "model file" in lines[0] and "no such file" not in lines[0]
+    r = _run("frobnicate", cwd=tmp_path)
+    assert r.returncode == 2 and "unknown command 'frobnicate'" in r.stderr and "did you mean" not in r.stderr
+    r = _run("missing.onnx", cwd=tmp_path)  # the short form: still a model path
+    assert r.returncode == 1 and "missing.onnx" in r.stderr and "unknown command" not in r.stderr
+
+
+def test_json_path_or_stdout_on_every_command(tmp_path, compiled_mlp):
+    # stdout: exactly one JSON document, nothing else
+    stdout = {}
+    for args in (("inspect", str(compiled_mlp)), ("mvm-error", str(compiled_mlp), "--chips", "1", "--samples", "16"),
+                 ("evaluate", str(compiled_mlp), "--chips", "1", "--times", "1s")):
+        r = _run(*args, "--json", "-")
+        assert r.returncode == 0, r.stderr
+        stdout[args[0]] = json.loads(r.stdout)
+    assert stdout["evaluate"]["chips"] == 1 and stdout["mvm-error"]["chips"] == 1
+    # a file: the same document, written atomically, never over an existing file without --force
+    path = tmp_path / "report.json"
+    r = _run("inspect", str(compiled_mlp), "--json", str(path))
+    assert r.returncode == 0, r.stderr
+    assert json.loads(path.read_text()) == stdout["inspect"] and "analog" in r.stdout  # the table too
+    r = _run("inspect", str(compiled_mlp), "--json", str(path))
+    assert r.returncode == 1 and "exists" in r.stderr and "--force" in r.stderr
+    r = _run("inspect", str(compiled_mlp), "--json", str(compiled_mlp), "--force")  # never over the input
+    assert r.returncode == 1 and "input" in r.stderr
