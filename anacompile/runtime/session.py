@@ -39,7 +39,7 @@ from anacompile.runtime.chip_state import (
     program_layer,
     read_weights,
 )
-from anacompile.runtime.digital_reference import all_nodes, digital_reference_model, plan_weight
+from anacompile.runtime.digital_reference import all_nodes, digital_reference_model, plan_weight, weights_layer
 from anacompile.runtime.functions import (
     TILED,
     NoiseSource,
@@ -75,6 +75,12 @@ class ChipLayer:
     gain_us: float = 0.0  # its conductance gain
     digital: bool = False  # run digitally (switchable sessions, :meth:`AnalogSession.set_digital`)
     variants: dict = field(default_factory=dict)  # other strategies' plans and chip states (set_layer_strategy)
+    weights: str = ""  # the layer whose programmed tiles it reads: its own name, or a shared weight's owner
+
+    @property
+    def owns_tiles(self) -> bool:
+        """False for a later use of a shared weight: it reads the owner's chip state, programmed once."""
+        return self.weights == self.name
 
     @property
     def n_out(self) -> int:
@@ -147,7 +153,7 @@ class AnalogSession:
         self.layers = _extract_layers(proto)
         own = {layer.name: layer.strategy for layer in self.report.layers if layer.analog and layer.strategy}
         for layer in self.layers:
-            layer.mapping = mapping_from_dict(own[layer.name]) if layer.name in own else self.mapping
+            layer.mapping = mapping_from_dict(own[layer.weights]) if layer.weights in own else self.mapping
             layer.gain_us = layer.mapping.gain_us(self.device.g_min_us, self.device.g_max_us)
         if strategy is not None:
             self._remap(strategy)
@@ -192,8 +198,13 @@ class AnalogSession:
     # -- the two stages --------------------------------------------------------------------------
     def program(self, chip_seed: int) -> None:
         """Program chip ``chip_seed``: programmed conductances, drift exponents, GDC reference, noise bank."""
-        for layer in self.layers:
+        owners = {layer.name: layer for layer in self.layers if layer.owns_tiles}
+        for layer in owners.values():
             self._program_layer(layer, chip_seed)
+        for layer in self.layers:  # uses of a shared weight: the same programmed chip (same noise, same drift)
+            if not layer.owns_tiles:
+                owner = owners[layer.weights]
+                layer.g_prog, layer.nu, layer.gdc_ref = owner.g_prog, owner.nu, owner.gdc_ref
         self.chip_seed = int(chip_seed)
         if self._bank_size:
             self._set_bank()
@@ -209,7 +220,8 @@ class AnalogSession:
         if not np.isfinite(t) or t < 0:
             raise ConfigError(f"t_inference={t_inference!r}: must be a finite number of seconds >= 0.")
         for layer in self.layers:
-            self._read_layer(layer, t)
+            if layer.owns_tiles:  # a use of a shared weight reads its owner's state
+                self._read_layer(layer, t)
         self.t_inference = t
 
     def _program_layer(self, layer: ChipLayer, chip_seed: int) -> None:
@@ -250,13 +262,22 @@ class AnalogSession:
         The layer's normalised weights are decoded from its current plan and re-encoded, as ``strategy=``
         does for the whole model. Raises ConfigError for an unknown layer name.
         """
-        from anacompile.mapping import decode_pairs
         from anacompile.mapping.registry import get_mapping
 
         layer = next((la for la in self.layers if la.name == name), None)
         if layer is None:
             raise ConfigError(f"Unknown layer {name!r}; layers: {[la.name for la in self.layers]}.")
-        new = mapping_from_dict(strategy) if isinstance(strategy, dict) else get_mapping(strategy)
+        if not layer.owns_tiles:  # a use of a shared weight: the strategy is the stored weight's
+            layer = next(la for la in self.layers if la.name == layer.weights)
+        self._set_strategy(layer, mapping_from_dict(strategy) if isinstance(strategy, dict) else get_mapping(strategy))
+        for use in self.layers:  # every use reads the same programmed chip
+            if use.weights == layer.name and use is not layer:
+                use.mapping, use.gain_us, use.g_target = layer.mapping, layer.gain_us, layer.g_target
+                use.g_prog, use.nu, use.gdc_ref = layer.g_prog, layer.nu, layer.gdc_ref
+
+    def _set_strategy(self, layer: ChipLayer, new) -> None:
+        from anacompile.mapping import decode_pairs
+
         key, current = _strategy_key(new), _strategy_key(layer.mapping)
         if key == current:
             return
@@ -398,7 +419,7 @@ class AnalogSession:
 
     def layer_state(self, layer: ChipLayer) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """What the layer's AnalogMatMul is fed now: (weights in ADC codes per DAC code, in_scale, scale)."""
-        return self._state[f"{layer.name}.{ops.W_EFF}"], layer.in_scale, self._state[f"{layer.name}.{ops.SCALE}"]
+        return self._state[f"{layer.weights}.{ops.W_EFF}"], layer.in_scale, self._state[f"{layer.weights}.{ops.SCALE}"]
 
     def ideal_weight(self, layer: ChipLayer, k: int) -> np.ndarray:
         """The layer's FP32 weight W (K, N), decoded from its programming plan."""
@@ -473,7 +494,8 @@ def _add_digital_switches(m: onnx.ModelProto, layers: list[ChipLayer], digital: 
             then_branch = onnx.helper.make_graph([analog], f"{name}.analog", [],
                                                  [onnx.helper.make_tensor_value_info(analog.output[0], f, None)])
             else_branch = onnx.helper.make_graph(
-                [onnx.helper.make_node("MatMul", [node.input[0], f"{name}.weight"], [f"{name}.digital_mm"]),
+                [onnx.helper.make_node("MatMul", [node.input[0], f"{by_name[name].weights}.weight"],
+                                        [f"{name}.digital_mm"]),
                  onnx.helper.make_node("Add", [f"{name}.digital_mm", node.input[4]], [f"{name}.digital_out"])],
                 f"{name}.digital", [], [onnx.helper.make_tensor_value_info(f"{name}.digital_out", f, None)])
             new_nodes.append(onnx.helper.make_node("If", [f"{name}.{SWITCH}"], [y], name=f"{name}.switch",
@@ -483,7 +505,8 @@ def _add_digital_switches(m: onnx.ModelProto, layers: list[ChipLayer], digital: 
             del graph.node[:]
             graph.node.extend(new_nodes)
     for layer in layers:
-        m.graph.initializer.append(weights[f"{layer.name}.weight"])
+        if layer.owns_tiles:  # one FP32 weight per stored weight, read by all its uses
+            m.graph.initializer.append(weights[f"{layer.name}.weight"])
         m.graph.input.append(onnx.helper.make_tensor_value_info(f"{layer.name}.{SWITCH}", onnx.TensorProto.BOOL, []))
 
 
@@ -512,8 +535,8 @@ def _initializer_array(proto: onnx.ModelProto, name: str) -> np.ndarray:
 def _attach_scales(proto: onnx.ModelProto, layers: list[ChipLayer], periphery: Periphery) -> None:
     """Per layer gamma, alpha_in and the scales of the periphery in force (stored or overridden)."""
     for layer in layers:
-        layer.col_scale = _initializer_array(proto, f"{layer.name}.{ops.COL_SCALE}")
-        layer.in_range = _initializer_array(proto, f"{layer.name}.{ops.IN_RANGE}")
+        layer.col_scale = _initializer_array(proto, f"{layer.weights}.{ops.COL_SCALE}")
+        layer.in_range = _initializer_array(proto, f"{layer.weights}.{ops.IN_RANGE}")
         layer.in_scale, layer.out_scale = layer_scales(layer.col_scale, layer.in_range, periphery)
 
 
@@ -593,14 +616,20 @@ def _extract_layers(proto: onnx.ModelProto) -> list[ChipLayer]:
     def arr(name: str) -> np.ndarray:
         return onnx.numpy_helper.to_array(inits[name])
 
-    layers = []
+    layers: list[ChipLayer] = []
+    owners: dict[str, ChipLayer] = {}
     for node in all_nodes(proto.graph):  # also inside Loop bodies (recurrent layers), in graph order
         if node.domain == ops.DOMAIN and node.op_type == ops.ANALOG_MATMUL:
-            name = node.name
-            layers.append(ChipLayer(
-                name=name, index=len(layers), g_target=arr(f"{name}.{ops.G_TARGET}"),
-                out_scale=arr(f"{name}.{ops.OUT_SCALE}"), input=node.input[0],
-            ))
+            name, weights = node.name, weights_layer(node)
+            owner = owners.get(weights)
+            if owner is None:  # the tiles' first reader: programmed, with its layer index as the chip stream
+                layer = ChipLayer(name=name, index=len(owners), g_target=arr(f"{weights}.{ops.G_TARGET}"),
+                                  out_scale=arr(f"{weights}.{ops.OUT_SCALE}"), input=node.input[0], weights=weights)
+                owners[weights] = layer
+            else:  # another reader of a shared weight's tiles: same plan and state, its own input and noise
+                layer = ChipLayer(name=name, index=owner.index, g_target=owner.g_target,
+                                  out_scale=owner.out_scale, input=node.input[0], weights=weights)
+            layers.append(layer)
     for graph, iteration in _graphs_with_iteration(proto.graph):
         for node in graph.node if iteration is not None else []:
             for layer in layers:  # in a Loop body X is one step's input: use all steps' (digital_reference_model)
@@ -642,8 +671,9 @@ def _strip_chip_stage(proto: onnx.ModelProto, layers: list[ChipLayer], periphery
             graph.node.extend(new_nodes)
     for layer in layers:
         w_shape, scale_shape = layer.state_shapes
-        state_inputs.append(onnx.helper.make_tensor_value_info(f"{layer.name}.{ops.W_EFF}", f, w_shape))
-        state_inputs.append(onnx.helper.make_tensor_value_info(f"{layer.name}.{ops.SCALE}", f, scale_shape))
+        if layer.owns_tiles:  # the uses of a shared weight read its owner's state
+            state_inputs.append(onnx.helper.make_tensor_value_info(f"{layer.name}.{ops.W_EFF}", f, w_shape))
+            state_inputs.append(onnx.helper.make_tensor_value_info(f"{layer.name}.{ops.SCALE}", f, scale_shape))
         if noisy and layer.fed:
             state_inputs.append(onnx.helper.make_tensor_value_info(f"{layer.name}.{ops.NOISE}", f, None))
         elif noisy:
