@@ -345,7 +345,8 @@ def _register_optional_commands() -> None:
 
 
 _register_optional_commands()
-_COMMANDS = {"demo", "compile", "inspect", "devices", "evaluate", "optimize", "program-verify", "mvm-error"}
+app.command("cost")(__import__("anacompile.cost.cli_command", fromlist=["cost_command"]).cost_command)
+_COMMANDS = {"demo", "compile", "inspect", "devices", "evaluate", "optimize", "program-verify", "mvm-error", "cost"}
 
 
 def main(argv: list[str] | None = None) -> int:
