@@ -20,7 +20,8 @@ from typing import Any
 __version__ = "0.1.0"
 
 _LAZY = {
-    "compile_model": "anacompile.compiler",
+    "compile_model": "anacompile.placement.api",  # the compiler, or the placement search with accuracy_budget=
+    "sensitivity": "anacompile.placement.sensitivity",
     "read_report": "anacompile.compiler",
     "evaluate": "anacompile.evaluate.monte_carlo",
     "evaluate_embeddings": "anacompile.evaluate.embeddings",

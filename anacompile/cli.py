@@ -53,13 +53,34 @@ def compile_cmd(
     programming: str = typer.Option("gaussian", "--programming", help="Chip programming method."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing output."),
     json_out: bool = typer.Option(False, "--json", help="Print the compile report as JSON."),
+    digital: list[str] = typer.Option([], "--digital", help="Keep layers digital: node/layer names, op types, glob patterns, or @placement.json (repeatable)."),
+    layer_strategy: list[str] = typer.Option([], "--layer-strategy", help="A layer's own strategy NAME=SPEC (single, dual, npair:significance=1,2,4, FILE.json), or @placement.json (repeatable)."),
+    accuracy_budget: float | None = typer.Option(None, "--accuracy-budget", help="Choose per layer digital or an analog strategy: cheapest placement whose --metric at --at stays within this of FP32 (e.g. 0.02)."),
+    at: str = typer.Option("1d", "--at", help="Time since programming the accuracy budget holds at."),
+    metric: str | None = typer.Option(None, "--metric", help=METRIC_HELP),
+    data: str | None = typer.Option(None, "--data", help="Data for built-in metrics (--accuracy-budget): digits or an .npz."),
+    chips: int = typer.Option(3, "--chips", help="Chips per configuration of the placement search."),
+    placement_json: Path | None = typer.Option(None, "--placement-json", help="Where to write the placement found (default: OUTPUT stem + .placement.json)."),
+    plot: Path | None = typer.Option(None, "--plot", help="Plot of the placement search (metric vs analog share of MACs)."),
+    target: str = typer.Option("simulation", "--target", help="simulation (for evaluate) or deploy (what a device runtime loads: no simulation-only tensors, t_inference a plain input)."),
 ) -> None:
     """Compile MODEL for analog crossbar tiles and write the annotated ONNX model."""
     from anacompile.compiler import compile_model
 
+    if accuracy_budget is not None:
+        from anacompile.placement.cli_commands import run_placement
+
+        options = {"device": device, "periphery": periphery, "periphery_overrides": list(set_),
+                   "strategy": strategy, "calibration": calibration, "chip": chip, "programming": programming,
+                   "input_ranges": input_ranges, "digital": list(digital), "layer_strategies": list(layer_strategy)}
+        run_placement(model, output, budget=accuracy_budget, at=at, metric=metric, data=data, chips=chips,
+                      placement_json=placement_json, plot=plot, force=force, json_out=json_out,
+                      options={**options, "seed": seed})
+        return
     report = compile_model(model, output, device=device, periphery=periphery, periphery_overrides=list(set_),
                            strategy=strategy, calibration=calibration, seed=seed, chip=chip,
-                           programming=programming, force=force, input_ranges=input_ranges)
+                           programming=programming, force=force, input_ranges=input_ranges,
+                           digital=list(digital), layer_strategies=list(layer_strategy), target=target)
     if json_out:
         print(json.dumps(report.to_dict()))
         return
@@ -80,7 +101,10 @@ def _print_layers(report) -> None:
         source = ((folded if "(" in folded else "-"),) if sources else ()
         shared = getattr(layer, "shared_with", None)
         if layer.analog:
-            mapping = "analog" + (f"; weight shared with {', '.join(shared) if isinstance(shared, list) else shared}"
+            own = getattr(layer, "strategy", None)
+            mapping = "analog" + (f" ({own.get('name')}{', F=' + str(own['F']) if 'F' in own else ''}"
+                                  f"{', F=' + ','.join(map(str, own['significance'])) if 'significance' in own else ''})"
+                                  if own else "") + (f"; weight shared with {', '.join(shared) if isinstance(shared, list) else shared}"
                                   f" (programmed once per use)" if shared else "")
             table.add_row(layer.name, layer.op, shape, *source, f"{layer.tiles[0]}x{layer.tiles[1]}",
                           f"{layer.utilisation:.1%}", mapping)
@@ -88,7 +112,8 @@ def _print_layers(report) -> None:
             table.add_row(layer.name, layer.op, shape, *source, "-", "-", f"digital: {layer.reason}")
     t = report.totals
     table.caption = (f"{t['analog_layers']} analog, {t['digital_layers']} digital layers; {t['weights_mapped']:,} "
-                     f"weights mapped ({t['analog_parameter_share']:.1%} of parameters) on {t['tiles']} tiles")
+                     f"weights mapped ({t['analog_parameter_share']:.1%} of parameters) on {t['tiles']} tiles"
+                     + (f"; {t['analog_mac_share']:.1%} of MACs analog, {t['devices']:,} devices" if "devices" in t else ""))
     out_console.print(table)
 
 
@@ -345,8 +370,10 @@ def _register_optional_commands() -> None:
 
 
 _register_optional_commands()
+app.command("sensitivity")(__import__("anacompile.placement.cli_commands", fromlist=["x"]).sensitivity_command)
 app.command("cost")(__import__("anacompile.cost.cli_command", fromlist=["cost_command"]).cost_command)
-_COMMANDS = {"demo", "compile", "inspect", "devices", "evaluate", "optimize", "program-verify", "mvm-error", "cost"}
+_COMMANDS = {"demo", "compile", "inspect", "devices", "evaluate", "optimize", "program-verify", "mvm-error",
+             "sensitivity", "cost"}
 
 
 def main(argv: list[str] | None = None) -> int:

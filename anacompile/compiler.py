@@ -23,7 +23,7 @@ import anacompile
 from anacompile import devices, ops
 from anacompile.config import read_config_file
 from anacompile.crossbar.periphery import InputRange, Periphery, get_periphery
-from anacompile.errors import AnacompileError, OutputError, UnsupportedModelError
+from anacompile.errors import AnacompileError, ConfigError, OutputError, UnsupportedModelError
 from anacompile.evaluate.data import load_feeds
 from anacompile.mapping.registry import get_mapping
 from anacompile.model_io import (
@@ -40,11 +40,14 @@ from anacompile.model_io import (
     model_label,
     read_model,
 )
-from anacompile.passes._layer import DIGITAL_KEY, LAYER_KEY, node_plans
+from anacompile.passes._layer import DIGITAL_KEY, LAYER_KEY, is_use, node_plans, plan_mapping
 from anacompile.passes._tensor_store import TensorStore
+from anacompile.passes.apply_placement import parse_placement
+from anacompile.passes.count_macs import node_macs
+from anacompile.passes.deploy_form import DEPLOY, SIMULATION, TARGETS
 from anacompile.passes.fold_constant_weights import tensor_readers, weight_source
 from anacompile.passes.mark_analog_ops import HANDLERS
-from anacompile.passes.pipeline import analysis_pipeline, emit_pipeline, verify_pipeline
+from anacompile.passes.pipeline import analysis_pipeline, deploy_pipeline, emit_pipeline, verify_pipeline
 from anacompile.passes.upgrade_opset import MIN_OPSET, default_opset, upgrade_opset
 
 __all__ = ["CompileReport", "LayerReport", "compile_model", "default_output_path", "read_report"]
@@ -72,6 +75,10 @@ class LayerReport:
     reason: str = ""
     weight_source: str = ""  # the source tensor(s) the weight is read from, with any folded ops
     shared_with: list[str] = field(default_factory=list)  # other ops reading the same stored tensor
+    uses: list[str] = field(default_factory=list)  # AnalogMatMuls reading these tiles, when several share them
+    macs: int = 0  # multiply-accumulates per inference (passes/count_macs.py); the op's share for a recurrent op
+    strategy: dict[str, Any] = field(default_factory=dict)  # its own strategy (--layer-strategy); {}: the model's
+    devices: int = 0  # devices holding the weight: 2 per pair per weight
 
 
 @dataclass
@@ -96,12 +103,18 @@ class CompileReport:
         analog = [layer for layer in self.layers if layer.analog]
         n_analog = sum(layer.parameters for layer in analog)
         n_all = sum(layer.parameters for layer in self.layers)
+        macs_analog = sum(layer.macs for layer in analog)
+        macs_all = sum(layer.macs for layer in self.layers)
         return {
             "analog_layers": len(analog),
             "digital_layers": len(self.layers) - len(analog),
             "weights_mapped": n_analog,
             "analog_parameter_share": (n_analog / n_all) if n_all else 0.0,
             "tiles": sum(layer.tiles[0] * layer.tiles[1] for layer in analog),
+            "macs": macs_all,
+            "digital_macs": macs_all - macs_analog,
+            "analog_mac_share": (macs_analog / macs_all) if macs_all else 0.0,
+            "devices": sum(layer.devices for layer in analog),
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -139,6 +152,10 @@ def compile_model(
     programming: str = "gaussian",
     force: bool = False,
     input_ranges: dict[str, float | list[float]] | str | os.PathLike[str] | None = None,
+    digital: str | list[str] | None = None,
+    layer_strategies: dict[str, Any] | list[str] | None = None,
+    target: str = SIMULATION,
+    shared_weights: str = "share",
 ) -> CompileReport | tuple[onnx.ModelProto | ir.Model, CompileReport]:
     """Compile an ONNX model for analog crossbar tiles and write the annotated model (or return it).
 
@@ -158,6 +175,16 @@ def compile_model(
         input_ranges: static DAC input ranges provided per layer (e.g. learned in hardware-aware training):
             ``{"fc1_Gemm": 2.5}`` or a JSON file of that form (one number, or one per row tile); layers not
             listed are calibrated from ``calibration``.
+        digital: layers to keep digital: node names, layer names, op types or glob patterns, or
+            ``"@placement.json"`` (:mod:`anacompile.passes.apply_placement`).
+        layer_strategies: per-layer programming strategies, ``{"fc1": "dual"}`` or ``["fc1=dual"]`` (or
+            ``"@placement.json"``); other layers use ``strategy``.
+        target: ``simulation`` (default: what ``evaluate`` and the analog session read) or ``deploy``: the
+            form a device runtime loads, without the simulation-only initializers and with ``t_inference``
+            a plain graph input (:mod:`anacompile.passes.deploy_form`).
+        shared_weights: a stored weight read by several MatMul/Gemm ops (an unrolled recurrence, tied
+            weights) is programmed once on one set of tiles that every use reads (``share``), or a copy per
+            use on its own tiles (``replicate``, noted in the report).
 
     Returns:
         The compile report (also stored in the output's metadata, without the file paths: a compiled model's
@@ -171,7 +198,9 @@ def compile_model(
     """
     options = {"device": device, "periphery": periphery, "periphery_overrides": periphery_overrides,
                "strategy": strategy, "calibration": calibration, "seed": seed, "chip": chip,
-               "programming": programming, "force": force, "input_ranges": input_ranges}
+               "programming": programming, "force": force, "input_ranges": input_ranges,
+               "placement": parse_placement(digital, layer_strategies), "target": target,
+               "shared_weights": shared_weights}
     if not is_in_memory(model):
         source = Path(model)
         return _compile_file(source, output if output is not None else default_output_path(source), **options)
@@ -222,7 +251,8 @@ def _fits_in_memory(model: onnx.ModelProto | ir.Model) -> bool:
 
 
 def _compile_file(source: Path | onnx.ModelProto, output, *, device, periphery, periphery_overrides, strategy,
-                  calibration, seed, chip, programming, force, input_ranges, label: str | None = None):
+                  calibration, seed, chip, programming, force, input_ranges, placement=None, target=SIMULATION,
+                  label: str | None = None, shared_weights: str = "share"):
     """:func:`compile_model` from a source file to an output file (``label`` names the source in errors).
 
     With a ModelProto as ``source`` and ``output=None`` (:func:`_fits_in_memory` models), everything stays in
@@ -230,6 +260,8 @@ def _compile_file(source: Path | onnx.ModelProto, output, *, device, periphery, 
     """
     in_memory = isinstance(source, onnx.ModelProto)
     label = label or str(source)
+    if target not in TARGETS:
+        raise ConfigError(f"target {target!r}: use one of {', '.join(TARGETS)}.")
     proto = source if in_memory else load_proto(source)
     out = None if in_memory else check_output_path(output, [source], force)
     dev = devices.get(device)
@@ -267,6 +299,7 @@ def _compile_file(source: Path | onnx.ModelProto, output, *, device, periphery, 
     if source_problem is not None:
         notes.append(f"the source model itself fails onnx.checker's full check ({source_problem}); the compiled "
                      "model is checked as strictly as its source allows")
+    macs = node_macs(upgraded if upgraded is not None else proto)
     if upgraded is not None:
         irmodel = ir.from_proto(upgraded)
     elif in_memory:  # a copy: the passes must not touch the caller's tensors
@@ -282,8 +315,10 @@ def _compile_file(source: Path | onnx.ModelProto, output, *, device, periphery, 
         store = TensorStore(tmp.parent, external_data_name(out)) if external else None
         try:
             _run(analysis_pipeline(dev, mapping, peri, feeds, seed=seed, chip=chip, programming=programming,
-                                   store=store, input_ranges=ranges), irmodel)
-            layers = _layer_reports(irmodel, peri)
+                                   store=store, input_ranges=ranges, placement=placement,
+                                   shared_weights=shared_weights), irmodel)
+            layers = _layer_reports(irmodel, peri, macs, mapping)
+            notes += _sharing_notes(layers, shared_weights)
             if not any(layer.analog for layer in layers):
                 found = ", ".join(f"{layer.name} ({layer.op}: {layer.reason})" for layer in layers) or "none"
                 raise UnsupportedModelError(
@@ -291,6 +326,10 @@ def _compile_file(source: Path | onnx.ModelProto, output, *, device, periphery, 
                     f"weight) found; weight-bearing ops seen: {found}. Nothing to compile."
                 )
             _run(emit_pipeline(dev, mapping, peri, seed=seed, chip=chip, verify=False), irmodel)
+            if target == DEPLOY:
+                _run(deploy_pipeline(), irmodel)
+                notes.append("deployment form: simulation-only initializers removed, t_inference a plain graph "
+                             "input (feed 0.0 for the programmed state); evaluate the simulation form")
             report = CompileReport(
                 source=label, output=str(out or ""), device=dev.to_dict(), periphery=peri.to_dict(),
                 strategy=mapping.to_dict(), seed=seed, chip=chip, programming=programming, layers=layers,
@@ -382,32 +421,56 @@ def _run(pm: ir.passes.PassManager, model: ir.Model) -> None:
         raise
 
 
-def _layer_reports(model: ir.Model, peri: Periphery) -> list[LayerReport]:
+def _layer_reports(model: ir.Model, peri: Periphery, macs: dict[str, tuple[int, bool]] | None = None,
+                   mapping=None) -> list[LayerReport]:
     rows = []
     readers = tensor_readers(model.graph)
+    macs = macs or {}
     for node in model.graph:
         if (node.domain, node.op_type) not in HANDLERS:
             continue
         first = len(rows)
         if LAYER_KEY in node.meta:
             for plan in node_plans(node):  # one row per analog layer (a recurrent op may have several)
+                if is_use(plan):  # a shared weight's later use: counted once, in its owner's row (``uses``)
+                    continue
                 cap = plan.n_tiles * peri.tile_rows * plan.n_col_tiles * peri.tile_cols
+                own = plan.extra.get("mapping")
+                pairs = len(plan_mapping(plan, mapping).significance) if mapping is not None else 1
                 rows.append(LayerReport(
                     name=plan.name, op=node.op_type, analog=True, weight_shape=[plan.k, plan.n_out],
                     tiles=[plan.n_tiles, plan.n_col_tiles], utilisation=float(plan.k * plan.n_out / cap),
-                    parameters=int(plan.k * plan.n_out), reason="",
+                    parameters=int(plan.k * plan.n_out), reason="", uses=list(plan.extra.get("uses", [])),
+                    strategy=own.to_dict() if own is not None else {}, devices=2 * pairs * int(plan.k * plan.n_out),
                 ))
         else:
             shape = _weight_shape(node)
             rows.append(LayerReport(name=node.name or node.op_type, op=node.op_type, analog=False,
                                     weight_shape=shape, parameters=int(np.prod(shape)) if shape else 0,
                                     reason=node.meta.get(DIGITAL_KEY, "")))
+        node_total, _ = macs.get(node.outputs[0].name if node.outputs else "", (None, False))
+        params = sum(row.parameters for row in rows[first:])
+        for row in rows[first:]:  # a recurrent op's MACs split between its layers by their weights
+            row.macs = int(round(node_total * row.parameters / params)) if node_total and params else row.parameters
         source = weight_source(node.inputs[1] if len(node.inputs) > 1 else None)
         if source is not None:
             shared = [_op_name(n) for n in readers.get(source.tensor, []) if n is not node]
             for row in rows[first:]:
                 row.weight_source, row.shared_with = source.expression, shared
     return rows
+
+
+def _sharing_notes(layers: list[LayerReport], shared_weights: str) -> list[str]:
+    """What the report says about weights that several ops read."""
+    shared = [layer for layer in layers if len(layer.uses) > 1]
+    if shared:
+        n_uses = sum(len(layer.uses) for layer in shared)
+        return [f"{len(shared)} stored weight(s) read by {n_uses} ops are programmed once each; every use reads "
+                "the same tiles (listed under 'uses')"]
+    if shared_weights == "replicate" and any(layer.shared_with for layer in layers if layer.analog):
+        return ["shared weights replicated: every op reading a shared stored weight has its own tiles "
+                "(shared_weights=replicate)"]
+    return []
 
 
 def _op_name(node: ir.Node) -> str:
