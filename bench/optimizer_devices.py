@@ -45,8 +45,14 @@ def programming_only(dev):
     if isinstance(dev, PCMDevice):
         return dev.replace(name=dev.name + "-prog-only", read_noise={"q_coefficient": 0.0}, drift={"drift_scale": 0.0})
     assert isinstance(dev, TableDevice)
-    return dev.replace(name=dev.name + "-prog-only", read_q=0.0, drift_mu=0.0, drift_sigma=0.0,
-                       relaxation_times_s=[], relaxation_sigma=[])
+    return dev.replace(
+        name=dev.name + "-prog-only",
+        read_q=0.0,
+        drift_mu=0.0,
+        drift_sigma=0.0,
+        relaxation_times_s=[],
+        relaxation_sigma=[],
+    )
 
 
 def write_device(dev, path: Path) -> Path:
@@ -59,8 +65,11 @@ def write_device(dev, path: Path) -> Path:
 
 def acc_stats(res, i: int) -> dict:
     a = np.asarray(res.accuracy)[:, i]
-    return {"mean": float(a.mean()), "sem": float(a.std(ddof=1) / math.sqrt(len(a))) if len(a) > 1 else 0.0,
-            "per_chip": a.tolist()}
+    return {
+        "mean": float(a.mean()),
+        "sem": float(a.std(ddof=1) / math.sqrt(len(a))) if len(a) > 1 else 0.0,
+        "per_chip": a.tolist(),
+    }
 
 
 def paired(a: list[float], b: list[float]) -> dict:
@@ -82,8 +91,12 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     mats = load_weight_matrices(MODEL)
     settings = OptimizeSettings(time_budget_s=args.time_budget, n_repeats_final=args.repeats)
-    results: dict = {"model": str(MODEL.relative_to(ROOT)), "chips": args.chips, "time_budget_s": args.time_budget,
-                     "devices": {}}
+    results: dict = {
+        "model": str(MODEL.relative_to(ROOT)),
+        "chips": args.chips,
+        "time_budget_s": args.time_budget,
+        "devices": {},
+    }
     work = Path(tempfile.mkdtemp(prefix="optdev_"))
     for spec in args.devices:
         t0 = time.perf_counter()
@@ -94,9 +107,16 @@ def main() -> None:
         entry["layers"] = []
         for i, m in enumerate(mats):
             lrep = optimize_strategy([m], dev, settings, seed=1 + i, show_progress=False)
-            entry["layers"].append({"shape": list(np.shape(m)), **{k: lrep.to_dict()[k] for k in (
-                "best_naive_f", "reduction_vs_best_naive", "verdict_vs_best_naive", "optimised")},
-                "optimised_F": lrep.optimised_f})
+            entry["layers"].append(
+                {
+                    "shape": list(np.shape(m)),
+                    **{
+                        k: lrep.to_dict()[k]
+                        for k in ("best_naive_f", "reduction_vs_best_naive", "verdict_vs_best_naive", "optimised")
+                    },
+                    "optimised_F": lrep.optimised_f,
+                }
+            )
         strat = work / f"{dev.name}.strategy.json"
         rep.mapping.save(strat, force=True)
         naive = f"dual:F={rep.best_naive_f:g}"
@@ -107,8 +127,9 @@ def main() -> None:
             res = evaluate(compiled, times="1d,1y", chips=args.chips, strategy=strategy)
             acc[name] = {"1d": acc_stats(res, 0), "1y": acc_stats(res, 1)}
             acc["baseline"] = res.baseline
-        acc["optimised_minus_naive"] = {t: paired(acc["optimised"][t]["per_chip"], acc["best_naive"][t]["per_chip"])
-                                        for t in ("1d", "1y")}
+        acc["optimised_minus_naive"] = {
+            t: paired(acc["optimised"][t]["per_chip"], acc["best_naive"][t]["per_chip"]) for t in ("1d", "1y")
+        }
         prog_dev = write_device(programming_only(dev), work / f"{dev.name}-prog-only.json")
         limit = {}
         for periphery in ("standard", "ideal"):
@@ -134,24 +155,32 @@ def main() -> None:
     for name, e in results["devices"].items():
         n = e["network"]
         best = n["naive_scan"][str(n["best_naive_f"])]
-        print(f"| {name} | network | {n['best_naive_f']:g} | {best['tnmse'] * 1e4:.3f} ± {best['tnmse_sem'] * 1e4:.3f} "
-              f"| {n['optimised']['tnmse'] * 1e4:.3f} ± {n['optimised']['tnmse_sem'] * 1e4:.3f} "
-              f"| {n['reduction_vs_best_naive']:+.1%} | {n['verdict_vs_best_naive']} |")
+        print(
+            f"| {name} | network | {n['best_naive_f']:g} | {best['tnmse'] * 1e4:.3f} ± {best['tnmse_sem'] * 1e4:.3f} "
+            f"| {n['optimised']['tnmse'] * 1e4:.3f} ± {n['optimised']['tnmse_sem'] * 1e4:.3f} "
+            f"| {n['reduction_vs_best_naive']:+.1%} | {n['verdict_vs_best_naive']} |"
+        )
         for i, lay in enumerate(e["layers"]):
-            print(f"| {name} | layer {i} {lay['shape']} | {lay['best_naive_f']:g} | | "
-                  f"{lay['optimised']['tnmse'] * 1e4:.3f} ± {lay['optimised']['tnmse_sem'] * 1e4:.3f} "
-                  f"| {lay['reduction_vs_best_naive']:+.1%} | {lay['verdict_vs_best_naive']} |")
-    print("\n| device | FP32 | naive 1d | optimised 1d | Δ 1d (paired) | naive 1y | optimised 1y | Δ 1y (paired) "
-          "| limit std naive | limit std opt | limit ideal naive | limit ideal opt |")
+            print(
+                f"| {name} | layer {i} {lay['shape']} | {lay['best_naive_f']:g} | | "
+                f"{lay['optimised']['tnmse'] * 1e4:.3f} ± {lay['optimised']['tnmse_sem'] * 1e4:.3f} "
+                f"| {lay['reduction_vs_best_naive']:+.1%} | {lay['verdict_vs_best_naive']} |"
+            )
+    print(
+        "\n| device | FP32 | naive 1d | optimised 1d | Δ 1d (paired) | naive 1y | optimised 1y | Δ 1y (paired) "
+        "| limit std naive | limit std opt | limit ideal naive | limit ideal opt |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name, e in results["devices"].items():
         a = e["accuracy"]
         d = a["optimised_minus_naive"]
         lim = a["limit_t0_programming_only"]
-        print(f"| {name} | {100 * a['baseline']:.2f} | {pct(a['best_naive']['1d'])} | {pct(a['optimised']['1d'])} "
-              f"| {pct(d['1d'])} | {pct(a['best_naive']['1y'])} | {pct(a['optimised']['1y'])} | {pct(d['1y'])} "
-              f"| {pct(lim['standard/best_naive'])} | {pct(lim['standard/optimised'])} "
-              f"| {pct(lim['ideal/best_naive'])} | {pct(lim['ideal/optimised'])} |")
+        print(
+            f"| {name} | {100 * a['baseline']:.2f} | {pct(a['best_naive']['1d'])} | {pct(a['optimised']['1d'])} "
+            f"| {pct(d['1d'])} | {pct(a['best_naive']['1y'])} | {pct(a['optimised']['1y'])} | {pct(d['1y'])} "
+            f"| {pct(lim['standard/best_naive'])} | {pct(lim['standard/optimised'])} "
+            f"| {pct(lim['ideal/best_naive'])} | {pct(lim['ideal/optimised'])} |"
+        )
 
 
 if __name__ == "__main__":

@@ -36,11 +36,21 @@ def _check_output(path: Path | None, what: str, model: Path) -> None:
 
 def cost_command(
     model: Annotated[Path, typer.Argument(help="Compiled model (anacompile compile output).")],
-    params: Annotated[str, typer.Option("--params", "-p", help="Cost preset (ibm64core, isaac) or parameter file.")] = "ibm64core",
-    set_: Annotated[list[str], typer.Option("--set", help="Override one constant, e.g. --set adc_energy_j=2e-12.")] = [],  # noqa: B006
-    dim: Annotated[list[str], typer.Option("--dim", help="Symbolic input dimension size, e.g. --dim sequence=64.")] = [],  # noqa: B006
-    default_dim: Annotated[int, typer.Option("--default-dim", help="Size of other symbolic dimensions (batch is 1).")] = 128,
-    json_path: Annotated[Path | None, typer.Option("--json", help="Write the full report (every figure with its formula) as JSON.")] = None,
+    params: Annotated[
+        str, typer.Option("--params", "-p", help="Cost preset (ibm64core, isaac) or parameter file.")
+    ] = "ibm64core",
+    set_: Annotated[
+        list[str], typer.Option("--set", help="Override one constant, e.g. --set adc_energy_j=2e-12.")
+    ] = [],  # noqa: B006
+    dim: Annotated[
+        list[str], typer.Option("--dim", help="Symbolic input dimension size, e.g. --dim sequence=64.")
+    ] = [],  # noqa: B006
+    default_dim: Annotated[
+        int, typer.Option("--default-dim", help="Size of other symbolic dimensions (batch is 1).")
+    ] = 128,
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="Write the full report (every figure with its formula) as JSON.")
+    ] = None,
     plot: Annotated[Path | None, typer.Option("--plot", help="Save a plot of the energy per layer (PNG).")] = None,
 ) -> None:
     """Energy, latency and area per inference (batch 1): per layer and total, from a cited chip's constants."""
@@ -55,28 +65,59 @@ def cost_command(
     tot = report.totals
     console = Console()
     table = Table(title=f"{model.name} on {report.params.name} ({report.params.citation}), per inference, batch 1")
-    for col in ("layer", "tiles", "vectors x steps", "MVMs", "DAC", "ADC", "digital ops", "digital MACs",
-                "energy (nJ)", "latency (µs)"):
+    for col in (
+        "layer",
+        "tiles",
+        "vectors x steps",
+        "MVMs",
+        "DAC",
+        "ADC",
+        "digital ops",
+        "digital MACs",
+        "energy (nJ)",
+        "latency (µs)",
+    ):
         table.add_column(col, justify="left" if col == "layer" else "right")
     for lc in report.layers:
         c = lc.counts
-        table.add_row(c.name if len(c.name) <= 40 else "…" + c.name[-39:], str(c.tiles), f"{c.vectors} x {c.steps}",
-                      f"{c.mvms:,}", f"{c.dac_conversions:,}", f"{c.adc_conversions:,}", f"{c.digital_ops:,}",
-                      f"{c.digital_macs:,}", f"{lc.energy_j * 1e9:.4g}", f"{lc.latency_s * 1e6:.4g}")
-    table.add_row("total", str(tot["tiles"]), "", f"{tot['mvms']:,}", f"{tot['dac_conversions']:,}",
-                  f"{tot['adc_conversions']:,}", f"{tot['digital_ops']:,}", f"{tot['digital_macs']:,}",
-                  f"{tot['energy_j'] * 1e9:.4g}", f"{tot['latency_s'] * 1e6:.4g}")
+        table.add_row(
+            c.name if len(c.name) <= 40 else "…" + c.name[-39:],
+            str(c.tiles),
+            f"{c.vectors} x {c.steps}",
+            f"{c.mvms:,}",
+            f"{c.dac_conversions:,}",
+            f"{c.adc_conversions:,}",
+            f"{c.digital_ops:,}",
+            f"{c.digital_macs:,}",
+            f"{lc.energy_j * 1e9:.4g}",
+            f"{lc.latency_s * 1e6:.4g}",
+        )
+    table.add_row(
+        "total",
+        str(tot["tiles"]),
+        "",
+        f"{tot['mvms']:,}",
+        f"{tot['dac_conversions']:,}",
+        f"{tot['adc_conversions']:,}",
+        f"{tot['digital_ops']:,}",
+        f"{tot['digital_macs']:,}",
+        f"{tot['energy_j'] * 1e9:.4g}",
+        f"{tot['latency_s'] * 1e6:.4g}",
+    )
     console.print(table)
     base = tot["baseline"]
     ratio = base["analog_over_baseline"]
     console.print(
         f"area {tot['area_mm2']:.4g} mm² ({tot['tiles']} tiles); latency {tot['latency_s'] * 1e6:.4g} µs (tiles of a "
         f"layer in parallel, layers in sequence); pipelined across inferences: one every "
-        f"{tot['pipelined_period_s'] * 1e6:.4g} µs; {tot['energy_per_mac_j'] * 1e12:.4g} pJ/MAC over {tot['macs']:,} MACs."
+        f"{tot['pipelined_period_s'] * 1e6:.4g} µs; {tot['energy_per_mac_j'] * 1e12:.4g} pJ/MAC over "
+        f"{tot['macs']:,} MACs; dims {report.counts.dims}."
     )
     console.print(
         f"digital baseline {base['name']}: {base['energy_j'] * 1e9:.4g} nJ ({base['formula']}; {base['source']}); "
-        f"analog / baseline = {ratio:.3g}" if ratio is not None else "digital baseline: no MACs"
+        f"analog / baseline = {ratio:.3g}"
+        if ratio is not None
+        else "digital baseline: no MACs"
     )
     for note in report.notes:
         console.print(f"note: {note}")

@@ -200,16 +200,26 @@ def count_operations(
                     walk(attr.g, steps * n_steps, sub_note)
 
     walk(inferred.graph, 1, "")
+    for node in inferred.graph.node:  # layers kept digital stay ops of the source kind
+        if node.name in vectors or node.op_type not in ("MatMul", "Gemm", "Conv"):
+            continue
+        ref = node.output[0] if node.op_type == "Conv" else node.input[0]
+        shape = shapes.get(ref)
+        if shape:
+            lead = shape[2:] if node.op_type == "Conv" else shape[:-1]
+            vectors[node.name] = (math.prod(int(d) if d else 1 for d in lead), 1, "")
     peri = report.periphery
     rows, cols = int(peri.get("tile_rows", 512)), int(peri.get("tile_cols", 512))
-    pairs = len(report.strategy.get("significance", [1.0])) or 1
-    per_pos = -(-pairs // max(1, pairs_per_cell))
+    pairs = _pairs(report.strategy)
     absmax = peri.get("input_range") == "absmax"
     layers: list[LayerCounts] = []
     for lay in report.layers:
         k, n = (list(lay.weight_shape) + [0, 0])[:2]
         lc = LayerCounts(lay.name, lay.op, lay.analog, [k, n])
+        per_pos = -(-_pairs(lay.strategy or report.strategy) // max(1, pairs_per_cell))
         v, steps, note = vectors.get(lay.name, (1, 1, "not found in the graph: 1 vector"))
+        for use in set(getattr(lay, "uses", [])) - {lay.name}:  # tiles shared by several ops: every use runs MVMs
+            v += vectors.get(use, (1, 1, ""))[0]
         lc.vectors, lc.steps = v, steps
         if note:
             lc.notes.append(note)
@@ -241,6 +251,16 @@ def count_operations(
     used = {d.dim_param for v in proto.graph.input for d in v.type.tensor_type.shape.dim if d.dim_param}
     resolved = {name: dims.get(name, 1 if name.lower() in BATCH_NAMES else default_dim) for name in sorted(used)}
     return ModelCounts(str(path), rows, cols, pairs, layers, resolved, notes)
+
+
+def _pairs(strategy: dict[str, Any]) -> int:
+    """Differential pairs per weight of a report's strategy dict."""
+    from anacompile.mapping.registry import mapping_from_dict
+
+    try:
+        return max(1, len(mapping_from_dict(strategy).significance))
+    except Exception:  # an unreadable strategy dict: count one pair and say so in the model notes
+        return 1
 
 
 def _const_int(node: onnx.NodeProto | None, model: onnx.ModelProto, name: str) -> int | None:

@@ -50,8 +50,15 @@ class Term:
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON values, the formula spelt out."""
         formula = f"{self.count:g} x {self.constant}" + (f" x {self.scale:g}" if self.scale != 1.0 else "")
-        return {"total": self.total, "count": self.count, "constant": self.constant, "value": self.value,
-                "scale": self.scale, "formula": formula, "source": self.source}
+        return {
+            "total": self.total,
+            "count": self.count,
+            "constant": self.constant,
+            "value": self.value,
+            "scale": self.scale,
+            "formula": formula,
+            "source": self.source,
+        }
 
 
 @dataclass
@@ -177,16 +184,23 @@ def estimate(counts: ModelCounts, params: CostParameters) -> CostReport:
             lc.energy["array"] = term(c.mvms, "mvm_energy_j", size)
             lc.energy["dac"] = term(c.dac_conversions, "dac_energy_j")
             lc.energy["adc"] = term(c.adc_conversions, "adc_energy_j")
-            lc.latency["mvm"] = Term(float(c.vectors * c.steps), "mvm_latency_s", p.mvm_latency_s, 1.0,
-                                     p.source("mvm_latency_s"))
+            lc.latency["mvm"] = Term(
+                float(c.vectors * c.steps), "mvm_latency_s", p.mvm_latency_s, 1.0, p.source("mvm_latency_s")
+            )
             lc.area["tiles"] = term(c.tiles, "tile_area_mm2", size)
         lc.energy["digital_add"] = term(c.partial_sums + c.bias_adds, "digital_add_energy_j")
         lc.energy["digital_mul"] = term(c.scales + c.input_scaling + c.compensation, "digital_mul_energy_j")
         lc.energy["digital_mac"] = term(c.digital_macs, "digital_mac_energy_j")
-        lc.latency["digital_ops"] = Term(float(c.digital_ops), "1/digital_ops_per_s", 1.0 / p.digital_ops_per_s, 1.0,
-                                         p.source("digital_ops_per_s"))
-        lc.latency["digital_macs"] = Term(float(c.digital_macs), "1/digital_macs_per_s", 1.0 / p.digital_macs_per_s,
-                                          1.0, p.source("digital_macs_per_s"))
+        lc.latency["digital_ops"] = Term(
+            float(c.digital_ops), "1/digital_ops_per_s", 1.0 / p.digital_ops_per_s, 1.0, p.source("digital_ops_per_s")
+        )
+        lc.latency["digital_macs"] = Term(
+            float(c.digital_macs),
+            "1/digital_macs_per_s",
+            1.0 / p.digital_macs_per_s,
+            1.0,
+            p.source("digital_macs_per_s"),
+        )
         out.append(lc)
     return CostReport(counts.model, p, counts, out, notes)
 

@@ -124,7 +124,9 @@ class CostParameters:
             positive = f.name in _POSITIVE
             if not math.isfinite(number) or number < 0 or (positive and number == 0):
                 bound = "> 0" if positive else ">= 0"
-                raise ConfigError(f"cost parameter {f.name} = {value!r} is out of range; allowed: a finite number {bound}.")
+                raise ConfigError(
+                    f"cost parameter {f.name} = {value!r} is out of range; allowed: a finite number {bound}."
+                )
             if not integer:
                 object.__setattr__(self, f.name, number)
 
@@ -259,6 +261,11 @@ def get(
         ConfigError: unknown preset, bad file, unknown key, or an invalid value (naming the field).
     """
     return load_config(
-        spec, what="Cost parameter", cls=CostParameters, presets=PRESETS, merge=_merge,
-        default_base="ibm64core", overrides=overrides,
+        spec,
+        what="Cost parameter",
+        cls=CostParameters,
+        presets=PRESETS,
+        merge=_merge,
+        default_base="ibm64core",
+        overrides=overrides,
     )
