@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from anacompile.deploy_commands import export_tiles_command
 from anacompile.errors import AnacompileError
 
 __all__ = ["app", "main"]
@@ -53,6 +54,7 @@ def compile_cmd(
     programming: str = typer.Option("gaussian", "--programming", help="Chip programming method."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing output."),
     json_out: bool = typer.Option(False, "--json", help="Print the compile report as JSON."),
+    allow_invalid: bool = typer.Option(False, "--allow-invalid", help="Compile a source that fails onnx.checker's full check (refused by default)."),
     digital: list[str] = typer.Option([], "--digital", help="Keep layers digital: node/layer names, op types, glob patterns, or @placement.json (repeatable)."),
     layer_strategy: list[str] = typer.Option([], "--layer-strategy", help="A layer's own strategy NAME=SPEC (single, dual, npair:significance=1,2,4, FILE.json), or @placement.json (repeatable)."),
     accuracy_budget: float | None = typer.Option(None, "--accuracy-budget", help="Choose per layer digital or an analog strategy: cheapest placement whose --metric at --at stays within this of FP32 (e.g. 0.02)."),
@@ -80,7 +82,8 @@ def compile_cmd(
     report = compile_model(model, output, device=device, periphery=periphery, periphery_overrides=list(set_),
                            strategy=strategy, calibration=calibration, seed=seed, chip=chip,
                            programming=programming, force=force, input_ranges=input_ranges,
-                           digital=list(digital), layer_strategies=list(layer_strategy), target=target)
+                           digital=list(digital), layer_strategies=list(layer_strategy), target=target,
+                           allow_invalid=allow_invalid)
     if json_out:
         print(json.dumps(report.to_dict()))
         return
@@ -370,10 +373,11 @@ def _register_optional_commands() -> None:
 
 
 _register_optional_commands()
+app.command("export-tiles")(export_tiles_command)
 app.command("sensitivity")(__import__("anacompile.placement.cli_commands", fromlist=["x"]).sensitivity_command)
 app.command("cost")(__import__("anacompile.cost.cli_command", fromlist=["cost_command"]).cost_command)
 _COMMANDS = {"demo", "compile", "inspect", "devices", "evaluate", "optimize", "program-verify", "mvm-error",
-             "sensitivity", "cost"}
+             "sensitivity", "export-tiles", "cost"}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,6 +25,7 @@ from anacompile.config import read_config_file
 from anacompile.crossbar.periphery import InputRange, Periphery, get_periphery
 from anacompile.errors import AnacompileError, ConfigError, OutputError, UnsupportedModelError
 from anacompile.evaluate.data import load_feeds
+from anacompile.limits import check_index
 from anacompile.mapping.registry import get_mapping
 from anacompile.model_io import (
     EXTERNAL_DATA_LIMIT_BYTES,
@@ -40,6 +41,7 @@ from anacompile.model_io import (
     model_label,
     read_model,
 )
+from anacompile.model_validation import check_source, check_structure, checker_problem, refuse_invalid
 from anacompile.passes._layer import DIGITAL_KEY, LAYER_KEY, is_use, node_plans, plan_mapping
 from anacompile.passes._tensor_store import TensorStore
 from anacompile.passes.apply_placement import parse_placement
@@ -155,6 +157,7 @@ def compile_model(
     digital: str | list[str] | None = None,
     layer_strategies: dict[str, Any] | list[str] | None = None,
     target: str = SIMULATION,
+    allow_invalid: bool = False,
     shared_weights: str = "share",
 ) -> CompileReport | tuple[onnx.ModelProto | ir.Model, CompileReport]:
     """Compile an ONNX model for analog crossbar tiles and write the annotated model (or return it).
@@ -175,6 +178,8 @@ def compile_model(
         input_ranges: static DAC input ranges provided per layer (e.g. learned in hardware-aware training):
             ``{"fc1_Gemm": 2.5}`` or a JSON file of that form (one number, or one per row tile); layers not
             listed are calibrated from ``calibration``.
+        allow_invalid: compile a source that fails ``onnx.checker``'s full check (refused otherwise, with the
+            checker's message); the output is then checked as strictly as the source passes.
         digital: layers to keep digital: node names, layer names, op types or glob patterns, or
             ``"@placement.json"`` (:mod:`anacompile.passes.apply_placement`).
         layer_strategies: per-layer programming strategies, ``{"fc1": "dual"}`` or ``["fc1=dual"]`` (or
@@ -196,11 +201,12 @@ def compile_model(
     Raises:
         AnacompileError: bad input model, options or output path; nothing is written then.
     """
+    seed, chip = check_index(seed, "--seed"), check_index(chip, "--chip")
     options = {"device": device, "periphery": periphery, "periphery_overrides": periphery_overrides,
                "strategy": strategy, "calibration": calibration, "seed": seed, "chip": chip,
                "programming": programming, "force": force, "input_ranges": input_ranges,
                "placement": parse_placement(digital, layer_strategies), "target": target,
-               "shared_weights": shared_weights}
+               "allow_invalid": allow_invalid, "shared_weights": shared_weights}
     if not is_in_memory(model):
         source = Path(model)
         return _compile_file(source, output if output is not None else default_output_path(source), **options)
@@ -252,7 +258,7 @@ def _fits_in_memory(model: onnx.ModelProto | ir.Model) -> bool:
 
 def _compile_file(source: Path | onnx.ModelProto, output, *, device, periphery, periphery_overrides, strategy,
                   calibration, seed, chip, programming, force, input_ranges, placement=None, target=SIMULATION,
-                  label: str | None = None, shared_weights: str = "share"):
+                  label: str | None = None, allow_invalid: bool = False, shared_weights: str = "share"):
     """:func:`compile_model` from a source file to an output file (``label`` names the source in errors).
 
     With a ModelProto as ``source`` and ``output=None`` (:func:`_fits_in_memory` models), everything stays in
@@ -263,6 +269,9 @@ def _compile_file(source: Path | onnx.ModelProto, output, *, device, periphery, 
     if target not in TARGETS:
         raise ConfigError(f"target {target!r}: use one of {', '.join(TARGETS)}.")
     proto = source if in_memory else load_proto(source)
+    if in_memory:
+        check_structure(proto, label)
+    check_source(proto, label, allow_invalid=allow_invalid, in_memory=in_memory, checker=False)
     out = None if in_memory else check_output_path(output, [source], force)
     dev = devices.get(device)
     mapping = get_mapping(strategy)
@@ -288,6 +297,8 @@ def _compile_file(source: Path | onnx.ModelProto, output, *, device, periphery, 
             proto = load_proto(source, load_external_data=True)
         upgraded, note = upgrade_opset(proto, label)
         notes.append(note)
+    source_problem = refuse_invalid(upgraded if upgraded is not None else proto if in_memory else source, label,
+                                    allow_invalid)
     external = not in_memory and _needs_external_data(proto, source, len(mapping.significance), peri.tile_rows)
     if external:
         data_file = out.parent / external_data_name(out)
@@ -295,11 +306,11 @@ def _compile_file(source: Path | onnx.ModelProto, output, *, device, periphery, 
             raise OutputError(f"Output {out} would write its external data to {data_file}, which the source model "
                               "reads; choose another output name.")
         notes.append(f"tensor data written beside the model to {data_file.name} (external data)")
-    source_problem = _checker_problem(proto if in_memory else source)
     if source_problem is not None:
         notes.append(f"the source model itself fails onnx.checker's full check ({source_problem}); the compiled "
                      "model is checked as strictly as its source allows")
-    macs = node_macs(upgraded if upgraded is not None else proto)
+    shapes = {k: [1, *v.shape[1:]] for k, v in feeds.items()} if isinstance(feeds, dict) else None
+    macs = node_macs(upgraded if upgraded is not None else proto, shapes)  # one calibration sample's shapes
     if upgraded is not None:
         irmodel = ir.from_proto(upgraded)
     elif in_memory:  # a copy: the passes must not touch the caller's tensors
@@ -349,7 +360,7 @@ def _compile_file(source: Path | onnx.ModelProto, output, *, device, periphery, 
             # than the source passes
             if source_problem is None:
                 _run(verify_pipeline(tmp), irmodel)
-            elif _checker_problem(proto if in_memory else source, full_check=False) is None:
+            elif checker_problem(proto if in_memory else source, full_check=False) is None:
                 _run(verify_pipeline(tmp, full_check=False), irmodel)
         finally:
             if store is not None:
@@ -366,15 +377,6 @@ def _load_input_ranges(spec) -> dict | None:
     if spec is None or isinstance(spec, dict):
         return spec or None
     return read_config_file(spec, "Input-ranges file") or None
-
-
-def _checker_problem(path: Path | onnx.ModelProto, full_check: bool = True) -> str | None:
-    """First line of what onnx.checker finds wrong with a model file (or proto), or None when it passes."""
-    try:
-        onnx.checker.check_model(path if isinstance(path, onnx.ModelProto) else str(path), full_check=full_check)
-    except Exception as err:  # ValidationError, InferenceError and protobuf errors alike
-        return str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
-    return None
 
 
 def _needs_external_data(proto, source: Path, pairs: int, tile_rows: int) -> bool:
@@ -406,7 +408,37 @@ def read_report(proto) -> CompileReport:
     meta = {p.key: p.value for p in proto.metadata_props}
     if ops.META_REPORT not in meta:
         raise UnsupportedModelError("The model has no anacompile report: compile it with `anacompile compile` first.")
-    return CompileReport.from_dict(json.loads(meta[ops.META_REPORT]))
+    try:
+        d = json.loads(meta[ops.META_REPORT])
+    except (ValueError, RecursionError) as err:
+        raise UnsupportedModelError(f"The model's anacompile report (metadata {ops.META_REPORT!r}) is not valid JSON "
+                                    f"({err}); the file is corrupt: recompile the source model.") from err
+    return _report_from_dict(d)
+
+
+def _report_from_dict(d: Any) -> CompileReport:
+    """The report, checked field by field against :class:`CompileReport` (a corrupt file gives one line)."""
+    def bad(what: str) -> UnsupportedModelError:
+        return UnsupportedModelError(f"The model's anacompile report is corrupt ({what}); recompile the source model.")
+
+    if not isinstance(d, dict):
+        raise bad(f"a JSON {type(d).__name__}, not an object")
+    kinds = {"source": str, "output": str, "device": dict, "periphery": dict, "strategy": dict, "seed": int,
+             "chip": int, "programming": str, "layers": list}
+    for key, kind in kinds.items():
+        if not isinstance(d.get(key), kind) or isinstance(d.get(key), bool):
+            raise bad(f"{key!r} is {type(d.get(key)).__name__ if key in d else 'missing'}, expected {kind.__name__}")
+    for key in ("seed", "chip"):
+        if not 0 <= d[key] < 2**63:
+            raise bad(f"{key!r} = {d[key]} is out of range")
+    fields = {f for f in LayerReport.__dataclass_fields__}
+    for i, layer in enumerate(d["layers"]):
+        if not isinstance(layer, dict) or not {"name", "op", "analog"} <= set(layer) or set(layer) - fields:
+            raise bad(f"layer {i} is malformed")
+    try:
+        return CompileReport.from_dict(d)
+    except (TypeError, ValueError, KeyError) as err:
+        raise bad(str(err)) from err
 
 
 def _run(pm: ir.passes.PassManager, model: ir.Model) -> None:
@@ -451,7 +483,10 @@ def _layer_reports(model: ir.Model, peri: Periphery, macs: dict[str, tuple[int, 
         node_total, _ = macs.get(node.outputs[0].name if node.outputs else "", (None, False))
         params = sum(row.parameters for row in rows[first:])
         for row in rows[first:]:  # a recurrent op's MACs split between its layers by their weights
-            row.macs = int(round(node_total * row.parameters / params)) if node_total and params else row.parameters
+            if node_total and len(rows) - first == 1:
+                row.macs = int(node_total)
+            else:
+                row.macs = int(round(node_total * row.parameters / params)) if node_total and params else row.parameters
         source = weight_source(node.inputs[1] if len(node.inputs) > 1 else None)
         if source is not None:
             shared = [_op_name(n) for n in readers.get(source.tensor, []) if n is not node]

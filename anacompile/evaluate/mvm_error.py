@@ -18,6 +18,7 @@ import numpy as np
 from anacompile.crossbar.reference import tile_forward
 from anacompile.evaluate.data import load_feeds
 from anacompile.evaluate.times import format_time, parse_times
+from anacompile.limits import MAX_CHIPS, MAX_SAMPLES, check_count, check_index
 from anacompile.model_io import load_proto
 from anacompile.runtime.chip_state import chip_rng
 
@@ -62,6 +63,9 @@ def mvm_error(model: str | os.PathLike[str], data: str | os.PathLike[str] = "dig
     from anacompile.runtime.session import AnalogSession
 
     times_s = parse_times(times)
+    chips = check_count(chips, "--chips", MAX_CHIPS)
+    samples = check_count(samples, "--samples", MAX_SAMPLES)
+    seed = None if seed is None else check_index(seed, "--seed")
     proto = load_proto(model)
     feeds, _ = load_feeds(data, proto, part="test", limit=samples)
     session = AnalogSession(model, seed=seed, compensation=compensation, periphery_overrides=periphery_overrides)
