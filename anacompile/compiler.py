@@ -9,18 +9,18 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnx_ir as ir
 
-import anacompile
-from anacompile import devices, ops
+from anacompile import contract, devices
+from anacompile._version import __version__
+from anacompile.contract import CompileReport, LayerReport, read_report
 from anacompile.crossbar.periphery import InputRange, Periphery, get_periphery
 from anacompile.errors import AnacompileError, ConfigError, OutputError, UnsupportedModelError
-from anacompile.evaluate.data import load_feeds
+from anacompile.feeds import load_feeds
 from anacompile.mapping.registry import get_mapping
 from anacompile.model_io import (
     EXTERNAL_DATA_LIMIT_BYTES,
@@ -41,71 +41,6 @@ __all__ = ["CompileReport", "LayerReport", "compile_model", "default_output_path
 
 logger = logging.getLogger(__name__)
 CALIBRATION_SAMPLES = 256
-
-
-@dataclass
-class LayerReport:
-    """One weight-bearing op: what the compiler did with it.
-
-    ``weight_source`` spells where the weight comes from in the source model (``W``, or a folded chain such
-    as ``Transpose(embed.weight)``). A stored tensor read by several ops (tied embeddings: a Gather and a
-    MatMul) is programmed once per analog use, each on its own tiles; ``shared_with`` names the other ops.
-    """
-
-    name: str
-    op: str
-    analog: bool
-    weight_shape: list[int] = field(default_factory=list)
-    tiles: list[int] = field(default_factory=list)  # [row tiles, column tiles]
-    utilisation: float = 0.0
-    parameters: int = 0
-    reason: str = ""
-    weight_source: str = ""  # the source tensor(s) the weight is read from, with any folded ops
-    shared_with: list[str] = field(default_factory=list)  # other ops reading the same stored tensor
-
-
-@dataclass
-class CompileReport:
-    """The compile report, also stored as JSON in the model's ``metadata_props`` (``anacompile.report``)."""
-
-    source: str
-    output: str
-    device: dict[str, Any]
-    periphery: dict[str, Any]
-    strategy: dict[str, Any]
-    seed: int
-    chip: int
-    programming: str
-    layers: list[LayerReport]
-    notes: list[str] = field(default_factory=list)
-    anacompile_version: str = anacompile.__version__
-
-    @property
-    def totals(self) -> dict[str, Any]:
-        """Weights mapped, share of parameters analog, tiles used."""
-        analog = [layer for layer in self.layers if layer.analog]
-        n_analog = sum(layer.parameters for layer in analog)
-        n_all = sum(layer.parameters for layer in self.layers)
-        return {
-            "analog_layers": len(analog),
-            "digital_layers": len(self.layers) - len(analog),
-            "weights_mapped": n_analog,
-            "analog_parameter_share": (n_analog / n_all) if n_all else 0.0,
-            "tiles": sum(layer.tiles[0] * layer.tiles[1] for layer in analog),
-        }
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-serialisable form, totals included."""
-        d = asdict(self)
-        d["totals"] = self.totals
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> CompileReport:
-        """Inverse of :meth:`to_dict`."""
-        d = {k: v for k, v in d.items() if k != "totals"}
-        d["layers"] = [LayerReport(**layer) for layer in d["layers"]]
-        return cls(**d)
 
 
 def default_output_path(model: str | os.PathLike[str]) -> Path:
@@ -213,10 +148,10 @@ def compile_model(
                 strategy=mapping.to_dict(), seed=seed, chip=chip, programming=programming, layers=layers,
                 notes=notes,
             )
-            irmodel.metadata_props[ops.META_REPORT] = json.dumps(report.to_dict())
-            irmodel.metadata_props[ops.META_VERSION] = anacompile.__version__
+            irmodel.metadata_props[contract.META_REPORT] = json.dumps(report.to_dict())
+            irmodel.metadata_props[contract.META_VERSION] = __version__
             irmodel.producer_name = "anacompile"
-            irmodel.producer_version = anacompile.__version__
+            irmodel.producer_version = __version__
             if store is not None:
                 store.adopt(irmodel)  # the source's other tensors join the same data file
                 store.close()
@@ -282,14 +217,6 @@ def _needs_external_data(proto, source: Path, pairs: int, tile_rows: int) -> boo
 
 def _pad(k: int, tile_rows: int) -> int:
     return k if k <= tile_rows else -(-k // tile_rows) * tile_rows
-
-
-def read_report(proto) -> CompileReport:
-    """The compile report stored in a compiled model (``onnx.ModelProto``)."""
-    meta = {p.key: p.value for p in proto.metadata_props}
-    if ops.META_REPORT not in meta:
-        raise UnsupportedModelError("The model has no anacompile report: compile it with `anacompile compile` first.")
-    return CompileReport.from_dict(json.loads(meta[ops.META_REPORT]))
 
 
 def _default_opset(proto) -> int:

@@ -16,10 +16,11 @@ from typing import Any
 import numpy as np
 
 from anacompile.crossbar.reference import tile_forward
-from anacompile.evaluate.data import load_feeds
 from anacompile.evaluate.times import format_time, parse_times
+from anacompile.feeds import load_feeds
 from anacompile.model_io import load_proto
-from anacompile.runtime.chip_state import chip_rng
+from anacompile.programming.chip_state import chip_rng
+from anacompile.runtime.session import AnalogSession
 
 __all__ = ["MVMErrorResult", "mvm_error"]
 
@@ -49,8 +50,6 @@ def mvm_error(model: str | os.PathLike[str], data: str | os.PathLike[str] = "dig
               periphery_overrides: dict | list[str] | None = None, samples: int = 256,
               progress=None) -> MVMErrorResult:
     """eps_M of every analog layer of a compiled model at each time, over ``chips`` chips."""
-    from anacompile.runtime.session import AnalogSession
-
     times_s = parse_times(times)
     proto = load_proto(model)
     feeds, _ = load_feeds(data, proto, part="test", limit=samples)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
-from anacompile import devices, ops
-from anacompile.compiler import read_report
+from anacompile import contract, devices
+from anacompile.contract import read_report
+from anacompile.mapping import decode_pairs
 from anacompile.mapping.registry import mapping_from_dict
 
 __all__ = ["all_nodes", "digital_reference_model", "plan_weight"]
@@ -25,8 +26,6 @@ def all_nodes(graph: onnx.GraphProto):
 
 def plan_weight(g_target_us: np.ndarray, col_scale: np.ndarray, significance, gain_us: float) -> np.ndarray:
     """A layer's weight from its programming plan, W = decode(g_target) * gamma, as (tile rows in all, N)."""
-    from anacompile.mapping import decode_pairs
-
     return (decode_pairs(g_target_us, significance, gain_us) * col_scale).reshape(-1, g_target_us.shape[-1])
 
 
@@ -51,12 +50,12 @@ def digital_reference_model(proto: onnx.ModelProto) -> onnx.ModelProto:
     def to_digital(graph: onnx.GraphProto) -> None:  # the main graph, and Loop bodies (recurrent layers)
         new_nodes = []
         for node in graph.node:
-            if node.domain == ops.DOMAIN and node.op_type == ops.CHIP_WEIGHTS:
+            if node.domain == contract.DOMAIN and node.op_type == contract.CHIP_WEIGHTS:
                 continue
-            if node.domain == ops.DOMAIN and node.op_type == ops.ANALOG_MATMUL:
+            if node.domain == contract.DOMAIN and node.op_type == contract.ANALOG_MATMUL:
                 name = node.name
-                g_t = onnx.numpy_helper.to_array(inits[f"{name}.{ops.G_TARGET}"])
-                gamma = onnx.numpy_helper.to_array(inits[f"{name}.{ops.COL_SCALE}"])
+                g_t = onnx.numpy_helper.to_array(inits[f"{name}.{contract.G_TARGET}"])
+                gamma = onnx.numpy_helper.to_array(inits[f"{name}.{contract.COL_SCALE}"])
                 w = plan_weight(g_t, gamma, mapping.significance, gain)
                 w = w[: shapes[name][0]]  # drop the zero rows that pad K to whole tiles
                 new_inits.append(onnx.numpy_helper.from_array(w.astype(np.float32), f"{name}.weight"))
@@ -67,11 +66,11 @@ def digital_reference_model(proto: onnx.ModelProto) -> onnx.ModelProto:
             for attr in node.attribute:
                 for sub in [attr.g] if attr.type == onnx.AttributeProto.GRAPH else attr.graphs:
                     for inner in sub.node if node.op_type == "Loop" else []:
-                        if inner.domain == ops.DOMAIN and inner.op_type == ops.ANALOG_MATMUL:
+                        if inner.domain == contract.DOMAIN and inner.op_type == contract.ANALOG_MATMUL:
                             # a recurrent layer's inputs of all steps, (T, ..., K), as a scan output of the Loop
                             sub.output.append(onnx.helper.make_tensor_value_info(inner.input[0], onnx.TensorProto.FLOAT,
                                                                                  None))
-                            node.output.append(f"{inner.name}.{ops.TILE_INPUTS}")
+                            node.output.append(f"{inner.name}.{contract.TILE_INPUTS}")
                     to_digital(sub)
             new_nodes.append(node)
         del graph.node[:]

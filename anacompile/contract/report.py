@@ -1,0 +1,95 @@
+"""The compile report: what the compiler did with every weight-bearing op, stored in the model as JSON.
+
+Written by the compiler into the model's metadata (``anacompile.report``), read by the runtime, ``inspect``
+and the evaluation.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from anacompile._version import __version__
+from anacompile.contract.names import META_REPORT
+from anacompile.errors import UnsupportedModelError
+
+__all__ = ["CompileReport", "LayerReport", "read_report"]
+
+
+@dataclass
+class LayerReport:
+    """One weight-bearing op: what the compiler did with it.
+
+    ``weight_source`` spells where the weight comes from in the source model (``W``, or a folded chain such
+    as ``Transpose(embed.weight)``). A stored tensor read by several ops (tied embeddings: a Gather and a
+    MatMul) is programmed once per analog use, each on its own tiles; ``shared_with`` names the other ops.
+    """
+
+    name: str
+    op: str
+    analog: bool
+    weight_shape: list[int] = field(default_factory=list)
+    tiles: list[int] = field(default_factory=list)  # [row tiles, column tiles]
+    utilisation: float = 0.0
+    parameters: int = 0
+    reason: str = ""
+    weight_source: str = ""  # the source tensor(s) the weight is read from, with any folded ops
+    shared_with: list[str] = field(default_factory=list)  # other ops reading the same stored tensor
+
+
+@dataclass
+class CompileReport:
+    """The compile report, also stored as JSON in the model's ``metadata_props`` (``anacompile.report``)."""
+
+    source: str
+    output: str
+    device: dict[str, Any]
+    periphery: dict[str, Any]
+    strategy: dict[str, Any]
+    seed: int
+    chip: int
+    programming: str
+    layers: list[LayerReport]
+    notes: list[str] = field(default_factory=list)
+    anacompile_version: str = __version__
+
+    @property
+    def totals(self) -> dict[str, Any]:
+        """Weights mapped, share of parameters analog, tiles used."""
+        analog = [layer for layer in self.layers if layer.analog]
+        n_analog = sum(layer.parameters for layer in analog)
+        n_all = sum(layer.parameters for layer in self.layers)
+        return {
+            "analog_layers": len(analog),
+            "digital_layers": len(self.layers) - len(analog),
+            "weights_mapped": n_analog,
+            "analog_parameter_share": (n_analog / n_all) if n_all else 0.0,
+            "tiles": sum(layer.tiles[0] * layer.tiles[1] for layer in analog),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form, totals included."""
+        d = asdict(self)
+        d["totals"] = self.totals
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CompileReport:
+        """Inverse of :meth:`to_dict`."""
+        d = {k: v for k, v in d.items() if k != "totals"}
+        d["layers"] = [LayerReport(**layer) for layer in d["layers"]]
+        return cls(**d)
+
+
+def read_report(model: Any) -> CompileReport:
+    """The compile report stored in a compiled model (``onnx.ModelProto`` or ``onnx_ir.Model``).
+
+    Raises:
+        UnsupportedModelError: the model has no report (not compiled by anacompile).
+    """
+    props = model.metadata_props
+    meta = dict(props) if isinstance(props, dict) else {p.key: p.value for p in props}
+    if META_REPORT not in meta:
+        raise UnsupportedModelError("The model has no anacompile report: compile it with `anacompile compile` first.")
+    return CompileReport.from_dict(json.loads(meta[META_REPORT]))
