@@ -29,6 +29,7 @@ _LAZY = {
     "optimize_strategy": "anacompile.programming.optimizer",
     "get_periphery": "anacompile.crossbar.periphery",
     "Periphery": "anacompile.crossbar.periphery",
+    "Compensation": "anacompile.crossbar.periphery",
     "get_mapping": "anacompile.mapping.registry",
     "AnacompileError": "anacompile.errors",
 }

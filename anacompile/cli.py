@@ -26,6 +26,9 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 err_console = Console(stderr=True)
 out_console = Console()
 _STATE = {"verbose": False}
+METRIC_HELP = ("Metric, higher is better: accuracy (needs labels), agreement / cosine / nmse (negative NMSE) against "
+               "the FP32 model's outputs, or FILE.py:FUNCTION, a function metric(run) -> float where run(feeds) "
+               "returns the model's outputs (default: accuracy with labels, else agreement).")
 
 
 @app.callback()
@@ -134,8 +137,9 @@ def evaluate_cmd(
     csv_path: Path | None = typer.Option(None, "--csv", help="Stream one row per chip and time to this CSV file."),
     plot: Path | None = typer.Option(None, "--plot", help="Write a plot (PNG/SVG/PDF)."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing output files."),
+    metric: str | None = typer.Option(None, "--metric", help=METRIC_HELP),
 ) -> None:
-    """Accuracy over time since programming, mean +- std over many simulated chips."""
+    """Accuracy (or another metric) over time since programming, mean +- std over many simulated chips."""
     from anacompile.errors import ConfigError
     from anacompile.evaluate.monte_carlo import evaluate
     from anacompile.evaluate.plot import plot_accuracy_over_time, plot_sweep
@@ -165,7 +169,7 @@ def evaluate_cmd(
             runs.append((mode or "", {"compensation": mode, "strategy": strategies[0], "periphery_overrides": list(set_)}))
     results = []
     embeddings = data == "sentences" or data.endswith(".txt")
-    if embeddings and (sweep or len(strategies) > 1 or set_ or programming or csv_path or workers > 1):
+    if embeddings and (sweep or len(strategies) > 1 or set_ or programming or csv_path or workers > 1 or metric):
         raise ConfigError("--data sentences (embedding similarity) supports --compensation comparisons only.")
     with _progress("chips x times") as advance:
         for i, (_, kwargs) in enumerate(runs):
@@ -179,7 +183,7 @@ def evaluate_cmd(
                     progress=lambda d, t, i=i: advance(i * t + d, t * len(runs))))
                 continue
             results.append(evaluate(model, data=data, times=times, chips=chips, seed=seed, workers=workers,
-                                    programming=programming,
+                                    programming=programming, metric=metric,
                                     csv_path=_numbered(csv_path, i, len(runs)),
                                     progress=lambda d, t, i=i: advance(i * t + d, t * len(runs)),
                                     **kwargs))
@@ -216,9 +220,11 @@ def _print_results(model: Path, data: str, results, labels: list[str], sweep_key
     table.add_column("time")
     for label in labels:
         table.add_column(label)
-    table.add_row("FP32 baseline", *[f"{r.baseline:.2%}" for r in results])
+    pct = first.metric in ("accuracy", "agreement")
+    fmt = (lambda v: f"{v:.2%}") if pct else (lambda v: f"{v:.4f}")
+    table.add_row("FP32 baseline", *[fmt(r.baseline) for r in results])
     for j, t in enumerate(first.times_s):
-        table.add_row(format_time(t), *[f"{r.accuracy_mean[j]:.2%} +- {r.accuracy_std[j]:.2%}" for r in results])
+        table.add_row(format_time(t), *[f"{fmt(r.accuracy_mean[j])} +- {fmt(r.accuracy_std[j])}" for r in results])
     out_console.print(table)
 
 
@@ -248,6 +254,7 @@ def mvm_error_cmd(
     set_: list[str] = typer.Option([], "--set", help="Override a periphery key, e.g. --set adc_bits=6."),
     samples: int = typer.Option(256, "--samples", help="Input vectors per layer (from the data set)."),
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    metric: str | None = typer.Option(None, "--metric", help=METRIC_HELP + " Scored end to end on the same chips."),
 ) -> None:
     """Relative MVM error ||y_analog - y|| / ||y|| of every analog layer on real inputs, at each time."""
     from anacompile.evaluate.mvm_error import mvm_error
@@ -255,7 +262,7 @@ def mvm_error_cmd(
 
     with _progress("chips") as advance:
         r = mvm_error(model, data=data, times=times, chips=chips, seed=seed, compensation=compensation,
-                      periphery_overrides=list(set_) or None, samples=samples, progress=advance)
+                      periphery_overrides=list(set_) or None, samples=samples, progress=advance, metric=metric)
     if json_out:
         print(json.dumps(r.to_dict()))
         return
@@ -266,6 +273,9 @@ def mvm_error_cmd(
         table.add_column(format_time(t))
     for name, shape, means, stds in zip(r.layers, r.shapes, r.error_mean, r.error_std, strict=True):
         table.add_row(name, "x".join(map(str, shape)), *[f"{m:.1%} +- {s:.1%}" for m, s in zip(means, stds, strict=True)])
+    if r.metric is not None:
+        table.add_row(f"{r.metric} (FP32 {r.metric_baseline:.4f})", "",
+                      *[f"{m:.4f} +- {s:.4f}" for m, s in zip(r.metric_mean, r.metric_std, strict=True)])
     out_console.print(table)
 
 

@@ -17,9 +17,10 @@ import onnx_ir as ir
 
 from anacompile import contract, devices
 from anacompile._version import __version__
+from anacompile.config import read_config_file
 from anacompile.contract import CompileReport, LayerReport, read_report
 from anacompile.crossbar.periphery import InputRange, Periphery, get_periphery
-from anacompile.errors import AnacompileError, ConfigError, OutputError, UnsupportedModelError
+from anacompile.errors import AnacompileError, OutputError, UnsupportedModelError
 from anacompile.feeds import load_feeds
 from anacompile.mapping.registry import get_mapping
 from anacompile.model_io import (
@@ -36,6 +37,7 @@ from anacompile.passes._tensor_store import TensorStore
 from anacompile.passes.fold_constant_weights import tensor_readers, weight_source
 from anacompile.passes.mark_analog_ops import HANDLERS
 from anacompile.passes.pipeline import analysis_pipeline, emit_pipeline, verify_pipeline
+from anacompile.passes.upgrade_opset import MIN_OPSET, default_opset, upgrade_opset
 
 __all__ = ["CompileReport", "LayerReport", "compile_model", "default_output_path", "read_report"]
 
@@ -110,11 +112,12 @@ def compile_model(
                          "(pass --calibration to calibrate static ranges)")
         else:
             feeds, _ = load_feeds(calibration, proto, part="train", limit=CALIBRATION_SAMPLES)
-    if proto.opset_import and _default_opset(proto) < 13:
-        raise UnsupportedModelError(
-            f"{source}: opset {_default_opset(proto)} is older than 13; convert it first with "
-            "onnx.version_converter.convert_version(model, 17)."
-        )
+    upgraded = None
+    if proto.opset_import and default_opset(proto) < MIN_OPSET:  # opset 7-12: upgraded on load, noted
+        if external_data_files(proto, source):
+            proto = load_proto(source, load_external_data=True)
+        upgraded, note = upgrade_opset(proto, str(source))
+        notes.append(note)
     external = _needs_external_data(proto, source, len(mapping.significance), peri.tile_rows)
     if external:
         data_file = out.parent / external_data_name(out)
@@ -127,7 +130,8 @@ def compile_model(
         notes.append(f"the source model itself fails onnx.checker's full check ({source_problem}); the compiled "
                      "model is checked as strictly as its source allows")
     del proto  # only the onnx-ir model from here on: one copy of the source in memory
-    irmodel = load_model(source)
+    irmodel = load_model(source) if upgraded is None else ir.from_proto(upgraded)
+    del upgraded
     with atomic_output(out) as tmp:
         # a large output streams its conductance arrays, as they are made, straight into its external data
         # file (<name>.data beside the temporary model file; moved into place with it): bounded memory
@@ -172,16 +176,7 @@ def _load_input_ranges(spec) -> dict | None:
     """Provided input ranges: a dict, or a JSON file mapping layer names to a range (or one per tile)."""
     if spec is None or isinstance(spec, dict):
         return spec or None
-    path = Path(spec)
-    if not path.is_file():
-        raise ConfigError(f"Input-ranges file {path} does not exist.")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise ConfigError(f"Input-ranges file {path} is not valid JSON: {err}") from err
-    if not isinstance(data, dict):
-        raise ConfigError(f"Input-ranges file {path}: expected an object mapping layer names to ranges.")
-    return data
+    return read_config_file(spec, "Input-ranges file") or None
 
 
 def _checker_problem(path: Path, full_check: bool = True) -> str | None:

@@ -3,7 +3,7 @@
 Every import of every module of the package counts, function-level ones included, so a lazy import can
 neither run up the layers nor hide a cycle. The layers, bottom to top (docs/architecture.md):
 
-    base (errors, version, contract, model I/O, data sets) < devices < mapping < crossbar < programming
+    base (errors, version, config loader, contract, model I/O, data sets) < devices < mapping < crossbar < programming
     < passes + compiler < runtime < evaluate < tools (placement, finetune, cost) < API + CLI
 
 A module may import its own layer and any layer below it. The checker itself is tested on synthetic
@@ -31,6 +31,7 @@ LAYER_OF_PREFIX = {
     "anacompile.cli": "api",
     "anacompile._version": "base",
     "anacompile.errors": "base",
+    "anacompile.config": "base",  # the one loader of presets, files and overrides
     "anacompile.contract": "base",
     "anacompile.ops": "base",  # compatibility alias of the contract
     "anacompile.model_io": "base",

@@ -31,7 +31,7 @@ from anacompile.crossbar.functions import (
     build_analog_matmul_function,
     overload_name,
 )
-from anacompile.crossbar.periphery import DriftCompensation, Periphery, get_periphery
+from anacompile.crossbar.periphery import Compensation, DriftCompensation, Periphery, get_periphery
 from anacompile.crossbar.reference import layer_scales, tile_constants
 from anacompile.errors import ConfigError, DataError, UnsupportedModelError
 from anacompile.mapping import decode_pairs
@@ -119,7 +119,7 @@ class AnalogSession:
         self.periphery = _override_periphery(Periphery.from_dict(self.report.periphery), periphery_overrides)
         self.mapping = mapping_from_dict(self.report.strategy)
         self.gain_us = self.mapping.gain_us(self.device.g_min_us, self.device.g_max_us)
-        self.compensation = DriftCompensation(compensation) if compensation is not None else \
+        self.compensation = Compensation.parse(compensation).drift if compensation is not None else \
             self.periphery.drift_compensation
         self.programming = programming or self.report.programming
         self.seed = self.report.seed if seed is None else int(seed)
