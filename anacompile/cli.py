@@ -100,6 +100,7 @@ def inspect_cmd(model: Path = typer.Argument(..., help="Compiled model."),
     from anacompile.model_io import load_proto
 
     report = read_report(load_proto(model))
+    report.source = report.source or str(model)  # the stored report carries no paths
     if json_out:
         print(json.dumps(report.to_dict()))
     else:

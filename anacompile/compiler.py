@@ -6,13 +6,17 @@ verify) -> metadata report -> atomic save.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 import onnx_ir as ir
 
 from anacompile import contract, devices
@@ -25,12 +29,17 @@ from anacompile.feeds import load_feeds
 from anacompile.mapping.registry import get_mapping
 from anacompile.model_io import (
     EXTERNAL_DATA_LIMIT_BYTES,
+    ModelInput,
     atomic_output,
     check_output_path,
     external_data_files,
     external_data_name,
+    is_in_memory,
     load_model,
     load_proto,
+    model_file,
+    model_label,
+    read_model,
 )
 from anacompile.passes._layer import DIGITAL_KEY, LAYER_KEY, node_plans
 from anacompile.passes._tensor_store import TensorStore
@@ -53,7 +62,7 @@ def default_output_path(model: str | os.PathLike[str]) -> Path:
 
 
 def compile_model(
-    model: str | os.PathLike[str],
+    model: ModelInput,
     output: str | os.PathLike[str] | None = None,
     *,
     device: str | os.PathLike[str] = "pcm",
@@ -66,12 +75,13 @@ def compile_model(
     programming: str = "gaussian",
     force: bool = False,
     input_ranges: dict[str, float | list[float]] | str | os.PathLike[str] | None = None,
-) -> CompileReport:
-    """Compile an ONNX model for analog crossbar tiles and write the annotated model.
+) -> CompileReport | tuple[onnx.ModelProto | ir.Model, CompileReport]:
+    """Compile an ONNX model for analog crossbar tiles and write the annotated model (or return it).
 
     Args:
-        model: source ONNX file.
-        output: destination; default ``<model>.analog.onnx`` beside the source.
+        model: source model: an ONNX file, an ``onnx.ModelProto`` or an ``onnx_ir.Model`` (never modified).
+        output: destination; default ``<model>.analog.onnx`` beside a source file. For an in-memory source
+            with no ``output`` nothing is written: the compiled model is returned (see Returns).
         device: device preset name (``pcm``) or device file.
         periphery: periphery preset (``standard``, ``ideal``), file or :class:`Periphery`.
         periphery_overrides: per-key overrides (``{"adc_bits": 6}`` or ``["adc_bits=6"]``).
@@ -86,14 +96,78 @@ def compile_model(
             listed are calibrated from ``calibration``.
 
     Returns:
-        The compile report (also stored in the output's metadata).
+        The compile report (also stored in the output's metadata, without the file paths: a compiled model's
+        bytes depend on the source model and the options only). For an in-memory source and
+        ``output=None``: ``(compiled, report)``, with ``compiled`` an ``onnx.ModelProto`` (an
+        ``onnx_ir.Model``, its tensors in memory, when the source was one); its serialised bytes are those
+        the CLI writes for the same source and options.
 
     Raises:
         AnacompileError: bad input model, options or output path; nothing is written then.
     """
-    source = Path(model)
-    proto = load_proto(source)
-    out = check_output_path(output if output is not None else default_output_path(source), [source], force)
+    options = {"device": device, "periphery": periphery, "periphery_overrides": periphery_overrides,
+               "strategy": strategy, "calibration": calibration, "seed": seed, "chip": chip,
+               "programming": programming, "force": force, "input_ranges": input_ranges}
+    if not is_in_memory(model):
+        source = Path(model)
+        return _compile_file(source, output if output is not None else default_output_path(source), **options)
+    label = model_label(model)
+    if output is None and _fits_in_memory(model):  # compiled in memory: no file is written at all
+        report, compiled = _compile_file(read_model(model, load_external_data=True), None, label=label, **options)
+        if isinstance(model, onnx.ModelProto):
+            compiled = ir.serde.serialize_model(compiled)
+        return compiled, replace(report, source=label, output="")
+    with model_file(model) as source:  # large or external-data models: through a private temporary folder
+        if output is not None:
+            return replace(_compile_file(source, output, label=label, **options), source=label)
+        with tempfile.TemporaryDirectory(prefix="anacompile-compile-") as folder:
+            out = Path(folder) / "model.analog.onnx"
+            report = _compile_file(source, out, label=label, **options)
+            compiled = _read_compiled(out, as_ir=isinstance(model, ir.Model))
+    return compiled, replace(report, source=label, output="")
+
+
+def _read_compiled(path: Path, as_ir: bool) -> onnx.ModelProto | ir.Model:
+    """A compiled file back in memory, external data included (the file's folder is removed after)."""
+    if not as_ir:
+        return onnx.load(str(path))
+    model = ir.load(str(path))
+    ir.external_data.load_to_model(model)
+    return model
+
+
+def _fits_in_memory(model: onnx.ModelProto | ir.Model) -> bool:
+    """Whether an in-memory source and its compiled model stay in memory: no external tensors, and an upper
+    bound of the compiled size (:func:`_needs_external_data`) under the external-data limit."""
+    if isinstance(model, ir.Model):
+        if any(isinstance(v.const_value, ir.ExternalTensor) for g in model.graphs() for v in g.initializers.values()):
+            return False
+        size = sum(v.const_value.nbytes for g in model.graphs() for v in g.initializers.values()
+                   if v.const_value is not None)
+        shapes = [tuple(v.const_value.shape) for v in model.graph.initializers.values() if v.const_value is not None]
+    else:
+        if any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
+            return False
+        size = model.ByteSize()
+        shapes = [tuple(t.dims) for t in model.graph.initializer]
+    # the largest strategy and tile padding are not known here: bound them generously (4 pairs, 512 rows)
+    for shape in shapes:
+        if len(shape) == 2:
+            size += 6 * 4 * 4 * max(_pad(int(shape[0]), 512) * int(shape[1]), _pad(int(shape[1]), 512) * int(shape[0]))
+    return size <= EXTERNAL_DATA_LIMIT_BYTES
+
+
+def _compile_file(source: Path | onnx.ModelProto, output, *, device, periphery, periphery_overrides, strategy,
+                  calibration, seed, chip, programming, force, input_ranges, label: str | None = None):
+    """:func:`compile_model` from a source file to an output file (``label`` names the source in errors).
+
+    With a ModelProto as ``source`` and ``output=None`` (:func:`_fits_in_memory` models), everything stays in
+    memory: returns ``(report, compiled onnx-ir model)``. The caller's proto is not modified.
+    """
+    in_memory = isinstance(source, onnx.ModelProto)
+    label = label or str(source)
+    proto = source if in_memory else load_proto(source)
+    out = None if in_memory else check_output_path(output, [source], force)
     dev = devices.get(device)
     mapping = get_mapping(strategy)
     peri = get_periphery(periphery, periphery_overrides)
@@ -114,25 +188,31 @@ def compile_model(
             feeds, _ = load_feeds(calibration, proto, part="train", limit=CALIBRATION_SAMPLES)
     upgraded = None
     if proto.opset_import and default_opset(proto) < MIN_OPSET:  # opset 7-12: upgraded on load, noted
-        if external_data_files(proto, source):
+        if not in_memory and external_data_files(proto, source):
             proto = load_proto(source, load_external_data=True)
-        upgraded, note = upgrade_opset(proto, str(source))
+        upgraded, note = upgrade_opset(proto, label)
         notes.append(note)
-    external = _needs_external_data(proto, source, len(mapping.significance), peri.tile_rows)
+    external = not in_memory and _needs_external_data(proto, source, len(mapping.significance), peri.tile_rows)
     if external:
         data_file = out.parent / external_data_name(out)
         if data_file.resolve() in external_data_files(proto, source):
             raise OutputError(f"Output {out} would write its external data to {data_file}, which the source model "
                               "reads; choose another output name.")
         notes.append(f"tensor data written beside the model to {data_file.name} (external data)")
-    source_problem = _checker_problem(source)
+    source_problem = _checker_problem(proto if in_memory else source)
     if source_problem is not None:
         notes.append(f"the source model itself fails onnx.checker's full check ({source_problem}); the compiled "
                      "model is checked as strictly as its source allows")
-    del proto  # only the onnx-ir model from here on: one copy of the source in memory
-    irmodel = load_model(source) if upgraded is None else ir.from_proto(upgraded)
+    if upgraded is not None:
+        irmodel = ir.from_proto(upgraded)
+    elif in_memory:  # a copy: the passes must not touch the caller's tensors
+        irmodel = ir.serde.deserialize_model(onnx.ModelProto.FromString(proto.SerializeToString()))
+    else:
+        irmodel = load_model(source)
     del upgraded
-    with atomic_output(out) as tmp:
+    if not in_memory:
+        del proto  # only the onnx-ir model from here on: one copy of the source in memory
+    with contextlib.nullcontext() if in_memory else atomic_output(out) as tmp:
         # a large output streams its conductance arrays, as they are made, straight into its external data
         # file (<name>.data beside the temporary model file; moved into place with it): bounded memory
         store = TensorStore(tmp.parent, external_data_name(out)) if external else None
@@ -143,31 +223,37 @@ def compile_model(
             if not any(layer.analog for layer in layers):
                 found = ", ".join(f"{layer.name} ({layer.op}: {layer.reason})" for layer in layers) or "none"
                 raise UnsupportedModelError(
-                    f"{source}: no analog-capable op ({', '.join(sorted({op for _, op in HANDLERS}))} with a constant "
+                    f"{label}: no analog-capable op ({', '.join(sorted({op for _, op in HANDLERS}))} with a constant "
                     f"weight) found; weight-bearing ops seen: {found}. Nothing to compile."
                 )
             _run(emit_pipeline(dev, mapping, peri, seed=seed, chip=chip, verify=False), irmodel)
             report = CompileReport(
-                source=str(source), output=str(out), device=dev.to_dict(), periphery=peri.to_dict(),
+                source=label, output=str(out or ""), device=dev.to_dict(), periphery=peri.to_dict(),
                 strategy=mapping.to_dict(), seed=seed, chip=chip, programming=programming, layers=layers,
                 notes=notes,
             )
-            irmodel.metadata_props[contract.META_REPORT] = json.dumps(report.to_dict())
+            # stored without file paths: the same source and options give the same bytes wherever they lie
+            irmodel.metadata_props[contract.META_REPORT] = json.dumps(replace(report, source="", output="").to_dict())
             irmodel.metadata_props[contract.META_VERSION] = __version__
             irmodel.producer_name = "anacompile"
             irmodel.producer_version = __version__
             if store is not None:
                 store.adopt(irmodel)  # the source's other tensors join the same data file
                 store.close()
-            ir.save(irmodel, tmp)
-            # the file as written, by path (any size, external data too); no stricter than the source passes
+            if tmp is not None:
+                ir.save(irmodel, tmp)
+            # the file as written, by path (any size, external data too), or the model in memory; no stricter
+            # than the source passes
             if source_problem is None:
                 _run(verify_pipeline(tmp), irmodel)
-            elif _checker_problem(source, full_check=False) is None:
+            elif _checker_problem(proto if in_memory else source, full_check=False) is None:
                 _run(verify_pipeline(tmp, full_check=False), irmodel)
         finally:
             if store is not None:
                 store.close()
+    if in_memory:
+        logger.info("compiled %s in memory (%d analog layers)", label, report.totals["analog_layers"])
+        return report, irmodel
     logger.info("wrote %s (%d analog layers)", out, report.totals["analog_layers"])
     return report
 
@@ -179,12 +265,10 @@ def _load_input_ranges(spec) -> dict | None:
     return read_config_file(spec, "Input-ranges file") or None
 
 
-def _checker_problem(path: Path, full_check: bool = True) -> str | None:
-    """First line of what onnx.checker finds wrong with a model file, or None when it passes."""
-    import onnx
-
+def _checker_problem(path: Path | onnx.ModelProto, full_check: bool = True) -> str | None:
+    """First line of what onnx.checker finds wrong with a model file (or proto), or None when it passes."""
     try:
-        onnx.checker.check_model(str(path), full_check=full_check)
+        onnx.checker.check_model(path if isinstance(path, onnx.ModelProto) else str(path), full_check=full_check)
     except Exception as err:  # ValidationError, InferenceError and protobuf errors alike
         return str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
     return None

@@ -31,7 +31,7 @@ from anacompile.errors import ConfigError, DataError
 from anacompile.evaluate.metrics import Metric, resolve_metric, score, top1_accuracy
 from anacompile.evaluate.times import format_time, parse_times
 from anacompile.feeds import load_feeds
-from anacompile.model_io import atomic_output, load_proto
+from anacompile.model_io import ModelInput, atomic_output, is_in_memory, load_proto, model_file, model_label
 from anacompile.runtime.session import AnalogSession
 
 __all__ = ["COMPENSATION_MODES", "EvaluationResult", "accuracy", "evaluate"]
@@ -136,7 +136,7 @@ def _chip_accuracies(job: _Job, chip: int) -> list[float]:
     return out
 
 
-def evaluate(model: str | os.PathLike[str], data: str | os.PathLike[str] | None = "digits",
+def evaluate(model: ModelInput, data: str | os.PathLike[str] | None = "digits",
              times: str | list = "1s,1h,1d,1y", chips: int = 25, seed: int | None = None,
              compensation: str | None = None, periphery_overrides: dict | list[str] | None = None,
              workers: int = 1, progress=None, csv_path: str | os.PathLike[str] | None = None,
@@ -145,7 +145,7 @@ def evaluate(model: str | os.PathLike[str], data: str | os.PathLike[str] | None 
     """Program ``chips`` chips and measure the task metric of each at every time.
 
     Args:
-        model: compiled model.
+        model: compiled model: a file, an ``onnx.ModelProto`` or an ``onnx_ir.Model``.
         data: built-in set (``digits``: its fixed test split) or an .npz with the model inputs (and
             ``labels`` for ``accuracy``); ``None`` with a callable metric that brings its own data.
         times: times since programming (``"1s,1h,1d,1y"`` or seconds).
@@ -166,6 +166,12 @@ def evaluate(model: str | os.PathLike[str], data: str | os.PathLike[str] | None 
             several workers a callable must be picklable (a module-level function).
     """
 
+    if is_in_memory(model):  # the session and the worker processes read the model by path
+        with model_file(model, "model.analog.onnx") as path:
+            result = evaluate(path, data, times, chips, seed, compensation, periphery_overrides, workers, progress,
+                              csv_path, batch_size, strategy, programming, threads, metric)
+        result.model = model_label(model)
+        return result
     times_s = parse_times(times)
     if chips < 1:
         raise ConfigError(f"--chips {chips}: need at least one chip.")

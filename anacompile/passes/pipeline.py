@@ -59,6 +59,7 @@ def emit_pipeline(device, mapping: ConductanceMapping, periphery: Periphery, see
     ], early_stop=False)
 
 
-def verify_pipeline(path: str | os.PathLike[str], full_check: bool = True) -> ir.passes.PassManager:
-    """Check the saved compiled model by path with the ONNX checker (any size, external data too)."""
+def verify_pipeline(path: str | os.PathLike[str] | None, full_check: bool = True) -> ir.passes.PassManager:
+    """Check the saved compiled model by path with the ONNX checker (any size, external data too); with
+    ``path=None``, the model in memory."""
     return ir.passes.PassManager([VerifyAnalogModelPass(path, full_check=full_check)], early_stop=False)
