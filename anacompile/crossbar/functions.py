@@ -13,13 +13,15 @@ session draws per run: RandomNormalLike costs ~11 ns per element in onnxruntime,
 (docs/architecture.md).
 
 ``AnalogChipWeights`` is the per-(chip, t) stage: drift and 1/f read noise of the device model
-(:mod:`anacompile.devices.pcm`), pair differences with significance factors, and drift compensation. The
+(:mod:`anacompile.devices.pcm`, or a table device's curves, :mod:`anacompile.devices.table`), pair
+differences with significance factors, and drift compensation. The
 analog session computes the same with numpy once per (chip, t) and feeds it instead
 (:mod:`anacompile.runtime.session`); in the file it makes the model self-contained for deployment.
 """
 
 from __future__ import annotations
 
+import math
 from enum import Enum
 
 import onnx
@@ -30,6 +32,7 @@ from anacompile.contract import CHIP_ATTRIBUTES, CHIP_INPUTS, MATMUL_ATTRIBUTES,
 from anacompile.crossbar.compensation import compensation_nodes
 from anacompile.crossbar.periphery import DriftCompensation, InputRange, Periphery
 from anacompile.crossbar.reference import ABSMAX_EPS, tile_constants
+from anacompile.devices.table import Curve, TableDevice
 
 __all__ = [
     "MATMUL_INPUTS",
@@ -249,12 +252,18 @@ def _set_seed_ref(node: onnx.NodeProto) -> None:
 def chip_weights_attributes(device, significance, gain_us: float, seed: int, code_gain: float = 1.0) -> dict:
     """Attribute values of an ``AnalogChipWeights`` node, from the device dataclass fields.
 
-    ``code_gain`` is the periphery's d/D (:func:`~anacompile.crossbar.reference.tile_constants`)."""
-    return {
+    ``code_gain`` is the periphery's d/D (:func:`~anacompile.crossbar.reference.tile_constants`). A table
+    device's curves are constants of its function body (:func:`build_chip_weights_function`), not attributes."""
+    common = {
         "seed": float(seed),
         "significance": [float(f) for f in significance],
         "inv_gain": 1.0 / float(gain_us),
         "code_gain": float(code_gain),
+    }
+    if isinstance(device, TableDevice):
+        return common
+    return {
+        **common,
         "g_max_us": float(device.g_max_us),
         "t0_s": float(device.drift.t0_s),
         "q_coefficient": float(device.read_noise.q_coefficient),
@@ -266,7 +275,68 @@ def chip_weights_attributes(device, significance, gain_us: float, seed: int, cod
     }
 
 
-def build_chip_weights_function(compensation: DriftCompensation, opset: int) -> onnx.FunctionProto:
+def _curve(b: _Body, curve: Curve, g: str, g_max_us: float) -> str:
+    """A device curve of the conductance tensor ``g`` (µS) in ONNX ops, as :meth:`Curve.__call__`.
+
+    Table: y0 + sum_k s_k (min(max(g, x_k), x_{k+1}) - x_k), the linear interpolation held at the ends.
+    Piecewise polynomial: Horner in x = clip(g / g_max, 0, 1) per piece, selected with Where."""
+    if curve.is_table:
+        xs, ys = curve.g_us, curve.values
+        out = b.op("Mul", b.op("Abs", g), b.const(0.0))  # zeros of g's shape
+        out = b.op("Add", out, b.const(ys[0]))
+        for k in range(len(xs) - 1):
+            slope = (ys[k + 1] - ys[k]) / (xs[k + 1] - xs[k])
+            seg = b.op("Sub", b.op("Min", b.op("Max", g, b.const(xs[k])), b.const(xs[k + 1])), b.const(xs[k]))
+            out = b.op("Add", out, b.op("Mul", seg, b.const(slope)))
+        return out
+    x = b.op("Min", b.op("Max", b.op("Div", g, b.const(float(g_max_us))), b.const(0.0)), b.const(1.0))
+    result = ""
+    for i, coeffs in enumerate(curve.poly_g_hat):
+        acc = b.op("Add", b.op("Mul", x, b.const(0.0)), b.const(coeffs[-1]))
+        for c in coeffs[-2::-1]:
+            acc = b.op("Add", b.op("Mul", acc, x), b.const(c))
+        result = acc if i == 0 else b.op(
+            "Where", b.op("GreaterOrEqual", x, b.const(curve.breaks_g_hat[i])), acc, result)
+    return result
+
+
+def _table_read(b: _Body, device: TableDevice) -> str:
+    """g(t) of a table device (:mod:`anacompile.devices.table`): drift, relaxation and read noise, clipped."""
+    t = b.op("Add", "t_inference", b.const(device.t0_s))
+    g_drift = b.op("Mul", "g_prog", b.op("Exp", b.op("Neg", b.op("Mul", "nu", b.op("Log", b.op(
+        "Div", t, b.const(device.t0_s)))))))
+    g_max = device.g_max_us
+    rel = b.op("Mul", b.op("Abs", g_drift), _curve(b, device.read_q, "g_prog", g_max))
+    if device.read_bandwidth == "1/f":
+        bw = b.op("Sqrt", b.op("Log", b.op("Div", b.op("Add", t, b.const(device.t_read_s)),
+                                         b.const(2.0 * device.t_read_s))))
+        rel = b.op("Mul", rel, bw)
+    var = b.op("Mul", rel, rel)
+    times = device.relaxation_times_s
+    if times:
+        s_p = _curve(b, device.programming_sigma, "g_prog", g_max)
+        s_p2 = b.op("Mul", s_p, s_p)
+        excess = []
+        for c in device.relaxation_sigma:
+            s_k = _curve(b, c, "g_prog", g_max)
+            excess.append(b.op("Relu", b.op("Sub", b.op("Mul", s_k, s_k), s_p2)))
+        lt = b.op("Log", b.op("Max", "t_inference", b.const(times[0])))
+        v = excess[0]
+        for k in range(len(times) - 1):
+            l0, l1 = math.log(times[k]), math.log(times[k + 1])
+            f = b.op("Div", b.op("Sub", b.op("Min", b.op("Max", lt, b.const(l0)), b.const(l1)), b.const(l0)),
+                     b.const(l1 - l0))
+            v = b.op("Add", v, b.op("Mul", b.op("Sub", excess[k + 1], excess[k]), f))
+        ramp = b.op("Min", b.op("Div", "t_inference", b.const(times[0])), b.const(1.0))
+        var = b.op("Add", var, b.op("Mul", v, ramp))
+    xi = b.op("RandomNormalLike", "g_prog", dtype=TensorProto.FLOAT)
+    _set_seed_ref(b.nodes[-1])
+    g_t = b.op("Add", g_drift, b.op("Mul", b.op("Sqrt", var), xi))
+    lo, hi = device.window_us
+    return b.op("Min", b.op("Max", g_t, b.const(lo)), b.const(hi))
+
+
+def build_chip_weights_function(compensation: DriftCompensation, opset: int, device=None) -> onnx.FunctionProto:
     """``AnalogChipWeights(g_prog, nu, t_inference, gdc_ref, out_scale) -> (W, scale)``: a chip at t.
 
     Device model (reference/papers.md, "PCM device model", items 2-3): t = t_inf + t0,
@@ -278,18 +348,23 @@ def build_chip_weights_function(compensation: DriftCompensation, opset: int) -> 
     """
     b = _Body()
     i64 = TensorProto.INT64
-    t = b.op("Add", "t_inference", b.attr_const("t0_s"))
-    log_ratio = b.op("Log", b.op("Div", t, b.attr_const("t0_s")))
-    g_drift = b.op("Mul", "g_prog", b.op("Exp", b.op("Neg", b.op("Mul", "nu", log_ratio))))
-    bw = b.op("Sqrt", b.op("Log", b.op("Div", b.op("Add", t, b.attr_const("t_read_s")), b.attr_const("two_t_read_s"))))
-    ghat = b.op("Div", b.op("Abs", "g_prog"), b.attr_const("g_max_us"))
-    powed = b.op("Pow", ghat, b.attr_const("q_exponent"))
-    q = b.op("Min", b.op("Div", b.attr_const("q_coefficient"), b.op("Max", powed, b.attr_const("q_floor"))),
-             b.attr_const("q_max"))
-    xi = b.op("RandomNormalLike", "g_prog", dtype=TensorProto.FLOAT)
-    _set_seed_ref(b.nodes[-1])
-    noise = b.op("Mul", b.op("Mul", b.op("Mul", b.op("Abs", g_drift), q), bw), xi)
-    g_t = b.op("Relu", b.op("Add", g_drift, noise))
+    table = isinstance(device, TableDevice)
+    if table:
+        g_t = _table_read(b, device)
+    else:
+        t = b.op("Add", "t_inference", b.attr_const("t0_s"))
+        log_ratio = b.op("Log", b.op("Div", t, b.attr_const("t0_s")))
+        g_drift = b.op("Mul", "g_prog", b.op("Exp", b.op("Neg", b.op("Mul", "nu", log_ratio))))
+        bw = b.op("Sqrt", b.op("Log", b.op("Div", b.op("Add", t, b.attr_const("t_read_s")),
+                                         b.attr_const("two_t_read_s"))))
+        ghat = b.op("Div", b.op("Abs", "g_prog"), b.attr_const("g_max_us"))
+        powed = b.op("Pow", ghat, b.attr_const("q_exponent"))
+        q = b.op("Min", b.op("Div", b.attr_const("q_coefficient"), b.op("Max", powed, b.attr_const("q_floor"))),
+                 b.attr_const("q_max"))
+        xi = b.op("RandomNormalLike", "g_prog", dtype=TensorProto.FLOAT)
+        _set_seed_ref(b.nodes[-1])
+        noise = b.op("Mul", b.op("Mul", b.op("Mul", b.op("Abs", g_drift), q), bw), xi)
+        g_t = b.op("Relu", b.op("Add", g_drift, noise))
     g_pos = b.op("Gather", g_t, b.const(0, i64), axis=1)
     g_neg = b.op("Gather", g_t, b.const(1, i64), axis=1)
     diff = b.op("Sub", g_pos, g_neg)  # (P, [n_tiles,] rows, N)
@@ -303,7 +378,7 @@ def build_chip_weights_function(compensation: DriftCompensation, opset: int) -> 
     alpha = compensation_nodes(b, w, "gdc_ref", "out_scale", compensation, opset)
     b.op("Mul", "out_scale", alpha)
     b.nodes[-1].output[0] = "scale"
-    attrs = list(CHIP_ATTRIBUTES)
+    attrs = list(CHIP_ATTRIBUTES[:4] if table else CHIP_ATTRIBUTES)
     return helper.make_function(
         contract.DOMAIN, contract.CHIP_WEIGHTS, list(CHIP_INPUTS), list(contract.CHIP_OUTPUTS), b.nodes,
         [helper.make_opsetid("", opset)], attributes=attrs,

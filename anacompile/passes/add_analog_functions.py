@@ -22,10 +22,11 @@ OVERLOAD_IR_VERSION = 10  # function overloads (AnalogMatMul's ``tiled`` body)
 class AddAnalogFunctionsPass(ir.passes.InPlacePass):
     """Declare domain ``ai.anacompile`` and add its functions when analog nodes use them."""
 
-    def __init__(self, periphery: Periphery, compensation: DriftCompensation) -> None:
+    def __init__(self, periphery: Periphery, compensation: DriftCompensation, device=None) -> None:
         super().__init__()
         self.periphery = periphery
         self.compensation = compensation
+        self.device = device  # None: the PCM body with device constants as node attributes
 
     def call(self, model: ir.Model) -> ir.passes.PassResult:
         # also inside subgraphs: a recurrent op's AnalogMatMul nodes sit in its Loop body
@@ -38,7 +39,7 @@ class AddAnalogFunctionsPass(ir.passes.InPlacePass):
         builders = {
             (contract.ANALOG_MATMUL, ""): lambda: build_analog_matmul_function(self.periphery, opset),
             (contract.ANALOG_MATMUL, TILED): lambda: build_analog_matmul_function(self.periphery, opset, tiled=True),
-            (contract.CHIP_WEIGHTS, ""): lambda: build_chip_weights_function(self.compensation, opset),
+            (contract.CHIP_WEIGHTS, ""): lambda: build_chip_weights_function(self.compensation, opset, self.device),
         }
         for key in sorted(missing):
             fn = ir.serde.deserialize_function(builders[key]())

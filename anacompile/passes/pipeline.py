@@ -54,7 +54,7 @@ def emit_pipeline(device, mapping: ConductanceMapping, periphery: Periphery, see
     """
     return ir.passes.PassManager([
         RewriteToAnalogOpsPass(device, mapping, periphery, seed=seed, chip=chip),
-        AddAnalogFunctionsPass(periphery, periphery.drift_compensation),
+        AddAnalogFunctionsPass(periphery, periphery.drift_compensation, device),
         *([VerifyAnalogModelPass()] if verify else []),
     ], early_stop=False)
 

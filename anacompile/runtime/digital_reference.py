@@ -37,7 +37,7 @@ def digital_reference_model(proto: onnx.ModelProto) -> onnx.ModelProto:
     """
 
     report = read_report(proto)
-    dev = devices.PCMDevice.from_dict(report.device)
+    dev = devices.from_dict(report.device)
     mapping = mapping_from_dict(report.strategy)
     gain = mapping.gain_us(dev.g_min_us, dev.g_max_us)
     shapes = {layer.name: layer.weight_shape for layer in report.layers if layer.analog}

@@ -115,7 +115,7 @@ class AnalogSession:
         check_domain_version({o.domain: o.version for o in proto.opset_import},
                              {p.key: p.value for p in proto.metadata_props})
         self.report: CompileReport = read_report(proto)
-        self.device = devices.PCMDevice.from_dict(self.report.device)
+        self.device = devices.from_dict(self.report.device)
         self.periphery = _override_periphery(Periphery.from_dict(self.report.periphery), periphery_overrides)
         self.mapping = mapping_from_dict(self.report.strategy)
         self.gain_us = self.mapping.gain_us(self.device.g_min_us, self.device.g_max_us)
