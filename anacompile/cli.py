@@ -53,13 +53,14 @@ def compile_cmd(
     programming: str = typer.Option("gaussian", "--programming", help="Chip programming method."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing output."),
     json_out: bool = typer.Option(False, "--json", help="Print the compile report as JSON."),
+    target: str = typer.Option("simulation", "--target", help="simulation (for evaluate) or deploy (what a device runtime loads: no simulation-only tensors, t_inference a plain input)."),
 ) -> None:
     """Compile MODEL for analog crossbar tiles and write the annotated ONNX model."""
     from anacompile.compiler import compile_model
 
     report = compile_model(model, output, device=device, periphery=periphery, periphery_overrides=list(set_),
                            strategy=strategy, calibration=calibration, seed=seed, chip=chip,
-                           programming=programming, force=force, input_ranges=input_ranges)
+                           programming=programming, force=force, input_ranges=input_ranges, target=target)
     if json_out:
         print(json.dumps(report.to_dict()))
         return

@@ -24,7 +24,7 @@ from anacompile._version import __version__
 from anacompile.config import read_config_file
 from anacompile.contract import CompileReport, LayerReport, read_report
 from anacompile.crossbar.periphery import InputRange, Periphery, get_periphery
-from anacompile.errors import AnacompileError, OutputError, UnsupportedModelError
+from anacompile.errors import AnacompileError, ConfigError, OutputError, UnsupportedModelError
 from anacompile.feeds import load_feeds
 from anacompile.mapping.registry import get_mapping
 from anacompile.model_io import (
@@ -43,9 +43,10 @@ from anacompile.model_io import (
 )
 from anacompile.passes._layer import DIGITAL_KEY, LAYER_KEY, node_plans
 from anacompile.passes._tensor_store import TensorStore
+from anacompile.passes.deploy_form import DEPLOY, SIMULATION, TARGETS
 from anacompile.passes.fold_constant_weights import tensor_readers, weight_source
 from anacompile.passes.mark_analog_ops import HANDLERS
-from anacompile.passes.pipeline import analysis_pipeline, emit_pipeline, verify_pipeline
+from anacompile.passes.pipeline import analysis_pipeline, deploy_pipeline, emit_pipeline, verify_pipeline
 from anacompile.passes.upgrade_opset import MIN_OPSET, default_opset, upgrade_opset
 
 __all__ = ["CompileReport", "LayerReport", "compile_model", "default_output_path", "read_report"]
@@ -75,6 +76,7 @@ def compile_model(
     programming: str = "gaussian",
     force: bool = False,
     input_ranges: dict[str, float | list[float]] | str | os.PathLike[str] | None = None,
+    target: str = SIMULATION,
 ) -> CompileReport | tuple[onnx.ModelProto | ir.Model, CompileReport]:
     """Compile an ONNX model for analog crossbar tiles and write the annotated model (or return it).
 
@@ -94,6 +96,9 @@ def compile_model(
         input_ranges: static DAC input ranges provided per layer (e.g. learned in hardware-aware training):
             ``{"fc1_Gemm": 2.5}`` or a JSON file of that form (one number, or one per row tile); layers not
             listed are calibrated from ``calibration``.
+        target: ``simulation`` (default: what ``evaluate`` and the analog session read) or ``deploy``: the
+            form a device runtime loads, without the simulation-only initializers and with ``t_inference``
+            a plain graph input (:mod:`anacompile.passes.deploy_form`).
 
     Returns:
         The compile report (also stored in the output's metadata, without the file paths: a compiled model's
@@ -107,7 +112,7 @@ def compile_model(
     """
     options = {"device": device, "periphery": periphery, "periphery_overrides": periphery_overrides,
                "strategy": strategy, "calibration": calibration, "seed": seed, "chip": chip,
-               "programming": programming, "force": force, "input_ranges": input_ranges}
+               "programming": programming, "force": force, "input_ranges": input_ranges, "target": target}
     if not is_in_memory(model):
         source = Path(model)
         return _compile_file(source, output if output is not None else default_output_path(source), **options)
@@ -158,7 +163,8 @@ def _fits_in_memory(model: onnx.ModelProto | ir.Model) -> bool:
 
 
 def _compile_file(source: Path | onnx.ModelProto, output, *, device, periphery, periphery_overrides, strategy,
-                  calibration, seed, chip, programming, force, input_ranges, label: str | None = None):
+                  calibration, seed, chip, programming, force, input_ranges, target=SIMULATION,
+                  label: str | None = None):
     """:func:`compile_model` from a source file to an output file (``label`` names the source in errors).
 
     With a ModelProto as ``source`` and ``output=None`` (:func:`_fits_in_memory` models), everything stays in
@@ -166,6 +172,8 @@ def _compile_file(source: Path | onnx.ModelProto, output, *, device, periphery, 
     """
     in_memory = isinstance(source, onnx.ModelProto)
     label = label or str(source)
+    if target not in TARGETS:
+        raise ConfigError(f"target {target!r}: use one of {', '.join(TARGETS)}.")
     proto = source if in_memory else load_proto(source)
     out = None if in_memory else check_output_path(output, [source], force)
     dev = devices.get(device)
@@ -227,6 +235,10 @@ def _compile_file(source: Path | onnx.ModelProto, output, *, device, periphery, 
                     f"weight) found; weight-bearing ops seen: {found}. Nothing to compile."
                 )
             _run(emit_pipeline(dev, mapping, peri, seed=seed, chip=chip, verify=False), irmodel)
+            if target == DEPLOY:
+                _run(deploy_pipeline(), irmodel)
+                notes.append("deployment form: simulation-only initializers removed, t_inference a plain graph "
+                             "input (feed 0.0 for the programmed state); evaluate the simulation form")
             report = CompileReport(
                 source=label, output=str(out or ""), device=dev.to_dict(), periphery=peri.to_dict(),
                 strategy=mapping.to_dict(), seed=seed, chip=chip, programming=programming, layers=layers,

@@ -89,8 +89,9 @@ def test_external_data_model_in_memory(tmp_path, mlp_hwa):
     comes back with its tensors in memory, equal to the compile of the same model held in memory."""
     ext = tmp_path / "ext" / "mlp.onnx"
     ext.parent.mkdir()
-    onnx.save_model(onnx.load(str(mlp_hwa)), str(ext), save_as_external_data=True, location="mlp.onnx.data",
-                    size_threshold=0)
+    onnx.save_model(
+        onnx.load(str(mlp_hwa)), str(ext), save_as_external_data=True, location="mlp.onnx.data", size_threshold=0
+    )
     compiled, _ = compile_model(ir.load(str(ext)), seed=4)
     reference, _ = compile_model(onnx.load(str(mlp_hwa)), seed=4)
     got = {v.name: v.const_value.numpy() for v in compiled.graph.initializers.values()}

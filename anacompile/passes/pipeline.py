@@ -13,6 +13,7 @@ from anacompile.passes._tensor_store import TensorStore
 from anacompile.passes.add_analog_functions import AddAnalogFunctionsPass
 from anacompile.passes.calibrate_input_ranges import CalibrateInputRangesPass, SetInputRangesPass
 from anacompile.passes.conv import SplitGroupedConvsPass
+from anacompile.passes.deploy_form import MakeDeployFormPass
 from anacompile.passes.fold_constant_weights import FoldConstantWeightsPass
 from anacompile.passes.map_conductances import MapConductancesPass
 from anacompile.passes.mark_analog_ops import MarkAnalogOpsPass
@@ -21,7 +22,7 @@ from anacompile.passes.program_chip import ProgramChipPass
 from anacompile.passes.rewrite_to_analog_ops import RewriteToAnalogOpsPass
 from anacompile.passes.verify_analog_model import VerifyAnalogModelPass
 
-__all__ = ["analysis_pipeline", "emit_pipeline", "verify_pipeline"]
+__all__ = ["analysis_pipeline", "deploy_pipeline", "emit_pipeline", "verify_pipeline"]
 
 
 def analysis_pipeline(device, mapping: ConductanceMapping, periphery: Periphery,
@@ -57,6 +58,11 @@ def emit_pipeline(device, mapping: ConductanceMapping, periphery: Periphery, see
         AddAnalogFunctionsPass(periphery, periphery.drift_compensation, device),
         *([VerifyAnalogModelPass()] if verify else []),
     ], early_stop=False)
+
+
+def deploy_pipeline() -> ir.passes.PassManager:
+    """The deployment form (:mod:`anacompile.passes.deploy_form`), after :func:`emit_pipeline`."""
+    return ir.passes.PassManager([MakeDeployFormPass()], early_stop=False)
 
 
 def verify_pipeline(path: str | os.PathLike[str] | None, full_check: bool = True) -> ir.passes.PassManager:

@@ -37,6 +37,7 @@ from anacompile.errors import ConfigError, DataError, UnsupportedModelError
 from anacompile.mapping import decode_pairs
 from anacompile.mapping.registry import get_mapping, mapping_from_dict
 from anacompile.model_io import load_proto
+from anacompile.passes.deploy_form import DEPLOY, META_TARGET
 from anacompile.programming.chip_state import chip_rng, noise_bank, program_layer, read_weights
 from anacompile.runtime.batchnorm import expose_batchnorm_statistics
 from anacompile.runtime.digital_reference import all_nodes, digital_reference_model, plan_weight
@@ -114,6 +115,11 @@ class AnalogSession:
         proto = load_proto(path, load_external_data=True)
         check_domain_version({o.domain: o.version for o in proto.opset_import},
                              {p.key: p.value for p in proto.metadata_props})
+        if any(p.key == META_TARGET and p.value == DEPLOY for p in proto.metadata_props):
+            raise UnsupportedModelError(
+                f"{path} is a deployment form (compile --target deploy), which has no programming plans to "
+                "simulate chips from; evaluate the simulation form (compile without --target)."
+            )
         self.report: CompileReport = read_report(proto)
         self.device = devices.from_dict(self.report.device)
         self.periphery = _override_periphery(Periphery.from_dict(self.report.periphery), periphery_overrides)
