@@ -20,7 +20,8 @@ from typing import Any
 from anacompile._version import __version__
 
 _LAZY = {
-    "compile_model": "anacompile.compiler",
+    "compile_model": "anacompile.placement.api",  # the compiler, or the placement search with accuracy_budget=
+    "sensitivity": "anacompile.placement.sensitivity",
     "read_report": "anacompile.contract",
     "evaluate": "anacompile.evaluate.monte_carlo",
     "evaluate_embeddings": "anacompile.evaluate.embeddings",

@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from anacompile.cli_progress import progress as _progress
 from anacompile.errors import AnacompileError
 
 __all__ = ["app", "main"]
@@ -53,14 +54,34 @@ def compile_cmd(
     programming: str = typer.Option("gaussian", "--programming", help="Chip programming method."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing output."),
     json_out: bool = typer.Option(False, "--json", help="Print the compile report as JSON."),
+    digital: list[str] = typer.Option([], "--digital", help="Keep layers digital: node/layer names, op types, glob patterns, or @placement.json (repeatable)."),
+    layer_strategy: list[str] = typer.Option([], "--layer-strategy", help="A layer's own strategy NAME=SPEC (single, dual, npair:significance=1,2,4, FILE.json), or @placement.json (repeatable)."),
+    accuracy_budget: float | None = typer.Option(None, "--accuracy-budget", help="Choose per layer digital or an analog strategy: cheapest placement whose --metric at --at stays within this of FP32 (e.g. 0.02)."),
+    at: str = typer.Option("1d", "--at", help="Time since programming the accuracy budget holds at."),
+    metric: str | None = typer.Option(None, "--metric", help=METRIC_HELP),
+    data: str | None = typer.Option(None, "--data", help="Data for built-in metrics (--accuracy-budget): digits or an .npz."),
+    chips: int = typer.Option(3, "--chips", help="Chips per configuration of the placement search."),
+    placement_json: Path | None = typer.Option(None, "--placement-json", help="Where to write the placement found (default: OUTPUT stem + .placement.json)."),
+    plot: Path | None = typer.Option(None, "--plot", help="Plot of the placement search (metric vs analog share of MACs)."),
     target: str = typer.Option("simulation", "--target", help="simulation (for evaluate) or deploy (what a device runtime loads: no simulation-only tensors, t_inference a plain input)."),
 ) -> None:
     """Compile MODEL for analog crossbar tiles and write the annotated ONNX model."""
     from anacompile.compiler import compile_model
 
+    if accuracy_budget is not None:
+        from anacompile.placement.cli_commands import run_placement
+
+        options = {"device": device, "periphery": periphery, "periphery_overrides": list(set_),
+                   "strategy": strategy, "calibration": calibration, "chip": chip, "programming": programming,
+                   "input_ranges": input_ranges, "digital": list(digital), "layer_strategies": list(layer_strategy)}
+        run_placement(model, output, budget=accuracy_budget, at=at, metric=metric, data=data, chips=chips,
+                      placement_json=placement_json, plot=plot, force=force, json_out=json_out,
+                      options={**options, "seed": seed})
+        return
     report = compile_model(model, output, device=device, periphery=periphery, periphery_overrides=list(set_),
                            strategy=strategy, calibration=calibration, seed=seed, chip=chip,
-                           programming=programming, force=force, input_ranges=input_ranges, target=target)
+                           programming=programming, force=force, input_ranges=input_ranges,
+                           digital=list(digital), layer_strategies=list(layer_strategy), target=target)
     if json_out:
         print(json.dumps(report.to_dict()))
         return
@@ -81,7 +102,10 @@ def _print_layers(report) -> None:
         source = ((folded if "(" in folded else "-"),) if sources else ()
         shared = getattr(layer, "shared_with", None)
         if layer.analog:
-            mapping = "analog" + (f"; weight shared with {', '.join(shared) if isinstance(shared, list) else shared}"
+            own = getattr(layer, "strategy", None)
+            mapping = "analog" + (f" ({own.get('name')}{', F=' + str(own['F']) if 'F' in own else ''}"
+                                  f"{', F=' + ','.join(map(str, own['significance'])) if 'significance' in own else ''})"
+                                  if own else "") + (f"; weight shared with {', '.join(shared) if isinstance(shared, list) else shared}"
                                   f" (programmed once per use)" if shared else "")
             table.add_row(layer.name, layer.op, shape, *source, f"{layer.tiles[0]}x{layer.tiles[1]}",
                           f"{layer.utilisation:.1%}", mapping)
@@ -89,7 +113,8 @@ def _print_layers(report) -> None:
             table.add_row(layer.name, layer.op, shape, *source, "-", "-", f"digital: {layer.reason}")
     t = report.totals
     table.caption = (f"{t['analog_layers']} analog, {t['digital_layers']} digital layers; {t['weights_mapped']:,} "
-                     f"weights mapped ({t['analog_parameter_share']:.1%} of parameters) on {t['tiles']} tiles")
+                     f"weights mapped ({t['analog_parameter_share']:.1%} of parameters) on {t['tiles']} tiles"
+                     + (f"; {t['analog_mac_share']:.1%} of MACs analog, {t['devices']:,} devices" if "devices" in t else ""))
     out_console.print(table)
 
 
@@ -311,29 +336,6 @@ def demo_cmd(
     out_console.print(f"wrote {compiled}, {out_dir / 'result.json'}, {out_dir / 'result.png'}")
 
 
-class _progress:
-    """Rich progress bar on stderr (off when stderr is not a terminal); yields ``advance(done, total)``."""
-
-    def __init__(self, description: str) -> None:
-        self.description = description
-
-    def __enter__(self):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self._p = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                           console=err_console, disable=not err_console.is_terminal, transient=True)
-        self._p.__enter__()
-        self._task = self._p.add_task(self.description, total=None)
-
-        def advance(done: int, total: int) -> None:
-            self._p.update(self._task, completed=done, total=total)
-
-        return advance
-
-    def __exit__(self, *exc) -> None:
-        self._p.__exit__(*exc)
-
-
 def _register_optional_commands() -> None:
     try:
         from anacompile.programming import cli_commands
@@ -346,7 +348,9 @@ def _register_optional_commands() -> None:
 
 
 _register_optional_commands()
-_COMMANDS = {"demo", "compile", "inspect", "devices", "evaluate", "optimize", "program-verify", "mvm-error"}
+app.command("sensitivity")(__import__("anacompile.placement.cli_commands", fromlist=["x"]).sensitivity_command)
+_COMMANDS = {"demo", "compile", "inspect", "devices", "evaluate", "optimize", "program-verify", "mvm-error",
+             "sensitivity"}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -41,8 +41,10 @@ from anacompile.model_io import (
     model_label,
     read_model,
 )
-from anacompile.passes._layer import DIGITAL_KEY, LAYER_KEY, node_plans
+from anacompile.passes._layer import DIGITAL_KEY, LAYER_KEY, node_plans, plan_mapping
 from anacompile.passes._tensor_store import TensorStore
+from anacompile.passes.apply_placement import parse_placement
+from anacompile.passes.count_macs import node_macs
 from anacompile.passes.deploy_form import DEPLOY, SIMULATION, TARGETS
 from anacompile.passes.fold_constant_weights import tensor_readers, weight_source
 from anacompile.passes.mark_analog_ops import HANDLERS
@@ -76,6 +78,8 @@ def compile_model(
     programming: str = "gaussian",
     force: bool = False,
     input_ranges: dict[str, float | list[float]] | str | os.PathLike[str] | None = None,
+    digital: str | list[str] | None = None,
+    layer_strategies: dict[str, Any] | list[str] | None = None,
     target: str = SIMULATION,
 ) -> CompileReport | tuple[onnx.ModelProto | ir.Model, CompileReport]:
     """Compile an ONNX model for analog crossbar tiles and write the annotated model (or return it).
@@ -96,6 +100,10 @@ def compile_model(
         input_ranges: static DAC input ranges provided per layer (e.g. learned in hardware-aware training):
             ``{"fc1_Gemm": 2.5}`` or a JSON file of that form (one number, or one per row tile); layers not
             listed are calibrated from ``calibration``.
+        digital: layers to keep digital: node names, layer names, op types or glob patterns, or
+            ``"@placement.json"`` (:mod:`anacompile.passes.apply_placement`).
+        layer_strategies: per-layer programming strategies, ``{"fc1": "dual"}`` or ``["fc1=dual"]`` (or
+            ``"@placement.json"``); other layers use ``strategy``.
         target: ``simulation`` (default: what ``evaluate`` and the analog session read) or ``deploy``: the
             form a device runtime loads, without the simulation-only initializers and with ``t_inference``
             a plain graph input (:mod:`anacompile.passes.deploy_form`).
@@ -112,7 +120,8 @@ def compile_model(
     """
     options = {"device": device, "periphery": periphery, "periphery_overrides": periphery_overrides,
                "strategy": strategy, "calibration": calibration, "seed": seed, "chip": chip,
-               "programming": programming, "force": force, "input_ranges": input_ranges, "target": target}
+               "programming": programming, "force": force, "input_ranges": input_ranges,
+               "placement": parse_placement(digital, layer_strategies), "target": target}
     if not is_in_memory(model):
         source = Path(model)
         return _compile_file(source, output if output is not None else default_output_path(source), **options)
@@ -163,7 +172,7 @@ def _fits_in_memory(model: onnx.ModelProto | ir.Model) -> bool:
 
 
 def _compile_file(source: Path | onnx.ModelProto, output, *, device, periphery, periphery_overrides, strategy,
-                  calibration, seed, chip, programming, force, input_ranges, target=SIMULATION,
+                  calibration, seed, chip, programming, force, input_ranges, placement=None, target=SIMULATION,
                   label: str | None = None):
     """:func:`compile_model` from a source file to an output file (``label`` names the source in errors).
 
@@ -211,6 +220,7 @@ def _compile_file(source: Path | onnx.ModelProto, output, *, device, periphery, 
     if source_problem is not None:
         notes.append(f"the source model itself fails onnx.checker's full check ({source_problem}); the compiled "
                      "model is checked as strictly as its source allows")
+    macs = node_macs(upgraded if upgraded is not None else proto)
     if upgraded is not None:
         irmodel = ir.from_proto(upgraded)
     elif in_memory:  # a copy: the passes must not touch the caller's tensors
@@ -226,8 +236,8 @@ def _compile_file(source: Path | onnx.ModelProto, output, *, device, periphery, 
         store = TensorStore(tmp.parent, external_data_name(out)) if external else None
         try:
             _run(analysis_pipeline(dev, mapping, peri, feeds, seed=seed, chip=chip, programming=programming,
-                                   store=store, input_ranges=ranges), irmodel)
-            layers = _layer_reports(irmodel, peri)
+                                   store=store, input_ranges=ranges, placement=placement), irmodel)
+            layers = _layer_reports(irmodel, peri, macs, mapping)
             if not any(layer.analog for layer in layers):
                 found = ", ".join(f"{layer.name} ({layer.op}: {layer.reason})" for layer in layers) or "none"
                 raise UnsupportedModelError(
@@ -326,9 +336,11 @@ def _run(pm: ir.passes.PassManager, model: ir.Model) -> None:
         raise
 
 
-def _layer_reports(model: ir.Model, peri: Periphery) -> list[LayerReport]:
+def _layer_reports(model: ir.Model, peri: Periphery, macs: dict[str, tuple[int, bool]] | None = None,
+                   mapping=None) -> list[LayerReport]:
     rows = []
     readers = tensor_readers(model.graph)
+    macs = macs or {}
     for node in model.graph:
         if (node.domain, node.op_type) not in HANDLERS:
             continue
@@ -336,16 +348,23 @@ def _layer_reports(model: ir.Model, peri: Periphery) -> list[LayerReport]:
         if LAYER_KEY in node.meta:
             for plan in node_plans(node):  # one row per analog layer (a recurrent op may have several)
                 cap = plan.n_tiles * peri.tile_rows * plan.n_col_tiles * peri.tile_cols
+                own = plan.extra.get("mapping")
+                pairs = len(plan_mapping(plan, mapping).significance) if mapping is not None else 1
                 rows.append(LayerReport(
                     name=plan.name, op=node.op_type, analog=True, weight_shape=[plan.k, plan.n_out],
                     tiles=[plan.n_tiles, plan.n_col_tiles], utilisation=float(plan.k * plan.n_out / cap),
                     parameters=int(plan.k * plan.n_out), reason="",
+                    strategy=own.to_dict() if own is not None else {}, devices=2 * pairs * int(plan.k * plan.n_out),
                 ))
         else:
             shape = _weight_shape(node)
             rows.append(LayerReport(name=node.name or node.op_type, op=node.op_type, analog=False,
                                     weight_shape=shape, parameters=int(np.prod(shape)) if shape else 0,
                                     reason=node.meta.get(DIGITAL_KEY, "")))
+        node_total, _ = macs.get(node.outputs[0].name if node.outputs else "", (None, False))
+        params = sum(row.parameters for row in rows[first:])
+        for row in rows[first:]:  # a recurrent op's MACs split between its layers by their weights
+            row.macs = int(round(node_total * row.parameters / params)) if node_total and params else row.parameters
         source = weight_source(node.inputs[1] if len(node.inputs) > 1 else None)
         if source is not None:
             shared = [_op_name(n) for n in readers.get(source.tensor, []) if n is not node]

@@ -29,6 +29,7 @@ RANK = {name: i for i, name in enumerate(LAYERS)}
 LAYER_OF_PREFIX = {
     "anacompile": "api",  # the package's __init__: the lazy public API
     "anacompile.cli": "api",
+    "anacompile.cli_progress": "api",
     "anacompile._version": "base",
     "anacompile.errors": "base",
     "anacompile.config": "base",  # the one loader of presets, files and overrides

@@ -36,6 +36,9 @@ class LayerReport:
     reason: str = ""
     weight_source: str = ""  # the source tensor(s) the weight is read from, with any folded ops
     shared_with: list[str] = field(default_factory=list)  # other ops reading the same stored tensor
+    macs: int = 0  # multiply-accumulates per inference (passes/count_macs.py); the op's share for a recurrent op
+    strategy: dict[str, Any] = field(default_factory=dict)  # its own strategy (--layer-strategy); {}: the model's
+    devices: int = 0  # devices holding the weight: 2 per pair per weight
 
 
 @dataclass
@@ -60,12 +63,18 @@ class CompileReport:
         analog = [layer for layer in self.layers if layer.analog]
         n_analog = sum(layer.parameters for layer in analog)
         n_all = sum(layer.parameters for layer in self.layers)
+        macs_analog = sum(layer.macs for layer in analog)
+        macs_all = sum(layer.macs for layer in self.layers)
         return {
             "analog_layers": len(analog),
             "digital_layers": len(self.layers) - len(analog),
             "weights_mapped": n_analog,
             "analog_parameter_share": (n_analog / n_all) if n_all else 0.0,
             "tiles": sum(layer.tiles[0] * layer.tiles[1] for layer in analog),
+            "macs": macs_all,
+            "digital_macs": macs_all - macs_analog,
+            "analog_mac_share": (macs_analog / macs_all) if macs_all else 0.0,
+            "devices": sum(layer.devices for layer in analog),
         }
 
     def to_dict(self) -> dict[str, Any]:

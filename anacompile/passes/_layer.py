@@ -9,7 +9,7 @@ import numpy as np
 import onnx_ir as ir
 from numpy.typing import NDArray
 
-__all__ = ["DIGITAL_KEY", "LAYER_KEY", "LayerPlan", "analog_layers", "node_plans"]
+__all__ = ["DIGITAL_KEY", "LAYER_KEY", "LayerPlan", "analog_layers", "node_plans", "plan_mapping"]
 
 LAYER_KEY = "anacompile.layer"
 DIGITAL_KEY = "anacompile.digital_reason"
@@ -83,3 +83,8 @@ def node_plans(node: ir.Node) -> list[LayerPlan]:
 def analog_layers(model: ir.Model) -> list[tuple[ir.Node, LayerPlan]]:
     """Every analog layer of the main graph as (source node, plan), in graph order, then plan order."""
     return [(n, plan) for n in model.graph for plan in node_plans(n)]
+
+
+def plan_mapping(plan: LayerPlan, default):
+    """The layer's own programming strategy (``--layer-strategy``), else the model's ``default``."""
+    return plan.extra.get("mapping") or default

@@ -11,6 +11,7 @@ from anacompile.crossbar.periphery import Periphery
 from anacompile.mapping import ConductanceMapping
 from anacompile.passes._tensor_store import TensorStore
 from anacompile.passes.add_analog_functions import AddAnalogFunctionsPass
+from anacompile.passes.apply_placement import ApplyPlacementPass
 from anacompile.passes.calibrate_input_ranges import CalibrateInputRangesPass, SetInputRangesPass
 from anacompile.passes.conv import SplitGroupedConvsPass
 from anacompile.passes.deploy_form import MakeDeployFormPass
@@ -28,16 +29,19 @@ __all__ = ["analysis_pipeline", "deploy_pipeline", "emit_pipeline", "verify_pipe
 def analysis_pipeline(device, mapping: ConductanceMapping, periphery: Periphery,
                       calibration_feeds: dict[str, np.ndarray] | None, seed: int = 0, chip: int = 0,
                       programming: str = "gaussian", store: TensorStore | None = None,
-                      input_ranges: dict | None = None) -> ir.passes.PassManager:
+                      input_ranges: dict | None = None, placement=None) -> ir.passes.PassManager:
     """Fold weight chains, split grouped convs, find analog ops, partition, calibrate, map and program.
 
     With a ``store``, the conductance arrays of every layer go to its file as they are made, so
-    memory stays bounded by one layer (large models, :mod:`anacompile.passes._tensor_store`).
+    memory stays bounded by one layer (large models, :mod:`anacompile.passes._tensor_store`). A
+    ``placement`` (:class:`~anacompile.passes.apply_placement.Placement`) keeps layers digital and sets
+    per-layer strategies right after the analog ops are found.
     """
     return ir.passes.PassManager([
         FoldConstantWeightsPass(),
         SplitGroupedConvsPass(),
         MarkAnalogOpsPass(),
+        *([ApplyPlacementPass(placement)] if placement else []),
         PartitionWeightsPass(periphery),
         *([SetInputRangesPass(input_ranges, require_all=calibration_feeds is None)] if input_ranges else []),
         CalibrateInputRangesPass(periphery, calibration_feeds),

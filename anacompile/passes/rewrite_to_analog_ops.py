@@ -24,7 +24,7 @@ from anacompile.contract import TILED
 from anacompile.crossbar.functions import analog_matmul_attributes, chip_weights_attributes
 from anacompile.crossbar.periphery import Periphery
 from anacompile.crossbar.reference import ir_row_weights, layer_scales, tile_constants
-from anacompile.passes._layer import LAYER_KEY, LayerPlan, analog_layers, node_plans
+from anacompile.passes._layer import LAYER_KEY, LayerPlan, analog_layers, node_plans, plan_mapping
 from anacompile.passes._names import register_initializer
 from anacompile.passes._tensor_store import squeezed
 
@@ -149,7 +149,8 @@ class RewriteToAnalogOpsPass(ir.passes.InPlacePass):
                      t_inf: ir.Value) -> tuple[list[ir.Node], ir.Value]:
         L = plan.name
         tiled = plan.n_tiles > 1
-        gain = self.mapping.gain_us(self.device.g_min_us, self.device.g_max_us)
+        mapping = plan_mapping(plan, self.mapping)
+        gain = mapping.gain_us(self.device.g_min_us, self.device.g_max_us)
 
         def init(suffix: str, array: np.ndarray | ir.ExternalTensor) -> ir.Value:
             # one-tile layers are stored without the tile axis (axis -3): AnalogMatMul's plain body
@@ -170,7 +171,7 @@ class RewriteToAnalogOpsPass(ir.passes.InPlacePass):
             contract.CHIP_WEIGHTS,
             [init(contract.G_PROG, plan.g_prog), init(contract.NU, plan.nu), t_inf,
              init(contract.GDC_REF, plan.gdc_ref), init(contract.OUT_SCALE, out_scale)],
-            attributes=chip_weights_attributes(self.device, self.mapping.significance, gain,
+            attributes=chip_weights_attributes(self.device, mapping.significance, gain,
                                                seed=_node_seed(self.seed, self.chip, 2 * index),
                                                code_gain=tile_constants(self.periphery).code_gain),
             domain=contract.DOMAIN, num_outputs=2, name=f"{L}.chip",

@@ -39,8 +39,8 @@ def digital_reference_model(proto: onnx.ModelProto) -> onnx.ModelProto:
     report = read_report(proto)
     dev = devices.from_dict(report.device)
     mapping = mapping_from_dict(report.strategy)
-    gain = mapping.gain_us(dev.g_min_us, dev.g_max_us)
     shapes = {layer.name: layer.weight_shape for layer in report.layers if layer.analog}
+    own = {layer.name: mapping_from_dict(layer.strategy) for layer in report.layers if layer.analog and layer.strategy}
     m = onnx.ModelProto()
     m.CopyFrom(proto)
     g = m.graph
@@ -56,7 +56,8 @@ def digital_reference_model(proto: onnx.ModelProto) -> onnx.ModelProto:
                 name = node.name
                 g_t = onnx.numpy_helper.to_array(inits[f"{name}.{contract.G_TARGET}"])
                 gamma = onnx.numpy_helper.to_array(inits[f"{name}.{contract.COL_SCALE}"])
-                w = plan_weight(g_t, gamma, mapping.significance, gain)
+                lm = own.get(name, mapping)  # the layer's own strategy (--layer-strategy), else the model's
+                w = plan_weight(g_t, gamma, lm.significance, lm.gain_us(dev.g_min_us, dev.g_max_us))
                 w = w[: shapes[name][0]]  # drop the zero rows that pad K to whole tiles
                 new_inits.append(onnx.numpy_helper.from_array(w.astype(np.float32), f"{name}.weight"))
                 mm_out = f"{name}.digital_mm"

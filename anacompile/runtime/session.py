@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import onnx
@@ -65,6 +66,10 @@ class ChipLayer:
     in_scale: NDArray[np.float32] | None = None
     input: str = ""  # name of the AnalogMatMul's input X (its vectors set the per-run noise size)
     fed: bool = False  # top-level layer fed its noise tensor directly (NoiseSource.FED), else bank slices
+    mapping: Any = None  # the layer's programming strategy (ConductanceMapping)
+    gain_us: float = 0.0  # its conductance gain
+    digital: bool = False  # run digitally (switchable sessions, :meth:`AnalogSession.set_digital`)
+    variants: dict = field(default_factory=dict)  # other strategies' plans and chip states (set_layer_strategy)
 
     @property
     def n_out(self) -> int:
@@ -103,6 +108,11 @@ class AnalogSession:
             ``dual:F=2.5``, a strategy .json) to compare strategies on one compiled model.
         extra_outputs: names of intermediate tensors to make fetchable with ``run(feeds, [name])`` (for
             studies of one layer's analog output, e.g. an AnalogMatMul's output).
+        switchable: build every layer with a digital twin (MatMul + bias with the FP32 weight decoded from
+            the plan) and a fed switch, so :meth:`set_digital` runs any set of layers digitally and
+            :meth:`set_layer_strategy` re-maps single layers, all on the same programmed chip and one
+            onnxruntime session (sensitivity and placement studies, :mod:`anacompile.placement`). A switched
+            layer's output is exactly its analog or its digital output.
     """
 
     def __init__(self, path: str | os.PathLike[str], chip_seed: int | None = 0, *, seed: int | None = None,
@@ -110,7 +120,7 @@ class AnalogSession:
                  programming: str | None = None, intra_op_threads: int | None = None,
                  providers: list[str] | None = None,
                  periphery_overrides: dict | list[str] | None = None, strategy: str | None = None,
-                 extra_outputs: list[str] | None = None) -> None:
+                 extra_outputs: list[str] | None = None, switchable: bool = False) -> None:
         self.path = str(path)
         proto = load_proto(path, load_external_data=True)
         check_domain_version({o.domain: o.version for o in proto.opset_import},
@@ -130,12 +140,19 @@ class AnalogSession:
         self.programming = programming or self.report.programming
         self.seed = self.report.seed if seed is None else int(seed)
         self.layers = _extract_layers(proto)
+        own = {layer.name: layer.strategy for layer in self.report.layers if layer.analog and layer.strategy}
+        for layer in self.layers:
+            layer.mapping = mapping_from_dict(own[layer.name]) if layer.name in own else self.mapping
+            layer.gain_us = layer.mapping.gain_us(self.device.g_min_us, self.device.g_max_us)
         if strategy is not None:
             self._remap(strategy)
         _attach_scales(proto, self.layers, self.periphery)
         self._digital_proto = digital_reference_model(proto)
         stripped = _strip_chip_stage(proto, self.layers, self.periphery)
         _apply_periphery(stripped, self.layers, self.periphery)
+        self.switchable = bool(switchable)
+        if self.switchable:
+            _add_digital_switches(stripped, self.layers, self._digital_proto)
         self.batchnorms = expose_batchnorm_statistics(stripped)
         for name in extra_outputs or []:
             stripped.graph.output.append(onnx.ValueInfoProto(name=name))
@@ -159,6 +176,8 @@ class AnalogSession:
         hidden = {bn.input for bn in self.batchnorms} | set(extra_outputs or [])
         self.output_names = [o.name for o in self._session.get_outputs() if o.name not in hidden]
         self._state: dict[str, np.ndarray] = {}
+        if self.switchable:
+            self.set_digital([])
         self.chip_seed = -1
         self.t_inference = float("nan")
         if chip_seed is not None:
@@ -169,9 +188,7 @@ class AnalogSession:
     def program(self, chip_seed: int) -> None:
         """Program chip ``chip_seed``: programmed conductances, drift exponents, GDC reference, noise bank."""
         for layer in self.layers:
-            layer.g_prog, layer.nu, layer.gdc_ref = program_layer(
-                layer.g_target, self.mapping.significance, self.gain_us, self.device, self.seed, chip_seed,
-                layer.index, self.compensation, self.programming)
+            self._program_layer(layer, chip_seed)
         self.chip_seed = int(chip_seed)
         if self._bank_size:
             self._set_bank()
@@ -187,12 +204,78 @@ class AnalogSession:
         if not np.isfinite(t) or t < 0:
             raise ConfigError(f"t_inference={t_inference!r}: must be a finite number of seconds >= 0.")
         for layer in self.layers:
-            w = read_weights(layer.g_prog, layer.nu, t, self.device, self.mapping.significance, self.gain_us,
-                             chip_rng(self.seed, self.chip_seed, "read", layer.index, t))
-            alpha = compensation_factors(w, layer.gdc_ref, self.compensation)
-            self._state[f"{layer.name}.{contract.W_EFF}"] = w * self._code_gain
-            self._state[f"{layer.name}.{contract.SCALE}"] = layer.out_scale * alpha
+            self._read_layer(layer, t)
         self.t_inference = t
+
+    def _program_layer(self, layer: ChipLayer, chip_seed: int) -> None:
+        layer.g_prog, layer.nu, layer.gdc_ref = program_layer(
+            layer.g_target, layer.mapping.significance, layer.gain_us, self.device, self.seed, chip_seed,
+            layer.index, self.compensation, self.programming)
+
+    def _read_layer(self, layer: ChipLayer, t: float) -> None:
+        w = read_weights(layer.g_prog, layer.nu, t, self.device, layer.mapping.significance, layer.gain_us,
+                         chip_rng(self.seed, self.chip_seed, "read", layer.index, t))
+        alpha = compensation_factors(w, layer.gdc_ref, self.compensation)
+        self._state[f"{layer.name}.{contract.W_EFF}"] = w * self._code_gain
+        self._state[f"{layer.name}.{contract.SCALE}"] = layer.out_scale * alpha
+
+    # -- per-layer placement (switchable sessions) -------------------------------------------------
+    def set_digital(self, names) -> None:
+        """Run exactly the layers ``names`` digitally (FP32 weight, no periphery), the others on the chip.
+
+        Needs ``switchable=True``. The chip's state of every layer is kept, so switching is free.
+
+        Raises:
+            ConfigError: not a switchable session, or an unknown layer name.
+        """
+        if not self.switchable:
+            raise ConfigError("set_digital needs AnalogSession(..., switchable=True).")
+        wanted = set(names)
+        unknown = wanted - {layer.name for layer in self.layers}
+        if unknown:
+            raise ConfigError(f"Unknown layer(s) {sorted(unknown)}; layers: {[layer.name for layer in self.layers]}.")
+        for layer in self.layers:
+            layer.digital = layer.name in wanted
+            self._state[f"{layer.name}.{SWITCH}"] = np.array(not layer.digital)
+
+    def set_layer_strategy(self, name: str, strategy) -> None:
+        """Re-map one layer with another programming strategy (a spec, a mapping or its ``to_dict()``) and,
+        when a chip is programmed, program and read that layer again (same chip, same t).
+
+        The layer's normalised weights are decoded from its current plan and re-encoded, as ``strategy=``
+        does for the whole model. Raises ConfigError for an unknown layer name.
+        """
+        layer = next((la for la in self.layers if la.name == name), None)
+        if layer is None:
+            raise ConfigError(f"Unknown layer {name!r}; layers: {[la.name for la in self.layers]}.")
+        new = mapping_from_dict(strategy) if isinstance(strategy, dict) else get_mapping(strategy)
+        key, current = _strategy_key(new), _strategy_key(layer.mapping)
+        if key == current:
+            return
+        # every strategy a layer had keeps its programmed chip (and its reads at one t): switching back is free
+        w_name, s_name = f"{layer.name}.{contract.W_EFF}", f"{layer.name}.{contract.SCALE}"
+        layer.variants[current] = {"mapping": layer.mapping, "gain_us": layer.gain_us, "g_target": layer.g_target,
+                                   "g_prog": layer.g_prog, "nu": layer.nu, "gdc_ref": layer.gdc_ref,
+                                   "chip": self.chip_seed, "t": self.t_inference,
+                                   "w": self._state.get(w_name), "scale": self._state.get(s_name)}
+        cached = layer.variants.get(key)
+        if cached is None:
+            u = decode_pairs(layer.g_target, layer.mapping.significance, layer.gain_us)
+            layer.g_target = new.encode(u, self.device.g_min_us, self.device.g_max_us).astype(np.float32)
+            layer.mapping, layer.gain_us = new, new.gain_us(self.device.g_min_us, self.device.g_max_us)
+            cached = {"chip": -1, "t": float("nan")}
+        else:
+            layer.mapping, layer.gain_us, layer.g_target = cached["mapping"], cached["gain_us"], cached["g_target"]
+            layer.g_prog, layer.nu, layer.gdc_ref = cached["g_prog"], cached["nu"], cached["gdc_ref"]
+        if self.chip_seed >= 0:
+            if cached["chip"] != self.chip_seed:
+                self._program_layer(layer, self.chip_seed)
+                cached["t"] = float("nan")
+            if not np.isnan(self.t_inference):
+                if cached["t"] == self.t_inference and cached["chip"] == self.chip_seed:
+                    self._state[w_name], self._state[s_name] = cached["w"], cached["scale"]
+                else:
+                    self._read_layer(layer, self.t_inference)
 
     def run(self, feeds: dict[str, np.ndarray], output_names: list[str] | None = None) -> list[np.ndarray]:
         """Run the chip at the current time on ``feeds`` (model input name -> array)."""
@@ -245,8 +328,9 @@ class AnalogSession:
         """Re-encode every layer's normalised weights (decoded from the plan) with another strategy."""
         new = get_mapping(strategy)
         for layer in self.layers:
-            u = decode_pairs(layer.g_target, self.mapping.significance, self.gain_us)
+            u = decode_pairs(layer.g_target, layer.mapping.significance, layer.gain_us)
             layer.g_target = new.encode(u, self.device.g_min_us, self.device.g_max_us).astype(np.float32)
+            layer.mapping, layer.gain_us = new, new.gain_us(self.device.g_min_us, self.device.g_max_us)
         self.mapping = new
         self.gain_us = new.gain_us(self.device.g_min_us, self.device.g_max_us)
 
@@ -254,7 +338,8 @@ class AnalogSession:
         names = {contract.NOISE_BANK} | {n for bn in self.batchnorms for n in (bn.mean, bn.var)}
         for layer in self.layers:
             names |= {contract.layer_tensor(layer.name, suffix) for suffix in
-                      (contract.W_EFF, contract.SCALE, contract.NOISE, contract.NOISE_START, contract.NOISE_END)}
+                      (contract.W_EFF, contract.SCALE, contract.NOISE, contract.NOISE_START, contract.NOISE_END,
+                       SWITCH)}
         return names
 
     def _noise_sizes(self, feeds: dict[str, np.ndarray]) -> list[int]:
@@ -309,7 +394,7 @@ class AnalogSession:
 
     def ideal_weight(self, layer: ChipLayer, k: int) -> np.ndarray:
         """The layer's FP32 weight W (K, N), decoded from its programming plan."""
-        return plan_weight(layer.g_target, layer.col_scale, self.mapping.significance, self.gain_us)[:k]
+        return plan_weight(layer.g_target, layer.col_scale, layer.mapping.significance, layer.gain_us)[:k]
 
     def _noise_offsets(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Per layer, the slice of the noise bank this run's MVM noise is read from.
@@ -347,6 +432,44 @@ class AnalogSession:
             self._state[contract.NOISE_BANK] = bank
         scale = 1.0 if self.periphery.read_noise > 0 else tile_constants(self.periphery).noise_std
         self._fed_bank = bank if scale == 1.0 else bank * np.float32(scale)
+
+
+def _strategy_key(mapping) -> str:
+    import json
+
+    return json.dumps(mapping.to_dict(), sort_keys=True)
+
+
+SWITCH = "analog_on"
+"""Suffix of a switchable session's per-layer input: True runs the layer on the chip, False digitally."""
+
+
+def _add_digital_switches(m: onnx.ModelProto, layers: list[ChipLayer], digital: onnx.ModelProto) -> None:
+    """Give every AnalogMatMul a digital twin and a fed boolean switch: ``y = Where(L.analog_on, y_analog,
+    x W + b)`` with W the FP32 weight of :func:`digital_reference_model` (``L.weight``). Where selects, so
+    either output is exact. Loop bodies read the weight and the switch from the outer scope."""
+    weights = {t.name: t for t in digital.graph.initializer if t.name.endswith(".weight")}
+    by_name = {layer.name: layer for layer in layers}
+    for graph, _ in reversed(list(_graphs_with_iteration(m.graph))):  # innermost first (see _strip_chip_stage)
+        new_nodes = []
+        for node in graph.node:
+            new_nodes.append(node)
+            if not (node.domain == contract.DOMAIN and node.op_type == contract.ANALOG_MATMUL and node.name in by_name):
+                continue
+            name, y = node.name, node.output[0]
+            node.output[0] = f"{name}.analog_out"
+            new_nodes += [
+                onnx.helper.make_node("MatMul", [node.input[0], f"{name}.weight"], [f"{name}.digital_mm"]),
+                onnx.helper.make_node("Add", [f"{name}.digital_mm", node.input[4]], [f"{name}.digital_out"]),
+                onnx.helper.make_node("Where", [f"{name}.{SWITCH}", f"{name}.analog_out", f"{name}.digital_out"], [y],
+                                      name=f"{name}.switch"),
+            ]
+        if len(new_nodes) > len(graph.node):
+            del graph.node[:]
+            graph.node.extend(new_nodes)
+    for layer in layers:
+        m.graph.initializer.append(weights[f"{layer.name}.weight"])
+        m.graph.input.append(onnx.helper.make_tensor_value_info(f"{layer.name}.{SWITCH}", onnx.TensorProto.BOOL, []))
 
 
 FIXED_KEYS = ("tile_rows", "tile_cols")

@@ -29,7 +29,8 @@ def test_builtin_metrics_against_reference_values():
     # negative NMSE, higher is better: y = 1.05 r gives -0.05^2; 1.10 r is worse
     assert DataMetric("nmse", feeds, reference=r)(_fixed(1.05 * r)) == pytest.approx(-0.0025, rel=1e-5)
     assert DataMetric("nmse", feeds, reference=r)(_fixed(1.10 * r)) < DataMetric("nmse", feeds, reference=r)(
-        _fixed(1.05 * r))
+        _fixed(1.05 * r)
+    )
     labels = r.argmax(1)
     assert DataMetric("accuracy", feeds, labels=labels)(_fixed(y)) == pytest.approx(agree)
     seq = rng.standard_normal((50, 4, 6))  # sequence logits: every position counts
@@ -52,7 +53,10 @@ def test_label_free_baselines_and_a_user_callable_equal_to_accuracy(compiled_mlp
     test = load_digits_split()[1]
 
     def my_accuracy(run):  # the user's own data loop: one sample at a time
-        hits = [int(np.argmax(run({"input": x[None].astype(np.float32)})[0])) == y for x, y in zip(test.x, test.y)]
+        hits = [
+            int(np.argmax(run({"input": x[None].astype(np.float32)})[0])) == y
+            for x, y in zip(test.x, test.y, strict=True)
+        ]
         return float(np.mean(hits))
 
     mine = evaluate(compiled_mlp, data=None, times="1s,1d", chips=2, metric=my_accuracy, seed=3)
@@ -67,16 +71,18 @@ def test_label_free_baselines_and_a_user_callable_equal_to_accuracy(compiled_mlp
 
 def test_metric_file(tmp_path, compiled_mlp):
     f = tmp_path / "user_metric.py"
-    f.write_text("import numpy as np\n"
-                 "from anacompile.evaluate.datasets import load_digits_split\n"
-                 "TEST = load_digits_split()[1]\n"
-                 "def top1(run):\n"
-                 "    y = run({'input': TEST.x.astype(np.float32)})[0]\n"
-                 "    return float(np.mean(y.argmax(1) == TEST.y))\n"
-                 "def bad(run):\n"
-                 "    return 'good'\n"
-                 "def nan(run):\n"
-                 "    return float('nan')\n")
+    f.write_text(
+        "import numpy as np\n"
+        "from anacompile.evaluate.datasets import load_digits_split\n"
+        "TEST = load_digits_split()[1]\n"
+        "def top1(run):\n"
+        "    y = run({'input': TEST.x.astype(np.float32)})[0]\n"
+        "    return float(np.mean(y.argmax(1) == TEST.y))\n"
+        "def bad(run):\n"
+        "    return 'good'\n"
+        "def nan(run):\n"
+        "    return float('nan')\n"
+    )
     r = evaluate(compiled_mlp, data=None, times="1s", chips=2, metric=f"{f}:top1", seed=1)
     ref = evaluate(compiled_mlp, times="1s", chips=2, seed=1)
     assert r.accuracy == ref.accuracy  # the same feeds in one batch: the same numbers
@@ -105,8 +111,23 @@ def test_cli_metric_and_mvm_error_metric(tmp_path, compiled_mlp):
     from anacompile.evaluate.mvm_error import mvm_error
 
     out = tmp_path / "r.json"
-    assert main(["evaluate", str(compiled_mlp), "--metric", "agreement", "--times", "1s", "--chips", "2",
-                 "--json", str(out)]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                str(compiled_mlp),
+                "--metric",
+                "agreement",
+                "--times",
+                "1s",
+                "--chips",
+                "2",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     doc = json.loads(out.read_text())
     assert doc["metric"] == "agreement" and doc["baseline"] == 1.0
     assert main(["evaluate", str(compiled_mlp), "--metric", f"{tmp_path}/none.py:f", "--chips", "1"]) == 1
