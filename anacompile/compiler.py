@@ -41,7 +41,7 @@ from anacompile.model_io import (
     model_label,
     read_model,
 )
-from anacompile.passes._layer import DIGITAL_KEY, LAYER_KEY, node_plans, plan_mapping
+from anacompile.passes._layer import DIGITAL_KEY, LAYER_KEY, is_use, node_plans, plan_mapping
 from anacompile.passes._tensor_store import TensorStore
 from anacompile.passes.apply_placement import parse_placement
 from anacompile.passes.count_macs import node_macs
@@ -81,6 +81,7 @@ def compile_model(
     digital: str | list[str] | None = None,
     layer_strategies: dict[str, Any] | list[str] | None = None,
     target: str = SIMULATION,
+    shared_weights: str = "share",
 ) -> CompileReport | tuple[onnx.ModelProto | ir.Model, CompileReport]:
     """Compile an ONNX model for analog crossbar tiles and write the annotated model (or return it).
 
@@ -107,6 +108,9 @@ def compile_model(
         target: ``simulation`` (default: what ``evaluate`` and the analog session read) or ``deploy``: the
             form a device runtime loads, without the simulation-only initializers and with ``t_inference``
             a plain graph input (:mod:`anacompile.passes.deploy_form`).
+        shared_weights: a stored weight read by several MatMul/Gemm ops (an unrolled recurrence, tied
+            weights) is programmed once on one set of tiles that every use reads (``share``), or a copy per
+            use on its own tiles (``replicate``, noted in the report).
 
     Returns:
         The compile report (also stored in the output's metadata, without the file paths: a compiled model's
@@ -121,7 +125,8 @@ def compile_model(
     options = {"device": device, "periphery": periphery, "periphery_overrides": periphery_overrides,
                "strategy": strategy, "calibration": calibration, "seed": seed, "chip": chip,
                "programming": programming, "force": force, "input_ranges": input_ranges,
-               "placement": parse_placement(digital, layer_strategies), "target": target}
+               "placement": parse_placement(digital, layer_strategies), "target": target,
+               "shared_weights": shared_weights}
     if not is_in_memory(model):
         source = Path(model)
         return _compile_file(source, output if output is not None else default_output_path(source), **options)
@@ -173,7 +178,7 @@ def _fits_in_memory(model: onnx.ModelProto | ir.Model) -> bool:
 
 def _compile_file(source: Path | onnx.ModelProto, output, *, device, periphery, periphery_overrides, strategy,
                   calibration, seed, chip, programming, force, input_ranges, placement=None, target=SIMULATION,
-                  label: str | None = None):
+                  label: str | None = None, shared_weights: str = "share"):
     """:func:`compile_model` from a source file to an output file (``label`` names the source in errors).
 
     With a ModelProto as ``source`` and ``output=None`` (:func:`_fits_in_memory` models), everything stays in
@@ -236,8 +241,10 @@ def _compile_file(source: Path | onnx.ModelProto, output, *, device, periphery, 
         store = TensorStore(tmp.parent, external_data_name(out)) if external else None
         try:
             _run(analysis_pipeline(dev, mapping, peri, feeds, seed=seed, chip=chip, programming=programming,
-                                   store=store, input_ranges=ranges, placement=placement), irmodel)
+                                   store=store, input_ranges=ranges, placement=placement,
+                                   shared_weights=shared_weights), irmodel)
             layers = _layer_reports(irmodel, peri, macs, mapping)
+            notes += _sharing_notes(layers, shared_weights)
             if not any(layer.analog for layer in layers):
                 found = ", ".join(f"{layer.name} ({layer.op}: {layer.reason})" for layer in layers) or "none"
                 raise UnsupportedModelError(
@@ -347,13 +354,15 @@ def _layer_reports(model: ir.Model, peri: Periphery, macs: dict[str, tuple[int, 
         first = len(rows)
         if LAYER_KEY in node.meta:
             for plan in node_plans(node):  # one row per analog layer (a recurrent op may have several)
+                if is_use(plan):  # a shared weight's later use: counted once, in its owner's row (``uses``)
+                    continue
                 cap = plan.n_tiles * peri.tile_rows * plan.n_col_tiles * peri.tile_cols
                 own = plan.extra.get("mapping")
                 pairs = len(plan_mapping(plan, mapping).significance) if mapping is not None else 1
                 rows.append(LayerReport(
                     name=plan.name, op=node.op_type, analog=True, weight_shape=[plan.k, plan.n_out],
                     tiles=[plan.n_tiles, plan.n_col_tiles], utilisation=float(plan.k * plan.n_out / cap),
-                    parameters=int(plan.k * plan.n_out), reason="",
+                    parameters=int(plan.k * plan.n_out), reason="", uses=list(plan.extra.get("uses", [])),
                     strategy=own.to_dict() if own is not None else {}, devices=2 * pairs * int(plan.k * plan.n_out),
                 ))
         else:
@@ -371,6 +380,19 @@ def _layer_reports(model: ir.Model, peri: Periphery, macs: dict[str, tuple[int, 
             for row in rows[first:]:
                 row.weight_source, row.shared_with = source.expression, shared
     return rows
+
+
+def _sharing_notes(layers: list[LayerReport], shared_weights: str) -> list[str]:
+    """What the report says about weights that several ops read."""
+    shared = [layer for layer in layers if len(layer.uses) > 1]
+    if shared:
+        n_uses = sum(len(layer.uses) for layer in shared)
+        return [f"{len(shared)} stored weight(s) read by {n_uses} ops are programmed once each; every use reads "
+                "the same tiles (listed under 'uses')"]
+    if shared_weights == "replicate" and any(layer.shared_with for layer in layers if layer.analog):
+        return ["shared weights replicated: every op reading a shared stored weight has its own tiles "
+                "(shared_weights=replicate)"]
+    return []
 
 
 def _op_name(node: ir.Node) -> str:

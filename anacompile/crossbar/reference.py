@@ -20,6 +20,8 @@ The two Gaussian terms are independent, so one draw with the summed variance has
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from numpy.typing import NDArray
 
@@ -47,7 +49,8 @@ def tile_input(x: NDArray[np.float32], n_tiles: int, tile_rows: int) -> NDArray[
     x2 = x.reshape(-1, k)
     pad = n_tiles * tile_rows - k
     x2 = np.pad(x2, ((0, 0), (0, pad)))
-    return x2.reshape(-1, n_tiles, tile_rows).transpose(1, 0, 2)
+    tiled: NDArray[np.float32] = x2.reshape(-1, n_tiles, tile_rows).transpose(1, 0, 2)
+    return tiled
 
 
 def tile_constants(periphery: Periphery) -> TileConstants:
@@ -61,8 +64,9 @@ def tile_constants(periphery: Periphery) -> TileConstants:
     step is 1 (no rounding).
     """
     p = periphery
-    d = p.dac_step if p.dac_bits is not None else 1.0
-    big_d = p.adc_step if p.adc_bits is not None else 1.0
+    dac_step, adc_step = p.dac_step, p.adc_step  # None when that converter is off
+    d = 1.0 if dac_step is None else dac_step
+    big_d = 1.0 if adc_step is None else adc_step
     return TileConstants(
         dac_step=float(d),
         dac_levels=float(p.dac_bound / d) if p.dac_bits is not None else 0.0,
@@ -81,7 +85,7 @@ def _f32_constants(p: Periphery) -> dict[str, np.float32]:
     return {k: F32(v) for k, v in tile_constants(p).as_attributes().items()}
 
 
-def layer_scales(col_scale: NDArray, in_range: NDArray, periphery: Periphery
+def layer_scales(col_scale: NDArray[Any], in_range: NDArray[Any], periphery: Periphery
                  ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
     """Static per-layer scales: ``in_scale`` = 1/(alpha_in d) (n_tiles, 1, 1) and ``out_scale`` =
     gamma D alpha_in (n_tiles, 1, N); alpha_in only where input ranges are static and the DAC is on."""
@@ -131,11 +135,12 @@ def analog_matmul_reference(
     return tile_forward(x, w_eff * c["code_gain"], in_scale, out_scale * alpha, bias, p, noise)
 
 
-def _mvm_codes(q, w_eff, p: Periphery, c: dict, tile_rows: int, noise) -> NDArray[np.float32]:
+def _mvm_codes(q: NDArray[np.float32], w_eff: NDArray[np.float32], p: Periphery, c: dict[str, np.float32],
+               tile_rows: int, noise: NDArray[np.float32] | None) -> NDArray[np.float32]:
     """MVM of DAC codes in ADC-code units, with IR drop and noise, before the ADC."""
     z = np.matmul(q, w_eff)
     need_abs = p.read_noise > 0 or p.ir_drop > 0
-    abs_w = np.abs(w_eff) if need_abs else None
+    abs_w = np.abs(w_eff) if need_abs else w_eff  # |W|: used only where need_abs holds
     if p.ir_drop > 0:
         a = np.matmul(np.abs(q), abs_w) * c["ir_a_scale"]
         corr = a * (a * (a * F32(0.05) - F32(0.2)) + F32(0.5))
@@ -146,10 +151,11 @@ def _mvm_codes(q, w_eff, p: Periphery, c: dict, tile_rows: int, noise) -> NDArra
             z = z + np.sqrt(np.matmul(q * q, abs_w) * c["noise_k1"] + c["noise_k2"]) * noise
         else:
             z = z + c["noise_std"] * noise
-    return z
+    out: NDArray[np.float32] = z
+    return out
 
 
-def _adc(z, p: Periphery, c: dict):
+def _adc(z: NDArray[np.float32], p: Periphery, c: dict[str, np.float32]) -> NDArray[np.float32]:
     if p.adc_bits is not None:
         z = np.round(z)
     if p.adc_bound is not None:
@@ -203,8 +209,10 @@ def tile_forward(x: NDArray[np.float32], w_codes: NDArray[np.float32], in_scale:
         z_k = _adc(z_k, p, c)
         if k:
             z_k = z_k * F32(2.0**k)
-        z = z_k if z is None else np.where(saturated, z, z_k)
+        z = z_k if z is None or saturated is None else np.where(saturated, z, z_k)
     if a_in is not None:
         z = z * a_in  # abs-max: one input range per vector
+    assert z is not None  # bm_passes >= 1
     y = np.sum(z * scale, axis=0) + bias
-    return y.reshape(x.shape[:-1] + (n_out,)).astype(F32)
+    result: NDArray[np.float32] = y.reshape(x.shape[:-1] + (n_out,)).astype(F32)
+    return result

@@ -50,13 +50,21 @@ class Placement:
 
     def merge(self, other: Placement) -> Placement:
         """Both placements (``other`` wins where both give a layer a strategy)."""
-        return Placement([*self.digital, *(d for d in other.digital if d not in self.digital)],
-                         {**self.layer_strategies, **other.layer_strategies}, {**self.reasons, **other.reasons})
+        return Placement(
+            [*self.digital, *(d for d in other.digital if d not in self.digital)],
+            {**self.layer_strategies, **other.layer_strategies},
+            {**self.reasons, **other.reasons},
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """The placement JSON's core fields."""
-        return {"format": PLACEMENT_FORMAT, "version": 1, "digital": list(self.digital),
-                "layer_strategies": dict(self.layer_strategies), "reasons": dict(self.reasons)}
+        return {
+            "format": PLACEMENT_FORMAT,
+            "version": 1,
+            "digital": list(self.digital),
+            "layer_strategies": dict(self.layer_strategies),
+            "reasons": dict(self.reasons),
+        }
 
 
 def load_placement(path: str | os.PathLike[str]) -> Placement:
@@ -83,8 +91,9 @@ def load_placement(path: str | os.PathLike[str]) -> Placement:
     return Placement(list(digital), dict(strategies), {str(k): str(v) for k, v in reasons.items()})
 
 
-def parse_placement(digital: str | list[str] | Placement | None = None,
-                    layer_strategies: dict[str, Any] | list[str] | None = None) -> Placement:
+def parse_placement(
+    digital: str | list[str] | Placement | None = None, layer_strategies: dict[str, Any] | list[str] | None = None
+) -> Placement:
     """A placement from ``--digital`` values (names, patterns, ``@placement.json``; commas split names, or a
     :class:`Placement`) and
     ``--layer-strategy NAME=SPEC`` values (or a dict, or ``@placement.json``).
@@ -153,7 +162,8 @@ class ApplyPlacementPass(ir.passes.InPlacePass):
             if hit is not None:
                 used.add(hit)
                 reason = self.placement.reasons.get(hit) or next(
-                    (self.placement.reasons[n] for n in names if n in self.placement.reasons), None)
+                    (self.placement.reasons[n] for n in names if n in self.placement.reasons), None
+                )
                 del node.meta[LAYER_KEY]
                 node.meta[DIGITAL_KEY] = reason or f"kept digital by --digital {hit}"
                 modified = True
@@ -169,6 +179,8 @@ class ApplyPlacementPass(ir.passes.InPlacePass):
         if unknown:
             known = sorted({n for node, plans in candidates for n in [node.name, *(p.name for p in plans)] if n})
             shown = ", ".join(known[:30]) + (", ..." if len(known) > 30 else "")
-            raise ConfigError(f"Placement names {unknown} match no analog-capable layer (layers: {shown}); names "
-                              "are node names, layer names, op types or glob patterns.")
+            raise ConfigError(
+                f"Placement names {unknown} match no analog-capable layer (layers: {shown}); names "
+                "are node names, layer names, op types or glob patterns."
+            )
         return ir.passes.PassResult(model, modified=modified)

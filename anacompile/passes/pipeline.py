@@ -29,18 +29,20 @@ __all__ = ["analysis_pipeline", "deploy_pipeline", "emit_pipeline", "verify_pipe
 def analysis_pipeline(device, mapping: ConductanceMapping, periphery: Periphery,
                       calibration_feeds: dict[str, np.ndarray] | None, seed: int = 0, chip: int = 0,
                       programming: str = "gaussian", store: TensorStore | None = None,
-                      input_ranges: dict | None = None, placement=None) -> ir.passes.PassManager:
+                      input_ranges: dict | None = None, placement=None,
+                      shared_weights: str = "share") -> ir.passes.PassManager:
     """Fold weight chains, split grouped convs, find analog ops, partition, calibrate, map and program.
 
     With a ``store``, the conductance arrays of every layer go to its file as they are made, so
     memory stays bounded by one layer (large models, :mod:`anacompile.passes._tensor_store`). A
     ``placement`` (:class:`~anacompile.passes.apply_placement.Placement`) keeps layers digital and sets
-    per-layer strategies right after the analog ops are found.
+    per-layer strategies right after the analog ops are found. ``shared_weights``: ``share`` (a stored weight
+    read by several ops is programmed once) or ``replicate``.
     """
     return ir.passes.PassManager([
         FoldConstantWeightsPass(),
         SplitGroupedConvsPass(),
-        MarkAnalogOpsPass(),
+        MarkAnalogOpsPass(shared_weights),
         *([ApplyPlacementPass(placement)] if placement else []),
         PartitionWeightsPass(periphery),
         *([SetInputRangesPass(input_ranges, require_all=calibration_feeds is None)] if input_ranges else []),

@@ -24,7 +24,15 @@ from anacompile.contract import TILED
 from anacompile.crossbar.functions import analog_matmul_attributes, chip_weights_attributes
 from anacompile.crossbar.periphery import Periphery
 from anacompile.crossbar.reference import ir_row_weights, layer_scales, tile_constants
-from anacompile.passes._layer import LAYER_KEY, LayerPlan, analog_layers, node_plans, plan_mapping
+from anacompile.passes._layer import (
+    LAYER_KEY,
+    SHARED_KEY,
+    LayerPlan,
+    analog_layers,
+    is_use,
+    node_plans,
+    plan_mapping,
+)
 from anacompile.passes._names import register_initializer
 from anacompile.passes._tensor_store import squeezed
 
@@ -96,13 +104,16 @@ class RewriteToAnalogOpsPass(ir.passes.InPlacePass):
             t_inf = _initializer(graph, contract.T_INFERENCE, np.zeros((), np.float32))
             graph.inputs.append(t_inf)
         index = {id(plan): i for i, (_, plan) in enumerate(layers)}  # seeds: one per layer, in plan order
-        nodes = list(dict.fromkeys(node for node, _ in layers))
+        # every planned node in graph order: a shared weight's owner comes before the ops that use its tiles
+        nodes = [node for node in graph if node_plans(node)]
+        self._chips: dict[str, tuple[ir.Value, ir.Value, ir.Value, ir.Value]] = {}
+        self._n_uses = 0
         for node in nodes:
             plans = node_plans(node)
 
             def analog(x, plan=None, plans=plans):
                 plan = plans[0] if plan is None else plan
-                return self._analog_nodes(graph, plan, x, index[id(plan)], t_inf)
+                return self._analog_nodes(graph, plan, x, index.get(id(plan), -1), t_inf)
 
             ctx = EmitContext(
                 graph=graph, node=node, plan=plans[0], plans=plans, analog=analog,
@@ -147,6 +158,20 @@ class RewriteToAnalogOpsPass(ir.passes.InPlacePass):
 
     def _analog_core(self, graph: ir.Graph, plan: LayerPlan, x: ir.Value, index: int,
                      t_inf: ir.Value) -> tuple[list[ir.Node], ir.Value]:
+        if is_use(plan):  # a shared weight's later use: its own AnalogMatMul on the owner's programmed tiles
+            owner = plan.extra[SHARED_KEY]
+            w_eff, scale, in_scale, ir_weight = self._chips[owner.name]
+            bias = plan.bias if plan.bias is not None else np.zeros(owner.n_out)
+            mm_node = ir.node(
+                contract.ANALOG_MATMUL,
+                [x, w_eff, in_scale, scale,
+                 _initializer(graph, f"{plan.name}.{contract.BIAS}", bias.astype(np.float32)), ir_weight],
+                attributes=analog_matmul_attributes(
+                    self.periphery, seed=_node_seed(self.seed, self.chip, (1 << 20) + self._n_uses)),
+                domain=contract.DOMAIN, name=plan.name, overload=TILED if owner.n_tiles > 1 else "",
+            )
+            self._n_uses += 1
+            return [mm_node], mm_node.outputs[0]
         L = plan.name
         tiled = plan.n_tiles > 1
         mapping = plan_mapping(plan, self.mapping)
@@ -186,6 +211,7 @@ class RewriteToAnalogOpsPass(ir.passes.InPlacePass):
             attributes=analog_matmul_attributes(self.periphery, seed=_node_seed(self.seed, self.chip, 2 * index + 1)),
             domain=contract.DOMAIN, name=L, overload=TILED if tiled else "",
         )
+        self._chips[L] = (w_eff, scale, mm_node.inputs[2], mm_node.inputs[5])
         return [chip_node, mm_node], mm_node.outputs[0]
 
 

@@ -13,5 +13,4 @@ from __future__ import annotations
 from anacompile.placement.search import CANDIDATE_STRATEGIES, PlacementResult, place
 from anacompile.placement.sensitivity import LayerSensitivity, SensitivityResult, sensitivity
 
-__all__ = ["CANDIDATE_STRATEGIES", "LayerSensitivity", "PlacementResult", "SensitivityResult", "place",
-           "sensitivity"]
+__all__ = ["CANDIDATE_STRATEGIES", "LayerSensitivity", "PlacementResult", "SensitivityResult", "place", "sensitivity"]

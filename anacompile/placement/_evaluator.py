@@ -48,14 +48,22 @@ class ConfigEvaluator:
         progress: ``progress(done, total)``, called after every (config, chip, time) run.
     """
 
-    def __init__(self, compiled, metric: str | Metric | None, data, chips: int, seed: int | None = None,
-                 compensation: str | None = None, progress: Callable[[int, int], None] | None = None) -> None:
+    def __init__(
+        self,
+        compiled,
+        metric: str | Metric | None,
+        data,
+        chips: int,
+        seed: int | None = None,
+        compensation: str | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> None:
         from anacompile.runtime.session import AnalogSession
 
-        self.session = AnalogSession(compiled, chip_seed=None, seed=seed, compensation=compensation,
-                                     switchable=True)
-        self.metric, self.metric_name = resolve_metric(metric, data=data, proto=load_proto(compiled),
-                                                       digital_run=self.session.run_digital)
+        self.session = AnalogSession(compiled, chip_seed=None, seed=seed, compensation=compensation, switchable=True)
+        self.metric, self.metric_name = resolve_metric(
+            metric, data=data, proto=load_proto(compiled), digital_run=self.session.run_digital
+        )
         self.baseline = score(self.metric, self.session.run_digital, self.metric_name)
         self.chips = int(chips)
         self.progress = progress
@@ -63,8 +71,10 @@ class ConfigEvaluator:
         self.total = 0
         self.default_strategy = self.session.mapping.to_dict()
         rows = {r.name: r for r in self.session.report.layers if r.analog}
-        self.layers = [LayerInfo(la.name, rows[la.name].op, rows[la.name].parameters, rows[la.name].macs)
-                       for la in self.session.layers]
+        self.layers = [
+            LayerInfo(la.name, rows[la.name].op, rows[la.name].parameters, rows[la.name].macs)
+            for la in self.session.layers
+        ]
         self.evaluations = 0
 
     @property

@@ -14,10 +14,21 @@ from anacompile.errors import ConfigError
 __all__ = ["compile_model"]
 
 
-def compile_model(model, output: str | os.PathLike[str] | None = None, *, accuracy_budget: float | None = None,
-                  at: str | float = "1d", metric=None, data: str | os.PathLike[str] | None = None,
-                  chips: int = 3, verify_chips: int = 5, placement_path: str | os.PathLike[str] | None = None,
-                  plot: str | os.PathLike[str] | None = None, progress=None, **options: Any):
+def compile_model(
+    model,
+    output: str | os.PathLike[str] | None = None,
+    *,
+    accuracy_budget: float | None = None,
+    at: str | float = "1d",
+    metric=None,
+    data: str | os.PathLike[str] | None = None,
+    chips: int = 3,
+    verify_chips: int = 5,
+    placement_path: str | os.PathLike[str] | None = None,
+    plot: str | os.PathLike[str] | None = None,
+    progress=None,
+    **options: Any,
+):
     """Compile ``model`` (:func:`anacompile.compiler.compile_model`, every keyword of it works here).
 
     With ``accuracy_budget`` (e.g. ``0.02``) the placement search (:func:`anacompile.placement.search.place`)
@@ -40,9 +51,20 @@ def compile_model(model, output: str | os.PathLike[str] | None = None, *, accura
     from anacompile.model_io import load_proto
     from anacompile.placement.search import place
 
-    result = place(model, output, accuracy_budget=accuracy_budget, at=at, metric=metric, data=data, chips=chips,
-                   verify_chips=verify_chips, placement_path=placement_path, plot=plot, progress=progress,
-                   **options)
+    result = place(
+        model,
+        output,
+        accuracy_budget=accuracy_budget,
+        at=at,
+        metric=metric,
+        data=data,
+        chips=chips,
+        verify_chips=verify_chips,
+        placement_path=placement_path,
+        plot=plot,
+        progress=progress,
+        **options,
+    )
     report = read_report(load_proto(result.output))
     report.output = result.output
     report.placement = result

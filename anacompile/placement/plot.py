@@ -29,13 +29,17 @@ def plot_sensitivity(result, path: str | os.PathLike[str]) -> None:
     plt = _plt()
     layers = result.layers[:MAX_BARS]
     n, nt = len(layers), len(result.times_s)
-    fig, axes = plt.subplots(1, 2, figsize=(12, max(3.0, 0.28 * n * max(nt, 1) ** 0.5 + 1.5)), dpi=110,
-                             sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(12, max(3.0, 0.28 * n * max(nt, 1) ** 0.5 + 1.5)), dpi=110, sharey=True)
     y = np.arange(n)
     h = 0.8 / max(nt, 1)
-    for ax, (title, mean, std) in zip(axes, (("only this layer analog", "only_mean", "only_std"),
-                                             ("all but this layer analog", "all_but_mean", "all_but_std")),
-                                      strict=True):
+    for ax, (title, mean, std) in zip(
+        axes,
+        (
+            ("only this layer analog", "only_mean", "only_std"),
+            ("all but this layer analog", "all_but_mean", "all_but_std"),
+        ),
+        strict=True,
+    ):
         for j, t in enumerate(result.times_s):
             m = [getattr(la, mean)[j] for la in layers]
             s = [getattr(la, std)[j] for la in layers]
@@ -61,13 +65,28 @@ def plot_search(result, path: str | os.PathLike[str]) -> None:
     stages = list(dict.fromkeys(s.stage for s in result.steps))
     for i, stage in enumerate(stages):
         pts = [s for s in result.steps if s.stage == stage]
-        ax.errorbar([p.analog_mac_share * 100 for p in pts], [p.metric_mean for p in pts],
-                    yerr=[p.metric_std for p in pts], fmt="o", ms=4, capsize=2, color=f"C{i}", label=stage,
-                    alpha=0.8)
+        ax.errorbar(
+            [p.analog_mac_share * 100 for p in pts],
+            [p.metric_mean for p in pts],
+            yerr=[p.metric_std for p in pts],
+            fmt="o",
+            ms=4,
+            capsize=2,
+            color=f"C{i}",
+            label=stage,
+            alpha=0.8,
+        )
     ax.axhline(result.baseline, color="k", ls="--", lw=1, label=f"FP32 {result.baseline:.4g}")
     ax.axhline(result.target, color="r", ls=":", lw=1, label=f"budget {result.budget:g}")
-    ax.errorbar([result.analog_mac_share * 100], [result.verified_mean], yerr=[result.verified_std], fmt="*",
-                ms=14, color="k", label=f"chosen, {result.verify_chips} fresh chips")
+    ax.errorbar(
+        [result.analog_mac_share * 100],
+        [result.verified_mean],
+        yerr=[result.verified_std],
+        fmt="*",
+        ms=14,
+        color="k",
+        label=f"chosen, {result.verify_chips} fresh chips",
+    )
     ax.set_xlabel("analog share of MACs (%)")
     ax.set_ylabel(f"{result.metric} at {format_time(result.at_s)}")
     ax.set_title(f"{os.path.basename(result.model)}: placement search ({result.evaluations} configs)")

@@ -101,8 +101,13 @@ class PlacementResult:
     def placement_dict(self) -> dict[str, Any]:
         """The placement JSON: replayable with ``compile --digital @FILE`` (digital, strategies, reasons),
         plus the search's record."""
-        d = {"format": "anacompile.placement", "version": 1, "digital": self.digital,
-             "layer_strategies": self.layer_strategies, "reasons": self.reasons}
+        d = {
+            "format": "anacompile.placement",
+            "version": 1,
+            "digital": self.digital,
+            "layer_strategies": self.layer_strategies,
+            "reasons": self.reasons,
+        }
         d.update({k: v for k, v in asdict(self).items() if k not in d})
         d["at"] = format_time(self.at_s)
         return d
@@ -117,13 +122,27 @@ def _devices(config: dict[str, str], params: dict[str, int], default: str) -> in
     return total
 
 
-def place(model: str | os.PathLike[str], output: str | os.PathLike[str] | None = None, *,
-          accuracy_budget: float, at: str | float = "1d", metric: str | Metric | None = None,
-          data: str | os.PathLike[str] | None = None, chips: int = 3, verify_chips: int = 5,
-          seed: int = 0, verify_seed: int | None = None, margin: float = 0.25, max_rounds: int = 3,
-          compensation: str | None = None, placement_path: str | os.PathLike[str] | None = None,
-          plot: str | os.PathLike[str] | None = None, force: bool = False, progress=None,
-          **compile_options: Any) -> PlacementResult:
+def place(
+    model: str | os.PathLike[str],
+    output: str | os.PathLike[str] | None = None,
+    *,
+    accuracy_budget: float,
+    at: str | float = "1d",
+    metric: str | Metric | None = None,
+    data: str | os.PathLike[str] | None = None,
+    chips: int = 3,
+    verify_chips: int = 5,
+    seed: int = 0,
+    verify_seed: int | None = None,
+    margin: float = 0.25,
+    max_rounds: int = 3,
+    compensation: str | None = None,
+    placement_path: str | os.PathLike[str] | None = None,
+    plot: str | os.PathLike[str] | None = None,
+    force: bool = False,
+    progress=None,
+    **compile_options: Any,
+) -> PlacementResult:
     """Find, compile and verify the cheapest placement within ``accuracy_budget`` at ``at`` (module docstring).
 
     Args:
@@ -169,8 +188,9 @@ def place(model: str | os.PathLike[str], output: str | os.PathLike[str] | None =
         check_output_path(plot, [model], force)
     default = compile_options.get("strategy", "single")
     if get_mapping(default).to_dict() != get_mapping("single").to_dict():
-        raise ConfigError("--accuracy-budget chooses each layer's strategy among single, dual and three pairs; "
-                          "drop --strategy.")
+        raise ConfigError(
+            "--accuracy-budget chooses each layer's strategy among single, dual and three pairs; drop --strategy."
+        )
     compile_options = {**compile_options, "seed": seed}
     with analog_plan(model, compile_options) as plan:
         ev = ConfigEvaluator(plan, metric, data, chips, seed=seed, compensation=compensation, progress=progress)
@@ -183,34 +203,74 @@ def place(model: str | os.PathLike[str], output: str | os.PathLike[str] | None =
         for round_ in range(max_rounds):
             digital = [n for n, v in config.items() if v == DIGITAL]
             strategies = {n: v for n, v in config.items() if v != DIGITAL and v != "single"}
-            reasons = {n: (f"placement: alone analog it costs {search.loss[n]:.4g} {ev.metric_name} at "
-                           f"{format_time(at_s)} (budget {accuracy_budget:g})") for n in digital}
+            reasons = {
+                n: (
+                    f"placement: alone analog it costs {search.loss[n]:.4g} {ev.metric_name} at "
+                    f"{format_time(at_s)} (budget {accuracy_budget:g})"
+                )
+                for n in digital
+            }
             # compiled exactly as replaying the placement JSON compiles it (compile --digital @placement.json)
-            report = compile_model(model, out, force=True, digital=Placement(digital, strategies, reasons),
-                                   **compile_options)
-            check = evaluate(out, data=data, times=[at_s], chips=verify_chips, seed=verify_seed,
-                             compensation=compensation, metric=ev.metric)
+            report = compile_model(
+                model, out, force=True, digital=Placement(digital, strategies, reasons), **compile_options
+            )
+            check = evaluate(
+                out,
+                data=data,
+                times=[at_s],
+                chips=verify_chips,
+                seed=verify_seed,
+                compensation=compensation,
+                metric=ev.metric,
+            )
             ok = check.accuracy_mean[0] >= search.target
-            logger.info("round %d: verified %s %.4f (target %.4f) on %d fresh chips", round_, ev.metric_name,
-                        check.accuracy_mean[0], search.target, verify_chips)
+            logger.info(
+                "round %d: verified %s %.4f (target %.4f) on %d fresh chips",
+                round_,
+                ev.metric_name,
+                check.accuracy_mean[0],
+                search.target,
+                verify_chips,
+            )
             t = report.totals
             result = PlacementResult(
-                model=str(model), output=str(out), placement_path=str(json_path), metric=ev.metric_name,
-                baseline=ev.baseline, budget=float(accuracy_budget), at_s=at_s, target=search.target,
-                digital=digital, layer_strategies=strategies, reasons=reasons,
-                analog_mac_share=t["analog_mac_share"], analog_parameter_share=t["analog_parameter_share"],
-                devices=t["devices"], search_chips=chips, search_metric=search.metric_of(config),
-                verify_chips=verify_chips, verify_seed=verify_seed, verified_mean=check.accuracy_mean[0],
-                verified_std=check.accuracy_std[0], meets_budget=bool(ok), evaluations=ev.evaluations,
-                ranking=search.ranking, layer_loss=search.loss, steps=search.steps, notes=list(search.notes))
+                model=str(model),
+                output=str(out),
+                placement_path=str(json_path),
+                metric=ev.metric_name,
+                baseline=ev.baseline,
+                budget=float(accuracy_budget),
+                at_s=at_s,
+                target=search.target,
+                digital=digital,
+                layer_strategies=strategies,
+                reasons=reasons,
+                analog_mac_share=t["analog_mac_share"],
+                analog_parameter_share=t["analog_parameter_share"],
+                devices=t["devices"],
+                search_chips=chips,
+                search_metric=search.metric_of(config),
+                verify_chips=verify_chips,
+                verify_seed=verify_seed,
+                verified_mean=check.accuracy_mean[0],
+                verified_std=check.accuracy_std[0],
+                meets_budget=bool(ok),
+                evaluations=ev.evaluations,
+                ranking=search.ranking,
+                layer_loss=search.loss,
+                steps=search.steps,
+                notes=list(search.notes),
+            )
             if ok:
                 break
             stepped = search.step_back(config)
             if stepped is None:
                 result.notes.append("the most conservative placement still misses the budget on fresh chips")
                 break
-            result.notes.append(f"round {round_ + 1}: fresh chips gave {check.accuracy_mean[0]:.4g} < target "
-                                f"{search.target:.4g}; stepped back")
+            result.notes.append(
+                f"round {round_ + 1}: fresh chips gave {check.accuracy_mean[0]:.4g} < target "
+                f"{search.target:.4g}; stepped back"
+            )
             config = stepped
     # the JSON last: a replayable placement exists only for a compiled, verified output
     doc = result.placement_dict()
@@ -250,11 +310,18 @@ class _Search:
                 self.cache[self._key(c)] = (float(row.mean()), float(row.std()))
                 digital = sorted(n for n, v in c.items() if v == DIGITAL)
                 analog_macs = sum(m for n, m in self.macs.items() if c.get(n) != DIGITAL)
-                self.steps.append(SearchStep(
-                    stage=stage, digital=digital, layer_strategies={n: v for n, v in c.items() if v != DIGITAL},
-                    metric_mean=float(row.mean()), metric_std=float(row.std()),
-                    analog_mac_share=analog_macs / self.total_macs, devices=_devices(c, self.params, "single"),
-                    meets=bool(row.mean() >= self.search_target)))
+                self.steps.append(
+                    SearchStep(
+                        stage=stage,
+                        digital=digital,
+                        layer_strategies={n: v for n, v in c.items() if v != DIGITAL},
+                        metric_mean=float(row.mean()),
+                        metric_std=float(row.std()),
+                        analog_mac_share=analog_macs / self.total_macs,
+                        devices=_devices(c, self.params, "single"),
+                        meets=bool(row.mean() >= self.search_target),
+                    )
+                )
         return [self.cache[self._key(c)][0] >= self.search_target for c in configs]
 
     def metric_of(self, config: dict[str, str]) -> float:
@@ -293,6 +360,7 @@ class _Search:
         strong = {n: STRONG for n in names}
         digital: list[str] = []
         if not self.evaluate([strong], "all three pairs")[0]:
+
             def with_digital(k: int) -> dict[str, str]:
                 return {**strong, **{n: DIGITAL for n in self.ranking[:k]}}
 

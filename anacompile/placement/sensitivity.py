@@ -82,10 +82,19 @@ class SensitivityResult:
             Path(tmp).write_text(json.dumps(self.to_dict(), indent=2))
 
 
-def sensitivity(model: str | os.PathLike[str], *, metric: str | Metric | None = None,
-                data: str | os.PathLike[str] | None = None, times: str | list = "1s,1d", chips: int = 3,
-                seed: int | None = None, compensation: str | None = None, layers: list[str] | None = None,
-                progress=None, **compile_options: Any) -> SensitivityResult:
+def sensitivity(
+    model: str | os.PathLike[str],
+    *,
+    metric: str | Metric | None = None,
+    data: str | os.PathLike[str] | None = None,
+    times: str | list = "1s,1d",
+    chips: int = 3,
+    seed: int | None = None,
+    compensation: str | None = None,
+    layers: list[str] | None = None,
+    progress=None,
+    **compile_options: Any,
+) -> SensitivityResult:
     """Per-layer sensitivity of a model's metric to analog execution (module docstring).
 
     Args:
@@ -121,13 +130,30 @@ def sensitivity(model: str | os.PathLike[str], *, metric: str | Metric | None = 
         rows = []
         for i, name in enumerate(chosen):
             only, but = 1 + 2 * i, 2 + 2 * i
-            rows.append(LayerSensitivity(
-                name=name, op=info[name].op, parameters=info[name].parameters, macs=info[name].macs,
-                only_mean=mean[only].tolist(), only_std=std[only].tolist(), all_but_mean=mean[but].tolist(),
-                all_but_std=std[but].tolist(), loss_alone=float(ev.baseline - mean[only, -1]),
-                gain_digital=float(mean[but, -1] - mean[0, -1])))
+            rows.append(
+                LayerSensitivity(
+                    name=name,
+                    op=info[name].op,
+                    parameters=info[name].parameters,
+                    macs=info[name].macs,
+                    only_mean=mean[only].tolist(),
+                    only_std=std[only].tolist(),
+                    all_but_mean=mean[but].tolist(),
+                    all_but_std=std[but].tolist(),
+                    loss_alone=float(ev.baseline - mean[only, -1]),
+                    gain_digital=float(mean[but, -1] - mean[0, -1]),
+                )
+            )
         rows.sort(key=lambda r: (-round(r.loss_alone, 12), -round(r.gain_digital, 12), r.name))
         logger.info("sensitivity ranking: %s", [r.name for r in rows[:5]])
-        return SensitivityResult(model=str(model), metric=ev.metric_name, baseline=ev.baseline, times_s=times_s,
-                                 chips=chips, seed=ev.session.seed, all_analog_mean=mean[0].tolist(),
-                                 all_analog_std=std[0].tolist(), layers=rows)
+        return SensitivityResult(
+            model=str(model),
+            metric=ev.metric_name,
+            baseline=ev.baseline,
+            times_s=times_s,
+            chips=chips,
+            seed=ev.session.seed,
+            all_analog_mean=mean[0].tolist(),
+            all_analog_std=std[0].tolist(),
+            layers=rows,
+        )

@@ -10,7 +10,7 @@ from anacompile.contract import read_report
 from anacompile.mapping import decode_pairs
 from anacompile.mapping.registry import mapping_from_dict
 
-__all__ = ["all_nodes", "digital_reference_model", "plan_weight"]
+__all__ = ["all_nodes", "digital_reference_model", "plan_weight", "weights_layer"]
 
 
 def all_nodes(graph: onnx.GraphProto):
@@ -22,6 +22,14 @@ def all_nodes(graph: onnx.GraphProto):
             elif attr.type == onnx.AttributeProto.GRAPHS:
                 for g in attr.graphs:
                     yield from all_nodes(g)
+
+
+def weights_layer(node: onnx.NodeProto) -> str:
+    """The layer whose programmed tiles an AnalogMatMul reads: its W input is ``<layer>.w_eff``. That is the
+    node's own name, or for a later use of a shared weight, the name of the weight's owner."""
+    w = node.input[1] if len(node.input) > 1 else ""
+    suffix = f".{contract.W_EFF}"
+    return w[: -len(suffix)] if w.endswith(suffix) else node.name
 
 
 def plan_weight(g_target_us: np.ndarray, col_scale: np.ndarray, significance, gain_us: float) -> np.ndarray:
@@ -46,6 +54,7 @@ def digital_reference_model(proto: onnx.ModelProto) -> onnx.ModelProto:
     g = m.graph
     inits = {t.name: t for t in g.initializer}
     new_inits = []
+    decoded: set[str] = set()
 
     def to_digital(graph: onnx.GraphProto) -> None:  # the main graph, and Loop bodies (recurrent layers)
         new_nodes = []
@@ -53,15 +62,17 @@ def digital_reference_model(proto: onnx.ModelProto) -> onnx.ModelProto:
             if node.domain == contract.DOMAIN and node.op_type == contract.CHIP_WEIGHTS:
                 continue
             if node.domain == contract.DOMAIN and node.op_type == contract.ANALOG_MATMUL:
-                name = node.name
-                g_t = onnx.numpy_helper.to_array(inits[f"{name}.{contract.G_TARGET}"])
-                gamma = onnx.numpy_helper.to_array(inits[f"{name}.{contract.COL_SCALE}"])
-                lm = own.get(name, mapping)  # the layer's own strategy (--layer-strategy), else the model's
-                w = plan_weight(g_t, gamma, lm.significance, lm.gain_us(dev.g_min_us, dev.g_max_us))
-                w = w[: shapes[name][0]]  # drop the zero rows that pad K to whole tiles
-                new_inits.append(onnx.numpy_helper.from_array(w.astype(np.float32), f"{name}.weight"))
+                name, weights = node.name, weights_layer(node)  # a shared weight's uses read one matrix
+                if weights not in decoded:
+                    g_t = onnx.numpy_helper.to_array(inits[f"{weights}.{contract.G_TARGET}"])
+                    gamma = onnx.numpy_helper.to_array(inits[f"{weights}.{contract.COL_SCALE}"])
+                    lm = own.get(weights, mapping)  # the layer's own strategy (--layer-strategy), else the model's
+                    w = plan_weight(g_t, gamma, lm.significance, lm.gain_us(dev.g_min_us, dev.g_max_us))
+                    w = w[: shapes[weights][0]]  # drop the zero rows that pad K to whole tiles
+                    new_inits.append(onnx.numpy_helper.from_array(w.astype(np.float32), f"{weights}.weight"))
+                    decoded.add(weights)
                 mm_out = f"{name}.digital_mm"
-                new_nodes.append(onnx.helper.make_node("MatMul", [node.input[0], f"{name}.weight"], [mm_out]))
+                new_nodes.append(onnx.helper.make_node("MatMul", [node.input[0], f"{weights}.weight"], [mm_out]))
                 new_nodes.append(onnx.helper.make_node("Add", [mm_out, node.input[4]], [node.output[0]]))
                 continue
             for attr in node.attribute:

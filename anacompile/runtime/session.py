@@ -41,7 +41,7 @@ from anacompile.model_io import load_proto
 from anacompile.passes.deploy_form import DEPLOY, META_TARGET
 from anacompile.programming.chip_state import chip_rng, noise_bank, program_layer, read_weights
 from anacompile.runtime.batchnorm import expose_batchnorm_statistics
-from anacompile.runtime.digital_reference import all_nodes, digital_reference_model, plan_weight
+from anacompile.runtime.digital_reference import all_nodes, digital_reference_model, plan_weight, weights_layer
 from anacompile.runtime.ort_session import ort_session
 
 __all__ = ["AnalogSession", "ChipLayer", "digital_reference_model"]
@@ -70,6 +70,12 @@ class ChipLayer:
     gain_us: float = 0.0  # its conductance gain
     digital: bool = False  # run digitally (switchable sessions, :meth:`AnalogSession.set_digital`)
     variants: dict = field(default_factory=dict)  # other strategies' plans and chip states (set_layer_strategy)
+    weights: str = ""  # the layer whose programmed tiles it reads: its own name, or a shared weight's owner
+
+    @property
+    def owns_tiles(self) -> bool:
+        """False for a later use of a shared weight: it reads the owner's chip state, programmed once."""
+        return self.weights == self.name
 
     @property
     def n_out(self) -> int:
@@ -142,7 +148,7 @@ class AnalogSession:
         self.layers = _extract_layers(proto)
         own = {layer.name: layer.strategy for layer in self.report.layers if layer.analog and layer.strategy}
         for layer in self.layers:
-            layer.mapping = mapping_from_dict(own[layer.name]) if layer.name in own else self.mapping
+            layer.mapping = mapping_from_dict(own[layer.weights]) if layer.weights in own else self.mapping
             layer.gain_us = layer.mapping.gain_us(self.device.g_min_us, self.device.g_max_us)
         if strategy is not None:
             self._remap(strategy)
@@ -187,8 +193,13 @@ class AnalogSession:
     # -- the two stages --------------------------------------------------------------------------
     def program(self, chip_seed: int) -> None:
         """Program chip ``chip_seed``: programmed conductances, drift exponents, GDC reference, noise bank."""
-        for layer in self.layers:
+        owners = {layer.name: layer for layer in self.layers if layer.owns_tiles}
+        for layer in owners.values():
             self._program_layer(layer, chip_seed)
+        for layer in self.layers:  # uses of a shared weight: the same programmed chip (same noise, same drift)
+            if not layer.owns_tiles:
+                owner = owners[layer.weights]
+                layer.g_prog, layer.nu, layer.gdc_ref = owner.g_prog, owner.nu, owner.gdc_ref
         self.chip_seed = int(chip_seed)
         if self._bank_size:
             self._set_bank()
@@ -204,7 +215,8 @@ class AnalogSession:
         if not np.isfinite(t) or t < 0:
             raise ConfigError(f"t_inference={t_inference!r}: must be a finite number of seconds >= 0.")
         for layer in self.layers:
-            self._read_layer(layer, t)
+            if layer.owns_tiles:  # a use of a shared weight reads its owner's state
+                self._read_layer(layer, t)
         self.t_inference = t
 
     def _program_layer(self, layer: ChipLayer, chip_seed: int) -> None:
@@ -389,8 +401,8 @@ class AnalogSession:
     def layer_state(self, layer: ChipLayer) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """What the layer's AnalogMatMul is fed now: (weights in ADC codes per DAC code, in_scale, scale)."""
         state = self._state
-        return state[contract.layer_tensor(layer.name, contract.W_EFF)], layer.in_scale, \
-            state[contract.layer_tensor(layer.name, contract.SCALE)]
+        return state[contract.layer_tensor(layer.weights, contract.W_EFF)], layer.in_scale, \
+            state[contract.layer_tensor(layer.weights, contract.SCALE)]
 
     def ideal_weight(self, layer: ChipLayer, k: int) -> np.ndarray:
         """The layer's FP32 weight W (K, N), decoded from its programming plan."""
@@ -459,7 +471,8 @@ def _add_digital_switches(m: onnx.ModelProto, layers: list[ChipLayer], digital: 
             name, y = node.name, node.output[0]
             node.output[0] = f"{name}.analog_out"
             new_nodes += [
-                onnx.helper.make_node("MatMul", [node.input[0], f"{name}.weight"], [f"{name}.digital_mm"]),
+                onnx.helper.make_node("MatMul", [node.input[0], f"{by_name[name].weights}.weight"],
+                                      [f"{name}.digital_mm"]),
                 onnx.helper.make_node("Add", [f"{name}.digital_mm", node.input[4]], [f"{name}.digital_out"]),
                 onnx.helper.make_node("Where", [f"{name}.{SWITCH}", f"{name}.analog_out", f"{name}.digital_out"], [y],
                                       name=f"{name}.switch"),
@@ -468,7 +481,8 @@ def _add_digital_switches(m: onnx.ModelProto, layers: list[ChipLayer], digital: 
             del graph.node[:]
             graph.node.extend(new_nodes)
     for layer in layers:
-        m.graph.initializer.append(weights[f"{layer.name}.weight"])
+        if layer.owns_tiles:  # one FP32 weight per stored weight, read by all its uses
+            m.graph.initializer.append(weights[f"{layer.name}.weight"])
         m.graph.input.append(onnx.helper.make_tensor_value_info(f"{layer.name}.{SWITCH}", onnx.TensorProto.BOOL, []))
 
 
@@ -497,8 +511,8 @@ def _initializer_array(proto: onnx.ModelProto, name: str) -> np.ndarray:
 def _attach_scales(proto: onnx.ModelProto, layers: list[ChipLayer], periphery: Periphery) -> None:
     """Per layer gamma, alpha_in and the scales of the periphery in force (stored or overridden)."""
     for layer in layers:
-        layer.col_scale = _initializer_array(proto, f"{layer.name}.{contract.COL_SCALE}")
-        layer.in_range = _initializer_array(proto, f"{layer.name}.{contract.IN_RANGE}")
+        layer.col_scale = _initializer_array(proto, f"{layer.weights}.{contract.COL_SCALE}")
+        layer.in_range = _initializer_array(proto, f"{layer.weights}.{contract.IN_RANGE}")
         layer.in_scale, layer.out_scale = layer_scales(layer.col_scale, layer.in_range, periphery)
 
 
@@ -569,14 +583,21 @@ def _extract_layers(proto: onnx.ModelProto) -> list[ChipLayer]:
     def arr(name: str) -> np.ndarray:
         return onnx.numpy_helper.to_array(inits[name])
 
-    layers = []
+    layers: list[ChipLayer] = []
+    owners: dict[str, ChipLayer] = {}
     for node in all_nodes(proto.graph):  # also inside Loop bodies (recurrent layers), in graph order
         if node.domain == contract.DOMAIN and node.op_type == contract.ANALOG_MATMUL:
-            name = node.name
-            layers.append(ChipLayer(
-                name=name, index=len(layers), g_target=arr(f"{name}.{contract.G_TARGET}"),
-                out_scale=arr(f"{name}.{contract.OUT_SCALE}"), input=node.input[0],
-            ))
+            name, weights = node.name, weights_layer(node)
+            owner = owners.get(weights)
+            if owner is None:  # the tiles' first reader: programmed, with its layer index as the chip stream
+                layer = ChipLayer(name=name, index=len(owners), g_target=arr(f"{weights}.{contract.G_TARGET}"),
+                                  out_scale=arr(f"{weights}.{contract.OUT_SCALE}"), input=node.input[0],
+                                  weights=weights)
+                owners[weights] = layer
+            else:  # another reader of a shared weight's tiles: same plan and state, its own input and noise
+                layer = ChipLayer(name=name, index=owner.index, g_target=owner.g_target,
+                                  out_scale=owner.out_scale, input=node.input[0], weights=weights)
+            layers.append(layer)
     for graph, iteration in _graphs_with_iteration(proto.graph):
         for node in graph.node if iteration is not None else []:
             for layer in layers:  # in a Loop body X is one step's input: use all steps' (digital_reference_model)
@@ -618,8 +639,9 @@ def _strip_chip_stage(proto: onnx.ModelProto, layers: list[ChipLayer], periphery
             graph.node.extend(new_nodes)
     for layer in layers:
         w_shape, scale_shape = layer.state_shapes
-        state_inputs.append(onnx.helper.make_tensor_value_info(f"{layer.name}.{contract.W_EFF}", f, w_shape))
-        state_inputs.append(onnx.helper.make_tensor_value_info(f"{layer.name}.{contract.SCALE}", f, scale_shape))
+        if layer.owns_tiles:  # the uses of a shared weight read its owner's state
+            state_inputs.append(onnx.helper.make_tensor_value_info(f"{layer.name}.{contract.W_EFF}", f, w_shape))
+            state_inputs.append(onnx.helper.make_tensor_value_info(f"{layer.name}.{contract.SCALE}", f, scale_shape))
         if noisy and layer.fed:
             state_inputs.append(onnx.helper.make_tensor_value_info(f"{layer.name}.{contract.NOISE}", f, None))
         elif noisy:
