@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from anacompile.cli_progress import progress as _progress
+from anacompile.deploy_commands import export_tiles_command
 from anacompile.errors import AnacompileError
 
 __all__ = ["app", "main"]
@@ -348,9 +349,10 @@ def _register_optional_commands() -> None:
 
 
 _register_optional_commands()
+app.command("export-tiles")(export_tiles_command)
 app.command("sensitivity")(__import__("anacompile.placement.cli_commands", fromlist=["x"]).sensitivity_command)
 _COMMANDS = {"demo", "compile", "inspect", "devices", "evaluate", "optimize", "program-verify", "mvm-error",
-             "sensitivity"}
+             "sensitivity", "export-tiles"}
 
 
 def main(argv: list[str] | None = None) -> int:

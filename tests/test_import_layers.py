@@ -30,6 +30,8 @@ LAYER_OF_PREFIX = {
     "anacompile": "api",  # the package's __init__: the lazy public API
     "anacompile.cli": "api",
     "anacompile.cli_progress": "api",
+    "anacompile.deploy_commands": "api",  # Typer commands of the deployment tools
+    "anacompile.tile_export": "tools",
     "anacompile._version": "base",
     "anacompile.errors": "base",
     "anacompile.config": "base",  # the one loader of presets, files and overrides
@@ -38,6 +40,7 @@ LAYER_OF_PREFIX = {
     "anacompile.model_io": "base",
     "anacompile.datasets": "base",
     "anacompile.feeds": "base",
+    "anacompile.schemas": "base",  # package data (JSON Schemas)
     "anacompile.data": "base",  # package data (vocabulary, the digits split)
     "anacompile.devices": "devices",
     "anacompile.mapping": "mapping",
