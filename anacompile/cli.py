@@ -55,6 +55,7 @@ def compile_cmd(
     programming: str = typer.Option("gaussian", "--programming", help="Chip programming method."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing output."),
     json_out: bool = typer.Option(False, "--json", help="Print the compile report as JSON."),
+    allow_invalid: bool = typer.Option(False, "--allow-invalid", help="Compile a source that fails onnx.checker's full check (refused by default)."),
     digital: list[str] = typer.Option([], "--digital", help="Keep layers digital: node/layer names, op types, glob patterns, or @placement.json (repeatable)."),
     layer_strategy: list[str] = typer.Option([], "--layer-strategy", help="A layer's own strategy NAME=SPEC (single, dual, npair:significance=1,2,4, FILE.json), or @placement.json (repeatable)."),
     accuracy_budget: float | None = typer.Option(None, "--accuracy-budget", help="Choose per layer digital or an analog strategy: cheapest placement whose --metric at --at stays within this of FP32 (e.g. 0.02)."),
@@ -82,7 +83,8 @@ def compile_cmd(
     report = compile_model(model, output, device=device, periphery=periphery, periphery_overrides=list(set_),
                            strategy=strategy, calibration=calibration, seed=seed, chip=chip,
                            programming=programming, force=force, input_ranges=input_ranges,
-                           digital=list(digital), layer_strategies=list(layer_strategy), target=target)
+                           digital=list(digital), layer_strategies=list(layer_strategy), target=target,
+                           allow_invalid=allow_invalid)
     if json_out:
         print(json.dumps(report.to_dict()))
         return

@@ -26,6 +26,7 @@ from anacompile.contract import CompileReport, LayerReport, read_report
 from anacompile.crossbar.periphery import InputRange, Periphery, get_periphery
 from anacompile.errors import AnacompileError, ConfigError, OutputError, UnsupportedModelError
 from anacompile.feeds import load_feeds
+from anacompile.limits import check_index
 from anacompile.mapping.registry import get_mapping
 from anacompile.model_io import (
     EXTERNAL_DATA_LIMIT_BYTES,
@@ -41,6 +42,7 @@ from anacompile.model_io import (
     model_label,
     read_model,
 )
+from anacompile.model_validation import check_source, check_structure, checker_problem, refuse_invalid
 from anacompile.passes._layer import DIGITAL_KEY, LAYER_KEY, is_use, node_plans, plan_mapping
 from anacompile.passes._tensor_store import TensorStore
 from anacompile.passes.apply_placement import parse_placement
@@ -81,6 +83,7 @@ def compile_model(
     digital: str | list[str] | None = None,
     layer_strategies: dict[str, Any] | list[str] | None = None,
     target: str = SIMULATION,
+    allow_invalid: bool = False,
     shared_weights: str = "share",
 ) -> CompileReport | tuple[onnx.ModelProto | ir.Model, CompileReport]:
     """Compile an ONNX model for analog crossbar tiles and write the annotated model (or return it).
@@ -101,6 +104,8 @@ def compile_model(
         input_ranges: static DAC input ranges provided per layer (e.g. learned in hardware-aware training):
             ``{"fc1_Gemm": 2.5}`` or a JSON file of that form (one number, or one per row tile); layers not
             listed are calibrated from ``calibration``.
+        allow_invalid: compile a source that fails ``onnx.checker``'s full check (refused otherwise, with the
+            checker's message); the output is then checked as strictly as the source passes.
         digital: layers to keep digital: node names, layer names, op types or glob patterns, or
             ``"@placement.json"`` (:mod:`anacompile.passes.apply_placement`).
         layer_strategies: per-layer programming strategies, ``{"fc1": "dual"}`` or ``["fc1=dual"]`` (or
@@ -122,11 +127,12 @@ def compile_model(
     Raises:
         AnacompileError: bad input model, options or output path; nothing is written then.
     """
+    seed, chip = check_index(seed, "--seed"), check_index(chip, "--chip")
     options = {"device": device, "periphery": periphery, "periphery_overrides": periphery_overrides,
                "strategy": strategy, "calibration": calibration, "seed": seed, "chip": chip,
                "programming": programming, "force": force, "input_ranges": input_ranges,
                "placement": parse_placement(digital, layer_strategies), "target": target,
-               "shared_weights": shared_weights}
+               "allow_invalid": allow_invalid, "shared_weights": shared_weights}
     if not is_in_memory(model):
         source = Path(model)
         return _compile_file(source, output if output is not None else default_output_path(source), **options)
@@ -178,7 +184,7 @@ def _fits_in_memory(model: onnx.ModelProto | ir.Model) -> bool:
 
 def _compile_file(source: Path | onnx.ModelProto, output, *, device, periphery, periphery_overrides, strategy,
                   calibration, seed, chip, programming, force, input_ranges, placement=None, target=SIMULATION,
-                  label: str | None = None, shared_weights: str = "share"):
+                  label: str | None = None, allow_invalid: bool = False, shared_weights: str = "share"):
     """:func:`compile_model` from a source file to an output file (``label`` names the source in errors).
 
     With a ModelProto as ``source`` and ``output=None`` (:func:`_fits_in_memory` models), everything stays in
@@ -189,6 +195,9 @@ def _compile_file(source: Path | onnx.ModelProto, output, *, device, periphery, 
     if target not in TARGETS:
         raise ConfigError(f"target {target!r}: use one of {', '.join(TARGETS)}.")
     proto = source if in_memory else load_proto(source)
+    if in_memory:
+        check_structure(proto, label)
+    check_source(proto, label, allow_invalid=allow_invalid, in_memory=in_memory, checker=False)
     out = None if in_memory else check_output_path(output, [source], force)
     dev = devices.get(device)
     mapping = get_mapping(strategy)
@@ -214,6 +223,8 @@ def _compile_file(source: Path | onnx.ModelProto, output, *, device, periphery, 
             proto = load_proto(source, load_external_data=True)
         upgraded, note = upgrade_opset(proto, label)
         notes.append(note)
+    source_problem = refuse_invalid(upgraded if upgraded is not None else proto if in_memory else source, label,
+                                    allow_invalid)
     external = not in_memory and _needs_external_data(proto, source, len(mapping.significance), peri.tile_rows)
     if external:
         data_file = out.parent / external_data_name(out)
@@ -221,7 +232,6 @@ def _compile_file(source: Path | onnx.ModelProto, output, *, device, periphery, 
             raise OutputError(f"Output {out} would write its external data to {data_file}, which the source model "
                               "reads; choose another output name.")
         notes.append(f"tensor data written beside the model to {data_file.name} (external data)")
-    source_problem = _checker_problem(proto if in_memory else source)
     if source_problem is not None:
         notes.append(f"the source model itself fails onnx.checker's full check ({source_problem}); the compiled "
                      "model is checked as strictly as its source allows")
@@ -275,7 +285,7 @@ def _compile_file(source: Path | onnx.ModelProto, output, *, device, periphery, 
             # than the source passes
             if source_problem is None:
                 _run(verify_pipeline(tmp), irmodel)
-            elif _checker_problem(proto if in_memory else source, full_check=False) is None:
+            elif checker_problem(proto if in_memory else source, full_check=False) is None:
                 _run(verify_pipeline(tmp, full_check=False), irmodel)
         finally:
             if store is not None:
@@ -292,15 +302,6 @@ def _load_input_ranges(spec) -> dict | None:
     if spec is None or isinstance(spec, dict):
         return spec or None
     return read_config_file(spec, "Input-ranges file") or None
-
-
-def _checker_problem(path: Path | onnx.ModelProto, full_check: bool = True) -> str | None:
-    """First line of what onnx.checker finds wrong with a model file (or proto), or None when it passes."""
-    try:
-        onnx.checker.check_model(path if isinstance(path, onnx.ModelProto) else str(path), full_check=full_check)
-    except Exception as err:  # ValidationError, InferenceError and protobuf errors alike
-        return str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
-    return None
 
 
 def _needs_external_data(proto, source: Path, pairs: int, tile_rows: int) -> bool:

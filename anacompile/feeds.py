@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import os
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +14,7 @@ import onnx
 from anacompile.datasets import load_builtin
 from anacompile.errors import DataError
 
-__all__ = ["LABELS_KEY", "load_feeds", "model_input_specs"]
+__all__ = ["LABELS_KEY", "load_feeds", "load_npz", "model_input_specs"]
 
 LABELS_KEY = "labels"
 
@@ -44,10 +47,7 @@ def load_feeds(data: str | os.PathLike[str], proto: onnx.ModelProto, part: str =
         path = Path(data)
         if not path.is_file():
             raise DataError(f"Data file {path} does not exist.")
-        try:
-            arrays = dict(np.load(path, allow_pickle=False))
-        except (OSError, ValueError) as err:
-            raise DataError(f"Data file {path} is not a readable .npz: {err}") from err
+        arrays = load_npz(path)
         feeds = {}
         for name, dims, dtype in specs:
             if name not in arrays:
@@ -55,6 +55,7 @@ def load_feeds(data: str | os.PathLike[str], proto: onnx.ModelProto, part: str =
                                 f"(arrays: {sorted(arrays)}).")
             feeds[name] = _fit(arrays[name], name, dims, dtype)
         labels = arrays.get(LABELS_KEY)
+        _check_rows(feeds, labels, path)
     else:
         split = load_builtin(str(data), part)
         if len(specs) != 1:
@@ -69,8 +70,83 @@ def load_feeds(data: str | os.PathLike[str], proto: onnx.ModelProto, part: str =
     return feeds, labels
 
 
+def load_npz(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+    """Read an .npz of plain numeric arrays, refusing (before any allocation) headers that declare more data
+    than the file holds or than fits in memory, object arrays and malformed archives."""
+    path = Path(path)
+    budget = _memory_budget()
+    total = 0
+    try:
+        with zipfile.ZipFile(path) as z:
+            for info in z.infolist():
+                if not info.filename.endswith(".npy"):
+                    raise DataError(f"Data file {path}: member {info.filename!r} is not a .npy array; an .npz holds "
+                                    "arrays only (numpy.savez).")
+                with z.open(info) as f:
+                    version = np.lib.format.read_magic(f)
+                    if version == (1, 0):
+                        shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+                    elif version == (2, 0):
+                        shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+                    else:
+                        raise DataError(f"Data file {path}: array {info.filename!r} has .npy format {version}; "
+                                        "save it with numpy.savez.")
+                    header = f.tell()
+                if dtype.hasobject or dtype.kind not in "biuf":
+                    raise DataError(f"Data file {path}: array {info.filename[:-4]!r} has dtype {dtype}; only numeric "
+                                    "arrays (bool, int, float) are accepted.")
+                declared = math.prod(shape) * dtype.itemsize
+                if declared != info.file_size - header:
+                    raise DataError(f"Data file {path}: array {info.filename[:-4]!r} declares shape {list(shape)} "
+                                    f"({declared:,} bytes) but holds {info.file_size - header:,} bytes; the file is "
+                                    "corrupt: save it again.")
+                total += declared
+                if total > budget:
+                    raise DataError(f"Data file {path} declares {total:,} bytes of arrays, more than the "
+                                    f"{budget:,} bytes of memory available; use a smaller data set.")
+        return dict(np.load(path, allow_pickle=False))
+    except DataError:
+        raise
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error, NotImplementedError) as err:
+        raise DataError(f"Data file {path} is not a readable .npz ({type(err).__name__}: {err}); save it with "
+                        "numpy.savez.") from err
+
+
+def _memory_budget() -> int:
+    """Half the physical memory (bytes): the most an .npz may declare."""
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")) // 2
+    except (ValueError, OSError, AttributeError):
+        return 8 << 30
+
+
+def _check_rows(feeds: dict[str, np.ndarray], labels: np.ndarray | None, path: Path) -> None:
+    """Every input has the same number (>= 1) of finite rows; labels are finite numbers, one per row."""
+    rows = {name: int(x.shape[0]) for name, x in feeds.items()}
+    if len(set(rows.values())) > 1:
+        raise DataError(f"Data file {path}: the inputs have different numbers of samples ({rows}).")
+    n = next(iter(rows.values()), None)
+    for name, x in feeds.items():
+        if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
+            raise DataError(f"Data file {path}: array {name!r} holds NaN or infinite values; clean the data.")
+    if labels is not None:
+        labels = np.asarray(labels)
+        if labels.ndim != 1:
+            raise DataError(f"Data file {path}: 'labels' has shape {list(labels.shape)}; it must be 1-D, one class "
+                            "index per sample.")
+        if n is not None and labels.shape[0] != n:
+            raise DataError(f"Data file {path}: {labels.shape[0]} labels for {n} samples; give one label per sample.")
+        if np.issubdtype(labels.dtype, np.floating) and not np.isfinite(labels).all():
+            raise DataError(f"Data file {path}: 'labels' holds NaN or infinite values; labels are class indices.")
+
+
 def _fit(x: np.ndarray, name: str, dims: list[int | None], dtype: type) -> np.ndarray:
     x = np.asarray(x)
+    if x.ndim == 0 or x.shape[0] == 0:
+        raise DataError(f"Model input {name!r}: the data has {'no sample axis' if x.ndim == 0 else 'zero samples'} "
+                        f"(shape {list(x.shape)}); give at least one sample.")
+    if x.dtype.kind not in "biuf":
+        raise DataError(f"Model input {name!r}: the data has dtype {x.dtype}; give numbers.")
     static = dims[1:]
     if all(d is not None for d in static) and static:
         size = int(np.prod(static))

@@ -38,6 +38,8 @@ LAYER_OF_PREFIX = {
     "anacompile.contract": "base",
     "anacompile.ops": "base",  # compatibility alias of the contract
     "anacompile.model_io": "base",
+    "anacompile.model_validation": "base",
+    "anacompile.limits": "base",
     "anacompile.datasets": "base",
     "anacompile.feeds": "base",
     "anacompile.schemas": "base",  # package data (JSON Schemas)

@@ -96,10 +96,40 @@ def read_report(model: Any) -> CompileReport:
     """The compile report stored in a compiled model (``onnx.ModelProto`` or ``onnx_ir.Model``).
 
     Raises:
-        UnsupportedModelError: the model has no report (not compiled by anacompile).
+        UnsupportedModelError: the model has no report (not compiled by anacompile), or a corrupt one.
     """
     props = model.metadata_props
     meta = dict(props) if isinstance(props, dict) else {p.key: p.value for p in props}
     if META_REPORT not in meta:
         raise UnsupportedModelError("The model has no anacompile report: compile it with `anacompile compile` first.")
-    return CompileReport.from_dict(json.loads(meta[META_REPORT]))
+    try:
+        d = json.loads(meta[META_REPORT])
+    except (ValueError, RecursionError) as err:
+        raise UnsupportedModelError(f"The model's anacompile report (metadata {META_REPORT!r}) is not valid JSON "
+                                    f"({err}); the file is corrupt: recompile the source model.") from err
+    return _report_from_dict(d)
+
+
+def _report_from_dict(d: Any) -> CompileReport:
+    """The report, checked field by field against :class:`CompileReport` (a corrupt file gives one line)."""
+    def bad(what: str) -> UnsupportedModelError:
+        return UnsupportedModelError(f"The model's anacompile report is corrupt ({what}); recompile the source model.")
+
+    if not isinstance(d, dict):
+        raise bad(f"a JSON {type(d).__name__}, not an object")
+    kinds = {"source": str, "output": str, "device": dict, "periphery": dict, "strategy": dict, "seed": int,
+             "chip": int, "programming": str, "layers": list}
+    for key, kind in kinds.items():
+        if not isinstance(d.get(key), kind) or isinstance(d.get(key), bool):
+            raise bad(f"{key!r} is {type(d.get(key)).__name__ if key in d else 'missing'}, expected {kind.__name__}")
+    for key in ("seed", "chip"):
+        if not 0 <= d[key] < 2**63:
+            raise bad(f"{key!r} = {d[key]} is out of range")
+    fields = {f for f in LayerReport.__dataclass_fields__}
+    for i, layer in enumerate(d["layers"]):
+        if not isinstance(layer, dict) or not {"name", "op", "analog"} <= set(layer) or set(layer) - fields:
+            raise bad(f"layer {i} is malformed")
+    try:
+        return CompileReport.from_dict(d)
+    except (TypeError, ValueError, KeyError) as err:
+        raise bad(str(err)) from err

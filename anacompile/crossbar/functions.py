@@ -21,6 +21,7 @@ analog session computes the same with numpy once per (chip, t) and feeds it inst
 
 from __future__ import annotations
 
+import functools
 import math
 from enum import Enum
 
@@ -195,8 +196,7 @@ def build_analog_matmul_function(periphery: Periphery, opset: int, noise: NoiseS
             z_k = b.op("Sub", z_k, b.op("Mul", b.op("Mul", b.attr_const("ir_drop"), corr), b.op("MatMul", q, w_ir)))
         if p.has_mvm_noise:
             if noise is NoiseSource.RANDOM:
-                xi = b.op("RandomNormalLike", z_k, dtype=TensorProto.FLOAT)
-                _set_seed_ref(b.nodes[-1])
+                xi = normal_like(b, z_k, opset, [z_k])
             elif xi_all is not None:
                 xi = b.op("Gather", xi_all, b.const(k, i64), axis=0)
             elif noise is NoiseSource.FED:
@@ -241,6 +241,78 @@ def build_analog_matmul_function(periphery: Periphery, opset: int, noise: NoiseS
     )
     fn.overload = overload_name(tiled, noise)
     return fn
+
+
+HASH_MODULUS = 2**31 - 1
+"""Modulus of the counter-based generator (a Lehmer generator's prime, Park & Miller 1988)."""
+HASH_MULTIPLIERS = (48271, 69621, 16807)
+HASH_ROUNDS = 3
+
+
+@functools.cache
+def random_ops_load(opset: int) -> bool:
+    """Whether the installed onnxruntime has a kernel for RandomNormalLike at ``opset`` (1.32 has none from
+    opset 22, where the op's schema version changed)."""
+    import onnxruntime as ort
+
+    node = helper.make_node("RandomNormalLike", ["x"], ["y"], dtype=TensorProto.FLOAT)
+    graph = helper.make_graph([node], "probe", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    so = ort.SessionOptions()
+    so.log_severity_level = 4
+    try:
+        ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    except Exception:  # noqa: BLE001 - onnxruntime's own types: no kernel at this opset
+        return False
+    return True
+
+
+def normal_like(b: _Body, ref: str, opset: int, mix: list[str]) -> str:
+    """Standard normals shaped like ``ref``, seeded by the calling node's ``seed`` attribute.
+
+    Where the installed onnxruntime runs RandomNormalLike at ``opset``, that op (fresh draws every run).
+    Otherwise (opset >= 22 with onnxruntime 1.32) a counter-based generator of standard integer ops: for
+    element i, x = ((i + key) mod (M - 1)) + 1 with key = (seed * 69621 + h) mod M, M = 2^31 - 1 and h a
+    hash of the tensors ``mix`` (the values the noise perturbs, and t); then :data:`HASH_ROUNDS` rounds of
+    x <- (48271 x mod M) xor (x >> 11) for one uniform, three more for a second, and Box-Muller. The draws are
+    then a deterministic function of (seed, element, inputs): identical inputs give identical noise, any
+    change of an input gives fresh noise. (The analog session never uses either: it feeds its own noise.)
+    """
+    if random_ops_load(opset):
+        xi = b.op("RandomNormalLike", ref, dtype=TensorProto.FLOAT)
+        _set_seed_ref(b.nodes[-1])
+        return xi
+    i64 = TensorProto.INT64
+    m = b.const(HASH_MODULUS, i64)
+    m1 = b.const(HASH_MODULUS - 1, i64)
+    one = b.const(1, i64)
+    mf = b.const(float(HASH_MODULUS))
+    idx = b.op("Range", b.const(0, i64), b.op("Size", ref), one)
+    seed = b.op("Cast", b.op("Mod", b.op("Abs", b.attr_const("seed")), mf, fmod=1), to=i64)
+    key = b.op("Mul", seed, b.const(HASH_MULTIPLIERS[1], i64))
+    for t in mix:
+        total = b.op("ReduceSum", b.op("Abs", b.op("Cast", t, to=TensorProto.FLOAT)), keepdims=0)
+        h = b.op("Floor", b.op("Mod", b.op("Mul", total, b.const(997.0)), mf, fmod=1))
+        key = b.op("Mod", b.op("Add", b.op("Mul", b.op("Mod", key, m), b.const(HASH_MULTIPLIERS[2], i64)),
+                               b.op("Cast", h, to=i64)), m)
+    x = b.op("Add", b.op("Mod", b.op("Add", idx, key), m1), one)
+
+    def rounds(x: str, n: int) -> str:
+        for _ in range(n):
+            x = b.op("Mod", b.op("Mul", x, b.const(HASH_MULTIPLIERS[0], i64)), m)
+            x = b.op("BitwiseXor", x, b.op("Div", x, b.const(2048, i64)))
+            x = b.op("Add", b.op("Mod", x, m1), one)  # in [1, M - 1]: never the generator's fixed point 0
+        return x
+
+    x1 = rounds(x, HASH_ROUNDS)
+    x2 = rounds(x1, HASH_ROUNDS)
+    u1 = b.op("Min", b.op("Div", b.op("Cast", x1, to=TensorProto.FLOAT), mf), b.const(1.0))
+    u2 = b.op("Div", b.op("Cast", x2, to=TensorProto.FLOAT), mf)
+    radius = b.op("Sqrt", b.op("Mul", b.const(-2.0), b.op("Log", u1)))
+    z = b.op("Mul", radius, b.op("Cos", b.op("Mul", u2, b.const(6.283185307179586))))
+    return b.op("Reshape", z, b.op("Shape", ref))
 
 
 def _set_seed_ref(node: onnx.NodeProto) -> None:
@@ -300,7 +372,7 @@ def _curve(b: _Body, curve: Curve, g: str, g_max_us: float) -> str:
     return result
 
 
-def _table_read(b: _Body, device: TableDevice) -> str:
+def _table_read(b: _Body, device: TableDevice, opset: int) -> str:
     """g(t) of a table device (:mod:`anacompile.devices.table`): drift, relaxation and read noise, clipped."""
     t = b.op("Add", "t_inference", b.const(device.t0_s))
     g_drift = b.op("Mul", "g_prog", b.op("Exp", b.op("Neg", b.op("Mul", "nu", b.op("Log", b.op(
@@ -329,8 +401,7 @@ def _table_read(b: _Body, device: TableDevice) -> str:
             v = b.op("Add", v, b.op("Mul", b.op("Sub", excess[k + 1], excess[k]), f))
         ramp = b.op("Min", b.op("Div", "t_inference", b.const(times[0])), b.const(1.0))
         var = b.op("Add", var, b.op("Mul", v, ramp))
-    xi = b.op("RandomNormalLike", "g_prog", dtype=TensorProto.FLOAT)
-    _set_seed_ref(b.nodes[-1])
+    xi = normal_like(b, "g_prog", opset, ["nu", "t_inference"])
     g_t = b.op("Add", g_drift, b.op("Mul", b.op("Sqrt", var), xi))
     lo, hi = device.window_us
     return b.op("Min", b.op("Max", g_t, b.const(lo)), b.const(hi))
@@ -350,7 +421,7 @@ def build_chip_weights_function(compensation: DriftCompensation, opset: int, dev
     i64 = TensorProto.INT64
     table = isinstance(device, TableDevice)
     if table:
-        g_t = _table_read(b, device)
+        g_t = _table_read(b, device, opset)
     else:
         t = b.op("Add", "t_inference", b.attr_const("t0_s"))
         log_ratio = b.op("Log", b.op("Div", t, b.attr_const("t0_s")))
@@ -361,8 +432,7 @@ def build_chip_weights_function(compensation: DriftCompensation, opset: int, dev
         powed = b.op("Pow", ghat, b.attr_const("q_exponent"))
         q = b.op("Min", b.op("Div", b.attr_const("q_coefficient"), b.op("Max", powed, b.attr_const("q_floor"))),
                  b.attr_const("q_max"))
-        xi = b.op("RandomNormalLike", "g_prog", dtype=TensorProto.FLOAT)
-        _set_seed_ref(b.nodes[-1])
+        xi = normal_like(b, "g_prog", opset, ["nu", "t_inference"])
         noise = b.op("Mul", b.op("Mul", b.op("Mul", b.op("Abs", g_drift), q), bw), xi)
         g_t = b.op("Relu", b.op("Add", g_drift, noise))
     g_pos = b.op("Gather", g_t, b.const(0, i64), axis=1)

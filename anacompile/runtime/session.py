@@ -35,6 +35,7 @@ from anacompile.crossbar.functions import (
 from anacompile.crossbar.periphery import Compensation, DriftCompensation, Periphery, get_periphery
 from anacompile.crossbar.reference import layer_scales, tile_constants
 from anacompile.errors import ConfigError, DataError, UnsupportedModelError
+from anacompile.limits import check_index
 from anacompile.mapping import decode_pairs
 from anacompile.mapping.registry import get_mapping, mapping_from_dict
 from anacompile.model_io import load_proto
@@ -144,7 +145,7 @@ class AnalogSession:
         self.compensation = Compensation.parse(compensation).drift if compensation is not None else \
             self.periphery.drift_compensation
         self.programming = programming or self.report.programming
-        self.seed = self.report.seed if seed is None else int(seed)
+        self.seed = self.report.seed if seed is None else check_index(seed, "seed")
         self.layers = _extract_layers(proto)
         own = {layer.name: layer.strategy for layer in self.report.layers if layer.analog and layer.strategy}
         for layer in self.layers:
@@ -193,6 +194,7 @@ class AnalogSession:
     # -- the two stages --------------------------------------------------------------------------
     def program(self, chip_seed: int) -> None:
         """Program chip ``chip_seed``: programmed conductances, drift exponents, GDC reference, noise bank."""
+        chip_seed = check_index(chip_seed, "chip")
         owners = {layer.name: layer for layer in self.layers if layer.owns_tiles}
         for layer in owners.values():
             self._program_layer(layer, chip_seed)
@@ -504,7 +506,11 @@ def _override_periphery(base: Periphery, overrides: dict | list[str] | None) -> 
 def _initializer_array(proto: onnx.ModelProto, name: str) -> np.ndarray:
     for t in proto.graph.initializer:
         if t.name == name:
-            return onnx.numpy_helper.to_array(t)
+            a = onnx.numpy_helper.to_array(t)
+            if a.dtype.kind != "f" or not np.isfinite(a).all():
+                raise UnsupportedModelError(f"The compiled model's initializer {name!r} is not finite floating point; "
+                                            "the file is corrupt: recompile the source model.")
+            return a
     raise UnsupportedModelError(f"The compiled model lacks initializer {name!r}; recompile it with this anacompile.")
 
 
@@ -581,7 +587,14 @@ def _extract_layers(proto: onnx.ModelProto) -> list[ChipLayer]:
     inits = {t.name: t for t in proto.graph.initializer}
 
     def arr(name: str) -> np.ndarray:
-        return onnx.numpy_helper.to_array(inits[name])
+        if name not in inits:
+            raise UnsupportedModelError(f"The compiled model lacks initializer {name!r}; the file is corrupt or from "
+                                        "another anacompile version: recompile the source model.")
+        a = onnx.numpy_helper.to_array(inits[name])
+        if a.dtype.kind != "f" or not np.isfinite(a).all() or a.size == 0:
+            raise UnsupportedModelError(f"The compiled model's initializer {name!r} is empty, not floating point or "
+                                        "holds NaN/inf values; the file is corrupt: recompile the source model.")
+        return a
 
     layers: list[ChipLayer] = []
     owners: dict[str, ChipLayer] = {}
@@ -605,6 +618,14 @@ def _extract_layers(proto: onnx.ModelProto) -> list[ChipLayer]:
                     layer.input = f"{node.name}.{contract.TILE_INPUTS}"
     if not layers:
         raise UnsupportedModelError("The model has no AnalogMatMul node: compile it with `anacompile compile` first.")
+    for layer in layers:
+        g, n = layer.g_target, layer.g_target.shape[-1] if layer.g_target.ndim else 0
+        if g.ndim not in (4, 5) or g.shape[1] != 2 or (g < 0).any() or layer.out_scale.size not in (
+                n, n * (g.shape[2] if g.ndim == 5 else 1)):
+            raise UnsupportedModelError(
+                f"The compiled model's conductances of layer {layer.name!r} ({layer.name}.{contract.G_TARGET}, shape "
+                f"{list(g.shape)}; {layer.name}.{contract.OUT_SCALE}, shape {list(layer.out_scale.shape)}) are "
+                "malformed; the file is corrupt: recompile the source model.")
     return layers
 
 
