@@ -52,7 +52,14 @@ from anacompile.passes.mark_analog_ops import HANDLERS
 from anacompile.passes.pipeline import analysis_pipeline, deploy_pipeline, emit_pipeline, verify_pipeline
 from anacompile.passes.upgrade_opset import MIN_OPSET, default_opset, upgrade_opset
 
-__all__ = ["CompileReport", "LayerReport", "compile_model", "default_output_path", "read_report"]
+__all__ = [
+    "REPORT_SCHEMA_VERSION",
+    "CompileReport",
+    "LayerReport",
+    "compile_model",
+    "default_output_path",
+    "read_report",
+]
 
 logger = logging.getLogger(__name__)
 CALIBRATION_SAMPLES = 256
@@ -83,9 +90,19 @@ class LayerReport:
     devices: int = 0  # devices holding the weight: 2 per pair per weight
 
 
+REPORT_SCHEMA_VERSION = 1
+"""``schema_version`` of the compile report; its JSON Schema is ``anacompile/schemas/compile_report.schema.json``.
+Fields may be added within a version (readers ignore unknown keys); removing, renaming or retyping one bumps it."""
+
+
 @dataclass
 class CompileReport:
-    """The compile report, also stored as JSON in the model's ``metadata_props`` (``anacompile.report``)."""
+    """The compile report, also stored as JSON in the model's ``metadata_props`` (``anacompile.report``).
+
+    Its JSON form (:meth:`to_dict`, ``anacompile inspect --json PATH``) follows the JSON Schema shipped in the
+    package (``anacompile/schemas/compile_report.schema.json``, version :data:`REPORT_SCHEMA_VERSION`), so
+    tools read it without importing anacompile.
+    """
 
     source: str
     output: str
@@ -98,6 +115,7 @@ class CompileReport:
     layers: list[LayerReport]
     notes: list[str] = field(default_factory=list)
     anacompile_version: str = anacompile.__version__
+    schema_version: int = REPORT_SCHEMA_VERSION
 
     @property
     def totals(self) -> dict[str, Any]:
@@ -129,6 +147,7 @@ class CompileReport:
     def from_dict(cls, d: dict[str, Any]) -> CompileReport:
         """Inverse of :meth:`to_dict`."""
         d = {k: v for k, v in d.items() if k != "totals"}
+        d.setdefault("schema_version", 0)  # written before the report had a schema
         d["layers"] = [LayerReport(**layer) for layer in d["layers"]]
         return cls(**d)
 
