@@ -328,7 +328,8 @@ def _compile_file(source: Path | onnx.ModelProto, output, *, device, periphery, 
     if source_problem is not None:
         notes.append(f"the source model itself fails onnx.checker's full check ({source_problem}); the compiled "
                      "model is checked as strictly as its source allows")
-    macs = node_macs(upgraded if upgraded is not None else proto)
+    shapes = {k: [1, *v.shape[1:]] for k, v in feeds.items()} if isinstance(feeds, dict) else None
+    macs = node_macs(upgraded if upgraded is not None else proto, shapes)  # one calibration sample's shapes
     if upgraded is not None:
         irmodel = ir.from_proto(upgraded)
     elif in_memory:  # a copy: the passes must not touch the caller's tensors
@@ -501,7 +502,10 @@ def _layer_reports(model: ir.Model, peri: Periphery, macs: dict[str, tuple[int, 
         node_total, _ = macs.get(node.outputs[0].name if node.outputs else "", (None, False))
         params = sum(row.parameters for row in rows[first:])
         for row in rows[first:]:  # a recurrent op's MACs split between its layers by their weights
-            row.macs = int(round(node_total * row.parameters / params)) if node_total and params else row.parameters
+            if node_total and len(rows) - first == 1:
+                row.macs = int(node_total)
+            else:
+                row.macs = int(round(node_total * row.parameters / params)) if node_total and params else row.parameters
         source = weight_source(node.inputs[1] if len(node.inputs) > 1 else None)
         if source is not None:
             shared = [_op_name(n) for n in readers.get(source.tensor, []) if n is not node]

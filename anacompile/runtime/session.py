@@ -121,7 +121,8 @@ class AnalogSession:
         extra_outputs: names of intermediate tensors to make fetchable with ``run(feeds, [name])`` (for
             studies of one layer's analog output, e.g. an AnalogMatMul's output).
         switchable: build every layer with a digital twin (MatMul + bias with the FP32 weight decoded from
-            the plan) and a fed switch, so :meth:`set_digital` runs any set of layers digitally and
+            the plan) behind a fed switch (an ``If``: only the chosen path runs), so :meth:`set_digital` runs
+            any set of layers digitally and
             :meth:`set_layer_strategy` re-maps single layers, all on the same programmed chip and one
             onnxruntime session (sensitivity and placement studies, :mod:`anacompile.placement`). A switched
             layer's output is exactly its analog or its digital output.
@@ -263,13 +264,22 @@ class AnalogSession:
         The layer's normalised weights are decoded from its current plan and re-encoded, as ``strategy=``
         does for the whole model. Raises ConfigError for an unknown layer name.
         """
-        from anacompile.mapping import decode_pairs
         from anacompile.mapping.registry import get_mapping
 
         layer = next((la for la in self.layers if la.name == name), None)
         if layer is None:
             raise ConfigError(f"Unknown layer {name!r}; layers: {[la.name for la in self.layers]}.")
-        new = mapping_from_dict(strategy) if isinstance(strategy, dict) else get_mapping(strategy)
+        if not layer.owns_tiles:  # a use of a shared weight: the strategy is the stored weight's
+            layer = next(la for la in self.layers if la.name == layer.weights)
+        self._set_strategy(layer, mapping_from_dict(strategy) if isinstance(strategy, dict) else get_mapping(strategy))
+        for use in self.layers:  # every use reads the same programmed chip
+            if use.weights == layer.name and use is not layer:
+                use.mapping, use.gain_us, use.g_target = layer.mapping, layer.gain_us, layer.g_target
+                use.g_prog, use.nu, use.gdc_ref = layer.g_prog, layer.nu, layer.gdc_ref
+
+    def _set_strategy(self, layer: ChipLayer, new) -> None:
+        from anacompile.mapping import decode_pairs
+
         key, current = _strategy_key(new), _strategy_key(layer.mapping)
         if key == current:
             return
@@ -466,27 +476,34 @@ SWITCH = "analog_on"
 
 
 def _add_digital_switches(m: onnx.ModelProto, layers: list[ChipLayer], digital: onnx.ModelProto) -> None:
-    """Give every AnalogMatMul a digital twin and a fed boolean switch: ``y = Where(L.analog_on, y_analog,
-    x W + b)`` with W the FP32 weight of :func:`digital_reference_model` (``L.weight``). Where selects, so
-    either output is exact. Loop bodies read the weight and the switch from the outer scope."""
+    """Put every AnalogMatMul under a fed boolean switch: ``If(L.analog_on)`` runs either the analog node or
+    its digital twin ``x W + b`` (W the FP32 weight of :func:`digital_reference_model`, ``L.weight``), so a
+    digital layer costs only its MatMul and either output is exact. The branches read their inputs (and a
+    Loop body's values) from the enclosing scope."""
     weights = {t.name: t for t in digital.graph.initializer if t.name.endswith(".weight")}
     by_name = {layer.name: layer for layer in layers}
+    f = onnx.TensorProto.FLOAT
     for graph, _ in reversed(list(_graphs_with_iteration(m.graph))):  # innermost first (see _strip_chip_stage)
-        new_nodes = []
+        new_nodes, changed = [], False
         for node in graph.node:
-            new_nodes.append(node)
             if not (node.domain == ops.DOMAIN and node.op_type == ops.ANALOG_MATMUL and node.name in by_name):
+                new_nodes.append(node)
                 continue
             name, y = node.name, node.output[0]
-            node.output[0] = f"{name}.analog_out"
-            new_nodes += [
-                onnx.helper.make_node("MatMul", [node.input[0], f"{by_name[name].weights}.weight"],
-                                      [f"{name}.digital_mm"]),
-                onnx.helper.make_node("Add", [f"{name}.digital_mm", node.input[4]], [f"{name}.digital_out"]),
-                onnx.helper.make_node("Where", [f"{name}.{SWITCH}", f"{name}.analog_out", f"{name}.digital_out"], [y],
-                                      name=f"{name}.switch"),
-            ]
-        if len(new_nodes) > len(graph.node):
+            analog = onnx.NodeProto()
+            analog.CopyFrom(node)
+            analog.output[0] = f"{name}.analog_out"
+            then_branch = onnx.helper.make_graph([analog], f"{name}.analog", [],
+                                                 [onnx.helper.make_tensor_value_info(analog.output[0], f, None)])
+            else_branch = onnx.helper.make_graph(
+                [onnx.helper.make_node("MatMul", [node.input[0], f"{by_name[name].weights}.weight"],
+                                        [f"{name}.digital_mm"]),
+                 onnx.helper.make_node("Add", [f"{name}.digital_mm", node.input[4]], [f"{name}.digital_out"])],
+                f"{name}.digital", [], [onnx.helper.make_tensor_value_info(f"{name}.digital_out", f, None)])
+            new_nodes.append(onnx.helper.make_node("If", [f"{name}.{SWITCH}"], [y], name=f"{name}.switch",
+                                                   then_branch=then_branch, else_branch=else_branch))
+            changed = True
+        if changed:
             del graph.node[:]
             graph.node.extend(new_nodes)
     for layer in layers:
