@@ -123,15 +123,21 @@ def _print_layers(report) -> None:
 
 @app.command("inspect")
 def inspect_cmd(model: Path = typer.Argument(..., help="Compiled model."),
-                json_out: bool = typer.Option(False, "--json", help="Print the report as JSON.")) -> None:
+                json_path: str | None = typer.Option(None, "--json", help="Write the report as JSON to this file (- for stdout); schema: anacompile/schemas/compile_report.schema.json."),
+                force: bool = typer.Option(False, "--force", help="Overwrite an existing --json file.")) -> None:
     """Print the per-layer mapping report of a compiled model."""
     from anacompile.compiler import read_report
-    from anacompile.model_io import load_proto
+    from anacompile.model_io import atomic_output, check_output_path, load_proto
 
     report = read_report(load_proto(model))
     report.source = report.source or str(model)  # the stored report carries no paths
-    if json_out:
+    if json_path == "-":
         print(json.dumps(report.to_dict()))
+    elif json_path is not None:
+        check_output_path(json_path, [model], force)
+        with atomic_output(json_path) as tmp:
+            Path(tmp).write_text(json.dumps(report.to_dict(), indent=1), encoding="utf-8")
+        err_console.print(f"wrote {json_path}")
     else:
         _print_layers(report)
 

@@ -22,7 +22,7 @@ import onnx_ir as ir
 from anacompile import contract, devices
 from anacompile._version import __version__
 from anacompile.config import read_config_file
-from anacompile.contract import CompileReport, LayerReport, read_report
+from anacompile.contract import REPORT_SCHEMA_VERSION, CompileReport, LayerReport, read_report
 from anacompile.crossbar.periphery import InputRange, Periphery, get_periphery
 from anacompile.errors import AnacompileError, ConfigError, OutputError, UnsupportedModelError
 from anacompile.feeds import load_feeds
@@ -53,7 +53,14 @@ from anacompile.passes.mark_analog_ops import HANDLERS
 from anacompile.passes.pipeline import analysis_pipeline, deploy_pipeline, emit_pipeline, verify_pipeline
 from anacompile.passes.upgrade_opset import MIN_OPSET, default_opset, upgrade_opset
 
-__all__ = ["CompileReport", "LayerReport", "compile_model", "default_output_path", "read_report"]
+__all__ = [
+    "REPORT_SCHEMA_VERSION",
+    "CompileReport",
+    "LayerReport",
+    "compile_model",
+    "default_output_path",
+    "read_report",
+]
 
 logger = logging.getLogger(__name__)
 CALIBRATION_SAMPLES = 256

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from anacompile.contract.names import *  # noqa: F403
 from anacompile.contract.names import __all__ as _names
-from anacompile.contract.report import CompileReport, LayerReport, read_report
+from anacompile.contract.report import REPORT_SCHEMA_VERSION, CompileReport, LayerReport, read_report
 from anacompile.contract.signatures import *  # noqa: F403
 from anacompile.contract.signatures import __all__ as _signatures
 from anacompile.contract.specs import PLAN_RANK_ONE_TILE, PLAN_RANK_TILED, LayerSpec, TileConstants
@@ -23,6 +23,7 @@ __all__ = [
     "DOMAIN_VERSIONS",
     "PLAN_RANK_ONE_TILE",
     "PLAN_RANK_TILED",
+    "REPORT_SCHEMA_VERSION",
     "CompileReport",
     "LayerReport",
     "LayerSpec",

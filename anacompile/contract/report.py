@@ -14,7 +14,11 @@ from anacompile._version import __version__
 from anacompile.contract.names import META_REPORT
 from anacompile.errors import UnsupportedModelError
 
-__all__ = ["CompileReport", "LayerReport", "read_report"]
+__all__ = ["REPORT_SCHEMA_VERSION", "CompileReport", "LayerReport", "read_report"]
+
+REPORT_SCHEMA_VERSION = 1
+"""``schema_version`` of the compile report; its JSON Schema is ``anacompile/schemas/compile_report.schema.json``.
+Fields may be added within a version (readers ignore unknown keys); removing, renaming or retyping one bumps it."""
 
 
 @dataclass
@@ -44,7 +48,12 @@ class LayerReport:
 
 @dataclass
 class CompileReport:
-    """The compile report, also stored as JSON in the model's ``metadata_props`` (``anacompile.report``)."""
+    """The compile report, also stored as JSON in the model's ``metadata_props`` (``anacompile.report``).
+
+    Its JSON form (:meth:`to_dict`, ``anacompile inspect --json PATH``) follows the JSON Schema shipped in the
+    package (``anacompile/schemas/compile_report.schema.json``, version :data:`REPORT_SCHEMA_VERSION`), so
+    tools read it without importing anacompile.
+    """
 
     source: str
     output: str
@@ -57,6 +66,7 @@ class CompileReport:
     layers: list[LayerReport]
     notes: list[str] = field(default_factory=list)
     anacompile_version: str = __version__
+    schema_version: int = REPORT_SCHEMA_VERSION
 
     @property
     def totals(self) -> dict[str, Any]:
@@ -88,6 +98,7 @@ class CompileReport:
     def from_dict(cls, d: dict[str, Any]) -> CompileReport:
         """Inverse of :meth:`to_dict`."""
         d = {k: v for k, v in d.items() if k != "totals"}
+        d.setdefault("schema_version", 0)  # written before the report had a schema
         d["layers"] = [LayerReport(**layer) for layer in d["layers"]]
         return cls(**d)
 
