@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from anacompile.cli_progress import progress as _progress
 from anacompile.deploy_commands import export_tiles_command
 from anacompile.errors import AnacompileError
 
@@ -122,15 +123,21 @@ def _print_layers(report) -> None:
 
 @app.command("inspect")
 def inspect_cmd(model: Path = typer.Argument(..., help="Compiled model."),
-                json_out: bool = typer.Option(False, "--json", help="Print the report as JSON.")) -> None:
+                json_path: str | None = typer.Option(None, "--json", help="Write the report as JSON to this file (- for stdout); schema: anacompile/schemas/compile_report.schema.json."),
+                force: bool = typer.Option(False, "--force", help="Overwrite an existing --json file.")) -> None:
     """Print the per-layer mapping report of a compiled model."""
     from anacompile.compiler import read_report
-    from anacompile.model_io import load_proto
+    from anacompile.model_io import atomic_output, check_output_path, load_proto
 
     report = read_report(load_proto(model))
     report.source = report.source or str(model)  # the stored report carries no paths
-    if json_out:
+    if json_path == "-":
         print(json.dumps(report.to_dict()))
+    elif json_path is not None:
+        check_output_path(json_path, [model], force)
+        with atomic_output(json_path) as tmp:
+            Path(tmp).write_text(json.dumps(report.to_dict(), indent=1), encoding="utf-8")
+        err_console.print(f"wrote {json_path}")
     else:
         _print_layers(report)
 
@@ -338,29 +345,6 @@ def demo_cmd(
     out_console.print(f"wrote {compiled}, {out_dir / 'result.json'}, {out_dir / 'result.png'}")
 
 
-class _progress:
-    """Rich progress bar on stderr (off when stderr is not a terminal); yields ``advance(done, total)``."""
-
-    def __init__(self, description: str) -> None:
-        self.description = description
-
-    def __enter__(self):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self._p = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                           console=err_console, disable=not err_console.is_terminal, transient=True)
-        self._p.__enter__()
-        self._task = self._p.add_task(self.description, total=None)
-
-        def advance(done: int, total: int) -> None:
-            self._p.update(self._task, completed=done, total=total)
-
-        return advance
-
-    def __exit__(self, *exc) -> None:
-        self._p.__exit__(*exc)
-
-
 def _register_optional_commands() -> None:
     try:
         from anacompile.programming import cli_commands
@@ -375,8 +359,9 @@ def _register_optional_commands() -> None:
 _register_optional_commands()
 app.command("export-tiles")(export_tiles_command)
 app.command("sensitivity")(__import__("anacompile.placement.cli_commands", fromlist=["x"]).sensitivity_command)
+app.command("cost")(__import__("anacompile.cost.cli_command", fromlist=["cost_command"]).cost_command)
 _COMMANDS = {"demo", "compile", "inspect", "devices", "evaluate", "optimize", "program-verify", "mvm-error",
-             "sensitivity", "export-tiles"}
+             "sensitivity", "export-tiles", "cost"}
 
 
 def main(argv: list[str] | None = None) -> int:
