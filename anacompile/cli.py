@@ -359,8 +359,9 @@ def _register_optional_commands() -> None:
 _register_optional_commands()
 app.command("export-tiles")(export_tiles_command)
 app.command("sensitivity")(__import__("anacompile.placement.cli_commands", fromlist=["x"]).sensitivity_command)
+app.command("cost")(__import__("anacompile.cost.cli_command", fromlist=["cost_command"]).cost_command)
 _COMMANDS = {"demo", "compile", "inspect", "devices", "evaluate", "optimize", "program-verify", "mvm-error",
-             "sensitivity", "export-tiles"}
+             "sensitivity", "export-tiles", "cost"}
 
 
 def main(argv: list[str] | None = None) -> int:
