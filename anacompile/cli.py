@@ -19,6 +19,8 @@ from rich.console import Console
 from rich.table import Table
 
 from anacompile.cli_output import JSON_HELP, check_json_target, json_to_stdout, write_json
+from anacompile.cli_progress import progress as _progress
+from anacompile.deploy_commands import export_tiles_command
 from anacompile.errors import AnacompileError
 
 __all__ = ["app", "main"]
@@ -55,6 +57,7 @@ def compile_cmd(
     programming: str = typer.Option("gaussian", "--programming", help="Chip programming method."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing output."),
     json_out: str | None = typer.Option(None, "--json", metavar="PATH", help="Write the compile report as JSON to PATH ('-' for stdout)."),
+    allow_invalid: bool = typer.Option(False, "--allow-invalid", help="Compile a source that fails onnx.checker's full check (refused by default)."),
     digital: list[str] = typer.Option([], "--digital", help="Keep layers digital: node/layer names, op types, glob patterns, or @placement.json (repeatable)."),
     layer_strategy: list[str] = typer.Option([], "--layer-strategy", help="A layer's own strategy NAME=SPEC (single, dual, npair:significance=1,2,4, FILE.json), or @placement.json (repeatable)."),
     accuracy_budget: float | None = typer.Option(None, "--accuracy-budget", help="Choose per layer digital or an analog strategy: cheapest placement whose --metric at --at stays within this of FP32 (e.g. 0.02)."),
@@ -83,7 +86,8 @@ def compile_cmd(
     report = compile_model(model, output, device=device, periphery=periphery, periphery_overrides=list(set_),
                            strategy=strategy, calibration=calibration, seed=seed, chip=chip,
                            programming=programming, force=force, input_ranges=input_ranges,
-                           digital=list(digital), layer_strategies=list(layer_strategy), target=target)
+                           digital=list(digital), layer_strategies=list(layer_strategy), target=target,
+                           allow_invalid=allow_invalid)
     if json_out is not None:
         write_json(json_out, report.to_dict())
         if json_to_stdout(json_out):
@@ -123,7 +127,7 @@ def _print_layers(report) -> None:
 
 @app.command("inspect")
 def inspect_cmd(model: Path = typer.Argument(..., help="Compiled model."),
-                json_out: str | None = typer.Option(None, "--json", metavar="PATH", help=JSON_HELP),
+                json_out: str | None = typer.Option(None, "--json", metavar="PATH", help=JSON_HELP + " Schema: anacompile/schemas/compile_report.schema.json."),
                 force: bool = typer.Option(False, "--force", help="Overwrite an existing --json file.")) -> None:
     """Print the per-layer mapping report of a compiled model."""
     from anacompile.compiler import read_report
@@ -347,29 +351,6 @@ def demo_cmd(
     out_console.print(f"wrote {compiled}, {out_dir / 'result.json'}, {out_dir / 'result.png'}")
 
 
-class _progress:
-    """Rich progress bar on stderr (off when stderr is not a terminal); yields ``advance(done, total)``."""
-
-    def __init__(self, description: str) -> None:
-        self.description = description
-
-    def __enter__(self):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self._p = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                           console=err_console, disable=not err_console.is_terminal, transient=True)
-        self._p.__enter__()
-        self._task = self._p.add_task(self.description, total=None)
-
-        def advance(done: int, total: int) -> None:
-            self._p.update(self._task, completed=done, total=total)
-
-        return advance
-
-    def __exit__(self, *exc) -> None:
-        self._p.__exit__(*exc)
-
-
 def _register_optional_commands() -> None:
     try:
         from anacompile.programming import cli_commands
@@ -382,9 +363,11 @@ def _register_optional_commands() -> None:
 
 
 _register_optional_commands()
+app.command("export-tiles")(export_tiles_command)
 app.command("sensitivity")(__import__("anacompile.placement.cli_commands", fromlist=["x"]).sensitivity_command)
+app.command("cost")(__import__("anacompile.cost.cli_command", fromlist=["cost_command"]).cost_command)
 _COMMANDS = {"demo", "compile", "inspect", "devices", "evaluate", "optimize", "program-verify", "mvm-error",
-             "sensitivity"}
+             "sensitivity", "export-tiles", "cost"}
 
 
 def _command_names() -> set[str]:
