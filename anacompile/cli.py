@@ -91,6 +91,7 @@ def compile_cmd(
     _print_layers(report)
     for note in report.notes:
         err_console.print(f"[yellow]note:[/] {note}")
+    out_console.print(__import__("anacompile.cost.cli_command", fromlist=["x"]).cost_summary(report.output))
     out_console.print(f"wrote [bold]{report.output}[/]")
 
 
