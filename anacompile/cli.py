@@ -8,6 +8,7 @@ logs go to stderr.
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import sys
@@ -334,7 +335,8 @@ def _register_optional_commands() -> None:
 
 
 _register_optional_commands()
-_COMMANDS = {"demo", "compile", "inspect", "devices", "evaluate", "optimize", "program-verify", "mvm-error"}
+app.command("finetune")(importlib.import_module("anacompile.finetune.cli_commands").finetune_command)
+_COMMANDS = {"demo", "compile", "inspect", "devices", "evaluate", "optimize", "program-verify", "mvm-error", "finetune"}
 
 
 def main(argv: list[str] | None = None) -> int:
