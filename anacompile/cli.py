@@ -16,6 +16,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from anacompile.errors import AnacompileError
@@ -356,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
     except AnacompileError as err:
         if _STATE["verbose"]:
             raise
-        err_console.print(f"[red]error:[/] {err}", highlight=False, soft_wrap=True)
+        err_console.print(f"[red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
         return 1
     except KeyboardInterrupt:
         err_console.print("[red]error:[/] interrupted; no output was written.")

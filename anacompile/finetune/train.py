@@ -43,6 +43,7 @@ import onnx
 
 from anacompile.errors import ConfigError, DataError, UnsupportedModelError
 from anacompile.finetune._torch import require_torch
+from anacompile.finetune.settings import HWA_CLIP_A, HWA_ETA, HWANoise
 
 __all__ = ["FinetuneConfig", "FinetuneResult", "finetune", "load_calibration"]
 
@@ -79,9 +80,9 @@ class FinetuneConfig:
     batch_size: int = 64
     patience: int = 5
     val_fraction: float = 0.1
-    eta: float = 0.06
+    eta: float = HWA_ETA
     noise_scope: str = "column"
-    clip_a: float = 2.5
+    clip_a: float = HWA_CLIP_A
     loss: str = "mse"
     temperature: float = 4.0
     label_weight: float = 1.0
@@ -111,9 +112,7 @@ class FinetuneConfig:
             raise ConfigError(f"finetune label_weight={self.label_weight!r}: must be >= 0.")
         if self.max_samples is not None and self.max_samples < 2:
             raise ConfigError(f"finetune max_samples={self.max_samples!r}: must be >= 2.")
-        from anacompile.finetune.hwa import HWANoise  # validates eta, scope, clip_a
-
-        HWANoise(self.eta, self.noise_scope, self.clip_a)
+        HWANoise(self.eta, self.noise_scope, self.clip_a)  # validates eta, scope, clip_a
 
 
 @dataclass
@@ -319,7 +318,7 @@ def finetune(
     """
     torch = require_torch()
     from anacompile.crossbar.periphery import get_periphery
-    from anacompile.finetune.hwa import AnalogSimulator, HWANoise, clip_bound
+    from anacompile.finetune.hwa import AnalogSimulator, clip_bound
     from anacompile.finetune.lowering import OnnxModule
     from anacompile.model_io import atomic_output, check_output_path
 
