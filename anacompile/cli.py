@@ -19,6 +19,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from anacompile.cli_progress import progress as _progress
+from anacompile.deploy_commands import export_tiles_command
 from anacompile.errors import AnacompileError
 
 __all__ = ["app", "main"]
@@ -28,6 +30,9 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 err_console = Console(stderr=True)
 out_console = Console()
 _STATE = {"verbose": False}
+METRIC_HELP = ("Metric, higher is better: accuracy (needs labels), agreement / cosine / nmse (negative NMSE) against "
+               "the FP32 model's outputs, or FILE.py:FUNCTION, a function metric(run) -> float where run(feeds) "
+               "returns the model's outputs (default: accuracy with labels, else agreement).")
 
 
 @app.callback()
@@ -52,13 +57,36 @@ def compile_cmd(
     programming: str = typer.Option("gaussian", "--programming", help="Chip programming method."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing output."),
     json_out: bool = typer.Option(False, "--json", help="Print the compile report as JSON."),
+    allow_invalid: bool = typer.Option(False, "--allow-invalid", help="Compile a source that fails onnx.checker's full check (refused by default)."),
+    digital: list[str] = typer.Option([], "--digital", help="Keep layers digital: node/layer names, op types, glob patterns, or @placement.json (repeatable)."),
+    layer_strategy: list[str] = typer.Option([], "--layer-strategy", help="A layer's own strategy NAME=SPEC (single, dual, npair:significance=1,2,4, FILE.json), or @placement.json (repeatable)."),
+    accuracy_budget: float | None = typer.Option(None, "--accuracy-budget", help="Choose per layer digital or an analog strategy: cheapest placement whose --metric at --at stays within this of FP32 (e.g. 0.02)."),
+    at: str = typer.Option("1d", "--at", help="Time since programming the accuracy budget holds at."),
+    metric: str | None = typer.Option(None, "--metric", help=METRIC_HELP),
+    data: str | None = typer.Option(None, "--data", help="Data for built-in metrics (--accuracy-budget): digits or an .npz."),
+    chips: int = typer.Option(3, "--chips", help="Chips per configuration of the placement search."),
+    placement_json: Path | None = typer.Option(None, "--placement-json", help="Where to write the placement found (default: OUTPUT stem + .placement.json)."),
+    plot: Path | None = typer.Option(None, "--plot", help="Plot of the placement search (metric vs analog share of MACs)."),
+    target: str = typer.Option("simulation", "--target", help="simulation (for evaluate) or deploy (what a device runtime loads: no simulation-only tensors, t_inference a plain input)."),
 ) -> None:
     """Compile MODEL for analog crossbar tiles and write the annotated ONNX model."""
     from anacompile.compiler import compile_model
 
+    if accuracy_budget is not None:
+        from anacompile.placement.cli_commands import run_placement
+
+        options = {"device": device, "periphery": periphery, "periphery_overrides": list(set_),
+                   "strategy": strategy, "calibration": calibration, "chip": chip, "programming": programming,
+                   "input_ranges": input_ranges, "digital": list(digital), "layer_strategies": list(layer_strategy)}
+        run_placement(model, output, budget=accuracy_budget, at=at, metric=metric, data=data, chips=chips,
+                      placement_json=placement_json, plot=plot, force=force, json_out=json_out,
+                      options={**options, "seed": seed})
+        return
     report = compile_model(model, output, device=device, periphery=periphery, periphery_overrides=list(set_),
                            strategy=strategy, calibration=calibration, seed=seed, chip=chip,
-                           programming=programming, force=force, input_ranges=input_ranges)
+                           programming=programming, force=force, input_ranges=input_ranges,
+                           digital=list(digital), layer_strategies=list(layer_strategy), target=target,
+                           allow_invalid=allow_invalid)
     if json_out:
         print(json.dumps(report.to_dict()))
         return
@@ -79,7 +107,10 @@ def _print_layers(report) -> None:
         source = ((folded if "(" in folded else "-"),) if sources else ()
         shared = getattr(layer, "shared_with", None)
         if layer.analog:
-            mapping = "analog" + (f"; weight shared with {', '.join(shared) if isinstance(shared, list) else shared}"
+            own = getattr(layer, "strategy", None)
+            mapping = "analog" + (f" ({own.get('name')}{', F=' + str(own['F']) if 'F' in own else ''}"
+                                  f"{', F=' + ','.join(map(str, own['significance'])) if 'significance' in own else ''})"
+                                  if own else "") + (f"; weight shared with {', '.join(shared) if isinstance(shared, list) else shared}"
                                   f" (programmed once per use)" if shared else "")
             table.add_row(layer.name, layer.op, shape, *source, f"{layer.tiles[0]}x{layer.tiles[1]}",
                           f"{layer.utilisation:.1%}", mapping)
@@ -87,20 +118,28 @@ def _print_layers(report) -> None:
             table.add_row(layer.name, layer.op, shape, *source, "-", "-", f"digital: {layer.reason}")
     t = report.totals
     table.caption = (f"{t['analog_layers']} analog, {t['digital_layers']} digital layers; {t['weights_mapped']:,} "
-                     f"weights mapped ({t['analog_parameter_share']:.1%} of parameters) on {t['tiles']} tiles")
+                     f"weights mapped ({t['analog_parameter_share']:.1%} of parameters) on {t['tiles']} tiles"
+                     + (f"; {t['analog_mac_share']:.1%} of MACs analog, {t['devices']:,} devices" if "devices" in t else ""))
     out_console.print(table)
 
 
 @app.command("inspect")
 def inspect_cmd(model: Path = typer.Argument(..., help="Compiled model."),
-                json_out: bool = typer.Option(False, "--json", help="Print the report as JSON.")) -> None:
+                json_path: str | None = typer.Option(None, "--json", help="Write the report as JSON to this file (- for stdout); schema: anacompile/schemas/compile_report.schema.json."),
+                force: bool = typer.Option(False, "--force", help="Overwrite an existing --json file.")) -> None:
     """Print the per-layer mapping report of a compiled model."""
     from anacompile.compiler import read_report
-    from anacompile.model_io import load_proto
+    from anacompile.model_io import atomic_output, check_output_path, load_proto
 
     report = read_report(load_proto(model))
-    if json_out:
+    report.source = report.source or str(model)  # the stored report carries no paths
+    if json_path == "-":
         print(json.dumps(report.to_dict()))
+    elif json_path is not None:
+        check_output_path(json_path, [model], force)
+        with atomic_output(json_path) as tmp:
+            Path(tmp).write_text(json.dumps(report.to_dict(), indent=1), encoding="utf-8")
+        err_console.print(f"wrote {json_path}")
     else:
         _print_layers(report)
 
@@ -136,8 +175,9 @@ def evaluate_cmd(
     csv_path: Path | None = typer.Option(None, "--csv", help="Stream one row per chip and time to this CSV file."),
     plot: Path | None = typer.Option(None, "--plot", help="Write a plot (PNG/SVG/PDF)."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing output files."),
+    metric: str | None = typer.Option(None, "--metric", help=METRIC_HELP),
 ) -> None:
-    """Accuracy over time since programming, mean +- std over many simulated chips."""
+    """Accuracy (or another metric) over time since programming, mean +- std over many simulated chips."""
     from anacompile.errors import ConfigError
     from anacompile.evaluate.monte_carlo import evaluate
     from anacompile.evaluate.plot import plot_accuracy_over_time, plot_sweep
@@ -167,7 +207,7 @@ def evaluate_cmd(
             runs.append((mode or "", {"compensation": mode, "strategy": strategies[0], "periphery_overrides": list(set_)}))
     results = []
     embeddings = data == "sentences" or data.endswith(".txt")
-    if embeddings and (sweep or len(strategies) > 1 or set_ or programming or csv_path or workers > 1):
+    if embeddings and (sweep or len(strategies) > 1 or set_ or programming or csv_path or workers > 1 or metric):
         raise ConfigError("--data sentences (embedding similarity) supports --compensation comparisons only.")
     with _progress("chips x times") as advance:
         for i, (_, kwargs) in enumerate(runs):
@@ -181,7 +221,7 @@ def evaluate_cmd(
                     progress=lambda d, t, i=i: advance(i * t + d, t * len(runs))))
                 continue
             results.append(evaluate(model, data=data, times=times, chips=chips, seed=seed, workers=workers,
-                                    programming=programming,
+                                    programming=programming, metric=metric,
                                     csv_path=_numbered(csv_path, i, len(runs)),
                                     progress=lambda d, t, i=i: advance(i * t + d, t * len(runs)),
                                     **kwargs))
@@ -218,9 +258,11 @@ def _print_results(model: Path, data: str, results, labels: list[str], sweep_key
     table.add_column("time")
     for label in labels:
         table.add_column(label)
-    table.add_row("FP32 baseline", *[f"{r.baseline:.2%}" for r in results])
+    pct = first.metric in ("accuracy", "agreement")
+    fmt = (lambda v: f"{v:.2%}") if pct else (lambda v: f"{v:.4f}")
+    table.add_row("FP32 baseline", *[fmt(r.baseline) for r in results])
     for j, t in enumerate(first.times_s):
-        table.add_row(format_time(t), *[f"{r.accuracy_mean[j]:.2%} +- {r.accuracy_std[j]:.2%}" for r in results])
+        table.add_row(format_time(t), *[f"{fmt(r.accuracy_mean[j])} +- {fmt(r.accuracy_std[j])}" for r in results])
     out_console.print(table)
 
 
@@ -250,6 +292,7 @@ def mvm_error_cmd(
     set_: list[str] = typer.Option([], "--set", help="Override a periphery key, e.g. --set adc_bits=6."),
     samples: int = typer.Option(256, "--samples", help="Input vectors per layer (from the data set)."),
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    metric: str | None = typer.Option(None, "--metric", help=METRIC_HELP + " Scored end to end on the same chips."),
 ) -> None:
     """Relative MVM error ||y_analog - y|| / ||y|| of every analog layer on real inputs, at each time."""
     from anacompile.evaluate.mvm_error import mvm_error
@@ -257,7 +300,7 @@ def mvm_error_cmd(
 
     with _progress("chips") as advance:
         r = mvm_error(model, data=data, times=times, chips=chips, seed=seed, compensation=compensation,
-                      periphery_overrides=list(set_) or None, samples=samples, progress=advance)
+                      periphery_overrides=list(set_) or None, samples=samples, progress=advance, metric=metric)
     if json_out:
         print(json.dumps(r.to_dict()))
         return
@@ -268,6 +311,9 @@ def mvm_error_cmd(
         table.add_column(format_time(t))
     for name, shape, means, stds in zip(r.layers, r.shapes, r.error_mean, r.error_std, strict=True):
         table.add_row(name, "x".join(map(str, shape)), *[f"{m:.1%} +- {s:.1%}" for m, s in zip(means, stds, strict=True)])
+    if r.metric is not None:
+        table.add_row(f"{r.metric} (FP32 {r.metric_baseline:.4f})", "",
+                      *[f"{m:.4f} +- {s:.4f}" for m, s in zip(r.metric_mean, r.metric_std, strict=True)])
     out_console.print(table)
 
 
@@ -301,29 +347,6 @@ def demo_cmd(
     out_console.print(f"wrote {compiled}, {out_dir / 'result.json'}, {out_dir / 'result.png'}")
 
 
-class _progress:
-    """Rich progress bar on stderr (off when stderr is not a terminal); yields ``advance(done, total)``."""
-
-    def __init__(self, description: str) -> None:
-        self.description = description
-
-    def __enter__(self):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self._p = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                           console=err_console, disable=not err_console.is_terminal, transient=True)
-        self._p.__enter__()
-        self._task = self._p.add_task(self.description, total=None)
-
-        def advance(done: int, total: int) -> None:
-            self._p.update(self._task, completed=done, total=total)
-
-        return advance
-
-    def __exit__(self, *exc) -> None:
-        self._p.__exit__(*exc)
-
-
 def _register_optional_commands() -> None:
     try:
         from anacompile.programming import cli_commands
@@ -336,8 +359,12 @@ def _register_optional_commands() -> None:
 
 
 _register_optional_commands()
+app.command("export-tiles")(export_tiles_command)
+app.command("sensitivity")(__import__("anacompile.placement.cli_commands", fromlist=["x"]).sensitivity_command)
+app.command("cost")(__import__("anacompile.cost.cli_command", fromlist=["cost_command"]).cost_command)
 app.command("finetune")(importlib.import_module("anacompile.finetune.cli_commands").finetune_command)
-_COMMANDS = {"demo", "compile", "inspect", "devices", "evaluate", "optimize", "program-verify", "mvm-error", "finetune"}
+_COMMANDS = {"demo", "compile", "inspect", "devices", "evaluate", "optimize", "program-verify", "mvm-error",
+             "sensitivity", "export-tiles", "cost", "finetune"}
 
 
 def main(argv: list[str] | None = None) -> int:

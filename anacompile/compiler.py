@@ -6,106 +6,64 @@ verify) -> metadata report -> atomic save.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
-from dataclasses import asdict, dataclass, field
+import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 import onnx_ir as ir
 
-import anacompile
-from anacompile import devices, ops
+from anacompile import contract, devices
+from anacompile._version import __version__
+from anacompile.config import read_config_file
+from anacompile.contract import REPORT_SCHEMA_VERSION, CompileReport, LayerReport, read_report
 from anacompile.crossbar.periphery import InputRange, Periphery, get_periphery
 from anacompile.errors import AnacompileError, ConfigError, OutputError, UnsupportedModelError
-from anacompile.evaluate.data import load_feeds
+from anacompile.feeds import load_feeds
+from anacompile.limits import check_index
 from anacompile.mapping.registry import get_mapping
 from anacompile.model_io import (
     EXTERNAL_DATA_LIMIT_BYTES,
+    ModelInput,
     atomic_output,
     check_output_path,
     external_data_files,
     external_data_name,
+    is_in_memory,
     load_model,
     load_proto,
+    model_file,
+    model_label,
+    read_model,
 )
-from anacompile.passes._layer import DIGITAL_KEY, LAYER_KEY, node_plans
+from anacompile.model_validation import check_source, check_structure, checker_problem, refuse_invalid
+from anacompile.passes._layer import DIGITAL_KEY, LAYER_KEY, is_use, node_plans, plan_mapping
 from anacompile.passes._tensor_store import TensorStore
+from anacompile.passes.apply_placement import parse_placement
+from anacompile.passes.count_macs import node_macs
+from anacompile.passes.deploy_form import DEPLOY, SIMULATION, TARGETS
 from anacompile.passes.fold_constant_weights import tensor_readers, weight_source
 from anacompile.passes.mark_analog_ops import HANDLERS
-from anacompile.passes.pipeline import analysis_pipeline, emit_pipeline, verify_pipeline
+from anacompile.passes.pipeline import analysis_pipeline, deploy_pipeline, emit_pipeline, verify_pipeline
+from anacompile.passes.upgrade_opset import MIN_OPSET, default_opset, upgrade_opset
 
-__all__ = ["CompileReport", "LayerReport", "compile_model", "default_output_path", "read_report"]
+__all__ = [
+    "REPORT_SCHEMA_VERSION",
+    "CompileReport",
+    "LayerReport",
+    "compile_model",
+    "default_output_path",
+    "read_report",
+]
 
 logger = logging.getLogger(__name__)
 CALIBRATION_SAMPLES = 256
-
-
-@dataclass
-class LayerReport:
-    """One weight-bearing op: what the compiler did with it.
-
-    ``weight_source`` spells where the weight comes from in the source model (``W``, or a folded chain such
-    as ``Transpose(embed.weight)``). A stored tensor read by several ops (tied embeddings: a Gather and a
-    MatMul) is programmed once per analog use, each on its own tiles; ``shared_with`` names the other ops.
-    """
-
-    name: str
-    op: str
-    analog: bool
-    weight_shape: list[int] = field(default_factory=list)
-    tiles: list[int] = field(default_factory=list)  # [row tiles, column tiles]
-    utilisation: float = 0.0
-    parameters: int = 0
-    reason: str = ""
-    weight_source: str = ""  # the source tensor(s) the weight is read from, with any folded ops
-    shared_with: list[str] = field(default_factory=list)  # other ops reading the same stored tensor
-
-
-@dataclass
-class CompileReport:
-    """The compile report, also stored as JSON in the model's ``metadata_props`` (``anacompile.report``)."""
-
-    source: str
-    output: str
-    device: dict[str, Any]
-    periphery: dict[str, Any]
-    strategy: dict[str, Any]
-    seed: int
-    chip: int
-    programming: str
-    layers: list[LayerReport]
-    notes: list[str] = field(default_factory=list)
-    anacompile_version: str = anacompile.__version__
-
-    @property
-    def totals(self) -> dict[str, Any]:
-        """Weights mapped, share of parameters analog, tiles used."""
-        analog = [layer for layer in self.layers if layer.analog]
-        n_analog = sum(layer.parameters for layer in analog)
-        n_all = sum(layer.parameters for layer in self.layers)
-        return {
-            "analog_layers": len(analog),
-            "digital_layers": len(self.layers) - len(analog),
-            "weights_mapped": n_analog,
-            "analog_parameter_share": (n_analog / n_all) if n_all else 0.0,
-            "tiles": sum(layer.tiles[0] * layer.tiles[1] for layer in analog),
-        }
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-serialisable form, totals included."""
-        d = asdict(self)
-        d["totals"] = self.totals
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> CompileReport:
-        """Inverse of :meth:`to_dict`."""
-        d = {k: v for k, v in d.items() if k != "totals"}
-        d["layers"] = [LayerReport(**layer) for layer in d["layers"]]
-        return cls(**d)
 
 
 def default_output_path(model: str | os.PathLike[str]) -> Path:
@@ -116,7 +74,7 @@ def default_output_path(model: str | os.PathLike[str]) -> Path:
 
 
 def compile_model(
-    model: str | os.PathLike[str],
+    model: ModelInput,
     output: str | os.PathLike[str] | None = None,
     *,
     device: str | os.PathLike[str] = "pcm",
@@ -129,12 +87,18 @@ def compile_model(
     programming: str = "gaussian",
     force: bool = False,
     input_ranges: dict[str, float | list[float]] | str | os.PathLike[str] | None = None,
-) -> CompileReport:
-    """Compile an ONNX model for analog crossbar tiles and write the annotated model.
+    digital: str | list[str] | None = None,
+    layer_strategies: dict[str, Any] | list[str] | None = None,
+    target: str = SIMULATION,
+    allow_invalid: bool = False,
+    shared_weights: str = "share",
+) -> CompileReport | tuple[onnx.ModelProto | ir.Model, CompileReport]:
+    """Compile an ONNX model for analog crossbar tiles and write the annotated model (or return it).
 
     Args:
-        model: source ONNX file.
-        output: destination; default ``<model>.analog.onnx`` beside the source.
+        model: source model: an ONNX file, an ``onnx.ModelProto`` or an ``onnx_ir.Model`` (never modified).
+        output: destination; default ``<model>.analog.onnx`` beside a source file. For an in-memory source
+            with no ``output`` nothing is written: the compiled model is returned (see Returns).
         device: device preset name (``pcm``) or device file.
         periphery: periphery preset (``standard``, ``ideal``), file or :class:`Periphery`.
         periphery_overrides: per-key overrides (``{"adc_bits": 6}`` or ``["adc_bits=6"]``).
@@ -147,16 +111,101 @@ def compile_model(
         input_ranges: static DAC input ranges provided per layer (e.g. learned in hardware-aware training):
             ``{"fc1_Gemm": 2.5}`` or a JSON file of that form (one number, or one per row tile); layers not
             listed are calibrated from ``calibration``.
+        allow_invalid: compile a source that fails ``onnx.checker``'s full check (refused otherwise, with the
+            checker's message); the output is then checked as strictly as the source passes.
+        digital: layers to keep digital: node names, layer names, op types or glob patterns, or
+            ``"@placement.json"`` (:mod:`anacompile.passes.apply_placement`).
+        layer_strategies: per-layer programming strategies, ``{"fc1": "dual"}`` or ``["fc1=dual"]`` (or
+            ``"@placement.json"``); other layers use ``strategy``.
+        target: ``simulation`` (default: what ``evaluate`` and the analog session read) or ``deploy``: the
+            form a device runtime loads, without the simulation-only initializers and with ``t_inference``
+            a plain graph input (:mod:`anacompile.passes.deploy_form`).
+        shared_weights: a stored weight read by several MatMul/Gemm ops (an unrolled recurrence, tied
+            weights) is programmed once on one set of tiles that every use reads (``share``), or a copy per
+            use on its own tiles (``replicate``, noted in the report).
 
     Returns:
-        The compile report (also stored in the output's metadata).
+        The compile report (also stored in the output's metadata, without the file paths: a compiled model's
+        bytes depend on the source model and the options only). For an in-memory source and
+        ``output=None``: ``(compiled, report)``, with ``compiled`` an ``onnx.ModelProto`` (an
+        ``onnx_ir.Model``, its tensors in memory, when the source was one); its serialised bytes are those
+        the CLI writes for the same source and options.
 
     Raises:
         AnacompileError: bad input model, options or output path; nothing is written then.
     """
-    source = Path(model)
-    proto = load_proto(source)
-    out = check_output_path(output if output is not None else default_output_path(source), [source], force)
+    seed, chip = check_index(seed, "--seed"), check_index(chip, "--chip")
+    options = {"device": device, "periphery": periphery, "periphery_overrides": periphery_overrides,
+               "strategy": strategy, "calibration": calibration, "seed": seed, "chip": chip,
+               "programming": programming, "force": force, "input_ranges": input_ranges,
+               "placement": parse_placement(digital, layer_strategies), "target": target,
+               "allow_invalid": allow_invalid, "shared_weights": shared_weights}
+    if not is_in_memory(model):
+        source = Path(model)
+        return _compile_file(source, output if output is not None else default_output_path(source), **options)
+    label = model_label(model)
+    if output is None and _fits_in_memory(model):  # compiled in memory: no file is written at all
+        report, compiled = _compile_file(read_model(model, load_external_data=True), None, label=label, **options)
+        if isinstance(model, onnx.ModelProto):
+            compiled = ir.serde.serialize_model(compiled)
+        return compiled, replace(report, source=label, output="")
+    with model_file(model) as source:  # large or external-data models: through a private temporary folder
+        if output is not None:
+            return replace(_compile_file(source, output, label=label, **options), source=label)
+        with tempfile.TemporaryDirectory(prefix="anacompile-compile-") as folder:
+            out = Path(folder) / "model.analog.onnx"
+            report = _compile_file(source, out, label=label, **options)
+            compiled = _read_compiled(out, as_ir=isinstance(model, ir.Model))
+    return compiled, replace(report, source=label, output="")
+
+
+def _read_compiled(path: Path, as_ir: bool) -> onnx.ModelProto | ir.Model:
+    """A compiled file back in memory, external data included (the file's folder is removed after)."""
+    if not as_ir:
+        return onnx.load(str(path))
+    model = ir.load(str(path))
+    ir.external_data.load_to_model(model)
+    return model
+
+
+def _fits_in_memory(model: onnx.ModelProto | ir.Model) -> bool:
+    """Whether an in-memory source and its compiled model stay in memory: no external tensors, and an upper
+    bound of the compiled size (:func:`_needs_external_data`) under the external-data limit."""
+    if isinstance(model, ir.Model):
+        if any(isinstance(v.const_value, ir.ExternalTensor) for g in model.graphs() for v in g.initializers.values()):
+            return False
+        size = sum(v.const_value.nbytes for g in model.graphs() for v in g.initializers.values()
+                   if v.const_value is not None)
+        shapes = [tuple(v.const_value.shape) for v in model.graph.initializers.values() if v.const_value is not None]
+    else:
+        if any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
+            return False
+        size = model.ByteSize()
+        shapes = [tuple(t.dims) for t in model.graph.initializer]
+    # the largest strategy and tile padding are not known here: bound them generously (4 pairs, 512 rows)
+    for shape in shapes:
+        if len(shape) == 2:
+            size += 6 * 4 * 4 * max(_pad(int(shape[0]), 512) * int(shape[1]), _pad(int(shape[1]), 512) * int(shape[0]))
+    return size <= EXTERNAL_DATA_LIMIT_BYTES
+
+
+def _compile_file(source: Path | onnx.ModelProto, output, *, device, periphery, periphery_overrides, strategy,
+                  calibration, seed, chip, programming, force, input_ranges, placement=None, target=SIMULATION,
+                  label: str | None = None, allow_invalid: bool = False, shared_weights: str = "share"):
+    """:func:`compile_model` from a source file to an output file (``label`` names the source in errors).
+
+    With a ModelProto as ``source`` and ``output=None`` (:func:`_fits_in_memory` models), everything stays in
+    memory: returns ``(report, compiled onnx-ir model)``. The caller's proto is not modified.
+    """
+    in_memory = isinstance(source, onnx.ModelProto)
+    label = label or str(source)
+    if target not in TARGETS:
+        raise ConfigError(f"target {target!r}: use one of {', '.join(TARGETS)}.")
+    proto = source if in_memory else load_proto(source)
+    if in_memory:
+        check_structure(proto, label)
+    check_source(proto, label, allow_invalid=allow_invalid, in_memory=in_memory, checker=False)
+    out = None if in_memory else check_output_path(output, [source], force)
     dev = devices.get(device)
     mapping = get_mapping(strategy)
     peri = get_periphery(periphery, periphery_overrides)
@@ -175,60 +224,83 @@ def compile_model(
                          "(pass --calibration to calibrate static ranges)")
         else:
             feeds, _ = load_feeds(calibration, proto, part="train", limit=CALIBRATION_SAMPLES)
-    if proto.opset_import and _default_opset(proto) < 13:
-        raise UnsupportedModelError(
-            f"{source}: opset {_default_opset(proto)} is older than 13; convert it first with "
-            "onnx.version_converter.convert_version(model, 17)."
-        )
-    external = _needs_external_data(proto, source, len(mapping.significance), peri.tile_rows)
+    upgraded = None
+    if proto.opset_import and default_opset(proto) < MIN_OPSET:  # opset 7-12: upgraded on load, noted
+        if not in_memory and external_data_files(proto, source):
+            proto = load_proto(source, load_external_data=True)
+        upgraded, note = upgrade_opset(proto, label)
+        notes.append(note)
+    source_problem = refuse_invalid(upgraded if upgraded is not None else proto if in_memory else source, label,
+                                    allow_invalid)
+    external = not in_memory and _needs_external_data(proto, source, len(mapping.significance), peri.tile_rows)
     if external:
         data_file = out.parent / external_data_name(out)
         if data_file.resolve() in external_data_files(proto, source):
             raise OutputError(f"Output {out} would write its external data to {data_file}, which the source model "
                               "reads; choose another output name.")
         notes.append(f"tensor data written beside the model to {data_file.name} (external data)")
-    source_problem = _checker_problem(source)
     if source_problem is not None:
         notes.append(f"the source model itself fails onnx.checker's full check ({source_problem}); the compiled "
                      "model is checked as strictly as its source allows")
-    del proto  # only the onnx-ir model from here on: one copy of the source in memory
-    irmodel = load_model(source)
-    with atomic_output(out) as tmp:
+    shapes = {k: [1, *v.shape[1:]] for k, v in feeds.items()} if isinstance(feeds, dict) else None
+    macs = node_macs(upgraded if upgraded is not None else proto, shapes)  # one calibration sample's shapes
+    if upgraded is not None:
+        irmodel = ir.from_proto(upgraded)
+    elif in_memory:  # a copy: the passes must not touch the caller's tensors
+        irmodel = ir.serde.deserialize_model(onnx.ModelProto.FromString(proto.SerializeToString()))
+    else:
+        irmodel = load_model(source)
+    del upgraded
+    if not in_memory:
+        del proto  # only the onnx-ir model from here on: one copy of the source in memory
+    with contextlib.nullcontext() if in_memory else atomic_output(out) as tmp:
         # a large output streams its conductance arrays, as they are made, straight into its external data
         # file (<name>.data beside the temporary model file; moved into place with it): bounded memory
         store = TensorStore(tmp.parent, external_data_name(out)) if external else None
         try:
             _run(analysis_pipeline(dev, mapping, peri, feeds, seed=seed, chip=chip, programming=programming,
-                                   store=store, input_ranges=ranges), irmodel)
-            layers = _layer_reports(irmodel, peri)
+                                   store=store, input_ranges=ranges, placement=placement,
+                                   shared_weights=shared_weights), irmodel)
+            layers = _layer_reports(irmodel, peri, macs, mapping)
+            notes += _sharing_notes(layers, shared_weights)
             if not any(layer.analog for layer in layers):
                 found = ", ".join(f"{layer.name} ({layer.op}: {layer.reason})" for layer in layers) or "none"
                 raise UnsupportedModelError(
-                    f"{source}: no analog-capable op ({', '.join(sorted({op for _, op in HANDLERS}))} with a constant "
+                    f"{label}: no analog-capable op ({', '.join(sorted({op for _, op in HANDLERS}))} with a constant "
                     f"weight) found; weight-bearing ops seen: {found}. Nothing to compile."
                 )
             _run(emit_pipeline(dev, mapping, peri, seed=seed, chip=chip, verify=False), irmodel)
+            if target == DEPLOY:
+                _run(deploy_pipeline(), irmodel)
+                notes.append("deployment form: simulation-only initializers removed, t_inference a plain graph "
+                             "input (feed 0.0 for the programmed state); evaluate the simulation form")
             report = CompileReport(
-                source=str(source), output=str(out), device=dev.to_dict(), periphery=peri.to_dict(),
+                source=label, output=str(out or ""), device=dev.to_dict(), periphery=peri.to_dict(),
                 strategy=mapping.to_dict(), seed=seed, chip=chip, programming=programming, layers=layers,
                 notes=notes,
             )
-            irmodel.metadata_props[ops.META_REPORT] = json.dumps(report.to_dict())
-            irmodel.metadata_props[ops.META_VERSION] = anacompile.__version__
+            # stored without file paths: the same source and options give the same bytes wherever they lie
+            irmodel.metadata_props[contract.META_REPORT] = json.dumps(replace(report, source="", output="").to_dict())
+            irmodel.metadata_props[contract.META_VERSION] = __version__
             irmodel.producer_name = "anacompile"
-            irmodel.producer_version = anacompile.__version__
+            irmodel.producer_version = __version__
             if store is not None:
                 store.adopt(irmodel)  # the source's other tensors join the same data file
                 store.close()
-            ir.save(irmodel, tmp)
-            # the file as written, by path (any size, external data too); no stricter than the source passes
+            if tmp is not None:
+                ir.save(irmodel, tmp)
+            # the file as written, by path (any size, external data too), or the model in memory; no stricter
+            # than the source passes
             if source_problem is None:
                 _run(verify_pipeline(tmp), irmodel)
-            elif _checker_problem(source, full_check=False) is None:
+            elif checker_problem(proto if in_memory else source, full_check=False) is None:
                 _run(verify_pipeline(tmp, full_check=False), irmodel)
         finally:
             if store is not None:
                 store.close()
+    if in_memory:
+        logger.info("compiled %s in memory (%d analog layers)", label, report.totals["analog_layers"])
+        return report, irmodel
     logger.info("wrote %s (%d analog layers)", out, report.totals["analog_layers"])
     return report
 
@@ -237,27 +309,7 @@ def _load_input_ranges(spec) -> dict | None:
     """Provided input ranges: a dict, or a JSON file mapping layer names to a range (or one per tile)."""
     if spec is None or isinstance(spec, dict):
         return spec or None
-    path = Path(spec)
-    if not path.is_file():
-        raise ConfigError(f"Input-ranges file {path} does not exist.")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise ConfigError(f"Input-ranges file {path} is not valid JSON: {err}") from err
-    if not isinstance(data, dict):
-        raise ConfigError(f"Input-ranges file {path}: expected an object mapping layer names to ranges.")
-    return data
-
-
-def _checker_problem(path: Path, full_check: bool = True) -> str | None:
-    """First line of what onnx.checker finds wrong with a model file, or None when it passes."""
-    import onnx
-
-    try:
-        onnx.checker.check_model(str(path), full_check=full_check)
-    except Exception as err:  # ValidationError, InferenceError and protobuf errors alike
-        return str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
-    return None
+    return read_config_file(spec, "Input-ranges file") or None
 
 
 def _needs_external_data(proto, source: Path, pairs: int, tile_rows: int) -> bool:
@@ -284,14 +336,6 @@ def _pad(k: int, tile_rows: int) -> int:
     return k if k <= tile_rows else -(-k // tile_rows) * tile_rows
 
 
-def read_report(proto) -> CompileReport:
-    """The compile report stored in a compiled model (``onnx.ModelProto``)."""
-    meta = {p.key: p.value for p in proto.metadata_props}
-    if ops.META_REPORT not in meta:
-        raise UnsupportedModelError("The model has no anacompile report: compile it with `anacompile compile` first.")
-    return CompileReport.from_dict(json.loads(meta[ops.META_REPORT]))
-
-
 def _default_opset(proto) -> int:
     return next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
 
@@ -308,32 +352,59 @@ def _run(pm: ir.passes.PassManager, model: ir.Model) -> None:
         raise
 
 
-def _layer_reports(model: ir.Model, peri: Periphery) -> list[LayerReport]:
+def _layer_reports(model: ir.Model, peri: Periphery, macs: dict[str, tuple[int, bool]] | None = None,
+                   mapping=None) -> list[LayerReport]:
     rows = []
     readers = tensor_readers(model.graph)
+    macs = macs or {}
     for node in model.graph:
         if (node.domain, node.op_type) not in HANDLERS:
             continue
         first = len(rows)
         if LAYER_KEY in node.meta:
             for plan in node_plans(node):  # one row per analog layer (a recurrent op may have several)
+                if is_use(plan):  # a shared weight's later use: counted once, in its owner's row (``uses``)
+                    continue
                 cap = plan.n_tiles * peri.tile_rows * plan.n_col_tiles * peri.tile_cols
+                own = plan.extra.get("mapping")
+                pairs = len(plan_mapping(plan, mapping).significance) if mapping is not None else 1
                 rows.append(LayerReport(
                     name=plan.name, op=node.op_type, analog=True, weight_shape=[plan.k, plan.n_out],
                     tiles=[plan.n_tiles, plan.n_col_tiles], utilisation=float(plan.k * plan.n_out / cap),
-                    parameters=int(plan.k * plan.n_out), reason="",
+                    parameters=int(plan.k * plan.n_out), reason="", uses=list(plan.extra.get("uses", [])),
+                    strategy=own.to_dict() if own is not None else {}, devices=2 * pairs * int(plan.k * plan.n_out),
                 ))
         else:
             shape = _weight_shape(node)
             rows.append(LayerReport(name=node.name or node.op_type, op=node.op_type, analog=False,
                                     weight_shape=shape, parameters=int(np.prod(shape)) if shape else 0,
                                     reason=node.meta.get(DIGITAL_KEY, "")))
+        node_total, _ = macs.get(node.outputs[0].name if node.outputs else "", (None, False))
+        params = sum(row.parameters for row in rows[first:])
+        for row in rows[first:]:  # a recurrent op's MACs split between its layers by their weights
+            if node_total and len(rows) - first == 1:
+                row.macs = int(node_total)
+            else:
+                row.macs = int(round(node_total * row.parameters / params)) if node_total and params else row.parameters
         source = weight_source(node.inputs[1] if len(node.inputs) > 1 else None)
         if source is not None:
             shared = [_op_name(n) for n in readers.get(source.tensor, []) if n is not node]
             for row in rows[first:]:
                 row.weight_source, row.shared_with = source.expression, shared
     return rows
+
+
+def _sharing_notes(layers: list[LayerReport], shared_weights: str) -> list[str]:
+    """What the report says about weights that several ops read."""
+    shared = [layer for layer in layers if len(layer.uses) > 1]
+    if shared:
+        n_uses = sum(len(layer.uses) for layer in shared)
+        return [f"{len(shared)} stored weight(s) read by {n_uses} ops are programmed once each; every use reads "
+                "the same tiles (listed under 'uses')"]
+    if shared_weights == "replicate" and any(layer.shared_with for layer in layers if layer.analog):
+        return ["shared weights replicated: every op reading a shared stored weight has its own tiles "
+                "(shared_weights=replicate)"]
+    return []
 
 
 def _op_name(node: ir.Node) -> str:

@@ -34,10 +34,11 @@ def _mm(elem=T.FLOAT, x_shape=("N", 16), y_shape=("N", 8)):
 
 def _if_branch():
     then = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "W"], ["t"])], "then", [], [helper.make_tensor_value_info("t", T.FLOAT, None)]
+        [helper.make_node("MatMul", ["x", "W"], ["t"])], "then", [],
+        [helper.make_tensor_value_info("t", T.FLOAT, [1, 8])],
     )
     other = helper.make_graph(
-        [helper.make_node("Neg", ["h"], ["e"])], "else", [], [helper.make_tensor_value_info("e", T.FLOAT, None)]
+        [helper.make_node("Neg", ["h"], ["e"])], "else", [], [helper.make_tensor_value_info("e", T.FLOAT, [1, 8])]
     )
     return _model(
         [
@@ -47,7 +48,7 @@ def _if_branch():
             helper.make_node("If", ["c"], ["y"], then_branch=then, else_branch=other),
         ],
         [helper.make_tensor_value_info("x", T.FLOAT, [1, 16])],
-        [helper.make_tensor_value_info("y", T.FLOAT, None)],
+        [helper.make_tensor_value_info("y", T.FLOAT, [1, 8])],
         [nh.from_array(W, "W"), nh.from_array(np.array(0, np.float32), "zero")],
     )
 
@@ -85,6 +86,13 @@ CASES = {
         [nh.from_array(W, "w/kernel:0")],
     ),
     "MatMul inside an If branch": _if_branch,
+    "opset 11 (upgraded on load)": lambda: _model(
+        [helper.make_node("Gemm", ["x", "W"], ["h"]), helper.make_node("Dropout", ["h"], ["y"], ratio=0.1)],
+        [helper.make_tensor_value_info("x", T.FLOAT, [2, 16])],
+        [helper.make_tensor_value_info("y", T.FLOAT, [2, 8])],
+        [nh.from_array(W, "W")],
+        opset=11,
+    ),
 }
 
 
@@ -94,6 +102,8 @@ def test_foreign_forms_compile_and_run(tmp_path, case):
     onnx.save(CASES[case](), src)
     report = compile_model(src, out, periphery="ideal")
     assert report.totals["analog_layers"] >= 1
+    if "opset 11" in case:
+        assert "opset 11 upgraded to 17 on load (onnx.version_converter)" in report.notes
     s0 = ort.InferenceSession(str(src), providers=["CPUExecutionProvider"])
     s1 = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(1)
@@ -109,17 +119,17 @@ def test_foreign_forms_compile_and_run(tmp_path, case):
     assert err < 0.3  # PCM programming and read noise only (ideal periphery)
 
 
-@pytest.mark.parametrize("case", ["batched 3-D weight", "opset 11"])
+@pytest.mark.parametrize("case", ["batched 3-D weight", "op unknown to the opset converter"])
 def test_unsupported_forms_are_refused_precisely(tmp_path, case):
-    if case == "opset 11":
+    if case == "op unknown to the opset converter":  # opset 11 is upgraded on load; an op it cannot is named
         m = _model(
-            [helper.make_node("Gemm", ["x", "W"], ["y"])],
+            [helper.make_node("Gemm", ["x", "W"], ["h"]), helper.make_node("FooBar", ["h"], ["y"], name="fb")],
             [helper.make_tensor_value_info("x", T.FLOAT, [2, 16])],
             [helper.make_tensor_value_info("y", T.FLOAT, [2, 8])],
             [nh.from_array(W, "W")],
             opset=11,
         )
-        match = "opset 11"
+        match = "opset 11 could not be upgraded.*FooBar.*'fb'"
     else:
         m = _model(
             [helper.make_node("MatMul", ["x", "W3"], ["y"], name="bmm")],

@@ -10,17 +10,18 @@ g_wire/g_max = 5.714e5, per-column digital output scales and global drift compen
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from anacompile import config
 from anacompile.errors import ConfigError
 
 __all__ = [
     "PERIPHERY_PRESETS",
     "BoundManagement",
+    "Compensation",
     "DriftCompensation",
     "InputRange",
     "Periphery",
@@ -59,6 +60,33 @@ class DriftCompensation(str, Enum):
     at t (Joshi et al. 2020; Le Gallo et al. 2018; reference/papers.md, "Drift compensation")."""
     COLUMN = "column"
     """One factor per column: the same ratio, column by column (aihwkit ``PerColumnDriftCompensation``)."""
+
+
+class Compensation(str, Enum):
+    """Drift compensation of an evaluation: a :class:`DriftCompensation`, or ``adabs``.
+
+    ``adabs`` is global drift compensation plus re-estimating every BatchNormalization's statistics on
+    calibration data at each time (adaptive batch-norm statistics; reference/papers.md). Being a ``str``
+    enum, ``Compensation.ADABS == "adabs"``, so strings keep working wherever a member is accepted.
+    """
+
+    NONE = "none"
+    GLOBAL = "global"
+    COLUMN = "column"
+    ADABS = "adabs"
+
+    @property
+    def drift(self) -> DriftCompensation:
+        """The drift compensation the analog layers apply (``adabs`` -> ``global``)."""
+        return DriftCompensation.GLOBAL if self is Compensation.ADABS else DriftCompensation(self.value)
+
+    @classmethod
+    def parse(cls, value: str | Compensation) -> Compensation:
+        """``"adabs"`` -> ``Compensation.ADABS``; raises :class:`ConfigError` naming the allowed values."""
+        try:
+            return cls(value)
+        except ValueError as err:
+            raise ConfigError(f"Compensation {value!r}: use one of {', '.join(m.value for m in cls)}.") from err
 
 
 @dataclass(frozen=True)
@@ -106,6 +134,9 @@ class Periphery:
     schema_version: int = field(default=SCHEMA_VERSION, repr=False)
 
     def __post_init__(self) -> None:
+        if self.schema_version != SCHEMA_VERSION or isinstance(self.schema_version, bool):
+            raise ConfigError(f"Periphery schema_version {self.schema_version!r} is not supported; this anacompile "
+                              f"reads schema_version {SCHEMA_VERSION}.")
         object.__setattr__(self, "input_range", _enum(InputRange, self.input_range, "input_range"))
         object.__setattr__(
             self, "drift_compensation", _enum(DriftCompensation, self.drift_compensation, "drift_compensation")
@@ -151,7 +182,7 @@ class Periphery:
         if self.adc_bits is None:
             return None
         bound = 10.0 if self.adc_bound is None else self.adc_bound
-        return 2.0 * bound / (2**self.adc_bits - 2)
+        return 2.0 * bound / float(2**self.adc_bits - 2)
 
     @property
     def bm_passes(self) -> int:
@@ -192,7 +223,7 @@ def _enum(cls: type[Enum], value: Any, name: str) -> Any:
     try:
         return cls(value)
     except ValueError as err:
-        allowed = ", ".join(m.value for m in cls)  # type: ignore[attr-defined]
+        allowed = ", ".join(m.value for m in cls)
         raise ConfigError(f"Periphery {name}={value!r}: must be one of {allowed}.") from err
 
 
@@ -206,77 +237,28 @@ PERIPHERY_PRESETS: dict[str, Periphery] = {
 """Named presets: ``standard`` = Rasch et al. 2023; ``ideal`` = no noise, no quantisation, no IR drop."""
 
 
-def _parse_value(text: str) -> Any:
-    low = text.strip().lower()
-    if low in ("none", "null", "off"):
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        pass
-    try:
-        return float(text)
-    except ValueError:
-        return text
-
-
 def parse_overrides(overrides: dict[str, Any] | list[str] | None) -> dict[str, Any]:
-    """Periphery overrides as a dict: ``["adc_bits=6", "adc_bound=none"]`` -> ``{"adc_bits": 6, "adc_bound": None}``."""
-    if not overrides:
-        return {}
-    if isinstance(overrides, dict):
-        return dict(overrides)
-    parsed: dict[str, Any] = {}
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"Periphery override {item!r}: write KEY=VALUE, e.g. adc_bits=6.")
-        parsed[key.strip()] = _parse_value(value)
-    return parsed
+    """Periphery overrides as a dict: ``["adc_bits=6", "adc_bound=none"]`` -> ``{"adc_bits": 6, "adc_bound": None}``.
+
+    Values are read as YAML 1.2 scalars (:func:`anacompile.config.parse_scalar`): ``1e-7`` is a float.
+    """
+    return config.parse_overrides(overrides, what="Periphery override")
+
+
+def _merge(base: Periphery, overrides: dict[str, Any], source: str) -> Periphery:
+    return Periphery.from_dict({**base.to_dict(), **overrides}, source=source)
 
 
 def get_periphery(spec: str | os.PathLike[str] | Periphery = "standard",
                   overrides: dict[str, Any] | list[str] | None = None) -> Periphery:
     """Return a preset (``standard``, ``ideal``) or a YAML/JSON file's periphery, with per-key overrides.
 
+    Files are read by :func:`anacompile.config.load_config` (YAML 1.2 numbers, ``schema_version`` checked).
+
     Args:
         spec: preset name, path to a .yaml/.yml/.json file (``{"base": "standard", "adc_bits": 6}``), or a
             :class:`Periphery`.
         overrides: ``{"adc_bits": 6}`` or CLI strings ``["adc_bits=6", "out_noise=0"]``.
     """
-    if isinstance(spec, Periphery):
-        base = spec
-    elif str(spec) in PERIPHERY_PRESETS:
-        base = PERIPHERY_PRESETS[str(spec)]
-    elif str(spec).endswith((".yaml", ".yml", ".json")):
-        base = _load_file(str(spec))
-    else:
-        raise ConfigError(
-            f"Unknown periphery {str(spec)!r}: use one of {', '.join(PERIPHERY_PRESETS)} or a .yaml/.json file."
-        )
-    if not overrides:
-        return base
-    return Periphery.from_dict({**base.to_dict(), **parse_overrides(overrides)}, source="periphery override")
-
-
-def _load_file(path: str) -> Periphery:
-    if not os.path.isfile(path):
-        raise ConfigError(f"Periphery file {path!r} does not exist.")
-    try:
-        with open(path, encoding="utf-8") as f:
-            if path.endswith(".json"):
-                data = json.load(f)
-            else:
-                import yaml
-
-                data = yaml.safe_load(f)
-    except (OSError, ValueError) as err:
-        raise ConfigError(f"Periphery file {path!r} is not valid JSON/YAML: {err}") from err
-    except Exception as err:  # yaml.YAMLError does not derive from ValueError
-        raise ConfigError(f"Periphery file {path!r} is not valid YAML: {err}") from err
-    if not isinstance(data, dict):
-        raise ConfigError(f"Periphery file {path!r}: expected a mapping of keys to values.")
-    base_name = data.pop("base", "standard")
-    if base_name not in PERIPHERY_PRESETS:
-        raise ConfigError(f"Periphery file {path!r}: base {base_name!r} is not one of {list(PERIPHERY_PRESETS)}.")
-    return Periphery.from_dict({**PERIPHERY_PRESETS[base_name].to_dict(), **data}, source=f"periphery file {path!r}")
+    return config.load_config(spec, what="Periphery", cls=Periphery, presets=PERIPHERY_PRESETS, merge=_merge,
+                              default_base="standard", overrides=overrides, schema_version=SCHEMA_VERSION)

@@ -25,17 +25,20 @@ from typing import Any
 
 import numpy as np
 
-from anacompile.compiler import read_report
-from anacompile.crossbar.periphery import Periphery, get_periphery, parse_overrides
+from anacompile.contract import read_report
+from anacompile.crossbar.periphery import Compensation, Periphery, get_periphery, parse_overrides
 from anacompile.errors import ConfigError, DataError
-from anacompile.evaluate.data import load_feeds
+from anacompile.evaluate.metrics import Metric, resolve_metric, score, top1_accuracy
 from anacompile.evaluate.times import format_time, parse_times
-from anacompile.model_io import atomic_output, load_proto
+from anacompile.feeds import load_feeds
+from anacompile.limits import MAX_CHIPS, MAX_WORKERS, check_count, check_index
+from anacompile.model_io import ModelInput, atomic_output, is_in_memory, load_proto, model_file, model_label
+from anacompile.runtime.session import AnalogSession
 
 __all__ = ["COMPENSATION_MODES", "EvaluationResult", "accuracy", "evaluate"]
 
 logger = logging.getLogger(__name__)
-COMPENSATION_MODES = ("none", "global", "column", "adabs")
+COMPENSATION_MODES = tuple(m.value for m in Compensation)
 ADABS_SAMPLES = 256
 """Calibration samples for AdaBS (from the training split of a built-in set, else the data's first rows)."""
 
@@ -74,10 +77,7 @@ class EvaluationResult:
 
 def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
     """Top-1 accuracy of class scores (N, C) against integer labels (N,)."""
-    if logits.ndim != 2 or logits.shape[0] != labels.shape[0]:
-        raise DataError(f"Output of shape {list(logits.shape)} does not fit {labels.shape[0]} labels; "
-                        "evaluate expects class scores (N, classes).")
-    return float(np.mean(np.argmax(logits, axis=1) == labels))
+    return top1_accuracy(logits, labels)
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,7 @@ class _Job:
     """Everything a worker needs to evaluate chips (picklable)."""
 
     model: str
-    data: str
+    data: str | None
     times_s: tuple[float, ...]
     seed: int | None
     compensation: str
@@ -94,6 +94,7 @@ class _Job:
     threads: int | None
     strategy: str | None = None
     programming: str | None = None
+    metric: str | Metric | None = None
 
 
 _WORKER: dict[str, Any] = {}
@@ -101,36 +102,30 @@ _WORKER: dict[str, Any] = {}
 
 def _setup(job: _Job) -> dict[str, Any]:
     """Session, data and AdaBS calibration set for a job (once per process)."""
-    from anacompile.runtime.session import AnalogSession
-
     if _WORKER.get("job") == job:
         return _WORKER
     proto = load_proto(job.model)
-    feeds, labels = load_feeds(job.data, proto, part="test")
-    if labels is None:
-        raise DataError(f"Data {job.data!r} has no 'labels' array; accuracy needs labels.")
     mode = "global" if job.compensation == "adabs" else job.compensation
     session = AnalogSession(job.model, chip_seed=None, seed=job.seed, compensation=mode,
                             periphery_overrides=dict(job.periphery_overrides) or None,
                             intra_op_threads=job.threads, strategy=job.strategy, programming=job.programming)
+    metric, name = resolve_metric(job.metric, data=job.data, proto=proto, digital_run=session.run_digital,
+                                  batch_size=job.batch_size)
     calib = None
     if job.compensation == "adabs":
+        if job.data is None:
+            raise DataError("adabs re-estimates BatchNorm statistics on calibration data: pass --data too.")
         part = "test" if str(job.data).endswith(".npz") else "train"
         calib, _ = load_feeds(job.data, proto, part=part, limit=ADABS_SAMPLES)
     _WORKER.clear()
-    _WORKER.update(job=job, session=session, feeds=feeds, labels=labels, calib=calib)
+    _WORKER.update(job=job, session=session, metric=metric, name=name, calib=calib)
     return _WORKER
 
 
-def _batched(fn, feeds: dict[str, np.ndarray], n: int, batch_size: int) -> np.ndarray:
-    parts = [fn({k: v[i:i + batch_size] for k, v in feeds.items()})[0] for i in range(0, n, batch_size)]
-    return np.concatenate(parts, axis=0)
-
-
 def _chip_accuracies(job: _Job, chip: int) -> list[float]:
-    """Program one chip and measure its accuracy at every time (runs in a worker or in-process)."""
+    """Program one chip and measure its metric at every time (runs in a worker or in-process)."""
     w = _setup(job)
-    session, feeds, labels = w["session"], w["feeds"], w["labels"]
+    session = w["session"]
     session.program(chip)
     out = []
     for t in job.times_s:
@@ -138,22 +133,22 @@ def _chip_accuracies(job: _Job, chip: int) -> list[float]:
         if w["calib"] is not None:
             session.reset_batchnorm()
             session.recalibrate_batchnorm(w["calib"])
-        logits = _batched(lambda f: session.run(f), feeds, labels.shape[0], job.batch_size)
-        out.append(accuracy(logits, labels))
+        out.append(score(w["metric"], session.run, w["name"]))
     return out
 
 
-def evaluate(model: str | os.PathLike[str], data: str | os.PathLike[str] = "digits",
+def evaluate(model: ModelInput, data: str | os.PathLike[str] | None = "digits",
              times: str | list = "1s,1h,1d,1y", chips: int = 25, seed: int | None = None,
              compensation: str | None = None, periphery_overrides: dict | list[str] | None = None,
              workers: int = 1, progress=None, csv_path: str | os.PathLike[str] | None = None,
              batch_size: int = 4096, strategy: str | None = None, programming: str | None = None,
-             threads: int | None = None) -> EvaluationResult:
-    """Program ``chips`` chips and measure the task accuracy of each at every time.
+             threads: int | None = None, metric: str | Metric | None = None) -> EvaluationResult:
+    """Program ``chips`` chips and measure the task metric of each at every time.
 
     Args:
-        model: compiled model.
-        data: built-in set (``digits``: its fixed test split) or an .npz with the model inputs and ``labels``.
+        model: compiled model: a file, an ``onnx.ModelProto`` or an ``onnx_ir.Model``.
+        data: built-in set (``digits``: its fixed test split) or an .npz with the model inputs (and
+            ``labels`` for ``accuracy``); ``None`` with a callable metric that brings its own data.
         times: times since programming (``"1s,1h,1d,1y"`` or seconds).
         chips: number of simulated chips.
         seed: experiment seed (default: the compile seed).
@@ -166,21 +161,40 @@ def evaluate(model: str | os.PathLike[str], data: str | os.PathLike[str] = "digi
         strategy: re-map the weights with another programming strategy (``single``, ``dual``, a .json).
         programming: chip programming method (``gaussian``, ``verify``; default: the compiled one).
         threads: onnxruntime threads per worker (default: the cores divided among the workers).
+        metric: ``accuracy``, ``agreement``, ``cosine``, ``nmse``, ``"FILE.py:FUNCTION"`` or a callable
+            ``metric(run) -> float`` (:mod:`anacompile.evaluate.metrics`); default ``accuracy`` when the data
+            has labels, else ``agreement``. The FP32 baseline is the same metric on the FP32 model. With
+            several workers a callable must be picklable (a module-level function).
     """
 
+    if is_in_memory(model):  # the session and the worker processes read the model by path
+        with model_file(model, "model.analog.onnx") as path:
+            result = evaluate(path, data, times, chips, seed, compensation, periphery_overrides, workers, progress,
+                              csv_path, batch_size, strategy, programming, threads, metric)
+        result.model = model_label(model)
+        return result
     times_s = parse_times(times)
-    if chips < 1:
-        raise ConfigError(f"--chips {chips}: need at least one chip.")
-    if workers < 1:
-        raise ConfigError(f"--workers {workers}: need at least one worker.")
-    if compensation is not None and compensation not in COMPENSATION_MODES:
-        raise ConfigError(f"Compensation {compensation!r}: use one of {', '.join(COMPENSATION_MODES)}.")
+    chips = check_count(chips, "--chips", MAX_CHIPS)
+    workers = check_count(workers, "--workers", MAX_WORKERS)
+    seed = None if seed is None else check_index(seed, "--seed")
+    if compensation is not None:
+        compensation = Compensation.parse(compensation).value
+    if workers > 1 and callable(metric):
+        import pickle
+
+        try:
+            pickle.dumps(metric)
+        except Exception as err:  # lambdas, closures, local functions
+            raise ConfigError(f"metric={metric!r} cannot be sent to worker processes ({type(err).__name__}); "
+                              "use workers=1, a module-level function, or 'FILE.py:FUNCTION'.") from err
     overrides = parse_overrides(periphery_overrides)
     report = read_report(load_proto(model))
     stored = get_periphery(Periphery.from_dict(report.periphery), overrides or None)
     mode = compensation or stored.drift_compensation.value
-    job = _Job(str(model), str(data), tuple(times_s), seed, mode, tuple(sorted(overrides.items())), batch_size,
-               threads or (None if workers == 1 else max(1, (os.cpu_count() or 1) // workers)), strategy, programming)
+    job = _Job(str(model), None if data is None else str(data), tuple(times_s), seed, mode,
+               tuple(sorted(overrides.items())), batch_size,
+               threads or (None if workers == 1 else max(1, (os.cpu_count() or 1) // workers)), strategy, programming,
+               metric)
     acc = np.zeros((chips, len(times_s)))
     writer, handle = _csv_writer(csv_path)
     pool = _start_pool(job, chips, workers)  # workers start (and import) while the baseline runs here
@@ -190,7 +204,7 @@ def evaluate(model: str | os.PathLike[str], data: str | os.PathLike[str] = "digi
         notes = []
         if mode == "adabs" and not session.batchnorms:
             notes.append("adabs: the model has no BatchNormalization; adabs is global drift compensation here")
-        baseline = accuracy(_batched(session.run_digital, w["feeds"], w["labels"].shape[0], batch_size), w["labels"])
+        baseline = score(w["metric"], session.run_digital, w["name"])
         experiment_seed = session.seed
         results = _collect(pool) if pool is not None else ((c, _chip_accuracies(job, c)) for c in range(chips))
         for done, (chip, row) in enumerate(results, start=1):
@@ -207,7 +221,7 @@ def evaluate(model: str | os.PathLike[str], data: str | os.PathLike[str] = "digi
         if pool is not None:
             pool[0].shutdown(cancel_futures=True)
     return EvaluationResult(
-        model=str(model), data=str(data), chips=chips, seed=experiment_seed, compensation=mode,
+        model=str(model), data=str(data), chips=chips, seed=experiment_seed, compensation=mode, metric=w["name"],
         baseline=baseline, times_s=times_s, accuracy_mean=acc.mean(axis=0).tolist(),
         accuracy_std=acc.std(axis=0).tolist(), accuracy=acc.tolist(), periphery_overrides=overrides, notes=notes,
         strategy=strategy, programming=programming,

@@ -16,10 +16,13 @@ from typing import Any
 import numpy as np
 
 from anacompile.crossbar.reference import tile_forward
-from anacompile.evaluate.data import load_feeds
+from anacompile.evaluate.metrics import resolve_metric, score
 from anacompile.evaluate.times import format_time, parse_times
+from anacompile.feeds import load_feeds
+from anacompile.limits import MAX_CHIPS, MAX_SAMPLES, check_count, check_index
 from anacompile.model_io import load_proto
-from anacompile.runtime.chip_state import chip_rng
+from anacompile.programming.chip_state import chip_rng
+from anacompile.runtime.session import AnalogSession
 
 __all__ = ["MVMErrorResult", "mvm_error"]
 
@@ -36,6 +39,10 @@ class MVMErrorResult:
     shapes: list[list[int]]
     error_mean: list[list[float]]  # [layer][time]
     error_std: list[list[float]]
+    metric: str | None = None  # the end-to-end task metric, when one was asked for
+    metric_baseline: float | None = None  # FP32
+    metric_mean: list[float] | None = None  # [time], mean over chips
+    metric_std: list[float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
@@ -47,14 +54,25 @@ class MVMErrorResult:
 def mvm_error(model: str | os.PathLike[str], data: str | os.PathLike[str] = "digits", times: str | list = "1s",
               chips: int = 5, seed: int | None = None, compensation: str | None = None,
               periphery_overrides: dict | list[str] | None = None, samples: int = 256,
-              progress=None) -> MVMErrorResult:
-    """eps_M of every analog layer of a compiled model at each time, over ``chips`` chips."""
-    from anacompile.runtime.session import AnalogSession
+              progress=None, metric=None) -> MVMErrorResult:
+    """eps_M of every analog layer of a compiled model at each time, over ``chips`` chips.
 
+    With ``metric`` (a built-in name, ``"FILE.py:FUNCTION"`` or a callable ``metric(run) -> float``,
+    :mod:`anacompile.evaluate.metrics`) the same chips are also scored end to end at every time, beside the
+    FP32 baseline, so a layer's error can be read against what the task loses.
+    """
     times_s = parse_times(times)
+    chips = check_count(chips, "--chips", MAX_CHIPS)
+    samples = check_count(samples, "--samples", MAX_SAMPLES)
+    seed = None if seed is None else check_index(seed, "--seed")
     proto = load_proto(model)
     feeds, _ = load_feeds(data, proto, part="test", limit=samples)
     session = AnalogSession(model, seed=seed, compensation=compensation, periphery_overrides=periphery_overrides)
+    task, name, base = None, None, None
+    if metric is not None:
+        task, name = resolve_metric(metric, data=data, proto=proto, digital_run=session.run_digital)
+        base = score(task, session.run_digital, name)
+    scores = np.zeros((len(times_s), chips))
     xs = session.layer_inputs(feeds)
     weights = {layer.name: session.ideal_weight(layer, xs[layer.name].shape[-1]) for layer in session.layers}
     ideal = {name: xs[name].astype(np.float64) @ weights[name] for name in xs}
@@ -75,6 +93,8 @@ def mvm_error(model: str | os.PathLike[str], data: str | os.PathLike[str] = "dig
                                  noise)
                 ref = ideal[layer.name]
                 err[i, j, chip] = np.linalg.norm(y - ref) / max(np.linalg.norm(ref), 1e-30)
+            if task is not None:
+                scores[j, chip] = score(task, session.run, name)
         if progress is not None:
             progress(chip + 1, chips)
     return MVMErrorResult(
@@ -82,4 +102,7 @@ def mvm_error(model: str | os.PathLike[str], data: str | os.PathLike[str] = "dig
         layers=[layer.name for layer in session.layers],
         shapes=[list(weights[layer.name].shape) for layer in session.layers],
         error_mean=err.mean(axis=2).tolist(), error_std=err.std(axis=2).tolist(),
+        metric=name, metric_baseline=base,
+        metric_mean=scores.mean(axis=1).tolist() if task is not None else None,
+        metric_std=scores.std(axis=1).tolist() if task is not None else None,
     )

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from anacompile.config import read_config_file
 from anacompile.errors import ConfigError, OutputError
 
 __all__ = ["PIECEWISE_SCHEMA_VERSION", "PiecewiseMapping"]
@@ -214,11 +215,5 @@ class PiecewiseMapping:
         Raises:
             ConfigError: the file is missing, not JSON, or not a valid piecewise strategy.
         """
-        try:
-            with open(path, encoding="utf-8") as fh:
-                d = json.load(fh)
-        except FileNotFoundError as err:
-            raise ConfigError(f"Strategy file {os.fspath(path)!r} not found.") from err
-        except json.JSONDecodeError as err:
-            raise ConfigError(f"Strategy file {os.fspath(path)!r} is not valid JSON: {err}.") from err
+        d = read_config_file(path, "Strategy file", suffixes=(".json",), schema_version=None)
         return cls.from_dict(d)

@@ -9,10 +9,17 @@ import numpy as np
 import onnx_ir as ir
 from numpy.typing import NDArray
 
-__all__ = ["DIGITAL_KEY", "LAYER_KEY", "LayerPlan", "analog_layers", "node_plans"]
+__all__ = ["DIGITAL_KEY", "LAYER_KEY", "SHARED_KEY", "LayerPlan", "analog_layers", "is_use", "node_plans",
+           "plan_mapping"]
 
 LAYER_KEY = "anacompile.layer"
 DIGITAL_KEY = "anacompile.digital_reason"
+SHARED_KEY = "tiles_of"
+"""``LayerPlan.extra`` key of a *use* of another layer's tiles: the plan whose programmed weight it reads.
+
+A stored tensor read by several ops (an unrolled recurrence, tied weights) is programmed once: the first op
+in graph order owns the plan (partitioned, calibrated over every use's inputs, mapped, programmed), the
+others get a use plan that carries only their own input and bias and reads the owner's chip stage."""
 
 
 @dataclass
@@ -81,5 +88,16 @@ def node_plans(node: ir.Node) -> list[LayerPlan]:
 
 
 def analog_layers(model: ir.Model) -> list[tuple[ir.Node, LayerPlan]]:
-    """Every analog layer of the main graph as (source node, plan), in graph order, then plan order."""
-    return [(n, plan) for n in model.graph for plan in node_plans(n)]
+    """Every analog layer of the main graph as (source node, plan), in graph order, then plan order; the uses
+    of a shared weight's tiles (:func:`is_use`) are not layers of their own and are left out."""
+    return [(n, plan) for n in model.graph for plan in node_plans(n) if not is_use(plan)]
+
+
+def is_use(plan: LayerPlan) -> bool:
+    """Whether ``plan`` reads another layer's programmed tiles (a shared weight's second or later use)."""
+    return SHARED_KEY in plan.extra
+
+
+def plan_mapping(plan: LayerPlan, default):
+    """The layer's own programming strategy (``--layer-strategy``), else the model's ``default``."""
+    return plan.extra.get("mapping") or default

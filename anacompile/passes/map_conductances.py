@@ -11,7 +11,7 @@ import numpy as np
 import onnx_ir as ir
 
 from anacompile.mapping import ConductanceMapping, normalise_columns
-from anacompile.passes._layer import analog_layers
+from anacompile.passes._layer import analog_layers, plan_mapping
 from anacompile.passes._tensor_store import TensorStore, release
 
 __all__ = ["MapConductancesPass"]
@@ -33,7 +33,8 @@ class MapConductancesPass(ir.passes.InPlacePass):
                 continue
             u, gamma = normalise_columns(plan.tiled_weight(), axis=1)
             plan.col_scale = gamma.astype(np.float32)
-            g_target = self.mapping.encode(u, self.device.g_min_us, self.device.g_max_us).astype(np.float32)
+            mapping = plan_mapping(plan, self.mapping)
+            g_target = mapping.encode(u, self.device.g_min_us, self.device.g_max_us).astype(np.float32)
             del u
             plan.g_target = g_target if self.store is None else self.store.put(f"{plan.name}.g_target", g_target)
             plan.release_weight()  # mapped: the source weight is no longer needed

@@ -13,11 +13,11 @@ from collections.abc import Callable
 import numpy as np
 import onnx_ir as ir
 
-from anacompile.errors import AnacompileError
-from anacompile.passes._layer import DIGITAL_KEY, LAYER_KEY, LayerPlan
+from anacompile.errors import AnacompileError, UnsupportedModelError
+from anacompile.passes._layer import DIGITAL_KEY, LAYER_KEY, SHARED_KEY, LayerPlan
 from anacompile.passes._names import unique_name
 
-__all__ = ["HANDLERS", "MarkAnalogOpsPass"]
+__all__ = ["HANDLERS", "SHARED_WEIGHTS", "MarkAnalogOpsPass"]
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +78,22 @@ def _plan_gemm(node: ir.Node, name: str) -> LayerPlan:
     return LayerPlan(name=name, source_op="Gemm", weight=w, bias=bias, input=node.inputs[0], extra=extra)
 
 
+def _check_weight(node: ir.Node, plan: LayerPlan) -> None:
+    """An empty weight stays digital; a NaN or infinite weight or bias is refused, naming the tensor."""
+    w = plan.weight
+    if w is None:
+        return
+    if w.size == 0:
+        raise _Digital(f"weight of shape {list(w.shape)} has no elements")
+    consts = [v.name for v in node.inputs if v is not None and v.const_value is not None]
+    for what, array in (("weight", w), ("bias", plan.bias)):
+        if array is not None and np.issubdtype(np.asarray(array).dtype, np.floating) and not np.isfinite(array).all():
+            bad = int(np.size(array) - np.isfinite(array).sum())
+            raise UnsupportedModelError(
+                f"node {node.name or node.op_type!r}: its {what} (from {', '.join(consts) or 'a constant'}) holds "
+                f"{bad} NaN or infinite values; fix the model's weights (e.g. retrain or re-export) before compiling.")
+
+
 HANDLERS: dict[tuple[str, str], Callable[[ir.Node, str], LayerPlan | list[LayerPlan]]] = {
     ("", "MatMul"): _plan_matmul,
     ("", "Gemm"): _plan_gemm,
@@ -86,16 +102,47 @@ HANDLERS: dict[tuple[str, str], Callable[[ir.Node, str], LayerPlan | list[LayerP
 several analog layers (LSTM/GRU/RNN, :mod:`anacompile.passes.recurrent`, registers itself here)."""
 
 
+SHARED_WEIGHTS = ("share", "replicate")
+"""What the compiler does with a stored weight read by several MatMul/Gemm ops: ``share`` programs it once on
+one set of tiles that every use reads (a crossbar stores a weight once and is read again at every step);
+``replicate`` programs a copy on its own tiles for every use."""
+
+
+def _share_key(node: ir.Node) -> tuple | None:
+    """Ops with equal keys compute x W with the same stored matrix W (same tensor, same transpose, alpha)."""
+    if (node.domain, node.op_type) not in (("", "MatMul"), ("", "Gemm")) or len(node.inputs) < 2:
+        return None
+    weight = node.inputs[1]
+    if weight is None or weight.const_value is None:
+        return None
+    if node.op_type == "MatMul":
+        return (id(weight), 0, 1.0)
+    return (id(weight), int(_attr(node, "transB", 0)), float(_attr(node, "alpha", 1.0)))
+
+
 class MarkAnalogOpsPass(ir.passes.InPlacePass):
     """Mark every MatMul/Gemm with a constant 2-D weight as an analog layer; note why others stay digital.
+
+    A stored weight that several MatMul/Gemm ops read is planned once, by the first of them in graph order;
+    the others become *uses* of its tiles (``extra["tiles_of"]``, :func:`~anacompile.passes._layer.is_use`)
+    unless ``shared_weights="replicate"``.
 
     A second run changes nothing: nodes already marked, or already rewritten to the analog domain, are
     skipped.
     """
 
+    def __init__(self, shared_weights: str = "share") -> None:
+        super().__init__()
+        if shared_weights not in SHARED_WEIGHTS:
+            from anacompile.errors import ConfigError
+
+            raise ConfigError(f"shared_weights={shared_weights!r}: must be one of {', '.join(SHARED_WEIGHTS)}.")
+        self.shared_weights = shared_weights
+
     def call(self, model: ir.Model) -> ir.passes.PassResult:
         modified = False
         used: set[str] = set()
+        owners: dict[tuple, LayerPlan] = {}
         for index, node in enumerate(model.graph):
             handler = HANDLERS.get((node.domain, node.op_type))
             if handler is None or LAYER_KEY in node.meta or DIGITAL_KEY in node.meta:
@@ -103,6 +150,8 @@ class MarkAnalogOpsPass(ir.passes.InPlacePass):
             name = unique_name(node.name or f"{node.op_type.lower()}_{index}", used, sanitize=True)
             try:
                 plans = handler(node, name)
+                for plan in plans if isinstance(plans, list) else [plans]:
+                    _check_weight(node, plan)
                 for plan in plans if isinstance(plans, list) else []:
                     if plan.name != name:  # a recurrent op's extra layers (name_fwd, name_bwd, ...)
                         plan.name = unique_name(plan.name, used, sanitize=True)
@@ -110,6 +159,14 @@ class MarkAnalogOpsPass(ir.passes.InPlacePass):
                 if weight is not None and weight.const_value is not None:  # the op's compute type T
                     for plan in plans if isinstance(plans, list) else [plans]:
                         plan.extra.setdefault("io_dtype", weight.const_value.dtype)
+                key = _share_key(node) if self.shared_weights == "share" else None
+                if key is not None and isinstance(plans, LayerPlan):
+                    owner = owners.setdefault(key, plans)
+                    if owner is not plans:  # programmed once: this op reads the owner's tiles
+                        plans.weight_shape = (owner.k, owner.n_out)
+                        plans.weight = None
+                        plans.extra[SHARED_KEY] = owner
+                        owner.extra.setdefault("uses", [owner.name]).append(plans.name)
                 node.meta[LAYER_KEY] = plans
             except _Digital as reason:
                 node.meta[DIGITAL_KEY] = str(reason)

@@ -3,7 +3,7 @@
 The compiled file carries the programmed state of chip ``chip`` of experiment ``seed``, so that a stock
 onnxruntime runs that chip at any ``t_inference`` with no anacompile installed. The analog session
 re-programs any other chip from the stored targets with the same functions
-(:mod:`anacompile.runtime.chip_state`).
+(:mod:`anacompile.programming.chip_state`).
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import onnx_ir as ir
 
 from anacompile.crossbar.periphery import DriftCompensation
 from anacompile.mapping import ConductanceMapping
-from anacompile.passes._layer import analog_layers
+from anacompile.passes._layer import analog_layers, plan_mapping
 from anacompile.passes._tensor_store import TensorStore, as_array, release
-from anacompile.runtime.chip_state import program_layer
+from anacompile.programming.chip_state import program_layer
 
 __all__ = ["ProgramChipPass"]
 
@@ -36,12 +36,13 @@ class ProgramChipPass(ir.passes.InPlacePass):
 
     def call(self, model: ir.Model) -> ir.passes.PassResult:
         modified = False
-        gain = self.mapping.gain_us(self.device.g_min_us, self.device.g_max_us)
         for index, (_, plan) in enumerate(analog_layers(model)):
             if plan.g_prog is not None:
                 continue
+            mapping = plan_mapping(plan, self.mapping)
+            gain = mapping.gain_us(self.device.g_min_us, self.device.g_max_us)
             g_prog, nu, plan.gdc_ref = program_layer(
-                as_array(plan.g_target, np.float64), self.mapping.significance, gain, self.device, self.seed,
+                as_array(plan.g_target, np.float64), mapping.significance, gain, self.device, self.seed,
                 self.chip, index, self.compensation, self.method)
             release(plan.g_target)
             if self.store is None:

@@ -17,8 +17,8 @@ def _write(path: Path, text: str) -> Path:
     return path
 
 
-def test_available_lists_the_pcm_preset() -> None:
-    assert available() == ["pcm"]
+def test_available_lists_the_presets() -> None:
+    assert available() == ["pcm", "rram_wan2022"]
 
 
 def test_get_pcm_returns_the_preset() -> None:

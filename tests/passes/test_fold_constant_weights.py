@@ -269,8 +269,10 @@ def test_integer_results_are_not_folded():
 from tests._support.devices import NOISELESS_DEVICE  # noqa: E402
 
 
-def test_compile_report_names_the_source_and_the_sharing_ops(tmp_path):
-    """Tied embedding + a matrix used by two MatMuls: each use is its own analog layer, and the report says so."""
+@pytest.mark.parametrize("shared_weights", ["share", "replicate"])
+def test_compile_report_names_the_source_and_the_sharing_ops(tmp_path, shared_weights):
+    """Tied embedding + a matrix used by two MatMuls: shared, the two MatMuls read one set of tiles (one row,
+    both uses listed); replicated, each use is its own analog layer; the report says which."""
     rng = np.random.default_rng(9)
     vocab = 11
     emb = rng.standard_normal((vocab, K)).astype(np.float32)
@@ -287,13 +289,19 @@ def test_compile_report_names_the_source_and_the_sharing_ops(tmp_path):
     onnx.save(proto, src)
     device = tmp_path / "noiseless.yaml"
     device.write_text(NOISELESS_DEVICE)
-    report = compile_model(src, out, device=device, periphery="ideal")
+    report = compile_model(src, out, device=device, periphery="ideal", shared_weights=shared_weights)
     rows = {layer.name: layer for layer in report.layers}
-    assert [layer.analog for layer in report.layers] == [True, True, True]
     assert (rows["lm_head"].weight_source, rows["lm_head"].shared_with) == ("Transpose(E)", ["embed"])
     assert (rows["mix1"].weight_source, rows["mix1"].shared_with) == ("W", ["mix2"])
-    assert (rows["mix2"].weight_source, rows["mix2"].shared_with) == ("W", ["mix1"])
-    assert read_report(onnx.load(str(out))).layers[2].shared_with == ["embed"]
+    if shared_weights == "share":
+        assert list(rows) == ["mix1", "lm_head"] and rows["mix1"].uses == ["mix1", "mix2"]
+        assert report.totals["weights_mapped"] == K * K + K * vocab and report.totals["tiles"] == 2
+        assert any("programmed once" in note for note in report.notes)
+    else:
+        assert list(rows) == ["mix1", "mix2", "lm_head"] and rows["mix1"].uses == []
+        assert (rows["mix2"].weight_source, rows["mix2"].shared_with) == ("W", ["mix1"])
+        assert report.totals["tiles"] == 3 and any("replicated" in note for note in report.notes)
+    assert read_report(onnx.load(str(out))).layers[-1].shared_with == ["embed"]
     ids = rng.integers(0, vocab, (3, 4)).astype(np.int64)
     np.testing.assert_allclose(_run(onnx.load(str(out)), {"ids": ids})[0], _run(proto, {"ids": ids})[0],
                                rtol=1e-5, atol=1e-5)
