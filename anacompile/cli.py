@@ -8,6 +8,7 @@ logs go to stderr.
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import sys
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from anacompile.cli_progress import progress as _progress
@@ -361,8 +363,9 @@ _register_optional_commands()
 app.command("export-tiles")(export_tiles_command)
 app.command("sensitivity")(__import__("anacompile.placement.cli_commands", fromlist=["x"]).sensitivity_command)
 app.command("cost")(__import__("anacompile.cost.cli_command", fromlist=["cost_command"]).cost_command)
+app.command("finetune")(importlib.import_module("anacompile.finetune.cli_commands").finetune_command)
 _COMMANDS = {"demo", "compile", "inspect", "devices", "evaluate", "optimize", "program-verify", "mvm-error",
-             "sensitivity", "export-tiles", "cost"}
+             "sensitivity", "export-tiles", "cost", "finetune"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -382,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
     except AnacompileError as err:
         if _STATE["verbose"]:
             raise
-        err_console.print(f"[red]error:[/] {err}", highlight=False, soft_wrap=True)
+        err_console.print(f"[red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
         return 1
     except KeyboardInterrupt:
         err_console.print("[red]error:[/] interrupted; no output was written.")

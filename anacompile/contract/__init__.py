@@ -8,26 +8,110 @@ report. The compiler writes it, the runtime and ``inspect`` read it. It imports 
 
 from __future__ import annotations
 
-from anacompile.contract.names import *  # noqa: F403
-from anacompile.contract.names import __all__ as _names
-from anacompile.contract.report import REPORT_SCHEMA_VERSION, CompileReport, LayerReport, read_report
-from anacompile.contract.signatures import *  # noqa: F403
-from anacompile.contract.signatures import __all__ as _signatures
-from anacompile.contract.specs import PLAN_RANK_ONE_TILE, PLAN_RANK_TILED, LayerSpec, TileConstants
-from anacompile.contract.versions import DOMAIN_VERSION, DOMAIN_VERSIONS, check_domain_version
+from anacompile.contract.names import (
+    ANALOG_MATMUL,
+    BIAS,
+    CHIP_WEIGHTS,
+    COL_SCALE,
+    DOMAIN,
+    G_PROG,
+    G_TARGET,
+    GDC_REF,
+    IN_RANGE,
+    IN_SCALE,
+    IR_WEIGHT,
+    META_CHIP,
+    META_REPORT,
+    META_VERSION,
+    NOISE,
+    NOISE_BANK,
+    NOISE_END,
+    NOISE_START,
+    NU,
+    OUT_SCALE,
+    SCALE,
+    T_INFERENCE,
+    TILE_INPUTS,
+    TILED,
+    W_EFF,
+    layer_tensor,
+)
+from anacompile.contract.report import (
+    REPORT_SCHEMA_VERSION,
+    CompileReport,
+    LayerReport,
+    read_report,
+)
+from anacompile.contract.signatures import (
+    ANALOG_MATMUL_SIGNATURE,
+    CHIP_ATTRIBUTES,
+    CHIP_INPUTS,
+    CHIP_OUTPUTS,
+    CHIP_WEIGHTS_SIGNATURE,
+    MATMUL_ATTRIBUTES,
+    MATMUL_INPUTS,
+    MATMUL_NOISE_INPUTS,
+    MATMUL_OUTPUTS,
+    OpSignature,
+)
+from anacompile.contract.specs import (
+    PLAN_RANK_ONE_TILE,
+    PLAN_RANK_TILED,
+    LayerSpec,
+    TileConstants,
+)
+from anacompile.contract.versions import (
+    DOMAIN_VERSION,
+    DOMAIN_VERSIONS,
+    check_domain_version,
+)
 
 __all__ = [
-    *_names,
-    *_signatures,
+    "ANALOG_MATMUL",
+    "ANALOG_MATMUL_SIGNATURE",
+    "BIAS",
+    "CHIP_ATTRIBUTES",
+    "CHIP_INPUTS",
+    "CHIP_OUTPUTS",
+    "CHIP_WEIGHTS",
+    "CHIP_WEIGHTS_SIGNATURE",
+    "COL_SCALE",
+    "CompileReport",
+    "DOMAIN",
     "DOMAIN_VERSION",
     "DOMAIN_VERSIONS",
+    "GDC_REF",
+    "G_PROG",
+    "G_TARGET",
+    "IN_RANGE",
+    "IN_SCALE",
+    "IR_WEIGHT",
+    "LayerReport",
+    "LayerSpec",
+    "MATMUL_ATTRIBUTES",
+    "MATMUL_INPUTS",
+    "MATMUL_NOISE_INPUTS",
+    "MATMUL_OUTPUTS",
+    "META_CHIP",
+    "META_REPORT",
+    "META_VERSION",
+    "NOISE",
+    "NOISE_BANK",
+    "NOISE_END",
+    "NOISE_START",
+    "NU",
+    "OUT_SCALE",
+    "OpSignature",
     "PLAN_RANK_ONE_TILE",
     "PLAN_RANK_TILED",
     "REPORT_SCHEMA_VERSION",
-    "CompileReport",
-    "LayerReport",
-    "LayerSpec",
+    "SCALE",
+    "TILED",
+    "TILE_INPUTS",
+    "T_INFERENCE",
     "TileConstants",
+    "W_EFF",
     "check_domain_version",
+    "layer_tensor",
     "read_report",
 ]

@@ -6,6 +6,7 @@ spread over the compiler and the runtime: the rule lives in :meth:`LayerSpec.fro
 
 from __future__ import annotations
 
+from collections.abc import ItemsView
 from dataclasses import asdict, dataclass, fields
 
 __all__ = ["PLAN_RANK_ONE_TILE", "PLAN_RANK_TILED", "LayerSpec", "TileConstants"]
@@ -49,7 +50,7 @@ class TileConstants:
         """Field names."""
         return tuple(f.name for f in fields(self))
 
-    def items(self):
+    def items(self) -> ItemsView[str, float]:
         """(name, value) pairs."""
         return self.as_attributes().items()
 

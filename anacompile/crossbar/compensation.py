@@ -59,7 +59,7 @@ def calibration_read(
     batch_dims: int = 0,
     read: CalibrationRead = CalibrationRead.ONE_HOT,
     dtype: Any = np.float32,
-) -> NDArray:
+) -> NDArray[Any]:
     """The calibration read of weights ``w`` (..., rows, N).
 
     Args:
@@ -75,11 +75,12 @@ def calibration_read(
     """
     w = np.asarray(w, dtype)
     if mode is DriftCompensation.COLUMN:
-        return np.sum(np.abs(w), axis=-2, keepdims=True)
-    axes = tuple(range(batch_dims, w.ndim))
-    if read is CalibrationRead.ALL_ONES:
-        return np.sum(np.abs(np.sum(w, axis=-2)), axis=tuple(range(batch_dims, w.ndim - 1)))
-    return np.sum(np.abs(w), axis=axes)
+        out = np.sum(np.abs(w), axis=-2, keepdims=True)
+    elif read is CalibrationRead.ALL_ONES:
+        out = np.sum(np.abs(np.sum(w, axis=-2)), axis=tuple(range(batch_dims, w.ndim - 1)))
+    else:
+        out = np.sum(np.abs(w), axis=tuple(range(batch_dims, w.ndim)))
+    return np.asarray(out)
 
 
 def compensation_reference(w0: ArrayLike, mode: DriftCompensation) -> NDArray[np.float32]:
@@ -111,7 +112,8 @@ def gdc_alpha(
     u_target, u_hw = np.asarray(u_target, np.float64), np.asarray(u_hw, np.float64)
     ref = calibration_read(u_target, batch_dims=u_target.ndim - 2, read=read, dtype=np.float64)
     hw = calibration_read(u_hw, batch_dims=u_hw.ndim - 2, read=read, dtype=np.float64)
-    return ref / np.maximum(hw, GDC_EPS)
+    alpha: NDArray[np.float64] = ref / np.maximum(hw, GDC_EPS)
+    return alpha
 
 
 def compensation_nodes(b: Any, w: str, reference: str, shape_like: str, mode: DriftCompensation, opset: int) -> str:
@@ -130,9 +132,11 @@ def compensation_nodes(b: Any, w: str, reference: str, shape_like: str, mode: Dr
     """
     shape = b.op("Shape", shape_like)
     if mode is DriftCompensation.NONE:
-        return b.op("Expand", b.const(1.0), shape)
-    if mode is DriftCompensation.GLOBAL:
+        alpha = b.op("Expand", b.const(1.0), shape)
+    elif mode is DriftCompensation.GLOBAL:
         cur = b.op("ReduceSum", b.op("Abs", w), keepdims=0)  # all axes
-        return b.op("Expand", b.op("Div", reference, b.op("Max", cur, b.const(GDC_EPS))), shape)
-    cur = b.reduce("ReduceSum", b.op("Abs", w), [-2], 1, opset)
-    return b.op("Div", reference, b.op("Max", cur, b.const(GDC_EPS)))
+        alpha = b.op("Expand", b.op("Div", reference, b.op("Max", cur, b.const(GDC_EPS))), shape)
+    else:
+        cur = b.reduce("ReduceSum", b.op("Abs", w), [-2], 1, opset)
+        alpha = b.op("Div", reference, b.op("Max", cur, b.const(GDC_EPS)))
+    return str(alpha)
