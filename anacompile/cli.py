@@ -9,6 +9,7 @@ logs go to stderr.
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import sys
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from anacompile.cli_output import JSON_HELP, check_json_target, json_to_stdout, write_json
@@ -95,6 +97,7 @@ def compile_cmd(
     _print_layers(report)
     for note in report.notes:
         err_console.print(f"[yellow]note:[/] {note}")
+    out_console.print(__import__("anacompile.cost.cli_command", fromlist=["x"]).cost_summary(report.output))
     out_console.print(f"wrote [bold]{report.output}[/]" + (f" and {json_out}" if json_out else ""))
 
 
@@ -366,8 +369,9 @@ _register_optional_commands()
 app.command("export-tiles")(export_tiles_command)
 app.command("sensitivity")(__import__("anacompile.placement.cli_commands", fromlist=["x"]).sensitivity_command)
 app.command("cost")(__import__("anacompile.cost.cli_command", fromlist=["cost_command"]).cost_command)
+app.command("finetune")(importlib.import_module("anacompile.finetune.cli_commands").finetune_command)
 _COMMANDS = {"demo", "compile", "inspect", "devices", "evaluate", "optimize", "program-verify", "mvm-error",
-             "sensitivity", "export-tiles", "cost"}
+             "sensitivity", "export-tiles", "cost", "finetune"}
 
 
 def _command_names() -> set[str]:
@@ -413,7 +417,7 @@ def main(argv: list[str] | None = None) -> int:
     except AnacompileError as err:
         if _STATE["verbose"]:
             raise
-        err_console.print(f"[red]error:[/] {err}", highlight=False, soft_wrap=True)
+        err_console.print(f"[red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
         return 1
     except KeyboardInterrupt:
         err_console.print("[red]error:[/] interrupted; no output was written.")

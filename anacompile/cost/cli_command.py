@@ -131,3 +131,22 @@ def cost_command(
     if plot is not None:
         plot_energy_per_layer(report, plot)
         console.print(f"wrote {plot}")
+
+
+def cost_summary(model: str | Path, params: str = "ibm64core") -> str:
+    """One line for the compile report: tiles, MVMs, energy, latency, area per inference on ``params``.
+
+    Returns an explanation instead when the model cannot be costed (the compile has succeeded anyway).
+    """
+    from anacompile.cost.model import estimate_cost
+    from anacompile.errors import AnacompileError
+
+    try:
+        tot = estimate_cost(model, params).totals
+    except (AnacompileError, ValueError, OSError) as err:
+        return f"cost: not estimated ({err})"
+    return (
+        f"cost on {params} (batch 1, symbolic dims 128; `anacompile cost` for details): {tot['tiles']} tiles, "
+        f"{tot['mvms']:,} MVMs, {tot['energy_j'] * 1e9:.4g} nJ, {tot['latency_s'] * 1e6:.4g} µs, "
+        f"{tot['area_mm2']:.4g} mm² per inference"
+    )
