@@ -11,7 +11,7 @@ import json
 import logging
 import os
 import tempfile
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +19,13 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 
-import anacompile
-from anacompile import devices, ops
+from anacompile import contract, devices
+from anacompile._version import __version__
 from anacompile.config import read_config_file
+from anacompile.contract import REPORT_SCHEMA_VERSION, CompileReport, LayerReport, read_report
 from anacompile.crossbar.periphery import InputRange, Periphery, get_periphery
 from anacompile.errors import AnacompileError, ConfigError, OutputError, UnsupportedModelError
-from anacompile.evaluate.data import load_feeds
+from anacompile.feeds import load_feeds
 from anacompile.limits import check_index
 from anacompile.mapping.registry import get_mapping
 from anacompile.model_io import (
@@ -58,85 +59,17 @@ from anacompile.passes.mark_analog_ops import HANDLERS
 from anacompile.passes.pipeline import analysis_pipeline, deploy_pipeline, emit_pipeline, verify_pipeline
 from anacompile.passes.upgrade_opset import MIN_OPSET, default_opset, upgrade_opset
 
-__all__ = ["CompileReport", "LayerReport", "compile_model", "default_output_path", "read_report"]
+__all__ = [
+    "REPORT_SCHEMA_VERSION",
+    "CompileReport",
+    "LayerReport",
+    "compile_model",
+    "default_output_path",
+    "read_report",
+]
 
 logger = logging.getLogger(__name__)
 CALIBRATION_SAMPLES = 256
-
-
-@dataclass
-class LayerReport:
-    """One weight-bearing op: what the compiler did with it.
-
-    ``weight_source`` spells where the weight comes from in the source model (``W``, or a folded chain such
-    as ``Transpose(embed.weight)``). A stored tensor read by several ops (tied embeddings: a Gather and a
-    MatMul) is programmed once per analog use, each on its own tiles; ``shared_with`` names the other ops.
-    """
-
-    name: str
-    op: str
-    analog: bool
-    weight_shape: list[int] = field(default_factory=list)
-    tiles: list[int] = field(default_factory=list)  # [row tiles, column tiles]
-    utilisation: float = 0.0
-    parameters: int = 0
-    reason: str = ""
-    weight_source: str = ""  # the source tensor(s) the weight is read from, with any folded ops
-    shared_with: list[str] = field(default_factory=list)  # other ops reading the same stored tensor
-    uses: list[str] = field(default_factory=list)  # AnalogMatMuls reading these tiles, when several share them
-    macs: int = 0  # multiply-accumulates per inference (passes/count_macs.py); the op's share for a recurrent op
-    strategy: dict[str, Any] = field(default_factory=dict)  # its own strategy (--layer-strategy); {}: the model's
-    devices: int = 0  # devices holding the weight: 2 per pair per weight
-
-
-@dataclass
-class CompileReport:
-    """The compile report, also stored as JSON in the model's ``metadata_props`` (``anacompile.report``)."""
-
-    source: str
-    output: str
-    device: dict[str, Any]
-    periphery: dict[str, Any]
-    strategy: dict[str, Any]
-    seed: int
-    chip: int
-    programming: str
-    layers: list[LayerReport]
-    notes: list[str] = field(default_factory=list)
-    anacompile_version: str = anacompile.__version__
-
-    @property
-    def totals(self) -> dict[str, Any]:
-        """Weights mapped, share of parameters analog, tiles used."""
-        analog = [layer for layer in self.layers if layer.analog]
-        n_analog = sum(layer.parameters for layer in analog)
-        n_all = sum(layer.parameters for layer in self.layers)
-        macs_analog = sum(layer.macs for layer in analog)
-        macs_all = sum(layer.macs for layer in self.layers)
-        return {
-            "analog_layers": len(analog),
-            "digital_layers": len(self.layers) - len(analog),
-            "weights_mapped": n_analog,
-            "analog_parameter_share": (n_analog / n_all) if n_all else 0.0,
-            "tiles": sum(layer.tiles[0] * layer.tiles[1] for layer in analog),
-            "macs": macs_all,
-            "digital_macs": macs_all - macs_analog,
-            "analog_mac_share": (macs_analog / macs_all) if macs_all else 0.0,
-            "devices": sum(layer.devices for layer in analog),
-        }
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-serialisable form, totals included."""
-        d = asdict(self)
-        d["totals"] = self.totals
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> CompileReport:
-        """Inverse of :meth:`to_dict`."""
-        d = {k: v for k, v in d.items() if k != "totals"}
-        d["layers"] = [LayerReport(**layer) for layer in d["layers"]]
-        return cls(**d)
 
 
 def default_output_path(model: str | os.PathLike[str]) -> Path:
@@ -315,7 +248,8 @@ def _compile_file(source: Path | onnx.ModelProto, output, *, device, periphery, 
     if source_problem is not None:
         notes.append(f"the source model itself fails onnx.checker's full check ({source_problem}); the compiled "
                      "model is checked as strictly as its source allows")
-    macs = node_macs(upgraded if upgraded is not None else proto)
+    shapes = {k: [1, *v.shape[1:]] for k, v in feeds.items()} if isinstance(feeds, dict) else None
+    macs = node_macs(upgraded if upgraded is not None else proto, shapes)  # one calibration sample's shapes
     if upgraded is not None:
         irmodel = ir.from_proto(upgraded)
     elif in_memory:  # a copy: the passes must not touch the caller's tensors
@@ -352,10 +286,10 @@ def _compile_file(source: Path | onnx.ModelProto, output, *, device, periphery, 
                 notes=notes,
             )
             # stored without file paths: the same source and options give the same bytes wherever they lie
-            irmodel.metadata_props[ops.META_REPORT] = json.dumps(replace(report, source="", output="").to_dict())
-            irmodel.metadata_props[ops.META_VERSION] = anacompile.__version__
+            irmodel.metadata_props[contract.META_REPORT] = json.dumps(replace(report, source="", output="").to_dict())
+            irmodel.metadata_props[contract.META_VERSION] = __version__
             irmodel.producer_name = "anacompile"
-            irmodel.producer_version = anacompile.__version__
+            irmodel.producer_version = __version__
             if store is not None:
                 store.adopt(irmodel)  # the source's other tensors join the same data file
                 store.close()
@@ -413,42 +347,8 @@ def _pad(k: int, tile_rows: int) -> int:
     return k if k <= tile_rows else -(-k // tile_rows) * tile_rows
 
 
-def read_report(proto) -> CompileReport:
-    """The compile report stored in a compiled model (``onnx.ModelProto``)."""
-    meta = {p.key: p.value for p in proto.metadata_props}
-    if ops.META_REPORT not in meta:
-        raise UnsupportedModelError("The model has no anacompile report: compile it with `anacompile compile` first.")
-    try:
-        d = json.loads(meta[ops.META_REPORT])
-    except (ValueError, RecursionError) as err:
-        raise UnsupportedModelError(f"The model's anacompile report (metadata {ops.META_REPORT!r}) is not valid JSON "
-                                    f"({err}); the file is corrupt: recompile the source model.") from err
-    return _report_from_dict(d)
-
-
-def _report_from_dict(d: Any) -> CompileReport:
-    """The report, checked field by field against :class:`CompileReport` (a corrupt file gives one line)."""
-    def bad(what: str) -> UnsupportedModelError:
-        return UnsupportedModelError(f"The model's anacompile report is corrupt ({what}); recompile the source model.")
-
-    if not isinstance(d, dict):
-        raise bad(f"a JSON {type(d).__name__}, not an object")
-    kinds = {"source": str, "output": str, "device": dict, "periphery": dict, "strategy": dict, "seed": int,
-             "chip": int, "programming": str, "layers": list}
-    for key, kind in kinds.items():
-        if not isinstance(d.get(key), kind) or isinstance(d.get(key), bool):
-            raise bad(f"{key!r} is {type(d.get(key)).__name__ if key in d else 'missing'}, expected {kind.__name__}")
-    for key in ("seed", "chip"):
-        if not 0 <= d[key] < 2**63:
-            raise bad(f"{key!r} = {d[key]} is out of range")
-    fields = {f for f in LayerReport.__dataclass_fields__}
-    for i, layer in enumerate(d["layers"]):
-        if not isinstance(layer, dict) or not {"name", "op", "analog"} <= set(layer) or set(layer) - fields:
-            raise bad(f"layer {i} is malformed")
-    try:
-        return CompileReport.from_dict(d)
-    except (TypeError, ValueError, KeyError) as err:
-        raise bad(str(err)) from err
+def _default_opset(proto) -> int:
+    return next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
 
 
 def _run(pm: ir.passes.PassManager, model: ir.Model) -> None:
@@ -493,7 +393,10 @@ def _layer_reports(model: ir.Model, peri: Periphery, macs: dict[str, tuple[int, 
         node_total, _ = macs.get(node.outputs[0].name if node.outputs else "", (None, False))
         params = sum(row.parameters for row in rows[first:])
         for row in rows[first:]:  # a recurrent op's MACs split between its layers by their weights
-            row.macs = int(round(node_total * row.parameters / params)) if node_total and params else row.parameters
+            if node_total and len(rows) - first == 1:
+                row.macs = int(node_total)
+            else:
+                row.macs = int(round(node_total * row.parameters / params)) if node_total and params else row.parameters
         source = weight_source(node.inputs[1] if len(node.inputs) > 1 else None)
         if source is not None:
             shared = [_op_name(n) for n in readers.get(source.tensor, []) if n is not node]
