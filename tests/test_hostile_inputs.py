@@ -21,12 +21,12 @@ from onnx import TensorProto, helper, numpy_helper
 
 from anacompile.cli import main
 from anacompile.compiler import compile_model
+from anacompile.crossbar.functions import random_ops_load
 from anacompile.errors import AnacompileError, ConfigError, DataError, ModelLoadError, UnsupportedModelError
 from anacompile.evaluate.data import load_npz
 from anacompile.evaluate.times import parse_time
 from anacompile.model_io import load_proto
 from anacompile.model_validation import checker_problem
-from anacompile.runtime.functions import random_ops_load
 
 HYPOTHESIS = settings(
     max_examples=20, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True, database=None
@@ -268,7 +268,7 @@ def test_every_supported_opset_emits_a_model_onnxruntime_loads(tmp_path, mlp):
 def test_counter_based_noise_is_standard_normal():
     """The in-graph generator used where onnxruntime lacks RandomNormalLike: mean 0, variance 1, no lag-1
     correlation, within 4 standard errors over 2^18 draws; a twin scaled by 1.05 fails the variance test."""
-    from anacompile.runtime.functions import _Body, normal_like
+    from anacompile.crossbar.functions import _Body, normal_like
 
     b = _Body()
     b.op("Identity", normal_like(b, "X", 22, ["X"]))
