@@ -45,11 +45,12 @@ from anacompile.model_validation import check_source, check_structure, checker_p
 from anacompile.passes._layer import DIGITAL_KEY, LAYER_KEY, is_use, node_plans, plan_mapping
 from anacompile.passes._tensor_store import TensorStore
 from anacompile.passes.apply_placement import parse_placement
+from anacompile.passes.compile_report import REPORT_META
 from anacompile.passes.count_macs import node_macs
 from anacompile.passes.deploy_form import DEPLOY, SIMULATION, TARGETS
 from anacompile.passes.fold_constant_weights import tensor_readers, weight_source
 from anacompile.passes.mark_analog_ops import HANDLERS
-from anacompile.passes.pipeline import analysis_pipeline, deploy_pipeline, emit_pipeline, verify_pipeline
+from anacompile.passes.pipeline import compile_pipeline, verify_pipeline
 from anacompile.passes.upgrade_opset import MIN_OPSET, default_opset, upgrade_opset
 
 __all__ = [
@@ -58,6 +59,7 @@ __all__ = [
     "LayerReport",
     "compile_model",
     "default_output_path",
+    "default_pipeline",
     "read_report",
 ]
 
@@ -292,24 +294,8 @@ def _compile_file(source: Path | onnx.ModelProto, output, *, device, periphery, 
         check_structure(proto, label)
     check_source(proto, label, allow_invalid=allow_invalid, in_memory=in_memory, checker=False)
     out = None if in_memory else check_output_path(output, [source], force)
-    dev = devices.get(device)
-    mapping = get_mapping(strategy)
-    peri = get_periphery(periphery, periphery_overrides)
-    notes: list[str] = []
-    feeds = None
-    ranges = _load_input_ranges(input_ranges)
-    if ranges and peri.input_range is not InputRange.STATIC:
-        peri = peri.replace(input_range=InputRange.STATIC.value)
-        notes.append("input ranges provided: static input ranges")
-    if peri.input_range is InputRange.STATIC:
-        if calibration is None and ranges:
-            pass  # every layer must then be listed (checked by SetInputRangesPass)
-        elif calibration is None:
-            peri = peri.replace(input_range=InputRange.ABSMAX.value)
-            notes.append("no calibration data: static input ranges replaced by abs-max noise management "
-                         "(pass --calibration to calibrate static ranges)")
-        else:
-            feeds, _ = load_feeds(calibration, proto, part="train", limit=CALIBRATION_SAMPLES)
+    dev, mapping, peri, feeds, ranges, notes = _settings(proto, device, periphery, periphery_overrides, strategy,
+                                                          calibration, input_ranges)
     upgraded = None
     if proto.opset_import and default_opset(proto) < MIN_OPSET:  # opset 7-12: upgraded on load, noted
         if not in_memory and external_data_files(proto, source):
@@ -344,32 +330,10 @@ def _compile_file(source: Path | onnx.ModelProto, output, *, device, periphery, 
         # file (<name>.data beside the temporary model file; moved into place with it): bounded memory
         store = TensorStore(tmp.parent, external_data_name(out)) if external else None
         try:
-            _run(analysis_pipeline(dev, mapping, peri, feeds, seed=seed, chip=chip, programming=programming,
-                                   store=store, input_ranges=ranges, placement=placement,
-                                   shared_weights=shared_weights), irmodel)
-            layers = _layer_reports(irmodel, peri, macs, mapping)
-            notes += _sharing_notes(layers, shared_weights)
-            if not any(layer.analog for layer in layers):
-                found = ", ".join(f"{layer.name} ({layer.op}: {layer.reason})" for layer in layers) or "none"
-                raise UnsupportedModelError(
-                    f"{label}: no analog-capable op ({', '.join(sorted({op for _, op in HANDLERS}))} with a constant "
-                    f"weight) found; weight-bearing ops seen: {found}. Nothing to compile."
-                )
-            _run(emit_pipeline(dev, mapping, peri, seed=seed, chip=chip, verify=False), irmodel)
-            if target == DEPLOY:
-                _run(deploy_pipeline(), irmodel)
-                notes.append("deployment form: simulation-only initializers removed, t_inference a plain graph "
-                             "input (feed 0.0 for the programmed state); evaluate the simulation form")
-            report = CompileReport(
-                source=label, output=str(out or ""), device=dev.to_dict(), periphery=peri.to_dict(),
-                strategy=mapping.to_dict(), seed=seed, chip=chip, programming=programming, layers=layers,
-                notes=notes,
-            )
-            # stored without file paths: the same source and options give the same bytes wherever they lie
-            irmodel.metadata_props[ops.META_REPORT] = json.dumps(replace(report, source="", output="").to_dict())
-            irmodel.metadata_props[ops.META_VERSION] = anacompile.__version__
-            irmodel.producer_name = "anacompile"
-            irmodel.producer_version = anacompile.__version__
+            _run(compile_pipeline(dev, mapping, peri, feeds, seed=seed, chip=chip, programming=programming,
+                                  store=store, input_ranges=ranges, placement=placement, shared_weights=shared_weights,
+                                  macs=macs, notes=notes, deploy=target == DEPLOY, label=label), irmodel)
+            report = replace(irmodel.meta[REPORT_META], output=str(out or ""))
             if store is not None:
                 store.adopt(irmodel)  # the source's other tensors join the same data file
                 store.close()
@@ -389,6 +353,97 @@ def _compile_file(source: Path | onnx.ModelProto, output, *, device, periphery, 
         return report, irmodel
     logger.info("wrote %s (%d analog layers)", out, report.totals["analog_layers"])
     return report
+
+
+def _settings(proto, device, periphery, periphery_overrides, strategy, calibration, input_ranges):
+    """Options resolved: (device, mapping, periphery, calibration feeds, input ranges, notes).
+
+    ``calibration`` is a data set name or .npz (read for ``proto``'s inputs), or a dict of feeds already loaded.
+    """
+    dev = devices.get(device)
+    mapping = get_mapping(strategy)
+    peri = get_periphery(periphery, periphery_overrides)
+    notes: list[str] = []
+    feeds = None
+    ranges = _load_input_ranges(input_ranges)
+    if ranges and peri.input_range is not InputRange.STATIC:
+        peri = peri.replace(input_range=InputRange.STATIC.value)
+        notes.append("input ranges provided: static input ranges")
+    if peri.input_range is InputRange.STATIC:
+        if calibration is None and ranges:
+            pass  # every layer must then be listed (checked by SetInputRangesPass)
+        elif calibration is None:
+            peri = peri.replace(input_range=InputRange.ABSMAX.value)
+            notes.append("no calibration data: static input ranges replaced by abs-max noise management "
+                         "(pass --calibration to calibrate static ranges)")
+        elif isinstance(calibration, dict):
+            feeds = {k: np.asarray(v) for k, v in calibration.items()}
+        else:
+            if proto is None:
+                raise ConfigError(f"calibration={calibration!r}: give the model too (model=...) so that the data "
+                                  "can be matched to its inputs, or pass the feeds as a dict.")
+            feeds, _ = load_feeds(calibration, proto, part="train", limit=CALIBRATION_SAMPLES)
+    return dev, mapping, peri, feeds, ranges, notes
+
+
+def default_pipeline(
+    *,
+    device: str | os.PathLike[str] = "pcm",
+    periphery: str | os.PathLike[str] | Periphery = "standard",
+    periphery_overrides: dict[str, Any] | list[str] | None = None,
+    strategy: str | os.PathLike[str] = "single",
+    calibration: str | os.PathLike[str] | dict[str, Any] | None = None,
+    model: ModelInput | None = None,
+    seed: int = 0,
+    chip: int = 0,
+    programming: str = "gaussian",
+    input_ranges: dict[str, float | list[float]] | str | os.PathLike[str] | None = None,
+    digital: str | list[str] | None = None,
+    layer_strategies: dict[str, Any] | list[str] | None = None,
+    target: str = SIMULATION,
+    shared_weights: str = "share",
+    verify: bool = True,
+) -> ir.passes.PassManager:
+    """The compiler as an onnx-ir pass pipeline, for other onnx-ir / onnxscript pipelines to run between theirs.
+
+    The options are :func:`compile_model`'s; the passes and their order are
+    :func:`anacompile.passes.pipeline.compile_pipeline` (MACs, analysis, per-layer report, emit, deployment
+    form, metadata report), then the full ONNX checker in memory (``verify``). Run on the source model
+    (``ir.load(path)`` or ``ir.from_proto(proto)``; the passes work in place), the result serialises to the
+    bytes ``compile_model`` writes for the same source and options (for models under protobuf's 2 GB; larger
+    ones: use ``compile_model``, which streams tensors to external data). Source checks and opset upgrades
+    are ``compile_model``'s: put onnx-ir's or your own before this pipeline. After it, passes that delete
+    initializers no node reads (onnx-ir's ``RemoveUnusedNodesPass``) strip the simulation form's programming
+    plans, which the analog session needs: use ``target="deploy"`` for that form instead.
+
+    Args:
+        calibration: a data set name or .npz (then ``model``: the source, to match the data to its inputs),
+            or the calibration feeds themselves (input name -> array).
+        model: the source model, only to read calibration data for its inputs.
+
+    Example::
+
+        import onnx_ir as ir
+        from onnx_ir.passes import common
+        import anacompile.passes
+
+        model = ir.load("model.onnx")
+        ir.passes.Sequential(
+            common.RemoveUnusedNodesPass(),
+            anacompile.passes.default_pipeline(device="pcm", periphery="standard", calibration="digits", model=model),
+            common.RemoveUnusedOpsetsPass(),
+        )(model)
+    """
+    if target not in TARGETS:
+        raise ConfigError(f"target {target!r}: use one of {', '.join(TARGETS)}.")
+    seed, chip = check_index(seed, "--seed"), check_index(chip, "--chip")
+    proto = read_model(model) if model is not None else None
+    dev, mapping, peri, feeds, ranges, notes = _settings(proto, device, periphery, periphery_overrides, strategy,
+                                                          calibration, input_ranges)
+    return compile_pipeline(dev, mapping, peri, feeds, seed=seed, chip=chip, programming=programming,
+                            input_ranges=ranges, placement=parse_placement(digital, layer_strategies),
+                            shared_weights=shared_weights, notes=notes, deploy=target == DEPLOY,
+                            label=model_label(model) if model is not None else "model", verify=verify)
 
 
 def _load_input_ranges(spec) -> dict | None:

@@ -13,6 +13,7 @@ from anacompile.passes._tensor_store import TensorStore
 from anacompile.passes.add_analog_functions import AddAnalogFunctionsPass
 from anacompile.passes.apply_placement import ApplyPlacementPass
 from anacompile.passes.calibrate_input_ranges import CalibrateInputRangesPass, SetInputRangesPass
+from anacompile.passes.compile_report import CountMacsPass, RecordLayerReportsPass, WriteCompileReportPass
 from anacompile.passes.conv import SplitGroupedConvsPass
 from anacompile.passes.deploy_form import MakeDeployFormPass
 from anacompile.passes.fold_constant_weights import FoldConstantWeightsPass
@@ -23,7 +24,7 @@ from anacompile.passes.program_chip import ProgramChipPass
 from anacompile.passes.rewrite_to_analog_ops import RewriteToAnalogOpsPass
 from anacompile.passes.verify_analog_model import VerifyAnalogModelPass
 
-__all__ = ["analysis_pipeline", "deploy_pipeline", "emit_pipeline", "verify_pipeline"]
+__all__ = ["analysis_pipeline", "compile_pipeline", "deploy_pipeline", "emit_pipeline", "verify_pipeline"]
 
 
 def analysis_pipeline(device, mapping: ConductanceMapping, periphery: Periphery,
@@ -62,6 +63,39 @@ def emit_pipeline(device, mapping: ConductanceMapping, periphery: Periphery, see
     return ir.passes.PassManager([
         RewriteToAnalogOpsPass(device, mapping, periphery, seed=seed, chip=chip),
         AddAnalogFunctionsPass(periphery, periphery.drift_compensation, device),
+        *([VerifyAnalogModelPass()] if verify else []),
+    ], early_stop=False)
+
+
+def compile_pipeline(device, mapping: ConductanceMapping, periphery: Periphery,
+                     calibration_feeds: dict[str, np.ndarray] | None, *, seed: int = 0, chip: int = 0,
+                     programming: str = "gaussian", store: TensorStore | None = None, input_ranges: dict | None = None,
+                     placement=None, shared_weights: str = "share", macs: dict | None = None,
+                     notes: list[str] | None = None, deploy: bool = False, label: str = "model",
+                     verify: bool = False) -> ir.passes.PassManager:
+    """The whole compiler, in this order (what ``compile_model`` runs; resolved options):
+
+    1. :class:`CountMacsPass` (the source graph's MACs, for the report);
+    2. :func:`analysis_pipeline`: fold, split grouped convs, mark, placement, partition, input ranges, map,
+       program;
+    3. :class:`RecordLayerReportsPass` (the per-layer report, while the plans are known);
+    4. :func:`emit_pipeline`: rewrite to the analog ops, add their functions;
+    5. :class:`~anacompile.passes.deploy_form.MakeDeployFormPass` where ``deploy``;
+    6. :class:`WriteCompileReportPass` (metadata);
+    7. :class:`VerifyAnalogModelPass` in memory where ``verify`` (``compile_model`` checks the saved file).
+    """
+    calibration_shapes = ({k: [1, *v.shape[1:]] for k, v in calibration_feeds.items()}
+                          if isinstance(calibration_feeds, dict) else None)
+    return ir.passes.PassManager([
+        CountMacsPass(calibration_shapes, macs),
+        *analysis_pipeline(device, mapping, periphery, calibration_feeds, seed=seed, chip=chip, programming=programming,
+                           store=store, input_ranges=input_ranges, placement=placement,
+                           shared_weights=shared_weights).passes,
+        RecordLayerReportsPass(periphery, mapping, shared_weights, label=label),
+        *emit_pipeline(device, mapping, periphery, seed=seed, chip=chip, verify=False).passes,
+        *([MakeDeployFormPass()] if deploy else []),
+        WriteCompileReportPass(device, mapping, periphery, seed=seed, chip=chip, programming=programming, notes=notes,
+                               deploy=deploy, label=label),
         *([VerifyAnalogModelPass()] if verify else []),
     ], early_stop=False)
 
