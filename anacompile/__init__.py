@@ -17,12 +17,12 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__version__ = "0.1.0"
+from anacompile._version import __version__
 
 _LAZY = {
     "compile_model": "anacompile.placement.api",  # the compiler, or the placement search with accuracy_budget=
     "sensitivity": "anacompile.placement.sensitivity",
-    "read_report": "anacompile.compiler",
+    "read_report": "anacompile.contract",
     "evaluate": "anacompile.evaluate.monte_carlo",
     "evaluate_embeddings": "anacompile.evaluate.embeddings",
     "mvm_error": "anacompile.evaluate.mvm_error",

@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from anacompile.cli_progress import progress as _progress
 from anacompile.deploy_commands import export_tiles_command
 from anacompile.errors import AnacompileError
 
@@ -344,29 +345,6 @@ def demo_cmd(
     out_console.print(f"wrote {compiled}, {out_dir / 'result.json'}, {out_dir / 'result.png'}")
 
 
-class _progress:
-    """Rich progress bar on stderr (off when stderr is not a terminal); yields ``advance(done, total)``."""
-
-    def __init__(self, description: str) -> None:
-        self.description = description
-
-    def __enter__(self):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self._p = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                           console=err_console, disable=not err_console.is_terminal, transient=True)
-        self._p.__enter__()
-        self._task = self._p.add_task(self.description, total=None)
-
-        def advance(done: int, total: int) -> None:
-            self._p.update(self._task, completed=done, total=total)
-
-        return advance
-
-    def __exit__(self, *exc) -> None:
-        self._p.__exit__(*exc)
-
-
 def _register_optional_commands() -> None:
     try:
         from anacompile.programming import cli_commands
@@ -381,8 +359,9 @@ def _register_optional_commands() -> None:
 _register_optional_commands()
 app.command("export-tiles")(export_tiles_command)
 app.command("sensitivity")(__import__("anacompile.placement.cli_commands", fromlist=["x"]).sensitivity_command)
+app.command("cost")(__import__("anacompile.cost.cli_command", fromlist=["cost_command"]).cost_command)
 _COMMANDS = {"demo", "compile", "inspect", "devices", "evaluate", "optimize", "program-verify", "mvm-error",
-             "sensitivity", "export-tiles"}
+             "sensitivity", "export-tiles", "cost"}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,26 +7,20 @@ verify) -> metadata report -> atomic save.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import tempfile
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import onnx
 import onnx_ir as ir
 
-import anacompile
-from anacompile import devices, ops
-from anacompile.config import read_config_file
-from anacompile.crossbar.periphery import InputRange, Periphery, get_periphery
-from anacompile.errors import AnacompileError, ConfigError, OutputError, UnsupportedModelError
-from anacompile.evaluate.data import load_feeds
+from anacompile.contract import REPORT_SCHEMA_VERSION, CompileReport, LayerReport, read_report
+from anacompile.crossbar.periphery import Periphery
+from anacompile.errors import AnacompileError, ConfigError, OutputError
 from anacompile.limits import check_index
-from anacompile.mapping.registry import get_mapping
 from anacompile.model_io import (
     EXTERNAL_DATA_LIMIT_BYTES,
     ModelInput,
@@ -42,15 +36,13 @@ from anacompile.model_io import (
     read_model,
 )
 from anacompile.model_validation import check_source, check_structure, checker_problem, refuse_invalid
-from anacompile.passes._layer import DIGITAL_KEY, LAYER_KEY, is_use, node_plans, plan_mapping
 from anacompile.passes._tensor_store import TensorStore
 from anacompile.passes.apply_placement import parse_placement
 from anacompile.passes.compile_report import REPORT_META
 from anacompile.passes.count_macs import node_macs
 from anacompile.passes.deploy_form import DEPLOY, SIMULATION, TARGETS
-from anacompile.passes.fold_constant_weights import tensor_readers, weight_source
-from anacompile.passes.mark_analog_ops import HANDLERS
-from anacompile.passes.pipeline import compile_pipeline, verify_pipeline
+from anacompile.passes.pipeline import compile_pipeline, compile_settings, default_pipeline, verify_pipeline
+from anacompile.passes.pipeline import load_input_ranges as _load_input_ranges  # noqa: F401 (kept importable)
 from anacompile.passes.upgrade_opset import MIN_OPSET, default_opset, upgrade_opset
 
 __all__ = [
@@ -64,94 +56,7 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-CALIBRATION_SAMPLES = 256
 
-
-@dataclass
-class LayerReport:
-    """One weight-bearing op: what the compiler did with it.
-
-    ``weight_source`` spells where the weight comes from in the source model (``W``, or a folded chain such
-    as ``Transpose(embed.weight)``). A stored tensor read by several ops (tied embeddings: a Gather and a
-    MatMul) is programmed once per analog use, each on its own tiles; ``shared_with`` names the other ops.
-    """
-
-    name: str
-    op: str
-    analog: bool
-    weight_shape: list[int] = field(default_factory=list)
-    tiles: list[int] = field(default_factory=list)  # [row tiles, column tiles]
-    utilisation: float = 0.0
-    parameters: int = 0
-    reason: str = ""
-    weight_source: str = ""  # the source tensor(s) the weight is read from, with any folded ops
-    shared_with: list[str] = field(default_factory=list)  # other ops reading the same stored tensor
-    uses: list[str] = field(default_factory=list)  # AnalogMatMuls reading these tiles, when several share them
-    macs: int = 0  # multiply-accumulates per inference (passes/count_macs.py); the op's share for a recurrent op
-    strategy: dict[str, Any] = field(default_factory=dict)  # its own strategy (--layer-strategy); {}: the model's
-    devices: int = 0  # devices holding the weight: 2 per pair per weight
-
-
-REPORT_SCHEMA_VERSION = 1
-"""``schema_version`` of the compile report; its JSON Schema is ``anacompile/schemas/compile_report.schema.json``.
-Fields may be added within a version (readers ignore unknown keys); removing, renaming or retyping one bumps it."""
-
-
-@dataclass
-class CompileReport:
-    """The compile report, also stored as JSON in the model's ``metadata_props`` (``anacompile.report``).
-
-    Its JSON form (:meth:`to_dict`, ``anacompile inspect --json PATH``) follows the JSON Schema shipped in the
-    package (``anacompile/schemas/compile_report.schema.json``, version :data:`REPORT_SCHEMA_VERSION`), so
-    tools read it without importing anacompile.
-    """
-
-    source: str
-    output: str
-    device: dict[str, Any]
-    periphery: dict[str, Any]
-    strategy: dict[str, Any]
-    seed: int
-    chip: int
-    programming: str
-    layers: list[LayerReport]
-    notes: list[str] = field(default_factory=list)
-    anacompile_version: str = anacompile.__version__
-    schema_version: int = REPORT_SCHEMA_VERSION
-
-    @property
-    def totals(self) -> dict[str, Any]:
-        """Weights mapped, share of parameters analog, tiles used."""
-        analog = [layer for layer in self.layers if layer.analog]
-        n_analog = sum(layer.parameters for layer in analog)
-        n_all = sum(layer.parameters for layer in self.layers)
-        macs_analog = sum(layer.macs for layer in analog)
-        macs_all = sum(layer.macs for layer in self.layers)
-        return {
-            "analog_layers": len(analog),
-            "digital_layers": len(self.layers) - len(analog),
-            "weights_mapped": n_analog,
-            "analog_parameter_share": (n_analog / n_all) if n_all else 0.0,
-            "tiles": sum(layer.tiles[0] * layer.tiles[1] for layer in analog),
-            "macs": macs_all,
-            "digital_macs": macs_all - macs_analog,
-            "analog_mac_share": (macs_analog / macs_all) if macs_all else 0.0,
-            "devices": sum(layer.devices for layer in analog),
-        }
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-serialisable form, totals included."""
-        d = asdict(self)
-        d["totals"] = self.totals
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> CompileReport:
-        """Inverse of :meth:`to_dict`."""
-        d = {k: v for k, v in d.items() if k != "totals"}
-        d.setdefault("schema_version", 0)  # written before the report had a schema
-        d["layers"] = [LayerReport(**layer) for layer in d["layers"]]
-        return cls(**d)
 
 
 def default_output_path(model: str | os.PathLike[str]) -> Path:
@@ -294,7 +199,7 @@ def _compile_file(source: Path | onnx.ModelProto, output, *, device, periphery, 
         check_structure(proto, label)
     check_source(proto, label, allow_invalid=allow_invalid, in_memory=in_memory, checker=False)
     out = None if in_memory else check_output_path(output, [source], force)
-    dev, mapping, peri, feeds, ranges, notes = _settings(proto, device, periphery, periphery_overrides, strategy,
+    dev, mapping, peri, feeds, ranges, notes = compile_settings(proto, device, periphery, periphery_overrides, strategy,
                                                           calibration, input_ranges)
     upgraded = None
     if proto.opset_import and default_opset(proto) < MIN_OPSET:  # opset 7-12: upgraded on load, noted
@@ -355,104 +260,6 @@ def _compile_file(source: Path | onnx.ModelProto, output, *, device, periphery, 
     return report
 
 
-def _settings(proto, device, periphery, periphery_overrides, strategy, calibration, input_ranges):
-    """Options resolved: (device, mapping, periphery, calibration feeds, input ranges, notes).
-
-    ``calibration`` is a data set name or .npz (read for ``proto``'s inputs), or a dict of feeds already loaded.
-    """
-    dev = devices.get(device)
-    mapping = get_mapping(strategy)
-    peri = get_periphery(periphery, periphery_overrides)
-    notes: list[str] = []
-    feeds = None
-    ranges = _load_input_ranges(input_ranges)
-    if ranges and peri.input_range is not InputRange.STATIC:
-        peri = peri.replace(input_range=InputRange.STATIC.value)
-        notes.append("input ranges provided: static input ranges")
-    if peri.input_range is InputRange.STATIC:
-        if calibration is None and ranges:
-            pass  # every layer must then be listed (checked by SetInputRangesPass)
-        elif calibration is None:
-            peri = peri.replace(input_range=InputRange.ABSMAX.value)
-            notes.append("no calibration data: static input ranges replaced by abs-max noise management "
-                         "(pass --calibration to calibrate static ranges)")
-        elif isinstance(calibration, dict):
-            feeds = {k: np.asarray(v) for k, v in calibration.items()}
-        else:
-            if proto is None:
-                raise ConfigError(f"calibration={calibration!r}: give the model too (model=...) so that the data "
-                                  "can be matched to its inputs, or pass the feeds as a dict.")
-            feeds, _ = load_feeds(calibration, proto, part="train", limit=CALIBRATION_SAMPLES)
-    return dev, mapping, peri, feeds, ranges, notes
-
-
-def default_pipeline(
-    *,
-    device: str | os.PathLike[str] = "pcm",
-    periphery: str | os.PathLike[str] | Periphery = "standard",
-    periphery_overrides: dict[str, Any] | list[str] | None = None,
-    strategy: str | os.PathLike[str] = "single",
-    calibration: str | os.PathLike[str] | dict[str, Any] | None = None,
-    model: ModelInput | None = None,
-    seed: int = 0,
-    chip: int = 0,
-    programming: str = "gaussian",
-    input_ranges: dict[str, float | list[float]] | str | os.PathLike[str] | None = None,
-    digital: str | list[str] | None = None,
-    layer_strategies: dict[str, Any] | list[str] | None = None,
-    target: str = SIMULATION,
-    shared_weights: str = "share",
-    verify: bool = True,
-) -> ir.passes.PassManager:
-    """The compiler as an onnx-ir pass pipeline, for other onnx-ir / onnxscript pipelines to run between theirs.
-
-    The options are :func:`compile_model`'s; the passes and their order are
-    :func:`anacompile.passes.pipeline.compile_pipeline` (MACs, analysis, per-layer report, emit, deployment
-    form, metadata report), then the full ONNX checker in memory (``verify``). Run on the source model
-    (``ir.load(path)`` or ``ir.from_proto(proto)``; the passes work in place), the result serialises to the
-    bytes ``compile_model`` writes for the same source and options (for models under protobuf's 2 GB; larger
-    ones: use ``compile_model``, which streams tensors to external data). Source checks and opset upgrades
-    are ``compile_model``'s: put onnx-ir's or your own before this pipeline. After it, passes that delete
-    initializers no node reads (onnx-ir's ``RemoveUnusedNodesPass``) strip the simulation form's programming
-    plans, which the analog session needs: use ``target="deploy"`` for that form instead.
-
-    Args:
-        calibration: a data set name or .npz (then ``model``: the source, to match the data to its inputs),
-            or the calibration feeds themselves (input name -> array).
-        model: the source model, only to read calibration data for its inputs.
-
-    Example::
-
-        import onnx_ir as ir
-        from onnx_ir.passes import common
-        import anacompile.passes
-
-        model = ir.load("model.onnx")
-        ir.passes.Sequential(
-            common.RemoveUnusedNodesPass(),
-            anacompile.passes.default_pipeline(device="pcm", periphery="standard", calibration="digits", model=model),
-            common.RemoveUnusedOpsetsPass(),
-        )(model)
-    """
-    if target not in TARGETS:
-        raise ConfigError(f"target {target!r}: use one of {', '.join(TARGETS)}.")
-    seed, chip = check_index(seed, "--seed"), check_index(chip, "--chip")
-    proto = read_model(model) if model is not None else None
-    dev, mapping, peri, feeds, ranges, notes = _settings(proto, device, periphery, periphery_overrides, strategy,
-                                                          calibration, input_ranges)
-    return compile_pipeline(dev, mapping, peri, feeds, seed=seed, chip=chip, programming=programming,
-                            input_ranges=ranges, placement=parse_placement(digital, layer_strategies),
-                            shared_weights=shared_weights, notes=notes, deploy=target == DEPLOY,
-                            label=model_label(model) if model is not None else "model", verify=verify)
-
-
-def _load_input_ranges(spec) -> dict | None:
-    """Provided input ranges: a dict, or a JSON file mapping layer names to a range (or one per tile)."""
-    if spec is None or isinstance(spec, dict):
-        return spec or None
-    return read_config_file(spec, "Input-ranges file") or None
-
-
 def _needs_external_data(proto, source: Path, pairs: int, tile_rows: int) -> bool:
     """Whether the output must keep its tensor data in a file beside it.
 
@@ -477,42 +284,8 @@ def _pad(k: int, tile_rows: int) -> int:
     return k if k <= tile_rows else -(-k // tile_rows) * tile_rows
 
 
-def read_report(proto) -> CompileReport:
-    """The compile report stored in a compiled model (``onnx.ModelProto``)."""
-    meta = {p.key: p.value for p in proto.metadata_props}
-    if ops.META_REPORT not in meta:
-        raise UnsupportedModelError("The model has no anacompile report: compile it with `anacompile compile` first.")
-    try:
-        d = json.loads(meta[ops.META_REPORT])
-    except (ValueError, RecursionError) as err:
-        raise UnsupportedModelError(f"The model's anacompile report (metadata {ops.META_REPORT!r}) is not valid JSON "
-                                    f"({err}); the file is corrupt: recompile the source model.") from err
-    return _report_from_dict(d)
-
-
-def _report_from_dict(d: Any) -> CompileReport:
-    """The report, checked field by field against :class:`CompileReport` (a corrupt file gives one line)."""
-    def bad(what: str) -> UnsupportedModelError:
-        return UnsupportedModelError(f"The model's anacompile report is corrupt ({what}); recompile the source model.")
-
-    if not isinstance(d, dict):
-        raise bad(f"a JSON {type(d).__name__}, not an object")
-    kinds = {"source": str, "output": str, "device": dict, "periphery": dict, "strategy": dict, "seed": int,
-             "chip": int, "programming": str, "layers": list}
-    for key, kind in kinds.items():
-        if not isinstance(d.get(key), kind) or isinstance(d.get(key), bool):
-            raise bad(f"{key!r} is {type(d.get(key)).__name__ if key in d else 'missing'}, expected {kind.__name__}")
-    for key in ("seed", "chip"):
-        if not 0 <= d[key] < 2**63:
-            raise bad(f"{key!r} = {d[key]} is out of range")
-    fields = {f for f in LayerReport.__dataclass_fields__}
-    for i, layer in enumerate(d["layers"]):
-        if not isinstance(layer, dict) or not {"name", "op", "analog"} <= set(layer) or set(layer) - fields:
-            raise bad(f"layer {i} is malformed")
-    try:
-        return CompileReport.from_dict(d)
-    except (TypeError, ValueError, KeyError) as err:
-        raise bad(str(err)) from err
+def _default_opset(proto) -> int:
+    return next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
 
 
 def _run(pm: ir.passes.PassManager, model: ir.Model) -> None:
@@ -525,71 +298,3 @@ def _run(pm: ir.passes.PassManager, model: ir.Model) -> None:
         if cause is not None:
             raise cause from err
         raise
-
-
-def _layer_reports(model: ir.Model, peri: Periphery, macs: dict[str, tuple[int, bool]] | None = None,
-                   mapping=None) -> list[LayerReport]:
-    rows = []
-    readers = tensor_readers(model.graph)
-    macs = macs or {}
-    for node in model.graph:
-        if (node.domain, node.op_type) not in HANDLERS:
-            continue
-        first = len(rows)
-        if LAYER_KEY in node.meta:
-            for plan in node_plans(node):  # one row per analog layer (a recurrent op may have several)
-                if is_use(plan):  # a shared weight's later use: counted once, in its owner's row (``uses``)
-                    continue
-                cap = plan.n_tiles * peri.tile_rows * plan.n_col_tiles * peri.tile_cols
-                own = plan.extra.get("mapping")
-                pairs = len(plan_mapping(plan, mapping).significance) if mapping is not None else 1
-                rows.append(LayerReport(
-                    name=plan.name, op=node.op_type, analog=True, weight_shape=[plan.k, plan.n_out],
-                    tiles=[plan.n_tiles, plan.n_col_tiles], utilisation=float(plan.k * plan.n_out / cap),
-                    parameters=int(plan.k * plan.n_out), reason="", uses=list(plan.extra.get("uses", [])),
-                    strategy=own.to_dict() if own is not None else {}, devices=2 * pairs * int(plan.k * plan.n_out),
-                ))
-        else:
-            shape = _weight_shape(node)
-            rows.append(LayerReport(name=node.name or node.op_type, op=node.op_type, analog=False,
-                                    weight_shape=shape, parameters=int(np.prod(shape)) if shape else 0,
-                                    reason=node.meta.get(DIGITAL_KEY, "")))
-        node_total, _ = macs.get(node.outputs[0].name if node.outputs else "", (None, False))
-        params = sum(row.parameters for row in rows[first:])
-        for row in rows[first:]:  # a recurrent op's MACs split between its layers by their weights
-            if node_total and len(rows) - first == 1:
-                row.macs = int(node_total)
-            else:
-                row.macs = int(round(node_total * row.parameters / params)) if node_total and params else row.parameters
-        source = weight_source(node.inputs[1] if len(node.inputs) > 1 else None)
-        if source is not None:
-            shared = [_op_name(n) for n in readers.get(source.tensor, []) if n is not node]
-            for row in rows[first:]:
-                row.weight_source, row.shared_with = source.expression, shared
-    return rows
-
-
-def _sharing_notes(layers: list[LayerReport], shared_weights: str) -> list[str]:
-    """What the report says about weights that several ops read."""
-    shared = [layer for layer in layers if len(layer.uses) > 1]
-    if shared:
-        n_uses = sum(len(layer.uses) for layer in shared)
-        return [f"{len(shared)} stored weight(s) read by {n_uses} ops are programmed once each; every use reads "
-                "the same tiles (listed under 'uses')"]
-    if shared_weights == "replicate" and any(layer.shared_with for layer in layers if layer.analog):
-        return ["shared weights replicated: every op reading a shared stored weight has its own tiles "
-                "(shared_weights=replicate)"]
-    return []
-
-
-def _op_name(node: ir.Node) -> str:
-    """A node's name in the report: its (first) analog layer's name, else the node's own name."""
-    plans = node_plans(node)
-    return plans[0].name if plans else (node.name or node.op_type)
-
-
-def _weight_shape(node: ir.Node) -> list[int]:
-    for value in node.inputs[1:2]:
-        if value is not None and value.const_value is not None:
-            return [int(d) for d in value.const_value.shape]
-    return []

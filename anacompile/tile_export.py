@@ -48,9 +48,9 @@ from typing import Any
 
 import numpy as np
 
-import anacompile
-from anacompile import devices, ops
-from anacompile.compiler import read_report
+from anacompile import contract, devices
+from anacompile._version import __version__
+from anacompile.contract import read_report
 from anacompile.crossbar.periphery import InputRange, Periphery
 from anacompile.crossbar.reference import layer_scales
 from anacompile.errors import OutputError, UnsupportedModelError
@@ -113,7 +113,7 @@ def export_tiles(
     layout: dict[str, Any] = {
         "schema": "anacompile.tile-layout",
         "schema_version": TILE_LAYOUT_VERSION,
-        "anacompile_version": anacompile.__version__,
+        "anacompile_version": __version__,
         "model": Path(model_label(model)).name,
         "device": {
             "name": report.device.get("name", ""),
@@ -161,9 +161,9 @@ def _array(inits: dict, name: str) -> np.ndarray:
 
 def _export_layer(layer, inits: dict, periphery: Periphery, folder: Path, csv_files: bool) -> dict[str, Any]:
     name = layer.name
-    g = _array(inits, f"{name}.{ops.G_TARGET}").astype(np.float32)
-    col_scale = _array(inits, f"{name}.{ops.COL_SCALE}")
-    in_range = _array(inits, f"{name}.{ops.IN_RANGE}")
+    g = _array(inits, f"{name}.{contract.G_TARGET}").astype(np.float32)
+    col_scale = _array(inits, f"{name}.{contract.COL_SCALE}")
+    in_range = _array(inits, f"{name}.{contract.IN_RANGE}")
     if g.ndim == 4:  # a layer on one row tile is stored without the tile axis
         g, col_scale, in_range = g[:, :, None], col_scale[None], in_range[None]
     in_scale, out_scale = layer_scales(col_scale, in_range, periphery)
@@ -172,7 +172,7 @@ def _export_layer(layer, inits: dict, periphery: Periphery, folder: Path, csv_fi
     tile_cols = periphery.tile_cols
     static = periphery.input_range is InputRange.STATIC and periphery.dac_bits is not None
     bias_file = f"{name}.npz"
-    np.savez(folder / bias_file, bias=_array(inits, f"{name}.{ops.BIAS}").astype(np.float32))
+    np.savez(folder / bias_file, bias=_array(inits, f"{name}.{contract.BIAS}").astype(np.float32))
     tiles = []
     for r in range(n_row_tiles):
         r0, r1 = r * tile_rows, min(k, (r + 1) * tile_rows)

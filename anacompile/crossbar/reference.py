@@ -1,6 +1,6 @@
 """Plain numpy reference of the analog tile forward pass, the same arithmetic as the ONNX function.
 
-The runtime's ``AnalogMatMul`` function body (:mod:`anacompile.runtime.functions`) computes exactly this,
+The runtime's ``AnalogMatMul`` function body (:mod:`anacompile.crossbar.functions`) computes exactly this,
 operation by operation in float32; tests compare the two (equal with noise off, equal statistics with
 noise on). Rasch et al. 2023 (Nat. Commun. 14, 5282), reference/papers.md, "Standard AIMC forward pass
 for one tile":
@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from anacompile.contract.specs import TileConstants
 from anacompile.crossbar.periphery import InputRange, Periphery
 
 __all__ = ["ABSMAX_EPS", "analog_matmul_reference", "ir_row_weights", "layer_scales", "tile_constants", "tile_forward",
@@ -52,7 +53,7 @@ def tile_input(x: NDArray[np.float32], n_tiles: int, tile_rows: int) -> NDArray[
     return tiled
 
 
-def tile_constants(periphery: Periphery) -> dict[str, float]:
+def tile_constants(periphery: Periphery) -> TileConstants:
     """The scalars of the tile arithmetic in DAC/ADC code units (shared with the ONNX function's attributes).
 
     With the DAC on, an input becomes the integer code q = round(clip(x / alpha_in / d, -L, L)), L = b/d,
@@ -66,18 +67,22 @@ def tile_constants(periphery: Periphery) -> dict[str, float]:
     dac_step, adc_step = p.dac_step, p.adc_step  # None when that converter is off
     d = 1.0 if dac_step is None else dac_step
     big_d = 1.0 if adc_step is None else adc_step
-    return {
-        "dac_step": float(d),
-        "dac_levels": float(p.dac_bound / d) if p.dac_bits is not None else 0.0,
-        "code_gain": float(d / big_d),
-        "adc_step": float(big_d),
-        "code_bound": float(p.adc_bound / big_d) if p.adc_bound is not None else 0.0,
-        "ir_drop": float(p.ir_drop),
-        "ir_a_scale": float(p.tile_rows / p.ir_drop_g_ratio * big_d),  # n = physical rows of a tile
-        "noise_k1": float(p.read_noise**2 * d / big_d),
-        "noise_k2": float((p.out_noise / big_d) ** 2),
-        "noise_std": float(p.out_noise / big_d),
-    }
+    return TileConstants(
+        dac_step=float(d),
+        dac_levels=float(p.dac_bound / d) if p.dac_bits is not None else 0.0,
+        code_gain=float(d / big_d),
+        adc_step=float(big_d),
+        code_bound=float(p.adc_bound / big_d) if p.adc_bound is not None else 0.0,
+        ir_drop=float(p.ir_drop),
+        ir_a_scale=float(p.tile_rows / p.ir_drop_g_ratio * big_d),  # n = physical rows of a tile
+        noise_k1=float(p.read_noise**2 * d / big_d),
+        noise_k2=float((p.out_noise / big_d) ** 2),
+        noise_std=float(p.out_noise / big_d),
+    )
+
+
+def _f32_constants(p: Periphery) -> dict[str, np.float32]:
+    return {k: F32(v) for k, v in tile_constants(p).as_attributes().items()}
 
 
 def layer_scales(col_scale: NDArray[Any], in_range: NDArray[Any], periphery: Periphery
@@ -87,8 +92,8 @@ def layer_scales(col_scale: NDArray[Any], in_range: NDArray[Any], periphery: Per
     c = tile_constants(periphery)
     static = periphery.dac_bits is not None and periphery.input_range is InputRange.STATIC
     a_in = np.asarray(in_range, np.float64) if static else np.ones_like(np.asarray(in_range, np.float64))
-    in_scale = (1.0 / (a_in * c["dac_step"])).astype(F32)
-    out_scale = (np.asarray(col_scale, np.float64) * c["adc_step"] * a_in).astype(F32)
+    in_scale = (1.0 / (a_in * c.dac_step)).astype(F32)
+    out_scale = (np.asarray(col_scale, np.float64) * c.adc_step * a_in).astype(F32)
     return in_scale, out_scale
 
 
@@ -125,7 +130,7 @@ def analog_matmul_reference(
         w_eff, col_scale = w_eff[None], np.reshape(col_scale, (1, 1, n))
         in_range, alpha = np.reshape(in_range, (1, 1, 1)), np.reshape(alpha, (1, 1, n))
         noise = None if noise is None else noise.reshape((p.bm_passes, 1, -1, n))
-    c = {k: F32(v) for k, v in tile_constants(p).items()}
+    c = _f32_constants(p)
     in_scale, out_scale = layer_scales(col_scale, in_range, p)
     return tile_forward(x, w_eff * c["code_gain"], in_scale, out_scale * alpha, bias, p, noise)
 
@@ -175,7 +180,7 @@ def tile_forward(x: NDArray[np.float32], w_codes: NDArray[np.float32], in_scale:
         n = w_codes.shape[1]
         w_codes, in_scale, scale = w_codes[None], np.reshape(in_scale, (1, 1, 1)), np.reshape(scale, (1, 1, n))
         noise = None if noise is None else noise.reshape((p.bm_passes, 1, -1, n))
-    c = {k: F32(v) for k, v in tile_constants(p).items()}
+    c = _f32_constants(p)
     w_eff = w_codes
     n_tiles, tile_rows, n_out = w_eff.shape
     xt = tile_input(np.asarray(x, F32), n_tiles, tile_rows)

@@ -25,6 +25,7 @@ from anacompile.evaluate.metrics import cosine_similarity, load_sentences, packa
 from anacompile.evaluate.monte_carlo import EvaluationResult
 from anacompile.evaluate.times import parse_times
 from anacompile.model_io import load_proto
+from anacompile.runtime.session import AnalogSession
 
 __all__ = ["MINILM_OUTPUT", "MINILM_PACKAGE", "embedding_output", "evaluate_embeddings", "minilm_model_path"]
 
@@ -79,8 +80,6 @@ def evaluate_embeddings(model_path: str | os.PathLike[str], sentences: Sequence[
     Raises:
         DataError: no chips, no sentences, or a model whose inputs are not token ids and a mask.
     """
-    from anacompile.runtime.session import AnalogSession
-
     times_s = parse_times(times)
     if chips < 1:
         raise DataError(f"chips={chips}: need at least one chip.")

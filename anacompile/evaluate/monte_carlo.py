@@ -25,14 +25,15 @@ from typing import Any
 
 import numpy as np
 
-from anacompile.compiler import read_report
+from anacompile.contract import read_report
 from anacompile.crossbar.periphery import Compensation, Periphery, get_periphery, parse_overrides
 from anacompile.errors import ConfigError, DataError
-from anacompile.evaluate.data import load_feeds
 from anacompile.evaluate.metrics import Metric, resolve_metric, score, top1_accuracy
 from anacompile.evaluate.times import format_time, parse_times
+from anacompile.feeds import load_feeds
 from anacompile.limits import MAX_CHIPS, MAX_WORKERS, check_count, check_index
 from anacompile.model_io import ModelInput, atomic_output, is_in_memory, load_proto, model_file, model_label
+from anacompile.runtime.session import AnalogSession
 
 __all__ = ["COMPENSATION_MODES", "EvaluationResult", "accuracy", "evaluate"]
 
@@ -101,8 +102,6 @@ _WORKER: dict[str, Any] = {}
 
 def _setup(job: _Job) -> dict[str, Any]:
     """Session, data and AdaBS calibration set for a job (once per process)."""
-    from anacompile.runtime.session import AnalogSession
-
     if _WORKER.get("job") == job:
         return _WORKER
     proto = load_proto(job.model)

@@ -16,11 +16,13 @@ from typing import Any
 import numpy as np
 
 from anacompile.crossbar.reference import tile_forward
-from anacompile.evaluate.data import load_feeds
+from anacompile.evaluate.metrics import resolve_metric, score
 from anacompile.evaluate.times import format_time, parse_times
+from anacompile.feeds import load_feeds
 from anacompile.limits import MAX_CHIPS, MAX_SAMPLES, check_count, check_index
 from anacompile.model_io import load_proto
-from anacompile.runtime.chip_state import chip_rng
+from anacompile.programming.chip_state import chip_rng
+from anacompile.runtime.session import AnalogSession
 
 __all__ = ["MVMErrorResult", "mvm_error"]
 
@@ -59,9 +61,6 @@ def mvm_error(model: str | os.PathLike[str], data: str | os.PathLike[str] = "dig
     :mod:`anacompile.evaluate.metrics`) the same chips are also scored end to end at every time, beside the
     FP32 baseline, so a layer's error can be read against what the task loses.
     """
-    from anacompile.evaluate.metrics import resolve_metric, score
-    from anacompile.runtime.session import AnalogSession
-
     times_s = parse_times(times)
     chips = check_count(chips, "--chips", MAX_CHIPS)
     samples = check_count(samples, "--samples", MAX_SAMPLES)

@@ -15,6 +15,7 @@ from anacompile.passes.fold_constant_weights import FoldConstantWeightsPass
 from anacompile.passes.map_conductances import MapConductancesPass
 from anacompile.passes.mark_analog_ops import MarkAnalogOpsPass
 from anacompile.passes.partition_weights import PartitionWeightsPass
+from anacompile.passes.pipeline import default_pipeline
 from anacompile.passes.program_chip import ProgramChipPass
 from anacompile.passes.rewrite_to_analog_ops import RewriteToAnalogOpsPass
 from anacompile.passes.verify_analog_model import VerifyAnalogModelPass
@@ -36,11 +37,3 @@ __all__ = [
     "WriteCompileReportPass",
     "default_pipeline",
 ]
-
-
-def default_pipeline(**options):  # type: ignore[no-untyped-def]
-    """The compiler as an onnx-ir ``PassManager``: :func:`anacompile.compiler.default_pipeline` (defined beside
-    ``compile_model``, which runs the same passes; the options are ``compile_model``'s)."""
-    from anacompile.compiler import default_pipeline as build
-
-    return build(**options)

@@ -40,7 +40,7 @@ def sensitivity_command(
     force: bool = typer.Option(False, "--force", help="Overwrite existing output files."),
 ) -> None:
     """Per-layer sensitivity: the metric with only each layer analog and with all but it analog, ranked."""
-    from anacompile.cli import _progress
+    from anacompile.cli_progress import progress as _progress
     from anacompile.evaluate.times import format_time
     from anacompile.model_io import check_output_path
     from anacompile.placement.plot import plot_sensitivity
@@ -113,7 +113,7 @@ def run_placement(
     options: dict,
 ) -> None:
     """``compile --accuracy-budget``: search, compile, verify; print the placement (or its JSON)."""
-    from anacompile.cli import _progress
+    from anacompile.cli_progress import progress as _progress
     from anacompile.placement.search import place
 
     with _progress("configs x chips") as advance:
