@@ -28,6 +28,7 @@ import numpy as np
 from anacompile.contract import read_report
 from anacompile.crossbar.periphery import Compensation, Periphery, get_periphery, parse_overrides
 from anacompile.errors import ConfigError, DataError
+from anacompile.evaluate.driver import chip_row
 from anacompile.evaluate.metrics import Metric, resolve_metric, score, top1_accuracy
 from anacompile.evaluate.times import format_time, parse_times
 from anacompile.feeds import load_feeds
@@ -125,16 +126,15 @@ def _setup(job: _Job) -> dict[str, Any]:
 def _chip_accuracies(job: _Job, chip: int) -> list[float]:
     """Program one chip and measure its metric at every time (runs in a worker or in-process)."""
     w = _setup(job)
-    session = w["session"]
-    session.program(chip)
-    out = []
-    for t in job.times_s:
-        session.set_time(t)
-        if w["calib"] is not None:
-            session.reset_batchnorm()
-            session.recalibrate_batchnorm(w["calib"])
-        out.append(score(w["metric"], session.run, w["name"]))
-    return out
+
+    def adabs(session: AnalogSession) -> None:
+        session.reset_batchnorm()
+        session.recalibrate_batchnorm(w["calib"])
+
+    def measure(session: AnalogSession, chip: int, t: float) -> float:
+        return score(w["metric"], session.run, w["name"])
+
+    return chip_row(w["session"], chip, job.times_s, measure, on_time=adabs if w["calib"] is not None else None)
 
 
 def evaluate(model: ModelInput, data: str | os.PathLike[str] | None = "digits",

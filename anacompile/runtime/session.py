@@ -35,6 +35,7 @@ from anacompile.crossbar.functions import (
 from anacompile.crossbar.periphery import Compensation, DriftCompensation, Periphery, get_periphery
 from anacompile.crossbar.reference import layer_scales, tile_constants
 from anacompile.errors import ConfigError, DataError, UnsupportedModelError
+from anacompile.graph_walk import walk_graphs
 from anacompile.limits import check_index
 from anacompile.mapping import decode_pairs
 from anacompile.mapping.registry import get_mapping, mapping_from_dict
@@ -477,7 +478,7 @@ def _add_digital_switches(m: onnx.ModelProto, layers: list[ChipLayer], digital: 
     weights = {t.name: t for t in digital.graph.initializer if t.name.endswith(".weight")}
     by_name = {layer.name: layer for layer in layers}
     f = onnx.TensorProto.FLOAT
-    for graph, _ in reversed(list(_graphs_with_iteration(m.graph))):  # innermost first (see _strip_chip_stage)
+    for graph, _ in reversed(list(walk_graphs(m.graph))):  # innermost first (see _strip_chip_stage)
         new_nodes, changed = [], False
         for node in graph.node:
             if not (node.domain == contract.DOMAIN and node.op_type == contract.ANALOG_MATMUL and node.name in by_name):
@@ -555,17 +556,6 @@ def _apply_periphery(m: onnx.ModelProto, layers: list[ChipLayer], periphery: Per
             t.CopyFrom(onnx.numpy_helper.from_array(by_name[layer_name].in_scale, t.name))
 
 
-def _graphs_with_iteration(graph: onnx.GraphProto, iteration: str | None = None):
-    """The graph and its subgraphs, each with the iteration-number input of its innermost enclosing Loop
-    body (None outside Loops). The compiler puts recurrent layers in Loop bodies only, never in Scan."""
-    yield graph, iteration
-    for node in graph.node:
-        for attr in node.attribute:
-            for sub in [attr.g] if attr.type == onnx.AttributeProto.GRAPH else attr.graphs:
-                is_loop = node.op_type == "Loop" and node.domain in ("", "ai.onnx")
-                yield from _graphs_with_iteration(sub, sub.input[0].name if is_loop else iteration)
-
-
 def _step_noise_offsets(node: onnx.NodeProto, iteration: str, layer: ChipLayer) -> list[onnx.NodeProto]:
     """Nodes giving an AnalogMatMul in a Loop body its own slice of the noise bank at every iteration i.
 
@@ -629,7 +619,7 @@ def _extract_layers(proto: onnx.ModelProto) -> list[ChipLayer]:
                 layer = ChipLayer(name=name, index=owner.index, g_target=owner.g_target,
                                   out_scale=owner.out_scale, input=node.input[0], weights=weights)
             layers.append(layer)
-    for graph, iteration in _graphs_with_iteration(proto.graph):
+    for graph, iteration in walk_graphs(proto.graph):
         for node in graph.node if iteration is not None else []:
             for layer in layers:  # in a Loop body X is one step's input: use all steps' (digital_reference_model)
                 if layer.name == node.name:
@@ -661,7 +651,7 @@ def _strip_chip_stage(proto: onnx.ModelProto, layers: list[ChipLayer], periphery
     noisy = periphery.has_mvm_noise
     by_name = {layer.name: layer for layer in layers}
     # innermost graphs first: rebuilding a graph's node list copies its nodes, subgraphs included
-    for graph, iteration in reversed(list(_graphs_with_iteration(g)) if noisy else []):
+    for graph, iteration in reversed(list(walk_graphs(g)) if noisy else []):
         new_nodes = []
         for node in graph.node:
             if node.domain == contract.DOMAIN and node.op_type == contract.ANALOG_MATMUL:
