@@ -22,7 +22,7 @@ import onnx_ir as ir
 import anacompile
 from anacompile import devices, ops
 from anacompile.config import read_config_file
-from anacompile.crossbar.periphery import InputRange, Periphery, get_periphery
+from anacompile.crossbar.periphery import InputRange, OutputRange, Periphery, get_periphery
 from anacompile.errors import AnacompileError, ConfigError, OutputError, UnsupportedModelError
 from anacompile.evaluate.data import load_feeds
 from anacompile.mapping.registry import get_mapping
@@ -43,6 +43,7 @@ from anacompile.model_io import (
 from anacompile.passes._layer import DIGITAL_KEY, LAYER_KEY, is_use, node_plans, plan_mapping
 from anacompile.passes._tensor_store import TensorStore
 from anacompile.passes.apply_placement import parse_placement
+from anacompile.passes.calibration_feeds import calibration_batches
 from anacompile.passes.count_macs import node_macs
 from anacompile.passes.deploy_form import DEPLOY, SIMULATION, TARGETS
 from anacompile.passes.fold_constant_weights import tensor_readers, weight_source
@@ -143,10 +144,10 @@ def compile_model(
     output: str | os.PathLike[str] | None = None,
     *,
     device: str | os.PathLike[str] = "pcm",
-    periphery: str | os.PathLike[str] | Periphery = "standard",
+    periphery: str | os.PathLike[str] | Periphery = "calibrated",
     periphery_overrides: dict[str, Any] | list[str] | None = None,
     strategy: str | os.PathLike[str] = "single",
-    calibration: str | os.PathLike[str] | None = None,
+    calibration: Any = None,
     seed: int = 0,
     chip: int = 0,
     programming: str = "gaussian",
@@ -164,11 +165,16 @@ def compile_model(
         output: destination; default ``<model>.analog.onnx`` beside a source file. For an in-memory source
             with no ``output`` nothing is written: the compiled model is returned (see Returns).
         device: device preset name (``pcm``) or device file.
-        periphery: periphery preset (``standard``, ``ideal``), file or :class:`Periphery`.
+        periphery: periphery preset (``calibrated``: the standard periphery with ADC ranges calibrated from
+            ``calibration``; ``standard``: Rasch et al. 2023 with its fixed ADC bound; ``ideal``), file or
+            :class:`Periphery`.
         periphery_overrides: per-key overrides (``{"adc_bits": 6}`` or ``["adc_bits=6"]``).
         strategy: programming strategy (``single``, or a strategy file).
-        calibration: data for static input ranges: a built-in set name (``digits``) or an .npz; without
-            it, static input ranges fall back to abs-max noise management (noted in the report).
+        calibration: data for static input ranges and calibrated output ranges: a built-in set name
+            (``digits``), an .npz of batched arrays named after the inputs, a dict of such arrays, any iterable
+            of feed dicts, or an object with ``get_next()`` (onnxruntime's ``CalibrationDataReader``); at most
+            256 samples are used. Without it, static input ranges fall back to abs-max noise management and
+            output ranges to the fixed ADC bound (both noted in the report).
         seed: experiment seed; ``chip``: index of the chip whose programmed state is stored in the file.
         programming: chip programming method (``gaussian``).
         force: overwrite an existing output.
@@ -280,8 +286,11 @@ def _compile_file(source: Path | onnx.ModelProto, output, *, device, periphery, 
             peri = peri.replace(input_range=InputRange.ABSMAX.value)
             notes.append("no calibration data: static input ranges replaced by abs-max noise management "
                          "(pass --calibration to calibrate static ranges)")
-        else:
-            feeds, _ = load_feeds(calibration, proto, part="train", limit=CALIBRATION_SAMPLES)
+    peri, range_note = _output_range(peri, calibration)
+    notes.append(range_note)
+    if calibration is not None and (peri.input_range is InputRange.STATIC
+                                    or peri.output_range is OutputRange.CALIBRATED):
+        feeds = _calibration_feeds(calibration, proto)
     upgraded = None
     if proto.opset_import and default_opset(proto) < MIN_OPSET:  # opset 7-12: upgraded on load, noted
         if not in_memory and external_data_files(proto, source):
@@ -359,6 +368,32 @@ def _compile_file(source: Path | onnx.ModelProto, output, *, device, periphery, 
         return report, irmodel
     logger.info("wrote %s (%d analog layers)", out, report.totals["analog_layers"])
     return report
+
+
+def _calibration_feeds(calibration, proto) -> list[dict[str, np.ndarray]]:
+    """Calibration data as feeds: a set name or .npz (batched arrays), a dict of arrays, an iterable of feed
+    dicts or a ``get_next()`` reader (:mod:`anacompile.passes.calibration_feeds`)."""
+    from anacompile.evaluate.data import model_input_specs
+
+    if isinstance(calibration, (str, os.PathLike)):
+        calibration, _ = load_feeds(calibration, proto, part="train", limit=CALIBRATION_SAMPLES)
+    return calibration_batches(calibration, model_input_specs(proto), CALIBRATION_SAMPLES)
+
+
+def _output_range(peri: Periphery, calibration) -> tuple[Periphery, str]:
+    """The ADC ranges in force and the report's note on them."""
+    if peri.output_range is OutputRange.CALIBRATED and peri.adc_bound is None:
+        return peri.replace(output_range=OutputRange.FIXED.value), (
+            "no ADC bound (adc_bound=none): output ranges are not calibrated, since nothing saturates")
+    if peri.output_range is OutputRange.CALIBRATED and calibration is None:
+        return peri.replace(output_range=OutputRange.FIXED.value), (
+            f"no calibration data: output ranges at the fixed ADC bound (adc_bound={peri.adc_bound}), since a "
+            "calibrated range needs the tiles' outputs on data; pass --calibration to calibrate them")
+    if peri.output_range is OutputRange.CALIBRATED:
+        return peri, (f"output ranges calibrated per tile: the {peri.output_range_percentile} percentile of |tile "
+                      f"output| on the calibration data meets the ADC bound (output_range=calibrated)")
+    return peri, (f"output ranges fixed at the ADC bound adc_bound={peri.adc_bound} (output_range=fixed, "
+                  "Rasch et al. 2023)")
 
 
 def _load_input_ranges(spec) -> dict | None:

@@ -43,6 +43,7 @@ BIAS = "bias"
 IR_WEIGHT = "ir_row_weight"
 OUT_SCALE = "out_scale"
 IN_SCALE = "in_scale"
+OUT_GAIN = "out_gain"  # per-tile output gain before the ADC (output_range: calibrated)
 W_EFF = "w_eff"
 SCALE = "scale"
 NOISE = "noise"

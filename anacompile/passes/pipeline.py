@@ -12,7 +12,11 @@ from anacompile.mapping import ConductanceMapping
 from anacompile.passes._tensor_store import TensorStore
 from anacompile.passes.add_analog_functions import AddAnalogFunctionsPass
 from anacompile.passes.apply_placement import ApplyPlacementPass
-from anacompile.passes.calibrate_input_ranges import CalibrateInputRangesPass, SetInputRangesPass
+from anacompile.passes.calibrate_input_ranges import (
+    CalibrateInputRangesPass,
+    CalibrateOutputRangesPass,
+    SetInputRangesPass,
+)
 from anacompile.passes.conv import SplitGroupedConvsPass
 from anacompile.passes.deploy_form import MakeDeployFormPass
 from anacompile.passes.fold_constant_weights import FoldConstantWeightsPass
@@ -48,6 +52,7 @@ def analysis_pipeline(device, mapping: ConductanceMapping, periphery: Periphery,
         *([SetInputRangesPass(input_ranges, require_all=calibration_feeds is None)] if input_ranges else []),
         CalibrateInputRangesPass(periphery, calibration_feeds),
         MapConductancesPass(device, mapping, store=store),
+        CalibrateOutputRangesPass(device, mapping, periphery),
         ProgramChipPass(device, mapping, periphery.drift_compensation, seed=seed, chip=chip, method=programming,
                         store=store),
     ], early_stop=False)

@@ -25,7 +25,7 @@ from numpy.typing import NDArray
 
 from anacompile import devices, ops
 from anacompile.compiler import CompileReport, read_report
-from anacompile.crossbar.periphery import Compensation, DriftCompensation, Periphery, get_periphery
+from anacompile.crossbar.periphery import Compensation, DriftCompensation, OutputRange, Periphery, get_periphery
 from anacompile.crossbar.reference import layer_scales, tile_constants
 from anacompile.errors import ConfigError, DataError, UnsupportedModelError
 from anacompile.mapping.registry import mapping_from_dict
@@ -41,6 +41,7 @@ from anacompile.runtime.chip_state import (
 )
 from anacompile.runtime.digital_reference import all_nodes, digital_reference_model, plan_weight, weights_layer
 from anacompile.runtime.functions import (
+    OUT_GAIN_INPUT,
     TILED,
     NoiseSource,
     analog_matmul_attributes,
@@ -75,6 +76,7 @@ class ChipLayer:
     gain_us: float = 0.0  # its conductance gain
     digital: bool = False  # run digitally (switchable sessions, :meth:`AnalogSession.set_digital`)
     variants: dict = field(default_factory=dict)  # other strategies' plans and chip states (set_layer_strategy)
+    out_gain: NDArray[np.float32] | None = None  # output gains before the ADC (output_range: calibrated)
     weights: str = ""  # the layer whose programmed tiles it reads: its own name, or a shared weight's owner
 
     @property
@@ -520,7 +522,13 @@ def _attach_scales(proto: onnx.ModelProto, layers: list[ChipLayer], periphery: P
     for layer in layers:
         layer.col_scale = _initializer_array(proto, f"{layer.weights}.{ops.COL_SCALE}")
         layer.in_range = _initializer_array(proto, f"{layer.weights}.{ops.IN_RANGE}")
-        layer.in_scale, layer.out_scale = layer_scales(layer.col_scale, layer.in_range, periphery)
+        layer.out_gain = None
+        if periphery.output_range is OutputRange.CALIBRATED:
+            if not any(t.name == f"{layer.weights}.{ops.OUT_GAIN}" for t in proto.graph.initializer):
+                raise ConfigError(f"Layer {layer.name!r} has no calibrated output range: the model was compiled with "
+                                  "fixed output ranges; recompile it with --calibration (output_range=calibrated).")
+            layer.out_gain = _initializer_array(proto, f"{layer.weights}.{ops.OUT_GAIN}")
+        layer.in_scale, layer.out_scale = layer_scales(layer.col_scale, layer.in_range, periphery, layer.out_gain)
 
 
 def _apply_periphery(m: onnx.ModelProto, layers: list[ChipLayer], periphery: Periphery) -> None:
@@ -549,11 +557,13 @@ def _graphs_with_iteration(graph: onnx.GraphProto, iteration: str | None = None)
                 yield from _graphs_with_iteration(sub, sub.input[0].name if is_loop else iteration)
 
 
-def _step_noise_offsets(node: onnx.NodeProto, iteration: str, layer: ChipLayer) -> list[onnx.NodeProto]:
+def _step_noise_offsets(node: onnx.NodeProto, iteration: str, layer: ChipLayer, passes: int = 1
+                        ) -> list[onnx.NodeProto]:
     """Nodes giving an AnalogMatMul in a Loop body its own slice of the noise bank at every iteration i.
 
     Step i reads ``bank[s_i : s_i + step]`` with s_i = (noise_start + i * step) mod (len(bank) - step + 1) and
-    step = n_tiles * N * (vectors of one step). The session reserves noise_end - noise_start = T * step for
+    step = passes * n_tiles * N * (vectors of one step), ``passes`` the MVMs per vector (iterative bound
+    management: 1 + bm_max_halvings). The session reserves noise_end - noise_start = T * step for
     the layer (``layer.input`` counts the vectors of all T steps), so within a run the steps' slices are
     disjoint and every step gets fresh noise; the modulo only keeps a slice inside the bank. The node's
     inputs 6..8 are set to (bank, s_i, s_i + step).
@@ -567,7 +577,7 @@ def _step_noise_offsets(node: onnx.NodeProto, iteration: str, layer: ChipLayer) 
         return make("Constant", [], out, value=onnx.helper.make_tensor(p + out, i64, [1], [value]))
 
     nodes = [
-        const("zero", 0), const("last", -1), const("one", 1), const("cols", layer.n_tiles * layer.n_out),
+        const("zero", 0), const("last", -1), const("one", 1), const("cols", passes * layer.n_tiles * layer.n_out),
         make("Shape", [node.input[0]], "x_shape"),
         make("Slice", [p + "x_shape", p + "zero", p + "last"], "lead"),
         make("ReduceProd", [p + "lead"], "vectors", keepdims=1),
@@ -641,13 +651,16 @@ def _strip_chip_stage(proto: onnx.ModelProto, layers: list[ChipLayer], periphery
         new_nodes = []
         for node in graph.node:
             if node.domain == ops.DOMAIN and node.op_type == ops.ANALOG_MATMUL:
+                gain = node.input[OUT_GAIN_INPUT] if len(node.input) > OUT_GAIN_INPUT else ""
                 del node.input[6:]
                 if iteration is None:  # one MVM per run: the session feeds its noise tensor as is
                     node.input.append(f"{node.name}.{ops.NOISE}")
                     node.overload = overload_name(node.overload == TILED, NoiseSource.FED)
                     by_name[node.name].fed = True
                 else:  # in a Loop body: a new slice at every iteration, so time steps get fresh noise
-                    new_nodes += _step_noise_offsets(node, iteration, by_name[node.name])
+                    new_nodes += _step_noise_offsets(node, iteration, by_name[node.name], periphery.bm_passes)
+                if gain:  # calibrated output range: the tiles' gains stay the last input
+                    node.input.extend([""] * (OUT_GAIN_INPUT - len(node.input)) + [gain])
             new_nodes.append(node)
         if len(new_nodes) > len(graph.node):
             del graph.node[:]
