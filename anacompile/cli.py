@@ -2,12 +2,14 @@
 
 ``anacompile MODEL.onnx [options]`` (no sub-command) is ``anacompile compile MODEL.onnx [options]``.
 Errors anacompile raises on purpose print as one line on stderr and exit with 1 (``--verbose`` shows the
-traceback); usage errors exit with 2. ``--json`` prints exactly one JSON document on stdout; progress and
+traceback); usage errors exit with 2. ``--json PATH`` writes the result as JSON to PATH on every command;
+``--json -`` prints exactly one JSON document on stdout (and nothing else there); progress and
 logs go to stderr.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import sys
@@ -15,8 +17,12 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
+from anacompile.cli_output import JSON_HELP, check_json_target, json_to_stdout, write_json
+from anacompile.cli_progress import progress as _progress
+from anacompile.deploy_commands import export_tiles_command
 from anacompile.errors import AnacompileError
 
 __all__ = ["app", "main"]
@@ -52,7 +58,8 @@ def compile_cmd(
     chip: int = typer.Option(0, "--chip", help="Chip whose programmed state is stored in the file."),
     programming: str = typer.Option("gaussian", "--programming", help="Chip programming method."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing output."),
-    json_out: bool = typer.Option(False, "--json", help="Print the compile report as JSON."),
+    json_out: str | None = typer.Option(None, "--json", metavar="PATH", help="Write the compile report as JSON to PATH ('-' for stdout)."),
+    allow_invalid: bool = typer.Option(False, "--allow-invalid", help="Compile a source that fails onnx.checker's full check (refused by default)."),
     digital: list[str] = typer.Option([], "--digital", help="Keep layers digital: node/layer names, op types, glob patterns, or @placement.json (repeatable)."),
     layer_strategy: list[str] = typer.Option([], "--layer-strategy", help="A layer's own strategy NAME=SPEC (single, dual, npair:significance=1,2,4, FILE.json), or @placement.json (repeatable)."),
     accuracy_budget: float | None = typer.Option(None, "--accuracy-budget", help="Choose per layer digital or an analog strategy: cheapest placement whose --metric at --at stays within this of FP32 (e.g. 0.02)."),
@@ -67,6 +74,7 @@ def compile_cmd(
     """Compile MODEL for analog crossbar tiles and write the annotated ONNX model."""
     from anacompile.compiler import compile_model
 
+    check_json_target(json_out, [model], force)
     if accuracy_budget is not None:
         from anacompile.placement.cli_commands import run_placement
 
@@ -80,14 +88,17 @@ def compile_cmd(
     report = compile_model(model, output, device=device, periphery=periphery, periphery_overrides=list(set_),
                            strategy=strategy, calibration=calibration, seed=seed, chip=chip,
                            programming=programming, force=force, input_ranges=input_ranges,
-                           digital=list(digital), layer_strategies=list(layer_strategy), target=target)
-    if json_out:
-        print(json.dumps(report.to_dict()))
-        return
+                           digital=list(digital), layer_strategies=list(layer_strategy), target=target,
+                           allow_invalid=allow_invalid)
+    if json_out is not None:
+        write_json(json_out, report.to_dict())
+        if json_to_stdout(json_out):
+            return
     _print_layers(report)
     for note in report.notes:
         err_console.print(f"[yellow]note:[/] {note}")
-    out_console.print(f"wrote [bold]{report.output}[/]")
+    out_console.print(__import__("anacompile.cost.cli_command", fromlist=["x"]).cost_summary(report.output))
+    out_console.print(f"wrote [bold]{report.output}[/]" + (f" and {json_out}" if json_out else ""))
 
 
 def _print_layers(report) -> None:
@@ -121,28 +132,33 @@ def _print_layers(report) -> None:
 
 @app.command("inspect")
 def inspect_cmd(model: Path = typer.Argument(..., help="Compiled model."),
-                json_out: bool = typer.Option(False, "--json", help="Print the report as JSON.")) -> None:
+                json_out: str | None = typer.Option(None, "--json", metavar="PATH", help=JSON_HELP + " Schema: anacompile/schemas/compile_report.schema.json."),
+                force: bool = typer.Option(False, "--force", help="Overwrite an existing --json file.")) -> None:
     """Print the per-layer mapping report of a compiled model."""
     from anacompile.compiler import read_report
     from anacompile.model_io import load_proto
 
+    check_json_target(json_out, [model], force)
     report = read_report(load_proto(model))
     report.source = report.source or str(model)  # the stored report carries no paths
-    if json_out:
-        print(json.dumps(report.to_dict()))
-    else:
+    if json_out is not None:
+        write_json(json_out, report.to_dict())
+    if not json_to_stdout(json_out):
         _print_layers(report)
 
 
 @app.command("devices")
-def devices_cmd(json_out: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
+def devices_cmd(json_out: str | None = typer.Option(None, "--json", metavar="PATH", help=JSON_HELP),
+                force: bool = typer.Option(False, "--force", help="Overwrite an existing --json file.")) -> None:
     """List the built-in device presets and their parameters."""
     from anacompile import devices
 
+    check_json_target(json_out, (), force)
     data = {name: devices.get(name).to_dict() for name in devices.available()}
-    if json_out:
-        print(json.dumps(data))
-        return
+    if json_out is not None:
+        write_json(json_out, data)
+        if json_to_stdout(json_out):
+            return
     for name, params in data.items():
         out_console.print(f"[bold]{name}[/]")
         out_console.print_json(json.dumps(params))
@@ -161,7 +177,7 @@ def evaluate_cmd(
     strategy: str | None = typer.Option(None, "--strategy", help="Re-map the weights with programming strategies: single, dual, dual:F=2.5, FILE.json; several separated by commas are compared side by side."),
     programming: str | None = typer.Option(None, "--programming", help="Chip programming method: gaussian or verify."),
     workers: int = typer.Option(1, "--workers", help="Parallel worker processes (chips are split between them)."),
-    json_path: Path | None = typer.Option(None, "--json", help="Write the results as JSON to this file."),
+    json_path: str | None = typer.Option(None, "--json", metavar="PATH", help=JSON_HELP),
     csv_path: Path | None = typer.Option(None, "--csv", help="Stream one row per chip and time to this CSV file."),
     plot: Path | None = typer.Option(None, "--plot", help="Write a plot (PNG/SVG/PDF)."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing output files."),
@@ -173,7 +189,8 @@ def evaluate_cmd(
     from anacompile.evaluate.plot import plot_accuracy_over_time, plot_sweep
     from anacompile.model_io import check_output_path
 
-    for path in (json_path, plot, csv_path):
+    check_json_target(json_path, [model], force)
+    for path in (plot, csv_path):
         if path is not None:
             check_output_path(path, [model], force)
     modes = [m.strip() for m in compensation.split(",")] if compensation else [None]
@@ -216,13 +233,15 @@ def evaluate_cmd(
                                     progress=lambda d, t, i=i: advance(i * t + d, t * len(runs)),
                                     **kwargs))
     labels = [label or r.compensation for (label, _), r in zip(runs, results, strict=True)]
-    _print_results(model, data, results, labels, sweep_key=sweep.partition("=")[0].strip() if sweep else None)
+    if not json_to_stdout(json_path):
+        _print_results(model, data, results, labels, sweep_key=sweep.partition("=")[0].strip() if sweep else None)
     for r in results:
         for note in r.notes:
             err_console.print(f"[yellow]note:[/] {note}")
     if json_path is not None:
         _write_json(json_path, results, labels, sweep)
-        err_console.print(f"wrote {json_path}")
+        if not json_to_stdout(json_path):
+            err_console.print(f"wrote {json_path}")
     if plot is not None:
         if sweep:
             plot_sweep(results, sweep.partition("=")[0].strip(), [label.partition("=")[2] for label in labels], plot)
@@ -256,19 +275,16 @@ def _print_results(model: Path, data: str, results, labels: list[str], sweep_key
     out_console.print(table)
 
 
-def _write_json(path: Path, results, labels: list[str], sweep: str | None) -> None:
-    from anacompile.model_io import atomic_output
-
+def _write_json(path: str | Path, results, labels: list[str], sweep: str | None) -> None:
     if len(results) == 1 and not sweep:
-        results[0].save_json(path)
+        write_json(path, results[0].to_dict())
         return
     first = results[0]
     doc = {"baseline": first.baseline, "times_s": first.times_s, "chips": first.chips, "seed": first.seed,
            "metric": first.metric, "labels": labels, "results": [r.to_dict() for r in results]}
     if sweep:
         doc["sweep"] = sweep
-    with atomic_output(path) as tmp:
-        Path(tmp).write_text(json.dumps(doc, indent=2))
+    write_json(path, doc)
 
 
 @app.command("mvm-error")
@@ -281,19 +297,22 @@ def mvm_error_cmd(
     compensation: str | None = typer.Option(None, "--compensation", help="Drift compensation: none, global, column."),
     set_: list[str] = typer.Option([], "--set", help="Override a periphery key, e.g. --set adc_bits=6."),
     samples: int = typer.Option(256, "--samples", help="Input vectors per layer (from the data set)."),
-    json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    json_out: str | None = typer.Option(None, "--json", metavar="PATH", help=JSON_HELP),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing --json file."),
     metric: str | None = typer.Option(None, "--metric", help=METRIC_HELP + " Scored end to end on the same chips."),
 ) -> None:
     """Relative MVM error ||y_analog - y|| / ||y|| of every analog layer on real inputs, at each time."""
     from anacompile.evaluate.mvm_error import mvm_error
     from anacompile.evaluate.times import format_time
 
+    check_json_target(json_out, [model], force)
     with _progress("chips") as advance:
         r = mvm_error(model, data=data, times=times, chips=chips, seed=seed, compensation=compensation,
                       periphery_overrides=list(set_) or None, samples=samples, progress=advance, metric=metric)
-    if json_out:
-        print(json.dumps(r.to_dict()))
-        return
+    if json_out is not None:
+        write_json(json_out, r.to_dict())
+        if json_to_stdout(json_out):
+            return
     table = Table(title=f"{model.name}: relative MVM error per layer, {r.chips} chips, {r.compensation} compensation")
     table.add_column("layer")
     table.add_column("weight")
@@ -337,29 +356,6 @@ def demo_cmd(
     out_console.print(f"wrote {compiled}, {out_dir / 'result.json'}, {out_dir / 'result.png'}")
 
 
-class _progress:
-    """Rich progress bar on stderr (off when stderr is not a terminal); yields ``advance(done, total)``."""
-
-    def __init__(self, description: str) -> None:
-        self.description = description
-
-    def __enter__(self):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self._p = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                           console=err_console, disable=not err_console.is_terminal, transient=True)
-        self._p.__enter__()
-        self._task = self._p.add_task(self.description, total=None)
-
-        def advance(done: int, total: int) -> None:
-            self._p.update(self._task, completed=done, total=total)
-
-        return advance
-
-    def __exit__(self, *exc) -> None:
-        self._p.__exit__(*exc)
-
-
 def _register_optional_commands() -> None:
     try:
         from anacompile.programming import cli_commands
@@ -372,9 +368,35 @@ def _register_optional_commands() -> None:
 
 
 _register_optional_commands()
+app.command("export-tiles")(export_tiles_command)
 app.command("sensitivity")(__import__("anacompile.placement.cli_commands", fromlist=["x"]).sensitivity_command)
+app.command("cost")(__import__("anacompile.cost.cli_command", fromlist=["cost_command"]).cost_command)
+app.command("finetune")(importlib.import_module("anacompile.finetune.cli_commands").finetune_command)
 _COMMANDS = {"demo", "compile", "inspect", "devices", "evaluate", "optimize", "program-verify", "mvm-error",
-             "sensitivity"}
+             "sensitivity", "export-tiles", "cost", "finetune"}
+
+
+def _command_names() -> set[str]:
+    """Every sub-command registered on the app (including those other modules register)."""
+    names = {info.name or info.callback.__name__.replace("_", "-") for info in app.registered_commands
+             if info.callback is not None}
+    return names | _COMMANDS
+
+
+def _looks_like_a_model(arg: str) -> bool:
+    """The short form ``anacompile MODEL.onnx``: a path (an existing file, a suffix, or a folder in it)."""
+    return Path(arg).exists() or "." in Path(arg).name or "/" in arg or "\\" in arg
+
+
+def _unknown_command(name: str) -> str:
+    """``unknown command 'inspekt'; did you mean 'inspect'?`` (difflib), listing the commands."""
+    import difflib
+
+    names = sorted(_command_names())
+    close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+    hint = f"did you mean '{close[0]}'? " if close else ""
+    return (f"unknown command '{name}'; {hint}commands: {', '.join(names)} (or give a model file: "
+            f"anacompile MODEL.onnx).")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -384,7 +406,10 @@ def main(argv: list[str] | None = None) -> int:
     """
     args = list(sys.argv[1:] if argv is None else argv)
     first = next((i for i, a in enumerate(args) if not a.startswith("-")), None)
-    if first is not None and args[first] not in _COMMANDS:
+    if first is not None and args[first] not in _command_names():
+        if not _looks_like_a_model(args[first]):
+            err_console.print(f"[red]error:[/] {_unknown_command(args[first])}", highlight=False, soft_wrap=True)
+            return 2
         args.insert(first, "compile")
     try:
         app(args, prog_name="anacompile")  # standalone mode: usage errors exit 2 with click's message
@@ -394,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
     except AnacompileError as err:
         if _STATE["verbose"]:
             raise
-        err_console.print(f"[red]error:[/] {err}", highlight=False, soft_wrap=True)
+        err_console.print(f"[red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
         return 1
     except KeyboardInterrupt:
         err_console.print("[red]error:[/] interrupted; no output was written.")

@@ -11,7 +11,7 @@ import json
 import logging
 import os
 import tempfile
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +19,14 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 
-import anacompile
-from anacompile import devices, ops
+from anacompile import contract, devices
+from anacompile._version import __version__
 from anacompile.config import read_config_file
+from anacompile.contract import REPORT_SCHEMA_VERSION, CompileReport, LayerReport, read_report
 from anacompile.crossbar.periphery import InputRange, OutputRange, Periphery, get_periphery
 from anacompile.errors import AnacompileError, ConfigError, OutputError, UnsupportedModelError
-from anacompile.evaluate.data import load_feeds
+from anacompile.feeds import load_feeds
+from anacompile.limits import check_index
 from anacompile.mapping.registry import get_mapping
 from anacompile.model_io import (
     EXTERNAL_DATA_LIMIT_BYTES,
@@ -40,6 +42,7 @@ from anacompile.model_io import (
     model_label,
     read_model,
 )
+from anacompile.model_validation import check_source, check_structure, checker_problem, refuse_invalid
 from anacompile.passes._layer import DIGITAL_KEY, LAYER_KEY, is_use, node_plans, plan_mapping
 from anacompile.passes._tensor_store import TensorStore
 from anacompile.passes.apply_placement import parse_placement
@@ -51,85 +54,17 @@ from anacompile.passes.mark_analog_ops import HANDLERS
 from anacompile.passes.pipeline import analysis_pipeline, deploy_pipeline, emit_pipeline, verify_pipeline
 from anacompile.passes.upgrade_opset import MIN_OPSET, default_opset, upgrade_opset
 
-__all__ = ["CompileReport", "LayerReport", "compile_model", "default_output_path", "read_report"]
+__all__ = [
+    "REPORT_SCHEMA_VERSION",
+    "CompileReport",
+    "LayerReport",
+    "compile_model",
+    "default_output_path",
+    "read_report",
+]
 
 logger = logging.getLogger(__name__)
 CALIBRATION_SAMPLES = 256
-
-
-@dataclass
-class LayerReport:
-    """One weight-bearing op: what the compiler did with it.
-
-    ``weight_source`` spells where the weight comes from in the source model (``W``, or a folded chain such
-    as ``Transpose(embed.weight)``). A stored tensor read by several ops (tied embeddings: a Gather and a
-    MatMul) is programmed once per analog use, each on its own tiles; ``shared_with`` names the other ops.
-    """
-
-    name: str
-    op: str
-    analog: bool
-    weight_shape: list[int] = field(default_factory=list)
-    tiles: list[int] = field(default_factory=list)  # [row tiles, column tiles]
-    utilisation: float = 0.0
-    parameters: int = 0
-    reason: str = ""
-    weight_source: str = ""  # the source tensor(s) the weight is read from, with any folded ops
-    shared_with: list[str] = field(default_factory=list)  # other ops reading the same stored tensor
-    uses: list[str] = field(default_factory=list)  # AnalogMatMuls reading these tiles, when several share them
-    macs: int = 0  # multiply-accumulates per inference (passes/count_macs.py); the op's share for a recurrent op
-    strategy: dict[str, Any] = field(default_factory=dict)  # its own strategy (--layer-strategy); {}: the model's
-    devices: int = 0  # devices holding the weight: 2 per pair per weight
-
-
-@dataclass
-class CompileReport:
-    """The compile report, also stored as JSON in the model's ``metadata_props`` (``anacompile.report``)."""
-
-    source: str
-    output: str
-    device: dict[str, Any]
-    periphery: dict[str, Any]
-    strategy: dict[str, Any]
-    seed: int
-    chip: int
-    programming: str
-    layers: list[LayerReport]
-    notes: list[str] = field(default_factory=list)
-    anacompile_version: str = anacompile.__version__
-
-    @property
-    def totals(self) -> dict[str, Any]:
-        """Weights mapped, share of parameters analog, tiles used."""
-        analog = [layer for layer in self.layers if layer.analog]
-        n_analog = sum(layer.parameters for layer in analog)
-        n_all = sum(layer.parameters for layer in self.layers)
-        macs_analog = sum(layer.macs for layer in analog)
-        macs_all = sum(layer.macs for layer in self.layers)
-        return {
-            "analog_layers": len(analog),
-            "digital_layers": len(self.layers) - len(analog),
-            "weights_mapped": n_analog,
-            "analog_parameter_share": (n_analog / n_all) if n_all else 0.0,
-            "tiles": sum(layer.tiles[0] * layer.tiles[1] for layer in analog),
-            "macs": macs_all,
-            "digital_macs": macs_all - macs_analog,
-            "analog_mac_share": (macs_analog / macs_all) if macs_all else 0.0,
-            "devices": sum(layer.devices for layer in analog),
-        }
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-serialisable form, totals included."""
-        d = asdict(self)
-        d["totals"] = self.totals
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> CompileReport:
-        """Inverse of :meth:`to_dict`."""
-        d = {k: v for k, v in d.items() if k != "totals"}
-        d["layers"] = [LayerReport(**layer) for layer in d["layers"]]
-        return cls(**d)
 
 
 def default_output_path(model: str | os.PathLike[str]) -> Path:
@@ -156,6 +91,7 @@ def compile_model(
     digital: str | list[str] | None = None,
     layer_strategies: dict[str, Any] | list[str] | None = None,
     target: str = SIMULATION,
+    allow_invalid: bool = False,
     shared_weights: str = "share",
 ) -> CompileReport | tuple[onnx.ModelProto | ir.Model, CompileReport]:
     """Compile an ONNX model for analog crossbar tiles and write the annotated model (or return it).
@@ -181,6 +117,8 @@ def compile_model(
         input_ranges: static DAC input ranges provided per layer (e.g. learned in hardware-aware training):
             ``{"fc1_Gemm": 2.5}`` or a JSON file of that form (one number, or one per row tile); layers not
             listed are calibrated from ``calibration``.
+        allow_invalid: compile a source that fails ``onnx.checker``'s full check (refused otherwise, with the
+            checker's message); the output is then checked as strictly as the source passes.
         digital: layers to keep digital: node names, layer names, op types or glob patterns, or
             ``"@placement.json"`` (:mod:`anacompile.passes.apply_placement`).
         layer_strategies: per-layer programming strategies, ``{"fc1": "dual"}`` or ``["fc1=dual"]`` (or
@@ -202,11 +140,12 @@ def compile_model(
     Raises:
         AnacompileError: bad input model, options or output path; nothing is written then.
     """
+    seed, chip = check_index(seed, "--seed"), check_index(chip, "--chip")
     options = {"device": device, "periphery": periphery, "periphery_overrides": periphery_overrides,
                "strategy": strategy, "calibration": calibration, "seed": seed, "chip": chip,
                "programming": programming, "force": force, "input_ranges": input_ranges,
                "placement": parse_placement(digital, layer_strategies), "target": target,
-               "shared_weights": shared_weights}
+               "allow_invalid": allow_invalid, "shared_weights": shared_weights}
     if not is_in_memory(model):
         source = Path(model)
         return _compile_file(source, output if output is not None else default_output_path(source), **options)
@@ -258,7 +197,7 @@ def _fits_in_memory(model: onnx.ModelProto | ir.Model) -> bool:
 
 def _compile_file(source: Path | onnx.ModelProto, output, *, device, periphery, periphery_overrides, strategy,
                   calibration, seed, chip, programming, force, input_ranges, placement=None, target=SIMULATION,
-                  label: str | None = None, shared_weights: str = "share"):
+                  label: str | None = None, allow_invalid: bool = False, shared_weights: str = "share"):
     """:func:`compile_model` from a source file to an output file (``label`` names the source in errors).
 
     With a ModelProto as ``source`` and ``output=None`` (:func:`_fits_in_memory` models), everything stays in
@@ -269,6 +208,9 @@ def _compile_file(source: Path | onnx.ModelProto, output, *, device, periphery, 
     if target not in TARGETS:
         raise ConfigError(f"target {target!r}: use one of {', '.join(TARGETS)}.")
     proto = source if in_memory else load_proto(source)
+    if in_memory:
+        check_structure(proto, label)
+    check_source(proto, label, allow_invalid=allow_invalid, in_memory=in_memory, checker=False)
     out = None if in_memory else check_output_path(output, [source], force)
     dev = devices.get(device)
     mapping = get_mapping(strategy)
@@ -297,6 +239,8 @@ def _compile_file(source: Path | onnx.ModelProto, output, *, device, periphery, 
             proto = load_proto(source, load_external_data=True)
         upgraded, note = upgrade_opset(proto, label)
         notes.append(note)
+    source_problem = refuse_invalid(upgraded if upgraded is not None else proto if in_memory else source, label,
+                                    allow_invalid)
     external = not in_memory and _needs_external_data(proto, source, len(mapping.significance), peri.tile_rows)
     if external:
         data_file = out.parent / external_data_name(out)
@@ -304,11 +248,11 @@ def _compile_file(source: Path | onnx.ModelProto, output, *, device, periphery, 
             raise OutputError(f"Output {out} would write its external data to {data_file}, which the source model "
                               "reads; choose another output name.")
         notes.append(f"tensor data written beside the model to {data_file.name} (external data)")
-    source_problem = _checker_problem(proto if in_memory else source)
     if source_problem is not None:
         notes.append(f"the source model itself fails onnx.checker's full check ({source_problem}); the compiled "
                      "model is checked as strictly as its source allows")
-    macs = node_macs(upgraded if upgraded is not None else proto)
+    shapes = {k: [1, *v.shape[1:]] for k, v in feeds.items()} if isinstance(feeds, dict) else None
+    macs = node_macs(upgraded if upgraded is not None else proto, shapes)  # one calibration sample's shapes
     if upgraded is not None:
         irmodel = ir.from_proto(upgraded)
     elif in_memory:  # a copy: the passes must not touch the caller's tensors
@@ -345,10 +289,10 @@ def _compile_file(source: Path | onnx.ModelProto, output, *, device, periphery, 
                 notes=notes,
             )
             # stored without file paths: the same source and options give the same bytes wherever they lie
-            irmodel.metadata_props[ops.META_REPORT] = json.dumps(replace(report, source="", output="").to_dict())
-            irmodel.metadata_props[ops.META_VERSION] = anacompile.__version__
+            irmodel.metadata_props[contract.META_REPORT] = json.dumps(replace(report, source="", output="").to_dict())
+            irmodel.metadata_props[contract.META_VERSION] = __version__
             irmodel.producer_name = "anacompile"
-            irmodel.producer_version = anacompile.__version__
+            irmodel.producer_version = __version__
             if store is not None:
                 store.adopt(irmodel)  # the source's other tensors join the same data file
                 store.close()
@@ -358,7 +302,7 @@ def _compile_file(source: Path | onnx.ModelProto, output, *, device, periphery, 
             # than the source passes
             if source_problem is None:
                 _run(verify_pipeline(tmp), irmodel)
-            elif _checker_problem(proto if in_memory else source, full_check=False) is None:
+            elif checker_problem(proto if in_memory else source, full_check=False) is None:
                 _run(verify_pipeline(tmp, full_check=False), irmodel)
         finally:
             if store is not None:
@@ -373,7 +317,7 @@ def _compile_file(source: Path | onnx.ModelProto, output, *, device, periphery, 
 def _calibration_feeds(calibration, proto) -> list[dict[str, np.ndarray]]:
     """Calibration data as feeds: a set name or .npz (batched arrays), a dict of arrays, an iterable of feed
     dicts or a ``get_next()`` reader (:mod:`anacompile.passes.calibration_feeds`)."""
-    from anacompile.evaluate.data import model_input_specs
+    from anacompile.feeds import model_input_specs
 
     if isinstance(calibration, (str, os.PathLike)):
         calibration, _ = load_feeds(calibration, proto, part="train", limit=CALIBRATION_SAMPLES)
@@ -403,15 +347,6 @@ def _load_input_ranges(spec) -> dict | None:
     return read_config_file(spec, "Input-ranges file") or None
 
 
-def _checker_problem(path: Path | onnx.ModelProto, full_check: bool = True) -> str | None:
-    """First line of what onnx.checker finds wrong with a model file (or proto), or None when it passes."""
-    try:
-        onnx.checker.check_model(path if isinstance(path, onnx.ModelProto) else str(path), full_check=full_check)
-    except Exception as err:  # ValidationError, InferenceError and protobuf errors alike
-        return str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
-    return None
-
-
 def _needs_external_data(proto, source: Path, pairs: int, tile_rows: int) -> bool:
     """Whether the output must keep its tensor data in a file beside it.
 
@@ -436,12 +371,8 @@ def _pad(k: int, tile_rows: int) -> int:
     return k if k <= tile_rows else -(-k // tile_rows) * tile_rows
 
 
-def read_report(proto) -> CompileReport:
-    """The compile report stored in a compiled model (``onnx.ModelProto``)."""
-    meta = {p.key: p.value for p in proto.metadata_props}
-    if ops.META_REPORT not in meta:
-        raise UnsupportedModelError("The model has no anacompile report: compile it with `anacompile compile` first.")
-    return CompileReport.from_dict(json.loads(meta[ops.META_REPORT]))
+def _default_opset(proto) -> int:
+    return next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
 
 
 def _run(pm: ir.passes.PassManager, model: ir.Model) -> None:
@@ -486,7 +417,10 @@ def _layer_reports(model: ir.Model, peri: Periphery, macs: dict[str, tuple[int, 
         node_total, _ = macs.get(node.outputs[0].name if node.outputs else "", (None, False))
         params = sum(row.parameters for row in rows[first:])
         for row in rows[first:]:  # a recurrent op's MACs split between its layers by their weights
-            row.macs = int(round(node_total * row.parameters / params)) if node_total and params else row.parameters
+            if node_total and len(rows) - first == 1:
+                row.macs = int(node_total)
+            else:
+                row.macs = int(round(node_total * row.parameters / params)) if node_total and params else row.parameters
         source = weight_source(node.inputs[1] if len(node.inputs) > 1 else None)
         if source is not None:
             shared = [_op_name(n) for n in readers.get(source.tensor, []) if n is not node]

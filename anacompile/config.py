@@ -154,10 +154,10 @@ def read_config_file(
         raise error(f"{label} is not valid {_format(path)}: {detail}") from err
     if not isinstance(data, Mapping):
         raise error(f"{label} must hold one mapping of keys to values, got {type(data).__name__}.")
-    data = dict(data)
+    result: dict[str, Any] = dict(data)
     if schema_version is not None:
-        check_schema_version(data, label, schema_version, error=error)
-    return data
+        check_schema_version(result, label, schema_version, error=error)
+    return result
 
 
 def parse_scalar(text: str) -> Any:

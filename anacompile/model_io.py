@@ -15,6 +15,7 @@ import onnx_ir as ir
 from google.protobuf.message import DecodeError
 
 from anacompile.errors import ConfigError, ModelLoadError, OutputError
+from anacompile.model_validation import check_structure, graph_tensors, iter_tensors
 
 __all__ = [
     "EXTERNAL_DATA_LIMIT_BYTES",
@@ -51,44 +52,13 @@ def load_proto(path: str | os.PathLike[str], load_external_data: bool = False) -
         raise ModelLoadError(f"{p}: not a readable ONNX model ({type(err).__name__}: {err}).") from err
     if not proto.HasField("graph") or len(proto.graph.node) == 0:
         raise ModelLoadError(f"{p}: not an ONNX model (no graph with nodes); is it truncated or another format?")
-    _check_external_data(proto, p)
+    check_structure(proto, p)
     if load_external_data:
         try:
             onnx.load_external_data_for_model(proto, str(p.parent))
         except (OSError, ValueError) as err:
             raise ModelLoadError(f"{p}: cannot load external data: {err}") from err
     return proto
-
-
-def _check_external_data(proto: onnx.ModelProto, path: Path) -> None:
-    base = path.parent.resolve()
-    for tensor in _all_tensors(proto.graph):
-        if tensor.data_location != onnx.TensorProto.EXTERNAL:
-            continue
-        location = next((e.value for e in tensor.external_data if e.key == "location"), None)
-        if location is None:
-            raise ModelLoadError(f"{path}: tensor {tensor.name!r} has external data with no location.")
-        target = (base / location).resolve()
-        if base not in target.parents and target != base:
-            raise ModelLoadError(
-                f"{path}: tensor {tensor.name!r} points to external data {location!r} outside the model's "
-                "folder; refusing to read it. Move the data file beside the model."
-            )
-        if not target.is_file():
-            raise ModelLoadError(f"{path}: external data file {location!r} of tensor {tensor.name!r} is missing.")
-
-
-def _all_tensors(graph: onnx.GraphProto):
-    yield from graph.initializer
-    for node in graph.node:
-        for attr in node.attribute:
-            if attr.type == onnx.AttributeProto.TENSOR:
-                yield attr.t
-            elif attr.type == onnx.AttributeProto.GRAPH:
-                yield from _all_tensors(attr.g)
-            elif attr.type == onnx.AttributeProto.GRAPHS:
-                for g in attr.graphs:
-                    yield from _all_tensors(g)
 
 
 def load_model(path: str | os.PathLike[str]) -> ir.Model:
@@ -147,7 +117,7 @@ def external_data_files(proto: onnx.ModelProto, path: str | os.PathLike[str]) ->
     """The external data files a model file reads (resolved paths); empty when all data is inside it."""
     base = Path(path).parent
     files = set()
-    for tensor in _all_tensors(proto.graph):
+    for _, tensor in iter_tensors(proto):
         if tensor.data_location == onnx.TensorProto.EXTERNAL:
             location = next((e.value for e in tensor.external_data if e.key == "location"), None)
             if location is not None:
@@ -241,7 +211,7 @@ def model_file(model: ModelInput, name: str = "model.onnx") -> Iterator[Path]:
 def _save_in_memory(model: onnx.ModelProto | ir.Model, path: Path) -> None:
     """Write an in-memory model to ``path``, tensors in ``<name>.data`` beside it when large or external."""
     if isinstance(model, onnx.ModelProto):
-        external = [t.name for t in _all_tensors(model.graph) if t.data_location == onnx.TensorProto.EXTERNAL]
+        external = [t.name for _, t in iter_tensors(model) if t.data_location == onnx.TensorProto.EXTERNAL]
         if external:
             raise ModelLoadError(
                 f"{model_label(model)}: tensor {external[0]!r} points to external data that this ModelProto does "
@@ -264,7 +234,7 @@ def _save_in_memory(model: onnx.ModelProto | ir.Model, path: Path) -> None:
 
 
 def _proto_tensor_bytes(graph: onnx.GraphProto) -> int:
-    return sum(len(t.raw_data) or t.ByteSize() for t in _all_tensors(graph))
+    return sum(len(t.raw_data) or t.ByteSize() for _, t in graph_tensors(graph, "graph"))
 
 
 def _ir_initializers(model: ir.Model):

@@ -33,6 +33,8 @@ import torch
 from torch import nn
 
 from anacompile.evaluate.datasets import load_digits_split
+from anacompile.finetune.hwa import clip_bound, weight_noise
+from anacompile.finetune.settings import HWA_CLIP_A, HWA_ETA
 
 MODELS_DIR = Path(__file__).resolve().parent
 OPSET = 17
@@ -112,8 +114,7 @@ def noisy_weights(params: list[nn.Parameter], eta: float, generator: torch.Gener
     clean = [p.detach().clone() for p in params]
     with torch.no_grad():
         for p in params:
-            sigma = eta * p.abs().max()
-            p.add_(torch.randn(p.shape, generator=generator, dtype=p.dtype) * sigma)
+            p.add_(weight_noise(p, eta, generator))  # the one noise formula: anacompile.finetune.hwa
     try:
         yield
     finally:
@@ -128,7 +129,7 @@ def clip_weights(params: list[nn.Parameter], a: float) -> None:
         return
     with torch.no_grad():
         for p in params:
-            bound = a * p.std()
+            bound = clip_bound(p, a)
             p.clamp_(-bound, bound)
 
 
@@ -429,13 +430,13 @@ def base_parser(
     p.add_argument(
         "--eta",
         type=float,
-        default=0.06,
+        default=HWA_ETA,
         help="HWA weight-noise level: std = eta * max|W_layer| per weight matrix (default %(default)s)",
     )
     p.add_argument(
         "--clip-a",
         type=float,
-        default=2.5,
+        default=HWA_CLIP_A,
         help="HWA clipping of weights to +-a*std(W_layer) (default %(default)s)",
     )
     p.add_argument("--batch-size", type=int, default=64)

@@ -34,10 +34,11 @@ def _mm(elem=T.FLOAT, x_shape=("N", 16), y_shape=("N", 8)):
 
 def _if_branch():
     then = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "W"], ["t"])], "then", [], [helper.make_tensor_value_info("t", T.FLOAT, None)]
+        [helper.make_node("MatMul", ["x", "W"], ["t"])], "then", [],
+        [helper.make_tensor_value_info("t", T.FLOAT, [1, 8])],
     )
     other = helper.make_graph(
-        [helper.make_node("Neg", ["h"], ["e"])], "else", [], [helper.make_tensor_value_info("e", T.FLOAT, None)]
+        [helper.make_node("Neg", ["h"], ["e"])], "else", [], [helper.make_tensor_value_info("e", T.FLOAT, [1, 8])]
     )
     return _model(
         [
@@ -47,7 +48,7 @@ def _if_branch():
             helper.make_node("If", ["c"], ["y"], then_branch=then, else_branch=other),
         ],
         [helper.make_tensor_value_info("x", T.FLOAT, [1, 16])],
-        [helper.make_tensor_value_info("y", T.FLOAT, None)],
+        [helper.make_tensor_value_info("y", T.FLOAT, [1, 8])],
         [nh.from_array(W, "W"), nh.from_array(np.array(0, np.float32), "zero")],
     )
 

@@ -129,3 +129,18 @@ def test_bad_in_memory_inputs(tmp_path, mlp_hwa):
         pass
     with pytest.raises(AnacompileError, match="external data"):
         compile_model(dangling)
+
+
+def test_sensitivity_and_placement_in_memory(tmp_path, mlp_hwa):
+    import anacompile
+    from anacompile.placement.sensitivity import sensitivity
+
+    kw = {"metric": "accuracy", "data": "digits", "times": "1d", "chips": 1, "seed": 2}
+    by_path = sensitivity(mlp_hwa, **kw).to_dict()
+    in_memory = sensitivity(onnx.load(str(mlp_hwa)), **kw).to_dict()
+    assert in_memory["layers"] == by_path["layers"] and "in-memory" in in_memory["model"]
+    compiled, report = anacompile.compile_model(
+        ir.load(str(mlp_hwa)), accuracy_budget=1.0, metric="accuracy", data="digits", chips=1, verify_chips=1
+    )
+    assert isinstance(compiled, ir.Model) and report.placement.meets_budget and report.output == ""
+    assert list(tmp_path.iterdir()) == []

@@ -206,7 +206,7 @@ class Periphery:
         if self.adc_bits is None:
             return None
         bound = 10.0 if self.adc_bound is None else self.adc_bound
-        return 2.0 * bound / (2**self.adc_bits - 2)
+        return 2.0 * bound / float(2**self.adc_bits - 2)
 
     @property
     def bm_passes(self) -> int:
@@ -248,7 +248,7 @@ def _enum(cls: type[Enum], value: Any, name: str) -> Any:
     try:
         return cls(value)
     except ValueError as err:
-        allowed = ", ".join(m.value for m in cls)  # type: ignore[attr-defined]
+        allowed = ", ".join(m.value for m in cls)
         raise ConfigError(f"Periphery {name}={value!r}: must be one of {allowed}.") from err
 
 

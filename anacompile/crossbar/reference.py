@@ -1,6 +1,6 @@
 """Plain numpy reference of the analog tile forward pass, the same arithmetic as the ONNX function.
 
-The runtime's ``AnalogMatMul`` function body (:mod:`anacompile.runtime.functions`) computes exactly this,
+The runtime's ``AnalogMatMul`` function body (:mod:`anacompile.crossbar.functions`) computes exactly this,
 operation by operation in float32; tests compare the two (equal with noise off, equal statistics with
 noise on). Rasch et al. 2023 (Nat. Commun. 14, 5282), reference/papers.md, "Standard AIMC forward pass
 for one tile":
@@ -23,9 +23,12 @@ their joint law.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from numpy.typing import NDArray
 
+from anacompile.contract.specs import TileConstants
 from anacompile.crossbar.periphery import InputRange, Periphery
 
 __all__ = ["ABSMAX_EPS", "analog_matmul_reference", "ir_row_weights", "layer_scales", "tile_constants", "tile_forward",
@@ -49,10 +52,11 @@ def tile_input(x: NDArray[np.float32], n_tiles: int, tile_rows: int) -> NDArray[
     x2 = x.reshape(-1, k)
     pad = n_tiles * tile_rows - k
     x2 = np.pad(x2, ((0, 0), (0, pad)))
-    return x2.reshape(-1, n_tiles, tile_rows).transpose(1, 0, 2)
+    tiled: NDArray[np.float32] = x2.reshape(-1, n_tiles, tile_rows).transpose(1, 0, 2)
+    return tiled
 
 
-def tile_constants(periphery: Periphery) -> dict[str, float]:
+def tile_constants(periphery: Periphery) -> TileConstants:
     """The scalars of the tile arithmetic in DAC/ADC code units (shared with the ONNX function's attributes).
 
     With the DAC on, an input becomes the integer code q = round(clip(x / alpha_in / d, -L, L)), L = b/d,
@@ -63,23 +67,29 @@ def tile_constants(periphery: Periphery) -> dict[str, float]:
     step is 1 (no rounding).
     """
     p = periphery
-    d = p.dac_step if p.dac_bits is not None else 1.0
-    big_d = p.adc_step if p.adc_bits is not None else 1.0
-    return {
-        "dac_step": float(d),
-        "dac_levels": float(p.dac_bound / d) if p.dac_bits is not None else 0.0,
-        "code_gain": float(d / big_d),
-        "adc_step": float(big_d),
-        "code_bound": float(p.adc_bound / big_d) if p.adc_bound is not None else 0.0,
-        "ir_drop": float(p.ir_drop),
-        "ir_a_scale": float(p.tile_rows / p.ir_drop_g_ratio * big_d),  # n = physical rows of a tile
-        "noise_k1": float(p.read_noise**2 * d / big_d),
-        "noise_k2": float((p.out_noise / big_d) ** 2),
-        "noise_std": float(p.out_noise / big_d),
-    }
+    dac_step, adc_step = p.dac_step, p.adc_step  # None when that converter is off
+    d = 1.0 if dac_step is None else dac_step
+    big_d = 1.0 if adc_step is None else adc_step
+    return TileConstants(
+        dac_step=float(d),
+        dac_levels=float(p.dac_bound / d) if p.dac_bits is not None else 0.0,
+        code_gain=float(d / big_d),
+        adc_step=float(big_d),
+        code_bound=float(p.adc_bound / big_d) if p.adc_bound is not None else 0.0,
+        ir_drop=float(p.ir_drop),
+        ir_a_scale=float(p.tile_rows / p.ir_drop_g_ratio * big_d),  # n = physical rows of a tile
+        noise_k1=float(p.read_noise**2 * d / big_d),
+        noise_k2=float((p.out_noise / big_d) ** 2),
+        noise_std=float(p.out_noise / big_d),
+    )
 
 
-def layer_scales(col_scale: NDArray, in_range: NDArray, periphery: Periphery, out_gain: NDArray | None = None,
+def _f32_constants(p: Periphery) -> dict[str, np.float32]:
+    return {k: F32(v) for k, v in tile_constants(p).as_attributes().items()}
+
+
+def layer_scales(col_scale: NDArray[Any], in_range: NDArray[Any], periphery: Periphery,
+                 out_gain: NDArray[Any] | None = None,
                  ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
     """Static per-layer scales: ``in_scale`` = 1/(alpha_in d) (n_tiles, 1, 1) and ``out_scale`` =
     gamma D alpha_in / g (n_tiles, 1, N); alpha_in only where input ranges are static and the DAC is on, the
@@ -87,8 +97,8 @@ def layer_scales(col_scale: NDArray, in_range: NDArray, periphery: Periphery, ou
     c = tile_constants(periphery)
     static = periphery.dac_bits is not None and periphery.input_range is InputRange.STATIC
     a_in = np.asarray(in_range, np.float64) if static else np.ones_like(np.asarray(in_range, np.float64))
-    in_scale = (1.0 / (a_in * c["dac_step"])).astype(F32)
-    out_scale = np.asarray(col_scale, np.float64) * c["adc_step"] * a_in
+    in_scale = (1.0 / (a_in * c.dac_step)).astype(F32)
+    out_scale = np.asarray(col_scale, np.float64) * c.adc_step * a_in
     if out_gain is not None:
         g = np.asarray(out_gain, np.float64)
         out_scale = out_scale / (g.reshape(-1, 1, 1) if out_scale.ndim == 3 else g.reshape(1, 1))
@@ -129,17 +139,19 @@ def analog_matmul_reference(
         w_eff, col_scale = w_eff[None], np.reshape(col_scale, (1, 1, n))
         in_range, alpha = np.reshape(in_range, (1, 1, 1)), np.reshape(alpha, (1, 1, n))
         noise = None if noise is None else noise.reshape((p.bm_passes, 1, -1, n))
-    c = {k: F32(v) for k, v in tile_constants(p).items()}
+    c = _f32_constants(p)
     in_scale, out_scale = layer_scales(col_scale, in_range, p, out_gain)
     return tile_forward(x, w_eff * c["code_gain"], in_scale, out_scale * alpha, bias, p, noise, out_gain)
 
 
-def _mvm_codes(q, w_eff, p: Periphery, c: dict, tile_rows: int, noise, gain=None) -> NDArray[np.float32]:
+def _mvm_codes(q: NDArray[np.float32], w_eff: NDArray[np.float32], p: Periphery, c: dict[str, np.float32],
+               tile_rows: int, noise: NDArray[np.float32] | None, gain: NDArray[np.float32] | None = None
+               ) -> NDArray[np.float32]:
     """MVM of DAC codes in ADC-code units, with IR drop, output gain ``gain`` (None = 1) and noise, before
     the ADC."""
     z = np.matmul(q, w_eff)
     need_abs = p.read_noise > 0 or p.ir_drop > 0
-    abs_w = np.abs(w_eff) if need_abs else None
+    abs_w = np.abs(w_eff) if need_abs else w_eff  # |W|: used only where need_abs holds
     if p.ir_drop > 0:
         a = np.matmul(np.abs(q), abs_w) * c["ir_a_scale"]
         corr = a * (a * (a * F32(0.05) - F32(0.2)) + F32(0.5))
@@ -153,10 +165,11 @@ def _mvm_codes(q, w_eff, p: Periphery, c: dict, tile_rows: int, noise, gain=None
             z = z + np.sqrt(np.matmul(q * q, abs_w) * k1 + c["noise_k2"]) * noise
         else:
             z = z + c["noise_std"] * noise
-    return z
+    out: NDArray[np.float32] = z
+    return out
 
 
-def _adc(z, p: Periphery, c: dict):
+def _adc(z: NDArray[np.float32], p: Periphery, c: dict[str, np.float32]) -> NDArray[np.float32]:
     if p.adc_bits is not None:
         z = np.round(z)
     if p.adc_bound is not None:
@@ -186,7 +199,7 @@ def tile_forward(x: NDArray[np.float32], w_codes: NDArray[np.float32], in_scale:
         w_codes, in_scale, scale = w_codes[None], np.reshape(in_scale, (1, 1, 1)), np.reshape(scale, (1, 1, n))
         noise = None if noise is None else noise.reshape((p.bm_passes, 1, -1, n))
     gain = None if out_gain is None else np.reshape(np.asarray(out_gain, F32), (-1, 1, 1))
-    c = {k: F32(v) for k, v in tile_constants(p).items()}
+    c = _f32_constants(p)
     w_eff = w_codes
     n_tiles, tile_rows, n_out = w_eff.shape
     xt = tile_input(np.asarray(x, F32), n_tiles, tile_rows)
@@ -215,8 +228,10 @@ def tile_forward(x: NDArray[np.float32], w_codes: NDArray[np.float32], in_scale:
         z_k = _adc(z_k, p, c)
         if k:
             z_k = z_k * F32(2.0**k)
-        z = z_k if z is None else np.where(saturated, z, z_k)
+        z = z_k if z is None or saturated is None else np.where(saturated, z, z_k)
     if a_in is not None:
         z = z * a_in  # abs-max: one input range per vector
+    assert z is not None  # bm_passes >= 1
     y = np.sum(z * scale, axis=0) + bias
-    return y.reshape(x.shape[:-1] + (n_out,)).astype(F32)
+    result: NDArray[np.float32] = y.reshape(x.shape[:-1] + (n_out,)).astype(F32)
+    return result

@@ -13,7 +13,7 @@ does. A user's own data loop and decoding (CTC strings, ROC AUC, ...) plug in un
 callable, a built-in name, or ``"FILE.py:FUNCTION"``, :func:`load_metric_file`) and score the FP32 model
 with the same callable for the baseline.
 
-**Built-in metrics** over a data set (``--data``, :func:`~anacompile.evaluate.data.load_feeds`), on the
+**Built-in metrics** over a data set (``--data``, :func:`~anacompile.feeds.load_feeds`), on the
 model's first output ``y`` (the class scores / embedding / sequence logits), against the FP32 model's
 output ``r`` on the same feeds, or against labels:
 
@@ -54,6 +54,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from anacompile.errors import ConfigError, DataError
+from anacompile.feeds import load_feeds
 from anacompile.model_io import atomic_output
 
 __all__ = [
@@ -214,7 +215,7 @@ def resolve_metric(metric: str | Metric | None, *, data: str | os.PathLike[str] 
                    limit: int | None = None) -> tuple[Metric, str]:
     """The metric callable and its name for ``metric`` (a built-in name, ``FILE.py:FUNCTION``, a callable).
 
-    Built-in metrics read ``data`` (a built-in set or an .npz, :func:`~anacompile.evaluate.data.load_feeds`)
+    Built-in metrics read ``data`` (a built-in set or an .npz, :func:`~anacompile.feeds.load_feeds`)
     and, label-free ones, the FP32 output on it from ``digital_run``. ``None`` is ``accuracy`` when the data
     has labels and ``agreement`` otherwise.
 
@@ -229,8 +230,6 @@ def resolve_metric(metric: str | Metric | None, *, data: str | os.PathLike[str] 
         return metric, metric_name(metric)
     if isinstance(metric, str) and metric not in BUILTIN_METRICS:
         return load_metric_file(metric), metric
-    from anacompile.evaluate.data import load_feeds
-
     if data is None:
         raise DataError(f"Metric {metric or 'accuracy'!r} needs data (--data digits or an .npz with the model "
                         "inputs), or pass your own metric (--metric FILE.py:FUNCTION).")

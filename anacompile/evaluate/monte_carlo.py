@@ -25,13 +25,16 @@ from typing import Any
 
 import numpy as np
 
-from anacompile.compiler import read_report
+from anacompile.contract import read_report
 from anacompile.crossbar.periphery import Compensation, Periphery, get_periphery, parse_overrides
 from anacompile.errors import ConfigError, DataError
-from anacompile.evaluate.data import load_feeds
+from anacompile.evaluate.driver import chip_row
 from anacompile.evaluate.metrics import Metric, resolve_metric, score, top1_accuracy
 from anacompile.evaluate.times import format_time, parse_times
+from anacompile.feeds import load_feeds
+from anacompile.limits import MAX_CHIPS, MAX_WORKERS, check_count, check_index
 from anacompile.model_io import ModelInput, atomic_output, is_in_memory, load_proto, model_file, model_label
+from anacompile.runtime.session import AnalogSession
 
 __all__ = ["COMPENSATION_MODES", "EvaluationResult", "accuracy", "evaluate"]
 
@@ -100,8 +103,6 @@ _WORKER: dict[str, Any] = {}
 
 def _setup(job: _Job) -> dict[str, Any]:
     """Session, data and AdaBS calibration set for a job (once per process)."""
-    from anacompile.runtime.session import AnalogSession
-
     if _WORKER.get("job") == job:
         return _WORKER
     proto = load_proto(job.model)
@@ -125,16 +126,15 @@ def _setup(job: _Job) -> dict[str, Any]:
 def _chip_accuracies(job: _Job, chip: int) -> list[float]:
     """Program one chip and measure its metric at every time (runs in a worker or in-process)."""
     w = _setup(job)
-    session = w["session"]
-    session.program(chip)
-    out = []
-    for t in job.times_s:
-        session.set_time(t)
-        if w["calib"] is not None:
-            session.reset_batchnorm()
-            session.recalibrate_batchnorm(w["calib"])
-        out.append(score(w["metric"], session.run, w["name"]))
-    return out
+
+    def adabs(session: AnalogSession) -> None:
+        session.reset_batchnorm()
+        session.recalibrate_batchnorm(w["calib"])
+
+    def measure(session: AnalogSession, chip: int, t: float) -> float:
+        return score(w["metric"], session.run, w["name"])
+
+    return chip_row(w["session"], chip, job.times_s, measure, on_time=adabs if w["calib"] is not None else None)
 
 
 def evaluate(model: ModelInput, data: str | os.PathLike[str] | None = "digits",
@@ -174,10 +174,9 @@ def evaluate(model: ModelInput, data: str | os.PathLike[str] | None = "digits",
         result.model = model_label(model)
         return result
     times_s = parse_times(times)
-    if chips < 1:
-        raise ConfigError(f"--chips {chips}: need at least one chip.")
-    if workers < 1:
-        raise ConfigError(f"--workers {workers}: need at least one worker.")
+    chips = check_count(chips, "--chips", MAX_CHIPS)
+    workers = check_count(workers, "--workers", MAX_WORKERS)
+    seed = None if seed is None else check_index(seed, "--seed")
     if compensation is not None:
         compensation = Compensation.parse(compensation).value
     if workers > 1 and callable(metric):

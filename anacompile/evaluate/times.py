@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from anacompile.errors import ConfigError
+from anacompile.limits import check_time
 
 __all__ = ["UNITS_S", "format_time", "parse_time", "parse_times"]
 
@@ -18,16 +19,16 @@ _RE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([a-z]*)\s*$")
 def parse_time(text: str | float) -> float:
     """``"1h"`` -> 3600.0; a bare number is seconds."""
     if isinstance(text, (int, float)):
-        value, unit = float(text), "s"
+        try:
+            value, unit = float(text), "s"
+        except OverflowError as err:
+            raise ConfigError(f"Time {text!r}: too large.") from err
     else:
         m = _RE.match(str(text).lower())
         if not m or (m.group(2) and m.group(2) not in UNITS_S):
             raise ConfigError(f"Time {text!r}: write a number with a unit, e.g. 1s, 10min, 1h, 1d, 30d, 1y.")
         value, unit = float(m.group(1)), m.group(2) or "s"
-    seconds = value * UNITS_S[unit]
-    if seconds < 0:
-        raise ConfigError(f"Time {text!r}: must be >= 0.")
-    return seconds
+    return check_time(value * UNITS_S[unit], text)
 
 
 def parse_times(text: str | list) -> list[float]:

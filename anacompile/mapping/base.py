@@ -27,7 +27,10 @@ __all__ = ["ConductanceMapping", "decode_pairs"]
 class ConductanceMapping(Protocol):
     """Weight-to-conductance translation of one programming strategy."""
 
-    name: str
+    @property
+    def name(self) -> str:
+        """Strategy name as stored in compiled models (``single``, ``dual``, ``npair``, ``piecewise``)."""
+        ...
 
     @property
     def significance(self) -> tuple[float, ...]:
@@ -61,4 +64,5 @@ def decode_pairs(g_us: ArrayLike, significance: tuple[float, ...] | NDArray[np.f
     """
     g = np.asarray(g_us, dtype=np.float64)
     f = np.asarray(significance, dtype=np.float64).reshape((-1,) + (1,) * (g.ndim - 2))
-    return np.sum(f * (g[:, 0] - g[:, 1]), axis=0) / gain_us
+    u: NDArray[np.float64] = np.sum(f * (g[:, 0] - g[:, 1]), axis=0) / gain_us
+    return u

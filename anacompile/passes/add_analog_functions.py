@@ -1,16 +1,17 @@
 """AddAnalogFunctionsPass: add the model-local FunctionProtos that define the analog ops.
 
 With the functions inside the file, the model is plain ONNX: ``onnx.checker`` (full check) accepts it and
-a stock onnxruntime inlines and runs it (:mod:`anacompile.runtime.functions`).
+a stock onnxruntime inlines and runs it (:mod:`anacompile.crossbar.functions`).
 """
 
 from __future__ import annotations
 
 import onnx_ir as ir
 
-from anacompile import ops
+from anacompile import contract
+from anacompile.contract import TILED
+from anacompile.crossbar.functions import build_analog_matmul_function, build_chip_weights_function
 from anacompile.crossbar.periphery import DriftCompensation, Periphery
-from anacompile.runtime.functions import TILED, build_analog_matmul_function, build_chip_weights_function
 
 __all__ = ["MIN_IR_VERSION", "AddAnalogFunctionsPass"]
 
@@ -30,21 +31,21 @@ class AddAnalogFunctionsPass(ir.passes.InPlacePass):
     def call(self, model: ir.Model) -> ir.passes.PassResult:
         # also inside subgraphs: a recurrent op's AnalogMatMul nodes sit in its Loop body
         used = {(n.op_type, n.overload) for n in ir.traversal.RecursiveGraphIterator(model.graph)
-                if n.domain == ops.DOMAIN}
-        missing = used - {(f.name, f.overload) for f in model.functions.values() if f.domain == ops.DOMAIN}
+                if n.domain == contract.DOMAIN}
+        missing = used - {(f.name, f.overload) for f in model.functions.values() if f.domain == contract.DOMAIN}
         if not missing:
             return ir.passes.PassResult(model, modified=False)
         opset = model.opset_imports.get("", 13)
         builders = {
-            (ops.ANALOG_MATMUL, ""): lambda: build_analog_matmul_function(self.periphery, opset),
-            (ops.ANALOG_MATMUL, TILED): lambda: build_analog_matmul_function(self.periphery, opset, tiled=True),
-            (ops.CHIP_WEIGHTS, ""): lambda: build_chip_weights_function(self.compensation, opset, self.device),
+            (contract.ANALOG_MATMUL, ""): lambda: build_analog_matmul_function(self.periphery, opset),
+            (contract.ANALOG_MATMUL, TILED): lambda: build_analog_matmul_function(self.periphery, opset, tiled=True),
+            (contract.CHIP_WEIGHTS, ""): lambda: build_chip_weights_function(self.compensation, opset, self.device),
         }
         for key in sorted(missing):
             fn = ir.serde.deserialize_function(builders[key]())
             model.functions[fn.identifier()] = fn
-        model.opset_imports[ops.DOMAIN] = ops.DOMAIN_VERSION
-        model.graph.opset_imports[ops.DOMAIN] = ops.DOMAIN_VERSION
+        model.opset_imports[contract.DOMAIN] = contract.DOMAIN_VERSION
+        model.graph.opset_imports[contract.DOMAIN] = contract.DOMAIN_VERSION
         needed = OVERLOAD_IR_VERSION if any(overload for _, overload in used) else MIN_IR_VERSION
         model.ir_version = max(model.ir_version or needed, needed)
         return ir.passes.PassResult(model, modified=True)

@@ -151,7 +151,7 @@ class ApplyPlacementPass(ir.passes.InPlacePass):
     def call(self, model: ir.Model) -> ir.passes.PassResult:
         used: set[str] = set()
         candidates = []
-        for node in model.graph:
+        for node in ir.traversal.RecursiveGraphIterator(model.graph):  # If/Loop bodies too
             plans = node_plans(node)
             if plans:
                 candidates.append((node, plans))

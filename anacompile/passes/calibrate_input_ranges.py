@@ -192,7 +192,7 @@ class CalibrateOutputRangesPass(ir.passes.InPlacePass):
             g_target = plan.g_target.numpy() if hasattr(plan.g_target, "numpy") else np.asarray(plan.g_target)
             w = decode_pairs(g_target, mapping.significance,
                              mapping.gain_us(self.device.g_min_us, self.device.g_max_us))
-            w = np.asarray(w, np.float32).reshape(plan.n_tiles, plan.tile_rows, plan.n_out) * np.float32(c["code_gain"])
+            w = np.asarray(w, np.float32).reshape(plan.n_tiles, plan.tile_rows, plan.n_out) * np.float32(c.code_gain)
             gains = np.ones(plan.n_tiles)
             for t in range(plan.n_tiles):
                 x = xt[t]
@@ -200,15 +200,15 @@ class CalibrateOutputRangesPass(ir.passes.InPlacePass):
                     q = x
                 else:
                     if p.input_range is InputRange.STATIC:
-                        scale = 1.0 / (float(plan.in_range.reshape(-1)[t]) * c["dac_step"])
+                        scale = 1.0 / (float(plan.in_range.reshape(-1)[t]) * c.dac_step)
                     else:
-                        scale = 1.0 / (np.maximum(np.abs(x).max(axis=1, keepdims=True), ABSMAX_EPS) * c["dac_step"])
-                    q = np.round(np.clip(x * np.float32(scale), -c["dac_levels"], c["dac_levels"]))
+                        scale = 1.0 / (np.maximum(np.abs(x).max(axis=1, keepdims=True), ABSMAX_EPS) * c.dac_step)
+                    q = np.round(np.clip(x * np.float32(scale), -c.dac_levels, c.dac_levels))
                 z = np.abs(q @ w[t])
                 if z.size:
                     top = float(np.percentile(z, p.output_range_percentile))
                     if top > 0:
-                        gains[t] = c["code_bound"] / top
+                        gains[t] = c.code_bound / top
             plan.extra[OUT_GAIN_KEY] = gains.astype(np.float32)
             modified = True
         return ir.passes.PassResult(model, modified=modified)

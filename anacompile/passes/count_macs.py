@@ -1,7 +1,7 @@
 """Multiply-accumulates per weight-bearing op, from the source model's shapes (for the placement report).
 
 MACs per inference of an op y = f(x; W), from ONNX shape inference with dynamic dimensions taken as 1
-(one sample, the shortest sequence a model declares): MatMul prod(y.shape[:-1]) * K * N; Gemm M * K * N;
+(one sample), or fixed from one calibration sample's shapes: MatMul prod(y.shape[:-1]) * K * N; Gemm M * K * N;
 Conv prod(y.shape) * |W| / C_out (every output value is one dot product over C_in/group x kernel);
 ConvTranspose prod(x.shape[2:]) * B * |W| (every input pixel meets the whole kernel); LSTM/GRU/RNN
 T * B * (|W| + |R|). An op whose shapes cannot be inferred counts its parameters once, and is flagged.
@@ -26,11 +26,25 @@ def _dims(vi) -> list[int] | None:
     return [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else 1 for d in vi.type.tensor_type.shape.dim]
 
 
-def node_macs(proto: onnx.ModelProto) -> dict[str, tuple[int, bool]]:
+def node_macs(proto: onnx.ModelProto, input_shapes: dict[str, list[int]] | None = None,
+              ) -> dict[str, tuple[int, bool]]:
     """``{first output name: (MACs per inference, exact)}`` of every MatMul/Gemm/Conv/ConvTranspose/LSTM/GRU/RNN
-    of the main graph whose weight is an initializer (``exact`` False: shapes unknown, parameters counted)."""
+    of the main graph whose weight is an initializer (``exact`` False: shapes unknown, parameters counted).
+
+    ``input_shapes`` (e.g. one calibration sample's) fixes the dynamic dimensions of the model inputs first, so
+    that convolutions over images of variable size count their real output positions.
+    """
+    probe = onnx.ModelProto()
+    probe.CopyFrom(proto)
+    del probe.graph.value_info[:]  # exporters' stale shapes (unk__ dims) would stop the inference
+    for vi in probe.graph.input:
+        dims = (input_shapes or {}).get(vi.name)
+        if dims is not None and len(dims) == len(vi.type.tensor_type.shape.dim):
+            for d, n in zip(vi.type.tensor_type.shape.dim, dims, strict=True):
+                d.Clear()
+                d.dim_value = int(n)
     try:
-        inferred = onnx.shape_inference.infer_shapes(proto, strict_mode=False)
+        inferred = onnx.shape_inference.infer_shapes(probe, strict_mode=False)
     except Exception as err:  # onnx raises several types; MACs are only reported, never needed
         logger.debug("shape inference failed (%s); MACs counted as parameters", err)
         inferred = proto

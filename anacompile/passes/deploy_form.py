@@ -25,7 +25,7 @@ import logging
 
 import onnx_ir as ir
 
-from anacompile import ops
+from anacompile import contract
 
 __all__ = ["DEPLOY", "META_TARGET", "SIMULATION", "T_INFERENCE_DOC", "TARGETS", "MakeDeployFormPass"]
 
@@ -51,9 +51,9 @@ class MakeDeployFormPass(ir.passes.InPlacePass):
     def call(self, model: ir.Model) -> ir.passes.PassResult:
         graph = model.graph
         modified = False
-        t_inf = graph.initializers.get(ops.T_INFERENCE)
+        t_inf = graph.initializers.get(contract.T_INFERENCE)
         if t_inf is not None and t_inf.is_graph_input():
-            del graph.initializers[ops.T_INFERENCE]  # the value stays, as a plain input
+            del graph.initializers[contract.T_INFERENCE]  # the value stays, as a plain input
             t_inf.const_value = None
             t_inf.doc_string = T_INFERENCE_DOC
             modified = True

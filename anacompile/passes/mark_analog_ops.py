@@ -13,7 +13,7 @@ from collections.abc import Callable
 import numpy as np
 import onnx_ir as ir
 
-from anacompile.errors import AnacompileError
+from anacompile.errors import AnacompileError, UnsupportedModelError
 from anacompile.passes._layer import DIGITAL_KEY, LAYER_KEY, SHARED_KEY, LayerPlan
 from anacompile.passes._names import unique_name
 
@@ -78,6 +78,22 @@ def _plan_gemm(node: ir.Node, name: str) -> LayerPlan:
     return LayerPlan(name=name, source_op="Gemm", weight=w, bias=bias, input=node.inputs[0], extra=extra)
 
 
+def _check_weight(node: ir.Node, plan: LayerPlan) -> None:
+    """An empty weight stays digital; a NaN or infinite weight or bias is refused, naming the tensor."""
+    w = plan.weight
+    if w is None:
+        return
+    if w.size == 0:
+        raise _Digital(f"weight of shape {list(w.shape)} has no elements")
+    consts = [v.name for v in node.inputs if v is not None and v.const_value is not None]
+    for what, array in (("weight", w), ("bias", plan.bias)):
+        if array is not None and np.issubdtype(np.asarray(array).dtype, np.floating) and not np.isfinite(array).all():
+            bad = int(np.size(array) - np.isfinite(array).sum())
+            raise UnsupportedModelError(
+                f"node {node.name or node.op_type!r}: its {what} (from {', '.join(consts) or 'a constant'}) holds "
+                f"{bad} NaN or infinite values; fix the model's weights (e.g. retrain or re-export) before compiling.")
+
+
 HANDLERS: dict[tuple[str, str], Callable[[ir.Node, str], LayerPlan | list[LayerPlan]]] = {
     ("", "MatMul"): _plan_matmul,
     ("", "Gemm"): _plan_gemm,
@@ -134,6 +150,8 @@ class MarkAnalogOpsPass(ir.passes.InPlacePass):
             name = unique_name(node.name or f"{node.op_type.lower()}_{index}", used, sanitize=True)
             try:
                 plans = handler(node, name)
+                for plan in plans if isinstance(plans, list) else [plans]:
+                    _check_weight(node, plan)
                 for plan in plans if isinstance(plans, list) else []:
                     if plan.name != name:  # a recurrent op's extra layers (name_fwd, name_bwd, ...)
                         plan.name = unique_name(plan.name, used, sanitize=True)

@@ -3,7 +3,7 @@
 The compiled file carries the programmed state of chip ``chip`` of experiment ``seed``, so that a stock
 onnxruntime runs that chip at any ``t_inference`` with no anacompile installed. The analog session
 re-programs any other chip from the stored targets with the same functions
-(:mod:`anacompile.runtime.chip_state`).
+(:mod:`anacompile.programming.chip_state`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from anacompile.crossbar.periphery import DriftCompensation
 from anacompile.mapping import ConductanceMapping
 from anacompile.passes._layer import analog_layers, plan_mapping
 from anacompile.passes._tensor_store import TensorStore, as_array, release
-from anacompile.runtime.chip_state import program_layer
+from anacompile.programming.chip_state import program_layer
 
 __all__ = ["ProgramChipPass"]
 

@@ -19,7 +19,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnx_ir as ir
 
-from anacompile import ops
+from anacompile import contract
+from anacompile.contract import TILED
+from anacompile.crossbar.functions import analog_matmul_attributes, chip_weights_attributes
 from anacompile.crossbar.periphery import OutputRange, Periphery
 from anacompile.crossbar.reference import ir_row_weights, layer_scales, tile_constants
 from anacompile.passes._layer import (
@@ -34,7 +36,6 @@ from anacompile.passes._layer import (
 )
 from anacompile.passes._names import register_initializer
 from anacompile.passes._tensor_store import squeezed
-from anacompile.runtime.functions import OUT_GAIN_INPUT, TILED, analog_matmul_attributes, chip_weights_attributes
 
 __all__ = ["EMITTERS", "EmitContext", "RewriteToAnalogOpsPass", "emit_matmul"]
 
@@ -99,9 +100,9 @@ class RewriteToAnalogOpsPass(ir.passes.InPlacePass):
         if not layers:
             return ir.passes.PassResult(model, modified=False)
         graph = model.graph
-        t_inf = graph.initializers.get(ops.T_INFERENCE)
+        t_inf = graph.initializers.get(contract.T_INFERENCE)
         if t_inf is None:
-            t_inf = _initializer(graph, ops.T_INFERENCE, np.zeros((), np.float32))
+            t_inf = _initializer(graph, contract.T_INFERENCE, np.zeros((), np.float32))
             graph.inputs.append(t_inf)
         index = {id(plan): i for i, (_, plan) in enumerate(layers)}  # seeds: one per layer, in plan order
         # every planned node in graph order: a shared weight's owner comes before the ops that use its tiles
@@ -163,12 +164,13 @@ class RewriteToAnalogOpsPass(ir.passes.InPlacePass):
             w_eff, scale, in_scale, ir_weight, gain = self._chips[owner.name]
             bias = plan.bias if plan.bias is not None else np.zeros(owner.n_out)
             mm_node = ir.node(
-                ops.ANALOG_MATMUL,
-                [x, w_eff, in_scale, scale, _initializer(graph, f"{plan.name}.{ops.BIAS}", bias.astype(np.float32)),
-                 ir_weight, *_gain_inputs(gain)],
+                contract.ANALOG_MATMUL,
+                [x, w_eff, in_scale, scale,
+                 _initializer(graph, f"{plan.name}.{contract.BIAS}", bias.astype(np.float32)), ir_weight,
+                 *_gain_inputs(gain)],
                 attributes=analog_matmul_attributes(
                     self.periphery, seed=_node_seed(self.seed, self.chip, (1 << 20) + self._n_uses)),
-                domain=ops.DOMAIN, name=plan.name, overload=TILED if owner.n_tiles > 1 else "",
+                domain=contract.DOMAIN, name=plan.name, overload=TILED if owner.n_tiles > 1 else "",
             )
             self._n_uses += 1
             return [mm_node], mm_node.outputs[0]
@@ -188,32 +190,34 @@ class RewriteToAnalogOpsPass(ir.passes.InPlacePass):
                 array = np.squeeze(array, axis=-3)
             return _initializer(graph, f"{L}.{suffix}", array)
 
-        init(ops.G_TARGET, plan.g_target)
-        init(ops.COL_SCALE, plan.col_scale)
-        init(ops.IN_RANGE, _in_range(plan))
+        init(contract.G_TARGET, plan.g_target)
+        init(contract.COL_SCALE, plan.col_scale)
+        init(contract.IN_RANGE, _in_range(plan))
         out_gain = None
         if self.periphery.output_range is OutputRange.CALIBRATED:  # per-tile gains before the ADC
-            out_gain = init(ops.OUT_GAIN, np.asarray(plan.extra[OUT_GAIN_KEY], np.float32).reshape(plan.n_tiles, 1, 1))
+            out_gain = init(contract.OUT_GAIN,
+                            np.asarray(plan.extra[OUT_GAIN_KEY], np.float32).reshape(plan.n_tiles, 1, 1))
         in_scale, out_scale = layer_scales(plan.col_scale, _in_range(plan), self.periphery,
                                            None if out_gain is None else plan.extra[OUT_GAIN_KEY])
         chip_node = ir.node(
-            ops.CHIP_WEIGHTS,
-            [init(ops.G_PROG, plan.g_prog), init(ops.NU, plan.nu), t_inf, init(ops.GDC_REF, plan.gdc_ref),
-             init(ops.OUT_SCALE, out_scale)],
+            contract.CHIP_WEIGHTS,
+            [init(contract.G_PROG, plan.g_prog), init(contract.NU, plan.nu), t_inf,
+             init(contract.GDC_REF, plan.gdc_ref), init(contract.OUT_SCALE, out_scale)],
             attributes=chip_weights_attributes(self.device, mapping.significance, gain,
                                                seed=_node_seed(self.seed, self.chip, 2 * index),
-                                               code_gain=tile_constants(self.periphery)["code_gain"]),
-            domain=ops.DOMAIN, num_outputs=2, name=f"{L}.chip",
+                                               code_gain=tile_constants(self.periphery).code_gain),
+            domain=contract.DOMAIN, num_outputs=2, name=f"{L}.chip",
         )
         w_eff, scale = chip_node.outputs
-        w_eff.name, scale.name = f"{L}.{ops.W_EFF}", f"{L}.{ops.SCALE}"
+        w_eff.name, scale.name = f"{L}.{contract.W_EFF}", f"{L}.{contract.SCALE}"
         bias = plan.bias if plan.bias is not None else np.zeros(plan.n_out)
         mm_node = ir.node(
-            ops.ANALOG_MATMUL,
-            [x, w_eff, init(ops.IN_SCALE, in_scale), scale, init(ops.BIAS, bias.astype(np.float32)),
-             init(ops.IR_WEIGHT, ir_row_weights(self.periphery.tile_rows)[: plan.tile_rows]), *_gain_inputs(out_gain)],
+            contract.ANALOG_MATMUL,
+            [x, w_eff, init(contract.IN_SCALE, in_scale), scale, init(contract.BIAS, bias.astype(np.float32)),
+             init(contract.IR_WEIGHT, ir_row_weights(self.periphery.tile_rows)[: plan.tile_rows]),
+             *_gain_inputs(out_gain)],
             attributes=analog_matmul_attributes(self.periphery, seed=_node_seed(self.seed, self.chip, 2 * index + 1)),
-            domain=ops.DOMAIN, name=L, overload=TILED if tiled else "",
+            domain=contract.DOMAIN, name=L, overload=TILED if tiled else "",
         )
         self._chips[L] = (w_eff, scale, mm_node.inputs[2], mm_node.inputs[5], out_gain)
         return [chip_node, mm_node], mm_node.outputs[0]
@@ -223,7 +227,7 @@ def _gain_inputs(gain: ir.Value | None) -> list[ir.Value | None]:
     """AnalogMatMul's inputs after ``ir_row_weight``: none, or (three empty noise inputs, ``L.out_gain``)."""
     if gain is None:
         return []
-    return [None] * (OUT_GAIN_INPUT - 6) + [gain]
+    return [None] * (contract.OUT_GAIN_INPUT - 6) + [gain]
 
 
 def _in_range(plan) -> np.ndarray:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from anacompile.errors import UnsupportedModelError
-from anacompile.model_io import load_proto
+from anacompile.model_io import ModelInput, load_proto
 
 __all__ = ["analog_plan", "is_compiled"]
 
@@ -27,16 +27,20 @@ def is_compiled(model: str | os.PathLike[str]) -> bool:
 
 
 @contextlib.contextmanager
-def analog_plan(model: str | os.PathLike[str], compile_options: dict[str, Any]) -> Iterator[Path]:
+def analog_plan(model: ModelInput, compile_options: dict[str, Any]) -> Iterator[Path]:
     """Yield a compiled model with every analog-capable layer analog: ``model`` itself when compiled, else
     ``model`` compiled with ``compile_options`` (no placement) into a temporary folder removed afterwards."""
-    if is_compiled(model):
-        yield Path(model)
-        return
-    from anacompile.compiler import compile_model
+    from anacompile.model_io import model_file
 
-    options = {k: v for k, v in compile_options.items() if k not in ("digital", "layer_strategies", "output", "force")}
-    with tempfile.TemporaryDirectory(prefix="anacompile-placement-") as tmp:
-        out = Path(tmp) / "all_analog.onnx"
-        compile_model(model, out, force=True, **options)
-        yield out
+    with model_file(model) as path:  # a path, or an in-memory ModelProto / onnx-ir Model written privately
+        if is_compiled(path):
+            yield path
+            return
+        from anacompile.compiler import compile_model
+
+        skip = ("digital", "layer_strategies", "output", "force")
+        options = {k: v for k, v in compile_options.items() if k not in skip}
+        with tempfile.TemporaryDirectory(prefix="anacompile-placement-") as tmp:
+            out = Path(tmp) / "all_analog.onnx"
+            compile_model(path, out, force=True, **options)
+            yield out

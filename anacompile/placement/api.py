@@ -48,8 +48,42 @@ def compile_model(
 
         return plain(model, output, **options)
     from anacompile.compiler import read_report
-    from anacompile.model_io import load_proto
+    from anacompile.model_io import is_in_memory, load_proto, model_file, model_label
     from anacompile.placement.search import place
+
+    if is_in_memory(model):  # the search compiles by path: the source through a private folder
+        import tempfile
+        from pathlib import Path
+
+        import onnx
+        import onnx_ir as ir
+
+        with model_file(model) as path, tempfile.TemporaryDirectory(prefix="anacompile-place-") as folder:
+            out = output if output is not None else Path(folder) / "model.analog.onnx"
+            if output is None and placement_path is None:
+                placement_path = Path(folder) / "model.placement.json"
+            report = compile_model(
+                path,
+                out,
+                accuracy_budget=accuracy_budget,
+                at=at,
+                metric=metric,
+                data=data,
+                chips=chips,
+                verify_chips=verify_chips,
+                placement_path=placement_path,
+                plot=plot,
+                progress=progress,
+                **options,
+            )
+            report.source = model_label(model)
+            if output is not None:
+                return report
+            compiled = onnx.load(str(out))
+            if isinstance(model, ir.Model):
+                compiled = ir.from_proto(compiled)
+        report.output = ""
+        return compiled, report
 
     result = place(
         model,

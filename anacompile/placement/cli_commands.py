@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
 from rich.console import Console
 from rich.table import Table
+
+from anacompile.cli_output import JSON_HELP, check_json_target, json_to_stdout, write_json
 
 __all__ = ["print_placement", "sensitivity_command"]
 
@@ -35,20 +36,20 @@ def sensitivity_command(
         None, "--calibration", help="Calibration data: digits or an .npz (source models)."
     ),
     compensation: str | None = typer.Option(None, "--compensation", help="Drift compensation override."),
-    json_path: Path | None = typer.Option(None, "--json", help="Write the result as JSON to this file."),
+    json_path: str | None = typer.Option(None, "--json", metavar="PATH", help=JSON_HELP),
     plot: Path | None = typer.Option(None, "--plot", help="Write the per-layer bar plot (PNG/SVG/PDF)."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing output files."),
 ) -> None:
     """Per-layer sensitivity: the metric with only each layer analog and with all but it analog, ranked."""
-    from anacompile.cli import _progress
+    from anacompile.cli_progress import progress as _progress
     from anacompile.evaluate.times import format_time
     from anacompile.model_io import check_output_path
     from anacompile.placement.plot import plot_sensitivity
     from anacompile.placement.sensitivity import sensitivity
 
-    for path in (json_path, plot):
-        if path is not None:
-            check_output_path(path, [model], force)
+    check_json_target(json_path, [model], force)
+    if plot is not None:
+        check_output_path(plot, [model], force)
     options = {
         "device": device,
         "periphery": periphery,
@@ -88,10 +89,12 @@ def sensitivity_command(
             *[f"{m:.4f} +- {s:.4f}" for m, s in zip(la.only_mean, la.only_std, strict=True)],
             *[f"{m:.4f} +- {s:.4f}" for m, s in zip(la.all_but_mean, la.all_but_std, strict=True)],
         )
-    out_console.print(table)
+    if not json_to_stdout(json_path):
+        out_console.print(table)
     if json_path is not None:
-        r.save_json(json_path)
-        err_console.print(f"wrote {json_path}")
+        write_json(json_path, r.to_dict())
+        if not json_to_stdout(json_path):
+            err_console.print(f"wrote {json_path}")
     if plot is not None:
         plot_sensitivity(r, plot)
         err_console.print(f"wrote {plot}")
@@ -109,11 +112,11 @@ def run_placement(
     placement_json: Path | None,
     plot: Path | None,
     force: bool,
-    json_out: bool,
+    json_out: str | None,
     options: dict,
 ) -> None:
     """``compile --accuracy-budget``: search, compile, verify; print the placement (or its JSON)."""
-    from anacompile.cli import _progress
+    from anacompile.cli_progress import progress as _progress
     from anacompile.placement.search import place
 
     with _progress("configs x chips") as advance:
@@ -131,9 +134,10 @@ def run_placement(
             progress=advance,
             **options,
         )
-    if json_out:
-        print(json.dumps(result.placement_dict()))
-        return
+    if json_out is not None:
+        write_json(json_out, result.placement_dict())
+        if json_to_stdout(json_out):
+            return
     print_placement(result)
     out_console.print(f"wrote [bold]{result.output}[/], {result.placement_path}" + (f", {plot}" if plot else ""))
 

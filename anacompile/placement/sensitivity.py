@@ -25,7 +25,7 @@ from typing import Any
 from anacompile.errors import ConfigError
 from anacompile.evaluate.metrics import Metric
 from anacompile.evaluate.times import format_time, parse_times
-from anacompile.model_io import atomic_output
+from anacompile.model_io import ModelInput, atomic_output, model_label
 from anacompile.placement._evaluator import DIGITAL, ConfigEvaluator
 from anacompile.placement._prepare import analog_plan
 
@@ -83,7 +83,7 @@ class SensitivityResult:
 
 
 def sensitivity(
-    model: str | os.PathLike[str],
+    model: ModelInput,
     *,
     metric: str | Metric | None = None,
     data: str | os.PathLike[str] | None = None,
@@ -98,8 +98,9 @@ def sensitivity(
     """Per-layer sensitivity of a model's metric to analog execution (module docstring).
 
     Args:
-        model: a compiled model, or a source ONNX model (compiled all-analog with ``compile_options``:
-            ``device``, ``periphery``, ``calibration``, ``strategy``, ``seed``... into a temporary folder).
+        model: a compiled model, or a source ONNX model (a path, ModelProto or onnx-ir Model; compiled
+            all-analog with ``compile_options``: ``device``, ``periphery``, ``calibration``, ``strategy``,
+            ``seed``... into a temporary folder).
         metric: built-in name, ``FILE.py:FUNCTION`` or a callable ``metric(run) -> float``
             (:mod:`anacompile.evaluate.metrics`); ``data`` for built-in metrics.
         times: times since programming; the ranking uses the last.
@@ -147,7 +148,7 @@ def sensitivity(
         rows.sort(key=lambda r: (-round(r.loss_alone, 12), -round(r.gain_digital, 12), r.name))
         logger.info("sensitivity ranking: %s", [r.name for r in rows[:5]])
         return SensitivityResult(
-            model=str(model),
+            model=model_label(model),
             metric=ev.metric_name,
             baseline=ev.baseline,
             times_s=times_s,

@@ -6,6 +6,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from anacompile.errors import ConfigError
+from anacompile.programming.program_verify import program_verify_conductances
 
 __all__ = ["PROGRAMMING_METHODS", "program_chip"]
 
@@ -48,8 +49,6 @@ def program_chip(
         g_prog = device.program(g_target_us, rng)
         nu = device.drift_exponents(g_target_us, rng)
     elif method == "verify":
-        from anacompile.programming.program_verify import program_verify_conductances
-
         res = program_verify_conductances(
             g_target_us,
             significance,

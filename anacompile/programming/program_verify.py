@@ -54,6 +54,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from anacompile.errors import ConfigError
 from anacompile.mapping.base import ConductanceMapping
+from anacompile.programming.weights import load_weight_matrices, normalised_weights
 
 __all__ = [
     "DEFAULT_BUDGETS",
@@ -505,8 +506,6 @@ def reference_weight_sets(
     Returns:
         name -> list of (inputs, outputs) matrices.
     """
-    from anacompile.programming.weight_error import load_weight_matrices, normalised_weights
-
     sets = {
         "normal": normalised_weights([rng.standard_normal(shape)]),
         "uniform": normalised_weights([rng.uniform(-1.0, 1.0, shape)]),

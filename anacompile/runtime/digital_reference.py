@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
-from anacompile import devices, ops
-from anacompile.compiler import read_report
+from anacompile import contract, devices
+from anacompile.contract import read_report
+from anacompile.mapping import decode_pairs
 from anacompile.mapping.registry import mapping_from_dict
 
 __all__ = ["all_nodes", "digital_reference_model", "plan_weight", "weights_layer"]
@@ -27,14 +28,12 @@ def weights_layer(node: onnx.NodeProto) -> str:
     """The layer whose programmed tiles an AnalogMatMul reads: its W input is ``<layer>.w_eff``. That is the
     node's own name, or for a later use of a shared weight, the name of the weight's owner."""
     w = node.input[1] if len(node.input) > 1 else ""
-    suffix = f".{ops.W_EFF}"
+    suffix = f".{contract.W_EFF}"
     return w[: -len(suffix)] if w.endswith(suffix) else node.name
 
 
 def plan_weight(g_target_us: np.ndarray, col_scale: np.ndarray, significance, gain_us: float) -> np.ndarray:
     """A layer's weight from its programming plan, W = decode(g_target) * gamma, as (tile rows in all, N)."""
-    from anacompile.mapping import decode_pairs
-
     return (decode_pairs(g_target_us, significance, gain_us) * col_scale).reshape(-1, g_target_us.shape[-1])
 
 
@@ -60,13 +59,13 @@ def digital_reference_model(proto: onnx.ModelProto) -> onnx.ModelProto:
     def to_digital(graph: onnx.GraphProto) -> None:  # the main graph, and Loop bodies (recurrent layers)
         new_nodes = []
         for node in graph.node:
-            if node.domain == ops.DOMAIN and node.op_type == ops.CHIP_WEIGHTS:
+            if node.domain == contract.DOMAIN and node.op_type == contract.CHIP_WEIGHTS:
                 continue
-            if node.domain == ops.DOMAIN and node.op_type == ops.ANALOG_MATMUL:
+            if node.domain == contract.DOMAIN and node.op_type == contract.ANALOG_MATMUL:
                 name, weights = node.name, weights_layer(node)  # a shared weight's uses read one matrix
                 if weights not in decoded:
-                    g_t = onnx.numpy_helper.to_array(inits[f"{weights}.{ops.G_TARGET}"])
-                    gamma = onnx.numpy_helper.to_array(inits[f"{weights}.{ops.COL_SCALE}"])
+                    g_t = onnx.numpy_helper.to_array(inits[f"{weights}.{contract.G_TARGET}"])
+                    gamma = onnx.numpy_helper.to_array(inits[f"{weights}.{contract.COL_SCALE}"])
                     lm = own.get(weights, mapping)  # the layer's own strategy (--layer-strategy), else the model's
                     w = plan_weight(g_t, gamma, lm.significance, lm.gain_us(dev.g_min_us, dev.g_max_us))
                     w = w[: shapes[weights][0]]  # drop the zero rows that pad K to whole tiles
@@ -79,11 +78,11 @@ def digital_reference_model(proto: onnx.ModelProto) -> onnx.ModelProto:
             for attr in node.attribute:
                 for sub in [attr.g] if attr.type == onnx.AttributeProto.GRAPH else attr.graphs:
                     for inner in sub.node if node.op_type == "Loop" else []:
-                        if inner.domain == ops.DOMAIN and inner.op_type == ops.ANALOG_MATMUL:
+                        if inner.domain == contract.DOMAIN and inner.op_type == contract.ANALOG_MATMUL:
                             # a recurrent layer's inputs of all steps, (T, ..., K), as a scan output of the Loop
                             sub.output.append(onnx.helper.make_tensor_value_info(inner.input[0], onnx.TensorProto.FLOAT,
                                                                                  None))
-                            node.output.append(f"{inner.name}.{ops.TILE_INPUTS}")
+                            node.output.append(f"{inner.name}.{contract.TILE_INPUTS}")
                     to_digital(sub)
             new_nodes.append(node)
         del graph.node[:]

@@ -23,31 +23,26 @@ import onnx
 import onnxruntime as ort
 from numpy.typing import NDArray
 
-from anacompile import devices, ops
-from anacompile.compiler import CompileReport, read_report
-from anacompile.crossbar.periphery import Compensation, DriftCompensation, OutputRange, Periphery, get_periphery
-from anacompile.crossbar.reference import layer_scales, tile_constants
-from anacompile.errors import ConfigError, DataError, UnsupportedModelError
-from anacompile.mapping.registry import mapping_from_dict
-from anacompile.model_io import load_proto
-from anacompile.passes.deploy_form import DEPLOY, META_TARGET
-from anacompile.runtime.batchnorm import expose_batchnorm_statistics
-from anacompile.runtime.chip_state import (
-    chip_rng,
-    compensation_factors,
-    noise_bank,
-    program_layer,
-    read_weights,
-)
-from anacompile.runtime.digital_reference import all_nodes, digital_reference_model, plan_weight, weights_layer
-from anacompile.runtime.functions import (
-    OUT_GAIN_INPUT,
-    TILED,
+from anacompile import contract, devices
+from anacompile.contract import TILED, CompileReport, check_domain_version, read_report
+from anacompile.crossbar.compensation import compensation_factors
+from anacompile.crossbar.functions import (
     NoiseSource,
     analog_matmul_attributes,
     build_analog_matmul_function,
     overload_name,
 )
+from anacompile.crossbar.periphery import Compensation, DriftCompensation, OutputRange, Periphery, get_periphery
+from anacompile.crossbar.reference import layer_scales, tile_constants
+from anacompile.errors import ConfigError, DataError, UnsupportedModelError
+from anacompile.limits import check_index
+from anacompile.mapping import decode_pairs
+from anacompile.mapping.registry import get_mapping, mapping_from_dict
+from anacompile.model_io import load_proto
+from anacompile.passes.deploy_form import DEPLOY, META_TARGET
+from anacompile.programming.chip_state import chip_rng, noise_bank, program_layer, read_weights
+from anacompile.runtime.batchnorm import expose_batchnorm_statistics
+from anacompile.runtime.digital_reference import all_nodes, digital_reference_model, plan_weight, weights_layer
 from anacompile.runtime.ort_session import ort_session
 
 __all__ = ["AnalogSession", "ChipLayer", "digital_reference_model"]
@@ -122,7 +117,8 @@ class AnalogSession:
         extra_outputs: names of intermediate tensors to make fetchable with ``run(feeds, [name])`` (for
             studies of one layer's analog output, e.g. an AnalogMatMul's output).
         switchable: build every layer with a digital twin (MatMul + bias with the FP32 weight decoded from
-            the plan) and a fed switch, so :meth:`set_digital` runs any set of layers digitally and
+            the plan) behind a fed switch (an ``If``: only the chosen path runs), so :meth:`set_digital` runs
+            any set of layers digitally and
             :meth:`set_layer_strategy` re-maps single layers, all on the same programmed chip and one
             onnxruntime session (sensitivity and placement studies, :mod:`anacompile.placement`). A switched
             layer's output is exactly its analog or its digital output.
@@ -136,13 +132,14 @@ class AnalogSession:
                  extra_outputs: list[str] | None = None, switchable: bool = False) -> None:
         self.path = str(path)
         proto = load_proto(path, load_external_data=True)
+        check_domain_version({o.domain: o.version for o in proto.opset_import},
+                             {p.key: p.value for p in proto.metadata_props})
         if any(p.key == META_TARGET and p.value == DEPLOY for p in proto.metadata_props):
             raise UnsupportedModelError(
                 f"{path} is a deployment form (compile --target deploy), which has no programming plans to "
                 "simulate chips from; evaluate the simulation form (compile without --target)."
             )
         self.report: CompileReport = read_report(proto)
-        _check_domain_version(proto)
         self.device = devices.from_dict(self.report.device)
         self.periphery = _override_periphery(Periphery.from_dict(self.report.periphery), periphery_overrides)
         self.mapping = mapping_from_dict(self.report.strategy)
@@ -150,7 +147,7 @@ class AnalogSession:
         self.compensation = Compensation.parse(compensation).drift if compensation is not None else \
             self.periphery.drift_compensation
         self.programming = programming or self.report.programming
-        self.seed = self.report.seed if seed is None else int(seed)
+        self.seed = self.report.seed if seed is None else check_index(seed, "seed")
         self.layers = _extract_layers(proto)
         own = {layer.name: layer.strategy for layer in self.report.layers if layer.analog and layer.strategy}
         for layer in self.layers:
@@ -170,12 +167,12 @@ class AnalogSession:
             stripped.graph.output.append(onnx.ValueInfoProto(name=name))
         self._bn_state: dict[str, np.ndarray] = {}
         self._size_cache: dict[tuple, list[int]] = {}
-        self._noise_names = [(f"{layer.name}.{ops.NOISE}" if layer.fed else f"{layer.name}.{ops.NOISE_START}",
-                              f"{layer.name}.{ops.NOISE_END}") for layer in self.layers]
+        self._noise_names = [(f"{layer.name}.{contract.NOISE}" if layer.fed else f"{layer.name}.{contract.NOISE_START}",
+                              f"{layer.name}.{contract.NOISE_END}") for layer in self.layers]
         self._sizes_key: int | None = None
         self._sizes = np.zeros(0, np.int64)
         self._bank_size = self.periphery.noise_bank_size if self.periphery.has_mvm_noise else 0
-        self._code_gain = np.float32(tile_constants(self.periphery)["code_gain"])
+        self._code_gain = np.float32(tile_constants(self.periphery).code_gain)
         so = ort.SessionOptions()
         so.log_severity_level = 3
         if intra_op_threads:
@@ -199,6 +196,7 @@ class AnalogSession:
     # -- the two stages --------------------------------------------------------------------------
     def program(self, chip_seed: int) -> None:
         """Program chip ``chip_seed``: programmed conductances, drift exponents, GDC reference, noise bank."""
+        chip_seed = check_index(chip_seed, "chip")
         owners = {layer.name: layer for layer in self.layers if layer.owns_tiles}
         for layer in owners.values():
             self._program_layer(layer, chip_seed)
@@ -234,8 +232,8 @@ class AnalogSession:
         w = read_weights(layer.g_prog, layer.nu, t, self.device, layer.mapping.significance, layer.gain_us,
                          chip_rng(self.seed, self.chip_seed, "read", layer.index, t))
         alpha = compensation_factors(w, layer.gdc_ref, self.compensation)
-        self._state[f"{layer.name}.{ops.W_EFF}"] = w * self._code_gain
-        self._state[f"{layer.name}.{ops.SCALE}"] = layer.out_scale * alpha
+        self._state[f"{layer.name}.{contract.W_EFF}"] = w * self._code_gain
+        self._state[f"{layer.name}.{contract.SCALE}"] = layer.out_scale * alpha
 
     # -- per-layer placement (switchable sessions) -------------------------------------------------
     def set_digital(self, names) -> None:
@@ -263,18 +261,25 @@ class AnalogSession:
         The layer's normalised weights are decoded from its current plan and re-encoded, as ``strategy=``
         does for the whole model. Raises ConfigError for an unknown layer name.
         """
-        from anacompile.mapping import decode_pairs
-        from anacompile.mapping.registry import get_mapping
-
         layer = next((la for la in self.layers if la.name == name), None)
         if layer is None:
             raise ConfigError(f"Unknown layer {name!r}; layers: {[la.name for la in self.layers]}.")
-        new = mapping_from_dict(strategy) if isinstance(strategy, dict) else get_mapping(strategy)
+        if not layer.owns_tiles:  # a use of a shared weight: the strategy is the stored weight's
+            layer = next(la for la in self.layers if la.name == layer.weights)
+        self._set_strategy(layer, mapping_from_dict(strategy) if isinstance(strategy, dict) else get_mapping(strategy))
+        for use in self.layers:  # every use reads the same programmed chip
+            if use.weights == layer.name and use is not layer:
+                use.mapping, use.gain_us, use.g_target = layer.mapping, layer.gain_us, layer.g_target
+                use.g_prog, use.nu, use.gdc_ref = layer.g_prog, layer.nu, layer.gdc_ref
+
+    def _set_strategy(self, layer: ChipLayer, new) -> None:
+        from anacompile.mapping import decode_pairs
+
         key, current = _strategy_key(new), _strategy_key(layer.mapping)
         if key == current:
             return
         # every strategy a layer had keeps its programmed chip (and its reads at one t): switching back is free
-        w_name, s_name = f"{layer.name}.{ops.W_EFF}", f"{layer.name}.{ops.SCALE}"
+        w_name, s_name = f"{layer.name}.{contract.W_EFF}", f"{layer.name}.{contract.SCALE}"
         layer.variants[current] = {"mapping": layer.mapping, "gain_us": layer.gain_us, "g_target": layer.g_target,
                                    "g_prog": layer.g_prog, "nu": layer.nu, "gdc_ref": layer.gdc_ref,
                                    "chip": self.chip_seed, "t": self.t_inference,
@@ -347,9 +352,6 @@ class AnalogSession:
     # -- helpers ---------------------------------------------------------------------------------
     def _remap(self, strategy: str) -> None:
         """Re-encode every layer's normalised weights (decoded from the plan) with another strategy."""
-        from anacompile.mapping import decode_pairs
-        from anacompile.mapping.registry import get_mapping
-
         new = get_mapping(strategy)
         for layer in self.layers:
             u = decode_pairs(layer.g_target, layer.mapping.significance, layer.gain_us)
@@ -359,10 +361,11 @@ class AnalogSession:
         self.gain_us = new.gain_us(self.device.g_min_us, self.device.g_max_us)
 
     def _state_names(self) -> set[str]:
-        names = {ops.NOISE_BANK} | {n for bn in self.batchnorms for n in (bn.mean, bn.var)}
+        names = {contract.NOISE_BANK} | {n for bn in self.batchnorms for n in (bn.mean, bn.var)}
         for layer in self.layers:
-            names |= {f"{layer.name}.{suffix}"
-                      for suffix in (ops.W_EFF, ops.SCALE, ops.NOISE, ops.NOISE_START, ops.NOISE_END, SWITCH)}
+            names |= {contract.layer_tensor(layer.name, suffix) for suffix in
+                      (contract.W_EFF, contract.SCALE, contract.NOISE, contract.NOISE_START, contract.NOISE_END,
+                       SWITCH)}
         return names
 
     def _noise_sizes(self, feeds: dict[str, np.ndarray]) -> list[int]:
@@ -411,7 +414,9 @@ class AnalogSession:
 
     def layer_state(self, layer: ChipLayer) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """What the layer's AnalogMatMul is fed now: (weights in ADC codes per DAC code, in_scale, scale)."""
-        return self._state[f"{layer.weights}.{ops.W_EFF}"], layer.in_scale, self._state[f"{layer.weights}.{ops.SCALE}"]
+        state = self._state
+        return state[contract.layer_tensor(layer.weights, contract.W_EFF)], layer.in_scale, \
+            state[contract.layer_tensor(layer.weights, contract.SCALE)]
 
     def ideal_weight(self, layer: ChipLayer, k: int) -> np.ndarray:
         """The layer's FP32 weight W (K, N), decoded from its programming plan."""
@@ -450,8 +455,8 @@ class AnalogSession:
         """Draw the chip's noise bank (and its copy pre-scaled for fed layers) at the current size."""
         bank = noise_bank(self._bank_size, chip_rng(self.seed, self.chip_seed, "bank"))
         if any(not layer.fed for layer in self.layers):
-            self._state[ops.NOISE_BANK] = bank
-        scale = 1.0 if self.periphery.read_noise > 0 else tile_constants(self.periphery)["noise_std"]
+            self._state[contract.NOISE_BANK] = bank
+        scale = 1.0 if self.periphery.read_noise > 0 else tile_constants(self.periphery).noise_std
         self._fed_bank = bank if scale == 1.0 else bank * np.float32(scale)
 
 
@@ -466,27 +471,34 @@ SWITCH = "analog_on"
 
 
 def _add_digital_switches(m: onnx.ModelProto, layers: list[ChipLayer], digital: onnx.ModelProto) -> None:
-    """Give every AnalogMatMul a digital twin and a fed boolean switch: ``y = Where(L.analog_on, y_analog,
-    x W + b)`` with W the FP32 weight of :func:`digital_reference_model` (``L.weight``). Where selects, so
-    either output is exact. Loop bodies read the weight and the switch from the outer scope."""
+    """Put every AnalogMatMul under a fed boolean switch: ``If(L.analog_on)`` runs either the analog node or
+    its digital twin ``x W + b`` (W the FP32 weight of :func:`digital_reference_model`, ``L.weight``), so a
+    digital layer costs only its MatMul and either output is exact. The branches read their inputs (and a
+    Loop body's values) from the enclosing scope."""
     weights = {t.name: t for t in digital.graph.initializer if t.name.endswith(".weight")}
     by_name = {layer.name: layer for layer in layers}
+    f = onnx.TensorProto.FLOAT
     for graph, _ in reversed(list(_graphs_with_iteration(m.graph))):  # innermost first (see _strip_chip_stage)
-        new_nodes = []
+        new_nodes, changed = [], False
         for node in graph.node:
-            new_nodes.append(node)
-            if not (node.domain == ops.DOMAIN and node.op_type == ops.ANALOG_MATMUL and node.name in by_name):
+            if not (node.domain == contract.DOMAIN and node.op_type == contract.ANALOG_MATMUL and node.name in by_name):
+                new_nodes.append(node)
                 continue
             name, y = node.name, node.output[0]
-            node.output[0] = f"{name}.analog_out"
-            new_nodes += [
-                onnx.helper.make_node("MatMul", [node.input[0], f"{by_name[name].weights}.weight"],
-                                      [f"{name}.digital_mm"]),
-                onnx.helper.make_node("Add", [f"{name}.digital_mm", node.input[4]], [f"{name}.digital_out"]),
-                onnx.helper.make_node("Where", [f"{name}.{SWITCH}", f"{name}.analog_out", f"{name}.digital_out"], [y],
-                                      name=f"{name}.switch"),
-            ]
-        if len(new_nodes) > len(graph.node):
+            analog = onnx.NodeProto()
+            analog.CopyFrom(node)
+            analog.output[0] = f"{name}.analog_out"
+            then_branch = onnx.helper.make_graph([analog], f"{name}.analog", [],
+                                                 [onnx.helper.make_tensor_value_info(analog.output[0], f, None)])
+            else_branch = onnx.helper.make_graph(
+                [onnx.helper.make_node("MatMul", [node.input[0], f"{by_name[name].weights}.weight"],
+                                        [f"{name}.digital_mm"]),
+                 onnx.helper.make_node("Add", [f"{name}.digital_mm", node.input[4]], [f"{name}.digital_out"])],
+                f"{name}.digital", [], [onnx.helper.make_tensor_value_info(f"{name}.digital_out", f, None)])
+            new_nodes.append(onnx.helper.make_node("If", [f"{name}.{SWITCH}"], [y], name=f"{name}.switch",
+                                                   then_branch=then_branch, else_branch=else_branch))
+            changed = True
+        if changed:
             del graph.node[:]
             graph.node.extend(new_nodes)
     for layer in layers:
@@ -513,21 +525,25 @@ def _override_periphery(base: Periphery, overrides: dict | list[str] | None) -> 
 def _initializer_array(proto: onnx.ModelProto, name: str) -> np.ndarray:
     for t in proto.graph.initializer:
         if t.name == name:
-            return onnx.numpy_helper.to_array(t)
+            a = onnx.numpy_helper.to_array(t)
+            if a.dtype.kind != "f" or not np.isfinite(a).all():
+                raise UnsupportedModelError(f"The compiled model's initializer {name!r} is not finite floating point; "
+                                            "the file is corrupt: recompile the source model.")
+            return a
     raise UnsupportedModelError(f"The compiled model lacks initializer {name!r}; recompile it with this anacompile.")
 
 
 def _attach_scales(proto: onnx.ModelProto, layers: list[ChipLayer], periphery: Periphery) -> None:
     """Per layer gamma, alpha_in and the scales of the periphery in force (stored or overridden)."""
     for layer in layers:
-        layer.col_scale = _initializer_array(proto, f"{layer.weights}.{ops.COL_SCALE}")
-        layer.in_range = _initializer_array(proto, f"{layer.weights}.{ops.IN_RANGE}")
+        layer.col_scale = _initializer_array(proto, f"{layer.weights}.{contract.COL_SCALE}")
+        layer.in_range = _initializer_array(proto, f"{layer.weights}.{contract.IN_RANGE}")
         layer.out_gain = None
         if periphery.output_range is OutputRange.CALIBRATED:
-            if not any(t.name == f"{layer.weights}.{ops.OUT_GAIN}" for t in proto.graph.initializer):
+            if not any(t.name == f"{layer.weights}.{contract.OUT_GAIN}" for t in proto.graph.initializer):
                 raise ConfigError(f"Layer {layer.name!r} has no calibrated output range: the model was compiled with "
                                   "fixed output ranges; recompile it with --calibration (output_range=calibrated).")
-            layer.out_gain = _initializer_array(proto, f"{layer.weights}.{ops.OUT_GAIN}")
+            layer.out_gain = _initializer_array(proto, f"{layer.weights}.{contract.OUT_GAIN}")
         layer.in_scale, layer.out_scale = layer_scales(layer.col_scale, layer.in_range, periphery, layer.out_gain)
 
 
@@ -535,14 +551,14 @@ def _apply_periphery(m: onnx.ModelProto, layers: list[ChipLayer], periphery: Per
     """Set every AnalogMatMul's constants and ``L.in_scale`` from ``periphery`` (identity unless overridden)."""
     by_name = {layer.name: layer for layer in layers}
     for node in all_nodes(m.graph):
-        if node.domain == ops.DOMAIN and node.op_type == ops.ANALOG_MATMUL and node.name in by_name:
+        if node.domain == contract.DOMAIN and node.op_type == contract.ANALOG_MATMUL and node.name in by_name:
             seed = next((a.f for a in node.attribute if a.name == "seed"), 0.0)
             del node.attribute[:]
             for key, value in analog_matmul_attributes(periphery, seed=int(seed)).items():
                 node.attribute.append(onnx.helper.make_attribute(key, value))
     for t in m.graph.initializer:
         layer_name, _, suffix = t.name.rpartition(".")
-        if suffix == ops.IN_SCALE and layer_name in by_name:
+        if suffix == contract.IN_SCALE and layer_name in by_name:
             t.CopyFrom(onnx.numpy_helper.from_array(by_name[layer_name].in_scale, t.name))
 
 
@@ -583,41 +599,40 @@ def _step_noise_offsets(node: onnx.NodeProto, iteration: str, layer: ChipLayer, 
         make("ReduceProd", [p + "lead"], "vectors", keepdims=1),
         make("Mul", [p + "vectors", p + "cols"], "step"),
         make("Mul", [iteration, p + "step"], "skip"),
-        make("Add", [f"{node.name}.{ops.NOISE_START}", p + "skip"], "raw"),
-        make("Shape", [ops.NOISE_BANK], "bank_len"),
+        make("Add", [f"{node.name}.{contract.NOISE_START}", p + "skip"], "raw"),
+        make("Shape", [contract.NOISE_BANK], "bank_len"),
         make("Sub", [p + "bank_len", p + "step"], "room0"),
         make("Add", [p + "room0", p + "one"], "room"),
         make("Mod", [p + "raw", p + "room"], "start"),
         make("Add", [p + "start", p + "step"], "end"),
     ]
-    node.input.extend([ops.NOISE_BANK, p + "start", p + "end"])
+    node.input.extend([contract.NOISE_BANK, p + "start", p + "end"])
     return nodes
-
-
-def _check_domain_version(proto: onnx.ModelProto) -> None:
-    for o in proto.opset_import:
-        if o.domain == ops.DOMAIN and o.version > ops.DOMAIN_VERSION:
-            raise UnsupportedModelError(
-                f"The model uses {ops.DOMAIN} version {o.version}; this anacompile supports up to "
-                f"{ops.DOMAIN_VERSION}. Upgrade anacompile."
-            )
 
 
 def _extract_layers(proto: onnx.ModelProto) -> list[ChipLayer]:
     inits = {t.name: t for t in proto.graph.initializer}
 
     def arr(name: str) -> np.ndarray:
-        return onnx.numpy_helper.to_array(inits[name])
+        if name not in inits:
+            raise UnsupportedModelError(f"The compiled model lacks initializer {name!r}; the file is corrupt or from "
+                                        "another anacompile version: recompile the source model.")
+        a = onnx.numpy_helper.to_array(inits[name])
+        if a.dtype.kind != "f" or not np.isfinite(a).all() or a.size == 0:
+            raise UnsupportedModelError(f"The compiled model's initializer {name!r} is empty, not floating point or "
+                                        "holds NaN/inf values; the file is corrupt: recompile the source model.")
+        return a
 
     layers: list[ChipLayer] = []
     owners: dict[str, ChipLayer] = {}
     for node in all_nodes(proto.graph):  # also inside Loop bodies (recurrent layers), in graph order
-        if node.domain == ops.DOMAIN and node.op_type == ops.ANALOG_MATMUL:
+        if node.domain == contract.DOMAIN and node.op_type == contract.ANALOG_MATMUL:
             name, weights = node.name, weights_layer(node)
             owner = owners.get(weights)
             if owner is None:  # the tiles' first reader: programmed, with its layer index as the chip stream
-                layer = ChipLayer(name=name, index=len(owners), g_target=arr(f"{weights}.{ops.G_TARGET}"),
-                                  out_scale=arr(f"{weights}.{ops.OUT_SCALE}"), input=node.input[0], weights=weights)
+                layer = ChipLayer(name=name, index=len(owners), g_target=arr(f"{weights}.{contract.G_TARGET}"),
+                                  out_scale=arr(f"{weights}.{contract.OUT_SCALE}"), input=node.input[0],
+                                  weights=weights)
                 owners[weights] = layer
             else:  # another reader of a shared weight's tiles: same plan and state, its own input and noise
                 layer = ChipLayer(name=name, index=owner.index, g_target=owner.g_target,
@@ -627,9 +642,17 @@ def _extract_layers(proto: onnx.ModelProto) -> list[ChipLayer]:
         for node in graph.node if iteration is not None else []:
             for layer in layers:  # in a Loop body X is one step's input: use all steps' (digital_reference_model)
                 if layer.name == node.name:
-                    layer.input = f"{node.name}.{ops.TILE_INPUTS}"
+                    layer.input = f"{node.name}.{contract.TILE_INPUTS}"
     if not layers:
         raise UnsupportedModelError("The model has no AnalogMatMul node: compile it with `anacompile compile` first.")
+    for layer in layers:
+        g, n = layer.g_target, layer.g_target.shape[-1] if layer.g_target.ndim else 0
+        if g.ndim not in (4, 5) or g.shape[1] != 2 or (g < 0).any() or layer.out_scale.size not in (
+                n, n * (g.shape[2] if g.ndim == 5 else 1)):
+            raise UnsupportedModelError(
+                f"The compiled model's conductances of layer {layer.name!r} ({layer.name}.{contract.G_TARGET}, shape "
+                f"{list(g.shape)}; {layer.name}.{contract.OUT_SCALE}, shape {list(layer.out_scale.shape)}) are "
+                "malformed; the file is corrupt: recompile the source model.")
     return layers
 
 
@@ -639,7 +662,7 @@ def _strip_chip_stage(proto: onnx.ModelProto, layers: list[ChipLayer], periphery
     m = onnx.ModelProto()
     m.CopyFrom(proto)
     g = m.graph
-    keep = [n for n in g.node if not (n.domain == ops.DOMAIN and n.op_type == ops.CHIP_WEIGHTS)]
+    keep = [n for n in g.node if not (n.domain == contract.DOMAIN and n.op_type == contract.CHIP_WEIGHTS)]
     del g.node[:]
     g.node.extend(keep)
     f = onnx.TensorProto.FLOAT
@@ -650,17 +673,17 @@ def _strip_chip_stage(proto: onnx.ModelProto, layers: list[ChipLayer], periphery
     for graph, iteration in reversed(list(_graphs_with_iteration(g)) if noisy else []):
         new_nodes = []
         for node in graph.node:
-            if node.domain == ops.DOMAIN and node.op_type == ops.ANALOG_MATMUL:
-                gain = node.input[OUT_GAIN_INPUT] if len(node.input) > OUT_GAIN_INPUT else ""
+            if node.domain == contract.DOMAIN and node.op_type == contract.ANALOG_MATMUL:
+                gain = node.input[contract.OUT_GAIN_INPUT] if len(node.input) > contract.OUT_GAIN_INPUT else ""
                 del node.input[6:]
                 if iteration is None:  # one MVM per run: the session feeds its noise tensor as is
-                    node.input.append(f"{node.name}.{ops.NOISE}")
+                    node.input.append(f"{node.name}.{contract.NOISE}")
                     node.overload = overload_name(node.overload == TILED, NoiseSource.FED)
                     by_name[node.name].fed = True
                 else:  # in a Loop body: a new slice at every iteration, so time steps get fresh noise
                     new_nodes += _step_noise_offsets(node, iteration, by_name[node.name], periphery.bm_passes)
                 if gain:  # calibrated output range: the tiles' gains stay the last input
-                    node.input.extend([""] * (OUT_GAIN_INPUT - len(node.input)) + [gain])
+                    node.input.extend([""] * (contract.OUT_GAIN_INPUT - len(node.input)) + [gain])
             new_nodes.append(node)
         if len(new_nodes) > len(graph.node):
             del graph.node[:]
@@ -668,16 +691,16 @@ def _strip_chip_stage(proto: onnx.ModelProto, layers: list[ChipLayer], periphery
     for layer in layers:
         w_shape, scale_shape = layer.state_shapes
         if layer.owns_tiles:  # the uses of a shared weight read its owner's state
-            state_inputs.append(onnx.helper.make_tensor_value_info(f"{layer.name}.{ops.W_EFF}", f, w_shape))
-            state_inputs.append(onnx.helper.make_tensor_value_info(f"{layer.name}.{ops.SCALE}", f, scale_shape))
+            state_inputs.append(onnx.helper.make_tensor_value_info(f"{layer.name}.{contract.W_EFF}", f, w_shape))
+            state_inputs.append(onnx.helper.make_tensor_value_info(f"{layer.name}.{contract.SCALE}", f, scale_shape))
         if noisy and layer.fed:
-            state_inputs.append(onnx.helper.make_tensor_value_info(f"{layer.name}.{ops.NOISE}", f, None))
+            state_inputs.append(onnx.helper.make_tensor_value_info(f"{layer.name}.{contract.NOISE}", f, None))
         elif noisy:
-            for suffix in (ops.NOISE_START, ops.NOISE_END):
+            for suffix in (contract.NOISE_START, contract.NOISE_END):
                 state_inputs.append(onnx.helper.make_tensor_value_info(
                     f"{layer.name}.{suffix}", onnx.TensorProto.INT64, [1]))
     if noisy and not all(layer.fed for layer in layers):
-        state_inputs.append(onnx.helper.make_tensor_value_info(ops.NOISE_BANK, f, ["bank"]))
+        state_inputs.append(onnx.helper.make_tensor_value_info(contract.NOISE_BANK, f, ["bank"]))
     used = {i for n in all_nodes(g) for i in n.input}  # Loop bodies read initializers from the outer scope
     inits = [t for t in g.initializer if t.name in used]
     del g.initializer[:]
@@ -686,7 +709,7 @@ def _strip_chip_stage(proto: onnx.ModelProto, layers: list[ChipLayer], periphery
     del g.input[:]
     g.input.extend(inputs + state_inputs)
     opset = next((o.version for o in m.opset_import if o.domain in ("", "ai.onnx")), 17)
-    funcs = [fn for fn in m.functions if fn.name not in (ops.CHIP_WEIGHTS, ops.ANALOG_MATMUL)]
+    funcs = [fn for fn in m.functions if fn.name not in (contract.CHIP_WEIGHTS, contract.ANALOG_MATMUL)]
     for source in (NoiseSource.BANK, NoiseSource.FED):
         for tiled in (False, True):
             funcs.append(build_analog_matmul_function(periphery, opset, source, tiled=tiled))

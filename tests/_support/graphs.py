@@ -8,10 +8,10 @@ import onnxruntime as ort
 from onnx import TensorProto, helper
 
 from anacompile import ops
+from anacompile.contract import OUT_GAIN_INPUT
 from anacompile.crossbar.periphery import DriftCompensation, OutputRange, Periphery
 from anacompile.runtime.functions import (
     MATMUL_INPUTS,
-    OUT_GAIN_INPUT,
     TILED,
     NoiseSource,
     analog_matmul_attributes,

@@ -20,12 +20,13 @@ from scipy import stats
 
 from anacompile.devices import PCM_JOSHI_2020, Device, PCMDevice, PCMDrift, PCMProgrammingNoise, PCMReadNoise
 from anacompile.errors import AnacompileError, DeviceError
+from tests._support import stats as st
 
 D = PCM_JOSHI_2020
 G_MAX = 25.0  # µS
 HOUR, DAY, YEAR = 3600.0, 86400.0, 365 * 86400.0  # s
 N = 200_000  # samples per statistical check
-N_SE = 5.0  # tolerance in standard errors
+N_SE = st.TOLERANCE_SE  # tolerance in standard errors (tests/_support/stats.py)
 
 
 def _round_half_up(value: Any, decimals: int) -> Decimal:
@@ -217,7 +218,7 @@ def test_drift_scale_multiplies_nu() -> None:
 
 
 def _within(estimate: float, expected: float, standard_error: float) -> bool:
-    return abs(estimate - expected) < N_SE * standard_error
+    return abs(st.Estimate(float(estimate), float(standard_error)).z(expected)) < N_SE
 
 
 def _programming_errors(g_hat: float, seed: int) -> tuple[np.ndarray, float]:
@@ -354,6 +355,12 @@ def test_read_noise_is_drawn_anew_at_each_call() -> None:
     first = D.read(g_prog, nu, HOUR, rng) - g_drift
     second = D.read(g_prog, nu, HOUR, rng) - g_drift
     assert abs(np.corrcoef(first, second)[0, 1]) < N_SE / math.sqrt(N)
+    st.assert_matches(st.correlation(first, second), 0.0, scale=1.0)  # independent reads; sees a 0.05 correlation
+    st.assert_rejects(st.correlation(first, second + 0.05 * first), 0.0)  # twin: reads correlated by 0.05
+    st.assert_matches(st.std(first / g_drift), float(D.read_noise_q(12.5)) * D.read_noise_bandwidth_factor(HOUR))
+    for factor in (1.05, 0.95):
+        st.assert_rejects(st.std(factor * first / g_drift),
+                          float(D.read_noise_q(12.5)) * D.read_noise_bandwidth_factor(HOUR))
     expected = float(D.read_noise_q(12.5)) * D.read_noise_bandwidth_factor(HOUR) * g_drift
     np.testing.assert_allclose([first.std(), second.std()], expected.mean(), rtol=N_SE / math.sqrt(2 * N))
 

@@ -56,8 +56,9 @@ def test_deploy_form_loads_without_warning_and_matches_simulation(tmp_path, mode
     sim = _compile(tmp_path, MODELS / model, "sim.onnx", *args)
     dep = _compile(tmp_path, MODELS / model, "dep.onnx", *args, "--target", "deploy")
     result = tmp_path / "plain.npz"
-    run = subprocess.run([sys.executable, "-c", _PLAIN_ORT, str(dep), str(result), shape], capture_output=True,
-                         text=True, timeout=120)
+    run = subprocess.run(
+        [sys.executable, "-c", _PLAIN_ORT, str(dep), str(result), shape], capture_output=True, text=True, timeout=120
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     assert "[I:onnxruntime" in run.stderr  # the log was on at verbose level
     problems = [line for line in run.stderr.splitlines() if "[W:onnxruntime" in line or "[E:onnxruntime" in line]

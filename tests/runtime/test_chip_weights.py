@@ -10,6 +10,7 @@ from anacompile.crossbar.periphery import DriftCompensation
 from anacompile.mapping import SinglePairMapping
 from anacompile.runtime.chip_state import compensation_factors, compensation_reference, read_weights
 from anacompile.runtime.functions import chip_weights_attributes
+from tests._support import stats as st
 from tests._support.graphs import chip_session
 
 PCM = devices.get("pcm")
@@ -40,8 +41,16 @@ def test_in_graph_drift_and_read_noise_match_numpy_statistics(t):
     sd = np.maximum(w_np.std(0), 1e-6)
     z = (w_ort.mean(0) - w_np.mean(0)) / (sd * np.sqrt(2 / draws))
     assert np.mean(np.abs(z) < 4) > 0.99
-    ratio = w_ort.std(0) / sd
-    assert 0.9 < np.median(ratio) < 1.1
+    means = st.mean_z(w_ort, w_np)
+    st.assert_matches(means, st.expected_mean_z2(draws, draws), detect=None)  # power: the twin below
+    # the 1/f read noise: std over reads of the graph's weights / numpy's, element by element
+    ratio = st.std_ratio(w_ort, w_np, floor=1e-6)
+    st.assert_matches(ratio, 1.0)
+    # twins: 5 % more or less read noise, or a 5 % drift error, in the graph must fail these checks
+    centred = w_ort - w_ort.mean(0)
+    for factor in (1.05, 0.95):
+        st.assert_rejects(st.std_ratio(w_ort.mean(0) + factor * centred, w_np, floor=1e-6), 1.0)
+    st.assert_rejects(st.mean_z(1.05 * w_ort, w_np), st.expected_mean_z2(draws, draws))
 
 
 def test_global_compensation_restores_t0_outputs_exactly_with_equal_drift():

@@ -7,6 +7,7 @@ import pytest
 
 from anacompile.crossbar.periphery import PERIPHERY_PRESETS, Periphery
 from anacompile.crossbar.reference import analog_matmul_reference
+from tests._support import stats as st
 from tests._support.graphs import layer_inputs, matmul_session, run_layer
 
 STANDARD = PERIPHERY_PRESETS["standard"]
@@ -91,6 +92,10 @@ def test_standard_output_noise_std_is_0_04():
     assert abs(y.std() - 0.04) < 5 * se
     assert abs(y.mean()) < 5 * 0.04 / np.sqrt(y.size)
     assert abs(y.std() - 0.04 * 1.05) > 5 * se  # a 5 % wrong sigma would be caught
+    st.assert_matches(st.std(y), 0.04)
+    st.assert_matches(st.mean(y), 0.0, scale=0.04)  # a 5 % offset of sigma would be caught
+    for factor in (1.05, 0.95):  # twins: 5 % more or less output noise in the graph
+        st.assert_rejects(st.std(factor * y), 0.04)
 
 
 def test_standard_short_term_read_noise_matches_formula():
@@ -107,25 +112,48 @@ def test_standard_short_term_read_noise_matches_formula():
     assert abs(y.std() - expected) < 5 * se
     assert abs(y.mean() - float(x[0] @ w)) < 5 * expected / np.sqrt(y.size)
     assert abs(y.std() - expected * 1.05) > 5 * se
+    st.assert_matches(st.std(y), expected)
+    st.assert_matches(st.mean(y), float(x[0] @ w))
+    z = float(x[0] @ w)
+    for factor in (1.05, 0.95):  # twins: 5 % more or less read + output noise, and a 5 % gain error
+        st.assert_rejects(st.std(z + factor * (y - z)), expected)
+        st.assert_rejects(st.mean(factor * y), z)
+    # and the read noise's sigma_w alone: 5 % on sigma_w must be seen too
+    for factor in (1.05, 0.95):
+        st.assert_rejects(st.std(y), np.sqrt((factor * 0.0175) ** 2 * np.sum(np.abs(w) * x[0] ** 2) + 0.04**2))
 
 
 def test_noise_statistics_ort_equal_numpy():
     """With all noise on, the per-element error mean and std of ORT equal those of the numpy reference."""
     p = STANDARD.replace(tile_rows=64)
     rng = np.random.default_rng(5)
-    inputs = layer_inputs(rng, 8, 100, 6, 64, 64, bank=1 << 18)
+    inputs = layer_inputs(rng, 64, 100, 6, 64, 64, bank=1 << 18)
     sess = matmul_session(p, tiled=True)
     y_clean = _reference(inputs, p.replace(read_noise=0.0, out_noise=0.0))
     draws = 400
-    starts = rng.integers(0, (1 << 18) - 2 * 8 * 6, draws)
+    starts = rng.integers(0, (1 << 18) - 2 * 64 * 6, draws)
     ort_err = np.stack([run_layer(p, inputs, int(s), sess) - y_clean for s in starts])
     ref_err = np.stack([
-        _reference(inputs, p, rng.standard_normal((2, 8, 6)).astype(np.float32)) - y_clean for _ in range(draws)
+        _reference(inputs, p, rng.standard_normal((2, 64, 6)).astype(np.float32)) - y_clean for _ in range(draws)
     ])
     scale = np.maximum(ref_err.std(axis=0), 1e-3)
     assert np.mean(np.abs(ort_err.mean(0) - ref_err.mean(0)) / scale) < 0.15
     ratio = ort_err.std(axis=0) / scale
     assert 0.85 < np.median(ratio) < 1.15
+    _check_noise_against_reference(ort_err, ref_err, bank_size=1 << 18)
+
+
+def _check_noise_against_reference(ort_err, ref_err, bank_size):
+    """Element by element: the means agree (mean z^2) and the stds agree (std ratio) to a few SE, and the
+    same checks reject 5 % more or less noise in the graph, or a 5 % gain error (the twins)."""
+    n = ort_err.shape[0]
+    bank = 1 / np.sqrt(2 * bank_size)  # the graph's noise comes from one bank: its sample std is shared
+    st.assert_matches(st.mean_z(ort_err, ref_err), st.expected_mean_z2(n, ref_err.shape[0]), detect=None)
+    st.assert_matches(st.with_common_error(st.std_ratio(ort_err, ref_err, floor=1e-6), bank, "noise bank"), 1.0)
+    centred = ort_err - ort_err.mean(0)
+    for factor in (1.05, 0.95):
+        perturbed = st.std_ratio(ort_err.mean(0) + factor * centred, ref_err, floor=1e-6)
+        st.assert_rejects(st.with_common_error(perturbed, bank, "noise bank"), 1.0)
 
 
 def test_ir_drop_leaves_zero_input_and_zero_weights_unchanged():
@@ -159,11 +187,12 @@ def test_iterative_bound_management_ort_equals_numpy(tiles):
 def test_iterative_bound_management_noise_statistics():
     p = STANDARD.replace(bound_management="iterative", bm_max_halvings=2, ir_drop=0.0, read_noise=0.0)
     rng = np.random.default_rng(10)
-    inputs = layer_inputs(rng, 4, 64, 3, 512, 512, bank=1 << 16)
+    inputs = layer_inputs(rng, 32, 64, 8, 512, 512, bank=1 << 18)
     sess = matmul_session(p)
     y_clean = _reference(inputs, p.replace(out_noise=0.0))
-    starts = rng.integers(0, (1 << 16) - 3 * 4 * 3, 300)
+    starts = rng.integers(0, (1 << 18) - 3 * 32 * 8, 400)
     err = np.stack([run_layer(p, inputs, int(s), sess) - y_clean for s in starts])
-    ref = np.stack([_reference(inputs, p, rng.standard_normal((3, 1, 4, 3)).astype(np.float32)) - y_clean
-                    for _ in range(300)])
+    ref = np.stack([_reference(inputs, p, rng.standard_normal((3, 1, 32, 8)).astype(np.float32)) - y_clean
+                    for _ in range(400)])
     assert 0.8 < np.median(err.std(0) / np.maximum(ref.std(0), 1e-6)) < 1.25
+    _check_noise_against_reference(err, ref, bank_size=1 << 18)

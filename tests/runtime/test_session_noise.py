@@ -10,6 +10,7 @@ from anacompile.compiler import compile_model
 from anacompile.crossbar.reference import tile_forward
 from anacompile.evaluate.datasets import load_digits_split
 from anacompile.runtime.session import AnalogSession
+from tests._support import stats as st
 from tests._support.devices import NOISELESS_DEVICE
 
 
@@ -41,10 +42,20 @@ def test_session_noise_matches_the_reference_statistics(tmp_path, mlp_fp, overri
     hidden = np.stack([s.run({"input": x}, [hidden_name])[0] for _ in range(runs)])
     assert not np.array_equal(hidden[0], hidden[1])  # fresh noise every run
     assert np.allclose(hidden.mean(axis=0), ref.mean(axis=0), atol=4 * ref.std(axis=0).max() / np.sqrt(runs) + 1e-4)
-    sd_ref = ref.std(axis=0)
-    sd_ort = (hidden - hidden.mean(axis=0)).std(axis=0)
-    ok = sd_ref > 1e-6
-    assert 0.85 < np.median(sd_ort[ok] / sd_ref[ok]) < 1.15
+    # means: element by element, z = (mean_session - mean_ref) / SE; E[z^2] = 1 when they agree
+    means = st.mean_z(hidden, ref)
+    st.assert_matches(means, st.expected_mean_z2(runs, runs), detect=None)  # power: the twin below
+    # per-MVM noise: std of the session's outputs over runs / the reference's, element by element
+    # the session draws all its noise from one bank of standard normals: its sample std is common to all runs
+    bank = 1 / np.sqrt(2 * s._bank_size)
+    ratio = st.with_common_error(st.std_ratio(hidden, ref, floor=1e-6), bank, "noise bank")
+    st.assert_matches(ratio, 1.0)
+    # twins: 5 % more (or less) per-MVM noise in the session, and a 5 % gain error, must fail these checks
+    centred = hidden - hidden.mean(axis=0)
+    for factor in (1.05, 0.95):
+        perturbed = st.std_ratio(hidden.mean(axis=0) + factor * centred, ref, floor=1e-6)
+        st.assert_rejects(st.with_common_error(perturbed, bank, "noise bank"), 1.0)
+    st.assert_rejects(st.mean_z(1.05 * hidden, ref), st.expected_mean_z2(runs, runs))
 
 
 def test_large_models_reach_onnxruntime_through_external_data(monkeypatch, compiled_mlp):

@@ -1,0 +1,104 @@
+"""Hardware-aware training noise: statistics of the weight noise, the tile arithmetic against the numpy reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="the finetune tests need the train extra (torch==2.13.0)")
+
+from anacompile.crossbar.periphery import get_periphery  # noqa: E402
+from anacompile.crossbar.reference import analog_matmul_reference  # noqa: E402
+from anacompile.finetune.hwa import HWA_ETA, AnalogSimulator, HWANoise, round_ste, weight_noise  # noqa: E402
+from anacompile.finetune.lowering import MVMSpec  # noqa: E402
+
+SPEC = MVMSpec("layer", (0,), lambda g: g.reshape(-1))
+
+
+def _noise_std_check(eta_used: float, eta_claimed: float) -> bool:
+    """Per-column std of the noise equals eta * max|w| of that column, within 5 standard errors."""
+    g = torch.Generator().manual_seed(3)
+    w = torch.rand(2000, 50, generator=g, dtype=torch.float64) * torch.linspace(0.1, 2.0, 50, dtype=torch.float64)
+    n = weight_noise(w, eta_used, g, reduce=(0,))
+    expected = eta_claimed * w.abs().amax(dim=0)
+    std = n.std(dim=0)
+    se = expected / np.sqrt(2 * w.shape[0])
+    # one test over all 50 columns: the mean of the standardised deviations (1e5 samples in all)
+    z = ((std - expected) / se).mean() * np.sqrt(w.shape[1])
+    return bool(abs(z) < 5)
+
+
+def test_weight_noise_std_is_eta_times_column_max():
+    assert _noise_std_check(HWA_ETA, HWA_ETA)
+
+
+def test_weight_noise_check_detects_a_five_percent_error():
+    assert not _noise_std_check(HWA_ETA * 1.05, HWA_ETA)
+
+
+def test_tensor_scope_uses_one_max():
+    g = torch.Generator().manual_seed(4)
+    w = torch.ones(400, 300, dtype=torch.float64)
+    w[0, 0] = 10.0
+    n = weight_noise(w, 0.05, g)
+    assert abs(float(n.std()) - 0.5) < 5 * 0.5 / np.sqrt(2 * n.numel())
+
+
+def test_round_ste_rounds_forward_and_passes_gradients():
+    x = torch.tensor([0.4, 1.6, -2.5], requires_grad=True)
+    y = round_ste(x)
+    y.sum().backward()
+    assert y.tolist() == [0.0, 2.0, -2.0]
+    assert x.grad.tolist() == [1.0, 1.0, 1.0]
+
+
+def _sim(periphery, ranges):
+    sim = AnalogSimulator(periphery, HWANoise(eta=0.0), {"layer"}, torch.Generator().manual_seed(0), mode="noisy")
+    sim.ranges = {"layer": torch.tensor([ranges], dtype=torch.float64)}
+    return sim
+
+
+@pytest.mark.parametrize("overrides", [{}, {"adc_bits": 6, "adc_bound": 4.0}, {"dac_bits": 5}])
+def test_noiseless_tile_matches_the_numpy_reference(overrides):
+    """DAC, per-column scaling, ADC rounding and clipping: the same arithmetic as the compiler's reference."""
+    peri = get_periphery("standard", {"read_noise": 0, "out_noise": 0, "ir_drop": 0, **overrides})
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(64, 40)).astype(np.float32)
+    w = rng.normal(size=(40, 12)).astype(np.float32)
+    bias = np.zeros(12, np.float32)
+    alpha_in = 2.0  # clips some inputs
+    gamma = np.abs(w).max(axis=0, keepdims=True)
+    ref = analog_matmul_reference(
+        x,
+        (w / gamma).astype(np.float32),
+        gamma.astype(np.float32),
+        np.array([[alpha_in]], np.float32),
+        np.ones((1, 12), np.float32),
+        bias,
+        peri,
+    )
+    sim = _sim(peri, alpha_in)
+    got = sim(SPEC, torch.from_numpy(x).double(), torch.from_numpy(w).double(), torch.matmul).numpy()
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4 * float(np.abs(ref).max()))
+    exact = x @ w
+    assert not np.allclose(got, exact, atol=1e-3)  # the converters do change the result
+
+
+def test_output_noise_std_matches_the_periphery():
+    peri = get_periphery("ideal", {"out_noise": 0.04})
+    sim = _sim(peri, 1.0)
+    x = torch.zeros(50_000, 4, dtype=torch.float64)
+    w = torch.eye(4, dtype=torch.float64)
+    y = sim(SPEC, x, w, torch.matmul)
+    assert abs(float(y.std()) - 0.04) < 5 * 0.04 / np.sqrt(2 * y.numel())
+
+
+def test_calibration_records_the_largest_input_per_group():
+    peri = get_periphery("standard")
+    sim = AnalogSimulator(peri, HWANoise(), {"conv"}, torch.Generator().manual_seed(0), mode="calibrate")
+    spec = MVMSpec("conv", (1, 2, 3), lambda g: g.reshape(1, -1, 1, 1), groups=2, channel_axis=1)
+    x = torch.zeros(3, 4, 2, 2)
+    x[1, 1, 0, 0], x[2, 3, 1, 1] = -5.0, 2.0
+    sim(spec, x, torch.ones(4, 2, 1, 1), lambda a, b: torch.nn.functional.conv2d(a, b, groups=2))
+    sim.finish_calibration(learn=False)
+    assert sim.input_range("conv").tolist() == [5.0, 2.0]
