@@ -35,6 +35,7 @@ from anacompile.crossbar.functions import (
 from anacompile.crossbar.periphery import Compensation, DriftCompensation, OutputRange, Periphery, get_periphery
 from anacompile.crossbar.reference import layer_scales, tile_constants
 from anacompile.errors import ConfigError, DataError, UnsupportedModelError
+from anacompile.graph_walk import walk_graphs
 from anacompile.limits import check_index
 from anacompile.mapping import decode_pairs
 from anacompile.mapping.registry import get_mapping, mapping_from_dict
@@ -478,7 +479,7 @@ def _add_digital_switches(m: onnx.ModelProto, layers: list[ChipLayer], digital: 
     weights = {t.name: t for t in digital.graph.initializer if t.name.endswith(".weight")}
     by_name = {layer.name: layer for layer in layers}
     f = onnx.TensorProto.FLOAT
-    for graph, _ in reversed(list(_graphs_with_iteration(m.graph))):  # innermost first (see _strip_chip_stage)
+    for graph, _ in reversed(list(walk_graphs(m.graph))):  # innermost first (see _strip_chip_stage)
         new_nodes, changed = [], False
         for node in graph.node:
             if not (node.domain == contract.DOMAIN and node.op_type == contract.ANALOG_MATMUL and node.name in by_name):
@@ -638,7 +639,7 @@ def _extract_layers(proto: onnx.ModelProto) -> list[ChipLayer]:
                 layer = ChipLayer(name=name, index=owner.index, g_target=owner.g_target,
                                   out_scale=owner.out_scale, input=node.input[0], weights=weights)
             layers.append(layer)
-    for graph, iteration in _graphs_with_iteration(proto.graph):
+    for graph, iteration in walk_graphs(proto.graph):
         for node in graph.node if iteration is not None else []:
             for layer in layers:  # in a Loop body X is one step's input: use all steps' (digital_reference_model)
                 if layer.name == node.name:
@@ -670,7 +671,7 @@ def _strip_chip_stage(proto: onnx.ModelProto, layers: list[ChipLayer], periphery
     noisy = periphery.has_mvm_noise
     by_name = {layer.name: layer for layer in layers}
     # innermost graphs first: rebuilding a graph's node list copies its nodes, subgraphs included
-    for graph, iteration in reversed(list(_graphs_with_iteration(g)) if noisy else []):
+    for graph, iteration in reversed(list(walk_graphs(g)) if noisy else []):
         new_nodes = []
         for node in graph.node:
             if node.domain == contract.DOMAIN and node.op_type == contract.ANALOG_MATMUL:
