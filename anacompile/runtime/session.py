@@ -542,6 +542,12 @@ def _attach_scales(proto: onnx.ModelProto, layers: list[ChipLayer], periphery: P
     for layer in layers:
         layer.col_scale = _initializer_array(proto, f"{layer.weights}.{contract.COL_SCALE}")
         layer.in_range = _initializer_array(proto, f"{layer.weights}.{contract.IN_RANGE}")
+        if layer.col_scale.size != layer.n_tiles * layer.n_out or layer.in_range.size != layer.n_tiles or \
+                (layer.col_scale < 0).any() or (layer.in_range < 0).any():
+            raise UnsupportedModelError(
+                f"The compiled model's scales of layer {layer.name!r} ({contract.COL_SCALE} "
+                f"{list(layer.col_scale.shape)}, {contract.IN_RANGE} {list(layer.in_range.shape)}) do not fit its "
+                f"{layer.n_tiles} tile(s) of {layer.n_out} columns; the file is corrupt: recompile the source model.")
         layer.in_scale, layer.out_scale = layer_scales(layer.col_scale, layer.in_range, periphery)
 
 
