@@ -19,7 +19,7 @@ import onnx_ir as ir
 
 from anacompile.contract import REPORT_SCHEMA_VERSION, CompileReport, LayerReport, read_report
 from anacompile.crossbar.periphery import Periphery
-from anacompile.errors import AnacompileError, ConfigError, OutputError
+from anacompile.errors import AnacompileError, ConfigError, OutputError, UnsupportedModelError
 from anacompile.limits import check_index
 from anacompile.model_io import (
     EXTERNAL_DATA_LIMIT_BYTES,
@@ -35,7 +35,7 @@ from anacompile.model_io import (
     model_label,
     read_model,
 )
-from anacompile.model_validation import check_source, check_structure, checker_problem, refuse_invalid
+from anacompile.model_validation import check_source, check_structure, checker_problem, ort_problem, refuse_invalid
 from anacompile.passes._tensor_store import TensorStore
 from anacompile.passes.apply_placement import parse_placement
 from anacompile.passes.compile_report import REPORT_META
@@ -255,6 +255,11 @@ def _compile_file(source: Path | onnx.ModelProto, output, *, device, periphery, 
                 _run(verify_pipeline(tmp), irmodel)
             elif checker_problem(proto if in_memory else source, full_check=False) is None:
                 _run(verify_pipeline(tmp, full_check=False), irmodel)
+            if source_problem is not None and tmp is not None and ort_problem(source) is None:
+                problem = ort_problem(tmp)  # an invalid source that onnxruntime loads: so must its output
+                if problem is not None:
+                    raise UnsupportedModelError(f"{label}: the model fails onnx.checker and its compiled form would "
+                                                f"not load in onnxruntime ({problem}); fix the source model.")
         finally:
             if store is not None:
                 store.close()

@@ -86,16 +86,20 @@ class ChipLayer:
         return int(self.g_target.shape[-1])
 
     @property
+    def spec(self) -> contract.LayerSpec:
+        """The layer's geometry, from its programming plan (:class:`~anacompile.contract.LayerSpec`)."""
+        return contract.LayerSpec.from_plan_shape(self.name, self.index, self.g_target.shape)
+
+    @property
     def n_tiles(self) -> int:
         """Row tiles (a one-tile layer is stored without the tile axis)."""
-        return int(self.g_target.shape[2]) if self.g_target.ndim == 5 else 1
+        return self.spec.n_tiles
 
     @property
     def state_shapes(self) -> tuple[list[int], list[int]]:
         """Shapes of the fed effective weights and output scales."""
-        rows_n = list(self.g_target.shape[-2:])
-        lead = [self.n_tiles] if self.g_target.ndim == 5 else []
-        return lead + rows_n, lead + [1, rows_n[1]]
+        spec = self.spec
+        return list(spec.weight_shape), list(spec.scale_shape)
 
 
 class AnalogSession:
@@ -387,7 +391,7 @@ class AnalogSession:
             shapes = []
             for layer in self.layers:
                 lead = xs[layer.name].shape[:-1]
-                if layer.fed and layer.g_target.ndim == 5:  # tiled body: (n_tiles, vectors, N)
+                if layer.fed and layer.spec.tiled:  # tiled body: (n_tiles, vectors, N)
                     shapes.append(passes + (layer.n_tiles, int(np.prod(lead)), layer.n_out))
                 elif layer.fed:
                     shapes.append(passes + tuple(lead) + (layer.n_out,))
@@ -539,6 +543,12 @@ def _attach_scales(proto: onnx.ModelProto, layers: list[ChipLayer], periphery: P
     for layer in layers:
         layer.col_scale = _initializer_array(proto, f"{layer.weights}.{contract.COL_SCALE}")
         layer.in_range = _initializer_array(proto, f"{layer.weights}.{contract.IN_RANGE}")
+        if layer.col_scale.size != layer.n_tiles * layer.n_out or layer.in_range.size != layer.n_tiles or \
+                (layer.col_scale < 0).any() or (layer.in_range < 0).any():
+            raise UnsupportedModelError(
+                f"The compiled model's scales of layer {layer.name!r} ({contract.COL_SCALE} "
+                f"{list(layer.col_scale.shape)}, {contract.IN_RANGE} {list(layer.in_range.shape)}) do not fit its "
+                f"{layer.n_tiles} tile(s) of {layer.n_out} columns; the file is corrupt: recompile the source model.")
         layer.out_gain = None
         if periphery.output_range is OutputRange.CALIBRATED:
             if not any(t.name == f"{layer.weights}.{contract.OUT_GAIN}" for t in proto.graph.initializer):
@@ -648,8 +658,9 @@ def _extract_layers(proto: onnx.ModelProto) -> list[ChipLayer]:
         raise UnsupportedModelError("The model has no AnalogMatMul node: compile it with `anacompile compile` first.")
     for layer in layers:
         g, n = layer.g_target, layer.g_target.shape[-1] if layer.g_target.ndim else 0
-        if g.ndim not in (4, 5) or g.shape[1] != 2 or (g < 0).any() or layer.out_scale.size not in (
-                n, n * (g.shape[2] if g.ndim == 5 else 1)):
+        ranks = (contract.PLAN_RANK_ONE_TILE, contract.PLAN_RANK_TILED)
+        if g.ndim not in ranks or g.shape[1] != 2 or (g < 0).any() or layer.out_scale.size not in (
+                n, n * (g.shape[2] if g.ndim == contract.PLAN_RANK_TILED else 1)):
             raise UnsupportedModelError(
                 f"The compiled model's conductances of layer {layer.name!r} ({layer.name}.{contract.G_TARGET}, shape "
                 f"{list(g.shape)}; {layer.name}.{contract.OUT_SCALE}, shape {list(layer.out_scale.shape)}) are "
