@@ -2,7 +2,8 @@
 
 ``anacompile MODEL.onnx [options]`` (no sub-command) is ``anacompile compile MODEL.onnx [options]``.
 Errors anacompile raises on purpose print as one line on stderr and exit with 1 (``--verbose`` shows the
-traceback); usage errors exit with 2. ``--json`` prints exactly one JSON document on stdout; progress and
+traceback); usage errors exit with 2. ``--json PATH`` writes the result as JSON to PATH on every command;
+``--json -`` prints exactly one JSON document on stdout (and nothing else there); progress and
 logs go to stderr.
 """
 
@@ -19,6 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from anacompile.cli_output import JSON_HELP, check_json_target, json_to_stdout, write_json
 from anacompile.cli_progress import progress as _progress
 from anacompile.deploy_commands import export_tiles_command
 from anacompile.errors import AnacompileError
@@ -56,7 +58,7 @@ def compile_cmd(
     chip: int = typer.Option(0, "--chip", help="Chip whose programmed state is stored in the file."),
     programming: str = typer.Option("gaussian", "--programming", help="Chip programming method."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing output."),
-    json_out: bool = typer.Option(False, "--json", help="Print the compile report as JSON."),
+    json_out: str | None = typer.Option(None, "--json", metavar="PATH", help="Write the compile report as JSON to PATH ('-' for stdout)."),
     allow_invalid: bool = typer.Option(False, "--allow-invalid", help="Compile a source that fails onnx.checker's full check (refused by default)."),
     digital: list[str] = typer.Option([], "--digital", help="Keep layers digital: node/layer names, op types, glob patterns, or @placement.json (repeatable)."),
     layer_strategy: list[str] = typer.Option([], "--layer-strategy", help="A layer's own strategy NAME=SPEC (single, dual, npair:significance=1,2,4, FILE.json), or @placement.json (repeatable)."),
@@ -72,6 +74,7 @@ def compile_cmd(
     """Compile MODEL for analog crossbar tiles and write the annotated ONNX model."""
     from anacompile.compiler import compile_model
 
+    check_json_target(json_out, [model], force)
     if accuracy_budget is not None:
         from anacompile.placement.cli_commands import run_placement
 
@@ -87,17 +90,19 @@ def compile_cmd(
                            programming=programming, force=force, input_ranges=input_ranges,
                            digital=list(digital), layer_strategies=list(layer_strategy), target=target,
                            allow_invalid=allow_invalid)
-    if json_out:
-        print(json.dumps(report.to_dict()))
-        return
+    if json_out is not None:
+        write_json(json_out, report.to_dict())
+        if json_to_stdout(json_out):
+            return
     _print_layers(report)
     for note in report.notes:
-        err_console.print(f"[yellow]note:[/] {note}")
-    out_console.print(f"wrote [bold]{report.output}[/]")
+        err_console.print(f"[yellow]note:[/] {escape(note)}")
+    out_console.print(__import__("anacompile.cost.cli_command", fromlist=["x"]).cost_summary(report.output))
+    out_console.print(f"wrote [bold]{escape(str(report.output))}[/]" + (f" and {json_out}" if json_out else ""))
 
 
 def _print_layers(report) -> None:
-    table = Table(title=f"{Path(report.source).name} -> {report.device.get('name', '?')} crossbars")
+    table = Table(title=escape(f"{Path(report.source).name} -> {report.device.get('name', '?')} crossbars"))
     sources = any("(" in getattr(layer, "weight_source", "") for layer in report.layers)  # a folded chain
     for col in ("layer", "op", "weight", *(("weight source",) if sources else ()), "tiles", "utilisation", "mapping"):
         table.add_column(col)
@@ -112,10 +117,10 @@ def _print_layers(report) -> None:
                                   f"{', F=' + ','.join(map(str, own['significance'])) if 'significance' in own else ''})"
                                   if own else "") + (f"; weight shared with {', '.join(shared) if isinstance(shared, list) else shared}"
                                   f" (programmed once per use)" if shared else "")
-            table.add_row(layer.name, layer.op, shape, *source, f"{layer.tiles[0]}x{layer.tiles[1]}",
+            table.add_row(escape(layer.name), escape(layer.op), shape, *map(escape, source), f"{layer.tiles[0]}x{layer.tiles[1]}",
                           f"{layer.utilisation:.1%}", mapping)
         else:
-            table.add_row(layer.name, layer.op, shape, *source, "-", "-", f"digital: {layer.reason}")
+            table.add_row(escape(layer.name), escape(layer.op), shape, *map(escape, source), "-", "-", escape(f"digital: {layer.reason}"))
     t = report.totals
     table.caption = (f"{t['analog_layers']} analog, {t['digital_layers']} digital layers; {t['weights_mapped']:,} "
                      f"weights mapped ({t['analog_parameter_share']:.1%} of parameters) on {t['tiles']} tiles"
@@ -125,34 +130,33 @@ def _print_layers(report) -> None:
 
 @app.command("inspect")
 def inspect_cmd(model: Path = typer.Argument(..., help="Compiled model."),
-                json_path: str | None = typer.Option(None, "--json", help="Write the report as JSON to this file (- for stdout); schema: anacompile/schemas/compile_report.schema.json."),
+                json_out: str | None = typer.Option(None, "--json", metavar="PATH", help=JSON_HELP + " Schema: anacompile/schemas/compile_report.schema.json."),
                 force: bool = typer.Option(False, "--force", help="Overwrite an existing --json file.")) -> None:
     """Print the per-layer mapping report of a compiled model."""
     from anacompile.compiler import read_report
-    from anacompile.model_io import atomic_output, check_output_path, load_proto
+    from anacompile.model_io import load_proto
 
+    check_json_target(json_out, [model], force)
     report = read_report(load_proto(model))
     report.source = report.source or str(model)  # the stored report carries no paths
-    if json_path == "-":
-        print(json.dumps(report.to_dict()))
-    elif json_path is not None:
-        check_output_path(json_path, [model], force)
-        with atomic_output(json_path) as tmp:
-            Path(tmp).write_text(json.dumps(report.to_dict(), indent=1), encoding="utf-8")
-        err_console.print(f"wrote {json_path}")
-    else:
+    if json_out is not None:
+        write_json(json_out, report.to_dict())
+    if not json_to_stdout(json_out):
         _print_layers(report)
 
 
 @app.command("devices")
-def devices_cmd(json_out: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
+def devices_cmd(json_out: str | None = typer.Option(None, "--json", metavar="PATH", help=JSON_HELP),
+                force: bool = typer.Option(False, "--force", help="Overwrite an existing --json file.")) -> None:
     """List the built-in device presets and their parameters."""
     from anacompile import devices
 
+    check_json_target(json_out, (), force)
     data = {name: devices.get(name).to_dict() for name in devices.available()}
-    if json_out:
-        print(json.dumps(data))
-        return
+    if json_out is not None:
+        write_json(json_out, data)
+        if json_to_stdout(json_out):
+            return
     for name, params in data.items():
         out_console.print(f"[bold]{name}[/]")
         out_console.print_json(json.dumps(params))
@@ -171,11 +175,12 @@ def evaluate_cmd(
     strategy: str | None = typer.Option(None, "--strategy", help="Re-map the weights with programming strategies: single, dual, dual:F=2.5, FILE.json; several separated by commas are compared side by side."),
     programming: str | None = typer.Option(None, "--programming", help="Chip programming method: gaussian or verify."),
     workers: int = typer.Option(1, "--workers", help="Parallel worker processes (chips are split between them)."),
-    json_path: Path | None = typer.Option(None, "--json", help="Write the results as JSON to this file."),
+    json_path: str | None = typer.Option(None, "--json", metavar="PATH", help=JSON_HELP),
     csv_path: Path | None = typer.Option(None, "--csv", help="Stream one row per chip and time to this CSV file."),
     plot: Path | None = typer.Option(None, "--plot", help="Write a plot (PNG/SVG/PDF)."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing output files."),
     metric: str | None = typer.Option(None, "--metric", help=METRIC_HELP),
+    resume: Path | None = typer.Option(None, "--resume", help="Continue an interrupted evaluation from the CSV it streamed (--csv); same options, same final result."),
 ) -> None:
     """Accuracy (or another metric) over time since programming, mean +- std over many simulated chips."""
     from anacompile.errors import ConfigError
@@ -183,7 +188,12 @@ def evaluate_cmd(
     from anacompile.evaluate.plot import plot_accuracy_over_time, plot_sweep
     from anacompile.model_io import check_output_path
 
-    for path in (json_path, plot, csv_path):
+    if resume is not None:
+        if csv_path is not None and csv_path.resolve() != resume.resolve():
+            raise ConfigError(f"--resume {resume} continues that CSV; drop --csv {csv_path} or give the same file.")
+        csv_path = None
+    check_json_target(json_path, [model], force)
+    for path in (plot, csv_path):
         if path is not None:
             check_output_path(path, [model], force)
     modes = [m.strip() for m in compensation.split(",")] if compensation else [None]
@@ -209,30 +219,38 @@ def evaluate_cmd(
     embeddings = data == "sentences" or data.endswith(".txt")
     if embeddings and (sweep or len(strategies) > 1 or set_ or programming or csv_path or workers > 1 or metric):
         raise ConfigError("--data sentences (embedding similarity) supports --compensation comparisons only.")
-    with _progress("chips x times") as advance:
-        for i, (_, kwargs) in enumerate(runs):
-            if embeddings:
-                from anacompile.evaluate.embeddings import evaluate_embeddings
-                from anacompile.evaluate.metrics import load_sentences
+    from anacompile.evaluate.monte_carlo import EvaluationInterrupted
 
-                results.append(evaluate_embeddings(
-                    model, load_sentences(None if data == "sentences" else data), times=times, chips=chips,
-                    seed=seed, compensation=kwargs["compensation"],
-                    progress=lambda d, t, i=i: advance(i * t + d, t * len(runs))))
-                continue
-            results.append(evaluate(model, data=data, times=times, chips=chips, seed=seed, workers=workers,
-                                    programming=programming, metric=metric,
-                                    csv_path=_numbered(csv_path, i, len(runs)),
-                                    progress=lambda d, t, i=i: advance(i * t + d, t * len(runs)),
-                                    **kwargs))
+    try:  # click turns a KeyboardInterrupt into a silent exit 130: say where the finished chips' rows are
+        with _progress("chips x times") as advance:
+            for i, (_, kwargs) in enumerate(runs):
+                if embeddings:
+                    from anacompile.evaluate.embeddings import evaluate_embeddings
+                    from anacompile.evaluate.metrics import load_sentences
+
+                    results.append(evaluate_embeddings(
+                        model, load_sentences(None if data == "sentences" else data), times=times, chips=chips,
+                        seed=seed, compensation=kwargs["compensation"],
+                        progress=lambda d, t, i=i: advance(i * t + d, t * len(runs))))
+                    continue
+                results.append(evaluate(model, data=data, times=times, chips=chips, seed=seed, workers=workers,
+                                        programming=programming, metric=metric,
+                                        **_csv_or_resume(csv_path, resume, i, len(runs)),
+                                        progress=lambda d, t, i=i: advance(i * t + d, t * len(runs)),
+                                        **kwargs))
+    except EvaluationInterrupted as err:
+        err_console.print(f"[red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(130) from err
     labels = [label or r.compensation for (label, _), r in zip(runs, results, strict=True)]
-    _print_results(model, data, results, labels, sweep_key=sweep.partition("=")[0].strip() if sweep else None)
+    if not json_to_stdout(json_path):
+        _print_results(model, data, results, labels, sweep_key=sweep.partition("=")[0].strip() if sweep else None)
     for r in results:
         for note in r.notes:
-            err_console.print(f"[yellow]note:[/] {note}")
+            err_console.print(f"[yellow]note:[/] {escape(note)}")
     if json_path is not None:
         _write_json(json_path, results, labels, sweep)
-        err_console.print(f"wrote {json_path}")
+        if not json_to_stdout(json_path):
+            err_console.print(f"wrote {json_path}")
     if plot is not None:
         if sweep:
             plot_sweep(results, sweep.partition("=")[0].strip(), [label.partition("=")[2] for label in labels], plot)
@@ -240,6 +258,14 @@ def evaluate_cmd(
             suffix = " strategy" if len(strategies) > 1 else " compensation"
             plot_accuracy_over_time(results, plot, labels=[f"{label}{suffix}" for label in labels])
         err_console.print(f"wrote {plot}")
+
+
+def _csv_or_resume(csv_path: Path | None, resume: Path | None, i: int, n: int) -> dict:
+    """Run i's CSV: resumed where its file exists (an interrupted run), else streamed afresh."""
+    if resume is None:
+        return {"csv_path": _numbered(csv_path, i, n)}
+    path = _numbered(resume, i, n)
+    return {"resume": path} if path.exists() or n == 1 else {"csv_path": path}
 
 
 def _numbered(path: Path | None, i: int, n: int) -> Path | None:
@@ -254,7 +280,7 @@ def _print_results(model: Path, data: str, results, labels: list[str], sweep_key
     first = results[0]
     what = f"sweep of {sweep_key}" if sweep_key else ", ".join(labels) + (
         " strategy" if results[0].strategy else " compensation")
-    table = Table(title=f"{model.name}: {first.metric} on {data}, {first.chips} chips, {what}")
+    table = Table(title=escape(f"{model.name}: {first.metric} on {data}, {first.chips} chips, {what}"))
     table.add_column("time")
     for label in labels:
         table.add_column(label)
@@ -266,19 +292,16 @@ def _print_results(model: Path, data: str, results, labels: list[str], sweep_key
     out_console.print(table)
 
 
-def _write_json(path: Path, results, labels: list[str], sweep: str | None) -> None:
-    from anacompile.model_io import atomic_output
-
+def _write_json(path: str | Path, results, labels: list[str], sweep: str | None) -> None:
     if len(results) == 1 and not sweep:
-        results[0].save_json(path)
+        write_json(path, results[0].to_dict())
         return
     first = results[0]
     doc = {"baseline": first.baseline, "times_s": first.times_s, "chips": first.chips, "seed": first.seed,
            "metric": first.metric, "labels": labels, "results": [r.to_dict() for r in results]}
     if sweep:
         doc["sweep"] = sweep
-    with atomic_output(path) as tmp:
-        Path(tmp).write_text(json.dumps(doc, indent=2))
+    write_json(path, doc)
 
 
 @app.command("mvm-error")
@@ -291,26 +314,29 @@ def mvm_error_cmd(
     compensation: str | None = typer.Option(None, "--compensation", help="Drift compensation: none, global, column."),
     set_: list[str] = typer.Option([], "--set", help="Override a periphery key, e.g. --set adc_bits=6."),
     samples: int = typer.Option(256, "--samples", help="Input vectors per layer (from the data set)."),
-    json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    json_out: str | None = typer.Option(None, "--json", metavar="PATH", help=JSON_HELP),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing --json file."),
     metric: str | None = typer.Option(None, "--metric", help=METRIC_HELP + " Scored end to end on the same chips."),
 ) -> None:
     """Relative MVM error ||y_analog - y|| / ||y|| of every analog layer on real inputs, at each time."""
     from anacompile.evaluate.mvm_error import mvm_error
     from anacompile.evaluate.times import format_time
 
+    check_json_target(json_out, [model], force)
     with _progress("chips") as advance:
         r = mvm_error(model, data=data, times=times, chips=chips, seed=seed, compensation=compensation,
                       periphery_overrides=list(set_) or None, samples=samples, progress=advance, metric=metric)
-    if json_out:
-        print(json.dumps(r.to_dict()))
-        return
-    table = Table(title=f"{model.name}: relative MVM error per layer, {r.chips} chips, {r.compensation} compensation")
+    if json_out is not None:
+        write_json(json_out, r.to_dict())
+        if json_to_stdout(json_out):
+            return
+    table = Table(title=escape(f"{model.name}: relative MVM error per layer, {r.chips} chips, {r.compensation} compensation"))
     table.add_column("layer")
     table.add_column("weight")
     for t in r.times_s:
         table.add_column(format_time(t))
     for name, shape, means, stds in zip(r.layers, r.shapes, r.error_mean, r.error_std, strict=True):
-        table.add_row(name, "x".join(map(str, shape)), *[f"{m:.1%} +- {s:.1%}" for m, s in zip(means, stds, strict=True)])
+        table.add_row(escape(name), "x".join(map(str, shape)), *[f"{m:.1%} +- {s:.1%}" for m, s in zip(means, stds, strict=True)])
     if r.metric is not None:
         table.add_row(f"{r.metric} (FP32 {r.metric_baseline:.4f})", "",
                       *[f"{m:.4f} +- {s:.4f}" for m, s in zip(r.metric_mean, r.metric_std, strict=True)])
@@ -367,6 +393,29 @@ _COMMANDS = {"demo", "compile", "inspect", "devices", "evaluate", "optimize", "p
              "sensitivity", "export-tiles", "cost", "finetune"}
 
 
+def _command_names() -> set[str]:
+    """Every sub-command registered on the app (including those other modules register)."""
+    names = {info.name or info.callback.__name__.replace("_", "-") for info in app.registered_commands
+             if info.callback is not None}
+    return names | _COMMANDS
+
+
+def _looks_like_a_model(arg: str) -> bool:
+    """The short form ``anacompile MODEL.onnx``: a path (an existing file, a suffix, or a folder in it)."""
+    return Path(arg).exists() or "." in Path(arg).name or "/" in arg or "\\" in arg
+
+
+def _unknown_command(name: str) -> str:
+    """``unknown command 'inspekt'; did you mean 'inspect'?`` (difflib), listing the commands."""
+    import difflib
+
+    names = sorted(_command_names())
+    close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+    hint = f"did you mean '{close[0]}'? " if close else ""
+    return (f"unknown command '{name}'; {hint}commands: {', '.join(names)} (or give a model file: "
+            f"anacompile MODEL.onnx).")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: ``anacompile MODEL.onnx ...`` is ``anacompile compile MODEL.onnx ...``.
 
@@ -374,7 +423,10 @@ def main(argv: list[str] | None = None) -> int:
     """
     args = list(sys.argv[1:] if argv is None else argv)
     first = next((i for i, a in enumerate(args) if not a.startswith("-")), None)
-    if first is not None and args[first] not in _COMMANDS:
+    if first is not None and args[first] not in _command_names():
+        if not _looks_like_a_model(args[first]):
+            err_console.print(f"[red]error:[/] {_unknown_command(args[first])}", highlight=False, soft_wrap=True)
+            return 2
         args.insert(first, "compile")
     try:
         app(args, prog_name="anacompile")  # standalone mode: usage errors exit 2 with click's message
@@ -386,13 +438,14 @@ def main(argv: list[str] | None = None) -> int:
             raise
         err_console.print(f"[red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
         return 1
-    except KeyboardInterrupt:
-        err_console.print("[red]error:[/] interrupted; no output was written.")
+    except KeyboardInterrupt as err:  # EvaluationInterrupted says where the rows of finished chips are
+        err_console.print(f"[red]error:[/] {escape(str(err) or 'interrupted; no output was written.')}", highlight=False,
+                          soft_wrap=True)
         return 130
     except Exception as err:  # a bug: still one line (the traceback with --verbose), and nothing half-written
         if _STATE["verbose"]:
             raise
-        err_console.print(f"[red]error:[/] internal error ({type(err).__name__}: {err}); nothing was written. "
+        err_console.print(f"[red]error:[/] internal error ({type(err).__name__}: {escape(str(err))}); nothing was written. "
                           "Re-run with --verbose and report the traceback.", highlight=False, soft_wrap=True)
         return 1
     return 0

@@ -140,7 +140,7 @@ def main() -> None:
         shutil.rmtree(copy_dir)
         out = out_dir / "large.analog.onnx"
         compile_cmd = [sys.executable, "-c", "from anacompile.cli import _console_main; _console_main()",
-                       "compile", str(src), "-o", str(out), "--device", "pcm", "--json"]
+                       "compile", str(src), "-o", str(out), "--device", "pcm", "--json", "-"]
         comp = measure(compile_cmd)
         out_bytes = size_bytes(out)
         rows = {

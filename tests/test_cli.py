@@ -25,7 +25,8 @@ def test_short_form_compiles_beside_the_input(tmp_path, mlp_hwa):
 
 def test_compile_json_and_inspect(tmp_path, mlp_hwa):
     out = tmp_path / "out.onnx"
-    r = _run("compile", str(mlp_hwa), "-o", str(out), "--calibration", "digits", "--json", "--set", "adc_bits=7")
+    r = _run("compile", str(mlp_hwa), "-o", str(out), "--calibration", "digits", "--json", "-",
+             "--set", "adc_bits=7")
     assert r.returncode == 0, r.stderr
     report = json.loads(r.stdout)
     assert report["periphery"]["adc_bits"] == 7 and report["totals"]["analog_layers"] == 2
@@ -80,3 +81,48 @@ def test_evaluate_writes_json_and_plot_reproducibly(tmp_path, compiled_mlp):
     assert (tmp_path / "a.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     r3 = _run(*args, "--json", str(tmp_path / "a.json"))
     assert r3.returncode == 1 and "exists" in r3.stderr
+
+
+def _main(capsys, *args: str) -> tuple[int, str, str]:
+    """The CLI in this process (no interpreter start-up): exit status, stdout, stderr."""
+    from anacompile.cli import main
+
+    capsys.readouterr()
+    rc = main(list(args))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_a_mistyped_command_is_named_with_the_closest_one(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    rc, _, err = _main(capsys, "inspekt", "model.analog.onnx")
+    assert rc == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert "unknown command 'inspekt'" in lines[0] and "did you mean 'inspect'?" in lines[0]
+    assert "model file" in lines[0] and "no such file" not in lines[0]
+    rc, _, err = _main(capsys, "frobnicate")
+    assert rc == 2 and "unknown command 'frobnicate'" in err and "did you mean" not in err
+    rc, _, err = _main(capsys, "missing.onnx")  # the short form: still a model path
+    assert rc == 1 and "missing.onnx" in err and "unknown command" not in err
+
+
+def test_json_path_or_stdout_on_every_command(tmp_path, compiled_mlp, capsys):
+    # stdout: exactly one JSON document, nothing else
+    docs = {}
+    for args in (("devices",), ("inspect", str(compiled_mlp)),
+                 ("mvm-error", str(compiled_mlp), "--chips", "1", "--samples", "16"),
+                 ("evaluate", str(compiled_mlp), "--chips", "1", "--times", "1s")):
+        rc, out, err = _main(capsys, *args, "--json", "-")
+        assert rc == 0, err
+        docs[args[0]] = json.loads(out)
+    assert docs["evaluate"]["chips"] == 1 and docs["mvm-error"]["chips"] == 1 and "pcm" in docs["devices"]
+    # a file: the same document, written atomically, never over an existing file without --force
+    path = tmp_path / "report.json"
+    rc, out, err = _main(capsys, "inspect", str(compiled_mlp), "--json", str(path))
+    assert rc == 0, err
+    assert json.loads(path.read_text()) == docs["inspect"] and "analog" in out  # and the table
+    rc, _, err = _main(capsys, "inspect", str(compiled_mlp), "--json", str(path))
+    assert rc == 1 and "exists" in err and "--force" in err
+    rc, _, err = _main(capsys, "inspect", str(compiled_mlp), "--json", str(compiled_mlp), "--force")
+    assert rc == 1 and "input" in err  # never over the input

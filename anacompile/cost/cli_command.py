@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -10,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from anacompile.cli_output import json_to_stdout, write_json
 from anacompile.errors import ConfigError, OutputError
 
 __all__ = ["cost_command"]
@@ -49,7 +49,9 @@ def cost_command(
         int, typer.Option("--default-dim", help="Size of other symbolic dimensions (batch is 1).")
     ] = 128,
     json_path: Annotated[
-        Path | None, typer.Option("--json", help="Write the full report (every figure with its formula) as JSON.")
+        str | None,
+        typer.Option("--json", metavar="PATH", help="Write the full report (every figure with its formula) as JSON "
+                     "to PATH ('-' for stdout: the table then goes to stderr)."),
     ] = None,
     plot: Annotated[Path | None, typer.Option("--plot", help="Save a plot of the energy per layer (PNG).")] = None,
 ) -> None:
@@ -59,11 +61,12 @@ def cost_command(
 
     if default_dim < 1:
         raise ConfigError(f"--default-dim {default_dim}: must be >= 1.")
-    _check_output(json_path, "JSON report", model)
+    if not json_to_stdout(json_path):
+        _check_output(None if json_path is None else Path(json_path), "JSON report", model)
     _check_output(plot, "plot", model)
     report = estimate_cost(model, params, dims=_dims(dim), default_dim=default_dim, overrides=set_ or None)
     tot = report.totals
-    console = Console()
+    console = Console(stderr=json_to_stdout(json_path))  # --json -: stdout holds the JSON alone
     table = Table(title=f"{model.name} on {report.params.name} ({report.params.citation}), per inference, batch 1")
     for col in (
         "layer",
@@ -122,8 +125,28 @@ def cost_command(
     for note in report.notes:
         console.print(f"note: {note}")
     if json_path is not None:
-        json_path.write_text(json.dumps(report.to_dict(), indent=1), encoding="utf-8")
-        console.print(f"wrote {json_path}")
+        write_json(json_path, report.to_dict(), indent=1)
+        if not json_to_stdout(json_path):
+            console.print(f"wrote {json_path}")
     if plot is not None:
         plot_energy_per_layer(report, plot)
         console.print(f"wrote {plot}")
+
+
+def cost_summary(model: str | Path, params: str = "ibm64core") -> str:
+    """One line for the compile report: tiles, MVMs, energy, latency, area per inference on ``params``.
+
+    Returns an explanation instead when the model cannot be costed (the compile has succeeded anyway).
+    """
+    from anacompile.cost.model import estimate_cost
+    from anacompile.errors import AnacompileError
+
+    try:
+        tot = estimate_cost(model, params).totals
+    except (AnacompileError, ValueError, OSError) as err:
+        return f"cost: not estimated ({err})"
+    return (
+        f"cost on {params} (batch 1, symbolic dims 128; `anacompile cost` for details): {tot['tiles']} tiles, "
+        f"{tot['mvms']:,} MVMs, {tot['energy_j'] * 1e9:.4g} nJ, {tot['latency_s'] * 1e6:.4g} µs, "
+        f"{tot['area_mm2']:.4g} mm² per inference"
+    )

@@ -10,6 +10,7 @@ g_wire/g_max = 5.714e5, per-column digital output scales and global drift compen
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field
 from enum import Enum
@@ -148,25 +149,26 @@ class Periphery:
         if self.bound_management is BoundManagement.ITERATIVE and (self.dac_bits is None or self.adc_bound is None):
             raise ConfigError("Periphery bound_management=iterative needs the DAC on (dac_bits) and an ADC bound "
                               "(adc_bound): it halves DAC inputs while outputs hit the ADC bound.")
-        for name in ("tile_rows", "tile_cols", "noise_bank_size"):
+        limits = {"tile_rows": MAX_TILE, "tile_cols": MAX_TILE, "noise_bank_size": MAX_NOISE_BANK}
+        for name, most in limits.items():
             v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ConfigError(f"Periphery {name}={v!r}: must be a positive integer.")
+            if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= most:
+                raise ConfigError(f"Periphery {name}={v!r}: must be an integer in [1, {most}].")
         for name in ("dac_bits", "adc_bits"):
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or isinstance(v, bool) or not 2 <= v <= 24):
                 raise ConfigError(f"Periphery {name}={v!r}: must be an integer in [2, 24], or null for none.")
         for name in ("read_noise", "out_noise", "ir_drop"):
-            v = getattr(self, name)
-            if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0:
-                raise ConfigError(f"Periphery {name}={v!r}: must be a number >= 0.")
-        if not self.dac_bound > 0:
-            raise ConfigError(f"Periphery dac_bound={self.dac_bound!r}: must be > 0.")
-        if self.adc_bound is not None and not self.adc_bound > 0:
-            raise ConfigError(f"Periphery adc_bound={self.adc_bound!r}: must be > 0, or null for none.")
-        if not self.ir_drop_g_ratio > 0:
-            raise ConfigError(f"Periphery ir_drop_g_ratio={self.ir_drop_g_ratio!r}: must be > 0.")
-        if not 0 < self.input_range_percentile <= 100:
+            if not _finite(getattr(self, name)) or getattr(self, name) < 0:
+                raise ConfigError(f"Periphery {name}={getattr(self, name)!r}: must be a finite number >= 0.")
+        if not _finite(self.dac_bound) or not self.dac_bound > 0:
+            raise ConfigError(f"Periphery dac_bound={self.dac_bound!r}: must be a finite number > 0.")
+        if self.adc_bound is not None and (not _finite(self.adc_bound) or not self.adc_bound > 0):
+            raise ConfigError(f"Periphery adc_bound={self.adc_bound!r}: must be a finite number > 0, or null for "
+                              "none (no clipping).")
+        if not _finite(self.ir_drop_g_ratio) or not self.ir_drop_g_ratio > 0:
+            raise ConfigError(f"Periphery ir_drop_g_ratio={self.ir_drop_g_ratio!r}: must be a finite number > 0.")
+        if not _finite(self.input_range_percentile) or not 0 < self.input_range_percentile <= 100:
             raise ConfigError(
                 f"Periphery input_range_percentile={self.input_range_percentile!r}: must be in (0, 100]."
             )
@@ -217,6 +219,17 @@ class Periphery:
     def replace(self, **overrides: Any) -> Periphery:
         """Return a validated copy with some fields replaced."""
         return Periphery.from_dict({**self.to_dict(), **overrides})
+
+
+MAX_TILE = 1 << 16
+"""Largest tile side (rows or columns) a periphery may declare."""
+MAX_NOISE_BANK = 1 << 30
+"""Largest noise bank (standard normals) a periphery may declare."""
+
+
+def _finite(v: Any) -> bool:
+    """A real number (not a bool, a string, NaN or infinite)."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def _enum(cls: type[Enum], value: Any, name: str) -> Any:

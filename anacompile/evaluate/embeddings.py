@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from anacompile.errors import DataError
+from anacompile.evaluate.driver import Run, metric_grid
 from anacompile.evaluate.metrics import cosine_similarity, load_sentences, packaged_file, sentence_feeds
 from anacompile.evaluate.monte_carlo import EvaluationResult
 from anacompile.evaluate.times import parse_times
@@ -97,17 +98,12 @@ def evaluate_embeddings(model_path: str | os.PathLike[str], sentences: Sequence[
         raise DataError(f"{model_path}: no output {out!r}; outputs: {session.output_names}.")
     index = session.output_names.index(out)
     reference = [session.run_digital(b)[index] for b in batches]
-    scores = np.zeros((chips, len(times_s)))
-    total, done = chips * len(times_s), 0
-    for chip in range(chips):
-        session.program(chip)
-        for j, t in enumerate(times_s):
-            session.set_time(t)
-            cos = [cosine_similarity(session.run(b, [out])[0], ref) for b, ref in zip(batches, reference, strict=True)]
-            scores[chip, j] = float(np.mean(np.concatenate(cos)))
-            done += 1
-            if progress is not None:
-                progress(done, total)
+
+    def mean_cosine(run: Run) -> float:  # the metric: mean cosine to FP32 over every sentence
+        cos = [cosine_similarity(run(b, [out])[0], ref) for b, ref in zip(batches, reference, strict=True)]
+        return float(np.mean(np.concatenate(cos)))
+
+    scores = metric_grid(session, chips, times_s, mean_cosine, progress=progress)
     logger.info("cosine to FP32 over %d chips: %s", chips, np.round(scores.mean(axis=0), 4).tolist())
     return EvaluationResult(
         model=str(model_path), data=f"{len(texts)} sentences", chips=chips, seed=session.seed,

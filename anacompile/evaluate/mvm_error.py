@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from anacompile.crossbar.reference import tile_forward
+from anacompile.evaluate.driver import chip_row
 from anacompile.evaluate.metrics import resolve_metric, score
 from anacompile.evaluate.times import format_time, parse_times
 from anacompile.feeds import load_feeds
@@ -72,31 +73,34 @@ def mvm_error(model: str | os.PathLike[str], data: str | os.PathLike[str] = "dig
     if metric is not None:
         task, name = resolve_metric(metric, data=data, proto=proto, digital_run=session.run_digital)
         base = score(task, session.run_digital, name)
-    scores = np.zeros((len(times_s), chips))
     xs = session.layer_inputs(feeds)
     weights = {layer.name: session.ideal_weight(layer, xs[layer.name].shape[-1]) for layer in session.layers}
     ideal = {name: xs[name].astype(np.float64) @ weights[name] for name in xs}
-    err = np.zeros((len(session.layers), len(times_s), chips))
+
+    def measure(session: AnalogSession, chip: int, t: float) -> tuple[list[float], float]:
+        """eps_M of every layer (and the task metric) of the chip as it is now."""
+        errors = []
+        for i, layer in enumerate(session.layers):
+            x = xs[layer.name]
+            w_codes, in_scale, scale = session.layer_state(layer)
+            noise = None
+            if session.periphery.has_mvm_noise:
+                rows = int(np.prod(x.shape[:-1]))
+                rng = chip_rng(session.seed, chip, "read", 1000 + i, t)
+                noise = rng.standard_normal((layer.n_tiles, rows, layer.n_out)).astype(np.float32)
+            y = tile_forward(x, w_codes, in_scale, scale, np.zeros(layer.n_out, np.float32), session.periphery,
+                             noise)
+            ref = ideal[layer.name]
+            errors.append(float(np.linalg.norm(y - ref) / max(np.linalg.norm(ref), 1e-30)))
+        return errors, (score(task, session.run, name) if task is not None else 0.0)
+
+    grid = []
     for chip in range(chips):
-        session.program(chip)
-        for j, t in enumerate(times_s):
-            session.set_time(t)
-            for i, layer in enumerate(session.layers):
-                x = xs[layer.name]
-                w_codes, in_scale, scale = session.layer_state(layer)
-                noise = None
-                if session.periphery.has_mvm_noise:
-                    rows = int(np.prod(x.shape[:-1]))
-                    rng = chip_rng(session.seed, chip, "read", 1000 + i, t)
-                    noise = rng.standard_normal((layer.n_tiles, rows, layer.n_out)).astype(np.float32)
-                y = tile_forward(x, w_codes, in_scale, scale, np.zeros(layer.n_out, np.float32), session.periphery,
-                                 noise)
-                ref = ideal[layer.name]
-                err[i, j, chip] = np.linalg.norm(y - ref) / max(np.linalg.norm(ref), 1e-30)
-            if task is not None:
-                scores[j, chip] = score(task, session.run, name)
+        grid.append(chip_row(session, chip, times_s, measure))
         if progress is not None:
             progress(chip + 1, chips)
+    err = np.array([[cell[0] for cell in row] for row in grid]).transpose(2, 1, 0)  # (layers, times, chips)
+    scores = np.array([[cell[1] for cell in row] for row in grid]).T  # (times, chips)
     return MVMErrorResult(
         model=str(model), chips=chips, compensation=session.compensation.value, times_s=times_s,
         layers=[layer.name for layer in session.layers],

@@ -1,18 +1,19 @@
 """``anacompile finetune``: the typer command over :func:`anacompile.finetune.finetune`.
 
 The main app (:mod:`anacompile.cli`) registers :func:`finetune_command`. It is one call to the public API plus a
-short summary on stdout, or exactly one JSON document with ``--json``. Progress goes to stderr. Importing this
-module does not import torch.
+short summary on stdout, or exactly one JSON document with ``--json PATH`` (``-`` for stdout). Progress goes
+to stderr. Importing this module does not import torch.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+
+from anacompile.cli_output import JSON_HELP, json_to_stdout, write_json
 
 __all__ = ["default_output_path", "finetune_command"]
 
@@ -68,7 +69,7 @@ def finetune_command(
     seed: Annotated[int, typer.Option("--seed", help="Seed of shuffling, split and noise.")] = 0,
     threads: Annotated[int | None, typer.Option("--threads", help="torch threads.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing outputs.")] = False,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the result as one JSON document.")] = False,
+    json_out: Annotated[str | None, typer.Option("--json", metavar="PATH", help=JSON_HELP)] = None,
 ) -> None:
     """Fine-tune MODEL hardware-aware by distillation from its FP32 outputs (needs anacompile[train])."""
     from anacompile.finetune.train import FinetuneConfig, finetune
@@ -99,12 +100,13 @@ def finetune_command(
         periphery_overrides=list(set_ or []),
         input_ranges_output=input_ranges_out,
         force=force,
-        show_progress=not json_out,
+        show_progress=not json_to_stdout(json_out),
         threads=threads,
     )
-    if json_out:
-        print(json.dumps(result.to_dict()))
-        return
+    if json_out is not None:
+        write_json(json_out, result.to_dict())
+        if json_to_stdout(json_out):
+            return
     console = Console()
     err = Console(stderr=True)
     for note in result.notes:

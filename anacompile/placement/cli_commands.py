@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+
+from anacompile.cli_output import JSON_HELP, check_json_target, json_to_stdout, write_json
 
 __all__ = ["print_placement", "sensitivity_command"]
 
@@ -35,7 +37,7 @@ def sensitivity_command(
         None, "--calibration", help="Calibration data: digits or an .npz (source models)."
     ),
     compensation: str | None = typer.Option(None, "--compensation", help="Drift compensation override."),
-    json_path: Path | None = typer.Option(None, "--json", help="Write the result as JSON to this file."),
+    json_path: str | None = typer.Option(None, "--json", metavar="PATH", help=JSON_HELP),
     plot: Path | None = typer.Option(None, "--plot", help="Write the per-layer bar plot (PNG/SVG/PDF)."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing output files."),
 ) -> None:
@@ -46,9 +48,9 @@ def sensitivity_command(
     from anacompile.placement.plot import plot_sensitivity
     from anacompile.placement.sensitivity import sensitivity
 
-    for path in (json_path, plot):
-        if path is not None:
-            check_output_path(path, [model], force)
+    check_json_target(json_path, [model], force)
+    if plot is not None:
+        check_output_path(plot, [model], force)
     options = {
         "device": device,
         "periphery": periphery,
@@ -88,10 +90,12 @@ def sensitivity_command(
             *[f"{m:.4f} +- {s:.4f}" for m, s in zip(la.only_mean, la.only_std, strict=True)],
             *[f"{m:.4f} +- {s:.4f}" for m, s in zip(la.all_but_mean, la.all_but_std, strict=True)],
         )
-    out_console.print(table)
+    if not json_to_stdout(json_path):
+        out_console.print(table)
     if json_path is not None:
-        r.save_json(json_path)
-        err_console.print(f"wrote {json_path}")
+        write_json(json_path, r.to_dict())
+        if not json_to_stdout(json_path):
+            err_console.print(f"wrote {json_path}")
     if plot is not None:
         plot_sensitivity(r, plot)
         err_console.print(f"wrote {plot}")
@@ -109,7 +113,7 @@ def run_placement(
     placement_json: Path | None,
     plot: Path | None,
     force: bool,
-    json_out: bool,
+    json_out: str | None,
     options: dict,
 ) -> None:
     """``compile --accuracy-budget``: search, compile, verify; print the placement (or its JSON)."""
@@ -131,9 +135,10 @@ def run_placement(
             progress=advance,
             **options,
         )
-    if json_out:
-        print(json.dumps(result.placement_dict()))
-        return
+    if json_out is not None:
+        write_json(json_out, result.placement_dict())
+        if json_to_stdout(json_out):
+            return
     print_placement(result)
     out_console.print(f"wrote [bold]{result.output}[/], {result.placement_path}" + (f", {plot}" if plot else ""))
 
@@ -151,7 +156,7 @@ def print_placement(result) -> None:
     table.add_column("loss alone analog")
     for name in result.ranking:
         where = "digital" if name in result.digital else result.layer_strategies.get(name, "single")
-        table.add_row(name, where, f"{result.layer_loss.get(name, float('nan')):.4f}")
+        table.add_row(escape(name), escape(where), f"{result.layer_loss.get(name, float('nan')):.4f}")
     verdict = "[green]meets[/]" if result.meets_budget else "[red]misses[/]"
     table.caption = (
         f"{result.analog_mac_share:.1%} of MACs and {result.analog_parameter_share:.1%} of weights analog, "
@@ -161,4 +166,4 @@ def print_placement(result) -> None:
     )
     out_console.print(table)
     for note in result.notes:
-        err_console.print(f"[yellow]note:[/] {note}")
+        err_console.print(f"[yellow]note:[/] {escape(note)}")

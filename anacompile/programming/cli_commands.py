@@ -3,13 +3,12 @@
 The main app (:mod:`anacompile.cli`) registers these functions as sub-commands. Each is one call to the public
 API (:func:`~anacompile.programming.optimizer.optimize_strategy`,
 :func:`~anacompile.programming.program_verify.p_fail_curve`) plus a rich table on stdout, or exactly one JSON
-document with ``--json``. Progress goes to stderr. Errors are :class:`~anacompile.errors.AnacompileError`
-subclasses, which the main app prints as one line.
+document with ``--json PATH`` (``-`` for stdout). Progress goes to stderr. Errors are
+:class:`~anacompile.errors.AnacompileError` subclasses, which the main app prints as one line.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -18,6 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from anacompile.cli_output import JSON_HELP, check_json_target, json_to_stdout, write_json
 from anacompile.errors import ConfigError, OutputError
 
 __all__ = ["optimize_command", "program_verify_command"]
@@ -50,7 +50,7 @@ def optimize_command(
     output: Annotated[Path, typer.Option("-o", "--output", help="Strategy JSON to write (for --strategy).")],
     device: Annotated[str, typer.Option("--device", "-d", help="Device preset or device file.")] = "pcm",
     plot: Annotated[Path | None, typer.Option("--plot", help="Also save a plot of G+-(W) per pair (PNG).")] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the report as one JSON document.")] = False,
+    json_out: Annotated[str | None, typer.Option("--json", metavar="PATH", help=JSON_HELP)] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of every draw.")] = 0,
     time_budget: Annotated[str, typer.Option("--time-budget", help="Search time limit, e.g. 30s, 2min.")] = "60s",
     nbins: Annotated[int, typer.Option("--nbins", help="Non-negative table points (mirrored: 2 nbins - 1).")] = 6,
@@ -66,6 +66,7 @@ def optimize_command(
 
     _check_output(output, force, "strategy")
     _check_output(plot, force, "plot")
+    check_json_target(json_out, [weights, output], force)
     dev = devices.get(device)
     settings = OptimizeSettings(
         nbins=nbins,
@@ -74,13 +75,14 @@ def optimize_command(
         time_budget_s=parse_time(time_budget),
     )
     mats = load_weight_matrices(weights)
-    report = optimize_strategy(mats, dev, settings, seed=seed, show_progress=not json_out)
+    report = optimize_strategy(mats, dev, settings, seed=seed, show_progress=not json_to_stdout(json_out))
     report.mapping.save(output, force=force)
     if plot is not None:
         plot_strategy(report.mapping, plot, title=f"optimised strategy for {dev.name} ({weights.name})")
-    if json_out:
-        print(json.dumps(report.to_dict() | {"strategy": str(output), "plot": str(plot) if plot else None}))
-        return
+    if json_out is not None:
+        write_json(json_out, report.to_dict() | {"strategy": str(output), "plot": str(plot) if plot else None})
+        if json_to_stdout(json_out):
+            return
     console = Console()
     n_chips = report.optimised.nmse.shape[0]
     table = Table(title=f"TNMSE x 1e4, fresh draws ({n_chips} chips, GDC), {weights.name} on {dev.name}")
@@ -122,7 +124,7 @@ def program_verify_command(
     budgets: Annotated[str, typer.Option("--budgets", help="Pulse budgets per weight.")] = "4,6,8,10,12,16,20,30,40",
     tol: Annotated[float, typer.Option("--tol", help="Tolerance on W / max|W| of the column.")] = 0.02,
     plot: Annotated[Path | None, typer.Option("--plot", help="Save the P_fail vs budget plot (PNG).")] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the curves as one JSON document.")] = False,
+    json_out: Annotated[str | None, typer.Option("--json", metavar="PATH", help=JSON_HELP)] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of every draw.")] = 0,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing plot.")] = False,
 ) -> None:
@@ -139,6 +141,7 @@ def program_verify_command(
     )
 
     _check_output(plot, force, "plot")
+    check_json_target(json_out, [weights] if weights is not None else [], force)
     try:
         budget_list = [int(b) for b in budgets.split(",") if b.strip()]
     except ValueError as err:
@@ -156,18 +159,16 @@ def program_verify_command(
     }
     if plot is not None:
         plot_p_fail_curve(curves, plot, tol=tol)
-    if json_out:
-        print(
-            json.dumps(
-                {
-                    "strategy": mapping.to_dict(),
-                    "tol": tol,
-                    "default_budget": params.budget,
-                    "curves": {k: [vars(p) for p in v] for k, v in curves.items()},
-                }
-            )
-        )
-        return
+    if json_out is not None:
+        doc = {
+            "strategy": mapping.to_dict(),
+            "tol": tol,
+            "default_budget": params.budget,
+            "curves": {k: [vars(p) for p in v] for k, v in curves.items()},
+        }
+        write_json(json_out, doc)
+        if json_to_stdout(json_out):
+            return
     console = Console()
     name = mapping.to_dict()["name"]
     table = Table(title=f"P_fail (|ΔW| > {tol:g} max|W|) vs pulse budget, {name} on {dev.name}")

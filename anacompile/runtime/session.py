@@ -35,6 +35,7 @@ from anacompile.crossbar.functions import (
 from anacompile.crossbar.periphery import Compensation, DriftCompensation, Periphery, get_periphery
 from anacompile.crossbar.reference import layer_scales, tile_constants
 from anacompile.errors import ConfigError, DataError, UnsupportedModelError
+from anacompile.graph_walk import walk_graphs
 from anacompile.limits import check_index
 from anacompile.mapping import decode_pairs
 from anacompile.mapping.registry import get_mapping, mapping_from_dict
@@ -84,16 +85,20 @@ class ChipLayer:
         return int(self.g_target.shape[-1])
 
     @property
+    def spec(self) -> contract.LayerSpec:
+        """The layer's geometry, from its programming plan (:class:`~anacompile.contract.LayerSpec`)."""
+        return contract.LayerSpec.from_plan_shape(self.name, self.index, self.g_target.shape)
+
+    @property
     def n_tiles(self) -> int:
         """Row tiles (a one-tile layer is stored without the tile axis)."""
-        return int(self.g_target.shape[2]) if self.g_target.ndim == 5 else 1
+        return self.spec.n_tiles
 
     @property
     def state_shapes(self) -> tuple[list[int], list[int]]:
         """Shapes of the fed effective weights and output scales."""
-        rows_n = list(self.g_target.shape[-2:])
-        lead = [self.n_tiles] if self.g_target.ndim == 5 else []
-        return lead + rows_n, lead + [1, rows_n[1]]
+        spec = self.spec
+        return list(spec.weight_shape), list(spec.scale_shape)
 
 
 class AnalogSession:
@@ -385,7 +390,7 @@ class AnalogSession:
             shapes = []
             for layer in self.layers:
                 lead = xs[layer.name].shape[:-1]
-                if layer.fed and layer.g_target.ndim == 5:  # tiled body: (n_tiles, vectors, N)
+                if layer.fed and layer.spec.tiled:  # tiled body: (n_tiles, vectors, N)
                     shapes.append(passes + (layer.n_tiles, int(np.prod(lead)), layer.n_out))
                 elif layer.fed:
                     shapes.append(passes + tuple(lead) + (layer.n_out,))
@@ -477,7 +482,7 @@ def _add_digital_switches(m: onnx.ModelProto, layers: list[ChipLayer], digital: 
     weights = {t.name: t for t in digital.graph.initializer if t.name.endswith(".weight")}
     by_name = {layer.name: layer for layer in layers}
     f = onnx.TensorProto.FLOAT
-    for graph, _ in reversed(list(_graphs_with_iteration(m.graph))):  # innermost first (see _strip_chip_stage)
+    for graph, _ in reversed(list(walk_graphs(m.graph))):  # innermost first (see _strip_chip_stage)
         new_nodes, changed = [], False
         for node in graph.node:
             if not (node.domain == contract.DOMAIN and node.op_type == contract.ANALOG_MATMUL and node.name in by_name):
@@ -537,6 +542,12 @@ def _attach_scales(proto: onnx.ModelProto, layers: list[ChipLayer], periphery: P
     for layer in layers:
         layer.col_scale = _initializer_array(proto, f"{layer.weights}.{contract.COL_SCALE}")
         layer.in_range = _initializer_array(proto, f"{layer.weights}.{contract.IN_RANGE}")
+        if layer.col_scale.size != layer.n_tiles * layer.n_out or layer.in_range.size != layer.n_tiles or \
+                (layer.col_scale < 0).any() or (layer.in_range < 0).any():
+            raise UnsupportedModelError(
+                f"The compiled model's scales of layer {layer.name!r} ({contract.COL_SCALE} "
+                f"{list(layer.col_scale.shape)}, {contract.IN_RANGE} {list(layer.in_range.shape)}) do not fit its "
+                f"{layer.n_tiles} tile(s) of {layer.n_out} columns; the file is corrupt: recompile the source model.")
         layer.in_scale, layer.out_scale = layer_scales(layer.col_scale, layer.in_range, periphery)
 
 
@@ -553,17 +564,6 @@ def _apply_periphery(m: onnx.ModelProto, layers: list[ChipLayer], periphery: Per
         layer_name, _, suffix = t.name.rpartition(".")
         if suffix == contract.IN_SCALE and layer_name in by_name:
             t.CopyFrom(onnx.numpy_helper.from_array(by_name[layer_name].in_scale, t.name))
-
-
-def _graphs_with_iteration(graph: onnx.GraphProto, iteration: str | None = None):
-    """The graph and its subgraphs, each with the iteration-number input of its innermost enclosing Loop
-    body (None outside Loops). The compiler puts recurrent layers in Loop bodies only, never in Scan."""
-    yield graph, iteration
-    for node in graph.node:
-        for attr in node.attribute:
-            for sub in [attr.g] if attr.type == onnx.AttributeProto.GRAPH else attr.graphs:
-                is_loop = node.op_type == "Loop" and node.domain in ("", "ai.onnx")
-                yield from _graphs_with_iteration(sub, sub.input[0].name if is_loop else iteration)
 
 
 def _step_noise_offsets(node: onnx.NodeProto, iteration: str, layer: ChipLayer) -> list[onnx.NodeProto]:
@@ -629,7 +629,7 @@ def _extract_layers(proto: onnx.ModelProto) -> list[ChipLayer]:
                 layer = ChipLayer(name=name, index=owner.index, g_target=owner.g_target,
                                   out_scale=owner.out_scale, input=node.input[0], weights=weights)
             layers.append(layer)
-    for graph, iteration in _graphs_with_iteration(proto.graph):
+    for graph, iteration in walk_graphs(proto.graph):
         for node in graph.node if iteration is not None else []:
             for layer in layers:  # in a Loop body X is one step's input: use all steps' (digital_reference_model)
                 if layer.name == node.name:
@@ -638,8 +638,9 @@ def _extract_layers(proto: onnx.ModelProto) -> list[ChipLayer]:
         raise UnsupportedModelError("The model has no AnalogMatMul node: compile it with `anacompile compile` first.")
     for layer in layers:
         g, n = layer.g_target, layer.g_target.shape[-1] if layer.g_target.ndim else 0
-        if g.ndim not in (4, 5) or g.shape[1] != 2 or (g < 0).any() or layer.out_scale.size not in (
-                n, n * (g.shape[2] if g.ndim == 5 else 1)):
+        ranks = (contract.PLAN_RANK_ONE_TILE, contract.PLAN_RANK_TILED)
+        if g.ndim not in ranks or g.shape[1] != 2 or (g < 0).any() or layer.out_scale.size not in (
+                n, n * (g.shape[2] if g.ndim == contract.PLAN_RANK_TILED else 1)):
             raise UnsupportedModelError(
                 f"The compiled model's conductances of layer {layer.name!r} ({layer.name}.{contract.G_TARGET}, shape "
                 f"{list(g.shape)}; {layer.name}.{contract.OUT_SCALE}, shape {list(layer.out_scale.shape)}) are "
@@ -661,7 +662,7 @@ def _strip_chip_stage(proto: onnx.ModelProto, layers: list[ChipLayer], periphery
     noisy = periphery.has_mvm_noise
     by_name = {layer.name: layer for layer in layers}
     # innermost graphs first: rebuilding a graph's node list copies its nodes, subgraphs included
-    for graph, iteration in reversed(list(_graphs_with_iteration(g)) if noisy else []):
+    for graph, iteration in reversed(list(walk_graphs(g)) if noisy else []):
         new_nodes = []
         for node in graph.node:
             if node.domain == contract.DOMAIN and node.op_type == contract.ANALOG_MATMUL:

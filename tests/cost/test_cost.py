@@ -157,3 +157,9 @@ def test_cli_cost_json_and_plot(tmp_path: Path, mlp_256: Path, capsys) -> None:
     assert data["layers"][0]["energy"]["array"]["constant"] == "mvm_energy_j"
     assert main(["cost", str(mlp_256), "--set", "adc_energy_j=-1"]) == 1
     assert "adc_energy_j" in capsys.readouterr().err
+
+
+def test_compile_prints_the_cost_summary(tmp_path: Path, mlp_hwa: Path, capsys) -> None:
+    assert main(["compile", str(mlp_hwa), "-o", str(tmp_path / "m.onnx")]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "cost on ibm64core" in out and "2 tiles, 2 MVMs" in out and "nJ" in out

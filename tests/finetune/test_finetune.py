@@ -134,6 +134,7 @@ def test_cli_finetune(tmp_path, capsys):
             "--max-samples",
             "200",
             "--json",
+            "-",
         ]
     )
     assert code == 0

@@ -15,7 +15,7 @@ def _run(*args: str) -> subprocess.CompletedProcess:
 
 def test_program_verify_json_has_one_curve_per_distribution(tmp_path) -> None:
     png = tmp_path / "pf.png"
-    r = _run("program-verify", "--budgets", "3,20", "--json", "--plot", str(png))
+    r = _run("program-verify", "--budgets", "3,20", "--json", "-", "--plot", str(png))
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout)
     assert doc["strategy"] == {"name": "dual", "F": 2.0} and doc["default_budget"] == 20
@@ -43,6 +43,7 @@ def test_optimize_writes_a_loadable_strategy_and_refuses_to_overwrite(tmp_path, 
         "--times",
         "1s,1d",
         "--json",
+        "-",
     )
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout)
