@@ -7,7 +7,6 @@ verify) -> metadata report -> atomic save.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import tempfile
@@ -15,19 +14,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import onnx
 import onnx_ir as ir
 
-from anacompile import contract, devices
-from anacompile._version import __version__
-from anacompile.config import read_config_file
 from anacompile.contract import REPORT_SCHEMA_VERSION, CompileReport, LayerReport, read_report
-from anacompile.crossbar.periphery import InputRange, Periphery, get_periphery
+from anacompile.crossbar.periphery import Periphery
 from anacompile.errors import AnacompileError, ConfigError, OutputError, UnsupportedModelError
-from anacompile.feeds import load_feeds
 from anacompile.limits import check_index
-from anacompile.mapping.registry import get_mapping
 from anacompile.model_io import (
     EXTERNAL_DATA_LIMIT_BYTES,
     ModelInput,
@@ -42,15 +35,14 @@ from anacompile.model_io import (
     model_label,
     read_model,
 )
-from anacompile.model_validation import check_source, check_structure, checker_problem, refuse_invalid
-from anacompile.passes._layer import DIGITAL_KEY, LAYER_KEY, is_use, node_plans, plan_mapping
+from anacompile.model_validation import check_source, check_structure, checker_problem, ort_problem, refuse_invalid
 from anacompile.passes._tensor_store import TensorStore
 from anacompile.passes.apply_placement import parse_placement
+from anacompile.passes.compile_report import REPORT_META
 from anacompile.passes.count_macs import node_macs
 from anacompile.passes.deploy_form import DEPLOY, SIMULATION, TARGETS
-from anacompile.passes.fold_constant_weights import tensor_readers, weight_source
-from anacompile.passes.mark_analog_ops import HANDLERS
-from anacompile.passes.pipeline import analysis_pipeline, deploy_pipeline, emit_pipeline, verify_pipeline
+from anacompile.passes.pipeline import compile_pipeline, compile_settings, default_pipeline, verify_pipeline
+from anacompile.passes.pipeline import load_input_ranges as _load_input_ranges  # noqa: F401 (kept importable)
 from anacompile.passes.upgrade_opset import MIN_OPSET, default_opset, upgrade_opset
 
 __all__ = [
@@ -59,11 +51,12 @@ __all__ = [
     "LayerReport",
     "compile_model",
     "default_output_path",
+    "default_pipeline",
     "read_report",
 ]
 
 logger = logging.getLogger(__name__)
-CALIBRATION_SAMPLES = 256
+
 
 
 def default_output_path(model: str | os.PathLike[str]) -> Path:
@@ -78,10 +71,10 @@ def compile_model(
     output: str | os.PathLike[str] | None = None,
     *,
     device: str | os.PathLike[str] = "pcm",
-    periphery: str | os.PathLike[str] | Periphery = "standard",
+    periphery: str | os.PathLike[str] | Periphery = "calibrated",
     periphery_overrides: dict[str, Any] | list[str] | None = None,
     strategy: str | os.PathLike[str] = "single",
-    calibration: str | os.PathLike[str] | None = None,
+    calibration: Any = None,
     seed: int = 0,
     chip: int = 0,
     programming: str = "gaussian",
@@ -100,11 +93,16 @@ def compile_model(
         output: destination; default ``<model>.analog.onnx`` beside a source file. For an in-memory source
             with no ``output`` nothing is written: the compiled model is returned (see Returns).
         device: device preset name (``pcm``) or device file.
-        periphery: periphery preset (``standard``, ``ideal``), file or :class:`Periphery`.
+        periphery: periphery preset (``calibrated``: the standard periphery with ADC ranges calibrated from
+            ``calibration``; ``standard``: Rasch et al. 2023 with its fixed ADC bound; ``ideal``), file or
+            :class:`Periphery`.
         periphery_overrides: per-key overrides (``{"adc_bits": 6}`` or ``["adc_bits=6"]``).
         strategy: programming strategy (``single``, or a strategy file).
-        calibration: data for static input ranges: a built-in set name (``digits``) or an .npz; without
-            it, static input ranges fall back to abs-max noise management (noted in the report).
+        calibration: data for static input ranges and calibrated output ranges: a built-in set name
+            (``digits``), an .npz of batched arrays named after the inputs, a dict of such arrays, any iterable
+            of feed dicts, or an object with ``get_next()`` (onnxruntime's ``CalibrationDataReader``); at most
+            256 samples are used. Without it, static input ranges fall back to abs-max noise management and
+            output ranges to the fixed ADC bound (both noted in the report).
         seed: experiment seed; ``chip``: index of the chip whose programmed state is stored in the file.
         programming: chip programming method (``gaussian``).
         force: overwrite an existing output.
@@ -206,24 +204,8 @@ def _compile_file(source: Path | onnx.ModelProto, output, *, device, periphery, 
         check_structure(proto, label)
     check_source(proto, label, allow_invalid=allow_invalid, in_memory=in_memory, checker=False)
     out = None if in_memory else check_output_path(output, [source], force)
-    dev = devices.get(device)
-    mapping = get_mapping(strategy)
-    peri = get_periphery(periphery, periphery_overrides)
-    notes: list[str] = []
-    feeds = None
-    ranges = _load_input_ranges(input_ranges)
-    if ranges and peri.input_range is not InputRange.STATIC:
-        peri = peri.replace(input_range=InputRange.STATIC.value)
-        notes.append("input ranges provided: static input ranges")
-    if peri.input_range is InputRange.STATIC:
-        if calibration is None and ranges:
-            pass  # every layer must then be listed (checked by SetInputRangesPass)
-        elif calibration is None:
-            peri = peri.replace(input_range=InputRange.ABSMAX.value)
-            notes.append("no calibration data: static input ranges replaced by abs-max noise management "
-                         "(pass --calibration to calibrate static ranges)")
-        else:
-            feeds, _ = load_feeds(calibration, proto, part="train", limit=CALIBRATION_SAMPLES)
+    dev, mapping, peri, feeds, ranges, notes = compile_settings(proto, device, periphery, periphery_overrides, strategy,
+                                                          calibration, input_ranges)
     upgraded = None
     if proto.opset_import and default_opset(proto) < MIN_OPSET:  # opset 7-12: upgraded on load, noted
         if not in_memory and external_data_files(proto, source):
@@ -258,32 +240,10 @@ def _compile_file(source: Path | onnx.ModelProto, output, *, device, periphery, 
         # file (<name>.data beside the temporary model file; moved into place with it): bounded memory
         store = TensorStore(tmp.parent, external_data_name(out)) if external else None
         try:
-            _run(analysis_pipeline(dev, mapping, peri, feeds, seed=seed, chip=chip, programming=programming,
-                                   store=store, input_ranges=ranges, placement=placement,
-                                   shared_weights=shared_weights), irmodel)
-            layers = _layer_reports(irmodel, peri, macs, mapping)
-            notes += _sharing_notes(layers, shared_weights)
-            if not any(layer.analog for layer in layers):
-                found = ", ".join(f"{layer.name} ({layer.op}: {layer.reason})" for layer in layers) or "none"
-                raise UnsupportedModelError(
-                    f"{label}: no analog-capable op ({', '.join(sorted({op for _, op in HANDLERS}))} with a constant "
-                    f"weight) found; weight-bearing ops seen: {found}. Nothing to compile."
-                )
-            _run(emit_pipeline(dev, mapping, peri, seed=seed, chip=chip, verify=False), irmodel)
-            if target == DEPLOY:
-                _run(deploy_pipeline(), irmodel)
-                notes.append("deployment form: simulation-only initializers removed, t_inference a plain graph "
-                             "input (feed 0.0 for the programmed state); evaluate the simulation form")
-            report = CompileReport(
-                source=label, output=str(out or ""), device=dev.to_dict(), periphery=peri.to_dict(),
-                strategy=mapping.to_dict(), seed=seed, chip=chip, programming=programming, layers=layers,
-                notes=notes,
-            )
-            # stored without file paths: the same source and options give the same bytes wherever they lie
-            irmodel.metadata_props[contract.META_REPORT] = json.dumps(replace(report, source="", output="").to_dict())
-            irmodel.metadata_props[contract.META_VERSION] = __version__
-            irmodel.producer_name = "anacompile"
-            irmodel.producer_version = __version__
+            _run(compile_pipeline(dev, mapping, peri, feeds, seed=seed, chip=chip, programming=programming,
+                                  store=store, input_ranges=ranges, placement=placement, shared_weights=shared_weights,
+                                  macs=macs, notes=notes, deploy=target == DEPLOY, label=label), irmodel)
+            report = replace(irmodel.meta[REPORT_META], output=str(out or ""))
             if store is not None:
                 store.adopt(irmodel)  # the source's other tensors join the same data file
                 store.close()
@@ -295,6 +255,11 @@ def _compile_file(source: Path | onnx.ModelProto, output, *, device, periphery, 
                 _run(verify_pipeline(tmp), irmodel)
             elif checker_problem(proto if in_memory else source, full_check=False) is None:
                 _run(verify_pipeline(tmp, full_check=False), irmodel)
+            if source_problem is not None and tmp is not None and ort_problem(source) is None:
+                problem = ort_problem(tmp)  # an invalid source that onnxruntime loads: so must its output
+                if problem is not None:
+                    raise UnsupportedModelError(f"{label}: the model fails onnx.checker and its compiled form would "
+                                                f"not load in onnxruntime ({problem}); fix the source model.")
         finally:
             if store is not None:
                 store.close()
@@ -303,13 +268,6 @@ def _compile_file(source: Path | onnx.ModelProto, output, *, device, periphery, 
         return report, irmodel
     logger.info("wrote %s (%d analog layers)", out, report.totals["analog_layers"])
     return report
-
-
-def _load_input_ranges(spec) -> dict | None:
-    """Provided input ranges: a dict, or a JSON file mapping layer names to a range (or one per tile)."""
-    if spec is None or isinstance(spec, dict):
-        return spec or None
-    return read_config_file(spec, "Input-ranges file") or None
 
 
 def _needs_external_data(proto, source: Path, pairs: int, tile_rows: int) -> bool:
@@ -350,71 +308,3 @@ def _run(pm: ir.passes.PassManager, model: ir.Model) -> None:
         if cause is not None:
             raise cause from err
         raise
-
-
-def _layer_reports(model: ir.Model, peri: Periphery, macs: dict[str, tuple[int, bool]] | None = None,
-                   mapping=None) -> list[LayerReport]:
-    rows = []
-    readers = tensor_readers(model.graph)
-    macs = macs or {}
-    for node in model.graph:
-        if (node.domain, node.op_type) not in HANDLERS:
-            continue
-        first = len(rows)
-        if LAYER_KEY in node.meta:
-            for plan in node_plans(node):  # one row per analog layer (a recurrent op may have several)
-                if is_use(plan):  # a shared weight's later use: counted once, in its owner's row (``uses``)
-                    continue
-                cap = plan.n_tiles * peri.tile_rows * plan.n_col_tiles * peri.tile_cols
-                own = plan.extra.get("mapping")
-                pairs = len(plan_mapping(plan, mapping).significance) if mapping is not None else 1
-                rows.append(LayerReport(
-                    name=plan.name, op=node.op_type, analog=True, weight_shape=[plan.k, plan.n_out],
-                    tiles=[plan.n_tiles, plan.n_col_tiles], utilisation=float(plan.k * plan.n_out / cap),
-                    parameters=int(plan.k * plan.n_out), reason="", uses=list(plan.extra.get("uses", [])),
-                    strategy=own.to_dict() if own is not None else {}, devices=2 * pairs * int(plan.k * plan.n_out),
-                ))
-        else:
-            shape = _weight_shape(node)
-            rows.append(LayerReport(name=node.name or node.op_type, op=node.op_type, analog=False,
-                                    weight_shape=shape, parameters=int(np.prod(shape)) if shape else 0,
-                                    reason=node.meta.get(DIGITAL_KEY, "")))
-        node_total, _ = macs.get(node.outputs[0].name if node.outputs else "", (None, False))
-        params = sum(row.parameters for row in rows[first:])
-        for row in rows[first:]:  # a recurrent op's MACs split between its layers by their weights
-            if node_total and len(rows) - first == 1:
-                row.macs = int(node_total)
-            else:
-                row.macs = int(round(node_total * row.parameters / params)) if node_total and params else row.parameters
-        source = weight_source(node.inputs[1] if len(node.inputs) > 1 else None)
-        if source is not None:
-            shared = [_op_name(n) for n in readers.get(source.tensor, []) if n is not node]
-            for row in rows[first:]:
-                row.weight_source, row.shared_with = source.expression, shared
-    return rows
-
-
-def _sharing_notes(layers: list[LayerReport], shared_weights: str) -> list[str]:
-    """What the report says about weights that several ops read."""
-    shared = [layer for layer in layers if len(layer.uses) > 1]
-    if shared:
-        n_uses = sum(len(layer.uses) for layer in shared)
-        return [f"{len(shared)} stored weight(s) read by {n_uses} ops are programmed once each; every use reads "
-                "the same tiles (listed under 'uses')"]
-    if shared_weights == "replicate" and any(layer.shared_with for layer in layers if layer.analog):
-        return ["shared weights replicated: every op reading a shared stored weight has its own tiles "
-                "(shared_weights=replicate)"]
-    return []
-
-
-def _op_name(node: ir.Node) -> str:
-    """A node's name in the report: its (first) analog layer's name, else the node's own name."""
-    plans = node_plans(node)
-    return plans[0].name if plans else (node.name or node.op_type)
-
-
-def _weight_shape(node: ir.Node) -> list[int]:
-    for value in node.inputs[1:2]:
-        if value is not None and value.const_value is not None:
-            return [int(d) for d in value.const_value.shape]
-    return []

@@ -38,6 +38,7 @@ LAYER_OF_PREFIX = {
     "anacompile.contract": "base",
     "anacompile.ops": "base",  # compatibility alias of the contract
     "anacompile.model_io": "base",
+    "anacompile.graph_walk": "base",
     "anacompile.cli_output": "base",  # --json PATH|- of every command (uses model_io only)
     "anacompile.model_validation": "base",
     "anacompile.limits": "base",

@@ -53,7 +53,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from anacompile.errors import ConfigError
-from anacompile.mapping.base import ConductanceMapping
+from anacompile.mapping.base import ConductanceMapping, decode_pairs
 from anacompile.programming.weights import load_weight_matrices, normalised_weights
 
 __all__ = [
@@ -306,7 +306,7 @@ def program_verify_conductances(
     n = tgt_map.shape[2]
     f = np.asarray(significance, dtype=np.float64)
     fcol = f[:, None]
-    u_t = np.sum(fcol * (tgt_map[:, 0] - tgt_map[:, 1]), axis=0) / gain_us
+    u_t = decode_pairs(tgt_map, f, gain_us)
     g_sat = prm.saturation_ratio * g_max_us
     g_top = prm.headroom_ratio * g_max_us  # highest target a residual correction may ask for
     resp = response or draw_pulse_response((n_p, 2, n), prm, rng)
@@ -346,7 +346,7 @@ def program_verify_conductances(
         if act.size == 0:
             break
         g_read = _verify_read(g[:, :, act], prm, rng)  # (P, 2, m)
-        u_read = np.sum(fcol * (g_read[:, 0] - g_read[:, 1]), axis=0) / gain_us
+        u_read = decode_pairs(g_read, f, gain_us)
         conv = np.abs(u_read - u_t[act]) <= prm.verify_fraction * prm.tol
         if conv.any():
             done[act[conv]] = True
@@ -405,7 +405,7 @@ def program_verify_conductances(
         pulses[act] += 1
         in_pair[act] += 1
 
-    u_prog = np.sum(fcol * (g[:, 0] - g[:, 1]), axis=0) / gain_us
+    u_prog = decode_pairs(g, f, gain_us)
     return ProgramVerifyResult(
         g_prog_us=g.reshape((n_p, 2) + wshape),
         u_prog=u_prog.reshape(wshape),

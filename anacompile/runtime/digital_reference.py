@@ -7,21 +7,11 @@ import onnx
 
 from anacompile import contract, devices
 from anacompile.contract import read_report
+from anacompile.graph_walk import all_nodes, node_subgraphs
 from anacompile.mapping import decode_pairs
 from anacompile.mapping.registry import mapping_from_dict
 
 __all__ = ["all_nodes", "digital_reference_model", "plan_weight", "weights_layer"]
-
-
-def all_nodes(graph: onnx.GraphProto):
-    for node in graph.node:
-        yield node
-        for attr in node.attribute:
-            if attr.type == onnx.AttributeProto.GRAPH:
-                yield from all_nodes(attr.g)
-            elif attr.type == onnx.AttributeProto.GRAPHS:
-                for g in attr.graphs:
-                    yield from all_nodes(g)
 
 
 def weights_layer(node: onnx.NodeProto) -> str:
@@ -75,15 +65,14 @@ def digital_reference_model(proto: onnx.ModelProto) -> onnx.ModelProto:
                 new_nodes.append(onnx.helper.make_node("MatMul", [node.input[0], f"{weights}.weight"], [mm_out]))
                 new_nodes.append(onnx.helper.make_node("Add", [mm_out, node.input[4]], [node.output[0]]))
                 continue
-            for attr in node.attribute:
-                for sub in [attr.g] if attr.type == onnx.AttributeProto.GRAPH else attr.graphs:
-                    for inner in sub.node if node.op_type == "Loop" else []:
-                        if inner.domain == contract.DOMAIN and inner.op_type == contract.ANALOG_MATMUL:
-                            # a recurrent layer's inputs of all steps, (T, ..., K), as a scan output of the Loop
-                            sub.output.append(onnx.helper.make_tensor_value_info(inner.input[0], onnx.TensorProto.FLOAT,
-                                                                                 None))
-                            node.output.append(f"{inner.name}.{contract.TILE_INPUTS}")
-                    to_digital(sub)
+            for sub in node_subgraphs(node):
+                for inner in sub.node if node.op_type == "Loop" else []:
+                    if inner.domain == contract.DOMAIN and inner.op_type == contract.ANALOG_MATMUL:
+                        # a recurrent layer's inputs of all steps, (T, ..., K), as a scan output of the Loop
+                        sub.output.append(onnx.helper.make_tensor_value_info(inner.input[0], onnx.TensorProto.FLOAT,
+                                                                             None))
+                        node.output.append(f"{inner.name}.{contract.TILE_INPUTS}")
+                to_digital(sub)
             new_nodes.append(node)
         del graph.node[:]
         graph.node.extend(new_nodes)

@@ -7,6 +7,8 @@ import os
 import onnx
 import onnxruntime as ort
 
+from anacompile.graph_walk import node_subgraphs
+
 __all__ = ["IN_MEMORY_LIMIT_BYTES", "ort_session"]
 
 
@@ -43,6 +45,6 @@ def _tensor_bytes(graph: onnx.GraphProto) -> int:
         for attr in node.attribute:
             if attr.type == onnx.AttributeProto.TENSOR:
                 total += attr.t.ByteSize()
-            for sub in [attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs):
-                total += _tensor_bytes(sub)
+        for sub in node_subgraphs(node):
+            total += _tensor_bytes(sub)
     return total
