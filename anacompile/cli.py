@@ -49,10 +49,10 @@ def compile_cmd(
     model: Path = typer.Argument(..., help="Source ONNX model."),
     output: Path | None = typer.Option(None, "-o", "--output", help="Output (default: MODEL.analog.onnx beside MODEL)."),
     device: str = typer.Option("pcm", "--device", "-d", help="Device preset (see `anacompile devices`) or device file."),
-    periphery: str = typer.Option("standard", "--periphery", help="Periphery preset (standard, ideal) or YAML/JSON file."),
+    periphery: str = typer.Option("calibrated", "--periphery", help="Periphery preset (calibrated: standard with ADC ranges calibrated on --calibration data; standard: Rasch et al. 2023, fixed ADC bound; ideal) or YAML/JSON file."),
     set_: list[str] = typer.Option([], "--set", help="Override a periphery key, e.g. --set adc_bits=6 (repeatable)."),
     strategy: str = typer.Option("single", "--strategy", help="Programming strategy: single, dual, or a strategy JSON."),
-    calibration: str | None = typer.Option(None, "--calibration", help="Data for static input ranges: digits or an .npz."),
+    calibration: str | None = typer.Option(None, "--calibration", help="Data for static input ranges and calibrated ADC ranges: digits or an .npz of arrays named after the inputs."),
     input_ranges: Path | None = typer.Option(None, "--input-ranges", help="JSON {layer: range} of provided (e.g. learned) static input ranges."),
     seed: int = typer.Option(0, "--seed", help="Experiment seed."),
     chip: int = typer.Option(0, "--chip", help="Chip whose programmed state is stored in the file."),
@@ -115,7 +115,9 @@ def _print_layers(report) -> None:
             own = getattr(layer, "strategy", None)
             mapping = "analog" + (f" ({own.get('name')}{', F=' + str(own['F']) if 'F' in own else ''}"
                                   f"{', F=' + ','.join(map(str, own['significance'])) if 'significance' in own else ''})"
-                                  if own else "") + (f"; weight shared with {', '.join(shared) if isinstance(shared, list) else shared}"
+                                  if own else "") + (f"; tiles read by {len(layer.uses)} ops (programmed once)"
+                                  if len(getattr(layer, "uses", [])) > 1 else
+                                  f"; weight shared with {', '.join(shared) if isinstance(shared, list) else shared}"
                                   f" (programmed once per use)" if shared else "")
             table.add_row(escape(layer.name), escape(layer.op), shape, *map(escape, source), f"{layer.tiles[0]}x{layer.tiles[1]}",
                           f"{layer.utilisation:.1%}", mapping)

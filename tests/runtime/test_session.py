@@ -44,7 +44,7 @@ def test_first_layer_equals_the_numpy_tile_reference(noiseless, x):
     xs = s.layer_inputs({"input": x})[layer.name]
     w_codes, in_scale, scale = s.layer_state(layer)
     bias = next(onnx.numpy_helper.to_array(t) for t in proto.graph.initializer if t.name == f"{layer.name}.bias")
-    ref = tile_forward(xs, w_codes, in_scale, scale, bias, s.periphery)
+    ref = tile_forward(xs, w_codes, in_scale, scale, bias, s.periphery, None, layer.out_gain)
     got = s.run({"input": x}, [hidden])[0]
     lsb = s.periphery.adc_step * float(np.max(np.abs(scale)))  # MLAS and numpy may round one value apart
     assert np.mean(np.abs(got - ref) > 1e-5) < 0.005 and np.abs(got - ref).max() <= 1.01 * lsb
