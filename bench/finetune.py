@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from anacompile.compiler import compile_model  # noqa: E402
 from anacompile.evaluate.monte_carlo import evaluate  # noqa: E402
-from anacompile.finetune import finetune  # noqa: E402
+from anacompile.finetune import FinetuneConfig, finetune  # noqa: E402
 
 TIMES = "1s,1d,1y"
 OCR_PACKAGE = "rapidocr-onnxruntime==1.4.4"
@@ -123,7 +123,7 @@ def render_lines(sentences: list[str], n: int, seed: int) -> tuple[np.ndarray, n
     return np.stack(xs), np.asarray(ys, np.int64)
 
 
-def run_ocr(chips: int, threads: int, tmp: Path, n_tune: int, n_eval: int) -> list[dict]:
+def run_ocr(chips: int, threads: int, tmp: Path, n_tune: int, n_eval: int, epochs: int) -> list[dict]:
     sentences = resources.files("anacompile.data").joinpath("sentences.txt").read_text().splitlines()
     sentences = [s for s in sentences if s.strip()]
     x_tune, _ = render_lines(sentences[:35], n_tune, seed=1)
@@ -136,7 +136,8 @@ def run_ocr(chips: int, threads: int, tmp: Path, n_tune: int, n_eval: int) -> li
     np.savez(tmp / "ocr_eval.npz", **{inp: x_eval, "labels": y_eval})
     tuned = tmp / "ppocr_cls_tuned.onnx"
     t0 = time.perf_counter()
-    res = finetune(fp, tmp / "ocr_tune.npz", tuned, show_progress=False, threads=threads, force=True)
+    cfg = FinetuneConfig(epochs=epochs)
+    res = finetune(fp, tmp / "ocr_tune.npz", tuned, config=cfg, show_progress=False, threads=threads, force=True)
     seconds = time.perf_counter() - t0
     rows = []
     for label, path in (("fp32 (as shipped)", fp), ("fine-tuned", tuned)):
@@ -166,6 +167,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--ocr-tune", type=int, default=800)
     p.add_argument("--ocr-eval", type=int, default=400)
+    p.add_argument("--ocr-epochs", type=int, default=30)
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args()
     import torch
@@ -178,7 +180,7 @@ def main() -> None:
         if args.part in ("digits", "all"):
             rows += run_digits(args.models.split(","), args.chips, args.threads, tmp)
         if args.part in ("ocr", "all"):
-            rows += run_ocr(args.chips, args.threads, tmp, args.ocr_tune, args.ocr_eval)
+            rows += run_ocr(args.chips, args.threads, tmp, args.ocr_tune, args.ocr_eval, args.ocr_epochs)
     if args.json:
         args.json.write_text(json.dumps({"times": TIMES, "chips": args.chips, "rows": rows}, indent=1))
 
