@@ -973,6 +973,7 @@ def run(
     hang_s: float = HANG_S,
     only: list[int] | None = None,
     progress: bool = True,
+    partial_out: Path | None = None,
 ) -> list[dict]:
     """Run the cases over ``workers`` worker processes; return one record per case."""
     ctx = mp.get_context("spawn")
@@ -1021,6 +1022,8 @@ def run(
                 s.index = None
                 if todo:
                     s.send(todo.popleft())
+                if partial_out is not None and len(records) % 500 == 0:  # survives a kill of a long run
+                    partial_out.write_text(json.dumps({"seed": seed, "cases_done": len(records), "records": records}))
                 if progress and len(records) % 200 == 0:
                     counts = collections.Counter(r["outcome"] for r in records)
                     print(
@@ -1060,7 +1063,16 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     families = tuple(f.strip() for f in args.families.split(",") if f.strip())
     t0 = time.monotonic()
-    records = run(args.cases, args.seed, args.workers, families, args.hang_s, args.only)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    records = run(
+        args.cases,
+        args.seed,
+        args.workers,
+        families,
+        args.hang_s,
+        args.only,
+        partial_out=args.out.with_suffix(".partial.json"),
+    )
     wall = time.monotonic() - t0
     counts = collections.Counter(r["outcome"] for r in records)
     per_family = collections.defaultdict(collections.Counter)
