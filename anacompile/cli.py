@@ -49,10 +49,10 @@ def compile_cmd(
     model: Path = typer.Argument(..., help="Source ONNX model."),
     output: Path | None = typer.Option(None, "-o", "--output", help="Output (default: MODEL.analog.onnx beside MODEL)."),
     device: str = typer.Option("pcm", "--device", "-d", help="Device preset (see `anacompile devices`) or device file."),
-    periphery: str = typer.Option("standard", "--periphery", help="Periphery preset (standard, ideal) or YAML/JSON file."),
+    periphery: str = typer.Option("calibrated", "--periphery", help="Periphery preset (calibrated: standard with ADC ranges calibrated on --calibration data; standard: Rasch et al. 2023, fixed ADC bound; ideal) or YAML/JSON file."),
     set_: list[str] = typer.Option([], "--set", help="Override a periphery key, e.g. --set adc_bits=6 (repeatable)."),
     strategy: str = typer.Option("single", "--strategy", help="Programming strategy: single, dual, or a strategy JSON."),
-    calibration: str | None = typer.Option(None, "--calibration", help="Data for static input ranges: digits or an .npz."),
+    calibration: str | None = typer.Option(None, "--calibration", help="Data for static input ranges and calibrated ADC ranges: digits or an .npz of arrays named after the inputs."),
     input_ranges: Path | None = typer.Option(None, "--input-ranges", help="JSON {layer: range} of provided (e.g. learned) static input ranges."),
     seed: int = typer.Option(0, "--seed", help="Experiment seed."),
     chip: int = typer.Option(0, "--chip", help="Chip whose programmed state is stored in the file."),
@@ -96,13 +96,13 @@ def compile_cmd(
             return
     _print_layers(report)
     for note in report.notes:
-        err_console.print(f"[yellow]note:[/] {note}")
+        err_console.print(f"[yellow]note:[/] {escape(note)}")
     out_console.print(__import__("anacompile.cost.cli_command", fromlist=["x"]).cost_summary(report.output))
-    out_console.print(f"wrote [bold]{report.output}[/]" + (f" and {json_out}" if json_out else ""))
+    out_console.print(f"wrote [bold]{escape(str(report.output))}[/]" + (f" and {json_out}" if json_out else ""))
 
 
 def _print_layers(report) -> None:
-    table = Table(title=f"{Path(report.source).name} -> {report.device.get('name', '?')} crossbars")
+    table = Table(title=escape(f"{Path(report.source).name} -> {report.device.get('name', '?')} crossbars"))
     sources = any("(" in getattr(layer, "weight_source", "") for layer in report.layers)  # a folded chain
     for col in ("layer", "op", "weight", *(("weight source",) if sources else ()), "tiles", "utilisation", "mapping"):
         table.add_column(col)
@@ -115,12 +115,14 @@ def _print_layers(report) -> None:
             own = getattr(layer, "strategy", None)
             mapping = "analog" + (f" ({own.get('name')}{', F=' + str(own['F']) if 'F' in own else ''}"
                                   f"{', F=' + ','.join(map(str, own['significance'])) if 'significance' in own else ''})"
-                                  if own else "") + (f"; weight shared with {', '.join(shared) if isinstance(shared, list) else shared}"
+                                  if own else "") + (f"; tiles read by {len(layer.uses)} ops (programmed once)"
+                                  if len(getattr(layer, "uses", [])) > 1 else
+                                  f"; weight shared with {', '.join(shared) if isinstance(shared, list) else shared}"
                                   f" (programmed once per use)" if shared else "")
-            table.add_row(layer.name, layer.op, shape, *source, f"{layer.tiles[0]}x{layer.tiles[1]}",
+            table.add_row(escape(layer.name), escape(layer.op), shape, *map(escape, source), f"{layer.tiles[0]}x{layer.tiles[1]}",
                           f"{layer.utilisation:.1%}", mapping)
         else:
-            table.add_row(layer.name, layer.op, shape, *source, "-", "-", f"digital: {layer.reason}")
+            table.add_row(escape(layer.name), escape(layer.op), shape, *map(escape, source), "-", "-", escape(f"digital: {layer.reason}"))
     t = report.totals
     table.caption = (f"{t['analog_layers']} analog, {t['digital_layers']} digital layers; {t['weights_mapped']:,} "
                      f"weights mapped ({t['analog_parameter_share']:.1%} of parameters) on {t['tiles']} tiles"
@@ -180,6 +182,7 @@ def evaluate_cmd(
     plot: Path | None = typer.Option(None, "--plot", help="Write a plot (PNG/SVG/PDF)."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing output files."),
     metric: str | None = typer.Option(None, "--metric", help=METRIC_HELP),
+    resume: Path | None = typer.Option(None, "--resume", help="Continue an interrupted evaluation from the CSV it streamed (--csv); same options, same final result."),
 ) -> None:
     """Accuracy (or another metric) over time since programming, mean +- std over many simulated chips."""
     from anacompile.errors import ConfigError
@@ -187,6 +190,10 @@ def evaluate_cmd(
     from anacompile.evaluate.plot import plot_accuracy_over_time, plot_sweep
     from anacompile.model_io import check_output_path
 
+    if resume is not None:
+        if csv_path is not None and csv_path.resolve() != resume.resolve():
+            raise ConfigError(f"--resume {resume} continues that CSV; drop --csv {csv_path} or give the same file.")
+        csv_path = None
     check_json_target(json_path, [model], force)
     for path in (plot, csv_path):
         if path is not None:
@@ -214,28 +221,34 @@ def evaluate_cmd(
     embeddings = data == "sentences" or data.endswith(".txt")
     if embeddings and (sweep or len(strategies) > 1 or set_ or programming or csv_path or workers > 1 or metric):
         raise ConfigError("--data sentences (embedding similarity) supports --compensation comparisons only.")
-    with _progress("chips x times") as advance:
-        for i, (_, kwargs) in enumerate(runs):
-            if embeddings:
-                from anacompile.evaluate.embeddings import evaluate_embeddings
-                from anacompile.evaluate.metrics import load_sentences
+    from anacompile.evaluate.monte_carlo import EvaluationInterrupted
 
-                results.append(evaluate_embeddings(
-                    model, load_sentences(None if data == "sentences" else data), times=times, chips=chips,
-                    seed=seed, compensation=kwargs["compensation"],
-                    progress=lambda d, t, i=i: advance(i * t + d, t * len(runs))))
-                continue
-            results.append(evaluate(model, data=data, times=times, chips=chips, seed=seed, workers=workers,
-                                    programming=programming, metric=metric,
-                                    csv_path=_numbered(csv_path, i, len(runs)),
-                                    progress=lambda d, t, i=i: advance(i * t + d, t * len(runs)),
-                                    **kwargs))
+    try:  # click turns a KeyboardInterrupt into a silent exit 130: say where the finished chips' rows are
+        with _progress("chips x times") as advance:
+            for i, (_, kwargs) in enumerate(runs):
+                if embeddings:
+                    from anacompile.evaluate.embeddings import evaluate_embeddings
+                    from anacompile.evaluate.metrics import load_sentences
+
+                    results.append(evaluate_embeddings(
+                        model, load_sentences(None if data == "sentences" else data), times=times, chips=chips,
+                        seed=seed, compensation=kwargs["compensation"],
+                        progress=lambda d, t, i=i: advance(i * t + d, t * len(runs))))
+                    continue
+                results.append(evaluate(model, data=data, times=times, chips=chips, seed=seed, workers=workers,
+                                        programming=programming, metric=metric,
+                                        **_csv_or_resume(csv_path, resume, i, len(runs)),
+                                        progress=lambda d, t, i=i: advance(i * t + d, t * len(runs)),
+                                        **kwargs))
+    except EvaluationInterrupted as err:
+        err_console.print(f"[red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(130) from err
     labels = [label or r.compensation for (label, _), r in zip(runs, results, strict=True)]
     if not json_to_stdout(json_path):
         _print_results(model, data, results, labels, sweep_key=sweep.partition("=")[0].strip() if sweep else None)
     for r in results:
         for note in r.notes:
-            err_console.print(f"[yellow]note:[/] {note}")
+            err_console.print(f"[yellow]note:[/] {escape(note)}")
     if json_path is not None:
         _write_json(json_path, results, labels, sweep)
         if not json_to_stdout(json_path):
@@ -247,6 +260,14 @@ def evaluate_cmd(
             suffix = " strategy" if len(strategies) > 1 else " compensation"
             plot_accuracy_over_time(results, plot, labels=[f"{label}{suffix}" for label in labels])
         err_console.print(f"wrote {plot}")
+
+
+def _csv_or_resume(csv_path: Path | None, resume: Path | None, i: int, n: int) -> dict:
+    """Run i's CSV: resumed where its file exists (an interrupted run), else streamed afresh."""
+    if resume is None:
+        return {"csv_path": _numbered(csv_path, i, n)}
+    path = _numbered(resume, i, n)
+    return {"resume": path} if path.exists() or n == 1 else {"csv_path": path}
 
 
 def _numbered(path: Path | None, i: int, n: int) -> Path | None:
@@ -261,7 +282,7 @@ def _print_results(model: Path, data: str, results, labels: list[str], sweep_key
     first = results[0]
     what = f"sweep of {sweep_key}" if sweep_key else ", ".join(labels) + (
         " strategy" if results[0].strategy else " compensation")
-    table = Table(title=f"{model.name}: {first.metric} on {data}, {first.chips} chips, {what}")
+    table = Table(title=escape(f"{model.name}: {first.metric} on {data}, {first.chips} chips, {what}"))
     table.add_column("time")
     for label in labels:
         table.add_column(label)
@@ -311,13 +332,13 @@ def mvm_error_cmd(
         write_json(json_out, r.to_dict())
         if json_to_stdout(json_out):
             return
-    table = Table(title=f"{model.name}: relative MVM error per layer, {r.chips} chips, {r.compensation} compensation")
+    table = Table(title=escape(f"{model.name}: relative MVM error per layer, {r.chips} chips, {r.compensation} compensation"))
     table.add_column("layer")
     table.add_column("weight")
     for t in r.times_s:
         table.add_column(format_time(t))
     for name, shape, means, stds in zip(r.layers, r.shapes, r.error_mean, r.error_std, strict=True):
-        table.add_row(name, "x".join(map(str, shape)), *[f"{m:.1%} +- {s:.1%}" for m, s in zip(means, stds, strict=True)])
+        table.add_row(escape(name), "x".join(map(str, shape)), *[f"{m:.1%} +- {s:.1%}" for m, s in zip(means, stds, strict=True)])
     if r.metric is not None:
         table.add_row(f"{r.metric} (FP32 {r.metric_baseline:.4f})", "",
                       *[f"{m:.4f} +- {s:.4f}" for m, s in zip(r.metric_mean, r.metric_std, strict=True)])
@@ -419,13 +440,14 @@ def main(argv: list[str] | None = None) -> int:
             raise
         err_console.print(f"[red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
         return 1
-    except KeyboardInterrupt:
-        err_console.print("[red]error:[/] interrupted; no output was written.")
+    except KeyboardInterrupt as err:  # EvaluationInterrupted says where the rows of finished chips are
+        err_console.print(f"[red]error:[/] {escape(str(err) or 'interrupted; no output was written.')}", highlight=False,
+                          soft_wrap=True)
         return 130
     except Exception as err:  # a bug: still one line (the traceback with --verbose), and nothing half-written
         if _STATE["verbose"]:
             raise
-        err_console.print(f"[red]error:[/] internal error ({type(err).__name__}: {err}); nothing was written. "
+        err_console.print(f"[red]error:[/] internal error ({type(err).__name__}: {escape(str(err))}); nothing was written. "
                           "Re-run with --verbose and report the traceback.", highlight=False, soft_wrap=True)
         return 1
     return 0

@@ -19,7 +19,7 @@ import onnx_ir as ir
 
 from anacompile.contract import REPORT_SCHEMA_VERSION, CompileReport, LayerReport, read_report
 from anacompile.crossbar.periphery import Periphery
-from anacompile.errors import AnacompileError, ConfigError, OutputError
+from anacompile.errors import AnacompileError, ConfigError, OutputError, UnsupportedModelError
 from anacompile.limits import check_index
 from anacompile.model_io import (
     EXTERNAL_DATA_LIMIT_BYTES,
@@ -35,7 +35,7 @@ from anacompile.model_io import (
     model_label,
     read_model,
 )
-from anacompile.model_validation import check_source, check_structure, checker_problem, refuse_invalid
+from anacompile.model_validation import check_source, check_structure, checker_problem, ort_problem, refuse_invalid
 from anacompile.passes._tensor_store import TensorStore
 from anacompile.passes.apply_placement import parse_placement
 from anacompile.passes.compile_report import REPORT_META
@@ -71,10 +71,10 @@ def compile_model(
     output: str | os.PathLike[str] | None = None,
     *,
     device: str | os.PathLike[str] = "pcm",
-    periphery: str | os.PathLike[str] | Periphery = "standard",
+    periphery: str | os.PathLike[str] | Periphery = "calibrated",
     periphery_overrides: dict[str, Any] | list[str] | None = None,
     strategy: str | os.PathLike[str] = "single",
-    calibration: str | os.PathLike[str] | None = None,
+    calibration: Any = None,
     seed: int = 0,
     chip: int = 0,
     programming: str = "gaussian",
@@ -93,11 +93,16 @@ def compile_model(
         output: destination; default ``<model>.analog.onnx`` beside a source file. For an in-memory source
             with no ``output`` nothing is written: the compiled model is returned (see Returns).
         device: device preset name (``pcm``) or device file.
-        periphery: periphery preset (``standard``, ``ideal``), file or :class:`Periphery`.
+        periphery: periphery preset (``calibrated``: the standard periphery with ADC ranges calibrated from
+            ``calibration``; ``standard``: Rasch et al. 2023 with its fixed ADC bound; ``ideal``), file or
+            :class:`Periphery`.
         periphery_overrides: per-key overrides (``{"adc_bits": 6}`` or ``["adc_bits=6"]``).
         strategy: programming strategy (``single``, or a strategy file).
-        calibration: data for static input ranges: a built-in set name (``digits``) or an .npz; without
-            it, static input ranges fall back to abs-max noise management (noted in the report).
+        calibration: data for static input ranges and calibrated output ranges: a built-in set name
+            (``digits``), an .npz of batched arrays named after the inputs, a dict of such arrays, any iterable
+            of feed dicts, or an object with ``get_next()`` (onnxruntime's ``CalibrationDataReader``); at most
+            256 samples are used. Without it, static input ranges fall back to abs-max noise management and
+            output ranges to the fixed ADC bound (both noted in the report).
         seed: experiment seed; ``chip``: index of the chip whose programmed state is stored in the file.
         programming: chip programming method (``gaussian``).
         force: overwrite an existing output.
@@ -250,6 +255,11 @@ def _compile_file(source: Path | onnx.ModelProto, output, *, device, periphery, 
                 _run(verify_pipeline(tmp), irmodel)
             elif checker_problem(proto if in_memory else source, full_check=False) is None:
                 _run(verify_pipeline(tmp, full_check=False), irmodel)
+            if source_problem is not None and tmp is not None and ort_problem(source) is None:
+                problem = ort_problem(tmp)  # an invalid source that onnxruntime loads: so must its output
+                if problem is not None:
+                    raise UnsupportedModelError(f"{label}: the model fails onnx.checker and its compiled form would "
+                                                f"not load in onnxruntime ({problem}); fix the source model.")
         finally:
             if store is not None:
                 store.close()

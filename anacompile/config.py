@@ -19,6 +19,7 @@ naming the file and the key.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -142,22 +143,59 @@ def read_config_file(
     if path.suffix.lower() not in suffixes:
         raise error(f"{label}: the file name must end in {', '.join(suffixes)}.")
     try:
+        if path.is_file() and path.stat().st_size > MAX_CONFIG_BYTES:
+            raise error(f"{label} has {path.stat().st_size:,} bytes, more than the {MAX_CONFIG_BYTES:,} a "
+                        "configuration file may have; is it the right file?")
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError as err:
         raise error(f"{label} does not exist.") from err
     except (OSError, UnicodeDecodeError) as err:
-        raise error(f"{label} cannot be read: {err}.") from err
+        raise error(f"{label} cannot be read: {' '.join(str(err).split())}.") from err
     try:
         data: Any = json.loads(text) if path.suffix.lower() == ".json" else yaml.load(text, Loader=YamlLoader)  # noqa: S506
     except (json.JSONDecodeError, yaml.YAMLError) as err:
         detail = " ".join(str(err).split())
         raise error(f"{label} is not valid {_format(path)}: {detail}") from err
+    except RecursionError as err:
+        raise error(f"{label} is nested too deeply to read (at most {MAX_CONFIG_DEPTH} levels).") from err
     if not isinstance(data, Mapping):
         raise error(f"{label} must hold one mapping of keys to values, got {type(data).__name__}.")
+    check_bounded(data, label, error=error)
     result: dict[str, Any] = dict(data)
     if schema_version is not None:
         check_schema_version(result, label, schema_version, error=error)
     return result
+
+
+MAX_CONFIG_BYTES = 1 << 20
+"""Largest configuration file read (1 MiB)."""
+MAX_CONFIG_DEPTH = 32
+"""Deepest nesting of mappings and lists in a configuration file."""
+MAX_CONFIG_NODES = 100_000
+"""Most values a configuration file may expand to, YAML aliases expanded (an alias bomb is refused)."""
+
+
+def check_bounded(data: Any, label: str, *, error: type[ConfigError] = ConfigError) -> None:
+    """Refuse a loaded document deeper than :data:`MAX_CONFIG_DEPTH` or expanding (aliases counted each
+    time they are used) to more than :data:`MAX_CONFIG_NODES` values, and any NaN or infinite number,
+    before anything formats or walks it; the walk stops at the first bound, so it is fast on any input."""
+    stack = [(data, 0, "")]
+    count = 0
+    while stack:
+        value, depth, where = stack.pop()
+        count += 1
+        if count > MAX_CONFIG_NODES:
+            raise error(f"{label} expands to more than {MAX_CONFIG_NODES:,} values (YAML aliases?); a "
+                        "configuration file is a few keys.")
+        if depth > MAX_CONFIG_DEPTH:
+            raise error(f"{label} is nested more than {MAX_CONFIG_DEPTH} levels deep.")
+        if isinstance(value, float) and not math.isfinite(value):
+            shown = "NaN" if math.isnan(value) else "infinite"
+            raise error(f"{label}: {where.lstrip('.') or 'value'} is {shown}; give a finite number.")
+        if isinstance(value, Mapping):
+            stack.extend((v, depth + 1, f"{where}.{k}") for k, v in value.items())
+        elif isinstance(value, (list, tuple)):
+            stack.extend((v, depth + 1, f"{where}[{i}]") for i, v in enumerate(value))
 
 
 def parse_scalar(text: str) -> Any:
@@ -171,7 +209,7 @@ def parse_scalar(text: str) -> Any:
         return None
     try:
         value = yaml.load(stripped, Loader=YamlLoader)  # noqa: S506
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError):
         return stripped
     if isinstance(value, (int, float, bool, str)):
         return value

@@ -53,7 +53,7 @@ def load_feeds(data: str | os.PathLike[str], proto: onnx.ModelProto, part: str =
             if name not in arrays:
                 raise DataError(f"Data file {path} has no array {name!r} for model input {name!r} "
                                 f"(arrays: {sorted(arrays)}).")
-            feeds[name] = _fit(arrays[name], name, dims, dtype)
+            feeds[name] = _fit(arrays[name], name, dims, dtype, f"Data file {path}: ")
         labels = arrays.get(LABELS_KEY)
         _check_rows(feeds, labels, path)
     else:
@@ -140,18 +140,19 @@ def _check_rows(feeds: dict[str, np.ndarray], labels: np.ndarray | None, path: P
             raise DataError(f"Data file {path}: 'labels' holds NaN or infinite values; labels are class indices.")
 
 
-def _fit(x: np.ndarray, name: str, dims: list[int | None], dtype: type) -> np.ndarray:
+def _fit(x: np.ndarray, name: str, dims: list[int | None], dtype: type, where: str = "") -> np.ndarray:
     x = np.asarray(x)
     if x.ndim == 0 or x.shape[0] == 0:
-        raise DataError(f"Model input {name!r}: the data has {'no sample axis' if x.ndim == 0 else 'zero samples'} "
+        what = "no sample axis" if x.ndim == 0 else "zero samples"
+        raise DataError(f"{where}model input {name!r}: the data has {what} "
                         f"(shape {list(x.shape)}); give at least one sample.")
     if x.dtype.kind not in "biuf":
-        raise DataError(f"Model input {name!r}: the data has dtype {x.dtype}; give numbers.")
+        raise DataError(f"{where}model input {name!r}: the data has dtype {x.dtype}; give numbers.")
     static = dims[1:]
     if all(d is not None for d in static) and static:
         size = int(np.prod(static))
         if x[0].size != size:
-            raise DataError(f"Model input {name!r} expects samples of shape {static} ({size} values), the data has "
-                            f"{list(x.shape[1:])} ({x[0].size} values).")
+            raise DataError(f"{where}model input {name!r} expects samples of shape {static} ({size} values), the "
+                            f"data has {list(x.shape[1:])} ({x[0].size} values).")
         x = x.reshape((x.shape[0], *static))
     return np.ascontiguousarray(x.astype(dtype, copy=False))

@@ -18,6 +18,7 @@ Every failure is one line naming the tensor, node or field and saying what to do
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from collections.abc import Iterator
@@ -30,12 +31,14 @@ from anacompile.errors import ModelLoadError, UnsupportedModelError
 
 __all__ = [
     "MAX_ELEMENTS",
+    "check_opset",
     "check_source",
     "graph_tensors",
     "check_structure",
     "checker_problem",
     "refuse_invalid",
     "iter_tensors",
+    "ort_problem",
     "tensor_nbytes",
 ]
 
@@ -282,6 +285,49 @@ def checker_problem(model: str | os.PathLike[str] | onnx.ModelProto, full_check:
     return None
 
 
+def ort_problem(model: str | os.PathLike[str] | onnx.ModelProto) -> str | None:
+    """What onnxruntime's loader says about a model (file or proto), in one line; None when it loads."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 4
+    try:
+        data = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
+        ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
+    except Exception as err:  # noqa: BLE001 - onnxruntime's own exception types
+        return " ".join(str(err).split())[:300] or type(err).__name__
+    return None
+
+
+@functools.cache
+def ort_loads_opset(opset: int) -> bool:
+    """Whether the installed onnxruntime loads a model of default-domain ``opset`` (probed once)."""
+    from onnx import helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])],
+        "probe",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    return ort_problem(model) is None
+
+
+def check_opset(proto: onnx.ModelProto, label) -> None:
+    """The default-domain opset must be one the installed onnx and onnxruntime both know."""
+    opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
+    if opset is None:
+        return
+    newest = onnx.defs.onnx_opset_version()
+    if opset > newest or not ort_loads_opset(min(opset, newest)):
+        raise UnsupportedModelError(
+            f"{label}: opset {opset} is newer than the installed onnx ({newest}) or onnxruntime supports; convert "
+            "the model to an older opset (onnx.version_converter) or upgrade onnx and onnxruntime."
+        )
+
+
 def check_source(
     proto: onnx.ModelProto,
     path: str | os.PathLike[str],
@@ -297,6 +343,7 @@ def check_source(
         checker's message, for the compile report.
     """
     p = Path(path)
+    check_opset(proto, p)
     for f in proto.functions:
         if f.domain == domain:
             raise UnsupportedModelError(
@@ -316,6 +363,13 @@ def check_source(
                     f"{p}: Constant node {node.name or node.output[0] if node.output else '?'!r} ({where}) has "
                     f"{len(values)} value attributes ({values}); it needs exactly one: fix the model."
                 )
+        names = [a.name for a in node.attribute]
+        if len(set(names)) != len(names):
+            twice = sorted({n for n in names if names.count(n) > 1})
+            raise ModelLoadError(
+                f"{p}: node {node.name or node.op_type!r} ({where}) has attribute(s) {twice} more than "
+                "once; fix the model."
+            )
         if node.domain in ("", "ai.onnx") and node.op_type in ("Conv", "ConvTranspose"):
             group = next((a.i for a in node.attribute if a.name == "group"), 1)
             if group < 1:

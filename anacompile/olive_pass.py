@@ -48,7 +48,7 @@ class AnacompileCompile(Pass):
 
         return {
             "device": param(str, "pcm", "Device preset (anacompile devices) or device file."),
-            "periphery": param(str, "standard", "Periphery preset (standard, ideal) or YAML/JSON file."),
+            "periphery": param(str, "calibrated", "Periphery preset (calibrated, standard, ideal) or YAML/JSON file."),
             "periphery_overrides": param(dict, None, 'Periphery keys to override, e.g. {"adc_bits": 6}.'),
             "strategy": param(str, "single", "Programming strategy: single, dual, dual:F=2.5 or a strategy file."),
             "calibration": param(str, None, "Calibration data for static input ranges: digits or an .npz."),

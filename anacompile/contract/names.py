@@ -17,6 +17,7 @@ __all__ = [
     "GDC_REF",
     "IN_RANGE",
     "IN_SCALE",
+    "OUT_GAIN",
     "IR_WEIGHT",
     "META_CHIP",
     "META_REPORT",
@@ -73,6 +74,8 @@ OUT_SCALE = "out_scale"
 """gamma D alpha_in, ([n_tiles,] 1, N)."""
 IN_SCALE = "in_scale"
 """1/(alpha_in d), ([n_tiles,] 1, 1)."""
+OUT_GAIN = "out_gain"
+"""The tiles' output gains before the ADC, ([n_tiles,] 1, 1) (``output_range: calibrated`` only)."""
 W_EFF = "w_eff"
 """Output 0 of AnalogChipWeights: effective weights in ADC codes per DAC code, ([n_tiles,] rows, N)."""
 SCALE = "scale"

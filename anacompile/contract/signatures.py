@@ -18,6 +18,7 @@ __all__ = [
     "CHIP_WEIGHTS_SIGNATURE",
     "MATMUL_ATTRIBUTES",
     "MATMUL_INPUTS",
+    "OUT_GAIN_INPUT",
     "MATMUL_NOISE_INPUTS",
     "MATMUL_OUTPUTS",
     "OpSignature",
@@ -39,10 +40,14 @@ class OpSignature:
         return self.inputs.index(name)
 
 
-MATMUL_INPUTS = ("X", "W", "in_scale", "scale", "bias", "ir_row_weight", "noise_bank", "noise_start", "noise_end")
+MATMUL_INPUTS = ("X", "W", "in_scale", "scale", "bias", "ir_row_weight", "noise_bank", "noise_start", "noise_end",
+                 "out_gain")
 """X (..., K); W ([n_tiles,] rows, N) in ADC codes per DAC code; in_scale ([n_tiles,] 1, 1); scale
-([n_tiles,] 1, N); bias (N,); ir_row_weight (rows, 1); the last three are optional (the session's noise)."""
-MATMUL_NOISE_INPUTS = MATMUL_INPUTS[6:]
+([n_tiles,] 1, N); bias (N,); ir_row_weight (rows, 1); inputs 6..8 are optional (the session's noise);
+out_gain ([n_tiles,] 1, 1), the tiles' gains before the ADC, only with ``output_range: calibrated``."""
+OUT_GAIN_INPUT = MATMUL_INPUTS.index("out_gain")
+"""Position of the tiles' output gains (the noise inputs before it may be empty)."""
+MATMUL_NOISE_INPUTS = MATMUL_INPUTS[6:9]
 """Inputs 6..8: where the per-MVM noise comes from when the caller feeds it (absent in the compiled file)."""
 MATMUL_OUTPUTS = ("Y",)
 MATMUL_ATTRIBUTES = (

@@ -31,7 +31,7 @@ from onnx import AttributeProto, TensorProto, helper
 from anacompile import contract
 from anacompile.contract import CHIP_ATTRIBUTES, CHIP_INPUTS, MATMUL_ATTRIBUTES, MATMUL_INPUTS, TILED
 from anacompile.crossbar.compensation import compensation_nodes
-from anacompile.crossbar.periphery import DriftCompensation, InputRange, Periphery
+from anacompile.crossbar.periphery import DriftCompensation, InputRange, OutputRange, Periphery
 from anacompile.crossbar.reference import ABSMAX_EPS, tile_constants
 from anacompile.devices.table import Curve, TableDevice
 
@@ -169,6 +169,11 @@ def build_analog_matmul_function(periphery: Periphery, opset: int, noise: NoiseS
             inv = b.op("Reciprocal", b.op("Mul", a_in, b.attr_const("dac_step")))
         xs = b.op("Mul", xt, inv)
     abs_w = b.op("Abs", "W") if (p.read_noise > 0 or p.ir_drop > 0) else None
+    gain = "out_gain" if p.output_range is OutputRange.CALIBRATED else None
+    k1 = None
+    if p.read_noise > 0 and p.has_mvm_noise:  # read noise scales with the gain: k1 g^2
+        k1 = b.attr_const("noise_k1") if gain is None else b.op("Mul", b.attr_const("noise_k1"),
+                                                                 b.op("Mul", gain, gain))
     w_ir = b.op("Mul", "W", "ir_row_weight") if p.ir_drop > 0 else None
     passes = p.bm_passes
     xi_all = "noise_bank" if noise is NoiseSource.FED and passes > 1 else None
@@ -194,6 +199,8 @@ def build_analog_matmul_function(periphery: Periphery, opset: int, noise: NoiseS
                          b.const(0.5))
             corr = b.op("Mul", a, inner)
             z_k = b.op("Sub", z_k, b.op("Mul", b.op("Mul", b.attr_const("ir_drop"), corr), b.op("MatMul", q, w_ir)))
+        if gain is not None:  # calibrated output range: the tile's gain before the ADC
+            z_k = b.op("Mul", z_k, gain)
         if p.has_mvm_noise:
             if noise is NoiseSource.RANDOM:
                 xi = normal_like(b, z_k, opset, [z_k])
@@ -204,7 +211,7 @@ def build_analog_matmul_function(periphery: Periphery, opset: int, noise: NoiseS
             else:
                 xi = b.op("Reshape", b.op("Slice", "noise_bank", "noise_start", "noise_end"), b.op("Shape", z_k))
             if p.read_noise > 0:
-                var = b.op("Add", b.op("Mul", b.op("MatMul", b.op("Mul", q, q), abs_w), b.attr_const("noise_k1")),
+                var = b.op("Add", b.op("Mul", b.op("MatMul", b.op("Mul", q, q), abs_w), k1),
                            b.attr_const("noise_k2"))
                 z_k = b.op("Add", z_k, b.op("Mul", b.op("Sqrt", var), xi))
             elif noise is NoiseSource.FED:

@@ -10,6 +10,7 @@ g_wire/g_max = 5.714e5, per-column digital output scales and global drift compen
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field
 from enum import Enum
@@ -22,6 +23,7 @@ __all__ = [
     "PERIPHERY_PRESETS",
     "BoundManagement",
     "Compensation",
+    "OutputRange",
     "DriftCompensation",
     "InputRange",
     "Periphery",
@@ -62,6 +64,19 @@ class DriftCompensation(str, Enum):
     """One factor per column: the same ratio, column by column (aihwkit ``PerColumnDriftCompensation``)."""
 
 
+class OutputRange(str, Enum):
+    """How the ADC's range (the tile's output gain before the ADC) is set."""
+
+    FIXED = "fixed"
+    """The fixed bound ``adc_bound`` in units of full-scale input x max weight (Rasch et al. 2023)."""
+    CALIBRATED = "calibrated"
+    """Per tile, from the distribution of the tile's outputs on calibration data, as a chip is calibrated:
+    a gain g = bound / P makes the ``output_range_percentile`` P of |tile output| (ideal weights, the
+    calibration data's DAC codes) meet the ADC bound. The gain acts before the ADC, so the output noise
+    (``out_noise``, half an ADC step, ADC-referred) stays in ADC units; the digital scale divides it out.
+    Statistic: onnxruntime's ``CalibrationMethod.Percentile`` convention (symmetric, |x|, 99.999)."""
+
+
 class Compensation(str, Enum):
     """Drift compensation of an evaluation: a :class:`DriftCompensation`, or ``adabs``.
 
@@ -98,6 +113,9 @@ class Periphery:
         tile_cols: columns (outputs) of one tile (bookkeeping: columns are independent in this model).
         input_range: ``static`` (calibrated per tile at compile time) or ``absmax`` (per input vector).
         input_range_percentile: percentile of |x| over the calibration data that sets a static range.
+        output_range: ``fixed`` (the ADC bound ``adc_bound``) or ``calibrated`` (a per-tile gain before the
+            ADC from calibration data, :class:`OutputRange`).
+        output_range_percentile: percentile of |tile output| that a calibrated range maps to the ADC bound.
         dac_bits: DAC resolution; ``None`` = no DAC (no clipping, no quantisation). 8 bits = 254 steps.
         dac_bound: the DAC clips scaled inputs to +-dac_bound.
         adc_bits: ADC resolution; ``None`` = no quantisation. 8 bits = 254 steps over [-bound, bound].
@@ -119,6 +137,8 @@ class Periphery:
     tile_cols: int = 512
     input_range: InputRange = InputRange.STATIC
     input_range_percentile: float = 100.0
+    output_range: OutputRange = OutputRange.FIXED
+    output_range_percentile: float = 99.999
     dac_bits: int | None = 8
     dac_bound: float = 1.0
     adc_bits: int | None = 8
@@ -142,31 +162,37 @@ class Periphery:
             self, "drift_compensation", _enum(DriftCompensation, self.drift_compensation, "drift_compensation")
         )
         object.__setattr__(self, "bound_management", _enum(BoundManagement, self.bound_management, "bound_management"))
+        object.__setattr__(self, "output_range", _enum(OutputRange, self.output_range, "output_range"))
+        if not 0 < self.output_range_percentile <= 100:
+            raise ConfigError(
+                f"Periphery output_range_percentile={self.output_range_percentile!r}: must be in (0, 100]."
+            )
         if not isinstance(self.bm_max_halvings, int) or isinstance(self.bm_max_halvings, bool) \
                 or not 1 <= self.bm_max_halvings <= 16:
             raise ConfigError(f"Periphery bm_max_halvings={self.bm_max_halvings!r}: must be an integer in [1, 16].")
         if self.bound_management is BoundManagement.ITERATIVE and (self.dac_bits is None or self.adc_bound is None):
             raise ConfigError("Periphery bound_management=iterative needs the DAC on (dac_bits) and an ADC bound "
                               "(adc_bound): it halves DAC inputs while outputs hit the ADC bound.")
-        for name in ("tile_rows", "tile_cols", "noise_bank_size"):
+        limits = {"tile_rows": MAX_TILE, "tile_cols": MAX_TILE, "noise_bank_size": MAX_NOISE_BANK}
+        for name, most in limits.items():
             v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ConfigError(f"Periphery {name}={v!r}: must be a positive integer.")
+            if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= most:
+                raise ConfigError(f"Periphery {name}={v!r}: must be an integer in [1, {most}].")
         for name in ("dac_bits", "adc_bits"):
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or isinstance(v, bool) or not 2 <= v <= 24):
                 raise ConfigError(f"Periphery {name}={v!r}: must be an integer in [2, 24], or null for none.")
         for name in ("read_noise", "out_noise", "ir_drop"):
-            v = getattr(self, name)
-            if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0:
-                raise ConfigError(f"Periphery {name}={v!r}: must be a number >= 0.")
-        if not self.dac_bound > 0:
-            raise ConfigError(f"Periphery dac_bound={self.dac_bound!r}: must be > 0.")
-        if self.adc_bound is not None and not self.adc_bound > 0:
-            raise ConfigError(f"Periphery adc_bound={self.adc_bound!r}: must be > 0, or null for none.")
-        if not self.ir_drop_g_ratio > 0:
-            raise ConfigError(f"Periphery ir_drop_g_ratio={self.ir_drop_g_ratio!r}: must be > 0.")
-        if not 0 < self.input_range_percentile <= 100:
+            if not _finite(getattr(self, name)) or getattr(self, name) < 0:
+                raise ConfigError(f"Periphery {name}={getattr(self, name)!r}: must be a finite number >= 0.")
+        if not _finite(self.dac_bound) or not self.dac_bound > 0:
+            raise ConfigError(f"Periphery dac_bound={self.dac_bound!r}: must be a finite number > 0.")
+        if self.adc_bound is not None and (not _finite(self.adc_bound) or not self.adc_bound > 0):
+            raise ConfigError(f"Periphery adc_bound={self.adc_bound!r}: must be a finite number > 0, or null for "
+                              "none (no clipping).")
+        if not _finite(self.ir_drop_g_ratio) or not self.ir_drop_g_ratio > 0:
+            raise ConfigError(f"Periphery ir_drop_g_ratio={self.ir_drop_g_ratio!r}: must be a finite number > 0.")
+        if not _finite(self.input_range_percentile) or not 0 < self.input_range_percentile <= 100:
             raise ConfigError(
                 f"Periphery input_range_percentile={self.input_range_percentile!r}: must be in (0, 100]."
             )
@@ -200,6 +226,7 @@ class Periphery:
         d["input_range"] = self.input_range.value
         d["drift_compensation"] = self.drift_compensation.value
         d["bound_management"] = self.bound_management.value
+        d["output_range"] = self.output_range.value
         return d
 
     @classmethod
@@ -219,6 +246,17 @@ class Periphery:
         return Periphery.from_dict({**self.to_dict(), **overrides})
 
 
+MAX_TILE = 1 << 16
+"""Largest tile side (rows or columns) a periphery may declare."""
+MAX_NOISE_BANK = 1 << 30
+"""Largest noise bank (standard normals) a periphery may declare."""
+
+
+def _finite(v: Any) -> bool:
+    """A real number (not a bool, a string, NaN or infinite)."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
 def _enum(cls: type[Enum], value: Any, name: str) -> Any:
     try:
         return cls(value)
@@ -229,12 +267,16 @@ def _enum(cls: type[Enum], value: Any, name: str) -> Any:
 
 PERIPHERY_PRESETS: dict[str, Periphery] = {
     "standard": Periphery(),
+    "calibrated": Periphery(output_range=OutputRange.CALIBRATED),
     "ideal": Periphery(
         dac_bits=None, adc_bits=None, adc_bound=None, read_noise=0.0, out_noise=0.0, ir_drop=0.0,
         input_range=InputRange.ABSMAX, drift_compensation=DriftCompensation.NONE,
     ),
 }
-"""Named presets: ``standard`` = Rasch et al. 2023; ``ideal`` = no noise, no quantisation, no IR drop."""
+"""Named presets: ``standard`` = Rasch et al. 2023 (fixed ADC bound, paper-exact); ``calibrated`` = the same
+periphery with each tile's ADC range calibrated from data (the compiler's default: an FP32-trained model does
+not saturate; without calibration data it falls back to the fixed bound, noted in the report); ``ideal`` = no
+noise, no quantisation, no IR drop."""
 
 
 def parse_overrides(overrides: dict[str, Any] | list[str] | None) -> dict[str, Any]:

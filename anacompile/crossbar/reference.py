@@ -11,11 +11,14 @@ for one tile":
     z  = sum_j w_ij x^_j                                MVM on the tile (w = normalised conductances)
     z -= g_IR c(a_i) sum_j w_ij x^_j (1 - (1 - j/n)^2)  IR drop, a_i = n/G_ratio sum_j |w_ij||x^_j|,
                                                         c(a) = a (0.05 a^2 - 0.2 a + 0.5)
-    z += sqrt(s_w^2 sum_j |w_ij| x^_j^2 + s_out^2) xi   PCM short-term read noise + output noise
-    z^ = clip(round(z / d_adc) d_adc, -B, B)            ADC
+    z += s_w sqrt(sum_j |w_ij| x^_j^2) xi_1             PCM short-term read noise
+    z  = g z + s_out xi_2                               output gain g (1, or calibrated per tile) and the
+                                                        ADC-referred output noise
+    z^ = clip(round(z / d_adc) d_adc, -B, B) / g        ADC (the 1/g is part of the digital scale)
     y  = sum_tiles alpha_in gamma_i alpha_i z^_i + beta  digital scale, drift compensation, partial sums, bias
 
-The two Gaussian terms are independent, so one draw with the summed variance has their joint law.
+The two Gaussian terms are independent, so one draw with the summed variance g^2 s_w^2 (...) + s_out^2 has
+their joint law.
 """
 
 from __future__ import annotations
@@ -85,16 +88,21 @@ def _f32_constants(p: Periphery) -> dict[str, np.float32]:
     return {k: F32(v) for k, v in tile_constants(p).as_attributes().items()}
 
 
-def layer_scales(col_scale: NDArray[Any], in_range: NDArray[Any], periphery: Periphery
+def layer_scales(col_scale: NDArray[Any], in_range: NDArray[Any], periphery: Periphery,
+                 out_gain: NDArray[Any] | None = None,
                  ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
     """Static per-layer scales: ``in_scale`` = 1/(alpha_in d) (n_tiles, 1, 1) and ``out_scale`` =
-    gamma D alpha_in (n_tiles, 1, N); alpha_in only where input ranges are static and the DAC is on."""
+    gamma D alpha_in / g (n_tiles, 1, N); alpha_in only where input ranges are static and the DAC is on, the
+    output gain g only where output ranges are calibrated (``out_gain``, (n_tiles, 1, 1))."""
     c = tile_constants(periphery)
     static = periphery.dac_bits is not None and periphery.input_range is InputRange.STATIC
     a_in = np.asarray(in_range, np.float64) if static else np.ones_like(np.asarray(in_range, np.float64))
     in_scale = (1.0 / (a_in * c.dac_step)).astype(F32)
-    out_scale = (np.asarray(col_scale, np.float64) * c.adc_step * a_in).astype(F32)
-    return in_scale, out_scale
+    out_scale = np.asarray(col_scale, np.float64) * c.adc_step * a_in
+    if out_gain is not None:
+        g = np.asarray(out_gain, np.float64)
+        out_scale = out_scale / (g.reshape(-1, 1, 1) if out_scale.ndim == 3 else g.reshape(1, 1))
+    return in_scale, out_scale.astype(F32)
 
 
 def analog_matmul_reference(
@@ -106,6 +114,7 @@ def analog_matmul_reference(
     bias: NDArray[np.float32],
     periphery: Periphery,
     noise: NDArray[np.float32] | None = None,
+    out_gain: NDArray[np.float32] | None = None,
 ) -> NDArray[np.float32]:
     """Forward pass of one analog layer through its tiles.
 
@@ -131,13 +140,15 @@ def analog_matmul_reference(
         in_range, alpha = np.reshape(in_range, (1, 1, 1)), np.reshape(alpha, (1, 1, n))
         noise = None if noise is None else noise.reshape((p.bm_passes, 1, -1, n))
     c = _f32_constants(p)
-    in_scale, out_scale = layer_scales(col_scale, in_range, p)
-    return tile_forward(x, w_eff * c["code_gain"], in_scale, out_scale * alpha, bias, p, noise)
+    in_scale, out_scale = layer_scales(col_scale, in_range, p, out_gain)
+    return tile_forward(x, w_eff * c["code_gain"], in_scale, out_scale * alpha, bias, p, noise, out_gain)
 
 
 def _mvm_codes(q: NDArray[np.float32], w_eff: NDArray[np.float32], p: Periphery, c: dict[str, np.float32],
-               tile_rows: int, noise: NDArray[np.float32] | None) -> NDArray[np.float32]:
-    """MVM of DAC codes in ADC-code units, with IR drop and noise, before the ADC."""
+               tile_rows: int, noise: NDArray[np.float32] | None, gain: NDArray[np.float32] | None = None
+               ) -> NDArray[np.float32]:
+    """MVM of DAC codes in ADC-code units, with IR drop, output gain ``gain`` (None = 1) and noise, before
+    the ADC."""
     z = np.matmul(q, w_eff)
     need_abs = p.read_noise > 0 or p.ir_drop > 0
     abs_w = np.abs(w_eff) if need_abs else w_eff  # |W|: used only where need_abs holds
@@ -146,9 +157,12 @@ def _mvm_codes(q: NDArray[np.float32], w_eff: NDArray[np.float32], p: Periphery,
         corr = a * (a * (a * F32(0.05) - F32(0.2)) + F32(0.5))
         z_ir = np.matmul(q, w_eff * ir_row_weights(p.tile_rows)[:tile_rows])
         z = z - c["ir_drop"] * corr * z_ir
+    if gain is not None:
+        z = z * gain
     if noise is not None and p.has_mvm_noise:
         if p.read_noise > 0:
-            z = z + np.sqrt(np.matmul(q * q, abs_w) * c["noise_k1"] + c["noise_k2"]) * noise
+            k1 = c["noise_k1"] if gain is None else c["noise_k1"] * (gain * gain)
+            z = z + np.sqrt(np.matmul(q * q, abs_w) * k1 + c["noise_k2"]) * noise
         else:
             z = z + c["noise_std"] * noise
     out: NDArray[np.float32] = z
@@ -165,14 +179,18 @@ def _adc(z: NDArray[np.float32], p: Periphery, c: dict[str, np.float32]) -> NDAr
 
 def tile_forward(x: NDArray[np.float32], w_codes: NDArray[np.float32], in_scale: NDArray[np.float32],
                  scale: NDArray[np.float32], bias: NDArray[np.float32], periphery: Periphery,
-                 noise: NDArray[np.float32] | None = None) -> NDArray[np.float32]:
+                 noise: NDArray[np.float32] | None = None,
+                 out_gain: NDArray[np.float32] | None = None) -> NDArray[np.float32]:
     """:func:`analog_matmul_reference` on the quantities the graph is fed (the analog session's state).
 
     Args:
         w_codes: the effective weights pre-scaled to ADC codes per DAC code (``code_gain`` w), with the tile
             axis (n_tiles, tile_rows, N) or without it (K, N).
         in_scale: 1/(alpha_in d), (n_tiles, 1, 1) or (1, 1).
-        scale: gamma D alpha_in alpha_GDC, (n_tiles, 1, N) or (1, N).
+        scale: gamma D alpha_in alpha_GDC, (n_tiles, 1, N) or (1, N) (with a calibrated output range, also
+            divided by the gain).
+        out_gain: the tiles' output gains g before the ADC, (n_tiles, 1, 1) or (1, 1); None for 1
+            (``output_range: fixed``).
     """
     p = periphery
     x = np.asarray(x, F32)
@@ -180,6 +198,7 @@ def tile_forward(x: NDArray[np.float32], w_codes: NDArray[np.float32], in_scale:
         n = w_codes.shape[1]
         w_codes, in_scale, scale = w_codes[None], np.reshape(in_scale, (1, 1, 1)), np.reshape(scale, (1, 1, n))
         noise = None if noise is None else noise.reshape((p.bm_passes, 1, -1, n))
+    gain = None if out_gain is None else np.reshape(np.asarray(out_gain, F32), (-1, 1, 1))
     c = _f32_constants(p)
     w_eff = w_codes
     n_tiles, tile_rows, n_out = w_eff.shape
@@ -203,7 +222,7 @@ def tile_forward(x: NDArray[np.float32], w_codes: NDArray[np.float32], in_scale:
             q = xt
         else:
             q = np.round(np.clip(xs * F32(0.5**k), -c["dac_levels"], c["dac_levels"]))
-        z_k = _mvm_codes(q, w_eff, p, c, tile_rows, noises[k])
+        z_k = _mvm_codes(q, w_eff, p, c, tile_rows, noises[k], gain)
         if p.bm_passes > 1:
             saturated = np.max(np.abs(z_k), axis=-1, keepdims=True) >= c["code_bound"]
         z_k = _adc(z_k, p, c)

@@ -14,7 +14,7 @@ number of workers.
 
 from __future__ import annotations
 
-import csv
+import hashlib
 import json
 import logging
 import os
@@ -27,7 +27,7 @@ import numpy as np
 
 from anacompile.contract import read_report
 from anacompile.crossbar.periphery import Compensation, Periphery, get_periphery, parse_overrides
-from anacompile.errors import ConfigError, DataError
+from anacompile.errors import AnacompileError, ConfigError, DataError
 from anacompile.evaluate.driver import chip_row
 from anacompile.evaluate.metrics import Metric, resolve_metric, score, top1_accuracy
 from anacompile.evaluate.times import format_time, parse_times
@@ -36,7 +36,7 @@ from anacompile.limits import MAX_CHIPS, MAX_WORKERS, check_count, check_index
 from anacompile.model_io import ModelInput, atomic_output, is_in_memory, load_proto, model_file, model_label
 from anacompile.runtime.session import AnalogSession
 
-__all__ = ["COMPENSATION_MODES", "EvaluationResult", "accuracy", "evaluate"]
+__all__ = ["COMPENSATION_MODES", "CSV_COLUMNS", "EvaluationInterrupted", "EvaluationResult", "accuracy", "evaluate"]
 
 logger = logging.getLogger(__name__)
 COMPENSATION_MODES = tuple(m.value for m in Compensation)
@@ -142,7 +142,8 @@ def evaluate(model: ModelInput, data: str | os.PathLike[str] | None = "digits",
              compensation: str | None = None, periphery_overrides: dict | list[str] | None = None,
              workers: int = 1, progress=None, csv_path: str | os.PathLike[str] | None = None,
              batch_size: int = 4096, strategy: str | None = None, programming: str | None = None,
-             threads: int | None = None, metric: str | Metric | None = None) -> EvaluationResult:
+             threads: int | None = None, metric: str | Metric | None = None,
+             resume: str | os.PathLike[str] | None = None) -> EvaluationResult:
     """Program ``chips`` chips and measure the task metric of each at every time.
 
     Args:
@@ -165,12 +166,20 @@ def evaluate(model: ModelInput, data: str | os.PathLike[str] | None = "digits",
             ``metric(run) -> float`` (:mod:`anacompile.evaluate.metrics`); default ``accuracy`` when the data
             has labels, else ``agreement``. The FP32 baseline is the same metric on the FP32 model. With
             several workers a callable must be picklable (a module-level function).
+        resume: a CSV an interrupted evaluation with the same model and options streamed (``csv_path``):
+            its chips are taken from it, the others evaluated and appended to it; the result equals an
+            uninterrupted run's. Rows of another evaluation are refused (the CSV's ``run`` column).
+
+    Interruption: every chip's rows are written with one ``write`` once the chip is done, so a Ctrl-C or a
+    killed process leaves whole rows (a partial last line, from a kill during that write, is dropped on
+    resume); Ctrl-C raises :class:`EvaluationInterrupted` naming the CSV, a worker that dies an
+    :class:`~anacompile.errors.AnacompileError`; no JSON is written by either.
     """
 
     if is_in_memory(model):  # the session and the worker processes read the model by path
         with model_file(model, "model.analog.onnx") as path:
             result = evaluate(path, data, times, chips, seed, compensation, periphery_overrides, workers, progress,
-                              csv_path, batch_size, strategy, programming, threads, metric)
+                              csv_path, batch_size, strategy, programming, threads, metric, resume)
         result.model = model_label(model)
         return result
     times_s = parse_times(times)
@@ -196,8 +205,18 @@ def evaluate(model: ModelInput, data: str | os.PathLike[str] | None = "digits",
                threads or (None if workers == 1 else max(1, (os.cpu_count() or 1) // workers)), strategy, programming,
                metric)
     acc = np.zeros((chips, len(times_s)))
-    writer, handle = _csv_writer(csv_path)
-    pool = _start_pool(job, chips, workers)  # workers start (and import) while the baseline runs here
+    if resume is not None:
+        if csv_path is not None and Path(csv_path).resolve() != Path(resume).resolve():
+            raise ConfigError(f"--resume {resume} continues that CSV; drop --csv {csv_path} or give the same file.")
+        csv_path = resume
+    run_key = _run_key(job) if csv_path is not None else ""
+    done_rows = _read_rows(Path(resume), run_key, times_s, chips) if resume is not None else {}
+    for chip, row in done_rows.items():
+        acc[chip] = row
+    todo = [c for c in range(chips) if c not in done_rows]
+    handle = _csv_open(csv_path, append=resume is not None)
+    pool = _start_pool(job, todo, workers)  # workers start (and import) while the baseline runs here
+    finished = len(done_rows)
     try:
         w = _setup(job)  # this process's session: the baseline here, and the chips too with one worker
         session = w["session"]
@@ -206,15 +225,19 @@ def evaluate(model: ModelInput, data: str | os.PathLike[str] | None = "digits",
             notes.append("adabs: the model has no BatchNormalization; adabs is global drift compensation here")
         baseline = score(w["metric"], session.run_digital, w["name"])
         experiment_seed = session.seed
-        results = _collect(pool) if pool is not None else ((c, _chip_accuracies(job, c)) for c in range(chips))
-        for done, (chip, row) in enumerate(results, start=1):
+        results = _collect(pool) if pool is not None else ((c, _chip_accuracies(job, c)) for c in todo)
+        for chip, row in results:
             acc[chip] = row
-            if writer is not None:
-                for t, a in zip(times_s, row, strict=True):
-                    writer.writerow([chip, t, mode, a])
-                handle.flush()
+            finished += 1
+            if handle is not None:
+                _write_rows(handle, chip, times_s, mode, row, run_key)
             if progress is not None:
-                progress(done * len(times_s), chips * len(times_s))  # (chip, time) evaluations
+                progress(finished * len(times_s), chips * len(times_s))  # (chip, time) evaluations
+    except KeyboardInterrupt as err:
+        where = (f"; the rows of the {finished} finished chips are in {csv_path}: continue with --resume {csv_path} "
+                 "and the same options") if csv_path is not None else " (stream rows with --csv to resume later)"
+        raise EvaluationInterrupted(f"evaluation interrupted after {finished} of {chips} chips{where}; no JSON or "
+                                    "plot was written.") from err
     finally:
         if handle is not None:
             handle.close()
@@ -228,30 +251,111 @@ def evaluate(model: ModelInput, data: str | os.PathLike[str] | None = "digits",
     )
 
 
-def _start_pool(job: _Job, chips: int, workers: int):
+def _start_pool(job: _Job, chips: list[int], workers: int):
     """For several workers: a process pool with every chip submitted; ``None`` for in-process evaluation."""
-    if workers == 1:
+    if workers == 1 or not chips:
         return None
     import multiprocessing
 
     ctx = multiprocessing.get_context("spawn")  # onnxruntime's threads do not survive fork
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
-    return pool, {pool.submit(_chip_accuracies, job, chip): chip for chip in range(chips)}
+    return pool, {pool.submit(_chip_accuracies, job, chip): chip for chip in chips}
 
 
 def _collect(pool):
     """Yield (chip, accuracies) as the pool's chips finish."""
     from concurrent.futures import as_completed
+    from concurrent.futures.process import BrokenProcessPool
 
     _, futures = pool
-    for fut in as_completed(futures):
-        yield futures[fut], fut.result()
+    try:
+        for fut in as_completed(futures):
+            yield futures[fut], fut.result()
+    except BrokenProcessPool as err:
+        raise AnacompileError(f"a worker process died ({err}); the rows of the chips finished so far are in the "
+                              "--csv file, if one was given: continue with --resume FILE.") from err
 
 
-def _csv_writer(path):
+CSV_COLUMNS = ("chip", "time_s", "compensation", "accuracy", "run")
+"""Columns of the streamed CSV: one row per (chip, time); ``accuracy`` holds the metric's value, ``run`` a
+key of the evaluation's settings (model file, data, times, seed, compensation, overrides, strategy,
+programming, metric) that ``--resume`` checks."""
+
+
+class EvaluationInterrupted(KeyboardInterrupt):
+    """Ctrl-C during :func:`evaluate`: the message says where the finished chips' rows are."""
+
+
+def _run_key(job: _Job) -> str:
+    """12 hex digits identifying an evaluation's settings (not the number of chips)."""
+    h = hashlib.sha256()
+    with open(job.model, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    metric = job.metric if job.metric is None or isinstance(job.metric, str) else \
+        f"{getattr(job.metric, '__module__', '')}.{getattr(job.metric, '__qualname__', repr(job.metric))}"
+    settings = [job.data, [repr(t) for t in job.times_s], job.seed, job.compensation,
+                repr(job.periphery_overrides), job.strategy, job.programming, metric]
+    h.update(json.dumps(settings, default=str).encode())
+    return h.hexdigest()[:12]
+
+
+def _csv_open(path, append: bool):
+    """The CSV as an unbuffered binary file (each chip's rows go out in one write); the header when new."""
     if path is None:
-        return None, None
-    handle = open(path, "w", newline="", encoding="utf-8")  # noqa: SIM115 (closed by evaluate)
-    writer = csv.writer(handle)
-    writer.writerow(["chip", "time_s", "compensation", "accuracy"])
-    return writer, handle
+        return None
+    handle = open(path, "ab" if append else "wb", buffering=0)  # noqa: SIM115 (closed by evaluate)
+    if not append:
+        handle.write((",".join(CSV_COLUMNS) + "\n").encode())
+    return handle
+
+
+def _write_rows(handle, chip: int, times_s, mode: str, row, run_key: str) -> None:
+    text = "".join(f"{chip},{t!r},{mode},{float(a)!r},{run_key}\n" for t, a in zip(times_s, row, strict=True))
+    handle.write(text.encode())
+
+
+def _read_rows(path: Path, run_key: str, times_s: list[float], chips: int) -> dict[int, list[float]]:
+    """The finished chips of a streamed CSV: chip -> metric per time (whole chips only).
+
+    A partial last line (the process was killed while writing it) is cut off the file; anything else that
+    does not fit this evaluation is refused with the line number.
+    """
+    if not path.is_file():
+        raise ConfigError(f"--resume {path}: no such file.")
+    raw = path.read_bytes()
+    if not raw.endswith(b"\n") and b"\n" in raw:
+        raw = raw[: raw.rindex(b"\n") + 1]  # a partial last line: cut below, with the rest of its chip
+    try:
+        lines = raw.decode("utf-8").splitlines()
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"--resume {path} is not a CSV written by evaluate --csv ({err}).") from err
+    if not lines or lines[0].strip() != ",".join(CSV_COLUMNS):
+        raise ConfigError(f"--resume {path}: the first line is not the header {','.join(CSV_COLUMNS)}; give the CSV "
+                          "that evaluate --csv wrote.")
+    index = {repr(t): j for j, t in enumerate(times_s)}
+    rows: dict[int, dict[int, float]] = {}
+    for n, line in enumerate(lines[1:], start=2):
+        parts = line.split(",")
+        if len(parts) != len(CSV_COLUMNS):
+            raise ConfigError(f"--resume {path}, line {n}: expected {len(CSV_COLUMNS)} columns; the file is not from "
+                              "evaluate --csv.")
+        chip_text, t_text, _, value_text, key = parts
+        if key != run_key:
+            raise ConfigError(f"--resume {path}, line {n}: the rows are from another evaluation (other model, data, "
+                              "times, seed or options); resume with the options of the interrupted run.")
+        try:
+            chip, value = int(chip_text), float(value_text)
+            t = repr(float(t_text))
+        except ValueError as err:
+            raise ConfigError(f"--resume {path}, line {n}: {line!r} is not chip,time,compensation,value.") from err
+        if not 0 <= chip < chips or t not in index or not np.isfinite(value):
+            raise ConfigError(f"--resume {path}, line {n}: chip {chip} at {t_text} s does not belong to this "
+                              f"evaluation of {chips} chips at {len(times_s)} times.")
+        rows.setdefault(chip, {})[index[t]] = value
+    done = {chip: [r[j] for j in range(len(times_s))] for chip, r in rows.items() if len(r) == len(times_s)}
+    keep = [lines[0]] + [line for line in lines[1:] if int(line.split(",")[0]) in done]
+    if len(keep) != len(lines) or raw != path.read_bytes():  # only whole chips stay (rewritten atomically)
+        with atomic_output(path) as tmp:
+            Path(tmp).write_text("".join(f"{line}\n" for line in keep), encoding="utf-8")
+    return done

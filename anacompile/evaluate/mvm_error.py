@@ -89,7 +89,7 @@ def mvm_error(model: str | os.PathLike[str], data: str | os.PathLike[str] = "dig
                 rng = chip_rng(session.seed, chip, "read", 1000 + i, t)
                 noise = rng.standard_normal((layer.n_tiles, rows, layer.n_out)).astype(np.float32)
             y = tile_forward(x, w_codes, in_scale, scale, np.zeros(layer.n_out, np.float32), session.periphery,
-                             noise)
+                             noise, layer.out_gain)
             ref = ideal[layer.name]
             errors.append(float(np.linalg.norm(y - ref) / max(np.linalg.norm(ref), 1e-30)))
         return errors, (score(task, session.run, name) if task is not None else 0.0)

@@ -9,11 +9,14 @@ import numpy as np
 import onnx_ir as ir
 from numpy.typing import NDArray
 
-__all__ = ["DIGITAL_KEY", "LAYER_KEY", "SHARED_KEY", "LayerPlan", "analog_layers", "is_use", "node_plans",
-           "plan_mapping"]
+__all__ = ["DIGITAL_KEY", "LAYER_KEY", "OUT_GAIN_KEY", "SHARED_KEY", "LayerPlan", "analog_layers", "is_use",
+           "node_plans", "plan_mapping"]
 
 LAYER_KEY = "anacompile.layer"
 DIGITAL_KEY = "anacompile.digital_reason"
+OUT_GAIN_KEY = "out_gain"
+"""``LayerPlan.extra`` key of the layer's calibrated output gains per row tile, (n_tiles,) (output_range:
+calibrated; :class:`~anacompile.passes.calibrate_input_ranges.CalibrateOutputRangesPass`)."""
 SHARED_KEY = "tiles_of"
 """``LayerPlan.extra`` key of a *use* of another layer's tiles: the plan whose programmed weight it reads.
 

@@ -12,12 +12,13 @@ import numpy as np
 import onnx_ir as ir
 import onnxruntime as ort
 
-from anacompile.crossbar.periphery import InputRange, Periphery
-from anacompile.crossbar.reference import tile_input
+from anacompile.crossbar.periphery import InputRange, OutputRange, Periphery
+from anacompile.crossbar.reference import ABSMAX_EPS, tile_constants, tile_input
 from anacompile.errors import ConfigError, DataError
-from anacompile.passes._layer import analog_layers
+from anacompile.mapping import decode_pairs
+from anacompile.passes._layer import OUT_GAIN_KEY, SHARED_KEY, analog_layers, is_use, node_plans, plan_mapping
 
-__all__ = ["CalibrateInputRangesPass", "SetInputRangesPass"]
+__all__ = ["CalibrateInputRangesPass", "CalibrateOutputRangesPass", "SetInputRangesPass"]
 
 
 class SetInputRangesPass(ir.passes.InPlacePass):
@@ -59,52 +60,158 @@ class SetInputRangesPass(ir.passes.InPlacePass):
         return ir.passes.PassResult(model, modified=modified)
 
 
+MAX_CALIBRATION_VALUES = 1 << 22
+"""Most tile-input values kept per layer for the output-range calibration (a random subsample of the vectors
+beyond it; the input ranges' maximum is always exact)."""
+
+
 class CalibrateInputRangesPass(ir.passes.InPlacePass):
     """Run the (still digital) model on calibration inputs and record every analog layer's input range.
 
+    The feeds run one by one (a model with a fixed batch of 1 or variable shapes calibrates too); a layer
+    whose tiles several ops read (a shared weight) is calibrated over all of its uses' inputs. With
+    ``output_range: calibrated``, the layer's tile inputs (a seeded subsample of at most
+    :data:`MAX_CALIBRATION_VALUES` values) are kept for :class:`CalibrateOutputRangesPass`.
+
     Args:
-        periphery: the periphery; nothing is done unless ``input_range`` is ``static``.
-        feeds: model input name -> array of calibration samples.
+        periphery: the periphery; input ranges are set only if ``input_range`` is ``static``.
+        feeds: a list of feed dicts (model input name -> array), or one dict of batched arrays.
     """
 
-    def __init__(self, periphery: Periphery, feeds: dict[str, np.ndarray] | None) -> None:
+    def __init__(self, periphery: Periphery, feeds: list[dict[str, np.ndarray]] | dict[str, np.ndarray] | None
+                 ) -> None:
         super().__init__()
         self.periphery = periphery
-        self.feeds = feeds
+        self.feeds = [feeds] if isinstance(feeds, dict) else feeds
 
     def call(self, model: ir.Model) -> ir.passes.PassResult:
-        layers = [plan for _, plan in analog_layers(model) if plan.in_range is None]
-        if self.periphery.input_range is not InputRange.STATIC or not layers:
+        static = self.periphery.input_range is InputRange.STATIC
+        calibrated = self.periphery.output_range is OutputRange.CALIBRATED
+        layers = [plan for _, plan in analog_layers(model)
+                  if (static and plan.in_range is None) or (calibrated and OUT_GAIN_KEY not in plan.extra)]
+        if not layers or not (static or calibrated):
             return ir.passes.PassResult(model, modified=False)
         if self.feeds is None:
+            if calibrated:
+                raise ConfigError("Periphery output_range=calibrated needs calibration data (--calibration), or set "
+                                  "output_range=fixed.")
             for plan in layers:  # no data: a documented default of full scale 1.0
                 plan.in_range = np.ones((plan.n_tiles, 1, 1), np.float32)
             return ir.passes.PassResult(model, modified=True)
+        uses: dict[int, list[ir.Value]] = {id(plan): [plan.input] for plan in layers}
+        for node in model.graph:  # the inputs of every op that reads a calibrated layer's tiles
+            for plan in node_plans(node):
+                if is_use(plan) and id(plan.extra[SHARED_KEY]) in uses:
+                    uses[id(plan.extra[SHARED_KEY])].append(plan.input)
+        names = list(dict.fromkeys(v.name for vs in uses.values() for v in vs))
+        sess = self._session(model, names)
+        rng = np.random.default_rng(0)
+        peak = {id(plan): np.zeros(plan.n_tiles) for plan in layers}
+        kept: dict[int, list[np.ndarray]] = {id(plan): [] for plan in layers}
+        for feed in self.feeds:
+            try:
+                outs = dict(zip(names, sess.run(names, feed), strict=True))
+            except Exception as err:  # onnxruntime raises its own exception types
+                raise DataError(f"Calibration data could not be run through the model: {err}") from err
+            for plan in layers:
+                cap = max(1, MAX_CALIBRATION_VALUES // (plan.n_tiles * plan.tile_rows) // len(self.feeds))
+                for value in uses[id(plan)]:
+                    # ops that feed the tiles a transform of their input (Conv: patches) say how ("to_matrix")
+                    x = plan.extra.get("to_matrix", lambda a: a)(np.asarray(outs[value.name], np.float32))
+                    xt = tile_input(np.asarray(x, np.float32), plan.n_tiles, plan.tile_rows)  # (tiles, M, rows)
+                    if xt.shape[1]:
+                        peak[id(plan)] = np.maximum(peak[id(plan)], np.abs(xt).max(axis=(1, 2)))
+                    if xt.shape[1] > cap:
+                        xt = xt[:, np.sort(rng.choice(xt.shape[1], cap, replace=False))]
+                    kept[id(plan)].append(xt)
+        q = self.periphery.input_range_percentile
+        for plan in layers:
+            xt = np.concatenate(kept[id(plan)], axis=1)
+            if static and plan.in_range is None:
+                r = peak[id(plan)] if q >= 100 else np.percentile(np.abs(xt).reshape(plan.n_tiles, -1), q, axis=1)
+                plan.in_range = np.where(r > 0, r, 1.0).astype(np.float32).reshape(plan.n_tiles, 1, 1)
+            if calibrated:
+                plan.extra[CALIBRATION_KEY] = xt
+        return ir.passes.PassResult(model, modified=True)
+
+    @staticmethod
+    def _session(model: ir.Model, names: list[str]) -> ort.InferenceSession:
         proto = ir.serde.serialize_model(model)
         known = {o.name for o in proto.graph.output}
-        names = [plan.input.name for plan in layers]
         for name in names:
             if name not in known:
                 proto.graph.output.append(_value_info(name))
                 known.add(name)
         so = ort.SessionOptions()
+        so.log_severity_level = 3
         folders = {str(v.const_value.base_dir) for g in model.graphs() for v in g.initializers.values()
                    if isinstance(v.const_value, ir.ExternalTensor)}
         if len(folders) == 1:  # a source with external data: ORT reads it from there, not from memory
             so.add_session_config_entry("session.model_external_initializers_file_folder_path", folders.pop())
         try:
-            sess = ort.InferenceSession(proto.SerializeToString(), so, providers=["CPUExecutionProvider"])
-            outs = sess.run(names, self.feeds)
+            return ort.InferenceSession(proto.SerializeToString(), so, providers=["CPUExecutionProvider"])
         except Exception as err:  # onnxruntime raises its own exception types
             raise DataError(f"Calibration data could not be run through the model: {err}") from err
-        q = self.periphery.input_range_percentile
-        for plan, x in zip(layers, outs, strict=True):
-            # ops that feed the tiles a transform of their input (Conv: patches) say how, in extra["to_matrix"]
-            x = plan.extra.get("to_matrix", lambda a: a)(np.asarray(x, np.float32))
-            xt = np.abs(tile_input(np.asarray(x, np.float32), plan.n_tiles, plan.tile_rows))
-            r = np.percentile(xt.reshape(plan.n_tiles, -1), q, axis=1)
-            plan.in_range = np.where(r > 0, r, 1.0).astype(np.float32).reshape(plan.n_tiles, 1, 1)
-        return ir.passes.PassResult(model, modified=True)
+
+
+CALIBRATION_KEY = "calibration_tile_inputs"
+"""``LayerPlan.extra`` key of a layer's kept calibration tile inputs, (n_tiles, vectors, tile_rows)."""
+
+
+class CalibrateOutputRangesPass(ir.passes.InPlacePass):
+    """Per tile, the output gain g before the ADC that maps the tile's output distribution onto the ADC range.
+
+    As a chip is calibrated: the tile's outputs on the calibration data are computed in ADC codes from the
+    DAC codes the periphery would apply (static range, or abs-max per vector) and the layer's ideal
+    normalised weights (decoded from its programming plan, so the strategy's own representation counts),
+    z = q (d/D) w. With P the ``output_range_percentile`` of |z| over the tile's outputs (onnxruntime's
+    percentile calibration convention: symmetric, on |x|), g = code_bound / P, so P meets the ADC bound
+    (1 for a tile whose outputs are all zero). Runs after the mapping, before the chip is programmed.
+
+    Args:
+        device: device model (conductance range of the mapping).
+        mapping: the model's programming strategy (a layer's own strategy takes precedence).
+        periphery: the periphery; nothing is done unless ``output_range`` is ``calibrated``.
+    """
+
+    def __init__(self, device, mapping, periphery: Periphery) -> None:
+        super().__init__()
+        self.device, self.mapping, self.periphery = device, mapping, periphery
+
+    def call(self, model: ir.Model) -> ir.passes.PassResult:
+        if self.periphery.output_range is not OutputRange.CALIBRATED:
+            return ir.passes.PassResult(model, modified=False)
+        c = tile_constants(self.periphery)
+        p = self.periphery
+        modified = False
+        for _, plan in analog_layers(model):
+            xt = plan.extra.pop(CALIBRATION_KEY, None)
+            if xt is None or OUT_GAIN_KEY in plan.extra:
+                continue
+            mapping = plan_mapping(plan, self.mapping)
+            g_target = plan.g_target.numpy() if hasattr(plan.g_target, "numpy") else np.asarray(plan.g_target)
+            w = decode_pairs(g_target, mapping.significance,
+                             mapping.gain_us(self.device.g_min_us, self.device.g_max_us))
+            w = np.asarray(w, np.float32).reshape(plan.n_tiles, plan.tile_rows, plan.n_out) * np.float32(c.code_gain)
+            gains = np.ones(plan.n_tiles)
+            for t in range(plan.n_tiles):
+                x = xt[t]
+                if p.dac_bits is None:
+                    q = x
+                else:
+                    if p.input_range is InputRange.STATIC:
+                        scale = 1.0 / (float(plan.in_range.reshape(-1)[t]) * c.dac_step)
+                    else:
+                        scale = 1.0 / (np.maximum(np.abs(x).max(axis=1, keepdims=True), ABSMAX_EPS) * c.dac_step)
+                    q = np.round(np.clip(x * np.float32(scale), -c.dac_levels, c.dac_levels))
+                z = np.abs(q @ w[t])
+                if z.size:
+                    top = float(np.percentile(z, p.output_range_percentile))
+                    if top > 0:
+                        gains[t] = c.code_bound / top
+            plan.extra[OUT_GAIN_KEY] = gains.astype(np.float32)
+            modified = True
+        return ir.passes.PassResult(model, modified=modified)
 
 
 def _value_info(name: str):

@@ -71,6 +71,11 @@ def _plan_gemm(node: ir.Node, name: str) -> LayerPlan:
     c_value = node.inputs[2] if len(node.inputs) > 2 else None
     if c_value is not None:
         c = _const(c_value)
+        if c is not None:
+            try:
+                np.broadcast_shapes(c.shape, (1, w.shape[1]))
+            except ValueError:
+                raise _Digital(f"C of shape {list(c.shape)} does not broadcast to the {w.shape[1]} outputs") from None
         if c is not None and c.size in (1, w.shape[1]) and (c.ndim <= 1 or c.shape[0] == 1):
             bias = np.broadcast_to(c.reshape(-1).astype(np.float64) * beta, (w.shape[1],)).copy()
         else:
@@ -85,6 +90,8 @@ def _check_weight(node: ir.Node, plan: LayerPlan) -> None:
         return
     if w.size == 0:
         raise _Digital(f"weight of shape {list(w.shape)} has no elements")
+    if plan.bias is not None and w.ndim == 2 and np.size(plan.bias) != w.shape[1]:
+        raise _Digital(f"bias of {np.size(plan.bias)} values does not match the {w.shape[1]} outputs")
     consts = [v.name for v in node.inputs if v is not None and v.const_value is not None]
     for what, array in (("weight", w), ("bias", plan.bias)):
         if array is not None and np.issubdtype(np.asarray(array).dtype, np.floating) and not np.isfinite(array).all():

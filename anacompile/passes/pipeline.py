@@ -10,9 +10,9 @@ import onnx_ir as ir
 
 from anacompile import devices
 from anacompile.config import read_config_file
-from anacompile.crossbar.periphery import InputRange, Periphery, get_periphery
+from anacompile.crossbar.periphery import InputRange, OutputRange, Periphery, get_periphery
 from anacompile.errors import ConfigError
-from anacompile.feeds import load_feeds
+from anacompile.feeds import load_feeds, model_input_specs
 from anacompile.limits import check_index
 from anacompile.mapping import ConductanceMapping
 from anacompile.mapping.registry import get_mapping
@@ -20,7 +20,12 @@ from anacompile.model_io import ModelInput, model_label, read_model
 from anacompile.passes._tensor_store import TensorStore
 from anacompile.passes.add_analog_functions import AddAnalogFunctionsPass
 from anacompile.passes.apply_placement import ApplyPlacementPass, parse_placement
-from anacompile.passes.calibrate_input_ranges import CalibrateInputRangesPass, SetInputRangesPass
+from anacompile.passes.calibrate_input_ranges import (
+    CalibrateInputRangesPass,
+    CalibrateOutputRangesPass,
+    SetInputRangesPass,
+)
+from anacompile.passes.calibration_feeds import calibration_batches
 from anacompile.passes.compile_report import CountMacsPass, RecordLayerReportsPass, WriteCompileReportPass
 from anacompile.passes.conv import SplitGroupedConvsPass
 from anacompile.passes.deploy_form import DEPLOY, SIMULATION, TARGETS, MakeDeployFormPass
@@ -70,6 +75,7 @@ def analysis_pipeline(device, mapping: ConductanceMapping, periphery: Periphery,
         *([SetInputRangesPass(input_ranges, require_all=calibration_feeds is None)] if input_ranges else []),
         CalibrateInputRangesPass(periphery, calibration_feeds),
         MapConductancesPass(device, mapping, store=store),
+        CalibrateOutputRangesPass(device, mapping, periphery),
         ProgramChipPass(device, mapping, periphery.drift_compensation, seed=seed, chip=chip, method=programming,
                         store=store),
     ], early_stop=False)
@@ -153,20 +159,47 @@ def compile_settings(proto, device, periphery, periphery_overrides, strategy, ca
             peri = peri.replace(input_range=InputRange.ABSMAX.value)
             notes.append("no calibration data: static input ranges replaced by abs-max noise management "
                          "(pass --calibration to calibrate static ranges)")
-        elif isinstance(calibration, dict):
-            feeds = {k: np.asarray(v) for k, v in calibration.items()}
-        else:
+    peri, range_note = _output_range(peri, calibration)
+    notes.append(range_note)
+    if calibration is not None and (peri.input_range is InputRange.STATIC
+                                    or peri.output_range is OutputRange.CALIBRATED):
+        if isinstance(calibration, (str, os.PathLike)):
             if proto is None:
                 raise ConfigError(f"calibration={calibration!r}: give the model too (model=...) so that the data "
                                   "can be matched to its inputs, or pass the feeds as a dict.")
-            feeds, _ = load_feeds(calibration, proto, part="train", limit=CALIBRATION_SAMPLES)
+            calibration, _ = load_feeds(calibration, proto, part="train", limit=CALIBRATION_SAMPLES)
+        specs = model_input_specs(proto) if proto is not None else None
+        if specs is None:  # no model: the feeds' own names and dtypes
+            first = calibration if isinstance(calibration, dict) else None
+            if first is None:
+                calibration = list(iter(calibration.get_next, None)) if hasattr(calibration, "get_next") \
+                    else list(calibration)
+                first = calibration[0] if calibration else {}
+            specs = [(k, [None] * np.asarray(v).ndim, np.asarray(v).dtype.type) for k, v in first.items()]
+        feeds = calibration_batches(calibration, specs, CALIBRATION_SAMPLES)
     return dev, mapping, peri, feeds, ranges, notes
+
+
+def _output_range(peri: Periphery, calibration) -> tuple[Periphery, str]:
+    """The ADC ranges in force (``output_range``) and the report's note on them."""
+    if peri.output_range is OutputRange.CALIBRATED and peri.adc_bound is None:
+        return peri.replace(output_range=OutputRange.FIXED.value), (
+            "no ADC bound (adc_bound=none): output ranges are not calibrated, since nothing saturates")
+    if peri.output_range is OutputRange.CALIBRATED and calibration is None:
+        return peri.replace(output_range=OutputRange.FIXED.value), (
+            f"no calibration data: output ranges at the fixed ADC bound (adc_bound={peri.adc_bound}), since a "
+            "calibrated range needs the tiles' outputs on data; pass --calibration to calibrate them")
+    if peri.output_range is OutputRange.CALIBRATED:
+        return peri, (f"output ranges calibrated per tile: the {peri.output_range_percentile} percentile of |tile "
+                      "output| on the calibration data meets the ADC bound (output_range=calibrated)")
+    return peri, (f"output ranges fixed at the ADC bound adc_bound={peri.adc_bound} (output_range=fixed, "
+                  "Rasch et al. 2023)")
 
 
 def default_pipeline(
     *,
     device: str | os.PathLike[str] = "pcm",
-    periphery: str | os.PathLike[str] | Periphery = "standard",
+    periphery: str | os.PathLike[str] | Periphery = "calibrated",
     periphery_overrides: dict[str, Any] | list[str] | None = None,
     strategy: str | os.PathLike[str] = "single",
     calibration: str | os.PathLike[str] | dict[str, Any] | None = None,
@@ -207,7 +240,7 @@ def default_pipeline(
         model = ir.load("model.onnx")
         ir.passes.Sequential(
             common.RemoveUnusedNodesPass(),
-            anacompile.passes.default_pipeline(device="pcm", periphery="standard", calibration="digits", model=model),
+            anacompile.passes.default_pipeline(device="pcm", periphery="calibrated", calibration="digits", model=model),
             common.RemoveUnusedOpsetsPass(),
         )(model)
     """

@@ -22,10 +22,11 @@ import onnx_ir as ir
 from anacompile import contract
 from anacompile.contract import TILED
 from anacompile.crossbar.functions import analog_matmul_attributes, chip_weights_attributes
-from anacompile.crossbar.periphery import Periphery
+from anacompile.crossbar.periphery import OutputRange, Periphery
 from anacompile.crossbar.reference import ir_row_weights, layer_scales, tile_constants
 from anacompile.passes._layer import (
     LAYER_KEY,
+    OUT_GAIN_KEY,
     SHARED_KEY,
     LayerPlan,
     analog_layers,
@@ -160,12 +161,13 @@ class RewriteToAnalogOpsPass(ir.passes.InPlacePass):
                      t_inf: ir.Value) -> tuple[list[ir.Node], ir.Value]:
         if is_use(plan):  # a shared weight's later use: its own AnalogMatMul on the owner's programmed tiles
             owner = plan.extra[SHARED_KEY]
-            w_eff, scale, in_scale, ir_weight = self._chips[owner.name]
+            w_eff, scale, in_scale, ir_weight, gain = self._chips[owner.name]
             bias = plan.bias if plan.bias is not None else np.zeros(owner.n_out)
             mm_node = ir.node(
                 contract.ANALOG_MATMUL,
                 [x, w_eff, in_scale, scale,
-                 _initializer(graph, f"{plan.name}.{contract.BIAS}", bias.astype(np.float32)), ir_weight],
+                 _initializer(graph, f"{plan.name}.{contract.BIAS}", bias.astype(np.float32)), ir_weight,
+                 *_gain_inputs(gain)],
                 attributes=analog_matmul_attributes(
                     self.periphery, seed=_node_seed(self.seed, self.chip, (1 << 20) + self._n_uses)),
                 domain=contract.DOMAIN, name=plan.name, overload=TILED if owner.n_tiles > 1 else "",
@@ -191,7 +193,12 @@ class RewriteToAnalogOpsPass(ir.passes.InPlacePass):
         init(contract.G_TARGET, plan.g_target)
         init(contract.COL_SCALE, plan.col_scale)
         init(contract.IN_RANGE, _in_range(plan))
-        in_scale, out_scale = layer_scales(plan.col_scale, _in_range(plan), self.periphery)
+        out_gain = None
+        if self.periphery.output_range is OutputRange.CALIBRATED:  # per-tile gains before the ADC
+            out_gain = init(contract.OUT_GAIN,
+                            np.asarray(plan.extra[OUT_GAIN_KEY], np.float32).reshape(plan.n_tiles, 1, 1))
+        in_scale, out_scale = layer_scales(plan.col_scale, _in_range(plan), self.periphery,
+                                           None if out_gain is None else plan.extra[OUT_GAIN_KEY])
         chip_node = ir.node(
             contract.CHIP_WEIGHTS,
             [init(contract.G_PROG, plan.g_prog), init(contract.NU, plan.nu), t_inf,
@@ -207,12 +214,20 @@ class RewriteToAnalogOpsPass(ir.passes.InPlacePass):
         mm_node = ir.node(
             contract.ANALOG_MATMUL,
             [x, w_eff, init(contract.IN_SCALE, in_scale), scale, init(contract.BIAS, bias.astype(np.float32)),
-             init(contract.IR_WEIGHT, ir_row_weights(self.periphery.tile_rows)[: plan.tile_rows])],
+             init(contract.IR_WEIGHT, ir_row_weights(self.periphery.tile_rows)[: plan.tile_rows]),
+             *_gain_inputs(out_gain)],
             attributes=analog_matmul_attributes(self.periphery, seed=_node_seed(self.seed, self.chip, 2 * index + 1)),
             domain=contract.DOMAIN, name=L, overload=TILED if tiled else "",
         )
-        self._chips[L] = (w_eff, scale, mm_node.inputs[2], mm_node.inputs[5])
+        self._chips[L] = (w_eff, scale, mm_node.inputs[2], mm_node.inputs[5], out_gain)
         return [chip_node, mm_node], mm_node.outputs[0]
+
+
+def _gain_inputs(gain: ir.Value | None) -> list[ir.Value | None]:
+    """AnalogMatMul's inputs after ``ir_row_weight``: none, or (three empty noise inputs, ``L.out_gain``)."""
+    if gain is None:
+        return []
+    return [None] * (contract.OUT_GAIN_INPUT - 6) + [gain]
 
 
 def _in_range(plan) -> np.ndarray:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from anacompile.cli_output import JSON_HELP, check_json_target, json_to_stdout, write_json
@@ -155,7 +156,7 @@ def print_placement(result) -> None:
     table.add_column("loss alone analog")
     for name in result.ranking:
         where = "digital" if name in result.digital else result.layer_strategies.get(name, "single")
-        table.add_row(name, where, f"{result.layer_loss.get(name, float('nan')):.4f}")
+        table.add_row(escape(name), escape(where), f"{result.layer_loss.get(name, float('nan')):.4f}")
     verdict = "[green]meets[/]" if result.meets_budget else "[red]misses[/]"
     table.caption = (
         f"{result.analog_mac_share:.1%} of MACs and {result.analog_parameter_share:.1%} of weights analog, "
@@ -165,4 +166,4 @@ def print_placement(result) -> None:
     )
     out_console.print(table)
     for note in result.notes:
-        err_console.print(f"[yellow]note:[/] {note}")
+        err_console.print(f"[yellow]note:[/] {escape(note)}")

@@ -32,7 +32,7 @@ from anacompile.crossbar.functions import (
     build_analog_matmul_function,
     overload_name,
 )
-from anacompile.crossbar.periphery import Compensation, DriftCompensation, Periphery, get_periphery
+from anacompile.crossbar.periphery import Compensation, DriftCompensation, OutputRange, Periphery, get_periphery
 from anacompile.crossbar.reference import layer_scales, tile_constants
 from anacompile.errors import ConfigError, DataError, UnsupportedModelError
 from anacompile.graph_walk import walk_graphs
@@ -72,6 +72,7 @@ class ChipLayer:
     gain_us: float = 0.0  # its conductance gain
     digital: bool = False  # run digitally (switchable sessions, :meth:`AnalogSession.set_digital`)
     variants: dict = field(default_factory=dict)  # other strategies' plans and chip states (set_layer_strategy)
+    out_gain: NDArray[np.float32] | None = None  # output gains before the ADC (output_range: calibrated)
     weights: str = ""  # the layer whose programmed tiles it reads: its own name, or a shared weight's owner
 
     @property
@@ -85,16 +86,20 @@ class ChipLayer:
         return int(self.g_target.shape[-1])
 
     @property
+    def spec(self) -> contract.LayerSpec:
+        """The layer's geometry, from its programming plan (:class:`~anacompile.contract.LayerSpec`)."""
+        return contract.LayerSpec.from_plan_shape(self.name, self.index, self.g_target.shape)
+
+    @property
     def n_tiles(self) -> int:
         """Row tiles (a one-tile layer is stored without the tile axis)."""
-        return int(self.g_target.shape[2]) if self.g_target.ndim == 5 else 1
+        return self.spec.n_tiles
 
     @property
     def state_shapes(self) -> tuple[list[int], list[int]]:
         """Shapes of the fed effective weights and output scales."""
-        rows_n = list(self.g_target.shape[-2:])
-        lead = [self.n_tiles] if self.g_target.ndim == 5 else []
-        return lead + rows_n, lead + [1, rows_n[1]]
+        spec = self.spec
+        return list(spec.weight_shape), list(spec.scale_shape)
 
 
 class AnalogSession:
@@ -386,7 +391,7 @@ class AnalogSession:
             shapes = []
             for layer in self.layers:
                 lead = xs[layer.name].shape[:-1]
-                if layer.fed and layer.g_target.ndim == 5:  # tiled body: (n_tiles, vectors, N)
+                if layer.fed and layer.spec.tiled:  # tiled body: (n_tiles, vectors, N)
                     shapes.append(passes + (layer.n_tiles, int(np.prod(lead)), layer.n_out))
                 elif layer.fed:
                     shapes.append(passes + tuple(lead) + (layer.n_out,))
@@ -538,7 +543,19 @@ def _attach_scales(proto: onnx.ModelProto, layers: list[ChipLayer], periphery: P
     for layer in layers:
         layer.col_scale = _initializer_array(proto, f"{layer.weights}.{contract.COL_SCALE}")
         layer.in_range = _initializer_array(proto, f"{layer.weights}.{contract.IN_RANGE}")
-        layer.in_scale, layer.out_scale = layer_scales(layer.col_scale, layer.in_range, periphery)
+        if layer.col_scale.size != layer.n_tiles * layer.n_out or layer.in_range.size != layer.n_tiles or \
+                (layer.col_scale < 0).any() or (layer.in_range < 0).any():
+            raise UnsupportedModelError(
+                f"The compiled model's scales of layer {layer.name!r} ({contract.COL_SCALE} "
+                f"{list(layer.col_scale.shape)}, {contract.IN_RANGE} {list(layer.in_range.shape)}) do not fit its "
+                f"{layer.n_tiles} tile(s) of {layer.n_out} columns; the file is corrupt: recompile the source model.")
+        layer.out_gain = None
+        if periphery.output_range is OutputRange.CALIBRATED:
+            if not any(t.name == f"{layer.weights}.{contract.OUT_GAIN}" for t in proto.graph.initializer):
+                raise ConfigError(f"Layer {layer.name!r} has no calibrated output range: the model was compiled with "
+                                  "fixed output ranges; recompile it with --calibration (output_range=calibrated).")
+            layer.out_gain = _initializer_array(proto, f"{layer.weights}.{contract.OUT_GAIN}")
+        layer.in_scale, layer.out_scale = layer_scales(layer.col_scale, layer.in_range, periphery, layer.out_gain)
 
 
 def _apply_periphery(m: onnx.ModelProto, layers: list[ChipLayer], periphery: Periphery) -> None:
@@ -556,11 +573,24 @@ def _apply_periphery(m: onnx.ModelProto, layers: list[ChipLayer], periphery: Per
             t.CopyFrom(onnx.numpy_helper.from_array(by_name[layer_name].in_scale, t.name))
 
 
-def _step_noise_offsets(node: onnx.NodeProto, iteration: str, layer: ChipLayer) -> list[onnx.NodeProto]:
+def _graphs_with_iteration(graph: onnx.GraphProto, iteration: str | None = None):
+    """The graph and its subgraphs, each with the iteration-number input of its innermost enclosing Loop
+    body (None outside Loops). The compiler puts recurrent layers in Loop bodies only, never in Scan."""
+    yield graph, iteration
+    for node in graph.node:
+        for attr in node.attribute:
+            for sub in [attr.g] if attr.type == onnx.AttributeProto.GRAPH else attr.graphs:
+                is_loop = node.op_type == "Loop" and node.domain in ("", "ai.onnx")
+                yield from _graphs_with_iteration(sub, sub.input[0].name if is_loop else iteration)
+
+
+def _step_noise_offsets(node: onnx.NodeProto, iteration: str, layer: ChipLayer, passes: int = 1
+                        ) -> list[onnx.NodeProto]:
     """Nodes giving an AnalogMatMul in a Loop body its own slice of the noise bank at every iteration i.
 
     Step i reads ``bank[s_i : s_i + step]`` with s_i = (noise_start + i * step) mod (len(bank) - step + 1) and
-    step = n_tiles * N * (vectors of one step). The session reserves noise_end - noise_start = T * step for
+    step = passes * n_tiles * N * (vectors of one step), ``passes`` the MVMs per vector (iterative bound
+    management: 1 + bm_max_halvings). The session reserves noise_end - noise_start = T * step for
     the layer (``layer.input`` counts the vectors of all T steps), so within a run the steps' slices are
     disjoint and every step gets fresh noise; the modulo only keeps a slice inside the bank. The node's
     inputs 6..8 are set to (bank, s_i, s_i + step).
@@ -574,7 +604,7 @@ def _step_noise_offsets(node: onnx.NodeProto, iteration: str, layer: ChipLayer) 
         return make("Constant", [], out, value=onnx.helper.make_tensor(p + out, i64, [1], [value]))
 
     nodes = [
-        const("zero", 0), const("last", -1), const("one", 1), const("cols", layer.n_tiles * layer.n_out),
+        const("zero", 0), const("last", -1), const("one", 1), const("cols", passes * layer.n_tiles * layer.n_out),
         make("Shape", [node.input[0]], "x_shape"),
         make("Slice", [p + "x_shape", p + "zero", p + "last"], "lead"),
         make("ReduceProd", [p + "lead"], "vectors", keepdims=1),
@@ -628,8 +658,9 @@ def _extract_layers(proto: onnx.ModelProto) -> list[ChipLayer]:
         raise UnsupportedModelError("The model has no AnalogMatMul node: compile it with `anacompile compile` first.")
     for layer in layers:
         g, n = layer.g_target, layer.g_target.shape[-1] if layer.g_target.ndim else 0
-        if g.ndim not in (4, 5) or g.shape[1] != 2 or (g < 0).any() or layer.out_scale.size not in (
-                n, n * (g.shape[2] if g.ndim == 5 else 1)):
+        ranks = (contract.PLAN_RANK_ONE_TILE, contract.PLAN_RANK_TILED)
+        if g.ndim not in ranks or g.shape[1] != 2 or (g < 0).any() or layer.out_scale.size not in (
+                n, n * (g.shape[2] if g.ndim == contract.PLAN_RANK_TILED else 1)):
             raise UnsupportedModelError(
                 f"The compiled model's conductances of layer {layer.name!r} ({layer.name}.{contract.G_TARGET}, shape "
                 f"{list(g.shape)}; {layer.name}.{contract.OUT_SCALE}, shape {list(layer.out_scale.shape)}) are "
@@ -655,13 +686,16 @@ def _strip_chip_stage(proto: onnx.ModelProto, layers: list[ChipLayer], periphery
         new_nodes = []
         for node in graph.node:
             if node.domain == contract.DOMAIN and node.op_type == contract.ANALOG_MATMUL:
+                gain = node.input[contract.OUT_GAIN_INPUT] if len(node.input) > contract.OUT_GAIN_INPUT else ""
                 del node.input[6:]
                 if iteration is None:  # one MVM per run: the session feeds its noise tensor as is
                     node.input.append(f"{node.name}.{contract.NOISE}")
                     node.overload = overload_name(node.overload == TILED, NoiseSource.FED)
                     by_name[node.name].fed = True
                 else:  # in a Loop body: a new slice at every iteration, so time steps get fresh noise
-                    new_nodes += _step_noise_offsets(node, iteration, by_name[node.name])
+                    new_nodes += _step_noise_offsets(node, iteration, by_name[node.name], periphery.bm_passes)
+                if gain:  # calibrated output range: the tiles' gains stay the last input
+                    node.input.extend([""] * (contract.OUT_GAIN_INPUT - len(node.input)) + [gain])
             new_nodes.append(node)
         if len(new_nodes) > len(graph.node):
             del graph.node[:]

@@ -8,7 +8,8 @@ import onnxruntime as ort
 from onnx import TensorProto, helper
 
 from anacompile import ops
-from anacompile.crossbar.periphery import DriftCompensation, Periphery
+from anacompile.contract import OUT_GAIN_INPUT
+from anacompile.crossbar.periphery import DriftCompensation, OutputRange, Periphery
 from anacompile.runtime.functions import (
     MATMUL_INPUTS,
     TILED,
@@ -24,17 +25,19 @@ OPSET = 17
 def matmul_session(periphery: Periphery, seed: int = 1, noise: NoiseSource = NoiseSource.BANK,
                    tiled: bool = False) -> ort.InferenceSession:
     """A model whose graph is one AnalogMatMul node (plain or ``tiled`` body); every input is a graph input."""
-    names = list(MATMUL_INPUTS) if noise is NoiseSource.BANK else list(MATMUL_INPUTS[:6])
+    names = list(MATMUL_INPUTS[:9]) if noise is NoiseSource.BANK else list(MATMUL_INPUTS[:6])
+    if periphery.output_range is OutputRange.CALIBRATED:  # the tiles' gains: the last input
+        names += [""] * (OUT_GAIN_INPUT - len(names)) + ["out_gain"]
     node = helper.make_node(ops.ANALOG_MATMUL, names, ["Y"], domain=ops.DOMAIN,
                             **analog_matmul_attributes(periphery, seed))
     if tiled:
         node.overload = TILED
     r = 3 if tiled else 2
     ranks = {"X": 2, "W": r, "in_scale": r, "scale": r, "bias": 1, "noise_bank": 1, "ir_row_weight": 2,
-             "noise_start": 1, "noise_end": 1}
+             "noise_start": 1, "noise_end": 1, "out_gain": r}
     int_inputs = ("noise_start", "noise_end")
     inputs = [helper.make_tensor_value_info(n, TensorProto.INT64 if n in int_inputs else TensorProto.FLOAT,
-                                            [f"{n}_{i}" for i in range(ranks[n])]) for n in names]
+                                            [f"{n}_{i}" for i in range(ranks[n])]) for n in names if n]
     graph = helper.make_graph([node], "g", inputs, [helper.make_tensor_value_info("Y", TensorProto.FLOAT, ["B", "N"])])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET),
                                                     helper.make_opsetid(ops.DOMAIN, 1)],

@@ -75,4 +75,4 @@ def test_workers_give_identical_results(compiled_mlp, tmp_path):
     two = evaluate(compiled_mlp, times="1s,1y", chips=4, workers=2, csv_path=tmp_path / "rows.csv")
     assert one.accuracy == two.accuracy
     rows = (tmp_path / "rows.csv").read_text().strip().splitlines()
-    assert rows[0] == "chip,time_s,compensation,accuracy" and len(rows) == 1 + 4 * 2
+    assert rows[0] == "chip,time_s,compensation,accuracy,run" and len(rows) == 1 + 4 * 2

@@ -8,6 +8,7 @@ import pytest
 from anacompile.errors import ConfigError, DataError
 from anacompile.evaluate.monte_carlo import evaluate
 from anacompile.evaluate.times import format_time, parse_times
+from tests._support import stats as st
 
 TIMES = "1s,1h,1d,1y"
 
@@ -36,6 +37,13 @@ def test_same_seed_gives_identical_results(compiled_mlp):
     a.pop("model"), b.pop("model"), c.pop("model")
     assert a == b
     assert a["accuracy"] != c["accuracy"]
+    # another seed: other chips of the same distribution, so the means agree within their standard error
+    acc_a, acc_c = np.array(a["accuracy"]), np.array(c["accuracy"])
+    diff = acc_a.mean(axis=0) - acc_c.mean(axis=0)
+    se = np.sqrt((acc_a.var(axis=0, ddof=1) + acc_c.var(axis=0, ddof=1)) / acc_a.shape[0])
+    for d, s in zip(diff, se, strict=True):
+        st.assert_matches(st.Estimate(float(d), max(float(s), 1e-3), "seed 7 - seed 8 mean accuracy"), 0.0,
+                          detect=None)  # 3 chips: no power for 5 %; the check is that seeds are one distribution
 
 
 def test_chips_differ_and_spread_is_reported(compiled_mlp):
