@@ -67,7 +67,7 @@ def main() -> None:
     args = ap.parse_args()
     d = np.load(args.data)
     images, labels = d["image"], d["labels"]
-    cal, test_x, test_y = images[: args.calibration], images[args.calibration:], labels[args.calibration:]
+    cal, test_x, test_y = images[: args.calibration], images[args.calibration :], labels[args.calibration :]
     metric = string_accuracy(test_x, test_y)
     fp = ort.InferenceSession(str(crnn_path()), providers=["CPUExecutionProvider"])
     print(f"FP32 string accuracy: {metric(lambda f: fp.run(None, f)):.3f} on {len(test_y)} images", flush=True)
@@ -76,10 +76,14 @@ def main() -> None:
         for periphery in args.periphery.split(","):
             out = Path(tmp) / f"{periphery}.onnx"
             t0 = time.perf_counter()
-            report = compile_model(crnn_path(), out, periphery=periphery,
-                                   calibration=[{"image": x[None].astype(np.float32)} for x in cal])
-            print(f"{periphery}: compiled in {time.perf_counter() - t0:.1f} s; {report.totals['weights_mapped']} "
-                  f"weights on {report.totals['tiles']} tiles; {report.notes[1]}", flush=True)
+            report = compile_model(
+                crnn_path(), out, periphery=periphery, calibration=[{"image": x[None].astype(np.float32)} for x in cal]
+            )
+            print(
+                f"{periphery}: compiled in {time.perf_counter() - t0:.1f} s; {report.totals['weights_mapped']} "
+                f"weights on {report.totals['tiles']} tiles; {report.notes[1]}",
+                flush=True,
+            )
             sess = AnalogSession(out, chip_seed=None)
             for t in times:
                 accs = []

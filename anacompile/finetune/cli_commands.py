@@ -38,7 +38,7 @@ def finetune_command(
     batch_size: Annotated[int, typer.Option("--batch-size", help="Samples per step.")] = 64,
     patience: Annotated[
         int, typer.Option("--patience", help="Epochs without improvement before stopping (0: never).")
-    ] = 5,
+    ] = 10,
     eta: Annotated[float, typer.Option("--eta", help="Weight-noise std relative to max|W|.")] = 0.06,
     noise_scope: Annotated[str, typer.Option("--noise-scope", help="max|W| per column or per tensor.")] = "column",
     clip_a: Annotated[float, typer.Option("--clip-a", help="Clip weights to +-a std(W) (0: off).")] = 2.5,

@@ -15,7 +15,8 @@ Defaults and why:
   batch 64: the models/ HWA recipe (:data:`~anacompile.finetune.hwa.HWA_ETA`, reference values of Joshi et al.
   2020 and the aihwkit tutorials).
 * ``epochs = 30`` with early stopping on the distillation loss of a held-out tenth of the calibration inputs
-  (patience 5, fixed noise draws so that epochs compare on equal noise): the models/ HWA phases ran 20-50.
+  (patience 10, a third of the schedule; fixed noise draws so that epochs compare on equal noise): the models/
+  HWA phases ran 20-50.
 * loss: mean squared error between the student's and the teacher's logits (the inputs of a final
   Softmax/LogSoftmax when the model ends in one), divided by the teacher's variance -- logit matching, the
   high-temperature limit of Hinton et al.'s distillation, which needs no knowledge of what an output means;
@@ -78,7 +79,7 @@ class FinetuneConfig:
     epochs: int = 30
     lr: float = 1e-3
     batch_size: int = 64
-    patience: int = 5
+    patience: int = 10
     val_fraction: float = 0.1
     eta: float = HWA_ETA
     noise_scope: str = "column"

@@ -27,8 +27,9 @@ BATCH = 64
 """Samples per run when a dict of batched arrays is cut into batches (a batch axis that is not fixed)."""
 
 
-def calibration_batches(data, input_specs: list[tuple[str, list[int | None], type]], limit: int,
-                        what: str = "calibration data") -> list[dict[str, np.ndarray]]:
+def calibration_batches(
+    data, input_specs: list[tuple[str, list[int | None], type]], limit: int, what: str = "calibration data"
+) -> list[dict[str, np.ndarray]]:
     """The calibration runs: a list of feed dicts (model input name -> array), at most ``limit`` samples.
 
     Args:
@@ -48,8 +49,10 @@ def calibration_batches(data, input_specs: list[tuple[str, list[int | None], typ
     elif isinstance(data, Iterable) and not isinstance(data, (str, bytes)):
         feeds_iter = iter(data)
     else:
-        raise DataError(f"{what}: expected a built-in set name, an .npz file, a dict of arrays, an iterable of feed "
-                        f"dicts or an object with get_next(); got {type(data).__name__}.")
+        raise DataError(
+            f"{what}: expected a built-in set name, an .npz file, a dict of arrays, an iterable of feed "
+            f"dicts or an object with get_next(); got {type(data).__name__}."
+        )
     feeds, samples = [], 0
     for i, feed in enumerate(feeds_iter):
         if not isinstance(feed, Mapping):
@@ -87,5 +90,6 @@ def _cut(arrays: dict[str, np.ndarray], input_specs, limit: int, what: str) -> l
     n = min(n, limit)
     fixed = [dims[0] for _, dims, _ in input_specs if dims and dims[0] is not None]
     step = int(fixed[0]) if fixed else BATCH
-    return [{k: a[i:i + step] for k, a in arrays.items()} for i in range(0, n - step + 1 if fixed else n, step)] \
-        or [{k: a[:step] for k, a in arrays.items()}]
+    return [{k: a[i : i + step] for k, a in arrays.items()} for i in range(0, n - step + 1 if fixed else n, step)] or [
+        {k: a[:step] for k, a in arrays.items()}
+    ]

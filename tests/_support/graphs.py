@@ -97,15 +97,18 @@ def function_feeds(inputs: dict[str, np.ndarray], periphery: Periphery, start: i
     """The AnalogMatMul feeds of :func:`layer_inputs`' physical quantities (as the compiler stores them)."""
     from anacompile.crossbar.reference import layer_scales, tile_constants
 
-    in_scale, out_scale = layer_scales(inputs["col_scale"], inputs["in_range"], periphery)
+    gain = inputs.get("out_gain")  # the tiles' gains (output_range: calibrated), (n_tiles, 1, 1)
+    in_scale, out_scale = layer_scales(inputs["col_scale"], inputs["in_range"], periphery, gain)
     n_tiles, _, n = inputs["W"].shape
     size = periphery.bm_passes * n_tiles * int(np.prod(inputs["X"].shape[:-1])) * n
     code_gain = np.float32(tile_constants(periphery)["code_gain"])
     feeds = {"X": inputs["X"], "W": inputs["W"] * code_gain, "in_scale": in_scale, "scale": out_scale * inputs["alpha"],
              "bias": inputs["bias"], "ir_row_weight": inputs["ir_row_weight"], "noise_bank": inputs["noise_bank"],
              "noise_start": np.array([start], np.int64), "noise_end": np.array([start + size], np.int64)}
+    if gain is not None:
+        feeds["out_gain"] = np.asarray(gain, np.float32).reshape(n_tiles, 1, 1)
     if n_tiles == 1:  # one-tile layers are stored without the tile axis
-        for key in ("W", "in_scale", "scale"):
+        for key in ("W", "in_scale", "scale", *(("out_gain",) if gain is not None else ())):
             feeds[key] = feeds[key][0]
     return feeds
 

@@ -1,0 +1,154 @@
+"""Shared weights share tiles; calibrated ADC output ranges; calibration data in every accepted form."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto as T
+from onnx import helper
+from onnx import numpy_helper as nh
+
+from anacompile.compiler import compile_model
+from anacompile.crossbar.periphery import PERIPHERY_PRESETS
+from anacompile.crossbar.reference import analog_matmul_reference
+from anacompile.runtime.session import AnalogSession
+from tests._support.devices import NOISELESS_DEVICE
+from tests._support.graphs import layer_inputs, run_layer
+
+RNG = np.random.default_rng(3)
+W = RNG.standard_normal((16, 8)).astype(np.float32)
+
+
+def _shared_model(path):
+    g = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["x", "W"], ["a"], name="m1"),
+            helper.make_node("Gemm", ["x2", "W", "b"], ["c"], name="m2"),
+            helper.make_node("MatMul", ["x", "W"], ["d"], name="m3"),
+        ],
+        "g",
+        [
+            helper.make_tensor_value_info("x", T.FLOAT, ["N", 16]),
+            helper.make_tensor_value_info("x2", T.FLOAT, ["N", 16]),
+        ],
+        [helper.make_tensor_value_info(n, T.FLOAT, ["N", 8]) for n in "acd"],
+        [nh.from_array(W, "W"), nh.from_array(np.ones(8, np.float32), "b")],
+    )
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), path)
+
+
+def test_two_uses_of_one_weight_read_the_same_programmed_chip(tmp_path):
+    """Programming noise and drift on, output and read noise off: equal inputs give equal outputs at any t."""
+    src, out = tmp_path / "s.onnx", tmp_path / "s.analog.onnx"
+    _shared_model(src)
+    report = compile_model(src, out, periphery_overrides=["out_noise=0", "read_noise=0"])
+    assert [(layer.name, layer.uses) for layer in report.layers] == [("m1", ["m1", "m2", "m3"])]
+    assert report.totals["weights_mapped"] == W.size and report.totals["tiles"] == 1
+    x = RNG.standard_normal((4, 16)).astype(np.float32)
+    s = AnalogSession(out, chip_seed=1, t_inference=3600)
+    a, c, d = s.run({"x": x, "x2": x})
+    np.testing.assert_array_equal(a, d)
+    np.testing.assert_allclose(c, a + 1.0, rtol=0, atol=1e-6)
+    assert np.abs(a - x @ W).max() > 1e-3  # a programmed (noisy, drifted) chip, not the FP32 weight
+    rep = compile_model(
+        src, tmp_path / "r.onnx", shared_weights="replicate", periphery_overrides=["out_noise=0", "read_noise=0"]
+    )
+    assert len(rep.layers) == 3 and rep.totals["tiles"] == 3
+    s2 = AnalogSession(tmp_path / "r.onnx", chip_seed=1, t_inference=3600)
+    a2, _, d2 = s2.run({"x": x, "x2": x})
+    assert np.abs(a2 - d2).max() > 1e-4  # replicas: independently programmed copies
+
+
+@pytest.mark.parametrize("tiles", [(64, 32, 512), (100, 10, 32)])
+@pytest.mark.parametrize("input_range", ["static", "absmax"])
+def test_calibrated_output_gain_in_ort_equals_numpy(tiles, input_range):
+    """The gain before the ADC (calibrated output range): ORT body == numpy reference with noise off."""
+    k, n, rows = tiles
+    p = PERIPHERY_PRESETS["calibrated"].replace(tile_rows=rows, input_range=input_range, read_noise=0.0, out_noise=0.0)
+    inputs = layer_inputs(np.random.default_rng(k), 64, k, n, rows, p.tile_rows)
+    n_tiles = inputs["W"].shape[0]
+    gain = np.linspace(0.5, 3.0, n_tiles).astype(np.float32)
+    inputs["out_gain"] = gain.reshape(n_tiles, 1, 1)
+    y_ort = run_layer(p, inputs)
+    y_ref = analog_matmul_reference(
+        inputs["X"],
+        inputs["W"],
+        inputs["col_scale"],
+        inputs["in_range"],
+        inputs["alpha"],
+        inputs["bias"],
+        p,
+        None,
+        inputs["out_gain"],
+    )
+    y_fixed = analog_matmul_reference(
+        inputs["X"],
+        inputs["W"],
+        inputs["col_scale"],
+        inputs["in_range"],
+        inputs["alpha"],
+        inputs["bias"],
+        p,
+        None,
+        None,
+    )
+    diff = np.abs(y_ort - y_ref)
+    assert np.mean(diff > 1e-5 * (1 + np.abs(y_ref))) <= 0.005
+    assert np.abs(y_ref - y_fixed).max() > 10 * diff.max()  # the gain matters: a gain-less body would fail
+
+
+def test_calibration_forms_agree_and_calibrated_ranges_avoid_saturation(tmp_path):
+    """An iterable of batch-1 feeds, a get_next() reader and a dict of batched arrays calibrate alike; a
+    calibrated range maps the outputs' 99.999th percentile to the ADC bound, so nothing saturates."""
+    w = np.abs(RNG.standard_normal((64, 16))).astype(np.float32)  # positive: 64 inputs sum beyond the bound 10
+    g = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["y"], name="fc")],
+        "g",
+        [helper.make_tensor_value_info("x", T.FLOAT, [1, 64])],
+        [helper.make_tensor_value_info("y", T.FLOAT, [1, 16])],
+        [nh.from_array(w, "W")],
+    )
+    src = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), src)
+    device = tmp_path / "d.yaml"
+    device.write_text(NOISELESS_DEVICE)
+    xs = RNG.uniform(0, 1, (24, 1, 64)).astype(np.float32)
+
+    class Reader:  # onnxruntime.quantization.CalibrationDataReader's protocol
+        def __init__(self):
+            self.it = iter([{"x": x} for x in xs])
+
+        def get_next(self):
+            return next(self.it, None)
+
+    gains = []
+    for i, data in enumerate([[{"x": x} for x in xs], Reader(), {"x": xs.reshape(24, 64)}]):
+        out = tmp_path / f"o{i}.onnx"
+        report = compile_model(
+            src, out, device=device, calibration=data, periphery_overrides=["out_noise=0", "read_noise=0"]
+        )
+        assert any("output ranges calibrated" in note for note in report.notes)
+        gains.append(
+            onnx.numpy_helper.to_array(
+                next(t for t in onnx.load(str(out)).graph.initializer if t.name == "fc.out_gain")
+            )
+        )
+    np.testing.assert_array_equal(gains[0], gains[1])
+    np.testing.assert_array_equal(gains[0], gains[2])
+    assert float(gains[0].reshape(-1)[0]) < 1.0  # these outputs need a smaller gain than the fixed bound's
+    s_cal = AnalogSession(tmp_path / "o0.onnx", chip_seed=0)
+    fixed = compile_model(
+        src,
+        tmp_path / "f.onnx",
+        device=device,
+        calibration=[{"x": x} for x in xs],
+        periphery="standard",
+        periphery_overrides=["out_noise=0", "read_noise=0"],
+    )
+    assert any("output_range=fixed" in note for note in fixed.notes)
+    s_fix = AnalogSession(tmp_path / "f.onnx", chip_seed=0)
+    ref = np.concatenate([x @ w for x in xs])
+    err_cal = np.abs(np.concatenate([s_cal.run({"x": x})[0] for x in xs]) - ref).max() / np.abs(ref).max()
+    err_fix = np.abs(np.concatenate([s_fix.run({"x": x})[0] for x in xs]) - ref).max() / np.abs(ref).max()
+    assert err_cal < 0.03 < err_fix  # the fixed bound clips; the calibrated range only quantises
