@@ -370,6 +370,13 @@ def check_source(
                 f"{p}: node {node.name or node.op_type!r} ({where}) has attribute(s) {twice} more than "
                 "once; fix the model."
             )
+        if node.domain in ("", "ai.onnx") and node.op_type in ("LSTM", "GRU", "RNN"):
+            hidden = next((a.i for a in node.attribute if a.name == "hidden_size"), None)
+            if hidden is not None and hidden < 1:
+                raise ModelLoadError(
+                    f"{p}: {node.op_type} node {node.name!r} ({where}) has hidden_size={hidden}; it "
+                    "must be >= 1: fix the model."
+                )
         if node.domain in ("", "ai.onnx") and node.op_type in ("Conv", "ConvTranspose"):
             group = next((a.i for a in node.attribute if a.name == "group"), 1)
             if group < 1:

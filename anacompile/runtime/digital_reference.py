@@ -7,6 +7,7 @@ import onnx
 
 from anacompile import contract, devices
 from anacompile.contract import read_report
+from anacompile.errors import UnsupportedModelError
 from anacompile.graph_walk import all_nodes, node_subgraphs
 from anacompile.mapping import decode_pairs
 from anacompile.mapping.registry import mapping_from_dict
@@ -53,6 +54,10 @@ def digital_reference_model(proto: onnx.ModelProto) -> onnx.ModelProto:
                 continue
             if node.domain == contract.DOMAIN and node.op_type == contract.ANALOG_MATMUL:
                 name, weights = node.name, weights_layer(node)  # a shared weight's uses read one matrix
+                shape = shapes.get(weights)
+                if not (isinstance(shape, list) and len(shape) == 2 and all(isinstance(d, int) for d in shape)):
+                    raise UnsupportedModelError(f"The compiled model's report does not describe analog layer "
+                                                f"{weights!r}; the file is corrupt: recompile the source model.")
                 if weights not in decoded:
                     g_t = onnx.numpy_helper.to_array(inits[f"{weights}.{contract.G_TARGET}"])
                     gamma = onnx.numpy_helper.to_array(inits[f"{weights}.{contract.COL_SCALE}"])
