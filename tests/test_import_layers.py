@@ -32,6 +32,7 @@ LAYER_OF_PREFIX = {
     "anacompile.cli_progress": "api",
     "anacompile.deploy_commands": "api",  # Typer commands of the deployment tools
     "anacompile.tile_export": "tools",
+    "anacompile.olive_pass": "tools",  # the Olive pass (extra olive)
     "anacompile._version": "base",
     "anacompile.errors": "base",
     "anacompile.config": "base",  # the one loader of presets, files and overrides

@@ -144,3 +144,13 @@ def test_sensitivity_and_placement_in_memory(tmp_path, mlp_hwa):
     )
     assert isinstance(compiled, ir.Model) and report.placement.meets_budget and report.output == ""
     assert list(tmp_path.iterdir()) == []
+
+
+def test_cost_in_memory_equals_by_path(compiled_mlp):
+    from anacompile.cost.model import estimate_cost
+
+    by_path = estimate_cost(compiled_mlp)
+    in_memory = estimate_cost(onnx.load(str(compiled_mlp)))
+    assert "in-memory" in in_memory.model
+    in_memory.model = in_memory.counts.model = by_path.model
+    assert in_memory == by_path

@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from anacompile.cost.counts import LayerCounts, ModelCounts, count_operations
 from anacompile.cost.params import CostParameters, get
+from anacompile.model_io import ModelInput, is_in_memory, model_file, model_label
 
 __all__ = ["CostReport", "LayerCost", "Term", "estimate", "estimate_cost"]
 
@@ -206,7 +207,7 @@ def estimate(counts: ModelCounts, params: CostParameters) -> CostReport:
 
 
 def estimate_cost(
-    model: str | os.PathLike[str],
+    model: ModelInput,
     params: str | os.PathLike[str] | CostParameters = "ibm64core",
     dims: dict[str, int] | None = None,
     default_dim: int = 128,
@@ -215,7 +216,7 @@ def estimate_cost(
     """The cost of one inference (batch 1) of the compiled ``model`` on the chip described by ``params``.
 
     Args:
-        model: a compiled model.
+        model: a compiled model: a path, an ``onnx.ModelProto`` or an ``onnx_ir.Model``.
         params: a cost preset (``ibm64core``, ``isaac``), a parameter file, or :class:`CostParameters`.
         dims: symbolic input dimensions -> size (e.g. ``{"sequence": 64}``).
         default_dim: size of any other symbolic dimension (the batch is 1).
@@ -224,6 +225,13 @@ def estimate_cost(
     Raises:
         ConfigError: bad parameters; ModelLoadError: not a compiled model.
     """
+    if is_in_memory(model):  # the counts read the model by path
+        with model_file(model, "model.analog.onnx") as path:
+            report = estimate_cost(path, params, dims, default_dim, overrides)
+        report.model = report.counts.model = model_label(model)
+        return report
     p = get(params, overrides)
-    counts = count_operations(model, p.pairs_per_cell, p.input_cycles, dims, default_dim)
+    counts = count_operations(
+        cast("str | os.PathLike[str]", model), p.pairs_per_cell, p.input_cycles, dims, default_dim
+    )
     return estimate(counts, p)

@@ -240,7 +240,7 @@ def default_pipeline(
         model = ir.load("model.onnx")
         ir.passes.Sequential(
             common.RemoveUnusedNodesPass(),
-            anacompile.passes.default_pipeline(device="pcm", periphery="standard", calibration="digits", model=model),
+            anacompile.passes.default_pipeline(device="pcm", periphery="calibrated", calibration="digits", model=model),
             common.RemoveUnusedOpsetsPass(),
         )(model)
     """
