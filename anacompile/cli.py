@@ -27,49 +27,100 @@ from anacompile.errors import AnacompileError
 
 __all__ = ["app", "main"]
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Compile ONNX networks for analog in-memory-computing crossbars and evaluate them over time.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Compile ONNX networks for analog in-memory-computing crossbars and evaluate them over time.",
+)
 err_console = Console(stderr=True)
 out_console = Console()
 _STATE = {"verbose": False}
-METRIC_HELP = ("Metric, higher is better: accuracy (needs labels), agreement / cosine / nmse (negative NMSE) against "
-               "the FP32 model's outputs, or FILE.py:FUNCTION, a function metric(run) -> float where run(feeds) "
-               "returns the model's outputs (default: accuracy with labels, else agreement).")
+METRIC_HELP = (
+    "Metric, higher is better: accuracy (needs labels), agreement / cosine / nmse (negative NMSE) against "
+    "the FP32 model's outputs, or FILE.py:FUNCTION, a function metric(run) -> float where run(feeds) "
+    "returns the model's outputs (default: accuracy with labels, else agreement)."
+)
 
 
 @app.callback()
 def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Show tracebacks and debug logs.")) -> None:
     _STATE["verbose"] = verbose
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, stream=sys.stderr,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        stream=sys.stderr,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
 
 
 @app.command("compile")
 def compile_cmd(
     model: Path = typer.Argument(..., help="Source ONNX model."),
-    output: Path | None = typer.Option(None, "-o", "--output", help="Output (default: MODEL.analog.onnx beside MODEL)."),
-    device: str = typer.Option("pcm", "--device", "-d", help="Device preset (see `anacompile devices`) or device file."),
-    periphery: str = typer.Option("calibrated", "--periphery", help="Periphery preset (calibrated: standard with ADC ranges calibrated on --calibration data; standard: Rasch et al. 2023, fixed ADC bound; ideal) or YAML/JSON file."),
+    output: Path | None = typer.Option(
+        None, "-o", "--output", help="Output (default: MODEL.analog.onnx beside MODEL)."
+    ),
+    device: str = typer.Option(
+        "pcm", "--device", "-d", help="Device preset (see `anacompile devices`) or device file."
+    ),
+    periphery: str = typer.Option(
+        "calibrated",
+        "--periphery",
+        help="Periphery preset (calibrated: standard with ADC ranges calibrated on --calibration data; standard: Rasch et al. 2023, fixed ADC bound; ideal) or YAML/JSON file.",
+    ),
     set_: list[str] = typer.Option([], "--set", help="Override a periphery key, e.g. --set adc_bits=6 (repeatable)."),
-    strategy: str = typer.Option("single", "--strategy", help="Programming strategy: single, dual, or a strategy JSON."),
-    calibration: str | None = typer.Option(None, "--calibration", help="Data for static input ranges and calibrated ADC ranges: digits or an .npz of arrays named after the inputs."),
-    input_ranges: Path | None = typer.Option(None, "--input-ranges", help="JSON {layer: range} of provided (e.g. learned) static input ranges."),
+    strategy: str = typer.Option(
+        "single", "--strategy", help="Programming strategy: single, dual, or a strategy JSON."
+    ),
+    calibration: str | None = typer.Option(
+        None,
+        "--calibration",
+        help="Data for static input ranges and calibrated ADC ranges: digits or an .npz of arrays named after the inputs.",
+    ),
+    input_ranges: Path | None = typer.Option(
+        None, "--input-ranges", help="JSON {layer: range} of provided (e.g. learned) static input ranges."
+    ),
     seed: int = typer.Option(0, "--seed", help="Experiment seed."),
     chip: int = typer.Option(0, "--chip", help="Chip whose programmed state is stored in the file."),
     programming: str = typer.Option("gaussian", "--programming", help="Chip programming method."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing output."),
-    json_out: str | None = typer.Option(None, "--json", metavar="PATH", help="Write the compile report as JSON to PATH ('-' for stdout)."),
-    allow_invalid: bool = typer.Option(False, "--allow-invalid", help="Compile a source that fails onnx.checker's full check (refused by default)."),
-    digital: list[str] = typer.Option([], "--digital", help="Keep layers digital: node/layer names, op types, glob patterns, or @placement.json (repeatable)."),
-    layer_strategy: list[str] = typer.Option([], "--layer-strategy", help="A layer's own strategy NAME=SPEC (single, dual, npair:significance=1,2,4, FILE.json), or @placement.json (repeatable)."),
-    accuracy_budget: float | None = typer.Option(None, "--accuracy-budget", help="Choose per layer digital or an analog strategy: cheapest placement whose --metric at --at stays within this of FP32 (e.g. 0.02)."),
+    json_out: str | None = typer.Option(
+        None, "--json", metavar="PATH", help="Write the compile report as JSON to PATH ('-' for stdout)."
+    ),
+    allow_invalid: bool = typer.Option(
+        False, "--allow-invalid", help="Compile a source that fails onnx.checker's full check (refused by default)."
+    ),
+    digital: list[str] = typer.Option(
+        [],
+        "--digital",
+        help="Keep layers digital: node/layer names, op types, glob patterns, or @placement.json (repeatable).",
+    ),
+    layer_strategy: list[str] = typer.Option(
+        [],
+        "--layer-strategy",
+        help="A layer's own strategy NAME=SPEC (single, dual, npair:significance=1,2,4, FILE.json), or @placement.json (repeatable).",
+    ),
+    accuracy_budget: float | None = typer.Option(
+        None,
+        "--accuracy-budget",
+        help="Choose per layer digital or an analog strategy: cheapest placement whose --metric at --at stays within this of FP32 (e.g. 0.02).",
+    ),
     at: str = typer.Option("1d", "--at", help="Time since programming the accuracy budget holds at."),
     metric: str | None = typer.Option(None, "--metric", help=METRIC_HELP),
-    data: str | None = typer.Option(None, "--data", help="Data for built-in metrics (--accuracy-budget): digits or an .npz."),
+    data: str | None = typer.Option(
+        None, "--data", help="Data for built-in metrics (--accuracy-budget): digits or an .npz."
+    ),
     chips: int = typer.Option(3, "--chips", help="Chips per configuration of the placement search."),
-    placement_json: Path | None = typer.Option(None, "--placement-json", help="Where to write the placement found (default: OUTPUT stem + .placement.json)."),
-    plot: Path | None = typer.Option(None, "--plot", help="Plot of the placement search (metric vs analog share of MACs)."),
-    target: str = typer.Option("simulation", "--target", help="simulation (for evaluate) or deploy (what a device runtime loads: no simulation-only tensors, t_inference a plain input)."),
+    placement_json: Path | None = typer.Option(
+        None, "--placement-json", help="Where to write the placement found (default: OUTPUT stem + .placement.json)."
+    ),
+    plot: Path | None = typer.Option(
+        None, "--plot", help="Plot of the placement search (metric vs analog share of MACs)."
+    ),
+    target: str = typer.Option(
+        "simulation",
+        "--target",
+        help="simulation (for evaluate) or deploy (what a device runtime loads: no simulation-only tensors, t_inference a plain input).",
+    ),
 ) -> None:
     """Compile MODEL for analog crossbar tiles and write the annotated ONNX model."""
     from anacompile.compiler import compile_model
@@ -78,18 +129,51 @@ def compile_cmd(
     if accuracy_budget is not None:
         from anacompile.placement.cli_commands import run_placement
 
-        options = {"device": device, "periphery": periphery, "periphery_overrides": list(set_),
-                   "strategy": strategy, "calibration": calibration, "chip": chip, "programming": programming,
-                   "input_ranges": input_ranges, "digital": list(digital), "layer_strategies": list(layer_strategy)}
-        run_placement(model, output, budget=accuracy_budget, at=at, metric=metric, data=data, chips=chips,
-                      placement_json=placement_json, plot=plot, force=force, json_out=json_out,
-                      options={**options, "seed": seed})
+        options = {
+            "device": device,
+            "periphery": periphery,
+            "periphery_overrides": list(set_),
+            "strategy": strategy,
+            "calibration": calibration,
+            "chip": chip,
+            "programming": programming,
+            "input_ranges": input_ranges,
+            "digital": list(digital),
+            "layer_strategies": list(layer_strategy),
+        }
+        run_placement(
+            model,
+            output,
+            budget=accuracy_budget,
+            at=at,
+            metric=metric,
+            data=data,
+            chips=chips,
+            placement_json=placement_json,
+            plot=plot,
+            force=force,
+            json_out=json_out,
+            options={**options, "seed": seed},
+        )
         return
-    report = compile_model(model, output, device=device, periphery=periphery, periphery_overrides=list(set_),
-                           strategy=strategy, calibration=calibration, seed=seed, chip=chip,
-                           programming=programming, force=force, input_ranges=input_ranges,
-                           digital=list(digital), layer_strategies=list(layer_strategy), target=target,
-                           allow_invalid=allow_invalid)
+    report = compile_model(
+        model,
+        output,
+        device=device,
+        periphery=periphery,
+        periphery_overrides=list(set_),
+        strategy=strategy,
+        calibration=calibration,
+        seed=seed,
+        chip=chip,
+        programming=programming,
+        force=force,
+        input_ranges=input_ranges,
+        digital=list(digital),
+        layer_strategies=list(layer_strategy),
+        target=target,
+        allow_invalid=allow_invalid,
+    )
     if json_out is not None:
         write_json(json_out, report.to_dict())
         if json_to_stdout(json_out):
@@ -113,27 +197,59 @@ def _print_layers(report) -> None:
         shared = getattr(layer, "shared_with", None)
         if layer.analog:
             own = getattr(layer, "strategy", None)
-            mapping = "analog" + (f" ({own.get('name')}{', F=' + str(own['F']) if 'F' in own else ''}"
-                                  f"{', F=' + ','.join(map(str, own['significance'])) if 'significance' in own else ''})"
-                                  if own else "") + (f"; tiles read by {len(layer.uses)} ops (programmed once)"
-                                  if len(getattr(layer, "uses", [])) > 1 else
-                                  f"; weight shared with {', '.join(shared) if isinstance(shared, list) else shared}"
-                                  f" (programmed once per use)" if shared else "")
-            table.add_row(escape(layer.name), escape(layer.op), shape, *map(escape, source), f"{layer.tiles[0]}x{layer.tiles[1]}",
-                          f"{layer.utilisation:.1%}", mapping)
+            mapping = (
+                "analog"
+                + (
+                    f" ({own.get('name')}{', F=' + str(own['F']) if 'F' in own else ''}"
+                    f"{', F=' + ','.join(map(str, own['significance'])) if 'significance' in own else ''})"
+                    if own
+                    else ""
+                )
+                + (
+                    f"; tiles read by {len(layer.uses)} ops (programmed once)"
+                    if len(getattr(layer, "uses", [])) > 1
+                    else f"; weight shared with {', '.join(shared) if isinstance(shared, list) else shared}"
+                    f" (programmed once per use)"
+                    if shared
+                    else ""
+                )
+            )
+            table.add_row(
+                escape(layer.name),
+                escape(layer.op),
+                shape,
+                *map(escape, source),
+                f"{layer.tiles[0]}x{layer.tiles[1]}",
+                f"{layer.utilisation:.1%}",
+                mapping,
+            )
         else:
-            table.add_row(escape(layer.name), escape(layer.op), shape, *map(escape, source), "-", "-", escape(f"digital: {layer.reason}"))
+            table.add_row(
+                escape(layer.name),
+                escape(layer.op),
+                shape,
+                *map(escape, source),
+                "-",
+                "-",
+                escape(f"digital: {layer.reason}"),
+            )
     t = report.totals
-    table.caption = (f"{t['analog_layers']} analog, {t['digital_layers']} digital layers; {t['weights_mapped']:,} "
-                     f"weights mapped ({t['analog_parameter_share']:.1%} of parameters) on {t['tiles']} tiles"
-                     + (f"; {t['analog_mac_share']:.1%} of MACs analog, {t['devices']:,} devices" if "devices" in t else ""))
+    table.caption = (
+        f"{t['analog_layers']} analog, {t['digital_layers']} digital layers; {t['weights_mapped']:,} "
+        f"weights mapped ({t['analog_parameter_share']:.1%} of parameters) on {t['tiles']} tiles"
+        + (f"; {t['analog_mac_share']:.1%} of MACs analog, {t['devices']:,} devices" if "devices" in t else "")
+    )
     out_console.print(table)
 
 
 @app.command("inspect")
-def inspect_cmd(model: Path = typer.Argument(..., help="Compiled model."),
-                json_out: str | None = typer.Option(None, "--json", metavar="PATH", help=JSON_HELP + " Schema: anacompile/schemas/compile_report.schema.json."),
-                force: bool = typer.Option(False, "--force", help="Overwrite an existing --json file.")) -> None:
+def inspect_cmd(
+    model: Path = typer.Argument(..., help="Compiled model."),
+    json_out: str | None = typer.Option(
+        None, "--json", metavar="PATH", help=JSON_HELP + " Schema: anacompile/schemas/compile_report.schema.json."
+    ),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing --json file."),
+) -> None:
     """Print the per-layer mapping report of a compiled model."""
     from anacompile.compiler import read_report
     from anacompile.model_io import load_proto
@@ -148,8 +264,10 @@ def inspect_cmd(model: Path = typer.Argument(..., help="Compiled model."),
 
 
 @app.command("devices")
-def devices_cmd(json_out: str | None = typer.Option(None, "--json", metavar="PATH", help=JSON_HELP),
-                force: bool = typer.Option(False, "--force", help="Overwrite an existing --json file.")) -> None:
+def devices_cmd(
+    json_out: str | None = typer.Option(None, "--json", metavar="PATH", help=JSON_HELP),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing --json file."),
+) -> None:
     """List the built-in device presets and their parameters."""
     from anacompile import devices
 
@@ -167,14 +285,28 @@ def devices_cmd(json_out: str | None = typer.Option(None, "--json", metavar="PAT
 @app.command("evaluate")
 def evaluate_cmd(
     model: Path = typer.Argument(..., help="Compiled model."),
-    data: str = typer.Option("digits", "--data", help="digits, an .npz with the model inputs and labels, or sentences / a .txt of sentences (cosine similarity of embeddings to FP32)."),
+    data: str = typer.Option(
+        "digits",
+        "--data",
+        help="digits, an .npz with the model inputs and labels, or sentences / a .txt of sentences (cosine similarity of embeddings to FP32).",
+    ),
     times: str = typer.Option("1s,1h,1d,1y", "--times", help="Times since programming, e.g. 1s,1h,1d,1y."),
     chips: int = typer.Option(25, "--chips", help="Number of simulated chips."),
     seed: int | None = typer.Option(None, "--seed", help="Experiment seed (default: the compile seed)."),
-    compensation: str | None = typer.Option(None, "--compensation", help="Drift compensation: none, global, column, adabs; several separated by commas are compared side by side."),
-    set_: list[str] = typer.Option([], "--set", help="Override a periphery key for this evaluation, e.g. --set adc_bits=6."),
+    compensation: str | None = typer.Option(
+        None,
+        "--compensation",
+        help="Drift compensation: none, global, column, adabs; several separated by commas are compared side by side.",
+    ),
+    set_: list[str] = typer.Option(
+        [], "--set", help="Override a periphery key for this evaluation, e.g. --set adc_bits=6."
+    ),
     sweep: str | None = typer.Option(None, "--sweep", help="Sweep one periphery key, e.g. --sweep adc_bits=6,7,8,9."),
-    strategy: str | None = typer.Option(None, "--strategy", help="Re-map the weights with programming strategies: single, dual, dual:F=2.5, FILE.json; several separated by commas are compared side by side."),
+    strategy: str | None = typer.Option(
+        None,
+        "--strategy",
+        help="Re-map the weights with programming strategies: single, dual, dual:F=2.5, FILE.json; several separated by commas are compared side by side.",
+    ),
     programming: str | None = typer.Option(None, "--programming", help="Chip programming method: gaussian or verify."),
     workers: int = typer.Option(1, "--workers", help="Parallel worker processes (chips are split between them)."),
     json_path: str | None = typer.Option(None, "--json", metavar="PATH", help=JSON_HELP),
@@ -182,7 +314,11 @@ def evaluate_cmd(
     plot: Path | None = typer.Option(None, "--plot", help="Write a plot (PNG/SVG/PDF)."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing output files."),
     metric: str | None = typer.Option(None, "--metric", help=METRIC_HELP),
-    resume: Path | None = typer.Option(None, "--resume", help="Continue an interrupted evaluation from the CSV it streamed (--csv); same options, same final result."),
+    resume: Path | None = typer.Option(
+        None,
+        "--resume",
+        help="Continue an interrupted evaluation from the CSV it streamed (--csv); same options, same final result.",
+    ),
 ) -> None:
     """Accuracy (or another metric) over time since programming, mean +- std over many simulated chips."""
     from anacompile.errors import ConfigError
@@ -211,12 +347,21 @@ def evaluate_cmd(
         if not sep or not values.strip():
             raise ConfigError(f"--sweep {sweep!r}: write KEY=V1,V2,..., e.g. --sweep adc_bits=6,7,8,9.")
         for value in values.split(","):
-            runs.append((f"{key.strip()}={value.strip()}",
-                         {"compensation": modes[0], "strategy": strategies[0],
-                          "periphery_overrides": [*set_, f"{key.strip()}={value.strip()}"]}))
+            runs.append(
+                (
+                    f"{key.strip()}={value.strip()}",
+                    {
+                        "compensation": modes[0],
+                        "strategy": strategies[0],
+                        "periphery_overrides": [*set_, f"{key.strip()}={value.strip()}"],
+                    },
+                )
+            )
     else:
         for mode in modes:
-            runs.append((mode or "", {"compensation": mode, "strategy": strategies[0], "periphery_overrides": list(set_)}))
+            runs.append(
+                (mode or "", {"compensation": mode, "strategy": strategies[0], "periphery_overrides": list(set_)})
+            )
     results = []
     embeddings = data == "sentences" or data.endswith(".txt")
     if embeddings and (sweep or len(strategies) > 1 or set_ or programming or csv_path or workers > 1 or metric):
@@ -230,16 +375,33 @@ def evaluate_cmd(
                     from anacompile.evaluate.embeddings import evaluate_embeddings
                     from anacompile.evaluate.metrics import load_sentences
 
-                    results.append(evaluate_embeddings(
-                        model, load_sentences(None if data == "sentences" else data), times=times, chips=chips,
-                        seed=seed, compensation=kwargs["compensation"],
-                        progress=lambda d, t, i=i: advance(i * t + d, t * len(runs))))
+                    results.append(
+                        evaluate_embeddings(
+                            model,
+                            load_sentences(None if data == "sentences" else data),
+                            times=times,
+                            chips=chips,
+                            seed=seed,
+                            compensation=kwargs["compensation"],
+                            progress=lambda d, t, i=i: advance(i * t + d, t * len(runs)),
+                        )
+                    )
                     continue
-                results.append(evaluate(model, data=data, times=times, chips=chips, seed=seed, workers=workers,
-                                        programming=programming, metric=metric,
-                                        **_csv_or_resume(csv_path, resume, i, len(runs)),
-                                        progress=lambda d, t, i=i: advance(i * t + d, t * len(runs)),
-                                        **kwargs))
+                results.append(
+                    evaluate(
+                        model,
+                        data=data,
+                        times=times,
+                        chips=chips,
+                        seed=seed,
+                        workers=workers,
+                        programming=programming,
+                        metric=metric,
+                        **_csv_or_resume(csv_path, resume, i, len(runs)),
+                        progress=lambda d, t, i=i: advance(i * t + d, t * len(runs)),
+                        **kwargs,
+                    )
+                )
     except EvaluationInterrupted as err:
         err_console.print(f"[red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
         raise typer.Exit(130) from err
@@ -280,8 +442,11 @@ def _print_results(model: Path, data: str, results, labels: list[str], sweep_key
     from anacompile.evaluate.times import format_time
 
     first = results[0]
-    what = f"sweep of {sweep_key}" if sweep_key else ", ".join(labels) + (
-        " strategy" if results[0].strategy else " compensation")
+    what = (
+        f"sweep of {sweep_key}"
+        if sweep_key
+        else ", ".join(labels) + (" strategy" if results[0].strategy else " compensation")
+    )
     table = Table(title=escape(f"{model.name}: {first.metric} on {data}, {first.chips} chips, {what}"))
     table.add_column("time")
     for label in labels:
@@ -299,8 +464,15 @@ def _write_json(path: str | Path, results, labels: list[str], sweep: str | None)
         write_json(path, results[0].to_dict())
         return
     first = results[0]
-    doc = {"baseline": first.baseline, "times_s": first.times_s, "chips": first.chips, "seed": first.seed,
-           "metric": first.metric, "labels": labels, "results": [r.to_dict() for r in results]}
+    doc = {
+        "baseline": first.baseline,
+        "times_s": first.times_s,
+        "chips": first.chips,
+        "seed": first.seed,
+        "metric": first.metric,
+        "labels": labels,
+        "results": [r.to_dict() for r in results],
+    }
     if sweep:
         doc["sweep"] = sweep
     write_json(path, doc)
@@ -326,22 +498,39 @@ def mvm_error_cmd(
 
     check_json_target(json_out, [model], force)
     with _progress("chips") as advance:
-        r = mvm_error(model, data=data, times=times, chips=chips, seed=seed, compensation=compensation,
-                      periphery_overrides=list(set_) or None, samples=samples, progress=advance, metric=metric)
+        r = mvm_error(
+            model,
+            data=data,
+            times=times,
+            chips=chips,
+            seed=seed,
+            compensation=compensation,
+            periphery_overrides=list(set_) or None,
+            samples=samples,
+            progress=advance,
+            metric=metric,
+        )
     if json_out is not None:
         write_json(json_out, r.to_dict())
         if json_to_stdout(json_out):
             return
-    table = Table(title=escape(f"{model.name}: relative MVM error per layer, {r.chips} chips, {r.compensation} compensation"))
+    table = Table(
+        title=escape(f"{model.name}: relative MVM error per layer, {r.chips} chips, {r.compensation} compensation")
+    )
     table.add_column("layer")
     table.add_column("weight")
     for t in r.times_s:
         table.add_column(format_time(t))
     for name, shape, means, stds in zip(r.layers, r.shapes, r.error_mean, r.error_std, strict=True):
-        table.add_row(escape(name), "x".join(map(str, shape)), *[f"{m:.1%} +- {s:.1%}" for m, s in zip(means, stds, strict=True)])
+        table.add_row(
+            escape(name), "x".join(map(str, shape)), *[f"{m:.1%} +- {s:.1%}" for m, s in zip(means, stds, strict=True)]
+        )
     if r.metric is not None:
-        table.add_row(f"{r.metric} (FP32 {r.metric_baseline:.4f})", "",
-                      *[f"{m:.4f} +- {s:.4f}" for m, s in zip(r.metric_mean, r.metric_std, strict=True)])
+        table.add_row(
+            f"{r.metric} (FP32 {r.metric_baseline:.4f})",
+            "",
+            *[f"{m:.4f} +- {s:.4f}" for m, s in zip(r.metric_mean, r.metric_std, strict=True)],
+        )
     out_console.print(table)
 
 
@@ -367,8 +556,16 @@ def demo_cmd(
     results = []
     with _progress("chips x times") as advance:
         for i, mode in enumerate(modes):
-            results.append(evaluate(compiled, data="digits", times="1s,1h,1d,1y", chips=chips, compensation=mode,
-                                    progress=lambda d, t, i=i: advance(i * t + d, t * len(modes))))
+            results.append(
+                evaluate(
+                    compiled,
+                    data="digits",
+                    times="1s,1h,1d,1y",
+                    chips=chips,
+                    compensation=mode,
+                    progress=lambda d, t, i=i: advance(i * t + d, t * len(modes)),
+                )
+            )
     _print_results(compiled, "digits", results, modes, sweep_key=None)
     _write_json(out_dir / "result.json", results, modes, None)
     plot_accuracy_over_time(results, out_dir / "result.png", labels=[f"{m} compensation" for m in modes])
@@ -391,14 +588,29 @@ app.command("export-tiles")(export_tiles_command)
 app.command("sensitivity")(__import__("anacompile.placement.cli_commands", fromlist=["x"]).sensitivity_command)
 app.command("cost")(__import__("anacompile.cost.cli_command", fromlist=["cost_command"]).cost_command)
 app.command("finetune")(importlib.import_module("anacompile.finetune.cli_commands").finetune_command)
-_COMMANDS = {"demo", "compile", "inspect", "devices", "evaluate", "optimize", "program-verify", "mvm-error",
-             "sensitivity", "export-tiles", "cost", "finetune"}
+_COMMANDS = {
+    "demo",
+    "compile",
+    "inspect",
+    "devices",
+    "evaluate",
+    "optimize",
+    "program-verify",
+    "mvm-error",
+    "sensitivity",
+    "export-tiles",
+    "cost",
+    "finetune",
+}
 
 
 def _command_names() -> set[str]:
     """Every sub-command registered on the app (including those other modules register)."""
-    names = {info.name or info.callback.__name__.replace("_", "-") for info in app.registered_commands
-             if info.callback is not None}
+    names = {
+        info.name or info.callback.__name__.replace("_", "-")
+        for info in app.registered_commands
+        if info.callback is not None
+    }
     return names | _COMMANDS
 
 
@@ -414,8 +626,9 @@ def _unknown_command(name: str) -> str:
     names = sorted(_command_names())
     close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
     hint = f"did you mean '{close[0]}'? " if close else ""
-    return (f"unknown command '{name}'; {hint}commands: {', '.join(names)} (or give a model file: "
-            f"anacompile MODEL.onnx).")
+    return (
+        f"unknown command '{name}'; {hint}commands: {', '.join(names)} (or give a model file: anacompile MODEL.onnx)."
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -441,14 +654,21 @@ def main(argv: list[str] | None = None) -> int:
         err_console.print(f"[red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
         return 1
     except KeyboardInterrupt as err:  # EvaluationInterrupted says where the rows of finished chips are
-        err_console.print(f"[red]error:[/] {escape(str(err) or 'interrupted; no output was written.')}", highlight=False,
-                          soft_wrap=True)
+        err_console.print(
+            f"[red]error:[/] {escape(str(err) or 'interrupted; no output was written.')}",
+            highlight=False,
+            soft_wrap=True,
+        )
         return 130
     except Exception as err:  # a bug: still one line (the traceback with --verbose), and nothing half-written
         if _STATE["verbose"]:
             raise
-        err_console.print(f"[red]error:[/] internal error ({type(err).__name__}: {escape(str(err))}); nothing was written. "
-                          "Re-run with --verbose and report the traceback.", highlight=False, soft_wrap=True)
+        err_console.print(
+            f"[red]error:[/] internal error ({type(err).__name__}: {escape(str(err))}); nothing was written. "
+            "Re-run with --verbose and report the traceback.",
+            highlight=False,
+            soft_wrap=True,
+        )
         return 1
     return 0
 

@@ -26,8 +26,9 @@ def json_to_stdout(target: str | os.PathLike[str] | None) -> bool:
     return target is not None and os.fspath(target) == STDOUT
 
 
-def check_json_target(target: str | os.PathLike[str] | None, inputs: Iterable[str | os.PathLike[str]] = (),
-                      force: bool = False) -> None:
+def check_json_target(
+    target: str | os.PathLike[str] | None, inputs: Iterable[str | os.PathLike[str]] = (), force: bool = False
+) -> None:
     """Before any work: refuse a ``--json`` file that would overwrite an input or an existing file."""
     if target is not None and not json_to_stdout(target):
         check_output_path(target, list(inputs), force)

@@ -58,7 +58,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-
 def default_output_path(model: str | os.PathLike[str]) -> Path:
     """``model.onnx`` -> ``model.analog.onnx`` beside it."""
     p = Path(model)
@@ -133,11 +132,22 @@ def compile_model(
         AnacompileError: bad input model, options or output path; nothing is written then.
     """
     seed, chip = check_index(seed, "--seed"), check_index(chip, "--chip")
-    options = {"device": device, "periphery": periphery, "periphery_overrides": periphery_overrides,
-               "strategy": strategy, "calibration": calibration, "seed": seed, "chip": chip,
-               "programming": programming, "force": force, "input_ranges": input_ranges,
-               "placement": parse_placement(digital, layer_strategies), "target": target,
-               "allow_invalid": allow_invalid, "shared_weights": shared_weights}
+    options = {
+        "device": device,
+        "periphery": periphery,
+        "periphery_overrides": periphery_overrides,
+        "strategy": strategy,
+        "calibration": calibration,
+        "seed": seed,
+        "chip": chip,
+        "programming": programming,
+        "force": force,
+        "input_ranges": input_ranges,
+        "placement": parse_placement(digital, layer_strategies),
+        "target": target,
+        "allow_invalid": allow_invalid,
+        "shared_weights": shared_weights,
+    }
     if not is_in_memory(model):
         source = Path(model)
         return _compile_file(source, output if output is not None else default_output_path(source), **options)
@@ -172,8 +182,9 @@ def _fits_in_memory(model: onnx.ModelProto | ir.Model) -> bool:
     if isinstance(model, ir.Model):
         if any(isinstance(v.const_value, ir.ExternalTensor) for g in model.graphs() for v in g.initializers.values()):
             return False
-        size = sum(v.const_value.nbytes for g in model.graphs() for v in g.initializers.values()
-                   if v.const_value is not None)
+        size = sum(
+            v.const_value.nbytes for g in model.graphs() for v in g.initializers.values() if v.const_value is not None
+        )
         shapes = [tuple(v.const_value.shape) for v in model.graph.initializers.values() if v.const_value is not None]
     else:
         if any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
@@ -187,9 +198,26 @@ def _fits_in_memory(model: onnx.ModelProto | ir.Model) -> bool:
     return size <= EXTERNAL_DATA_LIMIT_BYTES
 
 
-def _compile_file(source: Path | onnx.ModelProto, output, *, device, periphery, periphery_overrides, strategy,
-                  calibration, seed, chip, programming, force, input_ranges, placement=None, target=SIMULATION,
-                  label: str | None = None, allow_invalid: bool = False, shared_weights: str = "share"):
+def _compile_file(
+    source: Path | onnx.ModelProto,
+    output,
+    *,
+    device,
+    periphery,
+    periphery_overrides,
+    strategy,
+    calibration,
+    seed,
+    chip,
+    programming,
+    force,
+    input_ranges,
+    placement=None,
+    target=SIMULATION,
+    label: str | None = None,
+    allow_invalid: bool = False,
+    shared_weights: str = "share",
+):
     """:func:`compile_model` from a source file to an output file (``label`` names the source in errors).
 
     With a ModelProto as ``source`` and ``output=None`` (:func:`_fits_in_memory` models), everything stays in
@@ -204,26 +232,32 @@ def _compile_file(source: Path | onnx.ModelProto, output, *, device, periphery, 
         check_structure(proto, label)
     check_source(proto, label, allow_invalid=allow_invalid, in_memory=in_memory, checker=False)
     out = None if in_memory else check_output_path(output, [source], force)
-    dev, mapping, peri, feeds, ranges, notes = compile_settings(proto, device, periphery, periphery_overrides, strategy,
-                                                          calibration, input_ranges)
+    dev, mapping, peri, feeds, ranges, notes = compile_settings(
+        proto, device, periphery, periphery_overrides, strategy, calibration, input_ranges
+    )
     upgraded = None
     if proto.opset_import and default_opset(proto) < MIN_OPSET:  # opset 7-12: upgraded on load, noted
         if not in_memory and external_data_files(proto, source):
             proto = load_proto(source, load_external_data=True)
         upgraded, note = upgrade_opset(proto, label)
         notes.append(note)
-    source_problem = refuse_invalid(upgraded if upgraded is not None else proto if in_memory else source, label,
-                                    allow_invalid)
+    source_problem = refuse_invalid(
+        upgraded if upgraded is not None else proto if in_memory else source, label, allow_invalid
+    )
     external = not in_memory and _needs_external_data(proto, source, len(mapping.significance), peri.tile_rows)
     if external:
         data_file = out.parent / external_data_name(out)
         if data_file.resolve() in external_data_files(proto, source):
-            raise OutputError(f"Output {out} would write its external data to {data_file}, which the source model "
-                              "reads; choose another output name.")
+            raise OutputError(
+                f"Output {out} would write its external data to {data_file}, which the source model "
+                "reads; choose another output name."
+            )
         notes.append(f"tensor data written beside the model to {data_file.name} (external data)")
     if source_problem is not None:
-        notes.append(f"the source model itself fails onnx.checker's full check ({source_problem}); the compiled "
-                     "model is checked as strictly as its source allows")
+        notes.append(
+            f"the source model itself fails onnx.checker's full check ({source_problem}); the compiled "
+            "model is checked as strictly as its source allows"
+        )
     shapes = {k: [1, *v.shape[1:]] for k, v in feeds.items()} if isinstance(feeds, dict) else None
     macs = node_macs(upgraded if upgraded is not None else proto, shapes)  # one calibration sample's shapes
     if upgraded is not None:
@@ -240,9 +274,26 @@ def _compile_file(source: Path | onnx.ModelProto, output, *, device, periphery, 
         # file (<name>.data beside the temporary model file; moved into place with it): bounded memory
         store = TensorStore(tmp.parent, external_data_name(out)) if external else None
         try:
-            _run(compile_pipeline(dev, mapping, peri, feeds, seed=seed, chip=chip, programming=programming,
-                                  store=store, input_ranges=ranges, placement=placement, shared_weights=shared_weights,
-                                  macs=macs, notes=notes, deploy=target == DEPLOY, label=label), irmodel)
+            _run(
+                compile_pipeline(
+                    dev,
+                    mapping,
+                    peri,
+                    feeds,
+                    seed=seed,
+                    chip=chip,
+                    programming=programming,
+                    store=store,
+                    input_ranges=ranges,
+                    placement=placement,
+                    shared_weights=shared_weights,
+                    macs=macs,
+                    notes=notes,
+                    deploy=target == DEPLOY,
+                    label=label,
+                ),
+                irmodel,
+            )
             report = replace(irmodel.meta[REPORT_META], output=str(out or ""))
             if store is not None:
                 store.adopt(irmodel)  # the source's other tensors join the same data file
@@ -258,8 +309,10 @@ def _compile_file(source: Path | onnx.ModelProto, output, *, device, periphery, 
             if source_problem is not None and tmp is not None and ort_problem(source) is None:
                 problem = ort_problem(tmp)  # an invalid source that onnxruntime loads: so must its output
                 if problem is not None:
-                    raise UnsupportedModelError(f"{label}: the model fails onnx.checker and its compiled form would "
-                                                f"not load in onnxruntime ({problem}); fix the source model.")
+                    raise UnsupportedModelError(
+                        f"{label}: the model fails onnx.checker and its compiled form would "
+                        f"not load in onnxruntime ({problem}); fix the source model."
+                    )
         finally:
             if store is not None:
                 store.close()

@@ -144,8 +144,10 @@ def read_config_file(
         raise error(f"{label}: the file name must end in {', '.join(suffixes)}.")
     try:
         if path.is_file() and path.stat().st_size > MAX_CONFIG_BYTES:
-            raise error(f"{label} has {path.stat().st_size:,} bytes, more than the {MAX_CONFIG_BYTES:,} a "
-                        "configuration file may have; is it the right file?")
+            raise error(
+                f"{label} has {path.stat().st_size:,} bytes, more than the {MAX_CONFIG_BYTES:,} a "
+                "configuration file may have; is it the right file?"
+            )
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError as err:
         raise error(f"{label} does not exist.") from err
@@ -185,8 +187,10 @@ def check_bounded(data: Any, label: str, *, error: type[ConfigError] = ConfigErr
         value, depth, where = stack.pop()
         count += 1
         if count > MAX_CONFIG_NODES:
-            raise error(f"{label} expands to more than {MAX_CONFIG_NODES:,} values (YAML aliases?); a "
-                        "configuration file is a few keys.")
+            raise error(
+                f"{label} expands to more than {MAX_CONFIG_NODES:,} values (YAML aliases?); a "
+                "configuration file is a few keys."
+            )
         if depth > MAX_CONFIG_DEPTH:
             raise error(f"{label} is nested more than {MAX_CONFIG_DEPTH} levels deep.")
         if isinstance(value, float) and not math.isfinite(value):

@@ -60,8 +60,9 @@ _CACHE: tuple[Split, Split] | None = None
 def _digits_csv() -> str:
     spec = importlib.util.find_spec("sklearn")
     if spec is None or spec.origin is None:
-        raise DataError("The digits data set comes with scikit-learn, which is not installed: "
-                        "pip install scikit-learn.")
+        raise DataError(
+            "The digits data set comes with scikit-learn, which is not installed: pip install scikit-learn."
+        )
     path = os.path.join(os.path.dirname(spec.origin), "datasets", "data", "digits.csv.gz")
     if not os.path.isfile(path):
         raise DataError(f"scikit-learn's digits file is missing at {path}; reinstall scikit-learn.")

@@ -18,8 +18,12 @@ __all__ = ["LABELS_KEY", "load_feeds", "load_npz", "model_input_specs"]
 
 LABELS_KEY = "labels"
 
-_NP_TYPES = {onnx.TensorProto.FLOAT: np.float32, onnx.TensorProto.INT64: np.int64,
-             onnx.TensorProto.INT32: np.int32, onnx.TensorProto.DOUBLE: np.float64}
+_NP_TYPES = {
+    onnx.TensorProto.FLOAT: np.float32,
+    onnx.TensorProto.INT64: np.int64,
+    onnx.TensorProto.INT32: np.int32,
+    onnx.TensorProto.DOUBLE: np.float64,
+}
 
 
 def model_input_specs(proto: onnx.ModelProto) -> list[tuple[str, list[int | None], type]]:
@@ -35,8 +39,9 @@ def model_input_specs(proto: onnx.ModelProto) -> list[tuple[str, list[int | None
     return specs
 
 
-def load_feeds(data: str | os.PathLike[str], proto: onnx.ModelProto, part: str = "test",
-               limit: int | None = None) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+def load_feeds(
+    data: str | os.PathLike[str], proto: onnx.ModelProto, part: str = "test", limit: int | None = None
+) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
     """Return ``(feeds, labels)`` for a model from a built-in set name or an .npz file.
 
     Built-in sets give flat features that are reshaped to the model's single input shape (batch first),
@@ -51,16 +56,19 @@ def load_feeds(data: str | os.PathLike[str], proto: onnx.ModelProto, part: str =
         feeds = {}
         for name, dims, dtype in specs:
             if name not in arrays:
-                raise DataError(f"Data file {path} has no array {name!r} for model input {name!r} "
-                                f"(arrays: {sorted(arrays)}).")
+                raise DataError(
+                    f"Data file {path} has no array {name!r} for model input {name!r} (arrays: {sorted(arrays)})."
+                )
             feeds[name] = _fit(arrays[name], name, dims, dtype, f"Data file {path}: ")
         labels = arrays.get(LABELS_KEY)
         _check_rows(feeds, labels, path)
     else:
         split = load_builtin(str(data), part)
         if len(specs) != 1:
-            raise DataError(f"Built-in data set {data!r} feeds one input, the model has {len(specs)} "
-                            f"({[s[0] for s in specs]}); pass an .npz with one array per input.")
+            raise DataError(
+                f"Built-in data set {data!r} feeds one input, the model has {len(specs)} "
+                f"({[s[0] for s in specs]}); pass an .npz with one array per input."
+            )
         name, dims, dtype = specs[0]
         feeds = {name: _fit(split.x, name, dims, dtype)}
         labels = split.y
@@ -80,8 +88,10 @@ def load_npz(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
         with zipfile.ZipFile(path) as z:
             for info in z.infolist():
                 if not info.filename.endswith(".npy"):
-                    raise DataError(f"Data file {path}: member {info.filename!r} is not a .npy array; an .npz holds "
-                                    "arrays only (numpy.savez).")
+                    raise DataError(
+                        f"Data file {path}: member {info.filename!r} is not a .npy array; an .npz holds "
+                        "arrays only (numpy.savez)."
+                    )
                 with z.open(info) as f:
                     version = np.lib.format.read_magic(f)
                     if version == (1, 0):
@@ -89,27 +99,36 @@ def load_npz(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
                     elif version == (2, 0):
                         shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
                     else:
-                        raise DataError(f"Data file {path}: array {info.filename!r} has .npy format {version}; "
-                                        "save it with numpy.savez.")
+                        raise DataError(
+                            f"Data file {path}: array {info.filename!r} has .npy format {version}; "
+                            "save it with numpy.savez."
+                        )
                     header = f.tell()
                 if dtype.hasobject or dtype.kind not in "biuf":
-                    raise DataError(f"Data file {path}: array {info.filename[:-4]!r} has dtype {dtype}; only numeric "
-                                    "arrays (bool, int, float) are accepted.")
+                    raise DataError(
+                        f"Data file {path}: array {info.filename[:-4]!r} has dtype {dtype}; only numeric "
+                        "arrays (bool, int, float) are accepted."
+                    )
                 declared = math.prod(shape) * dtype.itemsize
                 if declared != info.file_size - header:
-                    raise DataError(f"Data file {path}: array {info.filename[:-4]!r} declares shape {list(shape)} "
-                                    f"({declared:,} bytes) but holds {info.file_size - header:,} bytes; the file is "
-                                    "corrupt: save it again.")
+                    raise DataError(
+                        f"Data file {path}: array {info.filename[:-4]!r} declares shape {list(shape)} "
+                        f"({declared:,} bytes) but holds {info.file_size - header:,} bytes; the file is "
+                        "corrupt: save it again."
+                    )
                 total += declared
                 if total > budget:
-                    raise DataError(f"Data file {path} declares {total:,} bytes of arrays, more than the "
-                                    f"{budget:,} bytes of memory available; use a smaller data set.")
+                    raise DataError(
+                        f"Data file {path} declares {total:,} bytes of arrays, more than the "
+                        f"{budget:,} bytes of memory available; use a smaller data set."
+                    )
         return dict(np.load(path, allow_pickle=False))
     except DataError:
         raise
     except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error, NotImplementedError) as err:
-        raise DataError(f"Data file {path} is not a readable .npz ({type(err).__name__}: {err}); save it with "
-                        "numpy.savez.") from err
+        raise DataError(
+            f"Data file {path} is not a readable .npz ({type(err).__name__}: {err}); save it with numpy.savez."
+        ) from err
 
 
 def _memory_budget() -> int:
@@ -132,8 +151,10 @@ def _check_rows(feeds: dict[str, np.ndarray], labels: np.ndarray | None, path: P
     if labels is not None:
         labels = np.asarray(labels)
         if labels.ndim != 1:
-            raise DataError(f"Data file {path}: 'labels' has shape {list(labels.shape)}; it must be 1-D, one class "
-                            "index per sample.")
+            raise DataError(
+                f"Data file {path}: 'labels' has shape {list(labels.shape)}; it must be 1-D, one class "
+                "index per sample."
+            )
         if n is not None and labels.shape[0] != n:
             raise DataError(f"Data file {path}: {labels.shape[0]} labels for {n} samples; give one label per sample.")
         if np.issubdtype(labels.dtype, np.floating) and not np.isfinite(labels).all():
@@ -144,15 +165,18 @@ def _fit(x: np.ndarray, name: str, dims: list[int | None], dtype: type, where: s
     x = np.asarray(x)
     if x.ndim == 0 or x.shape[0] == 0:
         what = "no sample axis" if x.ndim == 0 else "zero samples"
-        raise DataError(f"{where}model input {name!r}: the data has {what} "
-                        f"(shape {list(x.shape)}); give at least one sample.")
+        raise DataError(
+            f"{where}model input {name!r}: the data has {what} (shape {list(x.shape)}); give at least one sample."
+        )
     if x.dtype.kind not in "biuf":
         raise DataError(f"{where}model input {name!r}: the data has dtype {x.dtype}; give numbers.")
     static = dims[1:]
     if all(d is not None for d in static) and static:
         size = int(np.prod(static))
         if x[0].size != size:
-            raise DataError(f"{where}model input {name!r} expects samples of shape {static} ({size} values), the "
-                            f"data has {list(x.shape[1:])} ({x[0].size} values).")
+            raise DataError(
+                f"{where}model input {name!r} expects samples of shape {static} ({size} values), the "
+                f"data has {list(x.shape[1:])} ({x[0].size} values)."
+            )
         x = x.reshape((x.shape[0], *static))
     return np.ascontiguousarray(x.astype(dtype, copy=False))

@@ -138,9 +138,7 @@ def is_in_memory(model: ModelInput) -> bool:
         return True
     if isinstance(model, (str, os.PathLike)):
         return False
-    raise ConfigError(
-        f"model: expected a path, an onnx.ModelProto or an onnx_ir.Model, got {type(model).__name__}."
-    )
+    raise ConfigError(f"model: expected a path, an onnx.ModelProto or an onnx_ir.Model, got {type(model).__name__}.")
 
 
 def model_label(model: ModelInput) -> str:

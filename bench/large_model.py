@@ -71,9 +71,13 @@ def build_model(path: Path, params: float, width: int, seed: int = 0) -> int:
 
     def weight(name: str, k: int, n: int) -> ir.Value:
         nonlocal count
-        w = (rng.standard_normal((k, n), dtype=np.float32) / np.float32(np.sqrt(k)))
-        v = ir.Value(name=name, shape=ir.Shape([k, n]), type=ir.TensorType(ir.DataType.FLOAT),
-                     const_value=ir.tensor(w, name=name))
+        w = rng.standard_normal((k, n), dtype=np.float32) / np.float32(np.sqrt(k))
+        v = ir.Value(
+            name=name,
+            shape=ir.Shape([k, n]),
+            type=ir.TensorType(ir.DataType.FLOAT),
+            const_value=ir.tensor(w, name=name),
+        )
         inits.append(v)
         count += w.size
         return v
@@ -131,16 +135,30 @@ def main() -> None:
         src = src_dir / "large.onnx"
         t0 = time.perf_counter()
         n_params = build_model(src, args.params, args.width)
-        print(f"built {n_params / 1e6:.1f} M parameters, {size_bytes(src) / 1e9:.2f} GB in "
-              f"{time.perf_counter() - t0:.1f} s ({work})", file=sys.stderr)
+        print(
+            f"built {n_params / 1e6:.1f} M parameters, {size_bytes(src) / 1e9:.2f} GB in "
+            f"{time.perf_counter() - t0:.1f} s ({work})",
+            file=sys.stderr,
+        )
         model_bytes = size_bytes(src)
 
         base = measure([sys.executable, "-c", IMPORTS_ONLY])
         load_save = measure([sys.executable, "-c", LOAD_SAVE, str(src), str(copy_dir / "copy.onnx")])
         shutil.rmtree(copy_dir)
         out = out_dir / "large.analog.onnx"
-        compile_cmd = [sys.executable, "-c", "from anacompile.cli import _console_main; _console_main()",
-                       "compile", str(src), "-o", str(out), "--device", "pcm", "--json", "-"]
+        compile_cmd = [
+            sys.executable,
+            "-c",
+            "from anacompile.cli import _console_main; _console_main()",
+            "compile",
+            str(src),
+            "-o",
+            str(out),
+            "--device",
+            "pcm",
+            "--json",
+            "-",
+        ]
         comp = measure(compile_cmd)
         out_bytes = size_bytes(out)
         rows = {
@@ -159,15 +177,19 @@ def main() -> None:
             shutil.rmtree(work, ignore_errors=True)
 
     gb = 1e9
-    print(f"model: {n_params / 1e6:.1f} M parameters, {model_bytes / gb:.2f} GB (external data); "
-          f"compiled output {out_bytes / gb:.2f} GB")
+    print(
+        f"model: {n_params / 1e6:.1f} M parameters, {model_bytes / gb:.2f} GB (external data); "
+        f"compiled output {out_bytes / gb:.2f} GB"
+    )
     print(f"{'':28s}{'wall (s)':>10s}{'peak RSS (GB)':>15s}")
     print(f"{'python + imports only':28s}{base['wall_s']:10.1f}{base['maxrss_bytes'] / gb:15.2f}")
     print(f"{'onnx.load + onnx.save':28s}{load_save['wall_s']:10.1f}{load_save['maxrss_bytes'] / gb:15.2f}")
     print(f"{'anacompile compile':28s}{comp['wall_s']:10.1f}{comp['maxrss_bytes'] / gb:15.2f}")
     print(f"compile / (load + save) time: {rows['time_ratio']:.1f}x (target <= 3x)")
-    print(f"compile peak RSS / model size: {rows['memory_ratio_to_model']:.2f}x (target <= 3x); "
-          f"load + save: {rows['load_save_memory_ratio_to_model']:.2f}x")
+    print(
+        f"compile peak RSS / model size: {rows['memory_ratio_to_model']:.2f}x (target <= 3x); "
+        f"load + save: {rows['load_save_memory_ratio_to_model']:.2f}x"
+    )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
 

@@ -45,8 +45,13 @@ def stack_512(path: Path, layers: int = 4, width: int = 512) -> None:
         nodes.append(helper.make_node("Relu", [f"h{i}"], [f"r{i}"]))
         x = f"r{i}"
     nodes[-1].output[0] = "logits"
-    g = helper.make_graph(nodes, "stack", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", width])],
-                          [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", width])], inits)
+    g = helper.make_graph(
+        nodes,
+        "stack",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", width])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", width])],
+        inits,
+    )
     onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), path)
 
 
@@ -56,8 +61,9 @@ def plain_session(path: Path) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
 
-def measure(name: str, source: Path, calib: str | None, x, work: Path, rounds: int,
-            batches: tuple[int, ...] = (1, 256)) -> list[dict]:
+def measure(
+    name: str, source: Path, calib: str | None, x, work: Path, rounds: int, batches: tuple[int, ...] = (1, 256)
+) -> list[dict]:
     rows = []
     plain = plain_session(source)
     feeds = x if isinstance(x, dict) else {"input": x}
@@ -67,12 +73,24 @@ def measure(name: str, source: Path, calib: str | None, x, work: Path, rounds: i
         sess = AnalogSession(out, chip_seed=1, t_inference=86400.0)
         for batch in batches:
             xb = {k: v[:batch] for k, v in feeds.items()}
-            t_a, t_p, ratio = side_by_side(lambda s=sess, f=xb: s.run(f), lambda f=xb: plain.run(None, f),
-                                           rounds=rounds)
-            rows.append({"model": name, "periphery": peri, "batch": batch, "plain_us": t_p * 1e6,
-                         "analog_us": t_a * 1e6, "ratio": ratio})
-            print(f"{name:18s} {peri:9s} batch {batch:4d}: plain {t_p * 1e6:9.1f} us  analog {t_a * 1e6:9.1f} us"
-                  f"  ratio {ratio:5.2f}x", flush=True)
+            t_a, t_p, ratio = side_by_side(
+                lambda s=sess, f=xb: s.run(f), lambda f=xb: plain.run(None, f), rounds=rounds
+            )
+            rows.append(
+                {
+                    "model": name,
+                    "periphery": peri,
+                    "batch": batch,
+                    "plain_us": t_p * 1e6,
+                    "analog_us": t_a * 1e6,
+                    "ratio": ratio,
+                }
+            )
+            print(
+                f"{name:18s} {peri:9s} batch {batch:4d}: plain {t_p * 1e6:9.1f} us  analog {t_a * 1e6:9.1f} us"
+                f"  ratio {ratio:5.2f}x",
+                flush=True,
+            )
     return rows
 
 
@@ -87,8 +105,9 @@ def main() -> None:
         x_digits = np.tile(load_digits_split()[1].x, (1, 1))[:256]
         measure("digits MLP (hwa)", ROOT / "models/digits_mlp_hwa.onnx", "digits", x_digits, work, rounds)
         x_img = x_digits.reshape(-1, 8, 8)
-        measure("digits CNN (hwa)", ROOT / "models/digits_cnn_hwa.onnx", "digits", x_img.reshape(-1, 1, 8, 8), work,
-                rounds)
+        measure(
+            "digits CNN (hwa)", ROOT / "models/digits_cnn_hwa.onnx", "digits", x_img.reshape(-1, 1, 8, 8), work, rounds
+        )
         measure("digits LSTM (hwa)", ROOT / "models/digits_lstm_hwa.onnx", "digits", x_img, work, rounds)
         measure("digits transformer", ROOT / "models/digits_transformer_hwa.onnx", "digits", x_img, work, rounds)
         try:
@@ -112,8 +131,10 @@ def main() -> None:
             t0 = time.perf_counter()
             evaluate(compiled, data="digits", times="1s,1h,1d,1y", chips=10)
             times.append(time.perf_counter() - t0)
-        print(f"evaluate digits MLP, 10 chips x 4 times, 540 test images, end to end: "
-              f"{min(times):.2f} s (best of 3; runs {', '.join(f'{t:.2f}' for t in times)})")
+        print(
+            f"evaluate digits MLP, 10 chips x 4 times, 540 test images, end to end: "
+            f"{min(times):.2f} s (best of 3; runs {', '.join(f'{t:.2f}' for t in times)})"
+        )
 
 
 if __name__ == "__main__":

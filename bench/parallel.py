@@ -35,16 +35,22 @@ def main() -> None:
         rates, results = {}, {}
         for workers, threads in ((1, 1), (2, 1), (1, 2)):
             t0 = time.perf_counter()
-            results[workers, threads] = evaluate(out, times=args.times, chips=args.chips, workers=workers,
-                                                 threads=threads)
+            results[workers, threads] = evaluate(
+                out, times=args.times, chips=args.chips, workers=workers, threads=threads
+            )
             elapsed = time.perf_counter() - t0
             rates[workers, threads] = args.chips * n_times / elapsed
-            print(f"{Path(args.model).name}: {args.chips} chips x {n_times} times, {workers} worker(s) x {threads} "
-                  f"onnxruntime thread(s): {elapsed:.2f} s, {rates[workers, threads]:.1f} (chip, t)/s", flush=True)
+            print(
+                f"{Path(args.model).name}: {args.chips} chips x {n_times} times, {workers} worker(s) x {threads} "
+                f"onnxruntime thread(s): {elapsed:.2f} s, {rates[workers, threads]:.1f} (chip, t)/s",
+                flush=True,
+            )
         same = results[1, 1].accuracy == results[2, 1].accuracy == results[1, 2].accuracy
-        print(f"2 workers x 1 thread / 1 worker x 1 thread: {rates[2, 1] / rates[1, 1]:.2f}x; "
-              f"2 workers x 1 thread / 1 worker x 2 threads: {rates[2, 1] / rates[1, 2]:.2f}x; "
-              f"identical results: {same}")
+        print(
+            f"2 workers x 1 thread / 1 worker x 1 thread: {rates[2, 1] / rates[1, 1]:.2f}x; "
+            f"2 workers x 1 thread / 1 worker x 2 threads: {rates[2, 1] / rates[1, 2]:.2f}x; "
+            f"identical results: {same}"
+        )
 
 
 if __name__ == "__main__":

@@ -24,9 +24,38 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out" / "placement_real"
-WORDS = ("analog", "memory", "crossbar", "drift", "phase", "change", "device", "tile", "model", "chip", "signal",
-         "noise", "layer", "weight", "vector", "matrix", "silicon", "volt", "ohm", "paper", "Zurich", "2026",
-         "1999", "42", "OCR", "text", "line", "green", "river", "north")
+WORDS = (
+    "analog",
+    "memory",
+    "crossbar",
+    "drift",
+    "phase",
+    "change",
+    "device",
+    "tile",
+    "model",
+    "chip",
+    "signal",
+    "noise",
+    "layer",
+    "weight",
+    "vector",
+    "matrix",
+    "silicon",
+    "volt",
+    "ohm",
+    "paper",
+    "Zurich",
+    "2026",
+    "1999",
+    "42",
+    "OCR",
+    "text",
+    "line",
+    "green",
+    "river",
+    "north",
+)
 
 
 def text_lines(n: int, width: int, seed: int) -> tuple[np.ndarray, list[str]]:
@@ -112,21 +141,42 @@ def main() -> None:
         sens.save_json(OUT / f"{name}.sensitivity.json")
         plot_sensitivity(sens, OUT / f"{name}.sensitivity.png")
         t0 = time.perf_counter()
-        placed = place(src, OUT / f"{name}.analog.onnx", accuracy_budget=args.budget, at="1d", metric=metric,
-                       chips=args.chips, calibration=cal, placement_path=OUT / f"{name}.placement.json",
-                       plot=OUT / f"{name}.search.png", force=True)
+        placed = place(
+            src,
+            OUT / f"{name}.analog.onnx",
+            accuracy_budget=args.budget,
+            at="1d",
+            metric=metric,
+            chips=args.chips,
+            calibration=cal,
+            placement_path=OUT / f"{name}.placement.json",
+            plot=OUT / f"{name}.search.png",
+            force=True,
+        )
         t_place = time.perf_counter() - t0
         compile_model(src, OUT / f"{name}.all_analog.onnx", calibration=cal, force=True)
-        before = evaluate(OUT / f"{name}.all_analog.onnx", data=None, times="1s,1h,1d,1y", chips=5, seed=100,
-                          metric=metric)
+        before = evaluate(
+            OUT / f"{name}.all_analog.onnx", data=None, times="1s,1h,1d,1y", chips=5, seed=100, metric=metric
+        )
         after = evaluate(placed.output, data=None, times="1s,1h,1d,1y", chips=5, seed=100, metric=metric)
-        row = {"model": name, "baseline": placed.baseline, "analog_layers": len(sens.layers),
-               "top": [(la.name, round(la.loss_alone, 4)) for la in sens.layers[:8]],
-               "digital": placed.digital, "layer_strategies": placed.layer_strategies,
-               "analog_mac_share": placed.analog_mac_share, "devices": placed.devices,
-               "verified": [placed.verified_mean, placed.verified_std], "meets": placed.meets_budget,
-               "evaluations": placed.evaluations, "sensitivity_s": round(t_sens), "placement_s": round(t_place),
-               "before": before.accuracy_mean, "after": after.accuracy_mean, "notes": placed.notes}
+        row = {
+            "model": name,
+            "baseline": placed.baseline,
+            "analog_layers": len(sens.layers),
+            "top": [(la.name, round(la.loss_alone, 4)) for la in sens.layers[:8]],
+            "digital": placed.digital,
+            "layer_strategies": placed.layer_strategies,
+            "analog_mac_share": placed.analog_mac_share,
+            "devices": placed.devices,
+            "verified": [placed.verified_mean, placed.verified_std],
+            "meets": placed.meets_budget,
+            "evaluations": placed.evaluations,
+            "sensitivity_s": round(t_sens),
+            "placement_s": round(t_place),
+            "before": before.accuracy_mean,
+            "after": after.accuracy_mean,
+            "notes": placed.notes,
+        }
         print(json.dumps(row), flush=True)
         rows.append(row)
         (OUT / "study.json").write_text(json.dumps(rows, indent=2))

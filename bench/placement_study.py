@@ -20,8 +20,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out" / "placement"
 TIMES = "1s,1h,1d,1y"
-DIGITS = {"mlp": "digits_mlp_fp.onnx", "cnn": "digits_cnn_fp.onnx", "lstm": "digits_lstm_fp.onnx",
-          "transformer": "digits_transformer_fp.onnx"}
+DIGITS = {
+    "mlp": "digits_mlp_fp.onnx",
+    "cnn": "digits_cnn_fp.onnx",
+    "lstm": "digits_lstm_fp.onnx",
+    "transformer": "digits_transformer_fp.onnx",
+}
 
 
 class SentenceCosine:
@@ -60,47 +64,105 @@ def study(name: str, source: Path, metric, data, calibration, chips: int, eval_c
     sens.save_json(OUT / f"{name}.sensitivity.json")
     plot_sensitivity(sens, OUT / f"{name}.sensitivity.png")
     t0 = time.perf_counter()
-    placed = place(source, OUT / f"{name}.analog.onnx", accuracy_budget=0.02, at="1d", metric=metric, data=data,
-                   chips=chips, calibration=calibration, placement_path=OUT / f"{name}.placement.json",
-                   plot=OUT / f"{name}.search.png", force=True)
+    placed = place(
+        source,
+        OUT / f"{name}.analog.onnx",
+        accuracy_budget=0.02,
+        at="1d",
+        metric=metric,
+        data=data,
+        chips=chips,
+        calibration=calibration,
+        placement_path=OUT / f"{name}.placement.json",
+        plot=OUT / f"{name}.search.png",
+        force=True,
+    )
     t_place = time.perf_counter() - t0
     before_path = OUT / f"{name}.all_analog.onnx"
     compile_model(source, before_path, calibration=calibration, force=True)
     before = evaluate(before_path, data=data, times=TIMES, chips=eval_chips, seed=100, metric=metric)
     after = evaluate(placed.output, data=data, times=TIMES, chips=eval_chips, seed=100, metric=metric)
     row = {
-        "model": name, "metric": placed.metric, "baseline": placed.baseline, "layers": len(sens.layers),
-        "ranking": [(la.name, la.loss_alone) for la in sens.layers], "digital": placed.digital,
-        "layer_strategies": placed.layer_strategies, "analog_mac_share": placed.analog_mac_share,
-        "analog_parameter_share": placed.analog_parameter_share, "devices": placed.devices,
-        "verified_mean": placed.verified_mean, "verified_std": placed.verified_std, "meets": placed.meets_budget,
-        "evaluations": placed.evaluations, "sensitivity_s": t_sens, "placement_s": t_place,
-        "before_mean": before.accuracy_mean, "before_std": before.accuracy_std,
-        "after_mean": after.accuracy_mean, "after_std": after.accuracy_std,
+        "model": name,
+        "metric": placed.metric,
+        "baseline": placed.baseline,
+        "layers": len(sens.layers),
+        "ranking": [(la.name, la.loss_alone) for la in sens.layers],
+        "digital": placed.digital,
+        "layer_strategies": placed.layer_strategies,
+        "analog_mac_share": placed.analog_mac_share,
+        "analog_parameter_share": placed.analog_parameter_share,
+        "devices": placed.devices,
+        "verified_mean": placed.verified_mean,
+        "verified_std": placed.verified_std,
+        "meets": placed.meets_budget,
+        "evaluations": placed.evaluations,
+        "sensitivity_s": t_sens,
+        "placement_s": t_place,
+        "before_mean": before.accuracy_mean,
+        "before_std": before.accuracy_std,
+        "after_mean": after.accuracy_mean,
+        "after_std": after.accuracy_std,
     }
-    print(json.dumps({k: row[k] for k in ("model", "digital", "layer_strategies", "analog_mac_share", "meets",
-                                          "verified_mean", "baseline", "sensitivity_s", "placement_s")}), flush=True)
+    print(
+        json.dumps(
+            {
+                k: row[k]
+                for k in (
+                    "model",
+                    "digital",
+                    "layer_strategies",
+                    "analog_mac_share",
+                    "meets",
+                    "verified_mean",
+                    "baseline",
+                    "sensitivity_s",
+                    "placement_s",
+                )
+            }
+        ),
+        flush=True,
+    )
     return row
 
 
 def markdown(rows: list[dict]) -> str:
-    lines = ["| model | metric | FP32 | most sensitive (loss alone analog, 1 d) | placement | analog MACs | devices "
-             "| fresh chips at 1 d | configs | time (sens. + place) |", "|---|" * 1 + "---|" * 9]
+    lines = [
+        "| model | metric | FP32 | most sensitive (loss alone analog, 1 d) | placement | analog MACs | devices "
+        "| fresh chips at 1 d | configs | time (sens. + place) |",
+        "|---|" * 1 + "---|" * 9,
+    ]
     for r in rows:
         top = ", ".join(f"{n} {loss:.3f}" for n, loss in r["ranking"][:3])
-        where = ", ".join([*(f"{n} digital" for n in r["digital"]),
-                           *(f"{n} {s.replace('npair:significance=1,2,4', '3 pairs')}"
-                             for n, s in r["layer_strategies"].items())]) or "all analog, one pair"
-        lines.append(f"| {r['model']} | {r['metric']} | {r['baseline']:.4f} | {top} | {where} | "
-                     f"{r['analog_mac_share']:.1%} | {r['devices']:,} | {r['verified_mean']:.4f} +- "
-                     f"{r['verified_std']:.4f} ({'meets' if r['meets'] else 'misses'}) | {r['evaluations']} | "
-                     f"{r['sensitivity_s']:.0f} s + {r['placement_s']:.0f} s |")
+        where = (
+            ", ".join(
+                [
+                    *(f"{n} digital" for n in r["digital"]),
+                    *(
+                        f"{n} {s.replace('npair:significance=1,2,4', '3 pairs')}"
+                        for n, s in r["layer_strategies"].items()
+                    ),
+                ]
+            )
+            or "all analog, one pair"
+        )
+        lines.append(
+            f"| {r['model']} | {r['metric']} | {r['baseline']:.4f} | {top} | {where} | "
+            f"{r['analog_mac_share']:.1%} | {r['devices']:,} | {r['verified_mean']:.4f} +- "
+            f"{r['verified_std']:.4f} ({'meets' if r['meets'] else 'misses'}) | {r['evaluations']} | "
+            f"{r['sensitivity_s']:.0f} s + {r['placement_s']:.0f} s |"
+        )
     lines += ["", "| model | | " + " | ".join(TIMES.split(",")) + " |", "|---|---|" + "---|" * 4]
     for r in rows:
-        for label, m, s in (("all analog", r["before_mean"], r["before_std"]), ("placed", r["after_mean"],
-                                                                                 r["after_std"])):
-            lines.append(f"| {r['model']} | {label} | " + " | ".join(f"{a:.4f} +- {b:.4f}" for a, b in
-                                                                      zip(m, s, strict=True)) + " |")
+        for label, m, s in (
+            ("all analog", r["before_mean"], r["before_std"]),
+            ("placed", r["after_mean"], r["after_std"]),
+        ):
+            lines.append(
+                f"| {r['model']} | {label} | "
+                + " | ".join(f"{a:.4f} +- {b:.4f}" for a, b in zip(m, s, strict=True))
+                + " |"
+            )
     return "\n".join(lines)
 
 
@@ -118,8 +180,9 @@ def main() -> None:
             src = minilm_model_path()
             rows.append(study(name, src, SentenceCosine(src), None, None, args.chips, args.eval_chips))
         else:
-            rows.append(study(name, ROOT / "models" / DIGITS[name], "accuracy", "digits", "digits", args.chips,
-                              args.eval_chips))
+            rows.append(
+                study(name, ROOT / "models" / DIGITS[name], "accuracy", "digits", "digits", args.chips, args.eval_chips)
+            )
         (OUT / "study.json").write_text(json.dumps(rows, indent=2))
     print(markdown(rows))
 

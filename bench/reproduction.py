@@ -53,8 +53,11 @@ def run(chips: int, workers: int, seed: int, out: Path) -> dict:
                     t0 = time.perf_counter()
                     r = evaluate(compiled, times=TIMES, chips=chips, seed=seed, compensation=mode, workers=workers)
                     results[(fam, tr, mode)] = r
-                    print(f"{fam} {tr} {mode}: {[round(a * 100, 2) for a in r.accuracy_mean]} "
-                          f"({time.perf_counter() - t0:.1f} s, {analog} analog layers)", flush=True)
+                    print(
+                        f"{fam} {tr} {mode}: {[round(a * 100, 2) for a in r.accuracy_mean]} "
+                        f"({time.perf_counter() - t0:.1f} s, {analog} analog layers)",
+                        flush=True,
+                    )
     return results
 
 
@@ -64,9 +67,14 @@ def claims(res: dict, chips: int) -> list[tuple[str, bool, str]]:
     # (i) without compensation accuracy collapses with time
     drops = {(f, t): pts(res[(f, t, "none")], 0) - pts(res[(f, t, "none")], 3) for f in FAMILIES for t in TRAININGS}
     holds = all(d > COLLAPSE_POINTS for d in drops.values())
-    out.append(("(i) without compensation, accuracy collapses with time (drop 1 s -> 1 y > "
-                f"{COLLAPSE_POINTS:g} points for every model)", holds,
-                ", ".join(f"{f} {t}: -{d:.1f}" for (f, t), d in drops.items())))
+    out.append(
+        (
+            "(i) without compensation, accuracy collapses with time (drop 1 s -> 1 y > "
+            f"{COLLAPSE_POINTS:g} points for every model)",
+            holds,
+            ", ".join(f"{f} {t}: -{d:.1f}" for (f, t), d in drops.items()),
+        )
+    )
     # (ii) global compensation recovers most of it
     rec = {}
     for f in FAMILIES:
@@ -75,10 +83,15 @@ def claims(res: dict, chips: int) -> list[tuple[str, bool, str]]:
             back = pts(res[(f, t, "global")], 3) - pts(res[(f, t, "none")], 3)
             rec[(f, t)] = back / lost if lost > 0.5 else float("nan")
     valid = [v for v in rec.values() if np.isfinite(v)]
-    out.append(("(ii) global drift compensation recovers most of the loss at 1 y (> 50 %)",
-                bool(valid) and all(v > 0.5 for v in valid),
-                ", ".join(f"{f} {t}: {'n/a (no loss)' if not np.isfinite(v) else f'{100 * v:.0f} %'}"
-                          for (f, t), v in rec.items())))
+    out.append(
+        (
+            "(ii) global drift compensation recovers most of the loss at 1 y (> 50 %)",
+            bool(valid) and all(v > 0.5 for v in valid),
+            ", ".join(
+                f"{f} {t}: {'n/a (no loss)' if not np.isfinite(v) else f'{100 * v:.0f} %'}" for (f, t), v in rec.items()
+            ),
+        )
+    )
     # (iii) AdaBS >= global at 1 day (within 2 standard errors), where the model has BatchNormalization
     cmp = []
     ok = True
@@ -88,8 +101,9 @@ def claims(res: dict, chips: int) -> list[tuple[str, bool, str]]:
         se = 100 * np.hypot(_se(a.accuracy_std[2], chips), _se(g.accuracy_std[2], chips))
         ok &= diff >= -2 * se
         cmp.append(f"CNN {t}: AdaBS {pts(a, 2):.2f} vs global {pts(g, 2):.2f} (diff {diff:+.2f} +- {se:.2f})")
-    out.append(("(iii) AdaBS >= global compensation at 1 day (CNN, the model with BatchNormalization)", ok,
-                "; ".join(cmp)))
+    out.append(
+        ("(iii) AdaBS >= global compensation at 1 day (CNN, the model with BatchNormalization)", ok, "; ".join(cmp))
+    )
     # (iv) noise-trained >= FP-trained at every time (global compensation)
     worse = []
     for f in FAMILIES:
@@ -98,57 +112,85 @@ def claims(res: dict, chips: int) -> list[tuple[str, bool, str]]:
             se = 100 * np.hypot(_se(h.accuracy_std[j], chips), _se(p.accuracy_std[j], chips))
             if pts(h, j) < pts(p, j) - 2 * se:
                 worse.append(f"{f} at {format_time(h.times_s[j])}: HWA {pts(h, j):.2f} < FP {pts(p, j):.2f}")
-    out.append(("(iv) the noise-trained model >= the FP-trained one at every time (global compensation, "
-                "within 2 standard errors)", not worse, "; ".join(worse) or "holds everywhere"))
+    out.append(
+        (
+            "(iv) the noise-trained model >= the FP-trained one at every time (global compensation, "
+            "within 2 standard errors)",
+            not worse,
+            "; ".join(worse) or "holds everywhere",
+        )
+    )
     # (v) the recurrent model is the most robust (smallest normalised loss from FP32 baseline at 1 y, global)
     loss = {}
     for f in FAMILIES:
         r = res[(f, "HWA", "global")]
         loss[f] = 100 * (r.baseline - r.accuracy_mean[3])
     best = min(loss, key=loss.get)
-    out.append(("(v) the recurrent model (LSTM) is the most robust (smallest loss vs its FP32 baseline at 1 y, "
-                "HWA, global compensation)", best == "LSTM",
-                ", ".join(f"{f}: {v:.2f} points" for f, v in loss.items())))
+    out.append(
+        (
+            "(v) the recurrent model (LSTM) is the most robust (smallest loss vs its FP32 baseline at 1 y, "
+            "HWA, global compensation)",
+            best == "LSTM",
+            ", ".join(f"{f}: {v:.2f} points" for f, v in loss.items()),
+        )
+    )
     return out
 
 
 def write(res: dict, chips: int, workers: int, seed: int, out: Path, elapsed: float) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    lines = ["# Reproduction study: PCM drift, compensation and hardware-aware training on the shipped models", "",
-             f"Generated by `python bench/reproduction.py --chips {chips} --workers {workers} --seed {seed}` "
-             f"({elapsed / 60:.1f} min). Device `pcm` (Joshi et al. 2020 statistical model), periphery `standard` "
-             "(Rasch et al. 2023), static input ranges calibrated on the digits training split, one differential "
-             "pair per weight. Accuracy on the 540 digits test images, mean +- std over chips; every chip is "
-             "programmed from its own seed, so re-running the command reproduces these numbers exactly.", "",
-             "## Accuracy (%)", "", "| model | training | compensation | FP32 | " +
-             " | ".join(format_time(t) for t in next(iter(res.values())).times_s) + " |",
-             "|---|---|---|---|" + "---|" * 4]
+    lines = [
+        "# Reproduction study: PCM drift, compensation and hardware-aware training on the shipped models",
+        "",
+        f"Generated by `python bench/reproduction.py --chips {chips} --workers {workers} --seed {seed}` "
+        f"({elapsed / 60:.1f} min). Device `pcm` (Joshi et al. 2020 statistical model), periphery `standard` "
+        "(Rasch et al. 2023), static input ranges calibrated on the digits training split, one differential "
+        "pair per weight. Accuracy on the 540 digits test images, mean +- std over chips; every chip is "
+        "programmed from its own seed, so re-running the command reproduces these numbers exactly.",
+        "",
+        "## Accuracy (%)",
+        "",
+        "| model | training | compensation | FP32 | "
+        + " | ".join(format_time(t) for t in next(iter(res.values())).times_s)
+        + " |",
+        "|---|---|---|---|" + "---|" * 4,
+    ]
     for (fam, tr, mode), r in res.items():
         cells = [f"{100 * m:.2f} ± {100 * s:.2f}" for m, s in zip(r.accuracy_mean, r.accuracy_std, strict=True)]
         lines.append(f"| {fam} | {tr} | {mode} | {100 * r.baseline:.2f} | " + " | ".join(cells) + " |")
     lines += ["", "## The papers' qualitative claims on these models", ""]
     for text, holds, numbers in claims(res, chips):
         lines.append(f"- **{'holds' if holds else 'does not hold'}** — {text}: {numbers}.")
-    lines += ["", "## Reading the results", "",
-              "- AdaBS equals global compensation for the MLP and the LSTM: they have no BatchNormalization, so "
-              "`adabs` falls back to global compensation (the evaluation says so in its notes).",
-              "- Where (i) does not hold it is the MLP: a ReLU network without normalisation is almost invariant "
-              "to a common scale of its weights, and drift shrinks most conductances by a similar factor "
-              "((t/t0)^-nu with nu ~ 0.05-0.1), so the arg-max of the logits barely moves; only the spread of nu "
-              "between devices and the fixed digital biases change decisions. The CNN (BatchNormalization with "
-              "fixed statistics) and the LSTM (gates with fixed biases, saturating nonlinearities) collapse as "
-              "Joshi et al. 2020 report for ResNet-32. (Interpretation, not a separate experiment.)",
-              "- (v) compares small digits models; Rasch et al. 2023 make the claim for large networks "
-              "(LSTM language/speech models vs ImageNet CNNs). Here the LSTM loses the most after compensation, "
-              "probably because the drift-compensation factor is one scalar per layer while the recurrent state "
-              "feeds the errors of every step into the next (hypothesis).",
-              "", "## Plots", ""]
+    lines += [
+        "",
+        "## Reading the results",
+        "",
+        "- AdaBS equals global compensation for the MLP and the LSTM: they have no BatchNormalization, so "
+        "`adabs` falls back to global compensation (the evaluation says so in its notes).",
+        "- Where (i) does not hold it is the MLP: a ReLU network without normalisation is almost invariant "
+        "to a common scale of its weights, and drift shrinks most conductances by a similar factor "
+        "((t/t0)^-nu with nu ~ 0.05-0.1), so the arg-max of the logits barely moves; only the spread of nu "
+        "between devices and the fixed digital biases change decisions. The CNN (BatchNormalization with "
+        "fixed statistics) and the LSTM (gates with fixed biases, saturating nonlinearities) collapse as "
+        "Joshi et al. 2020 report for ResNet-32. (Interpretation, not a separate experiment.)",
+        "- (v) compares small digits models; Rasch et al. 2023 make the claim for large networks "
+        "(LSTM language/speech models vs ImageNet CNNs). Here the LSTM loses the most after compensation, "
+        "probably because the drift-compensation factor is one scalar per layer while the recurrent state "
+        "feeds the errors of every step into the next (hypothesis).",
+        "",
+        "## Plots",
+        "",
+    ]
     for fam in FAMILIES:
         for tr in TRAININGS:
             name = f"reproduction_{fam.lower()}_{tr.lower()}.png"
             rs = [res[(fam, tr, m)] for m in MODES]
-            plot_accuracy_over_time(rs, out / name, labels=[f"{m} compensation" for m in MODES],
-                                    title=f"{fam} ({tr}-trained) on PCM, {chips} chips")
+            plot_accuracy_over_time(
+                rs,
+                out / name,
+                labels=[f"{m} compensation" for m in MODES],
+                title=f"{fam} ({tr}-trained) on PCM, {chips} chips",
+            )
             lines.append(f"![{fam} {tr}]({name})")
     (out / "reproduction.md").write_text("\n".join(lines) + "\n")
     raw = {f"{k[0]}/{k[1]}/{k[2]}": v.to_dict() for k, v in res.items()}

@@ -75,9 +75,7 @@ def load_data(sample_shape: tuple[int, ...], holdout: float = 0.0, seed: int = 0
     if holdout > 0:
         from sklearn.model_selection import train_test_split
 
-        x_tr, x_te, y_tr, y_te = train_test_split(
-            x_tr, y_tr, test_size=holdout, random_state=seed, stratify=y_tr
-        )
+        x_tr, x_te, y_tr, y_te = train_test_split(x_tr, y_tr, test_size=holdout, random_state=seed, stratify=y_tr)
 
     def tx(x: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32).reshape((-1, *sample_shape)))
@@ -211,9 +209,7 @@ def train(model: nn.Module, data: Data, cfg: TrainConfig, log_every: int = 10, t
 
 
 @torch.no_grad()
-def noisy_accuracy(
-    model: nn.Module, data: Data, eta: float, draws: int, seed: int = 12345
-) -> tuple[float, float]:
+def noisy_accuracy(model: nn.Module, data: Data, eta: float, draws: int, seed: int = 12345) -> tuple[float, float]:
     """Mean and std of the eval accuracy over ``draws`` weight-noise draws at level ``eta`` (robustness)."""
     m = copy.deepcopy(model).eval()
     params = [p for _, p in weight_matrices(m)]
@@ -415,18 +411,12 @@ def export_and_verify(
 # ------------------------------------------------------------------------------------------------------ CLI
 
 
-def base_parser(
-    description: str, epochs: int, hwa_epochs: int, lr: float, hwa_lr: float
-) -> argparse.ArgumentParser:
+def base_parser(description: str, epochs: int, hwa_epochs: int, lr: float, hwa_lr: float) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--epochs", type=int, default=epochs, help="FP32 training epochs (default %(default)s)")
     p.add_argument("--lr", type=float, default=lr, help="FP32 Adam learning rate (default %(default)s)")
-    p.add_argument(
-        "--hwa-epochs", type=int, default=hwa_epochs, help="HWA fine-tuning epochs (default %(default)s)"
-    )
-    p.add_argument(
-        "--hwa-lr", type=float, default=hwa_lr, help="HWA fine-tuning learning rate (default %(default)s)"
-    )
+    p.add_argument("--hwa-epochs", type=int, default=hwa_epochs, help="HWA fine-tuning epochs (default %(default)s)")
+    p.add_argument("--hwa-lr", type=float, default=hwa_lr, help="HWA fine-tuning learning rate (default %(default)s)")
     p.add_argument(
         "--eta",
         type=float,
@@ -450,9 +440,7 @@ def base_parser(
         help="hyper-parameter search only: evaluate on this fraction of the training split instead of "
         "the test split, and write nothing",
     )
-    p.add_argument(
-        "--noise-draws", type=int, default=20, help="weight-noise draws for the robustness summary"
-    )
+    p.add_argument("--noise-draws", type=int, default=20, help="weight-noise draws for the robustness summary")
     return p
 
 
@@ -470,14 +458,10 @@ def run(
     data = load_data(sample_shape, args.holdout, args.seed)
     model = build()
     n_params = count_parameters(model)
-    print(
-        f"{name}: {architecture}; {n_params} parameters; train {len(data.x_train)}, eval {len(data.x_test)}"
-    )
+    print(f"{name}: {architecture}; {n_params} parameters; train {len(data.x_train)}, eval {len(data.x_test)}")
     script = f"models/train_{name}.py"
 
-    fp_cfg = TrainConfig(
-        epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, seed=args.seed, **fp_extra
-    )
+    fp_cfg = TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, seed=args.seed, **fp_extra)
     train(model, data, fp_cfg, tag="fp32")
     fp_acc = accuracy(model, data.x_test, data.y_test)
     fp_state = copy.deepcopy(model.state_dict())

@@ -17,9 +17,7 @@ from collections import OrderedDict
 from _digits_common import base_parser, run
 from torch import nn
 
-ARCH = (
-    "CNN: Conv(1->16,3x3,pad1)-BN-ReLU - Conv(16->32,3x3,pad1)-BN-ReLU - MaxPool2 - Flatten - Linear(512,10)"
-)
+ARCH = "CNN: Conv(1->16,3x3,pad1)-BN-ReLU - Conv(16->32,3x3,pad1)-BN-ReLU - MaxPool2 - Flatten - Linear(512,10)"
 
 
 def build() -> nn.Module:

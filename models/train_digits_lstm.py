@@ -38,8 +38,7 @@ def main() -> None:
     p.add_argument("--weight-decay", type=float, default=1e-4, help="AdamW weight decay of the FP32 phase")
     args = p.parse_args()
     arch = (
-        f"LSTM: 8 time steps (rows) x 8 features, LSTM(8->{args.hidden}), "
-        f"last hidden state - Linear({args.hidden},10)"
+        f"LSTM: 8 time steps (rows) x 8 features, LSTM(8->{args.hidden}), last hidden state - Linear({args.hidden},10)"
     )
     run(
         args,

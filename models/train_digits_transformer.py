@@ -63,9 +63,7 @@ class EncoderLayer(nn.Module):
 
 
 class DigitsTransformer(nn.Module):
-    def __init__(
-        self, d_model: int = 32, heads: int = 2, d_ff: int = 64, layers: int = 2, dropout: float = 0.2
-    ):
+    def __init__(self, d_model: int = 32, heads: int = 2, d_ff: int = 64, layers: int = 2, dropout: float = 0.2):
         super().__init__()
         self.embed = nn.Linear(FEATURES, d_model)
         self.pos = nn.Parameter(torch.randn(1, TOKENS, d_model) * 0.02)

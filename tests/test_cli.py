@@ -10,8 +10,9 @@ import pytest
 
 
 def _run(*args: str, cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "anacompile.cli", *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "anacompile.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=300
+    )
 
 
 def test_short_form_compiles_beside_the_input(tmp_path, mlp_hwa):
@@ -25,8 +26,7 @@ def test_short_form_compiles_beside_the_input(tmp_path, mlp_hwa):
 
 def test_compile_json_and_inspect(tmp_path, mlp_hwa):
     out = tmp_path / "out.onnx"
-    r = _run("compile", str(mlp_hwa), "-o", str(out), "--calibration", "digits", "--json", "-",
-             "--set", "adc_bits=7")
+    r = _run("compile", str(mlp_hwa), "-o", str(out), "--calibration", "digits", "--json", "-", "--set", "adc_bits=7")
     assert r.returncode == 0, r.stderr
     report = json.loads(r.stdout)
     assert report["periphery"]["adc_bits"] == 7 and report["totals"]["analog_layers"] == 2
@@ -35,8 +35,9 @@ def test_compile_json_and_inspect(tmp_path, mlp_hwa):
     assert "64x128" in r.stdout and "128x10" in r.stdout and "analog" in r.stdout
 
 
-@pytest.mark.parametrize("case", ["garbage", "truncated", "no_analog", "unknown_device", "missing_folder",
-                                  "bad_periphery_key"])
+@pytest.mark.parametrize(
+    "case", ["garbage", "truncated", "no_analog", "unknown_device", "missing_folder", "bad_periphery_key"]
+)
 def test_bad_input_is_one_line_error(tmp_path, mlp_hwa, case):
     import onnx
     from onnx import TensorProto, helper
@@ -48,9 +49,12 @@ def test_bad_input_is_one_line_error(tmp_path, mlp_hwa, case):
     elif case == "truncated":
         src.write_bytes(mlp_hwa.read_bytes()[:1500])
     elif case == "no_analog":
-        g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
+        g = helper.make_graph(
+            [helper.make_node("Relu", ["x"], ["y"])],
+            "g",
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+        )
         onnx.save(helper.make_model(g), src)
     else:
         src.write_bytes(mlp_hwa.read_bytes())
@@ -110,9 +114,12 @@ def test_a_mistyped_command_is_named_with_the_closest_one(tmp_path, capsys, monk
 def test_json_path_or_stdout_on_every_command(tmp_path, compiled_mlp, capsys):
     # stdout: exactly one JSON document, nothing else
     docs = {}
-    for args in (("devices",), ("inspect", str(compiled_mlp)),
-                 ("mvm-error", str(compiled_mlp), "--chips", "1", "--samples", "16"),
-                 ("evaluate", str(compiled_mlp), "--chips", "1", "--times", "1s")):
+    for args in (
+        ("devices",),
+        ("inspect", str(compiled_mlp)),
+        ("mvm-error", str(compiled_mlp), "--chips", "1", "--samples", "16"),
+        ("evaluate", str(compiled_mlp), "--chips", "1", "--times", "1s"),
+    ):
         rc, out, err = _main(capsys, *args, "--json", "-")
         assert rc == 0, err
         docs[args[0]] = json.loads(out)

@@ -106,9 +106,12 @@ def test_bad_inputs_raise_clear_errors_and_write_nothing(tmp_path, mlp_fp):
 def test_model_without_analog_op_is_refused(tmp_path):
     from onnx import TensorProto, helper
 
-    g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
-                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
+    g = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+    )
     src = tmp_path / "relu.onnx"
     onnx.save(helper.make_model(g), src)
     with pytest.raises(UnsupportedModelError, match="no analog-capable op"):
@@ -120,8 +123,14 @@ def test_external_data_outside_the_model_folder_is_refused(tmp_path, mlp_fp):
     model = onnx.load(str(mlp_fp))
     sub = tmp_path / "m"
     sub.mkdir()
-    onnx.save_model(model, str(sub / "ext.onnx"), save_as_external_data=True, all_tensors_to_one_file=True,
-                    location="w.bin", size_threshold=0)
+    onnx.save_model(
+        model,
+        str(sub / "ext.onnx"),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location="w.bin",
+        size_threshold=0,
+    )
     compile_model(sub / "ext.onnx", tmp_path / "ok.onnx")  # external data beside the model loads
     proto = onnx.load(str(sub / "ext.onnx"), load_external_data=False)
     for t in proto.graph.initializer:
@@ -149,8 +158,11 @@ def test_provided_input_ranges(tmp_path, mlp_hwa):
     out = tmp_path / "r.onnx"
     report = compile_model(mlp_hwa, out, input_ranges=ranges)
     assert report.periphery["input_range"] == "static"
-    stored = {t.name: onnx.numpy_helper.to_array(t).ravel().tolist() for t in onnx.load(str(out)).graph.initializer
-              if t.name.endswith(".in_range")}
+    stored = {
+        t.name: onnx.numpy_helper.to_array(t).ravel().tolist()
+        for t in onnx.load(str(out)).graph.initializer
+        if t.name.endswith(".in_range")
+    }
     assert stored == {"fc1_Gemm.in_range": [1.0], "fc2_Gemm.in_range": [4.5]}
     partial = compile_model(mlp_hwa, tmp_path / "p.onnx", input_ranges={"fc1_Gemm": 2.0}, calibration="digits")
     assert partial.totals["analog_layers"] == 2  # fc2 calibrated from data

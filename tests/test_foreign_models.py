@@ -34,7 +34,9 @@ def _mm(elem=T.FLOAT, x_shape=("N", 16), y_shape=("N", 8)):
 
 def _if_branch():
     then = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "W"], ["t"])], "then", [],
+        [helper.make_node("MatMul", ["x", "W"], ["t"])],
+        "then",
+        [],
         [helper.make_tensor_value_info("t", T.FLOAT, [1, 8])],
     )
     other = helper.make_graph(

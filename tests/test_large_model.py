@@ -28,11 +28,16 @@ def _mlp(rng: np.random.Generator) -> onnx.ModelProto:
     w2 = rng.standard_normal(SIZES[1:][::-1]).astype(np.float32) / 5
     b2 = rng.standard_normal(SIZES[2]).astype(np.float32)
     graph = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "W1"], ["h"], name="fc1"), helper.make_node("Relu", ["h"], ["r"]),
-         helper.make_node("Gemm", ["r", "W2", "b2"], ["y"], transB=1, name="fc2")],
-        "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["B", SIZES[0]])],
+        [
+            helper.make_node("MatMul", ["x", "W1"], ["h"], name="fc1"),
+            helper.make_node("Relu", ["h"], ["r"]),
+            helper.make_node("Gemm", ["r", "W2", "b2"], ["y"], transB=1, name="fc2"),
+        ],
+        "mlp",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["B", SIZES[0]])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["B", SIZES[2]])],
-        [numpy_helper.from_array(w1, "W1"), numpy_helper.from_array(w2, "W2"), numpy_helper.from_array(b2, "b2")])
+        [numpy_helper.from_array(w1, "W1"), numpy_helper.from_array(w2, "W2"), numpy_helper.from_array(b2, "b2")],
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
@@ -42,8 +47,14 @@ def source(tmp_path):
     folder = tmp_path / "src"
     folder.mkdir()
     path = folder / "mlp.onnx"
-    onnx.save_model(_mlp(np.random.default_rng(0)), str(path), save_as_external_data=True,
-                    all_tensors_to_one_file=True, location="weights.bin", size_threshold=0)
+    onnx.save_model(
+        _mlp(np.random.default_rng(0)),
+        str(path),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location="weights.bin",
+        size_threshold=0,
+    )
     return path
 
 
@@ -60,8 +71,11 @@ def _run(path, x):
 
 def _external_tensors(path) -> dict[str, str]:
     proto = onnx.load(str(path), load_external_data=False)
-    return {t.name: next(e.value for e in t.external_data if e.key == "location") for t in proto.graph.initializer
-            if t.data_location == onnx.TensorProto.EXTERNAL}
+    return {
+        t.name: next(e.value for e in t.external_data if e.key == "location")
+        for t in proto.graph.initializer
+        if t.data_location == onnx.TensorProto.EXTERNAL
+    }
 
 
 def test_external_data_source_gives_external_data_output(tmp_path, source, noiseless):
@@ -125,8 +139,14 @@ def test_a_failed_compile_leaves_no_file_and_keeps_the_previous_output(tmp_path,
 
 def test_output_data_file_may_not_be_the_sources(tmp_path):
     src = tmp_path / "m.onnx"
-    onnx.save_model(_mlp(np.random.default_rng(6)), str(src), save_as_external_data=True,
-                    all_tensors_to_one_file=True, location="out.onnx.data", size_threshold=0)
+    onnx.save_model(
+        _mlp(np.random.default_rng(6)),
+        str(src),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location="out.onnx.data",
+        size_threshold=0,
+    )
     with pytest.raises(OutputError, match="which the source model reads"):
         compile_model(src, tmp_path / "out.onnx")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "out.onnx.data"]

@@ -70,8 +70,11 @@ def _attention_model(k: int = D) -> onnx.ModelProto:
     dh = k // HEADS
     w = {name: (rng.standard_normal((k, k)) / np.sqrt(k)).astype(np.float32) for name in ("Wq", "Wk", "Wv", "Wo")}
     b = {"bo": rng.standard_normal(k).astype(np.float32)}
-    consts = {"split_shape": np.array([0, 0, HEADS, dh], np.int64), "merge_shape": np.array([0, 0, k], np.int64),
-              "scale": np.array(1 / np.sqrt(dh), np.float32)}
+    consts = {
+        "split_shape": np.array([0, 0, HEADS, dh], np.int64),
+        "merge_shape": np.array([0, 0, k], np.int64),
+        "scale": np.array(1 / np.sqrt(dh), np.float32),
+    }
     nodes = [
         helper.make_node("MatMul", ["x", "Wq"], ["q"], name="q_proj"),
         helper.make_node("MatMul", ["x", "Wk"], ["kk"], name="k_proj"),
@@ -92,7 +95,9 @@ def _attention_model(k: int = D) -> onnx.ModelProto:
         helper.make_node("Add", ["o", "bo"], ["y"]),
     ]
     graph = helper.make_graph(
-        nodes, "attention", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["B", "T", k])],
+        nodes,
+        "attention",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["B", "T", k])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["B", "T", k])],
         [numpy_helper.from_array(a, n) for n, a in {**w, **b, **consts}.items()],
     )

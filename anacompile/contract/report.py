@@ -116,20 +116,32 @@ def read_report(model: Any) -> CompileReport:
     try:
         d = json.loads(meta[META_REPORT])
     except (ValueError, RecursionError) as err:
-        raise UnsupportedModelError(f"The model's anacompile report (metadata {META_REPORT!r}) is not valid JSON "
-                                    f"({err}); the file is corrupt: recompile the source model.") from err
+        raise UnsupportedModelError(
+            f"The model's anacompile report (metadata {META_REPORT!r}) is not valid JSON "
+            f"({err}); the file is corrupt: recompile the source model."
+        ) from err
     return _report_from_dict(d)
 
 
 def _report_from_dict(d: Any) -> CompileReport:
     """The report, checked field by field against :class:`CompileReport` (a corrupt file gives one line)."""
+
     def bad(what: str) -> UnsupportedModelError:
         return UnsupportedModelError(f"The model's anacompile report is corrupt ({what}); recompile the source model.")
 
     if not isinstance(d, dict):
         raise bad(f"a JSON {type(d).__name__}, not an object")
-    kinds = {"source": str, "output": str, "device": dict, "periphery": dict, "strategy": dict, "seed": int,
-             "chip": int, "programming": str, "layers": list}
+    kinds = {
+        "source": str,
+        "output": str,
+        "device": dict,
+        "periphery": dict,
+        "strategy": dict,
+        "seed": int,
+        "chip": int,
+        "programming": str,
+        "layers": list,
+    }
     for key, kind in kinds.items():
         if not isinstance(d.get(key), kind) or isinstance(d.get(key), bool):
             raise bad(f"{key!r} is {type(d.get(key)).__name__ if key in d else 'missing'}, expected {kind.__name__}")

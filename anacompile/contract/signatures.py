@@ -40,8 +40,18 @@ class OpSignature:
         return self.inputs.index(name)
 
 
-MATMUL_INPUTS = ("X", "W", "in_scale", "scale", "bias", "ir_row_weight", "noise_bank", "noise_start", "noise_end",
-                 "out_gain")
+MATMUL_INPUTS = (
+    "X",
+    "W",
+    "in_scale",
+    "scale",
+    "bias",
+    "ir_row_weight",
+    "noise_bank",
+    "noise_start",
+    "noise_end",
+    "out_gain",
+)
 """X (..., K); W ([n_tiles,] rows, N) in ADC codes per DAC code; in_scale ([n_tiles,] 1, 1); scale
 ([n_tiles,] 1, N); bias (N,); ir_row_weight (rows, 1); inputs 6..8 are optional (the session's noise);
 out_gain ([n_tiles,] 1, 1), the tiles' gains before the ADC, only with ``output_range: calibrated``."""

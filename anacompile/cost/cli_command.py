@@ -50,8 +50,12 @@ def cost_command(
     ] = 128,
     json_path: Annotated[
         str | None,
-        typer.Option("--json", metavar="PATH", help="Write the full report (every figure with its formula) as JSON "
-                     "to PATH ('-' for stdout: the table then goes to stderr)."),
+        typer.Option(
+            "--json",
+            metavar="PATH",
+            help="Write the full report (every figure with its formula) as JSON "
+            "to PATH ('-' for stdout: the table then goes to stderr).",
+        ),
     ] = None,
     plot: Annotated[Path | None, typer.Option("--plot", help="Save a plot of the energy per layer (PNG).")] = None,
 ) -> None:

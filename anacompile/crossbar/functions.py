@@ -48,7 +48,6 @@ __all__ = [
 ]
 
 
-
 class _Body:
     """Accumulates the nodes of a function body with unique value names."""
 
@@ -120,10 +119,9 @@ def overload_name(tiled: bool, noise: NoiseSource = NoiseSource.RANDOM) -> str:
     return base
 
 
-
-
-def build_analog_matmul_function(periphery: Periphery, opset: int, noise: NoiseSource = NoiseSource.RANDOM,
-                                 tiled: bool = False) -> onnx.FunctionProto:
+def build_analog_matmul_function(
+    periphery: Periphery, opset: int, noise: NoiseSource = NoiseSource.RANDOM, tiled: bool = False
+) -> onnx.FunctionProto:
     """``AnalogMatMul(X, W, in_scale, scale, bias, ir_row_weight, noise_bank, noise_start, noise_end) -> Y``.
 
     W is the tile's effective normalised weights pre-scaled to ADC codes per DAC code (``code_gain`` d/D,
@@ -172,15 +170,20 @@ def build_analog_matmul_function(periphery: Periphery, opset: int, noise: NoiseS
     gain = "out_gain" if p.output_range is OutputRange.CALIBRATED else None
     k1 = None
     if p.read_noise > 0 and p.has_mvm_noise:  # read noise scales with the gain: k1 g^2
-        k1 = b.attr_const("noise_k1") if gain is None else b.op("Mul", b.attr_const("noise_k1"),
-                                                                 b.op("Mul", gain, gain))
+        k1 = (
+            b.attr_const("noise_k1") if gain is None else b.op("Mul", b.attr_const("noise_k1"), b.op("Mul", gain, gain))
+        )
     w_ir = b.op("Mul", "W", "ir_row_weight") if p.ir_drop > 0 else None
     passes = p.bm_passes
     xi_all = "noise_bank" if noise is NoiseSource.FED and passes > 1 else None
     if p.has_mvm_noise and noise is NoiseSource.BANK and passes > 1:
-        shape_all = b.op("Concat", b.const([passes], i64),
-                         b.op("Slice", b.op("Shape", xt), b.const([0], i64), b.const([-1], i64)),
-                         b.op("Slice", b.op("Shape", "W"), b.const([-1], i64), b.const([2**62], i64)), axis=0)
+        shape_all = b.op(
+            "Concat",
+            b.const([passes], i64),
+            b.op("Slice", b.op("Shape", xt), b.const([0], i64), b.const([-1], i64)),
+            b.op("Slice", b.op("Shape", "W"), b.const([-1], i64), b.const([2**62], i64)),
+            axis=0,
+        )
         xi_all = b.op("Reshape", b.op("Slice", "noise_bank", "noise_start", "noise_end"), shape_all)
     z = None
     # iterative bound management: pass k halves the input k times; from the last pass back to the first a
@@ -195,8 +198,7 @@ def build_analog_matmul_function(periphery: Periphery, opset: int, noise: NoiseS
         z_k = b.op("MatMul", q, "W")
         if p.ir_drop > 0:
             a = b.op("Mul", b.op("MatMul", b.op("Abs", q), abs_w), b.attr_const("ir_a_scale"))
-            inner = b.op("Add", b.op("Mul", a, b.op("Sub", b.op("Mul", a, b.const(0.05)), b.const(0.2))),
-                         b.const(0.5))
+            inner = b.op("Add", b.op("Mul", a, b.op("Sub", b.op("Mul", a, b.const(0.05)), b.const(0.2))), b.const(0.5))
             corr = b.op("Mul", a, inner)
             z_k = b.op("Sub", z_k, b.op("Mul", b.op("Mul", b.attr_const("ir_drop"), corr), b.op("MatMul", q, w_ir)))
         if gain is not None:  # calibrated output range: the tile's gain before the ADC
@@ -211,8 +213,7 @@ def build_analog_matmul_function(periphery: Periphery, opset: int, noise: NoiseS
             else:
                 xi = b.op("Reshape", b.op("Slice", "noise_bank", "noise_start", "noise_end"), b.op("Shape", z_k))
             if p.read_noise > 0:
-                var = b.op("Add", b.op("Mul", b.op("MatMul", b.op("Mul", q, q), abs_w), k1),
-                           b.attr_const("noise_k2"))
+                var = b.op("Add", b.op("Mul", b.op("MatMul", b.op("Mul", q, q), abs_w), k1), b.attr_const("noise_k2"))
                 z_k = b.op("Add", z_k, b.op("Mul", b.op("Sqrt", var), xi))
             elif noise is NoiseSource.FED:
                 z_k = b.op("Add", z_k, xi)  # fed pre-scaled by noise_std
@@ -235,15 +236,23 @@ def build_analog_matmul_function(periphery: Periphery, opset: int, noise: NoiseS
     if tiled:
         # sum of the tiles' partial sums: ones(1, n_tiles) @ (z * scale); ReduceSum over a leading axis is slow
         zs = b.op("Reshape", b.op("Mul", z, "scale"), b.op("Concat", nb, b.const([-1], i64), axis=0))
-        ones = b.op("ConstantOfShape", b.op("Concat", b.const([1], i64), nb, axis=0),
-                    value=helper.make_tensor("one", TensorProto.FLOAT, [1], [1.0]))
+        ones = b.op(
+            "ConstantOfShape",
+            b.op("Concat", b.const([1], i64), nb, axis=0),
+            value=helper.make_tensor("one", TensorProto.FLOAT, [1], [1.0]),
+        )
         b.op("Add", b.op("Reshape", b.op("MatMul", ones, zs), b.op("Concat", lead, n_out, axis=0)), "bias")
     else:
         b.op("Add", b.op("Mul", z, "scale"), "bias")
     b.nodes[-1].output[0] = "Y"
     fn = helper.make_function(
-        contract.DOMAIN, contract.ANALOG_MATMUL, list(MATMUL_INPUTS), list(contract.MATMUL_OUTPUTS), b.nodes,
-        [helper.make_opsetid("", opset)], attributes=list(MATMUL_ATTRIBUTES),
+        contract.DOMAIN,
+        contract.ANALOG_MATMUL,
+        list(MATMUL_INPUTS),
+        list(contract.MATMUL_OUTPUTS),
+        b.nodes,
+        [helper.make_opsetid("", opset)],
+        attributes=list(MATMUL_ATTRIBUTES),
         doc_string="Analog crossbar MVM with DAC, tiles, noise, IR drop, ADC, digital scales (anacompile).",
     )
     fn.overload = overload_name(tiled, noise)
@@ -263,8 +272,12 @@ def random_ops_load(opset: int) -> bool:
     import onnxruntime as ort
 
     node = helper.make_node("RandomNormalLike", ["x"], ["y"], dtype=TensorProto.FLOAT)
-    graph = helper.make_graph([node], "probe", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    graph = helper.make_graph(
+        [node],
+        "probe",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     model.ir_version = 8
     so = ort.SessionOptions()
@@ -302,8 +315,11 @@ def normal_like(b: _Body, ref: str, opset: int, mix: list[str]) -> str:
     for t in mix:
         total = b.op("ReduceSum", b.op("Abs", b.op("Cast", t, to=TensorProto.FLOAT)), keepdims=0)
         h = b.op("Floor", b.op("Mod", b.op("Mul", total, b.const(997.0)), mf, fmod=1))
-        key = b.op("Mod", b.op("Add", b.op("Mul", b.op("Mod", key, m), b.const(HASH_MULTIPLIERS[2], i64)),
-                               b.op("Cast", h, to=i64)), m)
+        key = b.op(
+            "Mod",
+            b.op("Add", b.op("Mul", b.op("Mod", key, m), b.const(HASH_MULTIPLIERS[2], i64)), b.op("Cast", h, to=i64)),
+            m,
+        )
     x = b.op("Add", b.op("Mod", b.op("Add", idx, key), m1), one)
 
     def rounds(x: str, n: int) -> str:
@@ -374,21 +390,24 @@ def _curve(b: _Body, curve: Curve, g: str, g_max_us: float) -> str:
         acc = b.op("Add", b.op("Mul", x, b.const(0.0)), b.const(coeffs[-1]))
         for c in coeffs[-2::-1]:
             acc = b.op("Add", b.op("Mul", acc, x), b.const(c))
-        result = acc if i == 0 else b.op(
-            "Where", b.op("GreaterOrEqual", x, b.const(curve.breaks_g_hat[i])), acc, result)
+        result = (
+            acc if i == 0 else b.op("Where", b.op("GreaterOrEqual", x, b.const(curve.breaks_g_hat[i])), acc, result)
+        )
     return result
 
 
 def _table_read(b: _Body, device: TableDevice, opset: int) -> str:
     """g(t) of a table device (:mod:`anacompile.devices.table`): drift, relaxation and read noise, clipped."""
     t = b.op("Add", "t_inference", b.const(device.t0_s))
-    g_drift = b.op("Mul", "g_prog", b.op("Exp", b.op("Neg", b.op("Mul", "nu", b.op("Log", b.op(
-        "Div", t, b.const(device.t0_s)))))))
+    g_drift = b.op(
+        "Mul", "g_prog", b.op("Exp", b.op("Neg", b.op("Mul", "nu", b.op("Log", b.op("Div", t, b.const(device.t0_s))))))
+    )
     g_max = device.g_max_us
     rel = b.op("Mul", b.op("Abs", g_drift), _curve(b, device.read_q, "g_prog", g_max))
     if device.read_bandwidth == "1/f":
-        bw = b.op("Sqrt", b.op("Log", b.op("Div", b.op("Add", t, b.const(device.t_read_s)),
-                                         b.const(2.0 * device.t_read_s))))
+        bw = b.op(
+            "Sqrt", b.op("Log", b.op("Div", b.op("Add", t, b.const(device.t_read_s)), b.const(2.0 * device.t_read_s)))
+        )
         rel = b.op("Mul", rel, bw)
     var = b.op("Mul", rel, rel)
     times = device.relaxation_times_s
@@ -403,8 +422,11 @@ def _table_read(b: _Body, device: TableDevice, opset: int) -> str:
         v = excess[0]
         for k in range(len(times) - 1):
             l0, l1 = math.log(times[k]), math.log(times[k + 1])
-            f = b.op("Div", b.op("Sub", b.op("Min", b.op("Max", lt, b.const(l0)), b.const(l1)), b.const(l0)),
-                     b.const(l1 - l0))
+            f = b.op(
+                "Div",
+                b.op("Sub", b.op("Min", b.op("Max", lt, b.const(l0)), b.const(l1)), b.const(l0)),
+                b.const(l1 - l0),
+            )
             v = b.op("Add", v, b.op("Mul", b.op("Sub", excess[k + 1], excess[k]), f))
         ramp = b.op("Min", b.op("Div", "t_inference", b.const(times[0])), b.const(1.0))
         var = b.op("Add", var, b.op("Mul", v, ramp))
@@ -433,12 +455,16 @@ def build_chip_weights_function(compensation: DriftCompensation, opset: int, dev
         t = b.op("Add", "t_inference", b.attr_const("t0_s"))
         log_ratio = b.op("Log", b.op("Div", t, b.attr_const("t0_s")))
         g_drift = b.op("Mul", "g_prog", b.op("Exp", b.op("Neg", b.op("Mul", "nu", log_ratio))))
-        bw = b.op("Sqrt", b.op("Log", b.op("Div", b.op("Add", t, b.attr_const("t_read_s")),
-                                         b.attr_const("two_t_read_s"))))
+        bw = b.op(
+            "Sqrt", b.op("Log", b.op("Div", b.op("Add", t, b.attr_const("t_read_s")), b.attr_const("two_t_read_s")))
+        )
         ghat = b.op("Div", b.op("Abs", "g_prog"), b.attr_const("g_max_us"))
         powed = b.op("Pow", ghat, b.attr_const("q_exponent"))
-        q = b.op("Min", b.op("Div", b.attr_const("q_coefficient"), b.op("Max", powed, b.attr_const("q_floor"))),
-                 b.attr_const("q_max"))
+        q = b.op(
+            "Min",
+            b.op("Div", b.attr_const("q_coefficient"), b.op("Max", powed, b.attr_const("q_floor"))),
+            b.attr_const("q_max"),
+        )
         xi = normal_like(b, "g_prog", opset, ["nu", "t_inference"])
         noise = b.op("Mul", b.op("Mul", b.op("Mul", b.op("Abs", g_drift), q), bw), xi)
         g_t = b.op("Relu", b.op("Add", g_drift, noise))
@@ -457,7 +483,12 @@ def build_chip_weights_function(compensation: DriftCompensation, opset: int, dev
     b.nodes[-1].output[0] = "scale"
     attrs = list(CHIP_ATTRIBUTES[:4] if table else CHIP_ATTRIBUTES)
     return helper.make_function(
-        contract.DOMAIN, contract.CHIP_WEIGHTS, list(CHIP_INPUTS), list(contract.CHIP_OUTPUTS), b.nodes,
-        [helper.make_opsetid("", opset)], attributes=attrs,
+        contract.DOMAIN,
+        contract.CHIP_WEIGHTS,
+        list(CHIP_INPUTS),
+        list(contract.CHIP_OUTPUTS),
+        b.nodes,
+        [helper.make_opsetid("", opset)],
+        attributes=attrs,
         doc_string="One programmed chip's effective weights at t_inference: drift, 1/f read noise, GDC.",
     )

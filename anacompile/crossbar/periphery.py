@@ -155,8 +155,10 @@ class Periphery:
 
     def __post_init__(self) -> None:
         if self.schema_version != SCHEMA_VERSION or isinstance(self.schema_version, bool):
-            raise ConfigError(f"Periphery schema_version {self.schema_version!r} is not supported; this anacompile "
-                              f"reads schema_version {SCHEMA_VERSION}.")
+            raise ConfigError(
+                f"Periphery schema_version {self.schema_version!r} is not supported; this anacompile "
+                f"reads schema_version {SCHEMA_VERSION}."
+            )
         object.__setattr__(self, "input_range", _enum(InputRange, self.input_range, "input_range"))
         object.__setattr__(
             self, "drift_compensation", _enum(DriftCompensation, self.drift_compensation, "drift_compensation")
@@ -167,12 +169,17 @@ class Periphery:
             raise ConfigError(
                 f"Periphery output_range_percentile={self.output_range_percentile!r}: must be in (0, 100]."
             )
-        if not isinstance(self.bm_max_halvings, int) or isinstance(self.bm_max_halvings, bool) \
-                or not 1 <= self.bm_max_halvings <= 16:
+        if (
+            not isinstance(self.bm_max_halvings, int)
+            or isinstance(self.bm_max_halvings, bool)
+            or not 1 <= self.bm_max_halvings <= 16
+        ):
             raise ConfigError(f"Periphery bm_max_halvings={self.bm_max_halvings!r}: must be an integer in [1, 16].")
         if self.bound_management is BoundManagement.ITERATIVE and (self.dac_bits is None or self.adc_bound is None):
-            raise ConfigError("Periphery bound_management=iterative needs the DAC on (dac_bits) and an ADC bound "
-                              "(adc_bound): it halves DAC inputs while outputs hit the ADC bound.")
+            raise ConfigError(
+                "Periphery bound_management=iterative needs the DAC on (dac_bits) and an ADC bound "
+                "(adc_bound): it halves DAC inputs while outputs hit the ADC bound."
+            )
         limits = {"tile_rows": MAX_TILE, "tile_cols": MAX_TILE, "noise_bank_size": MAX_NOISE_BANK}
         for name, most in limits.items():
             v = getattr(self, name)
@@ -188,14 +195,13 @@ class Periphery:
         if not _finite(self.dac_bound) or not self.dac_bound > 0:
             raise ConfigError(f"Periphery dac_bound={self.dac_bound!r}: must be a finite number > 0.")
         if self.adc_bound is not None and (not _finite(self.adc_bound) or not self.adc_bound > 0):
-            raise ConfigError(f"Periphery adc_bound={self.adc_bound!r}: must be a finite number > 0, or null for "
-                              "none (no clipping).")
+            raise ConfigError(
+                f"Periphery adc_bound={self.adc_bound!r}: must be a finite number > 0, or null for none (no clipping)."
+            )
         if not _finite(self.ir_drop_g_ratio) or not self.ir_drop_g_ratio > 0:
             raise ConfigError(f"Periphery ir_drop_g_ratio={self.ir_drop_g_ratio!r}: must be a finite number > 0.")
         if not _finite(self.input_range_percentile) or not 0 < self.input_range_percentile <= 100:
-            raise ConfigError(
-                f"Periphery input_range_percentile={self.input_range_percentile!r}: must be in (0, 100]."
-            )
+            raise ConfigError(f"Periphery input_range_percentile={self.input_range_percentile!r}: must be in (0, 100].")
 
     @property
     def dac_step(self) -> float | None:
@@ -269,8 +275,14 @@ PERIPHERY_PRESETS: dict[str, Periphery] = {
     "standard": Periphery(),
     "calibrated": Periphery(output_range=OutputRange.CALIBRATED),
     "ideal": Periphery(
-        dac_bits=None, adc_bits=None, adc_bound=None, read_noise=0.0, out_noise=0.0, ir_drop=0.0,
-        input_range=InputRange.ABSMAX, drift_compensation=DriftCompensation.NONE,
+        dac_bits=None,
+        adc_bits=None,
+        adc_bound=None,
+        read_noise=0.0,
+        out_noise=0.0,
+        ir_drop=0.0,
+        input_range=InputRange.ABSMAX,
+        drift_compensation=DriftCompensation.NONE,
     ),
 }
 """Named presets: ``standard`` = Rasch et al. 2023 (fixed ADC bound, paper-exact); ``calibrated`` = the same
@@ -291,8 +303,9 @@ def _merge(base: Periphery, overrides: dict[str, Any], source: str) -> Periphery
     return Periphery.from_dict({**base.to_dict(), **overrides}, source=source)
 
 
-def get_periphery(spec: str | os.PathLike[str] | Periphery = "standard",
-                  overrides: dict[str, Any] | list[str] | None = None) -> Periphery:
+def get_periphery(
+    spec: str | os.PathLike[str] | Periphery = "standard", overrides: dict[str, Any] | list[str] | None = None
+) -> Periphery:
     """Return a preset (``standard``, ``ideal``) or a YAML/JSON file's periphery, with per-key overrides.
 
     Files are read by :func:`anacompile.config.load_config` (YAML 1.2 numbers, ``schema_version`` checked).
@@ -302,5 +315,13 @@ def get_periphery(spec: str | os.PathLike[str] | Periphery = "standard",
             :class:`Periphery`.
         overrides: ``{"adc_bits": 6}`` or CLI strings ``["adc_bits=6", "out_noise=0"]``.
     """
-    return config.load_config(spec, what="Periphery", cls=Periphery, presets=PERIPHERY_PRESETS, merge=_merge,
-                              default_base="standard", overrides=overrides, schema_version=SCHEMA_VERSION)
+    return config.load_config(
+        spec,
+        what="Periphery",
+        cls=Periphery,
+        presets=PERIPHERY_PRESETS,
+        merge=_merge,
+        default_base="standard",
+        overrides=overrides,
+        schema_version=SCHEMA_VERSION,
+    )

@@ -31,8 +31,15 @@ from numpy.typing import NDArray
 from anacompile.contract.specs import TileConstants
 from anacompile.crossbar.periphery import InputRange, Periphery
 
-__all__ = ["ABSMAX_EPS", "analog_matmul_reference", "ir_row_weights", "layer_scales", "tile_constants", "tile_forward",
-           "tile_input"]
+__all__ = [
+    "ABSMAX_EPS",
+    "analog_matmul_reference",
+    "ir_row_weights",
+    "layer_scales",
+    "tile_constants",
+    "tile_forward",
+    "tile_input",
+]
 
 ABSMAX_EPS = 1e-12
 """Floor of an abs-max input range (an all-zero input vector is left at zero)."""
@@ -88,9 +95,12 @@ def _f32_constants(p: Periphery) -> dict[str, np.float32]:
     return {k: F32(v) for k, v in tile_constants(p).as_attributes().items()}
 
 
-def layer_scales(col_scale: NDArray[Any], in_range: NDArray[Any], periphery: Periphery,
-                 out_gain: NDArray[Any] | None = None,
-                 ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+def layer_scales(
+    col_scale: NDArray[Any],
+    in_range: NDArray[Any],
+    periphery: Periphery,
+    out_gain: NDArray[Any] | None = None,
+) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
     """Static per-layer scales: ``in_scale`` = 1/(alpha_in d) (n_tiles, 1, 1) and ``out_scale`` =
     gamma D alpha_in / g (n_tiles, 1, N); alpha_in only where input ranges are static and the DAC is on, the
     output gain g only where output ranges are calibrated (``out_gain``, (n_tiles, 1, 1))."""
@@ -144,9 +154,15 @@ def analog_matmul_reference(
     return tile_forward(x, w_eff * c["code_gain"], in_scale, out_scale * alpha, bias, p, noise, out_gain)
 
 
-def _mvm_codes(q: NDArray[np.float32], w_eff: NDArray[np.float32], p: Periphery, c: dict[str, np.float32],
-               tile_rows: int, noise: NDArray[np.float32] | None, gain: NDArray[np.float32] | None = None
-               ) -> NDArray[np.float32]:
+def _mvm_codes(
+    q: NDArray[np.float32],
+    w_eff: NDArray[np.float32],
+    p: Periphery,
+    c: dict[str, np.float32],
+    tile_rows: int,
+    noise: NDArray[np.float32] | None,
+    gain: NDArray[np.float32] | None = None,
+) -> NDArray[np.float32]:
     """MVM of DAC codes in ADC-code units, with IR drop, output gain ``gain`` (None = 1) and noise, before
     the ADC."""
     z = np.matmul(q, w_eff)
@@ -177,10 +193,16 @@ def _adc(z: NDArray[np.float32], p: Periphery, c: dict[str, np.float32]) -> NDAr
     return z
 
 
-def tile_forward(x: NDArray[np.float32], w_codes: NDArray[np.float32], in_scale: NDArray[np.float32],
-                 scale: NDArray[np.float32], bias: NDArray[np.float32], periphery: Periphery,
-                 noise: NDArray[np.float32] | None = None,
-                 out_gain: NDArray[np.float32] | None = None) -> NDArray[np.float32]:
+def tile_forward(
+    x: NDArray[np.float32],
+    w_codes: NDArray[np.float32],
+    in_scale: NDArray[np.float32],
+    scale: NDArray[np.float32],
+    bias: NDArray[np.float32],
+    periphery: Periphery,
+    noise: NDArray[np.float32] | None = None,
+    out_gain: NDArray[np.float32] | None = None,
+) -> NDArray[np.float32]:
     """:func:`analog_matmul_reference` on the quantities the graph is fed (the analog session's state).
 
     Args:

@@ -171,8 +171,7 @@ def check_time_s(t_inference_s: object) -> float:
     allowed = "one finite real number of seconds >= 0 (time since the end of programming)"
     if arr.ndim != 0 or arr.dtype.kind not in "iuf":
         raise DeviceError(
-            f"t_inference_s = {t_inference_s!r} is invalid; allowed: {allowed}. "
-            "Call once per evaluation time."
+            f"t_inference_s = {t_inference_s!r} is invalid; allowed: {allowed}. Call once per evaluation time."
         )
     t = float(arr)
     if not math.isfinite(t) or t < 0.0:

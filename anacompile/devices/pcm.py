@@ -87,9 +87,7 @@ class PCMProgrammingNoise:
         owner = type(self).__name__
         c0, c1, c2 = check_reals(owner, "coefficients_us", self.coefficients_us, 3, unit="µS")
         object.__setattr__(self, "coefficients_us", (c0, c1, c2))
-        g_ref = check_real(
-            owner, "g_max_reference_us", self.g_max_reference_us, unit="µS", low=0.0, low_open=True
-        )
+        g_ref = check_real(owner, "g_max_reference_us", self.g_max_reference_us, unit="µS", low=0.0, low_open=True)
         object.__setattr__(self, "g_max_reference_us", g_ref)
         candidates = [0.0, 1.0]
         if c2 != 0.0 and 0.0 < -c1 / (2.0 * c2) < 1.0:
@@ -175,9 +173,7 @@ class PCMDrift:
         scalar = np.ndim(g_prog_us) == 0 and np.ndim(nu) == 0
         return _shaped(self._apply(_as_f64(g_prog_us), _as_f64(nu), t), scalar)
 
-    def _apply(
-        self, g_prog_us: NDArray[np.float64], nu: NDArray[np.float64], t_s: float
-    ) -> NDArray[np.float64]:
+    def _apply(self, g_prog_us: NDArray[np.float64], nu: NDArray[np.float64], t_s: float) -> NDArray[np.float64]:
         """Return g_prog·((t_s + t0)/t0)^(−ν) for float64 arrays and an already checked time.
 
         Args:

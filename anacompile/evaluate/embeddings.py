@@ -54,11 +54,19 @@ def embedding_output(output_names: Sequence[str], output_ranks: Sequence[int]) -
     raise DataError(f"No output of rank 2 (sentences x features) among {list(output_names)}; pass output=.")
 
 
-def evaluate_embeddings(model_path: str | os.PathLike[str], sentences: Sequence[str] | None = None,
-                        times: str | list = "1s,1h,1d,1y", chips: int = 5, seed: int | None = None,
-                        *, output: str | None = None, compensation: str | None = None,
-                        tokenizer: str | os.PathLike[str] | None = None, batch_size: int = 64,
-                        progress: Callable[[int, int], None] | None = None) -> EvaluationResult:
+def evaluate_embeddings(
+    model_path: str | os.PathLike[str],
+    sentences: Sequence[str] | None = None,
+    times: str | list = "1s,1h,1d,1y",
+    chips: int = 5,
+    seed: int | None = None,
+    *,
+    output: str | None = None,
+    compensation: str | None = None,
+    tokenizer: str | os.PathLike[str] | None = None,
+    batch_size: int = 64,
+    progress: Callable[[int, int], None] | None = None,
+) -> EvaluationResult:
     """Program ``chips`` chips and measure the cosine similarity of their embeddings to FP32 at every time.
 
     Args:
@@ -86,14 +94,15 @@ def evaluate_embeddings(model_path: str | os.PathLike[str], sentences: Sequence[
         raise DataError(f"chips={chips}: need at least one chip.")
     texts = list(sentences) if sentences is not None else load_sentences()
     session = AnalogSession(model_path, chip_seed=None, seed=seed, compensation=compensation)
-    batches = [sentence_feeds(texts[i:i + batch_size], tokenizer) for i in range(0, len(texts), batch_size)]
+    batches = [sentence_feeds(texts[i : i + batch_size], tokenizer) for i in range(0, len(texts), batch_size)]
     wanted = set(batches[0])
     if not set(session.input_names) <= wanted:
         raise DataError(f"{model_path}: inputs {session.input_names}; sentence feeds give {sorted(wanted)}.")
     batches = [{k: v for k, v in b.items() if k in session.input_names} for b in batches]
     graph_outputs = load_proto(model_path).graph.output
-    out = output or embedding_output([o.name for o in graph_outputs],
-                                     [len(o.type.tensor_type.shape.dim) for o in graph_outputs])
+    out = output or embedding_output(
+        [o.name for o in graph_outputs], [len(o.type.tensor_type.shape.dim) for o in graph_outputs]
+    )
     if out not in session.output_names:
         raise DataError(f"{model_path}: no output {out!r}; outputs: {session.output_names}.")
     index = session.output_names.index(out)
@@ -106,8 +115,15 @@ def evaluate_embeddings(model_path: str | os.PathLike[str], sentences: Sequence[
     scores = metric_grid(session, chips, times_s, mean_cosine, progress=progress)
     logger.info("cosine to FP32 over %d chips: %s", chips, np.round(scores.mean(axis=0), 4).tolist())
     return EvaluationResult(
-        model=str(model_path), data=f"{len(texts)} sentences", chips=chips, seed=session.seed,
-        compensation=session.compensation.value, baseline=1.0, times_s=times_s,
-        accuracy_mean=scores.mean(axis=0).tolist(), accuracy_std=scores.std(axis=0).tolist(),
-        accuracy=scores.tolist(), metric="cosine",
+        model=str(model_path),
+        data=f"{len(texts)} sentences",
+        chips=chips,
+        seed=session.seed,
+        compensation=session.compensation.value,
+        baseline=1.0,
+        times_s=times_s,
+        accuracy_mean=scores.mean(axis=0).tolist(),
+        accuracy_std=scores.std(axis=0).tolist(),
+        accuracy=scores.tolist(),
+        metric="cosine",
     )

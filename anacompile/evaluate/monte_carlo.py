@@ -107,11 +107,19 @@ def _setup(job: _Job) -> dict[str, Any]:
         return _WORKER
     proto = load_proto(job.model)
     mode = "global" if job.compensation == "adabs" else job.compensation
-    session = AnalogSession(job.model, chip_seed=None, seed=job.seed, compensation=mode,
-                            periphery_overrides=dict(job.periphery_overrides) or None,
-                            intra_op_threads=job.threads, strategy=job.strategy, programming=job.programming)
-    metric, name = resolve_metric(job.metric, data=job.data, proto=proto, digital_run=session.run_digital,
-                                  batch_size=job.batch_size)
+    session = AnalogSession(
+        job.model,
+        chip_seed=None,
+        seed=job.seed,
+        compensation=mode,
+        periphery_overrides=dict(job.periphery_overrides) or None,
+        intra_op_threads=job.threads,
+        strategy=job.strategy,
+        programming=job.programming,
+    )
+    metric, name = resolve_metric(
+        job.metric, data=job.data, proto=proto, digital_run=session.run_digital, batch_size=job.batch_size
+    )
     calib = None
     if job.compensation == "adabs":
         if job.data is None:
@@ -137,13 +145,24 @@ def _chip_accuracies(job: _Job, chip: int) -> list[float]:
     return chip_row(w["session"], chip, job.times_s, measure, on_time=adabs if w["calib"] is not None else None)
 
 
-def evaluate(model: ModelInput, data: str | os.PathLike[str] | None = "digits",
-             times: str | list = "1s,1h,1d,1y", chips: int = 25, seed: int | None = None,
-             compensation: str | None = None, periphery_overrides: dict | list[str] | None = None,
-             workers: int = 1, progress=None, csv_path: str | os.PathLike[str] | None = None,
-             batch_size: int = 4096, strategy: str | None = None, programming: str | None = None,
-             threads: int | None = None, metric: str | Metric | None = None,
-             resume: str | os.PathLike[str] | None = None) -> EvaluationResult:
+def evaluate(
+    model: ModelInput,
+    data: str | os.PathLike[str] | None = "digits",
+    times: str | list = "1s,1h,1d,1y",
+    chips: int = 25,
+    seed: int | None = None,
+    compensation: str | None = None,
+    periphery_overrides: dict | list[str] | None = None,
+    workers: int = 1,
+    progress=None,
+    csv_path: str | os.PathLike[str] | None = None,
+    batch_size: int = 4096,
+    strategy: str | None = None,
+    programming: str | None = None,
+    threads: int | None = None,
+    metric: str | Metric | None = None,
+    resume: str | os.PathLike[str] | None = None,
+) -> EvaluationResult:
     """Program ``chips`` chips and measure the task metric of each at every time.
 
     Args:
@@ -178,8 +197,24 @@ def evaluate(model: ModelInput, data: str | os.PathLike[str] | None = "digits",
 
     if is_in_memory(model):  # the session and the worker processes read the model by path
         with model_file(model, "model.analog.onnx") as path:
-            result = evaluate(path, data, times, chips, seed, compensation, periphery_overrides, workers, progress,
-                              csv_path, batch_size, strategy, programming, threads, metric, resume)
+            result = evaluate(
+                path,
+                data,
+                times,
+                chips,
+                seed,
+                compensation,
+                periphery_overrides,
+                workers,
+                progress,
+                csv_path,
+                batch_size,
+                strategy,
+                programming,
+                threads,
+                metric,
+                resume,
+            )
         result.model = model_label(model)
         return result
     times_s = parse_times(times)
@@ -194,16 +229,27 @@ def evaluate(model: ModelInput, data: str | os.PathLike[str] | None = "digits",
         try:
             pickle.dumps(metric)
         except Exception as err:  # lambdas, closures, local functions
-            raise ConfigError(f"metric={metric!r} cannot be sent to worker processes ({type(err).__name__}); "
-                              "use workers=1, a module-level function, or 'FILE.py:FUNCTION'.") from err
+            raise ConfigError(
+                f"metric={metric!r} cannot be sent to worker processes ({type(err).__name__}); "
+                "use workers=1, a module-level function, or 'FILE.py:FUNCTION'."
+            ) from err
     overrides = parse_overrides(periphery_overrides)
     report = read_report(load_proto(model))
     stored = get_periphery(Periphery.from_dict(report.periphery), overrides or None)
     mode = compensation or stored.drift_compensation.value
-    job = _Job(str(model), None if data is None else str(data), tuple(times_s), seed, mode,
-               tuple(sorted(overrides.items())), batch_size,
-               threads or (None if workers == 1 else max(1, (os.cpu_count() or 1) // workers)), strategy, programming,
-               metric)
+    job = _Job(
+        str(model),
+        None if data is None else str(data),
+        tuple(times_s),
+        seed,
+        mode,
+        tuple(sorted(overrides.items())),
+        batch_size,
+        threads or (None if workers == 1 else max(1, (os.cpu_count() or 1) // workers)),
+        strategy,
+        programming,
+        metric,
+    )
     acc = np.zeros((chips, len(times_s)))
     if resume is not None:
         if csv_path is not None and Path(csv_path).resolve() != Path(resume).resolve():
@@ -234,20 +280,38 @@ def evaluate(model: ModelInput, data: str | os.PathLike[str] | None = "digits",
             if progress is not None:
                 progress(finished * len(times_s), chips * len(times_s))  # (chip, time) evaluations
     except KeyboardInterrupt as err:
-        where = (f"; the rows of the {finished} finished chips are in {csv_path}: continue with --resume {csv_path} "
-                 "and the same options") if csv_path is not None else " (stream rows with --csv to resume later)"
-        raise EvaluationInterrupted(f"evaluation interrupted after {finished} of {chips} chips{where}; no JSON or "
-                                    "plot was written.") from err
+        where = (
+            (
+                f"; the rows of the {finished} finished chips are in {csv_path}: continue with --resume {csv_path} "
+                "and the same options"
+            )
+            if csv_path is not None
+            else " (stream rows with --csv to resume later)"
+        )
+        raise EvaluationInterrupted(
+            f"evaluation interrupted after {finished} of {chips} chips{where}; no JSON or plot was written."
+        ) from err
     finally:
         if handle is not None:
             handle.close()
         if pool is not None:
             pool[0].shutdown(cancel_futures=True)
     return EvaluationResult(
-        model=str(model), data=str(data), chips=chips, seed=experiment_seed, compensation=mode, metric=w["name"],
-        baseline=baseline, times_s=times_s, accuracy_mean=acc.mean(axis=0).tolist(),
-        accuracy_std=acc.std(axis=0).tolist(), accuracy=acc.tolist(), periphery_overrides=overrides, notes=notes,
-        strategy=strategy, programming=programming,
+        model=str(model),
+        data=str(data),
+        chips=chips,
+        seed=experiment_seed,
+        compensation=mode,
+        metric=w["name"],
+        baseline=baseline,
+        times_s=times_s,
+        accuracy_mean=acc.mean(axis=0).tolist(),
+        accuracy_std=acc.std(axis=0).tolist(),
+        accuracy=acc.tolist(),
+        periphery_overrides=overrides,
+        notes=notes,
+        strategy=strategy,
+        programming=programming,
     )
 
 
@@ -272,8 +336,10 @@ def _collect(pool):
         for fut in as_completed(futures):
             yield futures[fut], fut.result()
     except BrokenProcessPool as err:
-        raise AnacompileError(f"a worker process died ({err}); the rows of the chips finished so far are in the "
-                              "--csv file, if one was given: continue with --resume FILE.") from err
+        raise AnacompileError(
+            f"a worker process died ({err}); the rows of the chips finished so far are in the "
+            "--csv file, if one was given: continue with --resume FILE."
+        ) from err
 
 
 CSV_COLUMNS = ("chip", "time_s", "compensation", "accuracy", "run")
@@ -292,10 +358,21 @@ def _run_key(job: _Job) -> str:
     with open(job.model, "rb") as f:
         for block in iter(lambda: f.read(1 << 22), b""):
             h.update(block)
-    metric = job.metric if job.metric is None or isinstance(job.metric, str) else \
-        f"{getattr(job.metric, '__module__', '')}.{getattr(job.metric, '__qualname__', repr(job.metric))}"
-    settings = [job.data, [repr(t) for t in job.times_s], job.seed, job.compensation,
-                repr(job.periphery_overrides), job.strategy, job.programming, metric]
+    metric = (
+        job.metric
+        if job.metric is None or isinstance(job.metric, str)
+        else f"{getattr(job.metric, '__module__', '')}.{getattr(job.metric, '__qualname__', repr(job.metric))}"
+    )
+    settings = [
+        job.data,
+        [repr(t) for t in job.times_s],
+        job.seed,
+        job.compensation,
+        repr(job.periphery_overrides),
+        job.strategy,
+        job.programming,
+        metric,
+    ]
     h.update(json.dumps(settings, default=str).encode())
     return h.hexdigest()[:12]
 
@@ -331,27 +408,34 @@ def _read_rows(path: Path, run_key: str, times_s: list[float], chips: int) -> di
     except UnicodeDecodeError as err:
         raise ConfigError(f"--resume {path} is not a CSV written by evaluate --csv ({err}).") from err
     if not lines or lines[0].strip() != ",".join(CSV_COLUMNS):
-        raise ConfigError(f"--resume {path}: the first line is not the header {','.join(CSV_COLUMNS)}; give the CSV "
-                          "that evaluate --csv wrote.")
+        raise ConfigError(
+            f"--resume {path}: the first line is not the header {','.join(CSV_COLUMNS)}; give the CSV "
+            "that evaluate --csv wrote."
+        )
     index = {repr(t): j for j, t in enumerate(times_s)}
     rows: dict[int, dict[int, float]] = {}
     for n, line in enumerate(lines[1:], start=2):
         parts = line.split(",")
         if len(parts) != len(CSV_COLUMNS):
-            raise ConfigError(f"--resume {path}, line {n}: expected {len(CSV_COLUMNS)} columns; the file is not from "
-                              "evaluate --csv.")
+            raise ConfigError(
+                f"--resume {path}, line {n}: expected {len(CSV_COLUMNS)} columns; the file is not from evaluate --csv."
+            )
         chip_text, t_text, _, value_text, key = parts
         if key != run_key:
-            raise ConfigError(f"--resume {path}, line {n}: the rows are from another evaluation (other model, data, "
-                              "times, seed or options); resume with the options of the interrupted run.")
+            raise ConfigError(
+                f"--resume {path}, line {n}: the rows are from another evaluation (other model, data, "
+                "times, seed or options); resume with the options of the interrupted run."
+            )
         try:
             chip, value = int(chip_text), float(value_text)
             t = repr(float(t_text))
         except ValueError as err:
             raise ConfigError(f"--resume {path}, line {n}: {line!r} is not chip,time,compensation,value.") from err
         if not 0 <= chip < chips or t not in index or not np.isfinite(value):
-            raise ConfigError(f"--resume {path}, line {n}: chip {chip} at {t_text} s does not belong to this "
-                              f"evaluation of {chips} chips at {len(times_s)} times.")
+            raise ConfigError(
+                f"--resume {path}, line {n}: chip {chip} at {t_text} s does not belong to this "
+                f"evaluation of {chips} chips at {len(times_s)} times."
+            )
         rows.setdefault(chip, {})[index[t]] = value
     done = {chip: [r[j] for j in range(len(times_s))] for chip, r in rows.items() if len(r) == len(times_s)}
     keep = [lines[0]] + [line for line in lines[1:] if int(line.split(",")[0]) in done]

@@ -52,10 +52,18 @@ class MVMErrorResult:
         return d
 
 
-def mvm_error(model: str | os.PathLike[str], data: str | os.PathLike[str] = "digits", times: str | list = "1s",
-              chips: int = 5, seed: int | None = None, compensation: str | None = None,
-              periphery_overrides: dict | list[str] | None = None, samples: int = 256,
-              progress=None, metric=None) -> MVMErrorResult:
+def mvm_error(
+    model: str | os.PathLike[str],
+    data: str | os.PathLike[str] = "digits",
+    times: str | list = "1s",
+    chips: int = 5,
+    seed: int | None = None,
+    compensation: str | None = None,
+    periphery_overrides: dict | list[str] | None = None,
+    samples: int = 256,
+    progress=None,
+    metric=None,
+) -> MVMErrorResult:
     """eps_M of every analog layer of a compiled model at each time, over ``chips`` chips.
 
     With ``metric`` (a built-in name, ``"FILE.py:FUNCTION"`` or a callable ``metric(run) -> float``,
@@ -88,8 +96,9 @@ def mvm_error(model: str | os.PathLike[str], data: str | os.PathLike[str] = "dig
                 rows = int(np.prod(x.shape[:-1]))
                 rng = chip_rng(session.seed, chip, "read", 1000 + i, t)
                 noise = rng.standard_normal((layer.n_tiles, rows, layer.n_out)).astype(np.float32)
-            y = tile_forward(x, w_codes, in_scale, scale, np.zeros(layer.n_out, np.float32), session.periphery,
-                             noise, layer.out_gain)
+            y = tile_forward(
+                x, w_codes, in_scale, scale, np.zeros(layer.n_out, np.float32), session.periphery, noise, layer.out_gain
+            )
             ref = ideal[layer.name]
             errors.append(float(np.linalg.norm(y - ref) / max(np.linalg.norm(ref), 1e-30)))
         return errors, (score(task, session.run, name) if task is not None else 0.0)
@@ -102,11 +111,16 @@ def mvm_error(model: str | os.PathLike[str], data: str | os.PathLike[str] = "dig
     err = np.array([[cell[0] for cell in row] for row in grid]).transpose(2, 1, 0)  # (layers, times, chips)
     scores = np.array([[cell[1] for cell in row] for row in grid]).T  # (times, chips)
     return MVMErrorResult(
-        model=str(model), chips=chips, compensation=session.compensation.value, times_s=times_s,
+        model=str(model),
+        chips=chips,
+        compensation=session.compensation.value,
+        times_s=times_s,
         layers=[layer.name for layer in session.layers],
         shapes=[list(weights[layer.name].shape) for layer in session.layers],
-        error_mean=err.mean(axis=2).tolist(), error_std=err.std(axis=2).tolist(),
-        metric=name, metric_baseline=base,
+        error_mean=err.mean(axis=2).tolist(),
+        error_std=err.std(axis=2).tolist(),
+        metric=name,
+        metric_baseline=base,
         metric_mean=scores.mean(axis=1).tolist() if task is not None else None,
         metric_std=scores.std(axis=1).tolist() if task is not None else None,
     )

@@ -13,8 +13,9 @@ from anacompile.model_io import atomic_output
 __all__ = ["plot_accuracy_over_time", "plot_sweep"]
 
 
-def plot_accuracy_over_time(results: Sequence, path: str | os.PathLike[str], labels: Sequence[str] | None = None,
-                            title: str | None = None) -> None:
+def plot_accuracy_over_time(
+    results: Sequence, path: str | os.PathLike[str], labels: Sequence[str] | None = None, title: str | None = None
+) -> None:
     """Accuracy vs time since programming (log axis), mean +- std band per result, FP32 baseline dashed."""
     import matplotlib
 
@@ -26,7 +27,7 @@ def plot_accuracy_over_time(results: Sequence, path: str | os.PathLike[str], lab
         t = np.maximum(np.asarray(r.times_s, float), 0.1)  # t = 0 drawn at 0.1 s on the log axis
         m, s = np.asarray(r.accuracy_mean) * 100, np.asarray(r.accuracy_std) * 100
         label = labels[i] if labels else f"{r.compensation} compensation"
-        line, = ax.plot(t, m, "o-", label=f"{label} ({r.chips} chips)")
+        (line,) = ax.plot(t, m, "o-", label=f"{label} ({r.chips} chips)")
         ax.fill_between(t, m - s, m + s, color=line.get_color(), alpha=0.2)
     ax.axhline(results[0].baseline * 100, color="k", ls="--", lw=1, label=f"FP32 baseline {results[0].baseline:.1%}")
     ax.set_xscale("log")
@@ -56,7 +57,7 @@ def plot_sweep(results: Sequence, key: str, values: Sequence[str], path: str | o
     for j, t in enumerate(results[0].times_s):
         m = np.asarray([r.accuracy_mean[j] for r in results]) * 100
         s = np.asarray([r.accuracy_std[j] for r in results]) * 100
-        line, = ax.plot(xs, m, "o-", label=f"t = {format_time(t)}")
+        (line,) = ax.plot(xs, m, "o-", label=f"t = {format_time(t)}")
         ax.fill_between(xs, m - s, m + s, color=line.get_color(), alpha=0.2)
     ax.axhline(results[0].baseline * 100, color="k", ls="--", lw=1, label=f"FP32 baseline {results[0].baseline:.1%}")
     ax.set_xticks(xs, list(values))

@@ -9,8 +9,17 @@ from anacompile.limits import check_time
 
 __all__ = ["UNITS_S", "format_time", "parse_time", "parse_times"]
 
-UNITS_S = {"s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0, "w": 7 * 86400.0,
-           "mo": 30 * 86400.0, "y": 365 * 86400.0}
+UNITS_S = {
+    "s": 1.0,
+    "sec": 1.0,
+    "m": 60.0,
+    "min": 60.0,
+    "h": 3600.0,
+    "d": 86400.0,
+    "w": 7 * 86400.0,
+    "mo": 30 * 86400.0,
+    "y": 365 * 86400.0,
+}
 """Seconds per unit; a year is 365 days, a month 30 days (as in reference/papers.md)."""
 
 _RE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([a-z]*)\s*$")

@@ -50,8 +50,9 @@ class ConductanceMapping(Protocol):
         ...
 
 
-def decode_pairs(g_us: ArrayLike, significance: tuple[float, ...] | NDArray[np.float64],
-                 gain_us: float) -> NDArray[np.float64]:
+def decode_pairs(
+    g_us: ArrayLike, significance: tuple[float, ...] | NDArray[np.float64], gain_us: float
+) -> NDArray[np.float64]:
     """Normalised weights represented by conductances: sum_p F_p (G+_p - G-_p) / gain_us.
 
     Args:

@@ -9,8 +9,17 @@ import numpy as np
 import onnx_ir as ir
 from numpy.typing import NDArray
 
-__all__ = ["DIGITAL_KEY", "LAYER_KEY", "OUT_GAIN_KEY", "SHARED_KEY", "LayerPlan", "analog_layers", "is_use",
-           "node_plans", "plan_mapping"]
+__all__ = [
+    "DIGITAL_KEY",
+    "LAYER_KEY",
+    "OUT_GAIN_KEY",
+    "SHARED_KEY",
+    "LayerPlan",
+    "analog_layers",
+    "is_use",
+    "node_plans",
+    "plan_mapping",
+]
 
 LAYER_KEY = "anacompile.layer"
 DIGITAL_KEY = "anacompile.digital_reason"

@@ -57,9 +57,15 @@ class TensorStore:
             self._offset += pad
         self._file.write(memoryview(a).cast("B"))
         self._file.flush()
-        tensor = ir.ExternalTensor(self.location, offset=self._offset, length=a.nbytes,
-                                   dtype=ir.DataType.from_numpy(a.dtype), shape=ir.Shape(a.shape), name=name,
-                                   base_dir=self.folder)
+        tensor = ir.ExternalTensor(
+            self.location,
+            offset=self._offset,
+            length=a.nbytes,
+            dtype=ir.DataType.from_numpy(a.dtype),
+            shape=ir.Shape(a.shape),
+            name=name,
+            base_dir=self.folder,
+        )
         self._offset += a.nbytes
         self.bytes_written += a.nbytes
         return tensor
@@ -101,8 +107,15 @@ class TensorStore:
             self._offset += pad
         tensor.tofile(self._file)  # copy_file_range where the platform has it: no pass through memory
         self._file.flush()
-        out = ir.ExternalTensor(self.location, offset=self._offset, length=tensor.nbytes, dtype=tensor.dtype,
-                                shape=tensor.shape, name=name, base_dir=self.folder)
+        out = ir.ExternalTensor(
+            self.location,
+            offset=self._offset,
+            length=tensor.nbytes,
+            dtype=tensor.dtype,
+            shape=tensor.shape,
+            name=name,
+            base_dir=self.folder,
+        )
         self._offset += tensor.nbytes
         self.bytes_written += tensor.nbytes
         return out
@@ -129,5 +142,12 @@ def squeezed(tensor: ir.ExternalTensor, axis: int, name: str) -> ir.ExternalTens
     if dims[axis] != 1:
         raise ValueError(f"dimension {axis} of {dims} is not 1")
     del dims[axis]
-    return ir.ExternalTensor(tensor.location, offset=tensor.offset, length=tensor.length, dtype=tensor.dtype,
-                             shape=ir.Shape(dims), name=name, base_dir=tensor.base_dir)
+    return ir.ExternalTensor(
+        tensor.location,
+        offset=tensor.offset,
+        length=tensor.length,
+        dtype=tensor.dtype,
+        shape=ir.Shape(dims),
+        name=name,
+        base_dir=tensor.base_dir,
+    )

@@ -30,8 +30,11 @@ class AddAnalogFunctionsPass(ir.passes.InPlacePass):
 
     def call(self, model: ir.Model) -> ir.passes.PassResult:
         # also inside subgraphs: a recurrent op's AnalogMatMul nodes sit in its Loop body
-        used = {(n.op_type, n.overload) for n in ir.traversal.RecursiveGraphIterator(model.graph)
-                if n.domain == contract.DOMAIN}
+        used = {
+            (n.op_type, n.overload)
+            for n in ir.traversal.RecursiveGraphIterator(model.graph)
+            if n.domain == contract.DOMAIN
+        }
         missing = used - {(f.name, f.overload) for f in model.functions.values() if f.domain == contract.DOMAIN}
         if not missing:
             return ir.passes.PassResult(model, modified=False)

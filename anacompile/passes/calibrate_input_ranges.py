@@ -38,12 +38,14 @@ class SetInputRangesPass(ir.passes.InPlacePass):
         plans = {plan.name: plan for _, plan in analog_layers(model)}
         unknown = sorted(set(self.ranges) - set(plans))
         if unknown:
-            raise ConfigError(f"Input ranges given for unknown layer(s) {unknown}; the analog layers are "
-                              f"{sorted(plans)}.")
+            raise ConfigError(
+                f"Input ranges given for unknown layer(s) {unknown}; the analog layers are {sorted(plans)}."
+            )
         missing = sorted(set(plans) - set(self.ranges))
         if self.require_all and missing:
-            raise ConfigError(f"No input range for layer(s) {missing}: list them in the input-ranges file or pass "
-                              "calibration data.")
+            raise ConfigError(
+                f"No input range for layer(s) {missing}: list them in the input-ranges file or pass calibration data."
+            )
         modified = False
         for name, value in self.ranges.items():
             plan = plans[name]
@@ -53,8 +55,10 @@ class SetInputRangesPass(ir.passes.InPlacePass):
             if r.size == 1:
                 r = np.repeat(r, plan.n_tiles)
             if r.size != plan.n_tiles or not np.all(np.isfinite(r)) or np.any(r <= 0):
-                raise ConfigError(f"Input range of layer {name!r}: {value!r}; give one positive number, or one "
-                                  f"per row tile ({plan.n_tiles}).")
+                raise ConfigError(
+                    f"Input range of layer {name!r}: {value!r}; give one positive number, or one "
+                    f"per row tile ({plan.n_tiles})."
+                )
             plan.in_range = r.astype(np.float32).reshape(plan.n_tiles, 1, 1)
             modified = True
         return ir.passes.PassResult(model, modified=modified)
@@ -78,8 +82,7 @@ class CalibrateInputRangesPass(ir.passes.InPlacePass):
         feeds: a list of feed dicts (model input name -> array), or one dict of batched arrays.
     """
 
-    def __init__(self, periphery: Periphery, feeds: list[dict[str, np.ndarray]] | dict[str, np.ndarray] | None
-                 ) -> None:
+    def __init__(self, periphery: Periphery, feeds: list[dict[str, np.ndarray]] | dict[str, np.ndarray] | None) -> None:
         super().__init__()
         self.periphery = periphery
         self.feeds = [feeds] if isinstance(feeds, dict) else feeds
@@ -87,14 +90,19 @@ class CalibrateInputRangesPass(ir.passes.InPlacePass):
     def call(self, model: ir.Model) -> ir.passes.PassResult:
         static = self.periphery.input_range is InputRange.STATIC
         calibrated = self.periphery.output_range is OutputRange.CALIBRATED
-        layers = [plan for _, plan in analog_layers(model)
-                  if (static and plan.in_range is None) or (calibrated and OUT_GAIN_KEY not in plan.extra)]
+        layers = [
+            plan
+            for _, plan in analog_layers(model)
+            if (static and plan.in_range is None) or (calibrated and OUT_GAIN_KEY not in plan.extra)
+        ]
         if not layers or not (static or calibrated):
             return ir.passes.PassResult(model, modified=False)
         if self.feeds is None:
             if calibrated:
-                raise ConfigError("Periphery output_range=calibrated needs calibration data (--calibration), or set "
-                                  "output_range=fixed.")
+                raise ConfigError(
+                    "Periphery output_range=calibrated needs calibration data (--calibration), or set "
+                    "output_range=fixed."
+                )
             for plan in layers:  # no data: a documented default of full scale 1.0
                 plan.in_range = np.ones((plan.n_tiles, 1, 1), np.float32)
             return ir.passes.PassResult(model, modified=True)
@@ -144,8 +152,12 @@ class CalibrateInputRangesPass(ir.passes.InPlacePass):
                 known.add(name)
         so = ort.SessionOptions()
         so.log_severity_level = 3
-        folders = {str(v.const_value.base_dir) for g in model.graphs() for v in g.initializers.values()
-                   if isinstance(v.const_value, ir.ExternalTensor)}
+        folders = {
+            str(v.const_value.base_dir)
+            for g in model.graphs()
+            for v in g.initializers.values()
+            if isinstance(v.const_value, ir.ExternalTensor)
+        }
         if len(folders) == 1:  # a source with external data: ORT reads it from there, not from memory
             so.add_session_config_entry("session.model_external_initializers_file_folder_path", folders.pop())
         try:
@@ -190,8 +202,9 @@ class CalibrateOutputRangesPass(ir.passes.InPlacePass):
                 continue
             mapping = plan_mapping(plan, self.mapping)
             g_target = plan.g_target.numpy() if hasattr(plan.g_target, "numpy") else np.asarray(plan.g_target)
-            w = decode_pairs(g_target, mapping.significance,
-                             mapping.gain_us(self.device.g_min_us, self.device.g_max_us))
+            w = decode_pairs(
+                g_target, mapping.significance, mapping.gain_us(self.device.g_min_us, self.device.g_max_us)
+            )
             w = np.asarray(w, np.float32).reshape(plan.n_tiles, plan.tile_rows, plan.n_out) * np.float32(c.code_gain)
             gains = np.ones(plan.n_tiles)
             for t in range(plan.n_tiles):

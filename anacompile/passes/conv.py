@@ -90,7 +90,9 @@ class ConvGeometry:
         channels = int(w.shape[1] if node.op_type == "Conv" else w.shape[0])
         output_shape = _attr(node, "output_shape", None)
         return cls(
-            op_type=node.op_type, channels=channels, kernel=kernel,
+            op_type=node.op_type,
+            channels=channels,
+            kernel=kernel,
             strides=tuple(int(s) for s in _attr(node, "strides", (1,) * r)),
             dilations=tuple(int(d) for d in _attr(node, "dilations", (1,) * r)),
             pads=tuple(int(p) for p in _attr(node, "pads", (0,) * (2 * r))),
@@ -118,13 +120,22 @@ class ConvGeometry:
     def is_pointwise(self) -> bool:
         """A 1x1 window with unit strides and no padding: the patches are the input itself."""
         ones = (1,) * self.rank
-        return (self.kernel == ones and self.strides == ones and not any(self.pads)
-                and not any(self.output_padding) and self.output_shape is None)
+        return (
+            self.kernel == ones
+            and self.strides == ones
+            and not any(self.pads)
+            and not any(self.output_padding)
+            and self.output_shape is None
+        )
 
     def patch_attributes(self) -> dict[str, object]:
         """Attributes of the patch op: the source's window, ``group = C`` and the kernel shape."""
-        attrs: dict[str, object] = {"kernel_shape": list(self.kernel), "strides": list(self.strides),
-                                    "dilations": list(self.dilations), "group": self.channels}
+        attrs: dict[str, object] = {
+            "kernel_shape": list(self.kernel),
+            "strides": list(self.strides),
+            "dilations": list(self.dilations),
+            "group": self.channels,
+        }
         if self.auto_pad != "NOTSET":
             attrs["auto_pad"] = self.auto_pad
         else:
@@ -159,7 +170,7 @@ class ConvGeometry:
 
     def _conv_columns(self, x: np.ndarray) -> np.ndarray:
         size = x.shape[2:]
-        begin, end = list(self.pads[: self.rank]), list(self.pads[self.rank:])
+        begin, end = list(self.pads[: self.rank]), list(self.pads[self.rank :])
         if self.auto_pad == "VALID":
             begin, end = [0] * self.rank, [0] * self.rank
         elif self.auto_pad in _SAME:
@@ -168,37 +179,47 @@ class ConvGeometry:
                 begin[i] = total // 2 if self.auto_pad == "SAME_UPPER" else total - total // 2
                 end[i] = total - begin[i]
         xp = np.pad(x, [(0, 0), (0, 0), *zip(begin, end, strict=True)])
-        out = [(n + b + e - (k - 1) * d - 1) // s + 1
-               for n, b, e, k, d, s in zip(size, begin, end, self.kernel, self.dilations, self.strides, strict=True)]
+        out = [
+            (n + b + e - (k - 1) * d - 1) // s + 1
+            for n, b, e, k, d, s in zip(size, begin, end, self.kernel, self.dilations, self.strides, strict=True)
+        ]
         cols = []
         for offset in np.ndindex(*self.kernel):
-            window = tuple(slice(o * d, o * d + (m - 1) * s + 1, s)
-                           for o, d, m, s in zip(offset, self.dilations, out, self.strides, strict=True))
+            window = tuple(
+                slice(o * d, o * d + (m - 1) * s + 1, s)
+                for o, d, m, s in zip(offset, self.dilations, out, self.strides, strict=True)
+            )
             cols.append(xp[(slice(None), slice(None), *window)])
         return np.stack(cols, axis=2)
 
     def _transposed_columns(self, x: np.ndarray) -> np.ndarray:
         size = x.shape[2:]
-        full = [(n - 1) * s + p + (k - 1) * d + 1
-                for n, s, p, k, d in zip(size, self.strides, self.output_padding, self.kernel, self.dilations,
-                                         strict=True)]
+        full = [
+            (n - 1) * s + p + (k - 1) * d + 1
+            for n, s, p, k, d in zip(size, self.strides, self.output_padding, self.kernel, self.dilations, strict=True)
+        ]
         if self.output_shape is not None or self.auto_pad in _SAME:
             # onnxruntime, as the ONNX spec's formula: the odd pad goes to the end for SAME_UPPER, else the start
-            out = list(self.output_shape) if self.output_shape is not None else \
-                [n * s for n, s in zip(size, self.strides, strict=True)]
+            out = (
+                list(self.output_shape)
+                if self.output_shape is not None
+                else [n * s for n, s in zip(size, self.strides, strict=True)]
+            )
             total = [f - o for f, o in zip(full, out, strict=True)]
             begin = [t // 2 if self.auto_pad == "SAME_UPPER" else t - t // 2 for t in total]
         elif self.auto_pad == "VALID":
             out, begin = full, [0] * self.rank
         else:
             begin = list(self.pads[: self.rank])
-            out = [f - b - e for f, b, e in zip(full, begin, self.pads[self.rank:], strict=True)]
+            out = [f - b - e for f, b, e in zip(full, begin, self.pads[self.rank :], strict=True)]
         begin = [max(0, b) for b in begin]
         span = [max(f, b + o) for f, b, o in zip(full, begin, out, strict=True)]
         buf = np.zeros((*x.shape[:2], self.kernel_size, *span), x.dtype)
         for p, offset in enumerate(np.ndindex(*self.kernel)):
-            window = tuple(slice(o * d, o * d + (n - 1) * s + 1, s)
-                           for o, d, n, s in zip(offset, self.dilations, size, self.strides, strict=True))
+            window = tuple(
+                slice(o * d, o * d + (n - 1) * s + 1, s)
+                for o, d, n, s in zip(offset, self.dilations, size, self.strides, strict=True)
+            )
             buf[(slice(None), slice(None), p, *window)] = x
         crop = tuple(slice(b, b + o) for b, o in zip(begin, out, strict=True))
         return buf[(slice(None), slice(None), slice(None), *crop)]
@@ -225,10 +246,14 @@ def plan_conv(node: ir.Node, name: str) -> LayerPlan:
         if _is_depthwise(node, w, group):
             raise _Digital(_depthwise_reason(node, w, group))
         if len(node.inputs) > 2 and node.inputs[2] is not None and _const(node.inputs[2]) is None:
-            raise _Digital(f"group={group} with a bias computed at run time: only convs with a constant bias "
-                           "are split into one analog layer per group")
-        raise _Digital(f"group={group}: grouped convolutions are split into one conv per group by "
-                       "SplitGroupedConvsPass, which runs before MarkAnalogOpsPass in the compiler's pipeline")
+            raise _Digital(
+                f"group={group} with a bias computed at run time: only convs with a constant bias "
+                "are split into one analog layer per group"
+            )
+        raise _Digital(
+            f"group={group}: grouped convolutions are split into one conv per group by "
+            "SplitGroupedConvsPass, which runs before MarkAnalogOpsPass in the compiler's pipeline"
+        )
     geometry = ConvGeometry.from_node(node, w)
     w = w.astype(np.float64)
     if node.op_type == "Conv":
@@ -244,8 +269,14 @@ def plan_conv(node: ir.Node, name: str) -> LayerPlan:
             bias = b.reshape(-1).astype(np.float64)
         else:
             extra["digital_bias"] = b_value  # computed at run time: added digitally after the analog layer
-    return LayerPlan(name=name, source_op=node.op_type, weight=np.ascontiguousarray(matrix), bias=bias,
-                     input=node.inputs[0], extra=extra)
+    return LayerPlan(
+        name=name,
+        source_op=node.op_type,
+        weight=np.ascontiguousarray(matrix),
+        bias=bias,
+        input=node.inputs[0],
+        extra=extra,
+    )
 
 
 def emit_conv(ctx: EmitContext) -> tuple[list[ir.Node], ir.Value]:
@@ -256,18 +287,21 @@ def emit_conv(ctx: EmitContext) -> tuple[list[ir.Node], ir.Value]:
     patches = ctx.plan.input
     if not geometry.is_pointwise:
         kernel = ctx.initializer("patch_kernel", geometry.one_hot_kernel())
-        patch = ir.node(geometry.op_type, [patches, kernel], attributes=geometry.patch_attributes(),
-                        name=f"{name}.patches")
+        patch = ir.node(
+            geometry.op_type, [patches, kernel], attributes=geometry.patch_attributes(), name=f"{name}.patches"
+        )
         patch.outputs[0].name = f"{name}.patches"
         nodes.append(patch)
         patches = patch.outputs[0]
-    to_last = ir.node("Transpose", [patches], attributes={"perm": [0, *range(2, r + 2), 1]},
-                      name=f"{name}.channels_last")
+    to_last = ir.node(
+        "Transpose", [patches], attributes={"perm": [0, *range(2, r + 2), 1]}, name=f"{name}.channels_last"
+    )
     to_last.outputs[0].name = f"{name}.tile_input"
     analog_nodes, y = ctx.analog(to_last.outputs[0])
     y.name = f"{name}.tile_output"
-    to_first = ir.node("Transpose", [y], attributes={"perm": [0, r + 1, *range(1, r + 1)]},
-                       name=f"{name}.channels_first")
+    to_first = ir.node(
+        "Transpose", [y], attributes={"perm": [0, r + 1, *range(1, r + 1)]}, name=f"{name}.channels_first"
+    )
     nodes += [to_last, *analog_nodes, to_first]
     out = to_first.outputs[0]
     digital_bias = ctx.plan.extra.get("digital_bias")
@@ -314,24 +348,30 @@ class SplitGroupedConvsPass(ir.passes.InPlacePass):
         c_in = w.shape[0] // group if transposed else w.shape[1]
         c_out = w.shape[1] if transposed else w.shape[0] // group
         sizes = _constant(graph, f"{base}.group_split", np.full(group, c_in, np.int64))
-        split = ir.node("Split", [node.inputs[0], sizes], attributes={"axis": 1}, num_outputs=group,
-                        name=f"{base}.group_split")
+        split = ir.node(
+            "Split", [node.inputs[0], sizes], attributes={"axis": 1}, num_outputs=group, name=f"{base}.group_split"
+        )
         attrs = {k: a for k, a in node.attributes.items() if k != "group"}  # copied per conv below
         convs = []
         for g in range(group):
             split.outputs[g].name = _fresh_value_name(graph, f"{base}.group{g}_input")
-            w_g = w[g * c_in:(g + 1) * c_in] if transposed else w[g * c_out:(g + 1) * c_out]
+            w_g = w[g * c_in : (g + 1) * c_in] if transposed else w[g * c_out : (g + 1) * c_out]
             inputs = [split.outputs[g], _constant(graph, f"{base}.group{g}.weight", np.ascontiguousarray(w_g))]
             if b is not None:
-                inputs.append(_constant(graph, f"{base}.group{g}.bias", b[g * c_out:(g + 1) * c_out].copy()))
-            conv = ir.node(node.op_type, inputs, attributes={k: ir.Attr(k, a.type, a.value) for k, a in attrs.items()},
-                           name=f"{base}_g{g}")
+                inputs.append(_constant(graph, f"{base}.group{g}.bias", b[g * c_out : (g + 1) * c_out].copy()))
+            conv = ir.node(
+                node.op_type,
+                inputs,
+                attributes={k: ir.Attr(k, a.type, a.value) for k, a in attrs.items()},
+                name=f"{base}_g{g}",
+            )
             conv.outputs[0].name = _fresh_value_name(graph, f"{base}.group{g}_output")
             convs.append(conv)
         concat = ir.node("Concat", [c.outputs[0] for c in convs], attributes={"axis": 1}, name=f"{base}.group_concat")
         old_inputs = [v for v in node.inputs if v is not None]
-        ir.convenience.replace_nodes_and_values(graph, node, [node], [split, *convs, concat], [node.outputs[0]],
-                                                [concat.outputs[0]])
+        ir.convenience.replace_nodes_and_values(
+            graph, node, [node], [split, *convs, concat], [node.outputs[0]], [concat.outputs[0]]
+        )
         for value in old_inputs:  # the grouped weight and bias now live in the per-group initializers
             if value.name in graph.initializers and not value.uses() and not value.is_graph_input():
                 del graph.initializers[value.name]
@@ -345,9 +385,11 @@ def _is_depthwise(node: ir.Node, w: np.ndarray, group: int) -> bool:
 def _depthwise_reason(node: ir.Node, w: np.ndarray, group: int) -> str:
     kk = int(np.prod(w.shape[2:]))
     mult = w.shape[1] if node.op_type == "ConvTranspose" else w.shape[0] // group
-    return (f"depthwise convolution (group={group}, one input channel per group): each output channel reads "
-            f"only {kk} inputs, so a group is a {kk} x {mult} matrix (one tile per group, or a block-diagonal "
-            f"{group * kk} x {group * mult} matrix with {1 - 1 / group:.1%} zero weights); kept digital")
+    return (
+        f"depthwise convolution (group={group}, one input channel per group): each output channel reads "
+        f"only {kk} inputs, so a group is a {kk} x {mult} matrix (one tile per group, or a block-diagonal "
+        f"{group * kk} x {group * mult} matrix with {1 - 1 / group:.1%} zero weights); kept digital"
+    )
 
 
 def _clean(name: str) -> str:

@@ -26,8 +26,10 @@ def _dims(vi) -> list[int] | None:
     return [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else 1 for d in vi.type.tensor_type.shape.dim]
 
 
-def node_macs(proto: onnx.ModelProto, input_shapes: dict[str, list[int]] | None = None,
-              ) -> dict[str, tuple[int, bool]]:
+def node_macs(
+    proto: onnx.ModelProto,
+    input_shapes: dict[str, list[int]] | None = None,
+) -> dict[str, tuple[int, bool]]:
     """``{first output name: (MACs per inference, exact)}`` of every MatMul/Gemm/Conv/ConvTranspose/LSTM/GRU/RNN
     of the main graph whose weight is an initializer (``exact`` False: shapes unknown, parameters counted).
 

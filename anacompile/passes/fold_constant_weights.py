@@ -226,8 +226,11 @@ class FoldConstantWeightsPass(ir.passes.InPlacePass):
     def call(self, model: ir.Model) -> ir.passes.PassResult:
         graph = model.graph
         folded: dict[int, ir.Value] = {}  # id(chain output) -> folded initializer, shared by all its users
-        names = {v.name for v in graph.initializers.values()} | {
-            out.name for node in graph for out in node.outputs} | {v.name for v in graph.inputs}
+        names = (
+            {v.name for v in graph.initializers.values()}
+            | {out.name for node in graph for out in node.outputs}
+            | {v.name for v in graph.inputs}
+        )
         chains: list[ir.Node] = []
         modified = False
         for node in list(graph):

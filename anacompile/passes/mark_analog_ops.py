@@ -98,7 +98,8 @@ def _check_weight(node: ir.Node, plan: LayerPlan) -> None:
             bad = int(np.size(array) - np.isfinite(array).sum())
             raise UnsupportedModelError(
                 f"node {node.name or node.op_type!r}: its {what} (from {', '.join(consts) or 'a constant'}) holds "
-                f"{bad} NaN or infinite values; fix the model's weights (e.g. retrain or re-export) before compiling.")
+                f"{bad} NaN or infinite values; fix the model's weights (e.g. retrain or re-export) before compiling."
+            )
 
 
 HANDLERS: dict[tuple[str, str], Callable[[ir.Node, str], LayerPlan | list[LayerPlan]]] = {

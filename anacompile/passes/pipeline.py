@@ -53,11 +53,19 @@ CALIBRATION_SAMPLES = 256
 """Calibration samples read from a data set for static input ranges (its training split)."""
 
 
-def analysis_pipeline(device, mapping: ConductanceMapping, periphery: Periphery,
-                      calibration_feeds: dict[str, np.ndarray] | None, seed: int = 0, chip: int = 0,
-                      programming: str = "gaussian", store: TensorStore | None = None,
-                      input_ranges: dict | None = None, placement=None,
-                      shared_weights: str = "share") -> ir.passes.PassManager:
+def analysis_pipeline(
+    device,
+    mapping: ConductanceMapping,
+    periphery: Periphery,
+    calibration_feeds: dict[str, np.ndarray] | None,
+    seed: int = 0,
+    chip: int = 0,
+    programming: str = "gaussian",
+    store: TensorStore | None = None,
+    input_ranges: dict | None = None,
+    placement=None,
+    shared_weights: str = "share",
+) -> ir.passes.PassManager:
     """Fold weight chains, split grouped convs, find analog ops, partition, calibrate, map and program.
 
     With a ``store``, the conductance arrays of every layer go to its file as they are made, so
@@ -66,40 +74,61 @@ def analysis_pipeline(device, mapping: ConductanceMapping, periphery: Periphery,
     per-layer strategies right after the analog ops are found. ``shared_weights``: ``share`` (a stored weight
     read by several ops is programmed once) or ``replicate``.
     """
-    return ir.passes.PassManager([
-        FoldConstantWeightsPass(),
-        SplitGroupedConvsPass(),
-        MarkAnalogOpsPass(shared_weights),
-        *([ApplyPlacementPass(placement)] if placement else []),
-        PartitionWeightsPass(periphery),
-        *([SetInputRangesPass(input_ranges, require_all=calibration_feeds is None)] if input_ranges else []),
-        CalibrateInputRangesPass(periphery, calibration_feeds),
-        MapConductancesPass(device, mapping, store=store),
-        CalibrateOutputRangesPass(device, mapping, periphery),
-        ProgramChipPass(device, mapping, periphery.drift_compensation, seed=seed, chip=chip, method=programming,
-                        store=store),
-    ], early_stop=False)
+    return ir.passes.PassManager(
+        [
+            FoldConstantWeightsPass(),
+            SplitGroupedConvsPass(),
+            MarkAnalogOpsPass(shared_weights),
+            *([ApplyPlacementPass(placement)] if placement else []),
+            PartitionWeightsPass(periphery),
+            *([SetInputRangesPass(input_ranges, require_all=calibration_feeds is None)] if input_ranges else []),
+            CalibrateInputRangesPass(periphery, calibration_feeds),
+            MapConductancesPass(device, mapping, store=store),
+            CalibrateOutputRangesPass(device, mapping, periphery),
+            ProgramChipPass(
+                device, mapping, periphery.drift_compensation, seed=seed, chip=chip, method=programming, store=store
+            ),
+        ],
+        early_stop=False,
+    )
 
 
-def emit_pipeline(device, mapping: ConductanceMapping, periphery: Periphery, seed: int = 0,
-                  chip: int = 0, verify: bool = True) -> ir.passes.PassManager:
+def emit_pipeline(
+    device, mapping: ConductanceMapping, periphery: Periphery, seed: int = 0, chip: int = 0, verify: bool = True
+) -> ir.passes.PassManager:
     """Rewrite to analog ops, add their functions, verify with the full ONNX checker (in memory).
 
     ``verify=False`` leaves the check to :func:`verify_pipeline` on the saved file (what the compiler does).
     """
-    return ir.passes.PassManager([
-        RewriteToAnalogOpsPass(device, mapping, periphery, seed=seed, chip=chip),
-        AddAnalogFunctionsPass(periphery, periphery.drift_compensation, device),
-        *([VerifyAnalogModelPass()] if verify else []),
-    ], early_stop=False)
+    return ir.passes.PassManager(
+        [
+            RewriteToAnalogOpsPass(device, mapping, periphery, seed=seed, chip=chip),
+            AddAnalogFunctionsPass(periphery, periphery.drift_compensation, device),
+            *([VerifyAnalogModelPass()] if verify else []),
+        ],
+        early_stop=False,
+    )
 
 
-def compile_pipeline(device, mapping: ConductanceMapping, periphery: Periphery,
-                     calibration_feeds: dict[str, np.ndarray] | None, *, seed: int = 0, chip: int = 0,
-                     programming: str = "gaussian", store: TensorStore | None = None, input_ranges: dict | None = None,
-                     placement=None, shared_weights: str = "share", macs: dict | None = None,
-                     notes: list[str] | None = None, deploy: bool = False, label: str = "model",
-                     verify: bool = False) -> ir.passes.PassManager:
+def compile_pipeline(
+    device,
+    mapping: ConductanceMapping,
+    periphery: Periphery,
+    calibration_feeds: dict[str, np.ndarray] | None,
+    *,
+    seed: int = 0,
+    chip: int = 0,
+    programming: str = "gaussian",
+    store: TensorStore | None = None,
+    input_ranges: dict | None = None,
+    placement=None,
+    shared_weights: str = "share",
+    macs: dict | None = None,
+    notes: list[str] | None = None,
+    deploy: bool = False,
+    label: str = "model",
+    verify: bool = False,
+) -> ir.passes.PassManager:
     """The whole compiler, in this order (what ``compile_model`` runs; resolved options):
 
     1. :class:`CountMacsPass` (the source graph's MACs, for the report);
@@ -111,20 +140,43 @@ def compile_pipeline(device, mapping: ConductanceMapping, periphery: Periphery,
     6. :class:`WriteCompileReportPass` (metadata);
     7. :class:`VerifyAnalogModelPass` in memory where ``verify`` (``compile_model`` checks the saved file).
     """
-    calibration_shapes = ({k: [1, *v.shape[1:]] for k, v in calibration_feeds.items()}
-                          if isinstance(calibration_feeds, dict) else None)
-    return ir.passes.PassManager([
-        CountMacsPass(calibration_shapes, macs),
-        *analysis_pipeline(device, mapping, periphery, calibration_feeds, seed=seed, chip=chip, programming=programming,
-                           store=store, input_ranges=input_ranges, placement=placement,
-                           shared_weights=shared_weights).passes,
-        RecordLayerReportsPass(periphery, mapping, shared_weights, label=label),
-        *emit_pipeline(device, mapping, periphery, seed=seed, chip=chip, verify=False).passes,
-        *([MakeDeployFormPass()] if deploy else []),
-        WriteCompileReportPass(device, mapping, periphery, seed=seed, chip=chip, programming=programming, notes=notes,
-                               deploy=deploy, label=label),
-        *([VerifyAnalogModelPass()] if verify else []),
-    ], early_stop=False)
+    calibration_shapes = (
+        {k: [1, *v.shape[1:]] for k, v in calibration_feeds.items()} if isinstance(calibration_feeds, dict) else None
+    )
+    return ir.passes.PassManager(
+        [
+            CountMacsPass(calibration_shapes, macs),
+            *analysis_pipeline(
+                device,
+                mapping,
+                periphery,
+                calibration_feeds,
+                seed=seed,
+                chip=chip,
+                programming=programming,
+                store=store,
+                input_ranges=input_ranges,
+                placement=placement,
+                shared_weights=shared_weights,
+            ).passes,
+            RecordLayerReportsPass(periphery, mapping, shared_weights, label=label),
+            *emit_pipeline(device, mapping, periphery, seed=seed, chip=chip, verify=False).passes,
+            *([MakeDeployFormPass()] if deploy else []),
+            WriteCompileReportPass(
+                device,
+                mapping,
+                periphery,
+                seed=seed,
+                chip=chip,
+                programming=programming,
+                notes=notes,
+                deploy=deploy,
+                label=label,
+            ),
+            *([VerifyAnalogModelPass()] if verify else []),
+        ],
+        early_stop=False,
+    )
 
 
 def deploy_pipeline() -> ir.passes.PassManager:
@@ -157,23 +209,29 @@ def compile_settings(proto, device, periphery, periphery_overrides, strategy, ca
             pass  # every layer must then be listed (checked by SetInputRangesPass)
         elif calibration is None:
             peri = peri.replace(input_range=InputRange.ABSMAX.value)
-            notes.append("no calibration data: static input ranges replaced by abs-max noise management "
-                         "(pass --calibration to calibrate static ranges)")
+            notes.append(
+                "no calibration data: static input ranges replaced by abs-max noise management "
+                "(pass --calibration to calibrate static ranges)"
+            )
     peri, range_note = _output_range(peri, calibration)
     notes.append(range_note)
-    if calibration is not None and (peri.input_range is InputRange.STATIC
-                                    or peri.output_range is OutputRange.CALIBRATED):
+    if calibration is not None and (
+        peri.input_range is InputRange.STATIC or peri.output_range is OutputRange.CALIBRATED
+    ):
         if isinstance(calibration, (str, os.PathLike)):
             if proto is None:
-                raise ConfigError(f"calibration={calibration!r}: give the model too (model=...) so that the data "
-                                  "can be matched to its inputs, or pass the feeds as a dict.")
+                raise ConfigError(
+                    f"calibration={calibration!r}: give the model too (model=...) so that the data "
+                    "can be matched to its inputs, or pass the feeds as a dict."
+                )
             calibration, _ = load_feeds(calibration, proto, part="train", limit=CALIBRATION_SAMPLES)
         specs = model_input_specs(proto) if proto is not None else None
         if specs is None:  # no model: the feeds' own names and dtypes
             first = calibration if isinstance(calibration, dict) else None
             if first is None:
-                calibration = list(iter(calibration.get_next, None)) if hasattr(calibration, "get_next") \
-                    else list(calibration)
+                calibration = (
+                    list(iter(calibration.get_next, None)) if hasattr(calibration, "get_next") else list(calibration)
+                )
                 first = calibration[0] if calibration else {}
             specs = [(k, [None] * np.asarray(v).ndim, np.asarray(v).dtype.type) for k, v in first.items()]
         feeds = calibration_batches(calibration, specs, CALIBRATION_SAMPLES)
@@ -184,16 +242,21 @@ def _output_range(peri: Periphery, calibration) -> tuple[Periphery, str]:
     """The ADC ranges in force (``output_range``) and the report's note on them."""
     if peri.output_range is OutputRange.CALIBRATED and peri.adc_bound is None:
         return peri.replace(output_range=OutputRange.FIXED.value), (
-            "no ADC bound (adc_bound=none): output ranges are not calibrated, since nothing saturates")
+            "no ADC bound (adc_bound=none): output ranges are not calibrated, since nothing saturates"
+        )
     if peri.output_range is OutputRange.CALIBRATED and calibration is None:
         return peri.replace(output_range=OutputRange.FIXED.value), (
             f"no calibration data: output ranges at the fixed ADC bound (adc_bound={peri.adc_bound}), since a "
-            "calibrated range needs the tiles' outputs on data; pass --calibration to calibrate them")
+            "calibrated range needs the tiles' outputs on data; pass --calibration to calibrate them"
+        )
     if peri.output_range is OutputRange.CALIBRATED:
-        return peri, (f"output ranges calibrated per tile: the {peri.output_range_percentile} percentile of |tile "
-                      "output| on the calibration data meets the ADC bound (output_range=calibrated)")
-    return peri, (f"output ranges fixed at the ADC bound adc_bound={peri.adc_bound} (output_range=fixed, "
-                  "Rasch et al. 2023)")
+        return peri, (
+            f"output ranges calibrated per tile: the {peri.output_range_percentile} percentile of |tile "
+            "output| on the calibration data meets the ADC bound (output_range=calibrated)"
+        )
+    return peri, (
+        f"output ranges fixed at the ADC bound adc_bound={peri.adc_bound} (output_range=fixed, Rasch et al. 2023)"
+    )
 
 
 def default_pipeline(
@@ -248,12 +311,25 @@ def default_pipeline(
         raise ConfigError(f"target {target!r}: use one of {', '.join(TARGETS)}.")
     seed, chip = check_index(seed, "--seed"), check_index(chip, "--chip")
     proto = read_model(model) if model is not None else None
-    dev, mapping, peri, feeds, ranges, notes = compile_settings(proto, device, periphery, periphery_overrides, strategy,
-                                                          calibration, input_ranges)
-    return compile_pipeline(dev, mapping, peri, feeds, seed=seed, chip=chip, programming=programming,
-                            input_ranges=ranges, placement=parse_placement(digital, layer_strategies),
-                            shared_weights=shared_weights, notes=notes, deploy=target == DEPLOY,
-                            label=model_label(model) if model is not None else "model", verify=verify)
+    dev, mapping, peri, feeds, ranges, notes = compile_settings(
+        proto, device, periphery, periphery_overrides, strategy, calibration, input_ranges
+    )
+    return compile_pipeline(
+        dev,
+        mapping,
+        peri,
+        feeds,
+        seed=seed,
+        chip=chip,
+        programming=programming,
+        input_ranges=ranges,
+        placement=parse_placement(digital, layer_strategies),
+        shared_weights=shared_weights,
+        notes=notes,
+        deploy=target == DEPLOY,
+        label=model_label(model) if model is not None else "model",
+        verify=verify,
+    )
 
 
 def load_input_ranges(spec) -> dict | None:

@@ -23,8 +23,16 @@ __all__ = ["ProgramChipPass"]
 class ProgramChipPass(ir.passes.InPlacePass):
     """Set ``g_prog``, ``nu`` and ``gdc_ref`` of every analog layer."""
 
-    def __init__(self, device, mapping: ConductanceMapping, compensation: DriftCompensation,
-                 seed: int = 0, chip: int = 0, method: str = "gaussian", store: TensorStore | None = None) -> None:
+    def __init__(
+        self,
+        device,
+        mapping: ConductanceMapping,
+        compensation: DriftCompensation,
+        seed: int = 0,
+        chip: int = 0,
+        method: str = "gaussian",
+        store: TensorStore | None = None,
+    ) -> None:
         super().__init__()
         self.store = store  # when given, g_prog and nu go to its file at once (bounded memory)
         self.device = device
@@ -42,8 +50,16 @@ class ProgramChipPass(ir.passes.InPlacePass):
             mapping = plan_mapping(plan, self.mapping)
             gain = mapping.gain_us(self.device.g_min_us, self.device.g_max_us)
             g_prog, nu, plan.gdc_ref = program_layer(
-                as_array(plan.g_target, np.float64), mapping.significance, gain, self.device, self.seed,
-                self.chip, index, self.compensation, self.method)
+                as_array(plan.g_target, np.float64),
+                mapping.significance,
+                gain,
+                self.device,
+                self.seed,
+                self.chip,
+                index,
+                self.compensation,
+                self.method,
+            )
             release(plan.g_target)
             if self.store is None:
                 plan.g_prog, plan.nu = g_prog.astype(np.float32), nu.astype(np.float32)

@@ -54,10 +54,16 @@ GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
 DEFAULT_ACTIVATIONS = {"LSTM": ("Sigmoid", "Tanh", "Tanh"), "GRU": ("Sigmoid", "Tanh"), "RNN": ("Tanh",)}
 # activation -> (takes alpha, takes beta, default alpha, default beta), as onnxruntime's rnn_helpers
 ACTIVATION_ARGS = {
-    "sigmoid": (False, False, 0.0, 0.0), "tanh": (False, False, 0.0, 0.0), "relu": (False, False, 0.0, 0.0),
-    "affine": (True, True, 0.0, 0.0), "leakyrelu": (True, False, 0.01, 0.0),
-    "thresholdedrelu": (True, False, 0.0, 0.0), "scaledtanh": (True, True, 0.0, 0.0),
-    "hardsigmoid": (True, True, 0.2, 0.5), "elu": (True, False, 1.0, 0.0), "softsign": (False, False, 0.0, 0.0),
+    "sigmoid": (False, False, 0.0, 0.0),
+    "tanh": (False, False, 0.0, 0.0),
+    "relu": (False, False, 0.0, 0.0),
+    "affine": (True, True, 0.0, 0.0),
+    "leakyrelu": (True, False, 0.01, 0.0),
+    "thresholdedrelu": (True, False, 0.0, 0.0),
+    "scaledtanh": (True, True, 0.0, 0.0),
+    "hardsigmoid": (True, True, 0.2, 0.5),
+    "elu": (True, False, 1.0, 0.0),
+    "softsign": (False, False, 0.0, 0.0),
     "softplus": (False, False, 0.0, 0.0),
 }
 CALIBRATION_OPSET = 14  # LSTM/GRU/RNN with ``layout``
@@ -75,11 +81,16 @@ class Activation:
         """The activation in numpy (calibration)."""
         a, b = np.float32(self.alpha), np.float32(self.beta)
         fn = {
-            "sigmoid": lambda: 1.0 / (1.0 + np.exp(-x)), "tanh": lambda: np.tanh(x),
-            "relu": lambda: np.maximum(x, 0), "affine": lambda: a * x + b,
-            "leakyrelu": lambda: np.where(x >= 0, x, a * x), "thresholdedrelu": lambda: np.where(x > a, x, 0),
-            "scaledtanh": lambda: a * np.tanh(b * x), "hardsigmoid": lambda: np.clip(a * x + b, 0, 1),
-            "elu": lambda: np.where(x >= 0, x, a * (np.exp(x) - 1)), "softsign": lambda: x / (1 + np.abs(x)),
+            "sigmoid": lambda: 1.0 / (1.0 + np.exp(-x)),
+            "tanh": lambda: np.tanh(x),
+            "relu": lambda: np.maximum(x, 0),
+            "affine": lambda: a * x + b,
+            "leakyrelu": lambda: np.where(x >= 0, x, a * x),
+            "thresholdedrelu": lambda: np.where(x > a, x, 0),
+            "scaledtanh": lambda: a * np.tanh(b * x),
+            "hardsigmoid": lambda: np.clip(a * x + b, 0, 1),
+            "elu": lambda: np.where(x >= 0, x, a * (np.exp(x) - 1)),
+            "softsign": lambda: x / (1 + np.abs(x)),
             "softplus": lambda: np.log1p(np.exp(x)),
         }[self.name]
         return fn().astype(np.float32)
@@ -136,7 +147,7 @@ def _activations(node: ir.Node, op: str, n_dir: int) -> tuple[tuple[Activation, 
         if takes_b and betas:
             b = float(betas.pop(0))
         acts.append(Activation(key, a, b))
-    return tuple(tuple(acts[d * per_dir:(d + 1) * per_dir]) for d in range(n_dir))
+    return tuple(tuple(acts[d * per_dir : (d + 1) * per_dir]) for d in range(n_dir))
 
 
 def _float_const(node: ir.Node, index: int, what: str, required: bool) -> np.ndarray | None:
@@ -183,24 +194,45 @@ def plan_recurrent(node: ir.Node, name: str) -> list[LayerPlan]:
         raise _Digital(f"layout {layout} is not 0 or 1")
     clip = _attr(node, "clip", None)
     spec = RecurrentSpec(
-        name=name, op=op, hidden=hidden, inputs=inputs, directions=dirs, activations=_activations(node, op, n_dir),
-        clip=None if clip is None else float(clip), layout=layout,
+        name=name,
+        op=op,
+        hidden=hidden,
+        inputs=inputs,
+        directions=dirs,
+        activations=_activations(node, op, n_dir),
+        clip=None if clip is None else float(clip),
+        layout=layout,
         input_forget=bool(_attr(node, "input_forget", 0)) if op == "LSTM" else False,
         linear_before_reset=bool(_attr(node, "linear_before_reset", 0)) if op == "GRU" else False,
-        peepholes=None if peep is None else tuple(
-            tuple(peep.reshape(n_dir, 3 * hidden)[d, k * hidden:(k + 1) * hidden].astype(np.float32)
-                  for k in range(3)) for d in range(n_dir)),
+        peepholes=None
+        if peep is None
+        else tuple(
+            tuple(
+                peep.reshape(n_dir, 3 * hidden)[d, k * hidden : (k + 1) * hidden].astype(np.float32) for k in range(3)
+            )
+            for d in range(n_dir)
+        ),
     )
     calib = _Calibration(node, spec, w, r, b, peep)
     plans = []
     for d in range(n_dir):
         suffix = "" if n_dir == 1 else ("_fwd", "_bwd")[d]
-        for part, weight, bias in _layer_weights(spec, w[d], r[d], b[d, :gates * hidden], b[d, gates * hidden:]):
-            plans.append(LayerPlan(
-                name=name + suffix + part, source_op=op, weight=weight, bias=bias, input=node.inputs[0],
-                extra={"recurrent": spec, "direction": d, "part": part,
-                       "to_matrix": lambda x, d=d, part=part: calib.tile_input(x, d, part)},
-            ))
+        for part, weight, bias in _layer_weights(spec, w[d], r[d], b[d, : gates * hidden], b[d, gates * hidden :]):
+            plans.append(
+                LayerPlan(
+                    name=name + suffix + part,
+                    source_op=op,
+                    weight=weight,
+                    bias=bias,
+                    input=node.inputs[0],
+                    extra={
+                        "recurrent": spec,
+                        "direction": d,
+                        "part": part,
+                        "to_matrix": lambda x, d=d, part=part: calib.tile_input(x, d, part),
+                    },
+                )
+            )
     return plans
 
 
@@ -210,12 +242,14 @@ def _layer_weights(spec: RecurrentSpec, w: np.ndarray, r: np.ndarray, wb: np.nda
     if spec.op != "GRU":
         return [("", np.vstack([w.T, r.T]), wb + rb)]
     if spec.linear_before_reset:
-        top = np.hstack([w[:2 * h].T, w[2 * h:].T, np.zeros((spec.inputs, h))])
-        bottom = np.hstack([r[:2 * h].T, np.zeros((h, h)), r[2 * h:].T])
-        bias = np.concatenate([wb[:2 * h] + rb[:2 * h], wb[2 * h:], rb[2 * h:]])
+        top = np.hstack([w[: 2 * h].T, w[2 * h :].T, np.zeros((spec.inputs, h))])
+        bottom = np.hstack([r[: 2 * h].T, np.zeros((h, h)), r[2 * h :].T])
+        bias = np.concatenate([wb[: 2 * h] + rb[: 2 * h], wb[2 * h :], rb[2 * h :]])
         return [("", np.vstack([top, bottom]), bias)]
-    return [("_zr", np.vstack([w[:2 * h].T, r[:2 * h].T]), wb[:2 * h] + rb[:2 * h]),
-            ("_h", np.vstack([w[2 * h:].T, r[2 * h:].T]), wb[2 * h:] + rb[2 * h:])]
+    return [
+        ("_zr", np.vstack([w[: 2 * h].T, r[: 2 * h].T]), wb[: 2 * h] + rb[: 2 * h]),
+        ("_h", np.vstack([w[2 * h :].T, r[2 * h :].T]), wb[2 * h :] + rb[2 * h :]),
+    ]
 
 
 class _Calibration:
@@ -233,17 +267,24 @@ class _Calibration:
         self.lens, self.h0 = consts["sequence_lens"], consts["initial_h"]
         names = ["X", "W", "R", "B", "sequence_lens", "initial_h", "initial_c", "P"]
         arrays = {"W": w, "R": r, "B": b, "P": peep, **consts}
-        inits = [onnx.numpy_helper.from_array(np.asarray(a, np.int32 if k == "sequence_lens" else np.float32), k)
-                 for k, a in arrays.items() if a is not None]
+        inits = [
+            onnx.numpy_helper.from_array(np.asarray(a, np.int32 if k == "sequence_lens" else np.float32), k)
+            for k, a in arrays.items()
+            if a is not None
+        ]
         have = {t.name for t in inits} | {"X"}
         inputs = [n if n in have else "" for n in names[: 8 if spec.op == "LSTM" else 6]]
         while inputs[-1] == "":
             inputs.pop()
         attrs = {a.name: a.value for a in node.attributes.values() if a.name != "layout"}
         proto = helper.make_node(spec.op, inputs, ["Y"], **attrs)
-        graph = helper.make_graph([proto], "calibration",
-                                  [helper.make_tensor_value_info("X", onnx.TensorProto.FLOAT, None)],
-                                  [helper.make_tensor_value_info("Y", onnx.TensorProto.FLOAT, None)], inits)
+        graph = helper.make_graph(
+            [proto],
+            "calibration",
+            [helper.make_tensor_value_info("X", onnx.TensorProto.FLOAT, None)],
+            [helper.make_tensor_value_info("Y", onnx.TensorProto.FLOAT, None)],
+            inits,
+        )
         self.model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", CALIBRATION_OPSET)])
 
     def tile_input(self, x: np.ndarray, d: int, part: str) -> np.ndarray:
@@ -262,8 +303,8 @@ class _Calibration:
         else:
             h_prev = np.concatenate([h0[None], y[:-1]], axis=0)
         if part == "_h":  # GRU, linear_before_reset=0: the second MVM reads r_t * h_{t-1}
-            wr, rr = self.w[d, h:2 * h], self.r[d, h:2 * h]
-            pre = x @ wr.T + h_prev @ rr.T + self.b[d, h:2 * h] + self.b[d, 4 * h:5 * h]
+            wr, rr = self.w[d, h : 2 * h], self.r[d, h : 2 * h]
+            pre = x @ wr.T + h_prev @ rr.T + self.b[d, h : 2 * h] + self.b[d, 4 * h : 5 * h]
             if spec.clip is not None:
                 pre = np.clip(pre, -spec.clip, spec.clip)
             h_prev = spec.activations[d][0].numpy(pre) * h_prev
@@ -442,13 +483,19 @@ def emit_recurrent(ctx: EmitContext) -> tuple[list[ir.Node], list[ir.Value | Non
     typed(cond_out, ir.DataType.BOOL, [])
     for v in h_out + c_out + scans:
         typed(v, ir.DataType.FLOAT, [None, h_size])
-    graph = ir.Graph([it, cond, *h_in, *c_in], [cond_out, *h_out, *c_out, *scans], nodes=body.nodes,
-                     name=f"{spec.name}.loop_body")
-    loop = ir.node("Loop", [trip, None, *h0, *c0], attributes={"body": ir.AttrGraph("body", graph)},
-                   num_outputs=len(h_out) + len(c_out) + len(scans), name=f"{spec.name}.loop")
+    graph = ir.Graph(
+        [it, cond, *h_in, *c_in], [cond_out, *h_out, *c_out, *scans], nodes=body.nodes, name=f"{spec.name}.loop_body"
+    )
+    loop = ir.node(
+        "Loop",
+        [trip, None, *h0, *c0],
+        attributes={"body": ir.AttrGraph("body", graph)},
+        num_outputs=len(h_out) + len(c_out) + len(scans),
+        name=f"{spec.name}.loop",
+    )
     outs = main.add(loop)
     pre, main.nodes = main.nodes[:-1], []  # the Loop goes after the chip nodes, which follow ``pre``
-    h_fin, c_fin, ys = outs[:n_dir], outs[n_dir:n_dir + len(c_out)], outs[n_dir + len(c_out):]
+    h_fin, c_fin, ys = outs[:n_dir], outs[n_dir : n_dir + len(c_out)], outs[n_dir + len(c_out) :]
 
     # -- main graph, after the loop -----------------------------------------------------------------
     def stack(values, axis: int) -> ir.Value:

@@ -117,7 +117,11 @@ class RewriteToAnalogOpsPass(ir.passes.InPlacePass):
                 return self._analog_nodes(graph, plan, x, index.get(id(plan), -1), t_inf)
 
             ctx = EmitContext(
-                graph=graph, node=node, plan=plans[0], plans=plans, analog=analog,
+                graph=graph,
+                node=node,
+                plan=plans[0],
+                plans=plans,
+                analog=analog,
                 initializer=lambda suffix, array, plan=plans[0]: _initializer(graph, f"{plan.name}.{suffix}", array),
             )
             new_nodes, outs = EMITTERS[plans[0].source_op](ctx)
@@ -126,16 +130,18 @@ class RewriteToAnalogOpsPass(ir.passes.InPlacePass):
             for old_out, out in pairs:
                 out.shape, out.type = old_out.shape, old_out.type
             old_inputs = [v for v in node.inputs if v is not None]
-            ir.convenience.replace_nodes_and_values(graph, node, [node], new_nodes, [p[0] for p in pairs],
-                                                    [p[1] for p in pairs])
+            ir.convenience.replace_nodes_and_values(
+                graph, node, [node], new_nodes, [p[0] for p in pairs], [p[1] for p in pairs]
+            )
             node.meta.pop(LAYER_KEY, None)
             for value in old_inputs:  # the source weight (and bias) now live in the analog initializers
                 if value.name in graph.initializers and not value.uses() and not value.is_graph_input():
                     del graph.initializers[value.name]
         return ir.passes.PassResult(model, modified=True)
 
-    def _analog_nodes(self, graph: ir.Graph, plan: LayerPlan, x: ir.Value, index: int,
-                      t_inf: ir.Value) -> tuple[list[ir.Node], ir.Value]:
+    def _analog_nodes(
+        self, graph: ir.Graph, plan: LayerPlan, x: ir.Value, index: int, t_inf: ir.Value
+    ) -> tuple[list[ir.Node], ir.Value]:
         """The layer's analog nodes for input ``x``, adapted to it: the analog ops compute in float32 on
         inputs of rank >= 2, so other float types are cast in and out and a 1-D input gets a batch axis."""
         dtype = x.type.dtype if x.type is not None else plan.extra.get("io_dtype", ir.DataType.FLOAT)
@@ -157,20 +163,30 @@ class RewriteToAnalogOpsPass(ir.passes.InPlacePass):
             y = post[-1].outputs[0]
         return pre + nodes + post, y
 
-    def _analog_core(self, graph: ir.Graph, plan: LayerPlan, x: ir.Value, index: int,
-                     t_inf: ir.Value) -> tuple[list[ir.Node], ir.Value]:
+    def _analog_core(
+        self, graph: ir.Graph, plan: LayerPlan, x: ir.Value, index: int, t_inf: ir.Value
+    ) -> tuple[list[ir.Node], ir.Value]:
         if is_use(plan):  # a shared weight's later use: its own AnalogMatMul on the owner's programmed tiles
             owner = plan.extra[SHARED_KEY]
             w_eff, scale, in_scale, ir_weight, gain = self._chips[owner.name]
             bias = plan.bias if plan.bias is not None else np.zeros(owner.n_out)
             mm_node = ir.node(
                 contract.ANALOG_MATMUL,
-                [x, w_eff, in_scale, scale,
-                 _initializer(graph, f"{plan.name}.{contract.BIAS}", bias.astype(np.float32)), ir_weight,
-                 *_gain_inputs(gain)],
+                [
+                    x,
+                    w_eff,
+                    in_scale,
+                    scale,
+                    _initializer(graph, f"{plan.name}.{contract.BIAS}", bias.astype(np.float32)),
+                    ir_weight,
+                    *_gain_inputs(gain),
+                ],
                 attributes=analog_matmul_attributes(
-                    self.periphery, seed=_node_seed(self.seed, self.chip, (1 << 20) + self._n_uses)),
-                domain=contract.DOMAIN, name=plan.name, overload=TILED if owner.n_tiles > 1 else "",
+                    self.periphery, seed=_node_seed(self.seed, self.chip, (1 << 20) + self._n_uses)
+                ),
+                domain=contract.DOMAIN,
+                name=plan.name,
+                overload=TILED if owner.n_tiles > 1 else "",
             )
             self._n_uses += 1
             return [mm_node], mm_node.outputs[0]
@@ -195,29 +211,50 @@ class RewriteToAnalogOpsPass(ir.passes.InPlacePass):
         init(contract.IN_RANGE, _in_range(plan))
         out_gain = None
         if self.periphery.output_range is OutputRange.CALIBRATED:  # per-tile gains before the ADC
-            out_gain = init(contract.OUT_GAIN,
-                            np.asarray(plan.extra[OUT_GAIN_KEY], np.float32).reshape(plan.n_tiles, 1, 1))
-        in_scale, out_scale = layer_scales(plan.col_scale, _in_range(plan), self.periphery,
-                                           None if out_gain is None else plan.extra[OUT_GAIN_KEY])
+            out_gain = init(
+                contract.OUT_GAIN, np.asarray(plan.extra[OUT_GAIN_KEY], np.float32).reshape(plan.n_tiles, 1, 1)
+            )
+        in_scale, out_scale = layer_scales(
+            plan.col_scale, _in_range(plan), self.periphery, None if out_gain is None else plan.extra[OUT_GAIN_KEY]
+        )
         chip_node = ir.node(
             contract.CHIP_WEIGHTS,
-            [init(contract.G_PROG, plan.g_prog), init(contract.NU, plan.nu), t_inf,
-             init(contract.GDC_REF, plan.gdc_ref), init(contract.OUT_SCALE, out_scale)],
-            attributes=chip_weights_attributes(self.device, mapping.significance, gain,
-                                               seed=_node_seed(self.seed, self.chip, 2 * index),
-                                               code_gain=tile_constants(self.periphery).code_gain),
-            domain=contract.DOMAIN, num_outputs=2, name=f"{L}.chip",
+            [
+                init(contract.G_PROG, plan.g_prog),
+                init(contract.NU, plan.nu),
+                t_inf,
+                init(contract.GDC_REF, plan.gdc_ref),
+                init(contract.OUT_SCALE, out_scale),
+            ],
+            attributes=chip_weights_attributes(
+                self.device,
+                mapping.significance,
+                gain,
+                seed=_node_seed(self.seed, self.chip, 2 * index),
+                code_gain=tile_constants(self.periphery).code_gain,
+            ),
+            domain=contract.DOMAIN,
+            num_outputs=2,
+            name=f"{L}.chip",
         )
         w_eff, scale = chip_node.outputs
         w_eff.name, scale.name = f"{L}.{contract.W_EFF}", f"{L}.{contract.SCALE}"
         bias = plan.bias if plan.bias is not None else np.zeros(plan.n_out)
         mm_node = ir.node(
             contract.ANALOG_MATMUL,
-            [x, w_eff, init(contract.IN_SCALE, in_scale), scale, init(contract.BIAS, bias.astype(np.float32)),
-             init(contract.IR_WEIGHT, ir_row_weights(self.periphery.tile_rows)[: plan.tile_rows]),
-             *_gain_inputs(out_gain)],
+            [
+                x,
+                w_eff,
+                init(contract.IN_SCALE, in_scale),
+                scale,
+                init(contract.BIAS, bias.astype(np.float32)),
+                init(contract.IR_WEIGHT, ir_row_weights(self.periphery.tile_rows)[: plan.tile_rows]),
+                *_gain_inputs(out_gain),
+            ],
             attributes=analog_matmul_attributes(self.periphery, seed=_node_seed(self.seed, self.chip, 2 * index + 1)),
-            domain=contract.DOMAIN, name=L, overload=TILED if tiled else "",
+            domain=contract.DOMAIN,
+            name=L,
+            overload=TILED if tiled else "",
         )
         self._chips[L] = (w_eff, scale, mm_node.inputs[2], mm_node.inputs[5], out_gain)
         return [chip_node, mm_node], mm_node.outputs[0]

@@ -74,8 +74,12 @@ class ConfigEvaluator:
         self.layers = [  # a layer the report does not list (a nested body): its weights from the plan's shape
             LayerInfo(la.name, rows[la.name].op, rows[la.name].parameters, rows[la.name].macs)
             if la.name in rows
-            else LayerInfo(la.name, "?", int(np.prod(la.g_target.shape[-2:])) * la.n_tiles,
-                           int(np.prod(la.g_target.shape[-2:])) * la.n_tiles)
+            else LayerInfo(
+                la.name,
+                "?",
+                int(np.prod(la.g_target.shape[-2:])) * la.n_tiles,
+                int(np.prod(la.g_target.shape[-2:])) * la.n_tiles,
+            )
             for la in self.session.layers
         ]
         self.evaluations = 0

@@ -41,23 +41,38 @@ def chip_rng(seed: int, chip: int, purpose: str, layer: int = 0, t_inference_s: 
     return np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=key))
 
 
-def program_layer(g_target_us: NDArray, significance, gain_us: float, device, seed: int, chip: int, layer: int,
-                  compensation: DriftCompensation, method: str = "gaussian",
-                  ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float32]]:
+def program_layer(
+    g_target_us: NDArray,
+    significance,
+    gain_us: float,
+    device,
+    seed: int,
+    chip: int,
+    layer: int,
+    compensation: DriftCompensation,
+    method: str = "gaussian",
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float32]]:
     """Program layer ``layer`` of chip ``chip`` and take its drift-compensation calibration read.
 
     Returns:
         ``(g_prog, nu, gdc_ref)``: programmed conductances and drift exponents (shape of ``g_target_us``) and
         the reference of :func:`compensation_reference`, from a read right after programming.
     """
-    g_prog, nu = program_chip(np.asarray(g_target_us, np.float64), significance, gain_us, device,
-                              chip_rng(seed, chip, "program", layer), method=method)
+    g_prog, nu = program_chip(
+        np.asarray(g_target_us, np.float64),
+        significance,
+        gain_us,
+        device,
+        chip_rng(seed, chip, "program", layer),
+        method=method,
+    )
     w0 = read_weights(g_prog, nu, 0.0, device, significance, gain_us, chip_rng(seed, chip, "calibrate", layer))
     return g_prog, nu, compensation_reference(w0, compensation)
 
 
-def read_weights(g_prog: NDArray, nu: NDArray, t_inference_s: float, device, significance, gain_us: float,
-                 rng: np.random.Generator) -> NDArray[np.float32]:
+def read_weights(
+    g_prog: NDArray, nu: NDArray, t_inference_s: float, device, significance, gain_us: float, rng: np.random.Generator
+) -> NDArray[np.float32]:
     """Normalised effective weights at t: decode the pairs of g(t) = device.read(g_prog, nu, t).
 
     Args:

@@ -39,8 +39,15 @@ def expose_batchnorm_statistics(m: onnx.ModelProto) -> list[BatchNormStats]:
         mean, var = node.input[3], node.input[4]
         if mean not in inits or var not in inits or mean == var:
             continue
-        found.append(BatchNormStats(node.input[0], mean, var, onnx.numpy_helper.to_array(inits[mean]),
-                                    onnx.numpy_helper.to_array(inits[var])))
+        found.append(
+            BatchNormStats(
+                node.input[0],
+                mean,
+                var,
+                onnx.numpy_helper.to_array(inits[mean]),
+                onnx.numpy_helper.to_array(inits[var]),
+            )
+        )
         if node.input[0] not in outputs:
             m.graph.output.append(onnx.helper.make_tensor_value_info(node.input[0], onnx.TensorProto.FLOAT, None))
             outputs.add(node.input[0])

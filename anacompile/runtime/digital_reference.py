@@ -56,8 +56,10 @@ def digital_reference_model(proto: onnx.ModelProto) -> onnx.ModelProto:
                 name, weights = node.name, weights_layer(node)  # a shared weight's uses read one matrix
                 shape = shapes.get(weights)
                 if not (isinstance(shape, list) and len(shape) == 2 and all(isinstance(d, int) for d in shape)):
-                    raise UnsupportedModelError(f"The compiled model's report does not describe analog layer "
-                                                f"{weights!r}; the file is corrupt: recompile the source model.")
+                    raise UnsupportedModelError(
+                        f"The compiled model's report does not describe analog layer "
+                        f"{weights!r}; the file is corrupt: recompile the source model."
+                    )
                 if weights not in decoded:
                     g_t = onnx.numpy_helper.to_array(inits[f"{weights}.{contract.G_TARGET}"])
                     gamma = onnx.numpy_helper.to_array(inits[f"{weights}.{contract.COL_SCALE}"])
@@ -74,8 +76,9 @@ def digital_reference_model(proto: onnx.ModelProto) -> onnx.ModelProto:
                 for inner in sub.node if node.op_type == "Loop" else []:
                     if inner.domain == contract.DOMAIN and inner.op_type == contract.ANALOG_MATMUL:
                         # a recurrent layer's inputs of all steps, (T, ..., K), as a scan output of the Loop
-                        sub.output.append(onnx.helper.make_tensor_value_info(inner.input[0], onnx.TensorProto.FLOAT,
-                                                                             None))
+                        sub.output.append(
+                            onnx.helper.make_tensor_value_info(inner.input[0], onnx.TensorProto.FLOAT, None)
+                        )
                         node.output.append(f"{inner.name}.{contract.TILE_INPUTS}")
                 to_digital(sub)
             new_nodes.append(node)

@@ -17,8 +17,9 @@ IN_MEMORY_LIMIT_BYTES = 1_500_000_000
 2 GB limit); below, as bytes in memory."""
 
 
-def ort_session(proto: onnx.ModelProto, so: ort.SessionOptions,
-                providers: list[str] | None = None) -> ort.InferenceSession:
+def ort_session(
+    proto: onnx.ModelProto, so: ort.SessionOptions, providers: list[str] | None = None
+) -> ort.InferenceSession:
     """An onnxruntime session for a model of any size.
 
     Up to :data:`IN_MEMORY_LIMIT_BYTES` of tensor data the model is passed serialised; a larger one is
@@ -32,8 +33,14 @@ def ort_session(proto: onnx.ModelProto, so: ort.SessionOptions,
 
     folder = tempfile.TemporaryDirectory(prefix="anacompile-session-")
     path = os.path.join(folder.name, "model.onnx")
-    onnx.save_model(proto, path, save_as_external_data=True, all_tensors_to_one_file=True, location="model.data",
-                    size_threshold=1024)
+    onnx.save_model(
+        proto,
+        path,
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location="model.data",
+        size_threshold=1024,
+    )
     session = ort.InferenceSession(path, so, providers=providers)
     session._anacompile_folder = folder  # removed with the session
     return session

@@ -129,16 +129,27 @@ class AnalogSession:
             layer's output is exactly its analog or its digital output.
     """
 
-    def __init__(self, path: str | os.PathLike[str], chip_seed: int | None = 0, *, seed: int | None = None,
-                 t_inference: float = 0.0, compensation: str | DriftCompensation | None = None,
-                 programming: str | None = None, intra_op_threads: int | None = None,
-                 providers: list[str] | None = None,
-                 periphery_overrides: dict | list[str] | None = None, strategy: str | None = None,
-                 extra_outputs: list[str] | None = None, switchable: bool = False) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        chip_seed: int | None = 0,
+        *,
+        seed: int | None = None,
+        t_inference: float = 0.0,
+        compensation: str | DriftCompensation | None = None,
+        programming: str | None = None,
+        intra_op_threads: int | None = None,
+        providers: list[str] | None = None,
+        periphery_overrides: dict | list[str] | None = None,
+        strategy: str | None = None,
+        extra_outputs: list[str] | None = None,
+        switchable: bool = False,
+    ) -> None:
         self.path = str(path)
         proto = load_proto(path, load_external_data=True)
-        check_domain_version({o.domain: o.version for o in proto.opset_import},
-                             {p.key: p.value for p in proto.metadata_props})
+        check_domain_version(
+            {o.domain: o.version for o in proto.opset_import}, {p.key: p.value for p in proto.metadata_props}
+        )
         if any(p.key == META_TARGET and p.value == DEPLOY for p in proto.metadata_props):
             raise UnsupportedModelError(
                 f"{path} is a deployment form (compile --target deploy), which has no programming plans to "
@@ -149,8 +160,9 @@ class AnalogSession:
         self.periphery = _override_periphery(Periphery.from_dict(self.report.periphery), periphery_overrides)
         self.mapping = mapping_from_dict(self.report.strategy)
         self.gain_us = self.mapping.gain_us(self.device.g_min_us, self.device.g_max_us)
-        self.compensation = Compensation.parse(compensation).drift if compensation is not None else \
-            self.periphery.drift_compensation
+        self.compensation = (
+            Compensation.parse(compensation).drift if compensation is not None else self.periphery.drift_compensation
+        )
         self.programming = programming or self.report.programming
         self.seed = self.report.seed if seed is None else check_index(seed, "seed")
         self.layers = _extract_layers(proto)
@@ -172,8 +184,13 @@ class AnalogSession:
             stripped.graph.output.append(onnx.ValueInfoProto(name=name))
         self._bn_state: dict[str, np.ndarray] = {}
         self._size_cache: dict[tuple, list[int]] = {}
-        self._noise_names = [(f"{layer.name}.{contract.NOISE}" if layer.fed else f"{layer.name}.{contract.NOISE_START}",
-                              f"{layer.name}.{contract.NOISE_END}") for layer in self.layers]
+        self._noise_names = [
+            (
+                f"{layer.name}.{contract.NOISE}" if layer.fed else f"{layer.name}.{contract.NOISE_START}",
+                f"{layer.name}.{contract.NOISE_END}",
+            )
+            for layer in self.layers
+        ]
         self._sizes_key: int | None = None
         self._sizes = np.zeros(0, np.int64)
         self._bank_size = self.periphery.noise_bank_size if self.periphery.has_mvm_noise else 0
@@ -230,12 +247,27 @@ class AnalogSession:
 
     def _program_layer(self, layer: ChipLayer, chip_seed: int) -> None:
         layer.g_prog, layer.nu, layer.gdc_ref = program_layer(
-            layer.g_target, layer.mapping.significance, layer.gain_us, self.device, self.seed, chip_seed,
-            layer.index, self.compensation, self.programming)
+            layer.g_target,
+            layer.mapping.significance,
+            layer.gain_us,
+            self.device,
+            self.seed,
+            chip_seed,
+            layer.index,
+            self.compensation,
+            self.programming,
+        )
 
     def _read_layer(self, layer: ChipLayer, t: float) -> None:
-        w = read_weights(layer.g_prog, layer.nu, t, self.device, layer.mapping.significance, layer.gain_us,
-                         chip_rng(self.seed, self.chip_seed, "read", layer.index, t))
+        w = read_weights(
+            layer.g_prog,
+            layer.nu,
+            t,
+            self.device,
+            layer.mapping.significance,
+            layer.gain_us,
+            chip_rng(self.seed, self.chip_seed, "read", layer.index, t),
+        )
         alpha = compensation_factors(w, layer.gdc_ref, self.compensation)
         self._state[f"{layer.name}.{contract.W_EFF}"] = w * self._code_gain
         self._state[f"{layer.name}.{contract.SCALE}"] = layer.out_scale * alpha
@@ -285,10 +317,18 @@ class AnalogSession:
             return
         # every strategy a layer had keeps its programmed chip (and its reads at one t): switching back is free
         w_name, s_name = f"{layer.name}.{contract.W_EFF}", f"{layer.name}.{contract.SCALE}"
-        layer.variants[current] = {"mapping": layer.mapping, "gain_us": layer.gain_us, "g_target": layer.g_target,
-                                   "g_prog": layer.g_prog, "nu": layer.nu, "gdc_ref": layer.gdc_ref,
-                                   "chip": self.chip_seed, "t": self.t_inference,
-                                   "w": self._state.get(w_name), "scale": self._state.get(s_name)}
+        layer.variants[current] = {
+            "mapping": layer.mapping,
+            "gain_us": layer.gain_us,
+            "g_target": layer.g_target,
+            "g_prog": layer.g_prog,
+            "nu": layer.nu,
+            "gdc_ref": layer.gdc_ref,
+            "chip": self.chip_seed,
+            "t": self.t_inference,
+            "w": self._state.get(w_name),
+            "scale": self._state.get(s_name),
+        }
         cached = layer.variants.get(key)
         if cached is None:
             u = decode_pairs(layer.g_target, layer.mapping.significance, layer.gain_us)
@@ -368,9 +408,17 @@ class AnalogSession:
     def _state_names(self) -> set[str]:
         names = {contract.NOISE_BANK} | {n for bn in self.batchnorms for n in (bn.mean, bn.var)}
         for layer in self.layers:
-            names |= {contract.layer_tensor(layer.name, suffix) for suffix in
-                      (contract.W_EFF, contract.SCALE, contract.NOISE, contract.NOISE_START, contract.NOISE_END,
-                       SWITCH)}
+            names |= {
+                contract.layer_tensor(layer.name, suffix)
+                for suffix in (
+                    contract.W_EFF,
+                    contract.SCALE,
+                    contract.NOISE,
+                    contract.NOISE_START,
+                    contract.NOISE_END,
+                    SWITCH,
+                )
+            }
         return names
 
     def _noise_sizes(self, feeds: dict[str, np.ndarray]) -> list[int]:
@@ -413,15 +461,19 @@ class AnalogSession:
             so = ort.SessionOptions()
             so.log_severity_level = 3
             self._probe_session = ort_session(probe, so)
-        xs = self._probe_session.run([layer.input for layer in self.layers],
-                                     {k: v for k, v in feeds.items() if k in self.input_names})
+        xs = self._probe_session.run(
+            [layer.input for layer in self.layers], {k: v for k, v in feeds.items() if k in self.input_names}
+        )
         return {layer.name: x for layer, x in zip(self.layers, xs, strict=True)}
 
     def layer_state(self, layer: ChipLayer) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """What the layer's AnalogMatMul is fed now: (weights in ADC codes per DAC code, in_scale, scale)."""
         state = self._state
-        return state[contract.layer_tensor(layer.weights, contract.W_EFF)], layer.in_scale, \
-            state[contract.layer_tensor(layer.weights, contract.SCALE)]
+        return (
+            state[contract.layer_tensor(layer.weights, contract.W_EFF)],
+            layer.in_scale,
+            state[contract.layer_tensor(layer.weights, contract.SCALE)],
+        )
 
     def ideal_weight(self, layer: ChipLayer, k: int) -> np.ndarray:
         """The layer's FP32 weight W (K, N), decoded from its programming plan."""
@@ -450,10 +502,10 @@ class AnalogSession:
         for i, layer in enumerate(self.layers):  # names built once; views of the bank, no copies
             start_name, end_name = self._noise_names[i]
             if layer.fed:
-                out[start_name] = self._fed_bank[starts[i]:ends[i]].reshape(shapes[i])
+                out[start_name] = self._fed_bank[starts[i] : ends[i]].reshape(shapes[i])
             else:
-                out[start_name] = starts[i:i + 1]
-                out[end_name] = ends[i:i + 1]
+                out[start_name] = starts[i : i + 1]
+                out[end_name] = ends[i : i + 1]
         return out
 
     def _set_bank(self) -> None:
@@ -493,15 +545,30 @@ def _add_digital_switches(m: onnx.ModelProto, layers: list[ChipLayer], digital: 
             analog = onnx.NodeProto()
             analog.CopyFrom(node)
             analog.output[0] = f"{name}.analog_out"
-            then_branch = onnx.helper.make_graph([analog], f"{name}.analog", [],
-                                                 [onnx.helper.make_tensor_value_info(analog.output[0], f, None)])
+            then_branch = onnx.helper.make_graph(
+                [analog], f"{name}.analog", [], [onnx.helper.make_tensor_value_info(analog.output[0], f, None)]
+            )
             else_branch = onnx.helper.make_graph(
-                [onnx.helper.make_node("MatMul", [node.input[0], f"{by_name[name].weights}.weight"],
-                                        [f"{name}.digital_mm"]),
-                 onnx.helper.make_node("Add", [f"{name}.digital_mm", node.input[4]], [f"{name}.digital_out"])],
-                f"{name}.digital", [], [onnx.helper.make_tensor_value_info(f"{name}.digital_out", f, None)])
-            new_nodes.append(onnx.helper.make_node("If", [f"{name}.{SWITCH}"], [y], name=f"{name}.switch",
-                                                   then_branch=then_branch, else_branch=else_branch))
+                [
+                    onnx.helper.make_node(
+                        "MatMul", [node.input[0], f"{by_name[name].weights}.weight"], [f"{name}.digital_mm"]
+                    ),
+                    onnx.helper.make_node("Add", [f"{name}.digital_mm", node.input[4]], [f"{name}.digital_out"]),
+                ],
+                f"{name}.digital",
+                [],
+                [onnx.helper.make_tensor_value_info(f"{name}.digital_out", f, None)],
+            )
+            new_nodes.append(
+                onnx.helper.make_node(
+                    "If",
+                    [f"{name}.{SWITCH}"],
+                    [y],
+                    name=f"{name}.switch",
+                    then_branch=then_branch,
+                    else_branch=else_branch,
+                )
+            )
             changed = True
         if changed:
             del graph.node[:]
@@ -522,8 +589,10 @@ def _override_periphery(base: Periphery, overrides: dict | list[str] | None) -> 
     new = get_periphery(base, overrides)
     for key in FIXED_KEYS:
         if getattr(new, key) != getattr(base, key):
-            raise ConfigError(f"Periphery {key} changes how weights are split onto tiles; recompile with "
-                              f"--set {key}={getattr(new, key)} instead of overriding it at run time.")
+            raise ConfigError(
+                f"Periphery {key} changes how weights are split onto tiles; recompile with "
+                f"--set {key}={getattr(new, key)} instead of overriding it at run time."
+            )
     return new
 
 
@@ -532,8 +601,10 @@ def _initializer_array(proto: onnx.ModelProto, name: str) -> np.ndarray:
         if t.name == name:
             a = onnx.numpy_helper.to_array(t)
             if a.dtype.kind != "f" or not np.isfinite(a).all():
-                raise UnsupportedModelError(f"The compiled model's initializer {name!r} is not finite floating point; "
-                                            "the file is corrupt: recompile the source model.")
+                raise UnsupportedModelError(
+                    f"The compiled model's initializer {name!r} is not finite floating point; "
+                    "the file is corrupt: recompile the source model."
+                )
             return a
     raise UnsupportedModelError(f"The compiled model lacks initializer {name!r}; recompile it with this anacompile.")
 
@@ -543,17 +614,24 @@ def _attach_scales(proto: onnx.ModelProto, layers: list[ChipLayer], periphery: P
     for layer in layers:
         layer.col_scale = _initializer_array(proto, f"{layer.weights}.{contract.COL_SCALE}")
         layer.in_range = _initializer_array(proto, f"{layer.weights}.{contract.IN_RANGE}")
-        if layer.col_scale.size != layer.n_tiles * layer.n_out or layer.in_range.size != layer.n_tiles or \
-                (layer.col_scale < 0).any() or (layer.in_range < 0).any():
+        if (
+            layer.col_scale.size != layer.n_tiles * layer.n_out
+            or layer.in_range.size != layer.n_tiles
+            or (layer.col_scale < 0).any()
+            or (layer.in_range < 0).any()
+        ):
             raise UnsupportedModelError(
                 f"The compiled model's scales of layer {layer.name!r} ({contract.COL_SCALE} "
                 f"{list(layer.col_scale.shape)}, {contract.IN_RANGE} {list(layer.in_range.shape)}) do not fit its "
-                f"{layer.n_tiles} tile(s) of {layer.n_out} columns; the file is corrupt: recompile the source model.")
+                f"{layer.n_tiles} tile(s) of {layer.n_out} columns; the file is corrupt: recompile the source model."
+            )
         layer.out_gain = None
         if periphery.output_range is OutputRange.CALIBRATED:
             if not any(t.name == f"{layer.weights}.{contract.OUT_GAIN}" for t in proto.graph.initializer):
-                raise ConfigError(f"Layer {layer.name!r} has no calibrated output range: the model was compiled with "
-                                  "fixed output ranges; recompile it with --calibration (output_range=calibrated).")
+                raise ConfigError(
+                    f"Layer {layer.name!r} has no calibrated output range: the model was compiled with "
+                    "fixed output ranges; recompile it with --calibration (output_range=calibrated)."
+                )
             layer.out_gain = _initializer_array(proto, f"{layer.weights}.{contract.OUT_GAIN}")
         layer.in_scale, layer.out_scale = layer_scales(layer.col_scale, layer.in_range, periphery, layer.out_gain)
 
@@ -584,8 +662,9 @@ def _graphs_with_iteration(graph: onnx.GraphProto, iteration: str | None = None)
                 yield from _graphs_with_iteration(sub, sub.input[0].name if is_loop else iteration)
 
 
-def _step_noise_offsets(node: onnx.NodeProto, iteration: str, layer: ChipLayer, passes: int = 1
-                        ) -> list[onnx.NodeProto]:
+def _step_noise_offsets(
+    node: onnx.NodeProto, iteration: str, layer: ChipLayer, passes: int = 1
+) -> list[onnx.NodeProto]:
     """Nodes giving an AnalogMatMul in a Loop body its own slice of the noise bank at every iteration i.
 
     Step i reads ``bank[s_i : s_i + step]`` with s_i = (noise_start + i * step) mod (len(bank) - step + 1) and
@@ -604,7 +683,10 @@ def _step_noise_offsets(node: onnx.NodeProto, iteration: str, layer: ChipLayer, 
         return make("Constant", [], out, value=onnx.helper.make_tensor(p + out, i64, [1], [value]))
 
     nodes = [
-        const("zero", 0), const("last", -1), const("one", 1), const("cols", passes * layer.n_tiles * layer.n_out),
+        const("zero", 0),
+        const("last", -1),
+        const("one", 1),
+        const("cols", passes * layer.n_tiles * layer.n_out),
         make("Shape", [node.input[0]], "x_shape"),
         make("Slice", [p + "x_shape", p + "zero", p + "last"], "lead"),
         make("ReduceProd", [p + "lead"], "vectors", keepdims=1),
@@ -626,12 +708,16 @@ def _extract_layers(proto: onnx.ModelProto) -> list[ChipLayer]:
 
     def arr(name: str) -> np.ndarray:
         if name not in inits:
-            raise UnsupportedModelError(f"The compiled model lacks initializer {name!r}; the file is corrupt or from "
-                                        "another anacompile version: recompile the source model.")
+            raise UnsupportedModelError(
+                f"The compiled model lacks initializer {name!r}; the file is corrupt or from "
+                "another anacompile version: recompile the source model."
+            )
         a = onnx.numpy_helper.to_array(inits[name])
         if a.dtype.kind != "f" or not np.isfinite(a).all() or a.size == 0:
-            raise UnsupportedModelError(f"The compiled model's initializer {name!r} is empty, not floating point or "
-                                        "holds NaN/inf values; the file is corrupt: recompile the source model.")
+            raise UnsupportedModelError(
+                f"The compiled model's initializer {name!r} is empty, not floating point or "
+                "holds NaN/inf values; the file is corrupt: recompile the source model."
+            )
         return a
 
     layers: list[ChipLayer] = []
@@ -641,13 +727,24 @@ def _extract_layers(proto: onnx.ModelProto) -> list[ChipLayer]:
             name, weights = node.name, weights_layer(node)
             owner = owners.get(weights)
             if owner is None:  # the tiles' first reader: programmed, with its layer index as the chip stream
-                layer = ChipLayer(name=name, index=len(owners), g_target=arr(f"{weights}.{contract.G_TARGET}"),
-                                  out_scale=arr(f"{weights}.{contract.OUT_SCALE}"), input=node.input[0],
-                                  weights=weights)
+                layer = ChipLayer(
+                    name=name,
+                    index=len(owners),
+                    g_target=arr(f"{weights}.{contract.G_TARGET}"),
+                    out_scale=arr(f"{weights}.{contract.OUT_SCALE}"),
+                    input=node.input[0],
+                    weights=weights,
+                )
                 owners[weights] = layer
             else:  # another reader of a shared weight's tiles: same plan and state, its own input and noise
-                layer = ChipLayer(name=name, index=owner.index, g_target=owner.g_target,
-                                  out_scale=owner.out_scale, input=node.input[0], weights=weights)
+                layer = ChipLayer(
+                    name=name,
+                    index=owner.index,
+                    g_target=owner.g_target,
+                    out_scale=owner.out_scale,
+                    input=node.input[0],
+                    weights=weights,
+                )
             layers.append(layer)
     for graph, iteration in walk_graphs(proto.graph):
         for node in graph.node if iteration is not None else []:
@@ -659,12 +756,17 @@ def _extract_layers(proto: onnx.ModelProto) -> list[ChipLayer]:
     for layer in layers:
         g, n = layer.g_target, layer.g_target.shape[-1] if layer.g_target.ndim else 0
         ranks = (contract.PLAN_RANK_ONE_TILE, contract.PLAN_RANK_TILED)
-        if g.ndim not in ranks or g.shape[1] != 2 or (g < 0).any() or layer.out_scale.size not in (
-                n, n * (g.shape[2] if g.ndim == contract.PLAN_RANK_TILED else 1)):
+        if (
+            g.ndim not in ranks
+            or g.shape[1] != 2
+            or (g < 0).any()
+            or layer.out_scale.size not in (n, n * (g.shape[2] if g.ndim == contract.PLAN_RANK_TILED else 1))
+        ):
             raise UnsupportedModelError(
                 f"The compiled model's conductances of layer {layer.name!r} ({layer.name}.{contract.G_TARGET}, shape "
                 f"{list(g.shape)}; {layer.name}.{contract.OUT_SCALE}, shape {list(layer.out_scale.shape)}) are "
-                "malformed; the file is corrupt: recompile the source model.")
+                "malformed; the file is corrupt: recompile the source model."
+            )
     return layers
 
 
@@ -709,8 +811,9 @@ def _strip_chip_stage(proto: onnx.ModelProto, layers: list[ChipLayer], periphery
             state_inputs.append(onnx.helper.make_tensor_value_info(f"{layer.name}.{contract.NOISE}", f, None))
         elif noisy:
             for suffix in (contract.NOISE_START, contract.NOISE_END):
-                state_inputs.append(onnx.helper.make_tensor_value_info(
-                    f"{layer.name}.{suffix}", onnx.TensorProto.INT64, [1]))
+                state_inputs.append(
+                    onnx.helper.make_tensor_value_info(f"{layer.name}.{suffix}", onnx.TensorProto.INT64, [1])
+                )
     if noisy and not all(layer.fed for layer in layers):
         state_inputs.append(onnx.helper.make_tensor_value_info(contract.NOISE_BANK, f, ["bank"]))
     used = {i for n in all_nodes(g) for i in n.input}  # Loop bodies read initializers from the outer scope
@@ -729,5 +832,3 @@ def _strip_chip_stage(proto: onnx.ModelProto, layers: list[ChipLayer], periphery
     del m.functions[:]
     m.functions.extend(funcs)
     return m
-
-

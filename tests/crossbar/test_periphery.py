@@ -34,11 +34,20 @@ def test_overrides_from_cli_strings_and_dicts():
     assert PERIPHERY_PRESETS["standard"] == Periphery()  # presets are not mutated by overrides
 
 
-@pytest.mark.parametrize(("override", "field"), [
-    ("adc_bits=1", "adc_bits"), ("dac_bits=2.5", "dac_bits"), ("out_noise=-0.1", "out_noise"),
-    ("tile_rows=0", "tile_rows"), ("input_range=dynamic", "input_range"), ("adc_bound=-3", "adc_bound"),
-    ("drift_compensation=magic", "drift_compensation"), ("noise=1", "noise"), ("adc_bits", "KEY=VALUE"),
-])
+@pytest.mark.parametrize(
+    ("override", "field"),
+    [
+        ("adc_bits=1", "adc_bits"),
+        ("dac_bits=2.5", "dac_bits"),
+        ("out_noise=-0.1", "out_noise"),
+        ("tile_rows=0", "tile_rows"),
+        ("input_range=dynamic", "input_range"),
+        ("adc_bound=-3", "adc_bound"),
+        ("drift_compensation=magic", "drift_compensation"),
+        ("noise=1", "noise"),
+        ("adc_bits", "KEY=VALUE"),
+    ],
+)
 def test_invalid_values_name_the_field(override, field):
     with pytest.raises(ConfigError, match=field):
         get_periphery("standard", [override])

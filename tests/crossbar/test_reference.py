@@ -20,8 +20,15 @@ def test_ideal_is_the_plain_matmul():
     rng = np.random.default_rng(0)
     w, x = _layer(rng)
     gamma = rng.uniform(0.5, 2, (1, 7)).astype(np.float32)
-    y = analog_matmul_reference(x, w, gamma, np.ones((1, 1), np.float32), np.ones((1, 7), np.float32),
-                                np.zeros(7, np.float32), PERIPHERY_PRESETS["ideal"])
+    y = analog_matmul_reference(
+        x,
+        w,
+        gamma,
+        np.ones((1, 1), np.float32),
+        np.ones((1, 7), np.float32),
+        np.zeros(7, np.float32),
+        PERIPHERY_PRESETS["ideal"],
+    )
     np.testing.assert_allclose(y, x @ (w * gamma), rtol=1e-5, atol=1e-6)
 
 
@@ -30,8 +37,15 @@ def test_dac_adc_and_ir_drop_by_hand():
     rng = np.random.default_rng(1)
     w, x = _layer(rng)
     p = STANDARD.replace(read_noise=0.0, out_noise=0.0)
-    y = analog_matmul_reference(x, w, np.ones((1, 7), np.float32), np.ones((1, 1), np.float32),
-                                np.ones((1, 7), np.float32), np.zeros(7, np.float32), p)
+    y = analog_matmul_reference(
+        x,
+        w,
+        np.ones((1, 7), np.float32),
+        np.ones((1, 1), np.float32),
+        np.ones((1, 7), np.float32),
+        np.zeros(7, np.float32),
+        p,
+    )
     xq = np.round(np.clip(x.astype(np.float64), -1, 1) * 127) / 127
     z = xq @ w
     n = 512
@@ -58,8 +72,15 @@ def test_tile_forward_is_the_reference_on_fed_quantities():
     from anacompile.crossbar.reference import tile_constants
 
     in_scale, out_scale = layer_scales(gamma, in_range, p)
-    y2 = tile_forward(x, wt * np.float32(tile_constants(p)["code_gain"]), in_scale, out_scale * alpha,
-                      np.ones(3, np.float32), p, noise)
+    y2 = tile_forward(
+        x,
+        wt * np.float32(tile_constants(p)["code_gain"]),
+        in_scale,
+        out_scale * alpha,
+        np.ones(3, np.float32),
+        p,
+        noise,
+    )
     np.testing.assert_array_equal(y1, y2)
 
 

@@ -133,9 +133,7 @@ def test_drift_mu_matches_reference_table(g_hat: float, printed: float, exact: f
 
 
 @pytest.mark.parametrize(("g_hat", "printed", "exact", "double_rounded"), SIGMA_NU)
-def test_drift_sigma_matches_reference_table(
-    g_hat: float, printed: float, exact: float, double_rounded: bool
-) -> None:
+def test_drift_sigma_matches_reference_table(g_hat: float, printed: float, exact: float, double_rounded: bool) -> None:
     sigma = D.drift_sigma(g_hat * G_MAX)
     assert_printed(sigma, printed, 4, double_rounded=double_rounded)
     assert sigma == pytest.approx(exact, rel=1e-12)
@@ -359,8 +357,9 @@ def test_read_noise_is_drawn_anew_at_each_call() -> None:
     st.assert_rejects(st.correlation(first, second + 0.05 * first), 0.0)  # twin: reads correlated by 0.05
     st.assert_matches(st.std(first / g_drift), float(D.read_noise_q(12.5)) * D.read_noise_bandwidth_factor(HOUR))
     for factor in (1.05, 0.95):
-        st.assert_rejects(st.std(factor * first / g_drift),
-                          float(D.read_noise_q(12.5)) * D.read_noise_bandwidth_factor(HOUR))
+        st.assert_rejects(
+            st.std(factor * first / g_drift), float(D.read_noise_q(12.5)) * D.read_noise_bandwidth_factor(HOUR)
+        )
     expected = float(D.read_noise_q(12.5)) * D.read_noise_bandwidth_factor(HOUR) * g_drift
     np.testing.assert_allclose([first.std(), second.std()], expected.mean(), rtol=N_SE / math.sqrt(2 * N))
 
@@ -529,9 +528,7 @@ def test_preset_has_published_defaults() -> None:
     assert D == PCMDevice()
     assert D.name == "pcm" and D.g_max_us == 25.0 and D.g_min_us == 0.0
     assert D.programming == PCMProgrammingNoise((0.26348, 1.9650, -1.1731), 25.0)
-    assert D.drift == PCMDrift(
-        20.0, -0.0155, 0.0244, (0.049, 0.1), -0.0125, -0.0059, (0.008, 0.045), 1e-7, 1.0
-    )
+    assert D.drift == PCMDrift(20.0, -0.0155, 0.0244, (0.049, 0.1), -0.0125, -0.0059, (0.008, 0.045), 1e-7, 1.0)
     assert D.read_noise == PCMReadNoise(0.0088, 0.65, 1e-3, 0.2, 250e-9)
     assert "Joshi" in D.citation and "Nandakumar" in D.citation and "aihwkit" in D.citation
 

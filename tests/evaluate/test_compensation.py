@@ -56,8 +56,10 @@ def test_adabs_without_batchnorm_says_so(compiled_mlp):
 
 
 def test_adc_bits_sweep_rises_and_saturates(compiled_mlp):
-    acc = [evaluate(compiled_mlp, times="1s", chips=3, periphery_overrides={"adc_bits": b}).accuracy_mean[0]
-           for b in (3, 5, 8, 10)]
+    acc = [
+        evaluate(compiled_mlp, times="1s", chips=3, periphery_overrides={"adc_bits": b}).accuracy_mean[0]
+        for b in (3, 5, 8, 10)
+    ]
     assert acc[0] < acc[1] - 0.02  # 3 bits loses a lot
     assert acc[1] <= acc[2] + 0.01
     assert abs(acc[3] - acc[2]) < 0.01  # saturated

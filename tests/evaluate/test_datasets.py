@@ -10,8 +10,13 @@ def test_split_equals_sklearn_train_test_split():
     from sklearn.model_selection import train_test_split
 
     d = load_digits()
-    x_tr, x_te, y_tr, y_te = train_test_split((d.data / 16.0).astype(np.float32), d.target, stratify=d.target,
-                                              test_size=DIGITS_TEST_FRACTION, random_state=DIGITS_SPLIT_SEED)
+    x_tr, x_te, y_tr, y_te = train_test_split(
+        (d.data / 16.0).astype(np.float32),
+        d.target,
+        stratify=d.target,
+        test_size=DIGITS_TEST_FRACTION,
+        random_state=DIGITS_SPLIT_SEED,
+    )
     train, test = load_digits_split()
     np.testing.assert_array_equal(train.x, x_tr)
     np.testing.assert_array_equal(test.x, x_te)

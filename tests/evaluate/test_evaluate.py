@@ -42,8 +42,9 @@ def test_same_seed_gives_identical_results(compiled_mlp):
     diff = acc_a.mean(axis=0) - acc_c.mean(axis=0)
     se = np.sqrt((acc_a.var(axis=0, ddof=1) + acc_c.var(axis=0, ddof=1)) / acc_a.shape[0])
     for d, s in zip(diff, se, strict=True):
-        st.assert_matches(st.Estimate(float(d), max(float(s), 1e-3), "seed 7 - seed 8 mean accuracy"), 0.0,
-                          detect=None)  # 3 chips: no power for 5 %; the check is that seeds are one distribution
+        st.assert_matches(
+            st.Estimate(float(d), max(float(s), 1e-3), "seed 7 - seed 8 mean accuracy"), 0.0, detect=None
+        )  # 3 chips: no power for 5 %; the check is that seeds are one distribution
 
 
 def test_chips_differ_and_spread_is_reported(compiled_mlp):

@@ -31,8 +31,9 @@ OPSET = 17
 MODELS = Path(__file__).resolve().parents[2] / "models"
 
 
-def conv_model(op: str, x_shape: list[int], w_shape: list[int], bias: bool = True, seed: int = 0,
-               opset: int = OPSET, **attrs) -> onnx.ModelProto:
+def conv_model(
+    op: str, x_shape: list[int], w_shape: list[int], bias: bool = True, seed: int = 0, opset: int = OPSET, **attrs
+) -> onnx.ModelProto:
     """x -op(W, b)-> Relu -> y: one conv with random weights, batch dimension symbolic."""
     rng = np.random.default_rng(seed)
     w = rng.standard_normal(w_shape).astype(np.float32)
@@ -66,13 +67,25 @@ CASES = {
     "conv3d": ("Conv", [2, 2, 4, 5, 5], [3, 2, 2, 3, 3], {"pads": [0, 1, 1, 1, 1, 0]}),
     "groups": ("Conv", [2, 4, 6, 6], [6, 2, 3, 3], {"group": 2, "pads": [1, 1, 1, 1]}),
     "groups_conv1d": ("Conv", [2, 6, 9], [6, 2, 3], {"group": 3, "strides": [2]}),
-    "transpose": ("ConvTranspose", [2, 3, 4, 5], [3, 4, 3, 3],
-                  {"strides": [2, 2], "pads": [1, 1, 1, 1], "output_padding": [1, 0]}),
+    "transpose": (
+        "ConvTranspose",
+        [2, 3, 4, 5],
+        [3, 4, 3, 3],
+        {"strides": [2, 2], "pads": [1, 1, 1, 1], "output_padding": [1, 0]},
+    ),
     "transpose1d_dilation": ("ConvTranspose", [2, 2, 6], [2, 3, 3], {"strides": [3], "dilations": [2], "pads": [2, 1]}),
-    "transpose_same_upper": ("ConvTranspose", [2, 3, 4, 5], [3, 2, 3, 4],
-                             {"strides": [2, 2], "auto_pad": "SAME_UPPER"}),
-    "transpose_output_shape": ("ConvTranspose", [2, 3, 4, 5], [3, 2, 3, 3],
-                               {"strides": [2, 2], "output_shape": [8, 10]}),
+    "transpose_same_upper": (
+        "ConvTranspose",
+        [2, 3, 4, 5],
+        [3, 2, 3, 4],
+        {"strides": [2, 2], "auto_pad": "SAME_UPPER"},
+    ),
+    "transpose_output_shape": (
+        "ConvTranspose",
+        [2, 3, 4, 5],
+        [3, 2, 3, 3],
+        {"strides": [2, 2], "output_shape": [8, 10]},
+    ),
     "transpose_groups": ("ConvTranspose", [2, 4, 4, 4], [4, 3, 2, 2], {"strides": [2, 2], "group": 2}),
     "no_bias": ("Conv", [2, 3, 6, 6], [4, 3, 3, 3], {"strides": [2, 2], "pads": [1, 1, 1, 1]}),
     "transpose_no_bias": ("ConvTranspose", [2, 3, 4, 4], [3, 2, 3, 3], {"strides": [2, 2]}),
@@ -134,8 +147,9 @@ def test_noise_off_reproduces_the_source_conv(tmp_path, noiseless, case):
     assert (_count(proto, "Split"), _count(proto, "Concat")) == ((1, 1) if groups > 1 else (0, 0))
     k = w_shape[1] * int(np.prod(w_shape[2:])) if op == "Conv" else w_shape[0] // groups * int(np.prod(w_shape[2:]))
     n = w_shape[0] // groups if op == "Conv" else w_shape[1]
-    assert [(layer.op, layer.analog, layer.weight_shape, layer.tiles) for layer in report.layers] == \
-        [(op, True, [k, n], [1, 1])] * groups
+    assert [(layer.op, layer.analog, layer.weight_shape, layer.tiles) for layer in report.layers] == [
+        (op, True, [k, n], [1, 1])
+    ] * groups
     assert report.totals["weights_mapped"] == int(np.prod(w_shape))
 
 
@@ -157,13 +171,17 @@ def test_numpy_patches_equal_the_graph_patches(case):
     source = case_model(case)
     model = ir.serde.deserialize_model(source)
     MarkAnalogOpsPass()(model)
-    (node, plan), = analog_layers(model)
+    ((node, plan),) = analog_layers(model)
     geometry: ConvGeometry = plan.extra["conv"]
     x = np.random.default_rng(2).standard_normal(x_shape).astype(np.float32)
     patch = helper.make_node(op, ["x", "E"], ["p"], **geometry.patch_attributes())
-    graph = helper.make_graph([patch], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, x_shape)],
-                              [helper.make_tensor_value_info("p", TensorProto.FLOAT, None)],
-                              [numpy_helper.from_array(geometry.one_hot_kernel(), "E")])
+    graph = helper.make_graph(
+        [patch],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, x_shape)],
+        [helper.make_tensor_value_info("p", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(geometry.one_hot_kernel(), "E")],
+    )
     p = np.moveaxis(_run_patch(helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)]), x), 1, -1)
     np.testing.assert_array_equal(plan.extra["to_matrix"](x), p)  # bit-exact: one-hot copies
     assert p.shape[-1] == plan.k == geometry.k
@@ -182,7 +200,7 @@ def test_conv_weight_rows_are_channel_major_and_bias_is_digital():
     w = model.graph.initializers["W"].const_value.numpy()
     b = model.graph.initializers["B"].const_value.numpy()
     assert MarkAnalogOpsPass()(model).modified
-    (_, plan), = analog_layers(model)
+    ((_, plan),) = analog_layers(model)
     assert plan.weight.shape == (18, 4) and plan.extra["row_group"] == 6
     for c, i, j, co in [(0, 0, 0, 0), (1, 1, 2, 3), (2, 0, 1, 2)]:  # row (c, i, j) = c*6 + i*3 + j
         assert plan.weight[c * 6 + i * 3 + j, co] == w[co, c, i, j]
@@ -190,7 +208,7 @@ def test_conv_weight_rows_are_channel_major_and_bias_is_digital():
     transposed = ir.serde.deserialize_model(conv_model("ConvTranspose", [1, 3, 5, 5], [3, 4, 2, 3]))
     wt = transposed.graph.initializers["W"].const_value.numpy()
     MarkAnalogOpsPass()(transposed)
-    (_, plan_t), = analog_layers(transposed)
+    ((_, plan_t),) = analog_layers(transposed)
     assert plan_t.weight.shape == (18, 4)
     assert plan_t.weight[1 * 6 + 1 * 3 + 2, 3] == wt[1, 3, 1, 2]  # row (ci, i, j), column co: W[ci, co, i, j]
 
@@ -207,8 +225,9 @@ def test_split_grouped_convs_before_expected_and_idempotent():
     assert [plan.weight.shape for _, plan in analog_layers(model)] == [(18, 3)] * 3
 
 
-@pytest.mark.parametrize(("op", "x_shape", "w_shape"), [("Conv", [1, 4, 6, 6], [8, 1, 3, 3]),
-                                                        ("ConvTranspose", [1, 4, 6, 6], [4, 1, 3, 3])])
+@pytest.mark.parametrize(
+    ("op", "x_shape", "w_shape"), [("Conv", [1, 4, 6, 6], [8, 1, 3, 3]), ("ConvTranspose", [1, 4, 6, 6], [4, 1, 3, 3])]
+)
 def test_depthwise_stays_digital_with_reason(tmp_path, noiseless, op, x_shape, w_shape):
     model = conv_model(op, x_shape, w_shape, group=4)
     irm = ir.serde.deserialize_model(model)
@@ -235,7 +254,7 @@ def test_non_constant_weight_stays_digital_and_runtime_bias_is_added_digitally(t
     model.graph.node[1].input[2] = "B_run"
     irm = ir.serde.deserialize_model(model)
     MarkAnalogOpsPass()(irm)
-    (_, plan), = analog_layers(irm)
+    ((_, plan),) = analog_layers(irm)
     assert plan.bias is None and "digital_bias" in plan.extra
     out, _ = _compile_ideal(tmp_path, noiseless, model, "runtime_bias")
     x = np.random.default_rng(4).standard_normal([2, 3, 5, 5]).astype(np.float32)
@@ -249,15 +268,19 @@ def test_non_constant_weight_stays_digital_and_runtime_bias_is_added_digitally(t
     assert "not a constant" in conv.meta[DIGITAL_KEY]
 
 
-@pytest.mark.parametrize(("channels", "tile_rows", "n_tiles", "rows"),
-                         [(8, 32, 3, 27),    # 72 rows: 3 channels (27 rows) per tile, boundaries between channels
-                          (7, 32, 2, 32),    # 63 rows: aligning would cost a third tile, so full tiles
-                          (8, 512, 1, 72)])  # one tile
+@pytest.mark.parametrize(
+    ("channels", "tile_rows", "n_tiles", "rows"),
+    [
+        (8, 32, 3, 27),  # 72 rows: 3 channels (27 rows) per tile, boundaries between channels
+        (7, 32, 2, 32),  # 63 rows: aligning would cost a third tile, so full tiles
+        (8, 512, 1, 72),
+    ],
+)  # one tile
 def test_tiles_hold_whole_channels_where_free(channels, tile_rows, n_tiles, rows):
     model = ir.serde.deserialize_model(conv_model("Conv", [1, channels, 5, 5], [4, channels, 3, 3]))
     MarkAnalogOpsPass()(model)
     PartitionWeightsPass(PERIPHERY_PRESETS["standard"].replace(tile_rows=tile_rows))(model)
-    (_, plan), = analog_layers(model)
+    ((_, plan),) = analog_layers(model)
     assert (plan.n_tiles, plan.tile_rows) == (n_tiles, rows)
 
 
@@ -294,8 +317,11 @@ def test_digits_cnn_noise_off_reproduces_source(tmp_path, noiseless, digits_x):
     report = compile_model(src, out, device=noiseless, periphery="ideal")
     proto = onnx.load(str(out))
     onnx.checker.check_model(proto, full_check=True)
-    assert [(layer.op, layer.weight_shape, layer.tiles) for layer in report.layers] == \
-        [("Conv", [9, 16], [1, 1]), ("Conv", [144, 32], [1, 1]), ("Gemm", [512, 10], [1, 1])]
+    assert [(layer.op, layer.weight_shape, layer.tiles) for layer in report.layers] == [
+        ("Conv", [9, 16], [1, 1]),
+        ("Conv", [144, 32], [1, 1]),
+        ("Gemm", [512, 10], [1, 1]),
+    ]
     assert _count(proto, ops.ANALOG_MATMUL, ops.DOMAIN) == 3 and _count(proto, "Conv") == 2  # the patch convs
     assert _count(proto, "BatchNormalization") == 2  # BN stays digital and unfolded
     y_src = _run_input(src, digits_x)
@@ -324,7 +350,7 @@ def test_static_input_ranges_are_calibrated_on_the_patches():
     MarkAnalogOpsPass()(model)
     PartitionWeightsPass(periphery)(model)
     assert CalibrateInputRangesPass(periphery, {"x": x})(model).modified
-    (_, plan), = analog_layers(model)
+    ((_, plan),) = analog_layers(model)
     expected = [np.abs(x[:, channels]).max() for channels in (slice(0, 3), slice(3, 6), slice(6, 8))]
     np.testing.assert_allclose(plan.in_range.reshape(-1), expected, rtol=1e-6)
 

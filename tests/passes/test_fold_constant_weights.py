@@ -37,8 +37,11 @@ def _ops(model: ir.Model) -> list[str]:
 
 def _weights(model: ir.Model) -> dict[str, np.ndarray]:
     """The constant second input of every MatMul/Gemm, by node name."""
-    return {n.name: n.inputs[1].const_value.numpy() for n in model.graph
-            if n.op_type in ("MatMul", "Gemm") and n.inputs[1].const_value is not None}
+    return {
+        n.name: n.inputs[1].const_value.numpy()
+        for n in model.graph
+        if n.op_type in ("MatMul", "Gemm") and n.inputs[1].const_value is not None
+    }
 
 
 def _run(model: ir.Model | onnx.ModelProto, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
@@ -78,8 +81,13 @@ def test_transpose_of_a_stored_weight_is_folded():
     wt = rng.standard_normal((N, K)).astype(np.float32)
 
     def before():
-        return _model([helper.make_node("Transpose", ["Wt"], ["W"], perm=[1, 0]),
-                       helper.make_node("MatMul", ["x", "W"], ["y"], name="proj")], {"Wt": wt})
+        return _model(
+            [
+                helper.make_node("Transpose", ["Wt"], ["W"], perm=[1, 0]),
+                helper.make_node("MatMul", ["x", "W"], ["y"], name="proj"),
+            ],
+            {"Wt": wt},
+        )
 
     def expected():
         return _model([helper.make_node("MatMul", ["x", "W_f"], ["y"], name="proj")], {"W_f": wt.T.copy()})
@@ -95,19 +103,24 @@ def test_cast_reshape_squeeze_unsqueeze_identity_chain_is_folded():
     w16 = rng.standard_normal((1, K * N)).astype(np.float16)
 
     def before():
-        return _model([
-            helper.make_node("Cast", ["W16"], ["a"], to=TensorProto.FLOAT),
-            helper.make_node("Squeeze", ["a", "ax0"], ["b"]),
-            helper.make_node("Reshape", ["b", "shape"], ["c"]),
-            helper.make_node("Unsqueeze", ["c", "ax0"], ["d"]),
-            helper.make_node("Identity", ["d"], ["e"]),
-            helper.make_node("Squeeze", ["e", "ax0"], ["W"]),
-            helper.make_node("MatMul", ["x", "W"], ["y"], name="proj"),
-        ], {"W16": w16, "ax0": np.array([0], np.int64), "shape": np.array([K, -1], np.int64)})
+        return _model(
+            [
+                helper.make_node("Cast", ["W16"], ["a"], to=TensorProto.FLOAT),
+                helper.make_node("Squeeze", ["a", "ax0"], ["b"]),
+                helper.make_node("Reshape", ["b", "shape"], ["c"]),
+                helper.make_node("Unsqueeze", ["c", "ax0"], ["d"]),
+                helper.make_node("Identity", ["d"], ["e"]),
+                helper.make_node("Squeeze", ["e", "ax0"], ["W"]),
+                helper.make_node("MatMul", ["x", "W"], ["y"], name="proj"),
+            ],
+            {"W16": w16, "ax0": np.array([0], np.int64), "shape": np.array([K, -1], np.int64)},
+        )
 
     def expected():
-        return _model([helper.make_node("MatMul", ["x", "W_f"], ["y"], name="proj")],
-                      {"W_f": w16.astype(np.float32).reshape(K, N)})
+        return _model(
+            [helper.make_node("MatMul", ["x", "W_f"], ["y"], name="proj")],
+            {"W_f": w16.astype(np.float32).reshape(K, N)},
+        )
 
     model = _check_fold(before(), expected(), {"x": _x(rng)})
     assert len(model.graph.initializers) == 1  # the chain's shape and axes constants went with it
@@ -125,8 +138,13 @@ def test_dequantize_linear_per_column_is_folded(zero_point):
 
     def before():
         dq_inputs = ["Wq", "scale"] + (["zp"] if zero_point else [])
-        return _model([helper.make_node("DequantizeLinear", dq_inputs, ["W"], axis=1),
-                       helper.make_node("MatMul", ["x", "W"], ["y"], name="proj")], inits)
+        return _model(
+            [
+                helper.make_node("DequantizeLinear", dq_inputs, ["W"], axis=1),
+                helper.make_node("MatMul", ["x", "W"], ["y"], name="proj"),
+            ],
+            inits,
+        )
 
     def expected():
         w = (wq.astype(np.float32) - (zp.astype(np.float32) if zero_point else 0)) * scale
@@ -142,8 +160,13 @@ def test_blocked_dequantize_linear_is_folded():
     scale = rng.uniform(0.01, 0.05, (K // 2, N)).astype(np.float32)
 
     def before():
-        return _model([helper.make_node("DequantizeLinear", ["Wq", "scale"], ["W"], axis=0, block_size=2),
-                       helper.make_node("MatMul", ["x", "W"], ["y"], name="proj")], {"Wq": wq, "scale": scale})
+        return _model(
+            [
+                helper.make_node("DequantizeLinear", ["Wq", "scale"], ["W"], axis=0, block_size=2),
+                helper.make_node("MatMul", ["x", "W"], ["y"], name="proj"),
+            ],
+            {"Wq": wq, "scale": scale},
+        )
 
     def expected():
         w = wq.astype(np.float32) * np.repeat(scale, 2, axis=0)
@@ -159,13 +182,19 @@ def test_weight_only_quantisation_mul_cast_is_folded_and_the_analog_pass_sees_a_
     scale = rng.uniform(0.01, 0.05, (1, N)).astype(np.float32)
 
     def before():
-        return _model([helper.make_node("Cast", ["Wq"], ["Wf"], to=TensorProto.FLOAT),
-                       helper.make_node("Mul", ["Wf", "scale"], ["W"]),
-                       helper.make_node("MatMul", ["x", "W"], ["y"], name="proj")], {"Wq": wq, "scale": scale})
+        return _model(
+            [
+                helper.make_node("Cast", ["Wq"], ["Wf"], to=TensorProto.FLOAT),
+                helper.make_node("Mul", ["Wf", "scale"], ["W"]),
+                helper.make_node("MatMul", ["x", "W"], ["y"], name="proj"),
+            ],
+            {"Wq": wq, "scale": scale},
+        )
 
     def expected():
-        return _model([helper.make_node("MatMul", ["x", "W_f"], ["y"], name="proj")],
-                      {"W_f": wq.astype(np.float32) * scale})
+        return _model(
+            [helper.make_node("MatMul", ["x", "W_f"], ["y"], name="proj")], {"W_f": wq.astype(np.float32) * scale}
+        )
 
     unfolded = _ir(before())
     MarkAnalogOpsPass()(unfolded)
@@ -180,18 +209,28 @@ def test_gemm_weight_and_bias_are_folded():
     rng = np.random.default_rng(4)
     w = rng.standard_normal((N, K)).astype(np.float16)
     b = rng.standard_normal(N).astype(np.float16)
-    io = dict(inputs=[helper.make_tensor_value_info("x", TensorProto.FLOAT, ["B", K])],
-              outputs=[helper.make_tensor_value_info("y", TensorProto.FLOAT, ["B", N])])
+    io = dict(
+        inputs=[helper.make_tensor_value_info("x", TensorProto.FLOAT, ["B", K])],
+        outputs=[helper.make_tensor_value_info("y", TensorProto.FLOAT, ["B", N])],
+    )
 
     def before():
-        return _model([helper.make_node("Cast", ["W16"], ["W"], to=TensorProto.FLOAT),
-                       helper.make_node("Cast", ["b16"], ["b"], to=TensorProto.FLOAT),
-                       helper.make_node("Gemm", ["x", "W", "b"], ["y"], transB=1, name="fc")],
-                      {"W16": w, "b16": b}, **io)
+        return _model(
+            [
+                helper.make_node("Cast", ["W16"], ["W"], to=TensorProto.FLOAT),
+                helper.make_node("Cast", ["b16"], ["b"], to=TensorProto.FLOAT),
+                helper.make_node("Gemm", ["x", "W", "b"], ["y"], transB=1, name="fc"),
+            ],
+            {"W16": w, "b16": b},
+            **io,
+        )
 
     def expected():
-        return _model([helper.make_node("Gemm", ["x", "W_f", "b_f"], ["y"], transB=1, name="fc")],
-                      {"W_f": w.astype(np.float32), "b_f": b.astype(np.float32)}, **io)
+        return _model(
+            [helper.make_node("Gemm", ["x", "W_f", "b_f"], ["y"], transB=1, name="fc")],
+            {"W_f": w.astype(np.float32), "b_f": b.astype(np.float32)},
+            **io,
+        )
 
     model = _check_fold(before(), expected(), {"x": rng.standard_normal((3, K)).astype(np.float32)})
     gemm = next(iter(model.graph))
@@ -202,18 +241,31 @@ def test_tied_embedding_keeps_the_matrix_for_the_gather_and_folds_the_transpose(
     rng = np.random.default_rng(5)
     vocab = 11
     emb = rng.standard_normal((vocab, K)).astype(np.float32)
-    io = dict(inputs=[helper.make_tensor_value_info("ids", TensorProto.INT64, ["B", "T"])],
-              outputs=[helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["B", "T", vocab])])
+    io = dict(
+        inputs=[helper.make_tensor_value_info("ids", TensorProto.INT64, ["B", "T"])],
+        outputs=[helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["B", "T", vocab])],
+    )
 
     def before():
-        return _model([helper.make_node("Gather", ["E", "ids"], ["h"], name="embed"),
-                       helper.make_node("Transpose", ["E"], ["Et"], perm=[1, 0]),
-                       helper.make_node("MatMul", ["h", "Et"], ["logits"], name="lm_head")], {"E": emb}, **io)
+        return _model(
+            [
+                helper.make_node("Gather", ["E", "ids"], ["h"], name="embed"),
+                helper.make_node("Transpose", ["E"], ["Et"], perm=[1, 0]),
+                helper.make_node("MatMul", ["h", "Et"], ["logits"], name="lm_head"),
+            ],
+            {"E": emb},
+            **io,
+        )
 
     def expected():
-        return _model([helper.make_node("Gather", ["E", "ids"], ["h"], name="embed"),
-                       helper.make_node("MatMul", ["h", "Et_f"], ["logits"], name="lm_head")],
-                      {"E": emb, "Et_f": emb.T.copy()}, **io)
+        return _model(
+            [
+                helper.make_node("Gather", ["E", "ids"], ["h"], name="embed"),
+                helper.make_node("MatMul", ["h", "Et_f"], ["logits"], name="lm_head"),
+            ],
+            {"E": emb, "Et_f": emb.T.copy()},
+            **io,
+        )
 
     model = _check_fold(before(), expected(), {"ids": rng.integers(0, vocab, (2, 4)).astype(np.int64)})
     assert sorted(model.graph.initializers) == ["E", "Et.folded"]
@@ -222,11 +274,19 @@ def test_tied_embedding_keeps_the_matrix_for_the_gather_and_folds_the_transpose(
 def test_a_chain_that_other_ops_read_stays_for_them():
     rng = np.random.default_rng(6)
     wt = rng.standard_normal((N, K)).astype(np.float32)
-    outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["B", "T", N]),
-               helper.make_tensor_value_info("w_plus", TensorProto.FLOAT, [K, N])]
-    proto = _model([helper.make_node("Transpose", ["Wt"], ["W"], perm=[1, 0]),
-                    helper.make_node("MatMul", ["x", "W"], ["y"], name="proj"),
-                    helper.make_node("Add", ["W", "W"], ["w_plus"])], {"Wt": wt}, outputs=outputs)
+    outputs = [
+        helper.make_tensor_value_info("y", TensorProto.FLOAT, ["B", "T", N]),
+        helper.make_tensor_value_info("w_plus", TensorProto.FLOAT, [K, N]),
+    ]
+    proto = _model(
+        [
+            helper.make_node("Transpose", ["Wt"], ["W"], perm=[1, 0]),
+            helper.make_node("MatMul", ["x", "W"], ["y"], name="proj"),
+            helper.make_node("Add", ["W", "W"], ["w_plus"]),
+        ],
+        {"Wt": wt},
+        outputs=outputs,
+    )
     model = _ir(proto)
     assert FoldConstantWeightsPass()(model).modified
     assert _ops(model) == ["Transpose", "MatMul", "Add"]  # the Transpose still feeds the Add
@@ -241,15 +301,26 @@ def test_a_chain_that_other_ops_read_stays_for_them():
 def test_run_time_values_and_overridable_initializers_are_not_folded():
     rng = np.random.default_rng(7)
     w = rng.standard_normal((N, K)).astype(np.float32)
-    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["B", "T", K]),
-              helper.make_tensor_value_info("Wt", TensorProto.FLOAT, [N, K]),  # an overridable initializer
-              helper.make_tensor_value_info("a", TensorProto.FLOAT, ["B", "T", N])]
-    outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["B", "T", N]),
-               helper.make_tensor_value_info("z", TensorProto.FLOAT, ["B", "T", "T"])]
-    proto = _model([helper.make_node("Transpose", ["Wt"], ["W"], perm=[1, 0]),
-                    helper.make_node("MatMul", ["x", "W"], ["y"]),
-                    helper.make_node("Transpose", ["a"], ["at"], perm=[0, 2, 1]),
-                    helper.make_node("MatMul", ["a", "at"], ["z"])], {"Wt": w}, inputs=inputs, outputs=outputs)
+    inputs = [
+        helper.make_tensor_value_info("x", TensorProto.FLOAT, ["B", "T", K]),
+        helper.make_tensor_value_info("Wt", TensorProto.FLOAT, [N, K]),  # an overridable initializer
+        helper.make_tensor_value_info("a", TensorProto.FLOAT, ["B", "T", N]),
+    ]
+    outputs = [
+        helper.make_tensor_value_info("y", TensorProto.FLOAT, ["B", "T", N]),
+        helper.make_tensor_value_info("z", TensorProto.FLOAT, ["B", "T", "T"]),
+    ]
+    proto = _model(
+        [
+            helper.make_node("Transpose", ["Wt"], ["W"], perm=[1, 0]),
+            helper.make_node("MatMul", ["x", "W"], ["y"]),
+            helper.make_node("Transpose", ["a"], ["at"], perm=[0, 2, 1]),
+            helper.make_node("MatMul", ["a", "at"], ["z"]),
+        ],
+        {"Wt": w},
+        inputs=inputs,
+        outputs=outputs,
+    )
     model = _ir(proto)
     assert not FoldConstantWeightsPass()(model).modified
     assert _ops(model) == ["Transpose", "MatMul", "Transpose", "MatMul"]
@@ -260,8 +331,12 @@ def test_integer_results_are_not_folded():
     wq = rng.integers(-5, 5, (N, K)).astype(np.int32)
     inputs = [helper.make_tensor_value_info("x", TensorProto.INT32, ["B", K])]
     outputs = [helper.make_tensor_value_info("y", TensorProto.INT32, ["B", N])]
-    proto = _model([helper.make_node("Transpose", ["Wq"], ["W"], perm=[1, 0]),
-                    helper.make_node("MatMul", ["x", "W"], ["y"])], {"Wq": wq}, inputs=inputs, outputs=outputs)
+    proto = _model(
+        [helper.make_node("Transpose", ["Wq"], ["W"], perm=[1, 0]), helper.make_node("MatMul", ["x", "W"], ["y"])],
+        {"Wq": wq},
+        inputs=inputs,
+        outputs=outputs,
+    )
     model = _ir(proto)
     assert not FoldConstantWeightsPass()(model).modified
 
@@ -277,14 +352,21 @@ def test_compile_report_names_the_source_and_the_sharing_ops(tmp_path, shared_we
     vocab = 11
     emb = rng.standard_normal((vocab, K)).astype(np.float32)
     w = rng.standard_normal((K, K)).astype(np.float32)
-    io = dict(inputs=[helper.make_tensor_value_info("ids", TensorProto.INT64, ["B", "T"])],
-              outputs=[helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["B", "T", vocab])])
-    proto = _model([helper.make_node("Gather", ["E", "ids"], ["h0"], name="embed"),
-                    helper.make_node("MatMul", ["h0", "W"], ["h1"], name="mix1"),
-                    helper.make_node("MatMul", ["h1", "W"], ["h2"], name="mix2"),
-                    helper.make_node("Transpose", ["E"], ["Et"], perm=[1, 0]),
-                    helper.make_node("MatMul", ["h2", "Et"], ["logits"], name="lm_head")],
-                   {"E": emb, "W": w}, **io)
+    io = dict(
+        inputs=[helper.make_tensor_value_info("ids", TensorProto.INT64, ["B", "T"])],
+        outputs=[helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["B", "T", vocab])],
+    )
+    proto = _model(
+        [
+            helper.make_node("Gather", ["E", "ids"], ["h0"], name="embed"),
+            helper.make_node("MatMul", ["h0", "W"], ["h1"], name="mix1"),
+            helper.make_node("MatMul", ["h1", "W"], ["h2"], name="mix2"),
+            helper.make_node("Transpose", ["E"], ["Et"], perm=[1, 0]),
+            helper.make_node("MatMul", ["h2", "Et"], ["logits"], name="lm_head"),
+        ],
+        {"E": emb, "W": w},
+        **io,
+    )
     src, out = tmp_path / "tied.onnx", tmp_path / "tied.analog.onnx"
     onnx.save(proto, src)
     device = tmp_path / "noiseless.yaml"
@@ -303,5 +385,6 @@ def test_compile_report_names_the_source_and_the_sharing_ops(tmp_path, shared_we
         assert report.totals["tiles"] == 3 and any("replicated" in note for note in report.notes)
     assert read_report(onnx.load(str(out))).layers[-1].shared_with == ["embed"]
     ids = rng.integers(0, vocab, (3, 4)).astype(np.int64)
-    np.testing.assert_allclose(_run(onnx.load(str(out)), {"ids": ids})[0], _run(proto, {"ids": ids})[0],
-                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        _run(onnx.load(str(out)), {"ids": ids})[0], _run(proto, {"ids": ids})[0], rtol=1e-5, atol=1e-5
+    )

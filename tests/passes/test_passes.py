@@ -40,9 +40,13 @@ def before(k: int = 64, hidden: int = 32) -> ir.Model:
         helper.make_node("MatMul", ["y", "yt"], ["gram"], name="gram"),
     ]
     graph = helper.make_graph(
-        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", k])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 10]),
-         helper.make_tensor_value_info("gram", TensorProto.FLOAT, ["N", "N"])],
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", k])],
+        [
+            helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 10]),
+            helper.make_tensor_value_info("gram", TensorProto.FLOAT, ["N", "N"]),
+        ],
         [numpy_helper.from_array(w1, "W1"), numpy_helper.from_array(w2, "W2"), numpy_helper.from_array(b2, "b2")],
     )
     return ir.serde.deserialize_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
@@ -68,9 +72,10 @@ def test_mark_analog_ops_marks_constant_weights_and_explains_the_rest():
     assert not MarkAnalogOpsPass()(model).modified  # idempotent
 
 
-@pytest.mark.parametrize(("k", "tile_rows", "n_tiles", "rows"),
-                         [(64, 512, 1, 64), (512, 512, 1, 512), (513, 512, 2, 512), (1024, 512, 2, 512),
-                          (64, 16, 4, 16), (1, 512, 1, 1)])
+@pytest.mark.parametrize(
+    ("k", "tile_rows", "n_tiles", "rows"),
+    [(64, 512, 1, 64), (512, 512, 1, 512), (513, 512, 2, 512), (1024, 512, 2, 512), (64, 16, 4, 16), (1, 512, 1, 1)],
+)
 def test_partition_weights(k, tile_rows, n_tiles, rows):
     model = before(k=k)
     MarkAnalogOpsPass()(model)
@@ -85,11 +90,15 @@ def test_partition_weights(k, tile_rows, n_tiles, rows):
 
 def _compile(model: ir.Model, periphery=STANDARD) -> ir.Model:
     m = SinglePairMapping()
-    for p in (MarkAnalogOpsPass(), PartitionWeightsPass(periphery), MapConductancesPass(PCM, m),
-              ProgramChipPass(PCM, m, periphery.drift_compensation),
-              RewriteToAnalogOpsPass(PCM, m, periphery),
-              AddAnalogFunctionsPass(periphery, periphery.drift_compensation),
-              VerifyAnalogModelPass()):
+    for p in (
+        MarkAnalogOpsPass(),
+        PartitionWeightsPass(periphery),
+        MapConductancesPass(PCM, m),
+        ProgramChipPass(PCM, m, periphery.drift_compensation),
+        RewriteToAnalogOpsPass(PCM, m, periphery),
+        AddAnalogFunctionsPass(periphery, periphery.drift_compensation),
+        VerifyAnalogModelPass(),
+    ):
         p(model)
     return model
 
@@ -107,8 +116,13 @@ def test_rewrite_produces_expected_graph():
     assert [v.name for v in model.graph.outputs] == ["y", "gram"]
     # a second run of every pass changes nothing
     m = SinglePairMapping()
-    for p in (MarkAnalogOpsPass(), PartitionWeightsPass(STANDARD), MapConductancesPass(PCM, m),
-              RewriteToAnalogOpsPass(PCM, m, STANDARD), AddAnalogFunctionsPass(STANDARD, STANDARD.drift_compensation)):
+    for p in (
+        MarkAnalogOpsPass(),
+        PartitionWeightsPass(STANDARD),
+        MapConductancesPass(PCM, m),
+        RewriteToAnalogOpsPass(PCM, m, STANDARD),
+        AddAnalogFunctionsPass(STANDARD, STANDARD.drift_compensation),
+    ):
         assert not p(model).modified
 
 

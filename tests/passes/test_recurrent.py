@@ -34,13 +34,24 @@ T, BATCH, IN, HID = 5, 3, 4, 6
 GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
 
 
-def source_model(op: str, *, direction: str = "forward", layout: int = 0, initial: bool = False,
-                 seq_lens: bool = False, peepholes: bool = False, seed: int = 0, **attrs) -> onnx.ModelProto:
+def source_model(
+    op: str,
+    *,
+    direction: str = "forward",
+    layout: int = 0,
+    initial: bool = False,
+    seq_lens: bool = False,
+    peepholes: bool = False,
+    seed: int = 0,
+    **attrs,
+) -> onnx.ModelProto:
     """One LSTM/GRU/RNN node with random constant weights; every output (Y, Y_h[, Y_c]) is a graph output."""
     rng = np.random.default_rng(seed)
     n_dir, g = (2 if direction == "bidirectional" else 1), GATES[op]
-    inits = [numpy_helper.from_array(rng.uniform(-0.6, 0.6, shape).astype(np.float32), name) for name, shape in
-             (("W", (n_dir, g * HID, IN)), ("R", (n_dir, g * HID, HID)), ("B", (n_dir, 2 * g * HID)))]
+    inits = [
+        numpy_helper.from_array(rng.uniform(-0.6, 0.6, shape).astype(np.float32), name)
+        for name, shape in (("W", (n_dir, g * HID, IN)), ("R", (n_dir, g * HID, HID)), ("B", (n_dir, 2 * g * HID)))
+    ]
     batch_first = layout == 1
     x_shape = [BATCH, T, IN] if batch_first else [T, BATCH, IN]
     state_shape = [BATCH, n_dir, HID] if batch_first else [n_dir, BATCH, HID]
@@ -59,13 +70,16 @@ def source_model(op: str, *, direction: str = "forward", layout: int = 0, initia
     while names[-1] == "":
         names.pop()
     outs = ["Y", "Y_h", "Y_c"] if op == "LSTM" else ["Y", "Y_h"]
-    node = helper.make_node(op, names, outs, hidden_size=HID, direction=direction, layout=layout, name="rnn",
-                            **attrs)
+    node = helper.make_node(op, names, outs, hidden_size=HID, direction=direction, layout=layout, name="rnn", **attrs)
     y_shape = [BATCH, T, n_dir, HID] if batch_first else [T, n_dir, BATCH, HID]
-    graph = helper.make_graph([node], "g", graph_inputs,
-                              [helper.make_tensor_value_info("Y", TensorProto.FLOAT, y_shape)]
-                              + [helper.make_tensor_value_info(n, TensorProto.FLOAT, state_shape) for n in outs[1:]],
-                              inits)
+    graph = helper.make_graph(
+        [node],
+        "g",
+        graph_inputs,
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, y_shape)]
+        + [helper.make_tensor_value_info(n, TensorProto.FLOAT, state_shape) for n in outs[1:]],
+        inits,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     onnx.checker.check_model(model, full_check=True)
     return model
@@ -113,14 +127,22 @@ CASES = {
     "lstm_peepholes": ("LSTM", {"peepholes": True, "direction": "bidirectional", "initial": True}),
     "lstm_layout1": ("LSTM", {"layout": 1, "direction": "bidirectional", "initial": True, "seq_lens": True}),
     "lstm_clip_input_forget": ("LSTM", {"clip": 0.7, "input_forget": 1}),
-    "lstm_activations": ("LSTM", {"activations": ["HardSigmoid", "Softsign", "ScaledTanh"],
-                                  "activation_alpha": [0.3, 0.8], "activation_beta": [0.4, 1.2]}),
+    "lstm_activations": (
+        "LSTM",
+        {
+            "activations": ["HardSigmoid", "Softsign", "ScaledTanh"],
+            "activation_alpha": [0.3, 0.8],
+            "activation_beta": [0.4, 1.2],
+        },
+    ),
     "gru_lbr0": ("GRU", {"direction": "bidirectional", "initial": True}),
     "gru_lbr1": ("GRU", {"direction": "bidirectional", "linear_before_reset": 1, "initial": True}),
     "gru_lbr0_seq_lens": ("GRU", {"direction": "reverse", "seq_lens": True}),
     "gru_lbr1_layout1_seq_lens": ("GRU", {"linear_before_reset": 1, "layout": 1, "seq_lens": True}),
-    "gru_activations": ("GRU", {"activations": ["LeakyRelu", "Affine"], "activation_alpha": [0.1, 0.5],
-                                "activation_beta": [0.2], "clip": 2.0}),
+    "gru_activations": (
+        "GRU",
+        {"activations": ["LeakyRelu", "Affine"], "activation_alpha": [0.1, 0.5], "activation_beta": [0.2], "clip": 2.0},
+    ),
     "rnn": ("RNN", {}),
     "rnn_bidirectional": ("RNN", {"direction": "bidirectional", "initial": True, "seq_lens": True}),
     "rnn_relu_layout1": ("RNN", {"activations": ["Relu"], "layout": 1}),
@@ -154,13 +176,28 @@ def identity_rnn(batch: int, steps: int, hidden: int, inputs: int = 8, seed: int
     rng = np.random.default_rng(seed)
     w = rng.uniform(-1, 1, (1, hidden, inputs)).astype(np.float32)
     b = rng.uniform(-1, 1, (1, 2 * hidden)).astype(np.float32)
-    inits = [numpy_helper.from_array(w, "W"), numpy_helper.from_array(np.zeros((1, hidden, hidden), np.float32), "R"),
-             numpy_helper.from_array(b, "B")]
-    node = helper.make_node("RNN", ["X", "W", "R", "B"], ["Y"], hidden_size=hidden, activations=["Affine"],
-                            activation_alpha=[1.0], activation_beta=[0.0], name="rnn")
-    graph = helper.make_graph([node], "g",
-                              [helper.make_tensor_value_info("X", TensorProto.FLOAT, [steps, batch, inputs])],
-                              [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [steps, 1, batch, hidden])], inits)
+    inits = [
+        numpy_helper.from_array(w, "W"),
+        numpy_helper.from_array(np.zeros((1, hidden, hidden), np.float32), "R"),
+        numpy_helper.from_array(b, "B"),
+    ]
+    node = helper.make_node(
+        "RNN",
+        ["X", "W", "R", "B"],
+        ["Y"],
+        hidden_size=hidden,
+        activations=["Affine"],
+        activation_alpha=[1.0],
+        activation_beta=[0.0],
+        name="rnn",
+    )
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, [steps, batch, inputs])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [steps, 1, batch, hidden])],
+        inits,
+    )
     x_row = rng.uniform(-1, 1, (batch, inputs)).astype(np.float32)
     x = np.broadcast_to(x_row, (steps, batch, inputs)).copy()  # the same input at every step
     ideal = x_row @ w[0].T + b[0, :hidden] + b[0, hidden:]
@@ -199,9 +236,14 @@ def _sigmoid(x):
     return 1.0 / (1.0 + np.exp(-x))
 
 
-@pytest.mark.parametrize(("op", "kwargs"), [("RNN", {"direction": "bidirectional"}),
-                                            ("GRU", {"direction": "reverse", "seq_lens": True}),
-                                            ("LSTM", {"layout": 1})])
+@pytest.mark.parametrize(
+    ("op", "kwargs"),
+    [
+        ("RNN", {"direction": "bidirectional"}),
+        ("GRU", {"direction": "reverse", "seq_lens": True}),
+        ("LSTM", {"layout": 1}),
+    ],
+)
 def test_calibration_tile_inputs_are_each_steps_x_and_previous_h(op, kwargs):
     """``to_matrix`` rebuilds [x_t, h_{t-1}] (GRU _h: [x_t, r_t h_{t-1}]): the planned MVMs on it give Y again."""
     model = ir.serde.deserialize_model(source_model(op, **kwargs))
@@ -237,9 +279,15 @@ def test_passes_give_one_loop_with_the_analog_layers_in_its_body():
     """Bidirectional GRU, linear_before_reset=0: 4 layers (fwd/bwd x zr/h), chip stage in the main graph."""
     model = ir.serde.deserialize_model(source_model("GRU", direction="bidirectional"))
     m = SinglePairMapping()
-    passes = [MarkAnalogOpsPass(), PartitionWeightsPass(STANDARD), MapConductancesPass(PCM, m),
-              ProgramChipPass(PCM, m, STANDARD.drift_compensation), RewriteToAnalogOpsPass(PCM, m, STANDARD),
-              AddAnalogFunctionsPass(STANDARD, STANDARD.drift_compensation), VerifyAnalogModelPass()]
+    passes = [
+        MarkAnalogOpsPass(),
+        PartitionWeightsPass(STANDARD),
+        MapConductancesPass(PCM, m),
+        ProgramChipPass(PCM, m, STANDARD.drift_compensation),
+        RewriteToAnalogOpsPass(PCM, m, STANDARD),
+        AddAnalogFunctionsPass(STANDARD, STANDARD.drift_compensation),
+        VerifyAnalogModelPass(),
+    ]
     for p in passes:
         p(model)
     main = [n.op_type for n in model.graph]
@@ -278,7 +326,9 @@ def test_digits_lstm_noise_off_equals_source(tmp_path, device, digits_x):
     out = tmp_path / "lstm.onnx"
     report = compile_model(src, out, device=device, periphery="ideal")
     assert [(layer.name, layer.weight_shape) for layer in report.layers if layer.analog] == [
-        ("lstm_LSTM", [8 + 64, 4 * 64]), ("fc_Gemm", [64, 10])]
+        ("lstm_LSTM", [8 + 64, 4 * 64]),
+        ("fc_Gemm", [64, 10]),
+    ]
     onnx.checker.check_model(onnx.load(str(out)), full_check=True)
     feeds = {"input": digits_x}
     expected = _run(onnx.load(str(src)), feeds)[0]
@@ -318,24 +368,39 @@ def g2p_encoder(ckpt: dict[str, np.ndarray]) -> onnx.ModelProto:
 
     PyTorch's GRU is ONNX's GRU with linear_before_reset=1, gates reordered from (r, z, n) to (z, r, h).
     """
+
     def onnx_gates(a: np.ndarray) -> np.ndarray:
         r, z, n = np.split(a, 3, axis=0)
         return np.concatenate([z, r, n], axis=0)
 
-    inits = [numpy_helper.from_array(ckpt["enc_emb"], "emb"),
-             numpy_helper.from_array(onnx_gates(ckpt["enc_w_ih"])[None], "W"),
-             numpy_helper.from_array(onnx_gates(ckpt["enc_w_hh"])[None], "R"),
-             numpy_helper.from_array(np.concatenate([onnx_gates(ckpt["enc_b_ih"]),
-                                                     onnx_gates(ckpt["enc_b_hh"])])[None], "B")]
-    nodes = [helper.make_node("Gather", ["emb", "tokens"], ["x_bt"]),
-             helper.make_node("Transpose", ["x_bt"], ["x"], perm=[1, 0, 2]),
-             helper.make_node("GRU", ["x", "W", "R", "B", "lens"], ["Y", "Y_h"], hidden_size=256,
-                              linear_before_reset=1, name="encoder")]
+    inits = [
+        numpy_helper.from_array(ckpt["enc_emb"], "emb"),
+        numpy_helper.from_array(onnx_gates(ckpt["enc_w_ih"])[None], "W"),
+        numpy_helper.from_array(onnx_gates(ckpt["enc_w_hh"])[None], "R"),
+        numpy_helper.from_array(
+            np.concatenate([onnx_gates(ckpt["enc_b_ih"]), onnx_gates(ckpt["enc_b_hh"])])[None], "B"
+        ),
+    ]
+    nodes = [
+        helper.make_node("Gather", ["emb", "tokens"], ["x_bt"]),
+        helper.make_node("Transpose", ["x_bt"], ["x"], perm=[1, 0, 2]),
+        helper.make_node(
+            "GRU", ["x", "W", "R", "B", "lens"], ["Y", "Y_h"], hidden_size=256, linear_before_reset=1, name="encoder"
+        ),
+    ]
     graph = helper.make_graph(
-        nodes, "g2p_encoder", [helper.make_tensor_value_info("tokens", TensorProto.INT64, ["B", "T"]),
-                               helper.make_tensor_value_info("lens", TensorProto.INT32, ["B"])],
-        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, ["T", 1, "B", 256]),
-         helper.make_tensor_value_info("Y_h", TensorProto.FLOAT, [1, "B", 256])], inits)
+        nodes,
+        "g2p_encoder",
+        [
+            helper.make_tensor_value_info("tokens", TensorProto.INT64, ["B", "T"]),
+            helper.make_tensor_value_info("lens", TensorProto.INT32, ["B"]),
+        ],
+        [
+            helper.make_tensor_value_info("Y", TensorProto.FLOAT, ["T", 1, "B", 256]),
+            helper.make_tensor_value_info("Y_h", TensorProto.FLOAT, [1, "B", 256]),
+        ],
+        inits,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     onnx.checker.check_model(model, full_check=True)
     return model
@@ -345,7 +410,7 @@ def _g2p_feeds() -> dict[str, np.ndarray]:
     ids = [[G2P_GRAPHEMES.index(c) for c in w] + [G2P_GRAPHEMES.index("</s>")] for w in G2P_WORDS]
     tokens = np.zeros((len(ids), max(map(len, ids))), np.int64)  # padded with <pad> = 0
     for b, row in enumerate(ids):
-        tokens[b, :len(row)] = row
+        tokens[b, : len(row)] = row
     return {"tokens": tokens, "lens": np.array([len(row) for row in ids], np.int32)}
 
 
@@ -367,7 +432,8 @@ def test_g2p_en_gru_encoder_on_tiles_equals_source(tmp_path, device, g2p_checkpo
         np.testing.assert_allclose(expected[1][0, b], h, rtol=1e-4, atol=1e-5)
     report = compile_model(src, out, device=device, periphery="ideal", periphery_overrides=[f"tile_rows={tile_rows}"])
     assert [(layer.weight_shape, layer.tiles) for layer in report.layers if layer.analog] == [
-        ([512, 1024], [-(-512 // tile_rows), 2])]
+        ([512, 1024], [-(-512 // tile_rows), 2])
+    ]
     for got in (_run(out, feeds), AnalogSession(out).run(feeds)):
         for e, g in zip(expected, got, strict=True):
             np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-5)

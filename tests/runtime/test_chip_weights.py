@@ -31,12 +31,21 @@ def test_in_graph_drift_and_read_noise_match_numpy_statistics(t):
     rng = np.random.default_rng(11)
     g_prog, nu = _state(rng)
     sess = chip_session(DriftCompensation.NONE, chip_weights_attributes(PCM, MAP.significance, GAIN, seed=3))
-    feeds = {"g_prog": g_prog, "nu": nu, "t_inference": np.array(t, np.float32), "gdc_ref": np.array(1, np.float32),
-             "out_scale": np.ones((1, 1, 5), np.float32)}
+    feeds = {
+        "g_prog": g_prog,
+        "nu": nu,
+        "t_inference": np.array(t, np.float32),
+        "gdc_ref": np.array(1, np.float32),
+        "out_scale": np.ones((1, 1, 5), np.float32),
+    }
     draws = 300
     w_ort = np.stack([sess.run(["W"], feeds)[0] for _ in range(draws)])
-    w_np = np.stack([read_weights(g_prog.astype(np.float64), nu.astype(np.float64), t, PCM, MAP.significance, GAIN, rng)
-                     for _ in range(draws)])
+    w_np = np.stack(
+        [
+            read_weights(g_prog.astype(np.float64), nu.astype(np.float64), t, PCM, MAP.significance, GAIN, rng)
+            for _ in range(draws)
+        ]
+    )
     # the deterministic part (drift) is the same, element by element
     sd = np.maximum(w_np.std(0), 1e-6)
     z = (w_ort.mean(0) - w_np.mean(0)) / (sd * np.sqrt(2 / draws))
@@ -68,9 +77,16 @@ def test_global_compensation_restores_t0_outputs_exactly_with_equal_drift():
         np.testing.assert_allclose(alpha * wt, w0, rtol=1e-5, atol=1e-7)
     # the same inside the graph
     sess = chip_session(DriftCompensation.GLOBAL, chip_weights_attributes(pcm, MAP.significance, GAIN, seed=1))
-    w_g, a_g = sess.run(None, {"g_prog": g_prog, "nu": nu.astype(np.float32),
-                               "t_inference": np.array(86400.0, np.float32), "gdc_ref": ref,
-                               "out_scale": np.ones((1, 1, 5), np.float32)})
+    w_g, a_g = sess.run(
+        None,
+        {
+            "g_prog": g_prog,
+            "nu": nu.astype(np.float32),
+            "t_inference": np.array(86400.0, np.float32),
+            "gdc_ref": ref,
+            "out_scale": np.ones((1, 1, 5), np.float32),
+        },
+    )
     np.testing.assert_allclose(a_g * w_g, w0, rtol=1e-4, atol=1e-6)
 
 
@@ -83,7 +99,15 @@ def test_compensation_factors_in_graph_equal_numpy(mode):
     ref = compensation_reference(w0, mode)
     wt = read_weights(g_prog, nu, 1e5, pcm, MAP.significance, GAIN, rng)
     sess = chip_session(mode, chip_weights_attributes(pcm, MAP.significance, GAIN, seed=1))
-    _, a_g = sess.run(None, {"g_prog": g_prog, "nu": nu, "t_inference": np.array(1e5, np.float32),
-                             "gdc_ref": np.asarray(ref, np.float32), "out_scale": np.full((2, 1, 4), 2.0, np.float32)})
+    _, a_g = sess.run(
+        None,
+        {
+            "g_prog": g_prog,
+            "nu": nu,
+            "t_inference": np.array(1e5, np.float32),
+            "gdc_ref": np.asarray(ref, np.float32),
+            "out_scale": np.full((2, 1, 4), 2.0, np.float32),
+        },
+    )
     np.testing.assert_allclose(a_g, 2.0 * compensation_factors(wt, ref, mode), rtol=1e-4)  # scale = out_scale alpha
     assert a_g.shape == (2, 1, 4)

@@ -15,8 +15,16 @@ NOISE_OFF = STANDARD.replace(read_noise=0.0, out_noise=0.0)
 
 
 def _reference(inputs, periphery, noise=None):
-    return analog_matmul_reference(inputs["X"], inputs["W"], inputs["col_scale"], inputs["in_range"],
-                                   inputs["alpha"], inputs["bias"], periphery, noise)
+    return analog_matmul_reference(
+        inputs["X"],
+        inputs["W"],
+        inputs["col_scale"],
+        inputs["in_range"],
+        inputs["alpha"],
+        inputs["bias"],
+        periphery,
+        noise,
+    )
 
 
 @pytest.mark.parametrize(
@@ -52,9 +60,12 @@ def _single_column(p: Periphery, x: np.ndarray, w: np.ndarray, bank: np.ndarray 
     """One tile, one output column, unit scales: y is the raw ADC output."""
     k = w.shape[0]
     inputs = {
-        "X": x.astype(np.float32), "W": w.reshape(1, k, 1).astype(np.float32),
-        "col_scale": np.ones((1, 1, 1), np.float32), "in_range": np.ones((1, 1, 1), np.float32),
-        "alpha": np.ones((1, 1, 1), np.float32), "bias": np.zeros(1, np.float32),
+        "X": x.astype(np.float32),
+        "W": w.reshape(1, k, 1).astype(np.float32),
+        "col_scale": np.ones((1, 1, 1), np.float32),
+        "in_range": np.ones((1, 1, 1), np.float32),
+        "alpha": np.ones((1, 1, 1), np.float32),
+        "bias": np.zeros(1, np.float32),
         "noise_bank": (bank if bank is not None else np.zeros(16, np.float32)).astype(np.float32),
         "ir_row_weight": np.ones((k, 1), np.float32),
     }
@@ -133,9 +144,9 @@ def test_noise_statistics_ort_equal_numpy():
     draws = 400
     starts = rng.integers(0, (1 << 18) - 2 * 64 * 6, draws)
     ort_err = np.stack([run_layer(p, inputs, int(s), sess) - y_clean for s in starts])
-    ref_err = np.stack([
-        _reference(inputs, p, rng.standard_normal((2, 64, 6)).astype(np.float32)) - y_clean for _ in range(draws)
-    ])
+    ref_err = np.stack(
+        [_reference(inputs, p, rng.standard_normal((2, 64, 6)).astype(np.float32)) - y_clean for _ in range(draws)]
+    )
     scale = np.maximum(ref_err.std(axis=0), 1e-3)
     assert np.mean(np.abs(ort_err.mean(0) - ref_err.mean(0)) / scale) < 0.15
     ratio = ort_err.std(axis=0) / scale
@@ -192,7 +203,8 @@ def test_iterative_bound_management_noise_statistics():
     y_clean = _reference(inputs, p.replace(out_noise=0.0))
     starts = rng.integers(0, (1 << 18) - 3 * 32 * 8, 400)
     err = np.stack([run_layer(p, inputs, int(s), sess) - y_clean for s in starts])
-    ref = np.stack([_reference(inputs, p, rng.standard_normal((3, 1, 32, 8)).astype(np.float32)) - y_clean
-                    for _ in range(400)])
+    ref = np.stack(
+        [_reference(inputs, p, rng.standard_normal((3, 1, 32, 8)).astype(np.float32)) - y_clean for _ in range(400)]
+    )
     assert 0.8 < np.median(err.std(0) / np.maximum(ref.std(0), 1e-6)) < 1.25
     _check_noise_against_reference(err, ref, bank_size=1 << 18)

@@ -14,12 +14,15 @@ from tests._support import stats as st
 from tests._support.devices import NOISELESS_DEVICE
 
 
-@pytest.mark.parametrize("overrides", [
-    ["read_noise=0", "ir_drop=0", "adc_bits=none", "adc_bound=none"],                 # output noise only
-    ["ir_drop=0", "adc_bits=none", "adc_bound=none"],                                  # + read noise
-    ["ir_drop=0", "adc_bits=none", "adc_bound=none", "tile_rows=24"],                  # tiled layers
-    ["ir_drop=0", "bound_management=iterative", "bm_max_halvings=2"],                  # per-pass noise
-])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["read_noise=0", "ir_drop=0", "adc_bits=none", "adc_bound=none"],  # output noise only
+        ["ir_drop=0", "adc_bits=none", "adc_bound=none"],  # + read noise
+        ["ir_drop=0", "adc_bits=none", "adc_bound=none", "tile_rows=24"],  # tiled layers
+        ["ir_drop=0", "bound_management=iterative", "bm_max_halvings=2"],  # per-pass noise
+    ],
+)
 def test_session_noise_matches_the_reference_statistics(tmp_path, mlp_fp, overrides):
     device = tmp_path / "d.yaml"
     device.write_text(NOISELESS_DEVICE)
@@ -35,10 +38,24 @@ def test_session_noise_matches_the_reference_statistics(tmp_path, mlp_fp, overri
     w_codes, in_scale, scale = s.layer_state(layer)
     rng = np.random.default_rng(0)
     shape = (s.periphery.bm_passes,) * (s.periphery.bm_passes > 1) + (
-        (layer.n_tiles, xs.shape[0], layer.n_out) if layer.spec.tiled else (xs.shape[0], layer.n_out))
+        (layer.n_tiles, xs.shape[0], layer.n_out) if layer.spec.tiled else (xs.shape[0], layer.n_out)
+    )
     bias = next(onnx.numpy_helper.to_array(t) for t in proto.graph.initializer if t.name == f"{layer.name}.bias")
-    ref = np.stack([tile_forward(xs, w_codes, in_scale, scale, bias, s.periphery,
-                                 rng.standard_normal(shape).astype(np.float32), layer.out_gain) for _ in range(runs)])
+    ref = np.stack(
+        [
+            tile_forward(
+                xs,
+                w_codes,
+                in_scale,
+                scale,
+                bias,
+                s.periphery,
+                rng.standard_normal(shape).astype(np.float32),
+                layer.out_gain,
+            )
+            for _ in range(runs)
+        ]
+    )
     hidden = np.stack([s.run({"input": x}, [hidden_name])[0] for _ in range(runs)])
     assert not np.array_equal(hidden[0], hidden[1])  # fresh noise every run
     assert np.allclose(hidden.mean(axis=0), ref.mean(axis=0), atol=4 * ref.std(axis=0).max() / np.sqrt(runs) + 1e-4)
