@@ -248,6 +248,17 @@ def test_corrupt_compiled_model(tmp_path, compiled_mlp):
     _assert_clean(rc, err, "g_target")
 
 
+def test_compiled_model_onnxruntime_refuses_is_one_line(tmp_path, compiled_mlp):
+    """Fuzz case #2711: a bias cut by one value; every onnxruntime session the runtime builds says so in one line."""
+    proto = onnx.load(str(compiled_mlp))
+    bias = next(t for t in proto.graph.initializer if t.name.endswith("bias"))
+    bias.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(bias)[:-1], bias.name))
+    bad = _save(proto, tmp_path / "bad.onnx")
+    for argv in (("mvm-error", bad, "--times", "1s"), ("evaluate", bad, "--chips", "1", "--times", "1s")):
+        rc, err = _cli(*argv)
+        _assert_clean(rc, err, "onnxruntime cannot load", "recompile")
+
+
 def test_every_supported_opset_emits_a_model_onnxruntime_loads(tmp_path, mlp):
     """Emitted op versions follow the model's opset: from 13 to the newest the installed onnx knows, the
     compiled model passes the full checker and loads (and runs) in onnxruntime; where onnxruntime has no

@@ -7,6 +7,7 @@ import os
 import onnx
 import onnxruntime as ort
 
+from anacompile.errors import UnsupportedModelError
 from anacompile.graph_walk import node_subgraphs
 
 __all__ = ["IN_MEMORY_LIMIT_BYTES", "ort_session"]
@@ -18,14 +19,28 @@ IN_MEMORY_LIMIT_BYTES = 1_500_000_000
 
 
 def ort_session(
-    proto: onnx.ModelProto, so: ort.SessionOptions, providers: list[str] | None = None
+    proto: onnx.ModelProto, so: ort.SessionOptions, providers: list[str] | None = None, label: str = "the model"
 ) -> ort.InferenceSession:
     """An onnxruntime session for a model of any size.
 
     Up to :data:`IN_MEMORY_LIMIT_BYTES` of tensor data the model is passed serialised; a larger one is
     written with its tensors as external data into a private temporary folder that lives as long as the
     session (onnxruntime may map the data file).
+
+    Raises:
+        UnsupportedModelError: onnxruntime refuses the model (e.g. a compiled file whose tensors were
+            altered); ``label`` names it in the one-line message.
     """
+    try:
+        return _create(proto, so, providers)
+    except Exception as err:  # onnxruntime's own exception types (Fail, InvalidGraph, RuntimeException)
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UnsupportedModelError(
+            f"{label}: onnxruntime cannot load it ({first}); recompile the source model with `anacompile compile`."
+        ) from err
+
+
+def _create(proto: onnx.ModelProto, so: ort.SessionOptions, providers: list[str] | None) -> ort.InferenceSession:
     providers = providers or ["CPUExecutionProvider"]
     if _tensor_bytes(proto.graph) <= IN_MEMORY_LIMIT_BYTES:
         return ort.InferenceSession(proto.SerializeToString(), so, providers=providers)

@@ -199,10 +199,7 @@ class AnalogSession:
         so.log_severity_level = 3
         if intra_op_threads:
             so.intra_op_num_threads = intra_op_threads
-        try:
-            self._session = ort_session(stripped, so, providers or ["CPUExecutionProvider"])
-        except Exception as err:  # onnxruntime's own exception types
-            raise UnsupportedModelError(f"{path}: onnxruntime cannot load the compiled model: {err}") from err
+        self._session = ort_session(stripped, so, providers or ["CPUExecutionProvider"], label=f"{path}")
         self.input_names = [i.name for i in self._session.get_inputs() if i.name not in self._state_names()]
         hidden = {bn.input for bn in self.batchnorms} | set(extra_outputs or [])
         self.output_names = [o.name for o in self._session.get_outputs() if o.name not in hidden]
@@ -391,7 +388,7 @@ class AnalogSession:
         if not hasattr(self, "_digital_session"):
             so = ort.SessionOptions()
             so.log_severity_level = 3
-            self._digital_session = ort_session(self._digital_proto, so)
+            self._digital_session = ort_session(self._digital_proto, so, label=f"{self.path} (digital reference)")
         return self._digital_session.run(None, feeds)
 
     # -- helpers ---------------------------------------------------------------------------------
@@ -460,7 +457,7 @@ class AnalogSession:
                     known.add(layer.input)
             so = ort.SessionOptions()
             so.log_severity_level = 3
-            self._probe_session = ort_session(probe, so)
+            self._probe_session = ort_session(probe, so, label=f"{self.path} (shape probe)")
         xs = self._probe_session.run(
             [layer.input for layer in self.layers], {k: v for k, v in feeds.items() if k in self.input_names}
         )

@@ -6,7 +6,12 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[2] / "anacompile"
-ABOVE = {"placement", "cli.py", "__init__.py"}  # the placement package itself, and the API + CLI layer
+ABOVE = {
+    "placement",
+    "cli.py",
+    "__init__.py",
+    "olive_pass.py",
+}  # placement itself, the API + CLI, the Olive entry point
 
 
 def _imports(path: Path) -> set[str]:
