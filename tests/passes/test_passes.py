@@ -6,10 +6,8 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 import pytest
-from onnx import TensorProto, helper, numpy_helper
 
-from anacompile import devices, ops
-from anacompile.crossbar.periphery import PERIPHERY_PRESETS
+from anacompile import ops
 from anacompile.mapping import SinglePairMapping
 from anacompile.passes import (
     AddAnalogFunctionsPass,
@@ -21,39 +19,9 @@ from anacompile.passes import (
     VerifyAnalogModelPass,
 )
 from anacompile.passes._layer import DIGITAL_KEY, LAYER_KEY, analog_layers
-
-PCM = devices.get("pcm")
-STANDARD = PERIPHERY_PRESETS["standard"].replace(input_range="absmax")
-
-
-def before(k: int = 64, hidden: int = 32) -> ir.Model:
-    """x -MatMul(W1)-> Relu -Gemm(W2^T, b2)-> y, plus an activation x activation MatMul (stays digital)."""
-    rng = np.random.default_rng(0)
-    w1 = rng.standard_normal((k, hidden)).astype(np.float32)
-    w2 = rng.standard_normal((10, hidden)).astype(np.float32)
-    b2 = rng.standard_normal(10).astype(np.float32)
-    nodes = [
-        helper.make_node("MatMul", ["x", "W1"], ["h"], name="fc1"),
-        helper.make_node("Relu", ["h"], ["r"]),
-        helper.make_node("Gemm", ["r", "W2", "b2"], ["y"], transB=1, alpha=0.5, beta=2.0, name="fc2"),
-        helper.make_node("Transpose", ["y"], ["yt"]),
-        helper.make_node("MatMul", ["y", "yt"], ["gram"], name="gram"),
-    ]
-    graph = helper.make_graph(
-        nodes,
-        "g",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", k])],
-        [
-            helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 10]),
-            helper.make_tensor_value_info("gram", TensorProto.FLOAT, ["N", "N"]),
-        ],
-        [numpy_helper.from_array(w1, "W1"), numpy_helper.from_array(w2, "W2"), numpy_helper.from_array(b2, "b2")],
-    )
-    return ir.serde.deserialize_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
-
-
-def _count(model: ir.Model, op_type: str, domain: str = "") -> int:
-    return sum(1 for n in model.graph if n.op_type == op_type and n.domain == domain)
+from tests._support.passes import PCM, STANDARD
+from tests._support.passes import count as _count
+from tests._support.passes import mlp as before
 
 
 def test_mark_analog_ops_marks_constant_weights_and_explains_the_rest():
