@@ -15,7 +15,15 @@ import numpy as np
 
 from anacompile.errors import DeviceError
 
-__all__ = ["check_bounds", "check_real", "check_reals", "check_text", "check_time_s", "merge_overrides"]
+__all__ = [
+    "check_bounds",
+    "check_name_and_window",
+    "check_real",
+    "check_reals",
+    "check_text",
+    "check_time_s",
+    "merge_overrides",
+]
 
 _T = TypeVar("_T")
 
@@ -39,6 +47,22 @@ def _range_text(low: float | None, high: float | None, low_open: bool, high_open
     if unit:
         text += f" ({unit})"
     return text
+
+
+def check_name_and_window(device: Any, owner: str) -> None:
+    """Validate and normalise a frozen device's ``name``, ``g_max_us`` and ``g_min_us`` in place.
+
+    Raises:
+        DeviceError: one line naming the field and what is allowed (0 <= g_min_us < g_max_us, g_max_us > 0).
+    """
+    set_ = object.__setattr__
+    set_(device, "name", check_text(owner, "name", device.name))
+    g_max = check_real(owner, "g_max_us", device.g_max_us, unit="µS", low=0.0, low_open=True)
+    set_(device, "g_max_us", g_max)
+    g_min = check_real(
+        owner, "g_min_us", device.g_min_us, unit=f"µS, below g_max_us = {g_max:g}", low=0.0, high=g_max, high_open=True
+    )
+    set_(device, "g_min_us", g_min)
 
 
 def check_real(

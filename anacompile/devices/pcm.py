@@ -33,6 +33,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from anacompile.devices._validate import (
     check_bounds,
+    check_name_and_window,
     check_real,
     check_reals,
     check_text,
@@ -268,22 +269,7 @@ class PCMDevice:
         """
         owner = type(self).__name__
         set_ = object.__setattr__
-        set_(self, "name", check_text(owner, "name", self.name))
-        g_max = check_real(owner, "g_max_us", self.g_max_us, unit="µS", low=0.0, low_open=True)
-        set_(self, "g_max_us", g_max)
-        set_(
-            self,
-            "g_min_us",
-            check_real(
-                owner,
-                "g_min_us",
-                self.g_min_us,
-                unit=f"µS, below g_max_us = {g_max:g}",
-                low=0.0,
-                high=g_max,
-                high_open=True,
-            ),
-        )
+        check_name_and_window(self, owner)
         for name, cls in (
             ("programming", PCMProgrammingNoise),
             ("drift", PCMDrift),

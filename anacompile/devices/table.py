@@ -34,7 +34,7 @@ from typing import Any, cast
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from anacompile.devices._validate import check_real, check_text, check_time_s
+from anacompile.devices._validate import check_name_and_window, check_real, check_text, check_time_s
 from anacompile.errors import DeviceError
 
 __all__ = ["RRAM_WAN_2022", "Curve", "TableDevice"]
@@ -304,22 +304,7 @@ class TableDevice:
         """
         owner = "TableDevice"
         set_ = object.__setattr__
-        set_(self, "name", check_text(owner, "name", self.name))
-        g_max = check_real(owner, "g_max_us", self.g_max_us, unit="µS", low=0.0, low_open=True)
-        set_(self, "g_max_us", g_max)
-        set_(
-            self,
-            "g_min_us",
-            check_real(
-                owner,
-                "g_min_us",
-                self.g_min_us,
-                unit=f"µS, below g_max_us = {g_max:g}",
-                low=0.0,
-                high=g_max,
-                high_open=True,
-            ),
-        )
+        check_name_and_window(self, owner)
         for name in _CURVES:
             set_(self, name, Curve.from_data(getattr(self, name), name, nonnegative=name != "drift_mu"))
         if not isinstance(self.drift_fold, (bool, np.bool_)):
