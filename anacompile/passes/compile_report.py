@@ -28,7 +28,7 @@ from anacompile._version import __version__
 from anacompile.contract import CompileReport, LayerReport
 from anacompile.crossbar.periphery import Periphery
 from anacompile.errors import UnsupportedModelError
-from anacompile.passes._layer import DIGITAL_KEY, LAYER_KEY, is_use, node_plans, plan_mapping
+from anacompile.passes._layer import DIGITAL_KEY, LAYER_KEY, is_use, node_plans, plan_mapping, walk_nodes
 from anacompile.passes.count_macs import node_macs
 from anacompile.passes.fold_constant_weights import tensor_readers, weight_source
 from anacompile.passes.mark_analog_ops import HANDLERS
@@ -167,7 +167,7 @@ def layer_reports(
     rows = []
     readers = tensor_readers(model.graph)
     macs = macs or {}
-    for node in model.graph:
+    for node, path in walk_nodes(model.graph):  # If branches and Loop/Scan bodies too; ``graph`` says where
         if (node.domain, node.op_type) not in HANDLERS:
             continue
         first = len(rows)
@@ -191,6 +191,7 @@ def layer_reports(
                         uses=list(plan.extra.get("uses", [])),
                         strategy=own.to_dict() if own is not None else {},
                         devices=2 * pairs * int(plan.k * plan.n_out),
+                        graph=path,
                     )
                 )
         else:
@@ -203,6 +204,7 @@ def layer_reports(
                     weight_shape=shape,
                     parameters=int(np.prod(shape)) if shape else 0,
                     reason=node.meta.get(DIGITAL_KEY, ""),
+                    graph=path,
                 )
             )
         node_total, _ = macs.get(node.outputs[0].name if node.outputs else "", (None, False))
