@@ -17,7 +17,7 @@ import onnxruntime as ort
 from anacompile.crossbar.periphery import InputRange, OutputRange, Periphery
 from anacompile.crossbar.reference import ABSMAX_EPS, tile_constants, tile_input
 from anacompile.errors import ConfigError, DataError, UnsupportedModelError
-from anacompile.graph_walk import expose_values
+from anacompile.graph_walk import FLAT, expose_values
 from anacompile.mapping import decode_pairs
 from anacompile.passes._layer import (
     OUT_GAIN_KEY,
@@ -138,7 +138,16 @@ class CalibrateInputRangesPass(ir.passes.InPlacePass):
             for plan in layers:
                 cap = max(1, MAX_CALIBRATION_VALUES // (plan.n_tiles * plan.tile_rows) // len(self.feeds))
                 for value in uses[id(plan)]:
-                    for a in _iterations(np.asarray(outs[value.name], np.float32), depths[value.name]):
+                    fetched = np.asarray(outs[value.name], np.float32)
+                    if depths[value.name] == FLAT:  # seen through an If inside a Loop/Scan body: flattened
+                        if "to_matrix" in plan.extra:
+                            raise UnsupportedModelError(
+                                f"Layer {plan.name!r} ({plan.source_op}) sits in an If branch inside a Loop or "
+                                "Scan body, where its input shapes cannot be observed for calibration; keep it "
+                                f"digital (--digital {plan.name}) or compile without --calibration."
+                            )
+                        fetched = fetched.reshape(-1, plan.k)
+                    for a in _iterations(fetched, max(depths[value.name], 0)):
                         # ops that feed the tiles a transform of their input (Conv: patches) say how ("to_matrix")
                         x = plan.extra.get("to_matrix", lambda a: a)(a)
                         xt = tile_input(np.asarray(x, np.float32), plan.n_tiles, plan.tile_rows)  # (tiles, M, rows)

@@ -28,7 +28,16 @@ from anacompile._version import __version__
 from anacompile.contract import CompileReport, LayerReport
 from anacompile.crossbar.periphery import Periphery
 from anacompile.errors import UnsupportedModelError
-from anacompile.passes._layer import DIGITAL_KEY, LAYER_KEY, is_use, node_plans, plan_mapping, walk_nodes
+from anacompile.passes._layer import (
+    DIGITAL_KEY,
+    LAYER_KEY,
+    analog_layers,
+    is_use,
+    node_plans,
+    plan_mapping,
+    walk_nodes,
+)
+from anacompile.passes.calibrate_input_ranges import UNCALIBRATED_KEY
 from anacompile.passes.count_macs import node_macs
 from anacompile.passes.fold_constant_weights import tensor_readers, weight_source
 from anacompile.passes.mark_analog_ops import HANDLERS
@@ -92,7 +101,15 @@ class RecordLayerReportsPass(ir.passes.InPlacePass):
                 f"{self.label}: no analog-capable op ({', '.join(sorted({op for _, op in HANDLERS}))} with a "
                 f"constant weight) found; weight-bearing ops seen: {found}. Nothing to compile."
             )
-        model.meta[LAYERS_META] = (layers, sharing_notes(layers, self.shared_weights))
+        notes = sharing_notes(layers, self.shared_weights)
+        unseen = [plan.name for _, plan in analog_layers(model) if plan.extra.get(UNCALIBRATED_KEY)]
+        if unseen:  # e.g. the branch of an If that the calibration data never takes
+            notes.append(
+                f"no calibration data reached layer(s) {', '.join(unseen)} (an If branch the data never takes?): "
+                "their input range stays 1.0 and their output range the fixed ADC bound; calibrate with data "
+                "that takes every branch"
+            )
+        model.meta[LAYERS_META] = (layers, notes)
         return ir.passes.PassResult(model, modified=False)
 
 

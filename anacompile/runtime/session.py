@@ -461,7 +461,12 @@ class AnalogSession:
         xs = self._probe_session.run(
             [layer.input for layer in self.layers], {k: v for k, v in feeds.items() if k in self.input_names}
         )
-        return {layer.name: x for layer, x in zip(self.layers, xs, strict=True)}
+        rows = {row.name: row.weight_shape[0] for row in self.report.layers if row.analog and row.weight_shape}
+        # a layer in an If branch inside a Loop body is seen flattened (graph_walk.FLAT): back to (vectors, K)
+        return {
+            layer.name: x.reshape(-1, rows.get(layer.weights, x.size or 1)) if x.ndim == 1 else x
+            for layer, x in zip(self.layers, xs, strict=True)
+        }
 
     def layer_state(self, layer: ChipLayer) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """What the layer's AnalogMatMul is fed now: (weights in ADC codes per DAC code, in_scale, scale)."""
@@ -690,7 +695,10 @@ def _step_noise_offsets(
         make("ReduceProd", [p + "lead"], "vectors", keepdims=1),
         make("Mul", [p + "vectors", p + "cols"], "step"),
         *(
-            [make("Mul", [iteration, p + "step"], "skip"), make("Add", [f"{node.name}.{contract.NOISE_START}", p + "skip"], "raw")]
+            [
+                make("Mul", [iteration, p + "step"], "skip"),
+                make("Add", [f"{node.name}.{contract.NOISE_START}", p + "skip"], "raw"),
+            ]
             if iteration is not None
             else [make("Identity", [f"{node.name}.{contract.NOISE_START}"], "raw")]
         ),
