@@ -31,7 +31,7 @@ from anacompile.errors import UnsupportedModelError
 from anacompile.passes._layer import DIGITAL_KEY, LAYER_KEY, is_use, node_plans, plan_mapping
 from anacompile.passes.count_macs import node_macs
 from anacompile.passes.fold_constant_weights import tensor_readers, weight_source
-from anacompile.passes.mark_analog_ops import HANDLERS
+from anacompile.passes.op_registry import LOWERINGS
 
 __all__ = [
     "LAYERS_META",
@@ -89,7 +89,7 @@ class RecordLayerReportsPass(ir.passes.InPlacePass):
         if not any(layer.analog for layer in layers):
             found = ", ".join(f"{layer.name} ({layer.op}: {layer.reason})" for layer in layers) or "none"
             raise UnsupportedModelError(
-                f"{self.label}: no analog-capable op ({', '.join(sorted({op for _, op in HANDLERS}))} with a "
+                f"{self.label}: no analog-capable op ({', '.join(LOWERINGS.op_types())} with a "
                 f"constant weight) found; weight-bearing ops seen: {found}. Nothing to compile."
             )
         model.meta[LAYERS_META] = (layers, sharing_notes(layers, self.shared_weights))
@@ -168,7 +168,7 @@ def layer_reports(
     readers = tensor_readers(model.graph)
     macs = macs or {}
     for node in model.graph:
-        if (node.domain, node.op_type) not in HANDLERS:
+        if LOWERINGS.get(node) is None:
             continue
         first = len(rows)
         if LAYER_KEY in node.meta:
