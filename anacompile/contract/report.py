@@ -45,6 +45,7 @@ class LayerReport:
     # a shared weight's row counts the MVMs of all its uses
     strategy: dict[str, Any] = field(default_factory=dict)  # its own strategy (--layer-strategy); {}: the model's
     devices: int = 0  # devices holding the weight: 2 per pair per weight
+    graph: str = ""  # where the op lives: "" the main graph, else the If branch / Loop or Scan body path
 
 
 @dataclass
