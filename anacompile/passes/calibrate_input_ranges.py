@@ -16,7 +16,14 @@ from anacompile.crossbar.periphery import InputRange, OutputRange, Periphery
 from anacompile.crossbar.reference import ABSMAX_EPS, tile_constants, tile_input
 from anacompile.errors import ConfigError, DataError
 from anacompile.mapping import decode_pairs
-from anacompile.passes._layer import OUT_GAIN_KEY, SHARED_KEY, analog_layers, is_use, node_plans, plan_mapping
+from anacompile.passes._layer import (
+    CalibrationSample,
+    InputRanges,
+    OutputGains,
+    analog_layers,
+    node_plans,
+    plan_mapping,
+)
 
 __all__ = ["CalibrateInputRangesPass", "CalibrateOutputRangesPass", "SetInputRangesPass"]
 
@@ -59,7 +66,7 @@ class SetInputRangesPass(ir.passes.InPlacePass):
                     f"Input range of layer {name!r}: {value!r}; give one positive number, or one "
                     f"per row tile ({plan.n_tiles})."
                 )
-            plan.in_range = r.astype(np.float32).reshape(plan.n_tiles, 1, 1)
+            plan.write(InputRanges(r.astype(np.float32).reshape(plan.n_tiles, 1, 1)))
             modified = True
         return ir.passes.PassResult(model, modified=modified)
 
@@ -93,7 +100,7 @@ class CalibrateInputRangesPass(ir.passes.InPlacePass):
         layers = [
             plan
             for _, plan in analog_layers(model)
-            if (static and plan.in_range is None) or (calibrated and OUT_GAIN_KEY not in plan.extra)
+            if (static and plan.in_range is None) or (calibrated and not _has_output_data(plan))
         ]
         if not layers or not (static or calibrated):
             return ir.passes.PassResult(model, modified=False)
@@ -104,13 +111,13 @@ class CalibrateInputRangesPass(ir.passes.InPlacePass):
                     "output_range=fixed."
                 )
             for plan in layers:  # no data: a documented default of full scale 1.0
-                plan.in_range = np.ones((plan.n_tiles, 1, 1), np.float32)
+                plan.write(InputRanges(np.ones((plan.n_tiles, 1, 1), np.float32)))
             return ir.passes.PassResult(model, modified=True)
         uses: dict[int, list[ir.Value]] = {id(plan): [plan.input] for plan in layers}
         for node in model.graph:  # the inputs of every op that reads a calibrated layer's tiles
             for plan in node_plans(node):
-                if is_use(plan) and id(plan.extra[SHARED_KEY]) in uses:
-                    uses[id(plan.extra[SHARED_KEY])].append(plan.input)
+                if plan.tiles_of is not None and id(plan.tiles_of) in uses:
+                    uses[id(plan.tiles_of)].append(plan.input)
         names = list(dict.fromkeys(v.name for vs in uses.values() for v in vs))
         sess = self._session(model, names)
         rng = np.random.default_rng(0)
@@ -124,8 +131,10 @@ class CalibrateInputRangesPass(ir.passes.InPlacePass):
             for plan in layers:
                 cap = max(1, MAX_CALIBRATION_VALUES // (plan.n_tiles * plan.tile_rows) // len(self.feeds))
                 for value in uses[id(plan)]:
-                    # ops that feed the tiles a transform of their input (Conv: patches) say how ("to_matrix")
-                    x = plan.extra.get("to_matrix", lambda a: a)(np.asarray(outs[value.name], np.float32))
+                    # ops that feed the tiles a transform of their input (Conv: patches) say how (LayerOp)
+                    x = np.asarray(outs[value.name], np.float32)
+                    if plan.op is not None:
+                        x = plan.op.tile_input(x)
                     xt = tile_input(np.asarray(x, np.float32), plan.n_tiles, plan.tile_rows)  # (tiles, M, rows)
                     if xt.shape[1]:
                         peak[id(plan)] = np.maximum(peak[id(plan)], np.abs(xt).max(axis=(1, 2)))
@@ -137,9 +146,9 @@ class CalibrateInputRangesPass(ir.passes.InPlacePass):
             xt = np.concatenate(kept[id(plan)], axis=1)
             if static and plan.in_range is None:
                 r = peak[id(plan)] if q >= 100 else np.percentile(np.abs(xt).reshape(plan.n_tiles, -1), q, axis=1)
-                plan.in_range = np.where(r > 0, r, 1.0).astype(np.float32).reshape(plan.n_tiles, 1, 1)
-            if calibrated:
-                plan.extra[CALIBRATION_KEY] = xt
+                plan.write(InputRanges(np.where(r > 0, r, 1.0).astype(np.float32).reshape(plan.n_tiles, 1, 1)))
+            if calibrated and not _has_output_data(plan):
+                plan.write(CalibrationSample(xt))
         return ir.passes.PassResult(model, modified=True)
 
     @staticmethod
@@ -166,8 +175,9 @@ class CalibrateInputRangesPass(ir.passes.InPlacePass):
             raise DataError(f"Calibration data could not be run through the model: {err}") from err
 
 
-CALIBRATION_KEY = "calibration_tile_inputs"
-"""``LayerPlan.extra`` key of a layer's kept calibration tile inputs, (n_tiles, vectors, tile_rows)."""
+def _has_output_data(plan) -> bool:
+    """Whether the layer's output gains, or the tile inputs to calibrate them on, are recorded already."""
+    return plan.get(OutputGains) is not None or plan.get(CalibrationSample) is not None
 
 
 class CalibrateOutputRangesPass(ir.passes.InPlacePass):
@@ -197,9 +207,11 @@ class CalibrateOutputRangesPass(ir.passes.InPlacePass):
         p = self.periphery
         modified = False
         for _, plan in analog_layers(model):
-            xt = plan.extra.pop(CALIBRATION_KEY, None)
-            if xt is None or OUT_GAIN_KEY in plan.extra:
+            sample = plan.get(CalibrationSample)
+            if sample is None or plan.get(OutputGains) is not None:
+                plan.take(CalibrationSample)
                 continue
+            xt = sample.tile_inputs
             mapping = plan_mapping(plan, self.mapping)
             g_target = plan.g_target.numpy() if hasattr(plan.g_target, "numpy") else np.asarray(plan.g_target)
             w = decode_pairs(
@@ -222,7 +234,8 @@ class CalibrateOutputRangesPass(ir.passes.InPlacePass):
                     top = float(np.percentile(z, p.output_range_percentile))
                     if top > 0:
                         gains[t] = c.code_bound / top
-            plan.extra[OUT_GAIN_KEY] = gains.astype(np.float32)
+            plan.write(OutputGains(gains.astype(np.float32)))
+            plan.take(CalibrationSample)  # used: the tile inputs are not kept
             modified = True
         return ir.passes.PassResult(model, modified=modified)
 

@@ -176,7 +176,7 @@ def layer_reports(
                 if is_use(plan):  # a shared weight's later use: counted once, in its owner's row (``uses``)
                     continue
                 cap = plan.n_tiles * peri.tile_rows * plan.n_col_tiles * peri.tile_cols
-                own = plan.extra.get("mapping")
+                own = plan.strategy.mapping if plan.strategy is not None else None
                 pairs = len(plan_mapping(plan, mapping).significance) if mapping is not None else 1
                 rows.append(
                     LayerReport(
@@ -188,7 +188,7 @@ def layer_reports(
                         utilisation=float(plan.k * plan.n_out / cap),
                         parameters=int(plan.k * plan.n_out),
                         reason="",
-                        uses=list(plan.extra.get("uses", [])),
+                        uses=list(plan.uses),
                         strategy=own.to_dict() if own is not None else {},
                         devices=2 * pairs * int(plan.k * plan.n_out),
                     )

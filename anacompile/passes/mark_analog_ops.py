@@ -14,7 +14,7 @@ import numpy as np
 import onnx_ir as ir
 
 from anacompile.errors import AnacompileError, ConfigError, UnsupportedModelError
-from anacompile.passes._layer import DIGITAL_KEY, LAYER_KEY, SHARED_KEY, LayerPlan
+from anacompile.passes._layer import DIGITAL_KEY, LAYER_KEY, LayerPlan
 from anacompile.passes._names import unique_name
 from anacompile.passes.lowering import LoweringRegistry, StaysDigital, attr_value
 from anacompile.passes.op_registry import LOWERINGS
@@ -65,7 +65,7 @@ class MarkAnalogOpsPass(ir.passes.InPlacePass):
     """Mark every MatMul/Gemm with a constant 2-D weight as an analog layer; note why others stay digital.
 
     A stored weight that several MatMul/Gemm ops read is planned once, by the first of them in graph order;
-    the others become *uses* of its tiles (``extra["tiles_of"]``, :func:`~anacompile.passes._layer.is_use`)
+    the others become *uses* of its tiles (``LayerPlan.tiles_of``, :func:`~anacompile.passes._layer.is_use`)
     unless ``shared_weights="replicate"``.
 
     A second run changes nothing: nodes already marked, or already rewritten to the analog domain, are
@@ -98,15 +98,18 @@ class MarkAnalogOpsPass(ir.passes.InPlacePass):
                 weight = node.inputs[1] if len(node.inputs) > 1 else None
                 if weight is not None and weight.const_value is not None:  # the op's compute type T
                     for plan in plans if isinstance(plans, list) else [plans]:
-                        plan.extra.setdefault("io_dtype", weight.const_value.dtype)
+                        if plan.io_dtype is None:
+                            plan.io_dtype = weight.const_value.dtype
                 key = _share_key(node) if self.shared_weights == "share" else None
                 if key is not None and isinstance(plans, LayerPlan):
                     owner = owners.setdefault(key, plans)
                     if owner is not plans:  # programmed once: this op reads the owner's tiles
                         plans.weight_shape = (owner.k, owner.n_out)
                         plans.weight = None
-                        plans.extra[SHARED_KEY] = owner
-                        owner.extra.setdefault("uses", [owner.name]).append(plans.name)
+                        plans.tiles_of = owner
+                        if not owner.uses:
+                            owner.uses.append(owner.name)
+                        owner.uses.append(plans.name)
                 node.meta[LAYER_KEY] = plans
             except StaysDigital as reason:
                 node.meta[DIGITAL_KEY] = str(reason)

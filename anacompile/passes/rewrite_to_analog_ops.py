@@ -24,8 +24,6 @@ from anacompile.crossbar.reference import ir_row_weights, layer_scales, tile_con
 from anacompile.errors import UnsupportedModelError
 from anacompile.passes._layer import (
     LAYER_KEY,
-    OUT_GAIN_KEY,
-    SHARED_KEY,
     LayerPlan,
     analog_layers,
     is_use,
@@ -122,7 +120,7 @@ class RewriteToAnalogOpsPass(ir.passes.InPlacePass):
     ) -> tuple[list[ir.Node], ir.Value]:
         """The layer's analog nodes for input ``x``, adapted to it: the analog ops compute in float32 on
         inputs of rank >= 2, so other float types are cast in and out and a 1-D input gets a batch axis."""
-        dtype = x.type.dtype if x.type is not None else plan.extra.get("io_dtype", ir.DataType.FLOAT)
+        dtype = x.type.dtype if x.type is not None else (plan.io_dtype or ir.DataType.FLOAT)
         rank = len(x.shape) if x.shape is not None else None
         pre, post = [], []
         if dtype != ir.DataType.FLOAT:
@@ -145,7 +143,7 @@ class RewriteToAnalogOpsPass(ir.passes.InPlacePass):
         self, graph: ir.Graph, plan: LayerPlan, x: ir.Value, index: int, t_inf: ir.Value
     ) -> tuple[list[ir.Node], ir.Value]:
         if is_use(plan):  # a shared weight's later use: its own AnalogMatMul on the owner's programmed tiles
-            owner = plan.extra[SHARED_KEY]
+            owner = plan.tiles_of
             w_eff, scale, in_scale, ir_weight, gain = self._chips[owner.name]
             bias = plan.bias if plan.bias is not None else np.zeros(owner.n_out)
             mm_node = ir.node(
@@ -190,10 +188,10 @@ class RewriteToAnalogOpsPass(ir.passes.InPlacePass):
         out_gain = None
         if self.periphery.output_range is OutputRange.CALIBRATED:  # per-tile gains before the ADC
             out_gain = init(
-                contract.OUT_GAIN, np.asarray(plan.extra[OUT_GAIN_KEY], np.float32).reshape(plan.n_tiles, 1, 1)
+                contract.OUT_GAIN, np.asarray(plan.out_gain, np.float32).reshape(plan.n_tiles, 1, 1)
             )
         in_scale, out_scale = layer_scales(
-            plan.col_scale, _in_range(plan), self.periphery, None if out_gain is None else plan.extra[OUT_GAIN_KEY]
+            plan.col_scale, _in_range(plan), self.periphery, None if out_gain is None else plan.out_gain
         )
         chip_node = ir.node(
             contract.CHIP_WEIGHTS,
