@@ -44,6 +44,7 @@ class LayerReport:
     macs: int = 0  # multiply-accumulates per inference (passes/count_macs.py); the op's share for a recurrent op
     strategy: dict[str, Any] = field(default_factory=dict)  # its own strategy (--layer-strategy); {}: the model's
     devices: int = 0  # devices holding the weight: 2 per pair per weight
+    graph: str = ""  # where the op lives: "" the main graph, else the If branch / Loop or Scan body path
 
 
 @dataclass

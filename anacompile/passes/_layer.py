@@ -22,6 +22,7 @@ __all__ = [
     "LayerOp",
     "LayerPlan",
     "LayerStrategy",
+    "NoCalibrationData",
     "OutputGains",
     "StageRecord",
     "Tiling",
@@ -29,6 +30,9 @@ __all__ = [
     "is_use",
     "node_plans",
     "plan_mapping",
+    "subgraphs",
+    "walk_graphs",
+    "walk_nodes",
 ]
 
 LAYER_KEY = "anacompile.layer"
@@ -115,6 +119,15 @@ class CalibrationSample(StageRecord):
 
 
 @dataclass(frozen=True)
+class NoCalibrationData(StageRecord):
+    """The layer's tiles saw no calibration vector (an If branch the data never takes): its input range stays
+    1.0 and its output gain 1 (the fixed ADC bound); the report notes it."""
+
+    written_by: ClassVar[str] = "CalibrateInputRangesPass"
+    requires: ClassVar[tuple[type[StageRecord], ...]] = (Tiling,)
+
+
+@dataclass(frozen=True)
 class Conductances(StageRecord):
     """Column scales gamma (n_tiles, 1, N) and target conductances (P, 2, n_tiles, rows, N)."""
 
@@ -154,7 +167,8 @@ class LayerPlan:
     The planner of the layer's op (:class:`~anacompile.passes.mark_analog_ops.MarkAnalogOpsPass`) fills the
     fields; every later pass adds its own :class:`StageRecord` (:meth:`write`): :class:`LayerStrategy`
     (ApplyPlacement), :class:`Tiling` (PartitionWeights), :class:`InputRanges` (Set/CalibrateInputRanges),
-    :class:`CalibrationSample` (CalibrateInputRanges), :class:`Conductances` (MapConductances),
+    :class:`CalibrationSample` and :class:`NoCalibrationData` (CalibrateInputRanges), :class:`Conductances`
+    (MapConductances),
     :class:`OutputGains` (CalibrateOutputRanges), :class:`ChipState` (ProgramChip). The properties
     ``n_tiles``, ``in_range``, ``g_target``, ... read those records (0 or None before the pass ran).
 
@@ -167,6 +181,8 @@ class LayerPlan:
         op: op-specific data (:class:`LayerOp`: conv geometry, recurrent gate layout), None for MatMul/Gemm.
         digital_bias: a bias computed at run time, added after the analog op.
         io_dtype: the source op's compute type (its weight's dtype), where the input's type is unknown.
+        graph: the graph the layer's op lives in: ``""`` for the main graph, else the path of subgraphs from
+            it, e.g. ``If_0.then_branch/decoder_If.else_branch`` (node name, ``.``, attribute name).
         tiles_of: a *use* of a shared weight: the owner plan whose programmed tiles it reads
             (:func:`is_use`). A stored tensor read by several ops (an unrolled recurrence, tied weights) is
             programmed once: the first op in graph order owns the plan (partitioned, calibrated over every
@@ -183,6 +199,7 @@ class LayerPlan:
     op: LayerOp | None = None
     digital_bias: DigitalBias | None = None
     io_dtype: ir.DataType | None = None
+    graph: str = ""
     tiles_of: LayerPlan | None = None
     uses: list[str] = field(default_factory=list)
     weight_shape: tuple[int, int] | None = None  # kept when the weight is released
@@ -309,6 +326,34 @@ class LayerPlan:
             self.weight = None
 
 
+def subgraphs(node: ir.Node) -> list[tuple[str, ir.Graph]]:
+    """The subgraphs a node holds (an If's two branches, a Loop's or Scan's body), with their attribute names."""
+    out = []
+    for name, attr in node.attributes.items():
+        if attr.type == ir.AttributeType.GRAPH:
+            out.append((name, attr.value))
+        elif attr.type == ir.AttributeType.GRAPHS:
+            out += [(f"{name}{i}", g) for i, g in enumerate(attr.value)]
+    return out
+
+
+def walk_graphs(graph: ir.Graph, path: str = ""):
+    """The graph and every subgraph at any depth, each with its path (``LayerPlan.graph``): a graph comes
+    before the subgraphs of its nodes, so the main graph's nodes are seen first."""
+    yield graph, path
+    for node in list(graph):
+        for attr_name, sub in subgraphs(node):
+            step = f"{node.name or node.op_type}.{attr_name}"
+            yield from walk_graphs(sub, f"{path}/{step}" if path else step)
+
+
+def walk_nodes(graph: ir.Graph):
+    """Every node of the graph and its subgraphs as (node, graph path), each graph's nodes in order."""
+    for g, path in walk_graphs(graph):
+        for node in list(g):
+            yield node, path
+
+
 def node_plans(node: ir.Node) -> list[LayerPlan]:
     """The analog layers planned for one source node: one for MatMul/Gemm, several for a recurrent op
     (one per direction, two per direction for GRU with linear_before_reset=0); none if it stays digital."""
@@ -319,9 +364,10 @@ def node_plans(node: ir.Node) -> list[LayerPlan]:
 
 
 def analog_layers(model: ir.Model) -> list[tuple[ir.Node, LayerPlan]]:
-    """Every analog layer of the main graph as (source node, plan), in graph order, then plan order; the uses
-    of a shared weight's tiles (:func:`is_use`) are not layers of their own and are left out."""
-    return [(n, plan) for n in model.graph for plan in node_plans(n) if not is_use(plan)]
+    """Every analog layer as (source node, plan): the main graph's in graph order, then those of If branches
+    and Loop/Scan bodies at any depth (:func:`walk_nodes`), then plan order; the uses of a shared weight's
+    tiles (:func:`is_use`) are not layers of their own and are left out."""
+    return [(n, plan) for n, _ in walk_nodes(model.graph) for plan in node_plans(n) if not is_use(plan)]
 
 
 def is_use(plan: LayerPlan) -> bool:

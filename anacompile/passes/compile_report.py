@@ -28,7 +28,16 @@ from anacompile._version import __version__
 from anacompile.contract import CompileReport, LayerReport
 from anacompile.crossbar.periphery import Periphery
 from anacompile.errors import UnsupportedModelError
-from anacompile.passes._layer import DIGITAL_KEY, LAYER_KEY, is_use, node_plans, plan_mapping
+from anacompile.passes._layer import (
+    DIGITAL_KEY,
+    LAYER_KEY,
+    NoCalibrationData,
+    analog_layers,
+    is_use,
+    node_plans,
+    plan_mapping,
+    walk_nodes,
+)
 from anacompile.passes.count_macs import node_macs
 from anacompile.passes.fold_constant_weights import tensor_readers, weight_source
 from anacompile.passes.op_registry import LOWERINGS
@@ -92,7 +101,15 @@ class RecordLayerReportsPass(ir.passes.InPlacePass):
                 f"{self.label}: no analog-capable op ({', '.join(LOWERINGS.op_types())} with a "
                 f"constant weight) found; weight-bearing ops seen: {found}. Nothing to compile."
             )
-        model.meta[LAYERS_META] = (layers, sharing_notes(layers, self.shared_weights))
+        notes = sharing_notes(layers, self.shared_weights)
+        unseen = [plan.name for _, plan in analog_layers(model) if plan.get(NoCalibrationData) is not None]
+        if unseen:  # e.g. the branch of an If that the calibration data never takes
+            notes.append(
+                f"no calibration data reached layer(s) {', '.join(unseen)} (an If branch the data never takes?): "
+                "their input range stays 1.0 and their output range the fixed ADC bound; calibrate with data "
+                "that takes every branch"
+            )
+        model.meta[LAYERS_META] = (layers, notes)
         return ir.passes.PassResult(model, modified=False)
 
 
@@ -167,7 +184,7 @@ def layer_reports(
     rows = []
     readers = tensor_readers(model.graph)
     macs = macs or {}
-    for node in model.graph:
+    for node, path in walk_nodes(model.graph):  # If branches and Loop/Scan bodies too; ``graph`` says where
         if LOWERINGS.get(node) is None:
             continue
         first = len(rows)
@@ -191,6 +208,7 @@ def layer_reports(
                         uses=list(plan.uses),
                         strategy=own.to_dict() if own is not None else {},
                         devices=2 * pairs * int(plan.k * plan.n_out),
+                        graph=path,
                     )
                 )
         else:
@@ -203,6 +221,7 @@ def layer_reports(
                     weight_shape=shape,
                     parameters=int(np.prod(shape)) if shape else 0,
                     reason=node.meta.get(DIGITAL_KEY, ""),
+                    graph=path,
                 )
             )
         node_total, _ = macs.get(node.outputs[0].name if node.outputs else "", (None, False))

@@ -21,6 +21,7 @@ from anacompile.passes._layer import (
     InputRanges,
     LayerPlan,
     LayerStrategy,
+    NoCalibrationData,
     OutputGains,
     StageRecord,
     Tiling,
@@ -35,12 +36,22 @@ from anacompile.passes.pipeline import analysis_pipeline
 from tests._support.passes import PCM, STANDARD, mlp, plans
 
 M = SinglePairMapping()
-RECORDS = (LayerStrategy, Tiling, InputRanges, CalibrationSample, Conductances, OutputGains, ChipState)
+RECORDS = (
+    LayerStrategy,
+    Tiling,
+    InputRanges,
+    CalibrationSample,
+    NoCalibrationData,
+    Conductances,
+    OutputGains,
+    ChipState,
+)
 PASSES = {
     LayerStrategy: [ApplyPlacementPass],
     Tiling: [PartitionWeightsPass],
     InputRanges: [SetInputRangesPass, CalibrateInputRangesPass],
     CalibrationSample: [CalibrateInputRangesPass],
+    NoCalibrationData: [CalibrateInputRangesPass],
     Conductances: [MapConductancesPass],
     OutputGains: [CalibrateOutputRangesPass],
     ChipState: [ProgramChipPass],
@@ -56,6 +67,7 @@ def test_every_record_names_the_pass_that_writes_it_and_its_predecessors():
     # the chain after the planner: tiling first, then ranges / conductances, then gains / the chip
     assert Tiling.requires == () and LayerStrategy.requires == ()
     assert InputRanges.requires == CalibrationSample.requires == Conductances.requires == (Tiling,)
+    assert NoCalibrationData.requires == (Tiling,)
     assert ChipState.requires == (Conductances,)
     assert set(OutputGains.requires) == {Conductances, CalibrationSample}
     assert "extra" not in {f.name for f in dataclasses.fields(LayerPlan)}
