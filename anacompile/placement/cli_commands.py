@@ -65,7 +65,6 @@ def sensitivity_command(
             data=data,
             times=times,
             chips=chips,
-            seed=seed,
             compensation=compensation,
             progress=advance,
             **options,
