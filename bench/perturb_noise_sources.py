@@ -13,7 +13,7 @@ import subprocess
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-BANK = 'bank = noise_bank(self._bank_size, chip_rng(self.seed, self.chip_seed, "bank"))'
+BANK = "bank = noise_bank(self._bank_size, bank_rng(self.seed, self._bank_size))"
 ONE_OVER_F = 'b.op("Abs", g_drift), q), bw), xi)'
 PERTURBATIONS = [
     ("session bank x1.05", "anacompile/runtime/session.py", BANK, BANK + " * np.float32(1.05)"),
@@ -41,6 +41,12 @@ PERTURBATIONS = [
         "anacompile/crossbar/functions.py",
         'z_k = b.op("Add", z_k, b.op("Mul", b.op("Sqrt", var), xi))',
         'z_k = b.op("Add", z_k, b.op("Mul", b.op("Mul", b.op("Sqrt", var), xi), b.const(1.05)))',
+    ),
+    (
+        "conv without patches: fed noise x1.05",
+        "anacompile/crossbar/functions.py",
+        'lambda k, z_k: b.op("Reshape", "noise_bank", b.op("Shape", z_k))',
+        'lambda k, z_k: b.op("Mul", b.op("Reshape", "noise_bank", b.op("Shape", z_k)), b.const(1.05))',
     ),
     (
         "in-graph output noise x1.05",
