@@ -319,6 +319,12 @@ def evaluate_cmd(
         "--resume",
         help="Continue an interrupted evaluation from the CSV it streamed (--csv); same options, same final result.",
     ),
+    batch_memory: float | None = typer.Option(
+        None,
+        "--batch-memory",
+        metavar="MIB",
+        help="Bound (MiB; default: one core's L2 cache) on the estimated memory of one onnxruntime call running many (chip, t) pairs; 0: one per call. Same results.",
+    ),
 ) -> None:
     """Accuracy (or another metric) over time since programming, mean +- std over many simulated chips."""
     from anacompile.errors import ConfigError
@@ -397,6 +403,7 @@ def evaluate_cmd(
                         workers=workers,
                         programming=programming,
                         metric=metric,
+                        batch_memory_mb=batch_memory,
                         **_csv_or_resume(csv_path, resume, i, len(runs)),
                         progress=lambda d, t, i=i: advance(i * t + d, t * len(runs)),
                         **kwargs,

@@ -114,15 +114,21 @@ class DataMetric:
         """N."""
         return int(next(iter(self.feeds.values())).shape[0])
 
+    def batches(self) -> list[dict[str, np.ndarray]]:
+        """The feeds cut into the batches of ``batch_size`` samples that ``run`` is called with, in order."""
+        n, b = self.samples, max(1, int(self.batch_size))
+        return [{k: v[i : i + b] for k, v in self.feeds.items()} for i in range(0, n, b)]
+
     def outputs(self, run: Run) -> np.ndarray:
         """The first output of ``run`` over all feeds, in batches, concatenated along axis 0."""
-        n, b = self.samples, max(1, int(self.batch_size))
-        parts = [np.asarray(run({k: v[i : i + b] for k, v in self.feeds.items()})[0]) for i in range(0, n, b)]
-        return np.concatenate(parts, axis=0)
+        return np.concatenate([np.asarray(run(feeds)[0]) for feeds in self.batches()], axis=0)
 
     def __call__(self, run: Run) -> float:
         """The metric of ``run`` on the feeds (module docstring)."""
-        y = self.outputs(run)
+        return self.value(self.outputs(run))
+
+    def value(self, y: np.ndarray) -> float:
+        """The metric of the first output ``y`` over all feeds (what :meth:`outputs` returns)."""
         if self.name == "accuracy":
             return top1_accuracy(y, self.labels)
         r = self.reference
