@@ -110,6 +110,8 @@ def compile_cmd(
         None, "--data", help="Data for built-in metrics (--accuracy-budget): digits or an .npz."
     ),
     chips: int = typer.Option(3, "--chips", help="Chips per configuration of the placement search."),
+    verify_chips: int = typer.Option(8, "--verify-chips", help="Fresh chips per verification of the placement found."),
+    confidence: float = typer.Option(0.95, "--confidence", help="Verification passes when its lower confidence bound clears the budget."),
     placement_json: Path | None = typer.Option(
         None, "--placement-json", help="Where to write the placement found (default: OUTPUT stem + .placement.json)."
     ),
@@ -120,6 +122,11 @@ def compile_cmd(
         "simulation",
         "--target",
         help="simulation (for evaluate) or deploy (what a device runtime loads: no simulation-only tensors, t_inference a plain input).",
+    ),
+    shared_weights: str = typer.Option(
+        "share",
+        "--shared-weights",
+        help="A stored weight read by several MatMul/Gemm ops: share (programmed once, every use reads the same tiles) or replicate (a copy per use, each on its own tiles).",
     ),
 ) -> None:
     """Compile MODEL for analog crossbar tiles and write the annotated ONNX model."""
@@ -140,6 +147,7 @@ def compile_cmd(
             "input_ranges": input_ranges,
             "digital": list(digital),
             "layer_strategies": list(layer_strategy),
+            "shared_weights": shared_weights,
         }
         run_placement(
             model,
@@ -149,6 +157,8 @@ def compile_cmd(
             metric=metric,
             data=data,
             chips=chips,
+            verify_chips=verify_chips,
+            confidence=confidence,
             placement_json=placement_json,
             plot=plot,
             force=force,
@@ -173,6 +183,7 @@ def compile_cmd(
         layer_strategies=list(layer_strategy),
         target=target,
         allow_invalid=allow_invalid,
+        shared_weights=shared_weights,
     )
     if json_out is not None:
         write_json(json_out, report.to_dict())

@@ -191,7 +191,7 @@ def batched_rows(
                 for part, out in zip(parts, batch.run(pairs, feeds, first), strict=True):
                     part.append(np.asarray(out[0]))
             for part in parts:
-                y = np.concatenate(part, axis=0)
+                y = np.concatenate([p if p.ndim else p[None] for p in part], axis=0)
                 values.append(score(lambda run, y=y: metric.value(y), None, name))
         for j, chip in enumerate(members):
             yield chip, values[j * len(times_s) : (j + 1) * len(times_s)]

@@ -45,7 +45,7 @@ from dataclasses import dataclass
 import numpy as np
 import onnx_ir as ir
 
-from anacompile.passes._layer import DIGITAL_KEY, LAYER_KEY, LayerPlan
+from anacompile.passes._layer import DIGITAL_KEY, LAYER_KEY, LayerPlan, walk_nodes
 from anacompile.passes._names import register_initializer
 from anacompile.passes.lowering import EmitContext, Lowering, StaysDigital, attr_value, const_array
 
@@ -323,9 +323,9 @@ class SplitGroupedConvsPass(ir.passes.InPlacePass):
     """
 
     def call(self, model: ir.Model) -> ir.passes.PassResult:
-        graph = model.graph
+        main = model.graph
         modified = False
-        for node in list(graph):
+        for node, _ in list(walk_nodes(main)):  # If/Loop/Scan bodies too
             if node.domain != "" or node.op_type not in CONV_OPS or LAYER_KEY in node.meta or DIGITAL_KEY in node.meta:
                 continue
             group = int(attr_value(node, "group", 1))
@@ -336,17 +336,20 @@ class SplitGroupedConvsPass(ir.passes.InPlacePass):
             b = const_array(b_value)
             if b_value is not None and b is None:
                 continue  # bias computed at run time: stays one digital conv (the handler says why)
-            self._split(graph, node, w, b, group)
+            self._split(node.graph, node, w, b, group, main)
             modified = True
         return ir.passes.PassResult(model, modified=modified)
 
     @staticmethod
-    def _split(graph: ir.Graph, node: ir.Node, w: np.ndarray, b: np.ndarray | None, group: int) -> None:
+    def _split(
+        graph: ir.Graph, node: ir.Node, w: np.ndarray, b: np.ndarray | None, group: int, main: ir.Graph
+    ) -> None:
+        """Split ``node`` of ``graph``; the per-group weights are initializers of the ``main`` graph."""
         base = _clean(node.name or node.op_type.lower())
         transposed = node.op_type == "ConvTranspose"
         c_in = w.shape[0] // group if transposed else w.shape[1]
         c_out = w.shape[1] if transposed else w.shape[0] // group
-        sizes = _constant(graph, f"{base}.group_split", np.full(group, c_in, np.int64))
+        sizes = _constant(main, f"{base}.group_split", np.full(group, c_in, np.int64))
         split = ir.node(
             "Split", [node.inputs[0], sizes], attributes={"axis": 1}, num_outputs=group, name=f"{base}.group_split"
         )
@@ -355,9 +358,9 @@ class SplitGroupedConvsPass(ir.passes.InPlacePass):
         for g in range(group):
             split.outputs[g].name = _fresh_value_name(graph, f"{base}.group{g}_input")
             w_g = w[g * c_in : (g + 1) * c_in] if transposed else w[g * c_out : (g + 1) * c_out]
-            inputs = [split.outputs[g], _constant(graph, f"{base}.group{g}.weight", np.ascontiguousarray(w_g))]
+            inputs = [split.outputs[g], _constant(main, f"{base}.group{g}.weight", np.ascontiguousarray(w_g))]
             if b is not None:
-                inputs.append(_constant(graph, f"{base}.group{g}.bias", b[g * c_out : (g + 1) * c_out].copy()))
+                inputs.append(_constant(main, f"{base}.group{g}.bias", b[g * c_out : (g + 1) * c_out].copy()))
             conv = ir.node(
                 node.op_type,
                 inputs,
@@ -372,8 +375,8 @@ class SplitGroupedConvsPass(ir.passes.InPlacePass):
             graph, node, [node], [split, *convs, concat], [node.outputs[0]], [concat.outputs[0]]
         )
         for value in old_inputs:  # the grouped weight and bias now live in the per-group initializers
-            if value.name in graph.initializers and not value.uses() and not value.is_graph_input():
-                del graph.initializers[value.name]
+            if main.initializers.get(value.name) is value and not value.uses() and not value.is_graph_input():
+                del main.initializers[value.name]
 
 
 def _is_depthwise(node: ir.Node, w: np.ndarray, group: int) -> bool:

@@ -14,7 +14,7 @@ import numpy as np
 import onnx_ir as ir
 
 from anacompile.errors import AnacompileError, ConfigError, UnsupportedModelError
-from anacompile.passes._layer import DIGITAL_KEY, LAYER_KEY, SHARED_KEY, LayerPlan
+from anacompile.passes._layer import DIGITAL_KEY, GRAPH_KEY, LAYER_KEY, SHARED_KEY, LayerPlan, walk_nodes
 from anacompile.passes._names import unique_name
 from anacompile.passes.lowering import LoweringRegistry, StaysDigital, attr_value
 from anacompile.passes.op_registry import LOWERINGS
@@ -64,6 +64,12 @@ def _share_key(node: ir.Node) -> tuple | None:
 class MarkAnalogOpsPass(ir.passes.InPlacePass):
     """Mark every MatMul/Gemm with a constant 2-D weight as an analog layer; note why others stay digital.
 
+    Ops inside If branches and Loop/Scan bodies, at any depth, are planned like the main graph's (their
+    weights are initializers or outer-scope values; Constant-node weights are lifted to initializers by
+    :class:`~anacompile.passes.fold_constant_weights.FoldConstantWeightsPass`); every op gets its own layer
+    and tiles, and a layer's graph path is kept (:data:`~anacompile.passes._layer.GRAPH_KEY`). Names are unique
+    over the whole model, the main graph's first.
+
     A stored weight that several MatMul/Gemm ops read is planned once, by the first of them in graph order;
     the others become *uses* of its tiles (``extra["tiles_of"]``, :func:`~anacompile.passes._layer.is_use`)
     unless ``shared_weights="replicate"``.
@@ -83,7 +89,7 @@ class MarkAnalogOpsPass(ir.passes.InPlacePass):
         modified = False
         used: set[str] = set()
         owners: dict[tuple, LayerPlan] = {}
-        for index, node in enumerate(model.graph):
+        for index, (node, path) in enumerate(walk_nodes(model.graph)):  # If/Loop/Scan bodies too, any depth
             lowering = self.lowerings.get(node)
             if lowering is None or LAYER_KEY in node.meta or DIGITAL_KEY in node.meta:
                 continue
@@ -92,6 +98,7 @@ class MarkAnalogOpsPass(ir.passes.InPlacePass):
                 plans = lowering.plan(node, name)
                 for plan in plans if isinstance(plans, list) else [plans]:
                     _check_weight(node, plan)
+                    plan.extra[GRAPH_KEY] = path
                 for plan in plans if isinstance(plans, list) else []:
                     if plan.name != name:  # a recurrent op's extra layers (name_fwd, name_bwd, ...)
                         plan.name = unique_name(plan.name, used, sanitize=True)

@@ -31,6 +31,7 @@ from anacompile.passes._layer import (
     is_use,
     node_plans,
     plan_mapping,
+    walk_nodes,
 )
 from anacompile.passes._names import register_initializer
 from anacompile.passes._tensor_store import squeezed
@@ -77,12 +78,15 @@ class RewriteToAnalogOpsPass(ir.passes.InPlacePass):
             t_inf = _initializer(graph, contract.T_INFERENCE, np.zeros((), np.float32))
             graph.inputs.append(t_inf)
         index = {id(plan): i for i, (_, plan) in enumerate(layers)}  # seeds: one per layer, in plan order
-        # every planned node in graph order: a shared weight's owner comes before the ops that use its tiles
-        nodes = [node for node in graph if node_plans(node)]
+        # every planned node, main graph first, then If/Loop/Scan bodies (the order MarkAnalogOps named them
+        # in): a shared weight's owner comes before the ops that use its tiles
+        nodes = [node for node, _ in walk_nodes(graph) if node_plans(node)]
         self._chips: dict[str, tuple[ir.Value, ir.Value, ir.Value, ir.Value]] = {}
         self._n_uses = 0
+        lifted: list[ir.Node] = []  # chip stages of layers in subgraphs: they go to the main graph
         for node in nodes:
             plans = node_plans(node)
+            home = node.graph  # the main graph, or the If branch / Loop or Scan body holding the op
 
             def analog(x, plan=None, plans=plans):
                 plan = plans[0] if plan is None else plan
@@ -103,18 +107,24 @@ class RewriteToAnalogOpsPass(ir.passes.InPlacePass):
                     "analog but has no lowering in this registry; plan and rewrite with the same registry."
                 )
             new_nodes, outs = lowering.emit(ctx)
+            if home is not graph:  # AnalogChipWeights reads initializers and t_inference only: main graph
+                lifted += [n for n in new_nodes if n.domain == contract.DOMAIN and n.op_type == contract.CHIP_WEIGHTS]
+                new_nodes = [n for n in new_nodes if n not in lifted]
             outs = list(outs) if isinstance(outs, (list, tuple)) else [outs]
             pairs = [(old, new) for old, new in zip(node.outputs, outs, strict=False) if new is not None]
             for old_out, out in pairs:
                 out.shape, out.type = old_out.shape, old_out.type
             old_inputs = [v for v in node.inputs if v is not None]
             ir.convenience.replace_nodes_and_values(
-                graph, node, [node], new_nodes, [p[0] for p in pairs], [p[1] for p in pairs]
+                home, node, [node], new_nodes, [p[0] for p in pairs], [p[1] for p in pairs]
             )
             node.meta.pop(LAYER_KEY, None)
             for value in old_inputs:  # the source weight (and bias) now live in the analog initializers
-                if value.name in graph.initializers and not value.uses() and not value.is_graph_input():
+                if graph.initializers.get(value.name) is value and not value.uses() and not value.is_graph_input():
                     del graph.initializers[value.name]
+        if lifted:
+            first = next(iter(graph))
+            graph.insert_before(first, lifted)
         return ir.passes.PassResult(model, modified=True)
 
     def _analog_nodes(

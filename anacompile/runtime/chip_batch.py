@@ -236,8 +236,14 @@ class ChipBatch:
             raise UnsupportedModelError(f"{s.path}: an input without a batch axis; chips cannot share a call.")
         other = {k: _other_half(np.asarray(v)) for k, v in feeds.items()}
         both = {k: np.concatenate([feeds[k], other[k]], axis=0) for k in feeds}
-        a, b, ab = s.layer_inputs(feeds), s.layer_inputs(other), s.layer_inputs(both)
-        ya, yb, yab = s.run_digital(feeds), s.run_digital(other), s.run_digital(both)
+        try:
+            a, b, ab = s.layer_inputs(feeds), s.layer_inputs(other), s.layer_inputs(both)
+            ya, yb, yab = s.run_digital(feeds), s.run_digital(other), s.run_digital(both)
+        except Exception as err:  # noqa: BLE001 - onnxruntime's own types: e.g. a batch fixed by the model
+            first = (str(err).strip().splitlines() or [""])[0][:200]
+            raise UnsupportedModelError(
+                f"{s.path}: the model does not take a doubled batch ({first}); chips cannot share a call."
+            ) from err
         pairs = [(ab[n], a[n], b[n], f"the input of layer {n!r}") for n in a]
         pairs += [(y2, y1, y3, "an output") for y2, y1, y3 in zip(yab, ya, yb, strict=True)]
         for joint, first, second, what in pairs:

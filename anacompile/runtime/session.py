@@ -44,6 +44,7 @@ from anacompile.passes.deploy_form import DEPLOY, META_TARGET
 from anacompile.programming.chip_state import bank_rng, chip_rng, noise_bank, program_layer, read_weights
 from anacompile.runtime.batchnorm import expose_batchnorm_statistics
 from anacompile.runtime.digital_reference import all_nodes, digital_reference_model, plan_weight, weights_layer
+from anacompile.runtime.native_conv import native_convs
 from anacompile.runtime.ort_session import ort_session
 
 __all__ = ["AnalogSession", "ChipLayer", "digital_reference_model"]
@@ -178,6 +179,8 @@ class AnalogSession:
         stripped = _strip_chip_stage(proto, self.layers, self.periphery)
         _apply_periphery(stripped, self.layers, self.periphery)
         self.switchable = bool(switchable)
+        keep = set(extra_outputs or [])  # patch-free convs unless their tensors are asked for
+        self.native_convs = [] if self.switchable else native_convs(stripped, self.layers, self.periphery, keep)
         if self.switchable:
             _add_digital_switches(stripped, self.layers, self._digital_proto)
         self.batchnorms = expose_batchnorm_statistics(stripped)
@@ -490,7 +493,12 @@ class AnalogSession:
         xs = self._probe_session.run(
             [layer.input for layer in self.layers], {k: v for k, v in feeds.items() if k in self.input_names}
         )
-        return {layer.name: x for layer, x in zip(self.layers, xs, strict=True)}
+        rows = {row.name: row.weight_shape[0] for row in self.report.layers if row.analog and row.weight_shape}
+        # a layer in an If branch inside a Loop body is seen flattened (graph_walk.FLAT): back to (vectors, K)
+        return {
+            layer.name: x.reshape(-1, rows.get(layer.weights, x.size or 1)) if x.ndim == 1 else x
+            for layer, x in zip(self.layers, xs, strict=True)
+        }
 
     def layer_state(self, layer: ChipLayer) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """What the layer's AnalogMatMul is fed now: (weights in ADC codes per DAC code, in_scale, scale)."""
@@ -709,7 +717,7 @@ def _graphs_with_iteration(graph: onnx.GraphProto, iteration: str | None = None)
 
 
 def _step_noise_offsets(
-    node: onnx.NodeProto, iteration: str, layer: ChipLayer, passes: int = 1
+    node: onnx.NodeProto, iteration: str | None, layer: ChipLayer, passes: int = 1
 ) -> list[onnx.NodeProto]:
     """Nodes giving an AnalogMatMul in a Loop body its own slice of the noise bank at every iteration i.
 
@@ -718,7 +726,8 @@ def _step_noise_offsets(
     management: 1 + bm_max_halvings). The session reserves noise_end - noise_start = T * step for
     the layer (``layer.input`` counts the vectors of all T steps), so within a run the steps' slices are
     disjoint and every step gets fresh noise; the modulo only keeps a slice inside the bank. The node's
-    inputs 6..8 are set to (bank, s_i, s_i + step).
+    inputs 6..8 are set to (bank, s_i, s_i + step). Outside Loops (``iteration`` None: an If branch), i = 0:
+    the one call reads the slice reserved for it.
     """
     p, i64 = f"{node.name}.step_noise.", onnx.TensorProto.INT64
 
@@ -737,8 +746,14 @@ def _step_noise_offsets(
         make("Slice", [p + "x_shape", p + "zero", p + "last"], "lead"),
         make("ReduceProd", [p + "lead"], "vectors", keepdims=1),
         make("Mul", [p + "vectors", p + "cols"], "step"),
-        make("Mul", [iteration, p + "step"], "skip"),
-        make("Add", [f"{node.name}.{contract.NOISE_START}", p + "skip"], "raw"),
+        *(
+            [
+                make("Mul", [iteration, p + "step"], "skip"),
+                make("Add", [f"{node.name}.{contract.NOISE_START}", p + "skip"], "raw"),
+            ]
+            if iteration is not None
+            else [make("Identity", [f"{node.name}.{contract.NOISE_START}"], "raw")]
+        ),
         make("Shape", [contract.NOISE_BANK], "bank_len"),
         make("Sub", [p + "bank_len", p + "step"], "room0"),
         make("Add", [p + "room0", p + "one"], "room"),
@@ -792,9 +807,9 @@ def _extract_layers(proto: onnx.ModelProto) -> list[ChipLayer]:
                     weights=weights,
                 )
             layers.append(layer)
-    for graph, iteration in walk_graphs(proto.graph):
-        for node in graph.node if iteration is not None else []:
-            for layer in layers:  # in a Loop body X is one step's input: use all steps' (digital_reference_model)
+    for graph, _ in list(walk_graphs(proto.graph))[1:]:
+        for node in graph.node:
+            for layer in layers:  # in a subgraph X is one call's or step's input: all of them (digital_reference_model)
                 if layer.name == node.name:
                     layer.input = f"{node.name}.{contract.TILE_INPUTS}"
     if not layers:
@@ -836,11 +851,12 @@ def _strip_chip_stage(proto: onnx.ModelProto, layers: list[ChipLayer], periphery
             if node.domain == contract.DOMAIN and node.op_type == contract.ANALOG_MATMUL:
                 gain = node.input[contract.OUT_GAIN_INPUT] if len(node.input) > contract.OUT_GAIN_INPUT else ""
                 del node.input[6:]
-                if iteration is None:  # one MVM per run: the session feeds its noise tensor as is
+                if graph is g:  # one MVM per run: the session feeds its noise tensor as is
                     node.input.append(f"{node.name}.{contract.NOISE}")
                     node.overload = overload_name(node.overload == TILED, NoiseSource.FED)
                     by_name[node.name].fed = True
-                else:  # in a Loop body: a new slice at every iteration, so time steps get fresh noise
+                else:  # in a subgraph: bank slices (a Loop body's: a new slice at every iteration, so time
+                    # steps get fresh noise; an If branch's: the slice reserved for this run)
                     new_nodes += _step_noise_offsets(node, iteration, by_name[node.name], periphery.bm_passes)
                 if gain:  # calibrated output range: the tiles' gains stay the last input
                     node.input.extend([""] * (contract.OUT_GAIN_INPUT - len(node.input)) + [gain])
