@@ -41,6 +41,18 @@ METRIC_HELP = (
     "the FP32 model's outputs, or FILE.py:FUNCTION, a function metric(run) -> float where run(feeds) "
     "returns the model's outputs (default: accuracy with labels, else agreement)."
 )
+CHIP_STATE_HELP = (
+    "full: the file carries chip --chip of --seed programmed (runs in a stock onnxruntime); none: the plan "
+    "and seed only (a third of the size, no sampling at compile time); the analog session programs the chip "
+    "on load, with the same results."
+)
+
+
+def chip_state_line(report) -> str:
+    """What a compiled file carries of the chip, for ``compile`` and ``inspect``."""
+    state = getattr(report, "chip_state", "full")
+    carried = "programmed in the file" if state == "full" else "programmed by the session on load"
+    return f"chip state: {state} (chip {report.chip} of seed {report.seed}, {carried})"
 
 
 @app.callback()
@@ -121,6 +133,7 @@ def compile_cmd(
         "--target",
         help="simulation (for evaluate) or deploy (what a device runtime loads: no simulation-only tensors, t_inference a plain input).",
     ),
+    chip_state: str = typer.Option("full", "--chip-state", help=CHIP_STATE_HELP),
 ) -> None:
     """Compile MODEL for analog crossbar tiles and write the annotated ONNX model."""
     from anacompile.compiler import compile_model
@@ -173,6 +186,7 @@ def compile_cmd(
         layer_strategies=list(layer_strategy),
         target=target,
         allow_invalid=allow_invalid,
+        chip_state=chip_state,
     )
     if json_out is not None:
         write_json(json_out, report.to_dict())
@@ -238,6 +252,8 @@ def _print_layers(report) -> None:
         f"{t['analog_layers']} analog, {t['digital_layers']} digital layers; {t['weights_mapped']:,} "
         f"weights mapped ({t['analog_parameter_share']:.1%} of parameters) on {t['tiles']} tiles"
         + (f"; {t['analog_mac_share']:.1%} of MACs analog, {t['devices']:,} devices" if "devices" in t else "")
+        + "\n"
+        + chip_state_line(report)
     )
     out_console.print(table)
 

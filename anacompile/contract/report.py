@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from anacompile._version import __version__
-from anacompile.contract.names import META_REPORT
+from anacompile.contract.names import CHIP_STATE_FULL, CHIP_STATES, META_REPORT
 from anacompile.errors import UnsupportedModelError
 
 __all__ = ["REPORT_SCHEMA_VERSION", "CompileReport", "LayerReport", "read_report"]
@@ -65,6 +65,7 @@ class CompileReport:
     programming: str
     layers: list[LayerReport]
     notes: list[str] = field(default_factory=list)
+    chip_state: str = CHIP_STATE_FULL  # what the file carries of the chip (contract.CHIP_STATES)
     anacompile_version: str = __version__
     schema_version: int = REPORT_SCHEMA_VERSION
 
@@ -148,6 +149,8 @@ def _report_from_dict(d: Any) -> CompileReport:
     for key in ("seed", "chip"):
         if not 0 <= d[key] < 2**63:
             raise bad(f"{key!r} = {d[key]} is out of range")
+    if d.get("chip_state", CHIP_STATE_FULL) not in CHIP_STATES:  # absent: written before chip states (full)
+        raise bad(f"'chip_state' = {d['chip_state']!r} is none of {', '.join(CHIP_STATES)}")
     fields = {f for f in LayerReport.__dataclass_fields__}
     for i, layer in enumerate(d["layers"]):
         if not isinstance(layer, dict) or not {"name", "op", "analog"} <= set(layer) or set(layer) - fields:
