@@ -252,10 +252,9 @@ def _print_layers(report) -> None:
         f"{t['analog_layers']} analog, {t['digital_layers']} digital layers; {t['weights_mapped']:,} "
         f"weights mapped ({t['analog_parameter_share']:.1%} of parameters) on {t['tiles']} tiles"
         + (f"; {t['analog_mac_share']:.1%} of MACs analog, {t['devices']:,} devices" if "devices" in t else "")
-        + "\n"
-        + chip_state_line(report)
     )
     out_console.print(table)
+    out_console.print(escape(chip_state_line(report)), soft_wrap=True)
 
 
 @app.command("inspect")

@@ -44,6 +44,7 @@ from anacompile.contract.report import (
     REPORT_SCHEMA_VERSION,
     CompileReport,
     LayerReport,
+    chip_state_inputs,
     read_report,
 )
 from anacompile.contract.signatures import (
@@ -121,6 +122,7 @@ __all__ = [
     "T_INFERENCE",
     "TileConstants",
     "W_EFF",
+    "chip_state_inputs",
     "check_domain_version",
     "layer_tensor",
     "read_report",

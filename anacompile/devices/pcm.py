@@ -64,7 +64,7 @@ means and stds against the formulas to a fraction of their standard error, with 
 
 def _as_f64(x: ArrayLike, dtype: Any = np.float64) -> NDArray[np.float64]:
     """Return ``x`` as a float array (float64, or ``dtype``) of at least one dimension (0-d becomes (1,))."""
-    a = np.asarray(x, dtype=_sample_dtype(dtype))
+    a: NDArray[np.float64] = np.asarray(x, dtype=_sample_dtype(dtype))
     return a.reshape(1) if a.ndim == 0 else a
 
 

@@ -90,7 +90,13 @@ def analysis_pipeline(
             *(
                 [
                     ProgramChipPass(
-                        device, mapping, periphery.drift_compensation, seed=seed, chip=chip, method=programming, store=store
+                        device,
+                        mapping,
+                        periphery.drift_compensation,
+                        seed=seed,
+                        chip=chip,
+                        method=programming,
+                        store=store,
                     )
                 ]
                 if chip_state == contract.CHIP_STATE_FULL
@@ -176,7 +182,9 @@ def compile_pipeline(
                 chip_state=chip_state,
             ).passes,
             RecordLayerReportsPass(periphery, mapping, shared_weights, label=label),
-            *emit_pipeline(device, mapping, periphery, seed=seed, chip=chip, verify=False, chip_state=chip_state).passes,
+            *emit_pipeline(
+                device, mapping, periphery, seed=seed, chip=chip, verify=False, chip_state=chip_state
+            ).passes,
             *([MakeDeployFormPass()] if deploy else []),
             WriteCompileReportPass(
                 device,

@@ -92,22 +92,22 @@ def program_layer(
         float32) and the reference of :func:`compensation_reference`, from a read right after programming.
     """
     rng = chip_rng(seed, chip, "program", layer)
+    g_prog: NDArray[np.float32]
+    nu: NDArray[np.float32]
     if method == "gaussian" and _float32_kernels(device):
         g = np.asarray(g_target_us, SAMPLE_DTYPE)
         flat = g.reshape(g.shape[0] * g.shape[1], -1)
         rows = flat.shape[0]
         streams = _row_streams(rng, 2 * rows)
-        g_prog, nu = np.empty_like(flat), np.empty_like(flat)
+        flat_prog, flat_nu = np.empty_like(flat), np.empty_like(flat)
         for r in range(rows):
             for part in _blocks(flat.shape[1], block):
-                g_prog[r, part] = device.program(flat[r, part], streams[r], dtype=SAMPLE_DTYPE)
-                nu[r, part] = device.drift_exponents(flat[r, part], streams[rows + r], dtype=SAMPLE_DTYPE)
-        g_prog, nu = g_prog.reshape(g.shape), nu.reshape(g.shape)
+                flat_prog[r, part] = device.program(flat[r, part], streams[r], dtype=SAMPLE_DTYPE)
+                flat_nu[r, part] = device.drift_exponents(flat[r, part], streams[rows + r], dtype=SAMPLE_DTYPE)
+        g_prog, nu = flat_prog.reshape(g.shape), flat_nu.reshape(g.shape)
     else:
-        g_prog, nu = program_chip(
-            np.asarray(g_target_us, np.float64), significance, gain_us, device, rng, method=method
-        )
-        g_prog, nu = g_prog.astype(SAMPLE_DTYPE), nu.astype(SAMPLE_DTYPE)
+        g64, nu64 = program_chip(np.asarray(g_target_us, np.float64), significance, gain_us, device, rng, method=method)
+        g_prog, nu = g64.astype(SAMPLE_DTYPE), nu64.astype(SAMPLE_DTYPE)
     cal = chip_rng(seed, chip, "calibrate", layer)
     w0 = read_weights(g_prog, nu, 0.0, device, significance, gain_us, cal, block=block)
     return g_prog, nu, compensation_reference(w0, compensation)
