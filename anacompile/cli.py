@@ -133,6 +133,11 @@ def compile_cmd(
         "--target",
         help="simulation (for evaluate) or deploy (what a device runtime loads: no simulation-only tensors, t_inference a plain input).",
     ),
+    shared_weights: str = typer.Option(
+        "share",
+        "--shared-weights",
+        help="A stored weight read by several MatMul/Gemm ops: share (programmed once, every use reads the same tiles) or replicate (a copy per use, each on its own tiles).",
+    ),
     chip_state: str = typer.Option("full", "--chip-state", help=CHIP_STATE_HELP),
 ) -> None:
     """Compile MODEL for analog crossbar tiles and write the annotated ONNX model."""
@@ -153,6 +158,7 @@ def compile_cmd(
             "input_ranges": input_ranges,
             "digital": list(digital),
             "layer_strategies": list(layer_strategy),
+            "shared_weights": shared_weights,
         }
         run_placement(
             model,
@@ -186,6 +192,7 @@ def compile_cmd(
         layer_strategies=list(layer_strategy),
         target=target,
         allow_invalid=allow_invalid,
+        shared_weights=shared_weights,
         chip_state=chip_state,
     )
     if json_out is not None:

@@ -27,6 +27,16 @@ _NP_TYPES = {
 }
 
 
+def _np_type(elem_type: int) -> type:
+    """The numpy type of an ONNX element type (bool conditions, int8 ids, ...); float32 when unknown."""
+    if elem_type in _NP_TYPES:
+        return _NP_TYPES[elem_type]
+    try:
+        return onnx.helper.tensor_dtype_to_np_dtype(elem_type).type
+    except (KeyError, ValueError, TypeError):
+        return np.float32
+
+
 def model_input_specs(proto: onnx.ModelProto) -> list[tuple[str, list[int | None], type]]:
     """(name, dims with None for dynamic, numpy dtype) of every real input (not an overridable initializer,
     nor the chip state a ``chip_state: none`` file is fed by the session)."""
@@ -37,7 +47,7 @@ def model_input_specs(proto: onnx.ModelProto) -> list[tuple[str, list[int | None
             continue
         tt = vi.type.tensor_type
         dims = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]
-        specs.append((vi.name, dims, _NP_TYPES.get(tt.elem_type, np.float32)))
+        specs.append((vi.name, dims, _np_type(tt.elem_type)))
     return specs
 
 

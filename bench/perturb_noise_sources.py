@@ -13,7 +13,7 @@ import subprocess
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-BANK = 'bank = noise_bank(self._bank_size, chip_rng(self.seed, self.chip_seed, "bank"))'
+BANK = "bank = noise_bank(self._bank_size, bank_rng(self.seed, self._bank_size))"
 ONE_OVER_F = 'b.op("Abs", g_drift), q), bw), xi)'
 PERTURBATIONS = [
     ("session bank x1.05", "anacompile/runtime/session.py", BANK, BANK + " * np.float32(1.05)"),

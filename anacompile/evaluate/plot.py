@@ -10,7 +10,7 @@ import numpy as np
 from anacompile.evaluate.times import format_time
 from anacompile.model_io import atomic_output
 
-__all__ = ["plot_accuracy_over_time", "plot_sweep"]
+__all__ = ["plot_accuracy_over_time", "plot_sweep", "save_figure"]
 
 
 def plot_accuracy_over_time(
@@ -39,7 +39,7 @@ def plot_accuracy_over_time(
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_sweep(results: Sequence, key: str, values: Sequence[str], path: str | os.PathLike[str]) -> None:
@@ -67,10 +67,10 @@ def plot_sweep(results: Sequence, key: str, values: Sequence[str], path: str | o
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
-def _save(fig, path: str | os.PathLike[str]) -> None:
+def save_figure(fig, path: str | os.PathLike[str]) -> None:
     """Write the figure atomically in the format its suffix names (PNG by default) and close it."""
     import matplotlib.pyplot as plt
 

@@ -5,11 +5,10 @@ one ``onnx_ir.passes.PassManager`` (the order is :func:`anacompile.passes.pipeli
 between the passes of other onnx-ir or onnxscript pipelines; ``compile_model`` runs the same pipeline.
 """
 
-from anacompile.passes import recurrent  # noqa: F401  (registers the LSTM/GRU/RNN handlers and emitter)
 from anacompile.passes.add_analog_functions import AddAnalogFunctionsPass
 from anacompile.passes.calibrate_input_ranges import CalibrateInputRangesPass
 from anacompile.passes.compile_report import CountMacsPass, RecordLayerReportsPass, WriteCompileReportPass
-from anacompile.passes.conv import SplitGroupedConvsPass  # also registers the Conv/ConvTranspose handlers
+from anacompile.passes.conv import SplitGroupedConvsPass
 from anacompile.passes.deploy_form import MakeDeployFormPass
 from anacompile.passes.fold_constant_weights import FoldConstantWeightsPass
 from anacompile.passes.map_conductances import MapConductancesPass

@@ -11,6 +11,7 @@ from numpy.typing import NDArray
 
 __all__ = [
     "DIGITAL_KEY",
+    "GRAPH_KEY",
     "LAYER_KEY",
     "OUT_GAIN_KEY",
     "SHARED_KEY",
@@ -19,10 +20,16 @@ __all__ = [
     "is_use",
     "node_plans",
     "plan_mapping",
+    "subgraphs",
+    "walk_graphs",
+    "walk_nodes",
 ]
 
 LAYER_KEY = "anacompile.layer"
 DIGITAL_KEY = "anacompile.digital_reason"
+GRAPH_KEY = "graph"
+"""``LayerPlan.extra`` key of the graph the layer's op lives in: ``""`` for the main graph, else the path of
+subgraphs from it, e.g. ``If_0.then_branch/decoder_If.else_branch`` (node name, ``.``, attribute name)."""
 OUT_GAIN_KEY = "out_gain"
 """``LayerPlan.extra`` key of the layer's calibrated output gains per row tile, (n_tiles,) (output_range:
 calibrated; :class:`~anacompile.passes.calibrate_input_ranges.CalibrateOutputRangesPass`)."""
@@ -90,6 +97,34 @@ class LayerPlan:
             self.weight = None
 
 
+def subgraphs(node: ir.Node) -> list[tuple[str, ir.Graph]]:
+    """The subgraphs a node holds (an If's two branches, a Loop's or Scan's body), with their attribute names."""
+    out = []
+    for name, attr in node.attributes.items():
+        if attr.type == ir.AttributeType.GRAPH:
+            out.append((name, attr.value))
+        elif attr.type == ir.AttributeType.GRAPHS:
+            out += [(f"{name}{i}", g) for i, g in enumerate(attr.value)]
+    return out
+
+
+def walk_graphs(graph: ir.Graph, path: str = ""):
+    """The graph and every subgraph at any depth, each with its path (:data:`GRAPH_KEY`): a graph comes
+    before the subgraphs of its nodes, so the main graph's nodes are seen first."""
+    yield graph, path
+    for node in list(graph):
+        for attr_name, sub in subgraphs(node):
+            step = f"{node.name or node.op_type}.{attr_name}"
+            yield from walk_graphs(sub, f"{path}/{step}" if path else step)
+
+
+def walk_nodes(graph: ir.Graph):
+    """Every node of the graph and its subgraphs as (node, graph path), each graph's nodes in order."""
+    for g, path in walk_graphs(graph):
+        for node in list(g):
+            yield node, path
+
+
 def node_plans(node: ir.Node) -> list[LayerPlan]:
     """The analog layers planned for one source node: one for MatMul/Gemm, several for a recurrent op
     (one per direction, two per direction for GRU with linear_before_reset=0); none if it stays digital."""
@@ -100,9 +135,10 @@ def node_plans(node: ir.Node) -> list[LayerPlan]:
 
 
 def analog_layers(model: ir.Model) -> list[tuple[ir.Node, LayerPlan]]:
-    """Every analog layer of the main graph as (source node, plan), in graph order, then plan order; the uses
-    of a shared weight's tiles (:func:`is_use`) are not layers of their own and are left out."""
-    return [(n, plan) for n in model.graph for plan in node_plans(n) if not is_use(plan)]
+    """Every analog layer as (source node, plan): the main graph's in graph order, then those of If branches
+    and Loop/Scan bodies at any depth (:func:`walk_nodes`), then plan order; the uses of a shared weight's
+    tiles (:func:`is_use`) are not layers of their own and are left out."""
+    return [(n, plan) for n, _ in walk_nodes(model.graph) for plan in node_plans(n) if not is_use(plan)]
 
 
 def is_use(plan: LayerPlan) -> bool:

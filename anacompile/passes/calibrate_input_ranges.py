@@ -8,15 +8,28 @@ so that the DAC clips nothing the calibration data showed it.
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import onnx_ir as ir
 import onnxruntime as ort
 
 from anacompile.crossbar.periphery import InputRange, OutputRange, Periphery
 from anacompile.crossbar.reference import ABSMAX_EPS, tile_constants, tile_input
-from anacompile.errors import ConfigError, DataError
+from anacompile.errors import ConfigError, DataError, UnsupportedModelError
+from anacompile.graph_walk import FLAT, expose_values
 from anacompile.mapping import decode_pairs
-from anacompile.passes._layer import OUT_GAIN_KEY, SHARED_KEY, analog_layers, is_use, node_plans, plan_mapping
+from anacompile.passes._layer import (
+    OUT_GAIN_KEY,
+    SHARED_KEY,
+    analog_layers,
+    is_use,
+    node_plans,
+    plan_mapping,
+    walk_nodes,
+)
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["CalibrateInputRangesPass", "CalibrateOutputRangesPass", "SetInputRangesPass"]
 
@@ -107,33 +120,52 @@ class CalibrateInputRangesPass(ir.passes.InPlacePass):
                 plan.in_range = np.ones((plan.n_tiles, 1, 1), np.float32)
             return ir.passes.PassResult(model, modified=True)
         uses: dict[int, list[ir.Value]] = {id(plan): [plan.input] for plan in layers}
-        for node in model.graph:  # the inputs of every op that reads a calibrated layer's tiles
+        for node, _ in walk_nodes(model.graph):  # the inputs of every op that reads a calibrated layer's tiles
             for plan in node_plans(node):
                 if is_use(plan) and id(plan.extra[SHARED_KEY]) in uses:
                     uses[id(plan.extra[SHARED_KEY])].append(plan.input)
-        names = list(dict.fromkeys(v.name for vs in uses.values() for v in vs))
-        sess = self._session(model, names)
+        values = {v.name: v for vs in uses.values() for v in vs}
+        names = list(values)
+        sess, fetch, depths = self._session(model, values)
         rng = np.random.default_rng(0)
         peak = {id(plan): np.zeros(plan.n_tiles) for plan in layers}
         kept: dict[int, list[np.ndarray]] = {id(plan): [] for plan in layers}
         for feed in self.feeds:
             try:
-                outs = dict(zip(names, sess.run(names, feed), strict=True))
+                outs = dict(zip(names, sess.run(fetch, feed), strict=True))
             except Exception as err:  # onnxruntime raises its own exception types
                 raise DataError(f"Calibration data could not be run through the model: {err}") from err
             for plan in layers:
                 cap = max(1, MAX_CALIBRATION_VALUES // (plan.n_tiles * plan.tile_rows) // len(self.feeds))
                 for value in uses[id(plan)]:
-                    # ops that feed the tiles a transform of their input (Conv: patches) say how ("to_matrix")
-                    x = plan.extra.get("to_matrix", lambda a: a)(np.asarray(outs[value.name], np.float32))
-                    xt = tile_input(np.asarray(x, np.float32), plan.n_tiles, plan.tile_rows)  # (tiles, M, rows)
-                    if xt.shape[1]:
-                        peak[id(plan)] = np.maximum(peak[id(plan)], np.abs(xt).max(axis=(1, 2)))
-                    if xt.shape[1] > cap:
-                        xt = xt[:, np.sort(rng.choice(xt.shape[1], cap, replace=False))]
-                    kept[id(plan)].append(xt)
+                    fetched = np.asarray(outs[value.name], np.float32)
+                    if depths[value.name] == FLAT:  # seen through an If inside a Loop/Scan body: flattened
+                        if "to_matrix" in plan.extra:
+                            raise UnsupportedModelError(
+                                f"Layer {plan.name!r} ({plan.source_op}) sits in an If branch inside a Loop or "
+                                "Scan body, where its input shapes cannot be observed for calibration; keep it "
+                                f"digital (--digital {plan.name}) or compile without --calibration."
+                            )
+                        fetched = fetched.reshape(-1, plan.k)
+                    for a in _iterations(fetched, max(depths[value.name], 0)):
+                        # ops that feed the tiles a transform of their input (Conv: patches) say how ("to_matrix")
+                        x = plan.extra.get("to_matrix", lambda a: a)(a)
+                        xt = tile_input(np.asarray(x, np.float32), plan.n_tiles, plan.tile_rows)  # (tiles, M, rows)
+                        if xt.shape[1]:
+                            peak[id(plan)] = np.maximum(peak[id(plan)], np.abs(xt).max(axis=(1, 2)))
+                        if xt.shape[1] > cap:
+                            xt = xt[:, np.sort(rng.choice(xt.shape[1], cap, replace=False))]
+                        kept[id(plan)].append(xt)
         q = self.periphery.input_range_percentile
         for plan in layers:
+            if not any(x.shape[1] for x in kept[id(plan)]):  # e.g. an If branch the calibration data never takes
+                logger.warning("layer %r saw no calibration data; full-scale defaults kept", plan.name)
+                plan.extra[UNCALIBRATED_KEY] = True
+                if static and plan.in_range is None:
+                    plan.in_range = np.ones((plan.n_tiles, 1, 1), np.float32)
+                if calibrated:
+                    plan.extra[OUT_GAIN_KEY] = np.ones(plan.n_tiles, np.float32)
+                continue
             xt = np.concatenate(kept[id(plan)], axis=1)
             if static and plan.in_range is None:
                 r = peak[id(plan)] if q >= 100 else np.percentile(np.abs(xt).reshape(plan.n_tiles, -1), q, axis=1)
@@ -143,10 +175,27 @@ class CalibrateInputRangesPass(ir.passes.InPlacePass):
         return ir.passes.PassResult(model, modified=True)
 
     @staticmethod
-    def _session(model: ir.Model, names: list[str]) -> ort.InferenceSession:
+    def _session(model: ir.Model, values: dict[str, ir.Value]) -> tuple[ort.InferenceSession, list[str], dict]:
+        """A session fetching ``values`` (also those inside If branches and Loop/Scan bodies, exposed as
+        main-graph outputs: :func:`~anacompile.graph_walk.expose_values`), the names to fetch, and per value
+        the number of stacked Loop/Scan iteration axes of what is fetched."""
         proto = ir.serde.serialize_model(model)
+        main = {v.name for v in model.graph.inputs} | {n for n in model.graph.initializers}
+        main |= {out.name for node in model.graph for out in node.outputs}
+        inner = {name: f"{name}.calibration" for name in values if name not in main}
+        dtypes = {
+            name: int(values[name].dtype) for name in inner if values[name].dtype is not None
+        }
+        depths = expose_values(proto.graph, inner, dtypes)
+        fetch = [inner.get(name, name) for name in values]
+        missing = [name for name in inner if inner[name] not in depths]
+        if missing:
+            raise UnsupportedModelError(
+                f"Calibration cannot observe the input(s) {missing} of analog layers inside a subgraph of a "
+                "node that is not If, Loop or Scan; keep those layers digital (--digital)."
+            )
         known = {o.name for o in proto.graph.output}
-        for name in names:
+        for name in fetch:
             if name not in known:
                 proto.graph.output.append(_value_info(name))
                 known.add(name)
@@ -161,9 +210,25 @@ class CalibrateInputRangesPass(ir.passes.InPlacePass):
         if len(folders) == 1:  # a source with external data: ORT reads it from there, not from memory
             so.add_session_config_entry("session.model_external_initializers_file_folder_path", folders.pop())
         try:
-            return ort.InferenceSession(proto.SerializeToString(), so, providers=["CPUExecutionProvider"])
+            sess = ort.InferenceSession(proto.SerializeToString(), so, providers=["CPUExecutionProvider"])
         except Exception as err:  # onnxruntime raises its own exception types
             raise DataError(f"Calibration data could not be run through the model: {err}") from err
+        return sess, fetch, {name: depths.get(inner.get(name, ""), 0) for name in values}
+
+
+def _iterations(array: np.ndarray, depth: int) -> list[np.ndarray]:
+    """A fetched value as the list of the values it had: one per iteration of its ``depth`` enclosing
+    Loop/Scan bodies (stacked on the leading axes), none for an If branch that did not run (shape (0,))."""
+    if depth == 0:
+        return [array] if array.ndim > 1 or array.size else []
+    if array.ndim == 1 and array.size == 0:
+        return []
+    return list(array.reshape(-1, *array.shape[depth:]))
+
+
+UNCALIBRATED_KEY = "uncalibrated"
+"""``LayerPlan.extra`` key set on a layer whose tiles saw no calibration vector (an If branch the data never
+takes): its input range stays 1.0 and its output gain 1 (the fixed ADC bound)."""
 
 
 CALIBRATION_KEY = "calibration_tile_inputs"

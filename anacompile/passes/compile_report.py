@@ -28,10 +28,20 @@ from anacompile._version import __version__
 from anacompile.contract import CompileReport, LayerReport
 from anacompile.crossbar.periphery import Periphery
 from anacompile.errors import UnsupportedModelError
-from anacompile.passes._layer import DIGITAL_KEY, LAYER_KEY, is_use, node_plans, plan_mapping
+from anacompile.passes._layer import (
+    DIGITAL_KEY,
+    LAYER_KEY,
+    SHARED_KEY,
+    analog_layers,
+    is_use,
+    node_plans,
+    plan_mapping,
+    walk_nodes,
+)
+from anacompile.passes.calibrate_input_ranges import UNCALIBRATED_KEY
 from anacompile.passes.count_macs import node_macs
 from anacompile.passes.fold_constant_weights import tensor_readers, weight_source
-from anacompile.passes.mark_analog_ops import HANDLERS
+from anacompile.passes.op_registry import LOWERINGS
 
 __all__ = [
     "LAYERS_META",
@@ -89,10 +99,18 @@ class RecordLayerReportsPass(ir.passes.InPlacePass):
         if not any(layer.analog for layer in layers):
             found = ", ".join(f"{layer.name} ({layer.op}: {layer.reason})" for layer in layers) or "none"
             raise UnsupportedModelError(
-                f"{self.label}: no analog-capable op ({', '.join(sorted({op for _, op in HANDLERS}))} with a "
+                f"{self.label}: no analog-capable op ({', '.join(LOWERINGS.op_types())} with a "
                 f"constant weight) found; weight-bearing ops seen: {found}. Nothing to compile."
             )
-        model.meta[LAYERS_META] = (layers, sharing_notes(layers, self.shared_weights))
+        notes = sharing_notes(layers, self.shared_weights)
+        unseen = [plan.name for _, plan in analog_layers(model) if plan.extra.get(UNCALIBRATED_KEY)]
+        if unseen:  # e.g. the branch of an If that the calibration data never takes
+            notes.append(
+                f"no calibration data reached layer(s) {', '.join(unseen)} (an If branch the data never takes?): "
+                "their input range stays 1.0 and their output range the fixed ADC bound; calibrate with data "
+                "that takes every branch"
+            )
+        model.meta[LAYERS_META] = (layers, notes)
         return ir.passes.PassResult(model, modified=False)
 
 
@@ -171,13 +189,17 @@ def layer_reports(
     rows = []
     readers = tensor_readers(model.graph)
     macs = macs or {}
-    for node in model.graph:
-        if (node.domain, node.op_type) not in HANDLERS:
+    use_macs: dict[str, int] = {}  # a shared weight's owner -> the MACs of its later uses (counted in its row)
+    for node, path in walk_nodes(model.graph):  # If branches and Loop/Scan bodies too; ``graph`` says where
+        if LOWERINGS.get(node) is None:
             continue
         first = len(rows)
         if LAYER_KEY in node.meta:
             for plan in node_plans(node):  # one row per analog layer (a recurrent op may have several)
                 if is_use(plan):  # a shared weight's later use: counted once, in its owner's row (``uses``)
+                    use_total, _ = macs.get(node.outputs[0].name if node.outputs else "", (None, False))
+                    owner = plan.extra[SHARED_KEY].name
+                    use_macs[owner] = use_macs.get(owner, 0) + int(use_total or plan.k * plan.n_out)
                     continue
                 cap = plan.n_tiles * peri.tile_rows * plan.n_col_tiles * peri.tile_cols
                 own = plan.extra.get("mapping")
@@ -195,6 +217,7 @@ def layer_reports(
                         uses=list(plan.extra.get("uses", [])),
                         strategy=own.to_dict() if own is not None else {},
                         devices=2 * pairs * int(plan.k * plan.n_out),
+                        graph=path,
                     )
                 )
         else:
@@ -207,6 +230,7 @@ def layer_reports(
                     weight_shape=shape,
                     parameters=int(np.prod(shape)) if shape else 0,
                     reason=node.meta.get(DIGITAL_KEY, ""),
+                    graph=path,
                 )
             )
         node_total, _ = macs.get(node.outputs[0].name if node.outputs else "", (None, False))
@@ -221,6 +245,8 @@ def layer_reports(
             shared = [_op_name(n) for n in readers.get(source.tensor, []) if n is not node]
             for row in rows[first:]:
                 row.weight_source, row.shared_with = source.expression, shared
+    for row in rows:  # a shared weight's tiles do the MVMs of every use: its MACs are all of theirs
+        row.macs += use_macs.get(row.name, 0) if row.analog else 0
     return rows
 
 

@@ -45,12 +45,11 @@ from dataclasses import dataclass
 import numpy as np
 import onnx_ir as ir
 
-from anacompile.passes._layer import DIGITAL_KEY, LAYER_KEY, LayerPlan
+from anacompile.passes._layer import DIGITAL_KEY, LAYER_KEY, LayerPlan, walk_nodes
 from anacompile.passes._names import register_initializer
-from anacompile.passes.mark_analog_ops import HANDLERS, _attr, _const, _Digital
-from anacompile.passes.rewrite_to_analog_ops import EMITTERS, EmitContext
+from anacompile.passes.lowering import EmitContext, Lowering, StaysDigital, attr_value, const_array
 
-__all__ = ["CONV_OPS", "ConvGeometry", "SplitGroupedConvsPass", "emit_conv", "plan_conv"]
+__all__ = ["CONV_OPS", "LOWERINGS", "ConvGeometry", "SplitGroupedConvsPass", "emit_conv", "plan_conv"]
 
 CONV_OPS = ("Conv", "ConvTranspose")
 _SAME = ("SAME_UPPER", "SAME_LOWER")
@@ -86,18 +85,18 @@ class ConvGeometry:
     def from_node(cls, node: ir.Node, w: np.ndarray) -> ConvGeometry:
         """The geometry of a conv node with weight ``w`` ((C_out, C, *k) or, transposed, (C, C_out, *k))."""
         r = w.ndim - 2
-        kernel = tuple(int(k) for k in _attr(node, "kernel_shape", w.shape[2:]))
+        kernel = tuple(int(k) for k in attr_value(node, "kernel_shape", w.shape[2:]))
         channels = int(w.shape[1] if node.op_type == "Conv" else w.shape[0])
-        output_shape = _attr(node, "output_shape", None)
+        output_shape = attr_value(node, "output_shape", None)
         return cls(
             op_type=node.op_type,
             channels=channels,
             kernel=kernel,
-            strides=tuple(int(s) for s in _attr(node, "strides", (1,) * r)),
-            dilations=tuple(int(d) for d in _attr(node, "dilations", (1,) * r)),
-            pads=tuple(int(p) for p in _attr(node, "pads", (0,) * (2 * r))),
-            auto_pad=str(_attr(node, "auto_pad", "NOTSET")),
-            output_padding=tuple(int(p) for p in _attr(node, "output_padding", (0,) * r)),
+            strides=tuple(int(s) for s in attr_value(node, "strides", (1,) * r)),
+            dilations=tuple(int(d) for d in attr_value(node, "dilations", (1,) * r)),
+            pads=tuple(int(p) for p in attr_value(node, "pads", (0,) * (2 * r))),
+            auto_pad=str(attr_value(node, "auto_pad", "NOTSET")),
+            output_padding=tuple(int(p) for p in attr_value(node, "output_padding", (0,) * r)),
             output_shape=None if output_shape is None else tuple(int(s) for s in output_shape)[-r:],
         )
 
@@ -229,28 +228,28 @@ def plan_conv(node: ir.Node, name: str) -> LayerPlan:
     """Plan a ``Conv``/``ConvTranspose`` with a constant weight and group = 1 as one (K, C_out) analog layer.
 
     Raises:
-        _Digital: the weight is not a constant, the conv is grouped or depthwise, or a type is not float.
+        StaysDigital: the weight is not a constant, the conv is grouped or depthwise, or a type is not float.
     """
-    w = _const(node.inputs[1])
+    w = const_array(node.inputs[1])
     if w is None:
-        raise _Digital("weight W is not a constant initializer")
+        raise StaysDigital("weight W is not a constant initializer")
     if not np.issubdtype(w.dtype, np.floating):
-        raise _Digital(f"weight dtype {w.dtype} is not floating point")
+        raise StaysDigital(f"weight dtype {w.dtype} is not floating point")
     if w.ndim < 3:
-        raise _Digital(f"weight has rank {w.ndim}; a convolution's weight is (C_out, C_in/groups, *kernel)")
+        raise StaysDigital(f"weight has rank {w.ndim}; a convolution's weight is (C_out, C_in/groups, *kernel)")
     x_type = node.inputs[0].dtype
     if x_type is not None and x_type != ir.DataType.FLOAT:
-        raise _Digital(f"input dtype {x_type} is not float32")
-    group = int(_attr(node, "group", 1))
+        raise StaysDigital(f"input dtype {x_type} is not float32")
+    group = int(attr_value(node, "group", 1))
     if group > 1:
         if _is_depthwise(node, w, group):
-            raise _Digital(_depthwise_reason(node, w, group))
-        if len(node.inputs) > 2 and node.inputs[2] is not None and _const(node.inputs[2]) is None:
-            raise _Digital(
+            raise StaysDigital(_depthwise_reason(node, w, group))
+        if len(node.inputs) > 2 and node.inputs[2] is not None and const_array(node.inputs[2]) is None:
+            raise StaysDigital(
                 f"group={group} with a bias computed at run time: only convs with a constant bias "
                 "are split into one analog layer per group"
             )
-        raise _Digital(
+        raise StaysDigital(
             f"group={group}: grouped convolutions are split into one conv per group by "
             "SplitGroupedConvsPass, which runs before MarkAnalogOpsPass in the compiler's pipeline"
         )
@@ -264,7 +263,7 @@ def plan_conv(node: ir.Node, name: str) -> LayerPlan:
     bias = None
     b_value = node.inputs[2] if len(node.inputs) > 2 else None
     if b_value is not None:
-        b = _const(b_value)
+        b = const_array(b_value)
         if b is not None:
             bias = b.reshape(-1).astype(np.float64)
         else:
@@ -324,30 +323,33 @@ class SplitGroupedConvsPass(ir.passes.InPlacePass):
     """
 
     def call(self, model: ir.Model) -> ir.passes.PassResult:
-        graph = model.graph
+        main = model.graph
         modified = False
-        for node in list(graph):
+        for node, _ in list(walk_nodes(main)):  # If/Loop/Scan bodies too
             if node.domain != "" or node.op_type not in CONV_OPS or LAYER_KEY in node.meta or DIGITAL_KEY in node.meta:
                 continue
-            group = int(_attr(node, "group", 1))
-            w = _const(node.inputs[1]) if len(node.inputs) > 1 else None
+            group = int(attr_value(node, "group", 1))
+            w = const_array(node.inputs[1]) if len(node.inputs) > 1 else None
             if group == 1 or w is None or w.ndim < 3 or w.shape[0] % group or _is_depthwise(node, w, group):
                 continue
             b_value = node.inputs[2] if len(node.inputs) > 2 else None
-            b = _const(b_value)
+            b = const_array(b_value)
             if b_value is not None and b is None:
                 continue  # bias computed at run time: stays one digital conv (the handler says why)
-            self._split(graph, node, w, b, group)
+            self._split(node.graph, node, w, b, group, main)
             modified = True
         return ir.passes.PassResult(model, modified=modified)
 
     @staticmethod
-    def _split(graph: ir.Graph, node: ir.Node, w: np.ndarray, b: np.ndarray | None, group: int) -> None:
+    def _split(
+        graph: ir.Graph, node: ir.Node, w: np.ndarray, b: np.ndarray | None, group: int, main: ir.Graph
+    ) -> None:
+        """Split ``node`` of ``graph``; the per-group weights are initializers of the ``main`` graph."""
         base = _clean(node.name or node.op_type.lower())
         transposed = node.op_type == "ConvTranspose"
         c_in = w.shape[0] // group if transposed else w.shape[1]
         c_out = w.shape[1] if transposed else w.shape[0] // group
-        sizes = _constant(graph, f"{base}.group_split", np.full(group, c_in, np.int64))
+        sizes = _constant(main, f"{base}.group_split", np.full(group, c_in, np.int64))
         split = ir.node(
             "Split", [node.inputs[0], sizes], attributes={"axis": 1}, num_outputs=group, name=f"{base}.group_split"
         )
@@ -356,9 +358,9 @@ class SplitGroupedConvsPass(ir.passes.InPlacePass):
         for g in range(group):
             split.outputs[g].name = _fresh_value_name(graph, f"{base}.group{g}_input")
             w_g = w[g * c_in : (g + 1) * c_in] if transposed else w[g * c_out : (g + 1) * c_out]
-            inputs = [split.outputs[g], _constant(graph, f"{base}.group{g}.weight", np.ascontiguousarray(w_g))]
+            inputs = [split.outputs[g], _constant(main, f"{base}.group{g}.weight", np.ascontiguousarray(w_g))]
             if b is not None:
-                inputs.append(_constant(graph, f"{base}.group{g}.bias", b[g * c_out : (g + 1) * c_out].copy()))
+                inputs.append(_constant(main, f"{base}.group{g}.bias", b[g * c_out : (g + 1) * c_out].copy()))
             conv = ir.node(
                 node.op_type,
                 inputs,
@@ -373,8 +375,8 @@ class SplitGroupedConvsPass(ir.passes.InPlacePass):
             graph, node, [node], [split, *convs, concat], [node.outputs[0]], [concat.outputs[0]]
         )
         for value in old_inputs:  # the grouped weight and bias now live in the per-group initializers
-            if value.name in graph.initializers and not value.uses() and not value.is_graph_input():
-                del graph.initializers[value.name]
+            if main.initializers.get(value.name) is value and not value.uses() and not value.is_graph_input():
+                del main.initializers[value.name]
 
 
 def _is_depthwise(node: ir.Node, w: np.ndarray, group: int) -> bool:
@@ -409,7 +411,5 @@ def _constant(graph: ir.Graph, name: str, array: np.ndarray) -> ir.Value:
     return register_initializer(graph, _fresh_value_name(graph, name), array)
 
 
-HANDLERS[("", "Conv")] = plan_conv
-HANDLERS[("", "ConvTranspose")] = plan_conv
-EMITTERS["Conv"] = emit_conv
-EMITTERS["ConvTranspose"] = emit_conv
+LOWERINGS = tuple(Lowering(op, plan_conv, emit_conv) for op in CONV_OPS)
+"""The lowerings of this module, listed in :data:`anacompile.passes.op_registry.LOWERINGS`."""

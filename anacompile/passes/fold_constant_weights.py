@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import onnx_ir as ir
 
+from anacompile.passes._layer import walk_graphs, walk_nodes
 from anacompile.passes._names import register_initializer, unique_name
 
 __all__ = [
@@ -150,6 +151,30 @@ def _dequantize_linear(node: ir.Node, args: list[np.ndarray | None]) -> np.ndarr
     return (xf * expand(scale).astype(np.float32)).astype(dtype)
 
 
+def _slice(node: ir.Node, args: list[np.ndarray | None]) -> np.ndarray:
+    """ONNX Slice: starts, ends, axes, steps as inputs (opset >= 10) or attributes (older); Python slicing
+    clamps out-of-range bounds exactly as the ONNX spec does."""
+    x = args[0]
+
+    def ints(i: int, attr: str) -> list[int] | None:
+        if len(args) > i and args[i] is not None:
+            return [int(v) for v in np.asarray(args[i]).reshape(-1)]
+        a = _attr(node, attr, None) if len(args) == 1 else None
+        return None if a is None else [int(v) for v in a]
+
+    starts, ends = ints(1, "starts"), ints(2, "ends")
+    if starts is None or ends is None:
+        raise ValueError("Slice without starts/ends")
+    axes = ints(3, "axes") or list(range(len(starts)))
+    steps = ints(4, "steps") or [1] * len(starts)
+    index = [slice(None)] * x.ndim
+    for start, end, axis, step in zip(starts, ends, axes, steps, strict=True):
+        if step == 0:
+            raise ValueError("Slice step 0")
+        index[axis + x.ndim if axis < 0 else axis] = slice(start, end, step)
+    return x[tuple(index)]
+
+
 FOLDABLE_OPS: dict[tuple[str, str], Callable[[ir.Node, list[np.ndarray | None]], np.ndarray]] = {
     ("", "Identity"): lambda node, args: args[0],
     ("", "Cast"): _cast,
@@ -160,10 +185,18 @@ FOLDABLE_OPS: dict[tuple[str, str], Callable[[ir.Node, list[np.ndarray | None]],
     ("", "Unsqueeze"): _unsqueeze,
     ("", "DequantizeLinear"): _dequantize_linear,
     ("", "Mul"): lambda node, args: args[0] * args[1],
+    ("", "Slice"): _slice,
+    ("", "Concat"): lambda node, args: np.concatenate(args, axis=int(_attr(node, "axis", 0))),
 }
 """Ops folded through, by (domain, op_type): each evaluates its constant inputs with numpy."""
 
-_PARAMETER_INPUTS = {"Reshape": (1,), "Squeeze": (1,), "Unsqueeze": (1,), "DequantizeLinear": (2,)}
+_PARAMETER_INPUTS = {
+    "Reshape": (1,),
+    "Squeeze": (1,),
+    "Unsqueeze": (1,),
+    "DequantizeLinear": (2,),
+    "Slice": (1, 2, 3, 4),
+}
 """Inputs that parametrise an op (shapes, axes, zero points): left out of the source expression."""
 
 
@@ -221,56 +254,79 @@ def _size(value: ir.Value) -> int:
 
 
 class FoldConstantWeightsPass(ir.passes.InPlacePass):
-    """Replace every weight input computed from constants by simple ops with one folded constant."""
+    """Replace every weight input computed from constants by simple ops with one folded constant.
+
+    Weight-bearing ops in If branches and Loop/Scan bodies (any depth) are folded too, and a weight that is a
+    ``Constant`` node's output (an exporter's inlined weight, e.g. in both branches of an ``If``) is lifted to
+    an initializer of the same name: every folded or lifted weight is an initializer of the main graph, which
+    the subgraph reads as an outer-scope value, so the later passes see all weights in one place.
+    """
 
     def call(self, model: ir.Model) -> ir.passes.PassResult:
-        graph = model.graph
+        main = model.graph
+        graphs = [g for g, _ in walk_graphs(main)]
         folded: dict[int, ir.Value] = {}  # id(chain output) -> folded initializer, shared by all its users
-        names = (
-            {v.name for v in graph.initializers.values()}
-            | {out.name for node in graph for out in node.outputs}
-            | {v.name for v in graph.inputs}
-        )
+        names = set()
+        for g in graphs:
+            names |= {v.name for v in g.initializers.values()} | {v.name for v in g.inputs}
+            names |= {out.name for node in g for out in node.outputs}
         chains: list[ir.Node] = []
         modified = False
-        for node in list(graph):
-            for index in WEIGHT_INPUTS.get((node.domain, node.op_type), ()):
-                value = node.inputs[index] if index < len(node.inputs) else None
-                if value is None or _constant(value) is not None or value.producer() is None:
-                    continue
-                new = folded.get(id(value))
-                if new is None:
-                    result = fold_value(value)
-                    if result is None or not np.issubdtype(result[0].dtype, np.floating):
+        for graph in graphs:
+            for node in list(graph):
+                for index in WEIGHT_INPUTS.get((node.domain, node.op_type), ()):
+                    value = node.inputs[index] if index < len(node.inputs) else None
+                    if value is None or value.producer() is None:
                         continue
-                    array, expr, leaves = result
-                    new = register_initializer(graph, unique_name(f"{value.name or 'weight'}.folded", names), array)
-                    new.meta[SOURCE_KEY] = WeightSource(expression=expr, tensor=leaves[0].name or "")
-                    folded[id(value)] = new
-                    chains.append(value.producer())
-                    logger.info("folded %s into constant %s", expr, new.name)
-                node.replace_input_with(index, new)
-                modified = True
+                    if _constant(value) is not None:
+                        if value.producer().op_type == "Constant" and value.producer().domain == "":
+                            _lift_constant(main, value)
+                            modified = True
+                        continue
+                    new = folded.get(id(value))
+                    if new is None:
+                        result = fold_value(value)
+                        if result is None or not np.issubdtype(result[0].dtype, np.floating):
+                            continue
+                        array, expr, leaves = result
+                        new = register_initializer(main, unique_name(f"{value.name or 'weight'}.folded", names), array)
+                        new.meta[SOURCE_KEY] = WeightSource(expression=expr, tensor=leaves[0].name or "")
+                        folded[id(value)] = new
+                        chains.append(value.producer())
+                        logger.info("folded %s into constant %s", expr, new.name)
+                    node.replace_input_with(index, new)
+                    modified = True
         for producer in chains:
-            _remove_unused(graph, producer)
+            _remove_unused(main, producer)
         return ir.passes.PassResult(model, modified=modified)
 
 
-def _remove_unused(graph: ir.Graph, node: ir.Node | None) -> None:
-    """Remove ``node`` if nothing reads its outputs, then the same for its inputs' producers and initializers."""
-    if node is None or node.graph is not graph:
+def _lift_constant(main: ir.Graph, value: ir.Value) -> None:
+    """A ``Constant`` node's output read as a weight becomes a main-graph initializer of the same name."""
+    node = value.producer()
+    tensor = ir.convenience.get_const_tensor(value)
+    lifted = register_initializer(main, value.name or "weight", tensor.numpy())
+    ir.convenience.replace_all_uses_with(value, lifted, replace_graph_outputs=True)
+    node.graph.remove(node, safe=True)
+
+
+def _remove_unused(main: ir.Graph, node: ir.Node | None) -> None:
+    """Remove ``node`` (of any graph) if nothing reads its outputs, then the same for its inputs' producers
+    and the main graph's initializers."""
+    if node is None or node.graph is None:
         return
     if any(out.uses() or out.is_graph_output() for out in node.outputs):
         return
     inputs = [v for v in node.inputs if v is not None]
-    graph.remove(node, safe=True)
+    node.graph.remove(node, safe=True)
     for value in inputs:
         if value.uses():
             continue
         if value.is_initializer() and not value.is_graph_input() and not value.is_graph_output():
-            del graph.initializers[value.name]
+            if main.initializers.get(value.name) is value:
+                del main.initializers[value.name]
         else:
-            _remove_unused(graph, value.producer())
+            _remove_unused(main, value.producer())
 
 
 def weight_source(value: ir.Value | None) -> WeightSource | None:
@@ -293,7 +349,7 @@ def tensor_readers(graph: ir.Graph) -> dict[str, list[ir.Node]]:
     counts as a read of the tensor it was folded from.
     """
     readers: dict[str, list[ir.Node]] = {}
-    for node in graph:
+    for node, _ in walk_nodes(graph):  # If/Loop/Scan bodies too
         if (node.domain, node.op_type) in FOLDABLE_OPS:
             continue
         for value in node.inputs:

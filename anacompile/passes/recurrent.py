@@ -45,10 +45,9 @@ import onnx_ir as ir
 from onnx import helper
 
 from anacompile.passes._layer import LayerPlan
-from anacompile.passes.mark_analog_ops import HANDLERS, _attr, _const, _Digital
-from anacompile.passes.rewrite_to_analog_ops import EMITTERS, EmitContext
+from anacompile.passes.lowering import EmitContext, Lowering, StaysDigital, attr_value, const_array
 
-__all__ = ["RecurrentSpec", "emit_recurrent", "plan_recurrent"]
+__all__ = ["LOWERINGS", "RecurrentSpec", "emit_recurrent", "plan_recurrent"]
 
 GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
 DEFAULT_ACTIVATIONS = {"LSTM": ("Sigmoid", "Tanh", "Tanh"), "GRU": ("Sigmoid", "Tanh"), "RNN": ("Tanh",)}
@@ -128,19 +127,19 @@ class RecurrentSpec:
 
 
 def _activations(node: ir.Node, op: str, n_dir: int) -> tuple[tuple[Activation, ...], ...]:
-    names = [str(a) for a in _attr(node, "activations", DEFAULT_ACTIVATIONS[op])]
+    names = [str(a) for a in attr_value(node, "activations", DEFAULT_ACTIVATIONS[op])]
     per_dir = len(DEFAULT_ACTIVATIONS[op])
     if "activations" not in node.attributes:
         names = names * n_dir
     if len(names) != per_dir * n_dir:  # the ONNX spec (and onnxruntime) want one set per direction
-        raise _Digital(f"{len(names)} activations given, {op} needs {per_dir} per direction ({n_dir})")
-    alphas = list(_attr(node, "activation_alpha", []))
-    betas = list(_attr(node, "activation_beta", []))
+        raise StaysDigital(f"{len(names)} activations given, {op} needs {per_dir} per direction ({n_dir})")
+    alphas = list(attr_value(node, "activation_alpha", []))
+    betas = list(attr_value(node, "activation_beta", []))
     acts = []
     for raw in names:  # alpha and beta values are consumed in order by the activations that take them
         key = raw.lower()
         if key not in ACTIVATION_ARGS:
-            raise _Digital(f"activation {raw!r} is not one of the ONNX recurrent activations")
+            raise StaysDigital(f"activation {raw!r} is not one of the ONNX recurrent activations")
         takes_a, takes_b, a, b = ACTIVATION_ARGS[key]
         if takes_a and alphas:
             a = float(alphas.pop(0))
@@ -154,13 +153,13 @@ def _float_const(node: ir.Node, index: int, what: str, required: bool) -> np.nda
     value = node.inputs[index] if len(node.inputs) > index else None
     if value is None:
         if required:
-            raise _Digital(f"{what} is missing")
+            raise StaysDigital(f"{what} is missing")
         return None
-    array = _const(value)
+    array = const_array(value)
     if array is None:
-        raise _Digital(f"{what} ({value.name}) is not a constant initializer, so it cannot be programmed")
+        raise StaysDigital(f"{what} ({value.name}) is not a constant initializer, so it cannot be programmed")
     if not np.issubdtype(array.dtype, np.floating):
-        raise _Digital(f"{what} dtype {array.dtype} is not floating point")
+        raise StaysDigital(f"{what} dtype {array.dtype} is not floating point")
     return array.astype(np.float64)
 
 
@@ -168,31 +167,31 @@ def plan_recurrent(node: ir.Node, name: str) -> list[LayerPlan]:
     """Plan an LSTM/GRU/RNN node as one analog layer per direction (two for GRU with lbr=0).
 
     Raises:
-        _Digital: the op cannot be mapped (non-constant weights, unknown activation or direction).
+        StaysDigital: the op cannot be mapped (non-constant weights, unknown activation or direction).
     """
     op = node.op_type
     gates = GATES[op]
     x_type = node.inputs[0].dtype if node.inputs[0] is not None else None
     if x_type is not None and x_type != ir.DataType.FLOAT:
-        raise _Digital(f"X has dtype {x_type.name}; the analog Loop runs float32")
+        raise StaysDigital(f"X has dtype {x_type.name}; the analog Loop runs float32")
     w = _float_const(node, 1, "W", True)
     r = _float_const(node, 2, "R", True)
     b = _float_const(node, 3, "B", False)
     peep = _float_const(node, 7, "P", False) if op == "LSTM" else None
-    direction = str(_attr(node, "direction", "forward"))
+    direction = str(attr_value(node, "direction", "forward"))
     dirs = {"forward": (False,), "reverse": (True,), "bidirectional": (False, True)}.get(direction)
     if dirs is None:
-        raise _Digital(f"direction {direction!r} is not forward, reverse or bidirectional")
+        raise StaysDigital(f"direction {direction!r} is not forward, reverse or bidirectional")
     n_dir, hidden, inputs = len(dirs), int(r.shape[-1]), int(w.shape[-1])
     if w.shape != (n_dir, gates * hidden, inputs) or r.shape != (n_dir, gates * hidden, hidden):
-        raise _Digital(f"W {list(w.shape)} / R {list(r.shape)} do not fit {n_dir} direction(s) of {op}")
-    if int(_attr(node, "hidden_size", hidden)) != hidden:
-        raise _Digital(f"hidden_size {_attr(node, 'hidden_size', 0)} does not match R's {hidden}")
+        raise StaysDigital(f"W {list(w.shape)} / R {list(r.shape)} do not fit {n_dir} direction(s) of {op}")
+    if int(attr_value(node, "hidden_size", hidden)) != hidden:
+        raise StaysDigital(f"hidden_size {attr_value(node, 'hidden_size', 0)} does not match R's {hidden}")
     b = np.zeros((n_dir, 2 * gates * hidden)) if b is None else b.reshape(n_dir, 2 * gates * hidden)
-    layout = int(_attr(node, "layout", 0))
+    layout = int(attr_value(node, "layout", 0))
     if layout not in (0, 1):
-        raise _Digital(f"layout {layout} is not 0 or 1")
-    clip = _attr(node, "clip", None)
+        raise StaysDigital(f"layout {layout} is not 0 or 1")
+    clip = attr_value(node, "clip", None)
     spec = RecurrentSpec(
         name=name,
         op=op,
@@ -202,8 +201,8 @@ def plan_recurrent(node: ir.Node, name: str) -> list[LayerPlan]:
         activations=_activations(node, op, n_dir),
         clip=None if clip is None else float(clip),
         layout=layout,
-        input_forget=bool(_attr(node, "input_forget", 0)) if op == "LSTM" else False,
-        linear_before_reset=bool(_attr(node, "linear_before_reset", 0)) if op == "GRU" else False,
+        input_forget=bool(attr_value(node, "input_forget", 0)) if op == "LSTM" else False,
+        linear_before_reset=bool(attr_value(node, "linear_before_reset", 0)) if op == "GRU" else False,
         peepholes=None
         if peep is None
         else tuple(
@@ -261,7 +260,7 @@ class _Calibration:
         consts = {}
         for index, key in ((4, "sequence_lens"), (5, "initial_h"), (6, "initial_c")):
             value = node.inputs[index] if len(node.inputs) > index else None
-            consts[key] = None if value is None else _const(value)
+            consts[key] = None if value is None else const_array(value)
         if spec.layout:  # onnxruntime runs LSTM/GRU/RNN with layout 0 only: states to (D, B, H)
             consts = {k: a if a is None or k == "sequence_lens" else a.transpose(1, 0, 2) for k, a in consts.items()}
         self.lens, self.h0 = consts["sequence_lens"], consts["initial_h"]
@@ -517,6 +516,5 @@ def _wanted(value: ir.Value | None) -> bool:
     return value is not None and bool(value.name) and (bool(value.uses()) or value.is_graph_output())
 
 
-for _op in GATES:
-    HANDLERS[("", _op)] = plan_recurrent
-    EMITTERS[_op] = emit_recurrent
+LOWERINGS = tuple(Lowering(op, plan_recurrent, emit_recurrent) for op in GATES)
+"""The lowerings of this module, listed in :data:`anacompile.passes.op_registry.LOWERINGS`."""

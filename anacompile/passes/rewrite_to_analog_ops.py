@@ -17,9 +17,6 @@ no ``L.g_prog``, ``L.nu``, ``L.gdc_ref``, no AnalogChipWeights node and no ``t_i
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
-
 import numpy as np
 import onnx_ir as ir
 
@@ -28,6 +25,7 @@ from anacompile.contract import TILED
 from anacompile.crossbar.functions import analog_matmul_attributes, chip_weights_attributes
 from anacompile.crossbar.periphery import OutputRange, Periphery
 from anacompile.crossbar.reference import ir_row_weights, layer_scales, tile_constants
+from anacompile.errors import UnsupportedModelError
 from anacompile.passes._layer import (
     LAYER_KEY,
     OUT_GAIN_KEY,
@@ -37,59 +35,25 @@ from anacompile.passes._layer import (
     is_use,
     node_plans,
     plan_mapping,
+    walk_nodes,
 )
 from anacompile.passes._names import register_initializer
 from anacompile.passes._tensor_store import squeezed
+from anacompile.passes.lowering import EmitContext, LoweringRegistry
+from anacompile.passes.op_registry import LOWERINGS
 
-__all__ = ["EMITTERS", "EmitContext", "RewriteToAnalogOpsPass", "emit_matmul"]
+__all__ = ["RewriteToAnalogOpsPass"]
 
 
 _initializer = register_initializer
 
 
-@dataclass
-class EmitContext:
-    """What an emitter gets: the graph, the source node and its plans, and ``analog(x, plan)``.
-
-    ``analog(x, plan=None)`` adds the initializers of ``plan`` (default: ``plans[0]``) and returns
-    ``(nodes, y)``: ``[AnalogChipWeights, AnalogMatMul]`` computing y = x W + b on the tiles for x of shape
-    (..., K). The AnalogChipWeights node belongs in the main graph, before every user of its outputs; the
-    AnalogMatMul node may be placed in a subgraph instead (a recurrent op's Loop body), since it reads the
-    chip stage's outputs and the layer's initializers as outer-scope values.
-    """
-
-    graph: ir.Graph
-    node: ir.Node
-    plan: LayerPlan
-    analog: Callable[..., tuple[list[ir.Node], ir.Value]]
-    initializer: Callable[[str, np.ndarray], ir.Value]
-    plans: list[LayerPlan] = field(default_factory=list)
-
-
-Emitter = Callable[[EmitContext], tuple[list[ir.Node], "ir.Value | list[ir.Value | None]"]]
-"""Returns the main-graph nodes replacing the source node, and its new output (or one per source output,
-``None`` where a source output is absent or unused)."""
-
-
-def emit_matmul(ctx: EmitContext) -> tuple[list[ir.Node], ir.Value]:
-    """MatMul and Gemm: y = AnalogMatMul(x), plus a digital ``beta * C`` where Gemm's C is not constant."""
-    nodes, out = ctx.analog(ctx.plan.input)
-    digital_bias = ctx.plan.extra.get("digital_bias")
-    if digital_bias is not None:
-        c_value, beta = digital_bias
-        scaled = ir.node("Mul", [c_value, ctx.initializer("beta", np.asarray(beta, np.float32))])
-        add = ir.node("Add", [out, scaled.outputs[0]])
-        nodes += [scaled, add]
-        out = add.outputs[0]
-    return nodes, out
-
-
-EMITTERS: dict[str, Emitter] = {"MatMul": emit_matmul, "Gemm": emit_matmul}
-"""How each source op type becomes analog nodes, keyed by ``LayerPlan.source_op``."""
-
-
 class RewriteToAnalogOpsPass(ir.passes.InPlacePass):
-    """Rewrite every planned layer to the analog ops; a second run finds nothing left to rewrite."""
+    """Rewrite every planned layer to the analog ops; a second run finds nothing left to rewrite.
+
+    Each planned node is replaced by its lowering's emitter, looked up in ``lowerings`` by the node's
+    ``(domain, op_type)``, the key :class:`~anacompile.passes.mark_analog_ops.MarkAnalogOpsPass` planned it by.
+    """
 
     def __init__(
         self,
@@ -98,9 +62,11 @@ class RewriteToAnalogOpsPass(ir.passes.InPlacePass):
         periphery: Periphery,
         seed: int = 0,
         chip: int = 0,
+        lowerings: LoweringRegistry = LOWERINGS,
         chip_state: str = contract.CHIP_STATE_FULL,
     ) -> None:
         super().__init__()
+        self.lowerings = lowerings
         self.chip_state = chip_state
         self.device = device
         self.mapping = mapping
@@ -118,12 +84,15 @@ class RewriteToAnalogOpsPass(ir.passes.InPlacePass):
             t_inf = _initializer(graph, contract.T_INFERENCE, np.zeros((), np.float32))
             graph.inputs.append(t_inf)
         index = {id(plan): i for i, (_, plan) in enumerate(layers)}  # seeds: one per layer, in plan order
-        # every planned node in graph order: a shared weight's owner comes before the ops that use its tiles
-        nodes = [node for node in graph if node_plans(node)]
+        # every planned node, main graph first, then If/Loop/Scan bodies (the order MarkAnalogOps named them
+        # in): a shared weight's owner comes before the ops that use its tiles
+        nodes = [node for node, _ in walk_nodes(graph) if node_plans(node)]
         self._chips: dict[str, tuple[ir.Value, ir.Value, ir.Value, ir.Value]] = {}
         self._n_uses = 0
+        lifted: list[ir.Node] = []  # chip stages of layers in subgraphs: they go to the main graph
         for node in nodes:
             plans = node_plans(node)
+            home = node.graph  # the main graph, or the If branch / Loop or Scan body holding the op
 
             def analog(x, plan=None, plans=plans):
                 plan = plans[0] if plan is None else plan
@@ -137,19 +106,31 @@ class RewriteToAnalogOpsPass(ir.passes.InPlacePass):
                 analog=analog,
                 initializer=lambda suffix, array, plan=plans[0]: _initializer(graph, f"{plan.name}.{suffix}", array),
             )
-            new_nodes, outs = EMITTERS[plans[0].source_op](ctx)
+            lowering = self.lowerings.get(node)
+            if lowering is None:
+                raise UnsupportedModelError(
+                    f"node {node.name or node.op_type!r} ({node.domain or 'ai.onnx'}::{node.op_type}) is planned as "
+                    "analog but has no lowering in this registry; plan and rewrite with the same registry."
+                )
+            new_nodes, outs = lowering.emit(ctx)
+            if home is not graph:  # AnalogChipWeights reads initializers and t_inference only: main graph
+                lifted += [n for n in new_nodes if n.domain == contract.DOMAIN and n.op_type == contract.CHIP_WEIGHTS]
+                new_nodes = [n for n in new_nodes if n not in lifted]
             outs = list(outs) if isinstance(outs, (list, tuple)) else [outs]
             pairs = [(old, new) for old, new in zip(node.outputs, outs, strict=False) if new is not None]
             for old_out, out in pairs:
                 out.shape, out.type = old_out.shape, old_out.type
             old_inputs = [v for v in node.inputs if v is not None]
             ir.convenience.replace_nodes_and_values(
-                graph, node, [node], new_nodes, [p[0] for p in pairs], [p[1] for p in pairs]
+                home, node, [node], new_nodes, [p[0] for p in pairs], [p[1] for p in pairs]
             )
             node.meta.pop(LAYER_KEY, None)
             for value in old_inputs:  # the source weight (and bias) now live in the analog initializers
-                if value.name in graph.initializers and not value.uses() and not value.is_graph_input():
+                if graph.initializers.get(value.name) is value and not value.uses() and not value.is_graph_input():
                     del graph.initializers[value.name]
+        if lifted:
+            first = next(iter(graph))
+            graph.insert_before(first, lifted)
         return ir.passes.PassResult(model, modified=True)
 
     def _analog_nodes(

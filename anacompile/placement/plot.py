@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 
-from anacompile.evaluate.plot import _save
+from anacompile.evaluate.plot import save_figure
 from anacompile.evaluate.times import format_time
 
 __all__ = ["plot_search", "plot_sensitivity"]
@@ -54,7 +54,7 @@ def plot_sensitivity(result, path: str | os.PathLike[str]) -> None:
     axes[1].legend(fontsize=8, loc="lower left")
     fig.suptitle(f"{os.path.basename(result.model)}: per-layer sensitivity, {result.chips} chips (ranked)")
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_search(result, path: str | os.PathLike[str]) -> None:
@@ -93,4 +93,4 @@ def plot_search(result, path: str | os.PathLike[str]) -> None:
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)

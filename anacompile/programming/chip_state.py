@@ -22,6 +22,7 @@ from anacompile.programming.chip import program_chip
 __all__ = [
     "BLOCK_DEVICES",
     "SAMPLE_DTYPE",
+    "bank_rng",
     "chip_rng",
     "compensation_factors",
     "compensation_reference",
@@ -30,7 +31,7 @@ __all__ = [
     "read_weights",
 ]
 
-_PROGRAM, _CALIBRATE, _READ, _BANK = 0, 1, 2, 3
+_PROGRAM, _CALIBRATE, _READ, _BANK, _SHARED_BANK = 0, 1, 2, 3, 4
 
 SAMPLE_DTYPE = np.float32
 """The float type a chip is sampled and stored in (programming, drift exponents, reads): float32, for the
@@ -51,6 +52,14 @@ def chip_rng(seed: int, chip: int, purpose: str, layer: int = 0, t_inference_s: 
     code = {"program": _PROGRAM, "calibrate": _CALIBRATE, "read": _READ, "bank": _BANK}[purpose]
     key = (int(chip), code, int(layer), int(round(float(t_inference_s) * 1e6)))
     return np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=key))
+
+
+def bank_rng(seed: int, size: int) -> np.random.Generator:
+    """Generator of the experiment's noise bank of ``size`` values, shared by every chip of ``seed``.
+
+    Its key (chip 0, purpose code 4, layer 0, size) is no chip's: :func:`chip_rng` has codes 0..3 only.
+    """
+    return np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(0, _SHARED_BANK, 0, int(size))))
 
 
 def _float32_kernels(device) -> bool:

@@ -8,7 +8,7 @@ import onnx
 from anacompile import contract, devices
 from anacompile.contract import read_report
 from anacompile.errors import UnsupportedModelError
-from anacompile.graph_walk import all_nodes, node_subgraphs
+from anacompile.graph_walk import all_nodes, expose_values, node_subgraphs, walk_graphs
 from anacompile.mapping import decode_pairs
 from anacompile.mapping.registry import mapping_from_dict
 
@@ -73,19 +73,21 @@ def digital_reference_model(proto: onnx.ModelProto) -> onnx.ModelProto:
                 new_nodes.append(onnx.helper.make_node("Add", [mm_out, node.input[4]], [node.output[0]]))
                 continue
             for sub in node_subgraphs(node):
-                for inner in sub.node if node.op_type == "Loop" else []:
-                    if inner.domain == contract.DOMAIN and inner.op_type == contract.ANALOG_MATMUL:
-                        # a recurrent layer's inputs of all steps, (T, ..., K), as a scan output of the Loop
-                        sub.output.append(
-                            onnx.helper.make_tensor_value_info(inner.input[0], onnx.TensorProto.FLOAT, None)
-                        )
-                        node.output.append(f"{inner.name}.{contract.TILE_INPUTS}")
                 to_digital(sub)
             new_nodes.append(node)
         del graph.node[:]
         graph.node.extend(new_nodes)
 
+    inner = [  # layers in If branches and Loop/Scan bodies: their inputs as main-graph values
+        (node.input[0], f"{node.name}.{contract.TILE_INPUTS}")
+        for sub, _ in list(walk_graphs(g))[1:]
+        for node in sub.node
+        if node.domain == contract.DOMAIN and node.op_type == contract.ANALOG_MATMUL
+    ]
     to_digital(g)
+    # a Loop body's layer: the inputs of all steps, (T, ..., K), as a scan output; an If branch's: its input
+    # when the branch runs, else an empty tensor (expose_values)
+    expose_values(g, inner)
     g.initializer.extend(new_inits)  # main-graph initializers: a Loop body reads them from the outer scope
     used = {i for n in all_nodes(g) for i in n.input}
     keep = [t for t in g.initializer if t.name in used]

@@ -41,7 +41,7 @@ from anacompile.mapping import decode_pairs
 from anacompile.mapping.registry import get_mapping, mapping_from_dict
 from anacompile.model_io import load_proto
 from anacompile.passes.deploy_form import DEPLOY, META_TARGET
-from anacompile.programming.chip_state import chip_rng, noise_bank, program_layer, read_weights
+from anacompile.programming.chip_state import bank_rng, chip_rng, noise_bank, program_layer, read_weights
 from anacompile.runtime.batchnorm import expose_batchnorm_statistics
 from anacompile.runtime.digital_reference import all_nodes, digital_reference_model, plan_weight, weights_layer
 from anacompile.runtime.ort_session import ort_session
@@ -50,6 +50,7 @@ __all__ = ["AnalogSession", "ChipLayer", "digital_reference_model"]
 
 logger = logging.getLogger(__name__)
 MIN_BANK_FACTOR = 4  # the bank is at least 4x one MVM's noise: offsets vary, and nothing repeats within an MVM
+MAX_BANKS = 4  # noise banks kept per session (one per size: input shapes that need a larger bank)
 
 
 @dataclass
@@ -194,6 +195,8 @@ class AnalogSession:
         self._sizes_key: int | None = None
         self._sizes = np.zeros(0, np.int64)
         self._bank_size = self.periphery.noise_bank_size if self.periphery.has_mvm_noise else 0
+        self._banks: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # size -> (bank, fed copy): drawn once
+        self._offsets: np.random.Generator | None = None
         self._code_gain = np.float32(tile_constants(self.periphery).code_gain)
         so = ort.SessionOptions()
         so.log_severity_level = 3
@@ -226,7 +229,6 @@ class AnalogSession:
         self.chip_seed = int(chip_seed)
         if self._bank_size:
             self._set_bank()
-            self._offsets = chip_rng(self.seed, chip_seed, "bank", layer=1)
         if not np.isnan(self.t_inference):
             self.set_time(self.t_inference)
 
@@ -241,6 +243,9 @@ class AnalogSession:
             if layer.owns_tiles:  # a use of a shared weight reads its owner's state
                 self._read_layer(layer, t)
         self.t_inference = t
+        # the runs at (chip, t) draw their noise offsets from a stream of their own: the same whatever ran
+        # before, so a (chip, t) pair's outputs do not depend on the order or grouping of pairs (ChipBatch)
+        self._offsets = chip_rng(self.seed, self.chip_seed, "bank", layer=1, t_inference_s=t)
 
     def _program_layer(self, layer: ChipLayer, chip_seed: int) -> None:
         layer.g_prog, layer.nu, layer.gdc_ref = program_layer(
@@ -461,7 +466,12 @@ class AnalogSession:
         xs = self._probe_session.run(
             [layer.input for layer in self.layers], {k: v for k, v in feeds.items() if k in self.input_names}
         )
-        return {layer.name: x for layer, x in zip(self.layers, xs, strict=True)}
+        rows = {row.name: row.weight_shape[0] for row in self.report.layers if row.analog and row.weight_shape}
+        # a layer in an If branch inside a Loop body is seen flattened (graph_walk.FLAT): back to (vectors, K)
+        return {
+            layer.name: x.reshape(-1, rows.get(layer.weights, x.size or 1)) if x.ndim == 1 else x
+            for layer, x in zip(self.layers, xs, strict=True)
+        }
 
     def layer_state(self, layer: ChipLayer) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """What the layer's AnalogMatMul is fed now: (weights in ADC codes per DAC code, in_scale, scale)."""
@@ -476,11 +486,16 @@ class AnalogSession:
         """The layer's FP32 weight W (K, N), decoded from its programming plan."""
         return plan_weight(layer.g_target, layer.col_scale, layer.mapping.significance, layer.gain_us)[:k]
 
-    def _noise_offsets(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _noise_offsets(
+        self, feeds: dict[str, np.ndarray], offsets: np.random.Generator | None = None
+    ) -> dict[str, np.ndarray]:
         """Per layer, the slice of the noise bank this run's MVM noise is read from.
 
-        The bank grows (from the chip's seed) to at least twice one MVM's noise, so a slice never wraps and
-        offsets vary; offsets come from the chip's own stream, so a chip's runs repeat exactly.
+        The bank holds at least :data:`MIN_BANK_FACTOR` times the largest layer's noise of this run (a
+        power of two, at least the periphery's ``noise_bank_size``), so a slice never wraps and offsets
+        vary. It is drawn once per size from the experiment seed (:func:`bank_rng`) and shared by all chips;
+        each (chip, t) reads it at offsets from its own stream (``offsets``, default the session's current
+        (chip, t)), so a chip's runs repeat exactly and chips see independent uniform windows of it.
         """
         if not self._bank_size:
             return {}
@@ -488,12 +503,12 @@ class AnalogSession:
         key = id(shapes)  # the cached list for these input shapes: sizes computed once per shape set
         if self._sizes_key != key:
             sizes = np.asarray([int(np.prod(shape)) for shape in shapes], np.int64)
-            if int(sizes.max()) * MIN_BANK_FACTOR > self._bank_size:
-                self._bank_size = int(2 ** np.ceil(np.log2(int(sizes.max()) * MIN_BANK_FACTOR)))
-                self._set_bank()
+            self._bank_size = bank_size(self.periphery.noise_bank_size, int(sizes.max()))
+            self._set_bank()
             self._sizes_key, self._sizes = key, sizes
         sizes = self._sizes
-        starts = self._offsets.integers(0, self._bank_size - sizes + 1)
+        assert self._offsets is not None  # set_time made it
+        starts = (self._offsets if offsets is None else offsets).integers(0, self._bank_size - sizes + 1)
         ends = starts + sizes
         out = {}
         for i, layer in enumerate(self.layers):  # names built once; views of the bank, no copies
@@ -506,12 +521,27 @@ class AnalogSession:
         return out
 
     def _set_bank(self) -> None:
-        """Draw the chip's noise bank (and its copy pre-scaled for fed layers) at the current size."""
-        bank = noise_bank(self._bank_size, chip_rng(self.seed, self.chip_seed, "bank"))
+        """The experiment's noise bank (and its copy pre-scaled for fed layers) at the current size, drawn
+        the first time this size is needed and kept (a few sizes at most: one per input shape)."""
+        banks = self._banks.get(self._bank_size)
+        if banks is None:
+            bank = noise_bank(self._bank_size, bank_rng(self.seed, self._bank_size))
+            scale = 1.0 if self.periphery.read_noise > 0 else tile_constants(self.periphery).noise_std
+            banks = (bank, bank if scale == 1.0 else bank * np.float32(scale))
+            if len(self._banks) >= MAX_BANKS:
+                self._banks.pop(next(iter(self._banks)))
+            self._banks[self._bank_size] = banks
         if any(not layer.fed for layer in self.layers):
-            self._state[contract.NOISE_BANK] = bank
-        scale = 1.0 if self.periphery.read_noise > 0 else tile_constants(self.periphery).noise_std
-        self._fed_bank = bank if scale == 1.0 else bank * np.float32(scale)
+            self._state[contract.NOISE_BANK] = banks[0]
+        self._fed_bank = banks[1]
+
+
+def bank_size(minimum: int, largest: int) -> int:
+    """Length of the noise bank for a run whose largest layer needs ``largest`` noise values: ``minimum``
+    (the periphery's ``noise_bank_size``) or the power of two >= MIN_BANK_FACTOR x ``largest``."""
+    if largest * MIN_BANK_FACTOR <= minimum:
+        return int(minimum)
+    return int(2 ** np.ceil(np.log2(largest * MIN_BANK_FACTOR)))
 
 
 def _strategy_key(mapping) -> str:
@@ -660,7 +690,7 @@ def _graphs_with_iteration(graph: onnx.GraphProto, iteration: str | None = None)
 
 
 def _step_noise_offsets(
-    node: onnx.NodeProto, iteration: str, layer: ChipLayer, passes: int = 1
+    node: onnx.NodeProto, iteration: str | None, layer: ChipLayer, passes: int = 1
 ) -> list[onnx.NodeProto]:
     """Nodes giving an AnalogMatMul in a Loop body its own slice of the noise bank at every iteration i.
 
@@ -669,7 +699,8 @@ def _step_noise_offsets(
     management: 1 + bm_max_halvings). The session reserves noise_end - noise_start = T * step for
     the layer (``layer.input`` counts the vectors of all T steps), so within a run the steps' slices are
     disjoint and every step gets fresh noise; the modulo only keeps a slice inside the bank. The node's
-    inputs 6..8 are set to (bank, s_i, s_i + step).
+    inputs 6..8 are set to (bank, s_i, s_i + step). Outside Loops (``iteration`` None: an If branch), i = 0:
+    the one call reads the slice reserved for it.
     """
     p, i64 = f"{node.name}.step_noise.", onnx.TensorProto.INT64
 
@@ -688,8 +719,14 @@ def _step_noise_offsets(
         make("Slice", [p + "x_shape", p + "zero", p + "last"], "lead"),
         make("ReduceProd", [p + "lead"], "vectors", keepdims=1),
         make("Mul", [p + "vectors", p + "cols"], "step"),
-        make("Mul", [iteration, p + "step"], "skip"),
-        make("Add", [f"{node.name}.{contract.NOISE_START}", p + "skip"], "raw"),
+        *(
+            [
+                make("Mul", [iteration, p + "step"], "skip"),
+                make("Add", [f"{node.name}.{contract.NOISE_START}", p + "skip"], "raw"),
+            ]
+            if iteration is not None
+            else [make("Identity", [f"{node.name}.{contract.NOISE_START}"], "raw")]
+        ),
         make("Shape", [contract.NOISE_BANK], "bank_len"),
         make("Sub", [p + "bank_len", p + "step"], "room0"),
         make("Add", [p + "room0", p + "one"], "room"),
@@ -743,9 +780,9 @@ def _extract_layers(proto: onnx.ModelProto) -> list[ChipLayer]:
                     weights=weights,
                 )
             layers.append(layer)
-    for graph, iteration in walk_graphs(proto.graph):
-        for node in graph.node if iteration is not None else []:
-            for layer in layers:  # in a Loop body X is one step's input: use all steps' (digital_reference_model)
+    for graph, _ in list(walk_graphs(proto.graph))[1:]:
+        for node in graph.node:
+            for layer in layers:  # in a subgraph X is one call's or step's input: all of them (digital_reference_model)
                 if layer.name == node.name:
                     layer.input = f"{node.name}.{contract.TILE_INPUTS}"
     if not layers:
@@ -787,11 +824,12 @@ def _strip_chip_stage(proto: onnx.ModelProto, layers: list[ChipLayer], periphery
             if node.domain == contract.DOMAIN and node.op_type == contract.ANALOG_MATMUL:
                 gain = node.input[contract.OUT_GAIN_INPUT] if len(node.input) > contract.OUT_GAIN_INPUT else ""
                 del node.input[6:]
-                if iteration is None:  # one MVM per run: the session feeds its noise tensor as is
+                if graph is g:  # one MVM per run: the session feeds its noise tensor as is
                     node.input.append(f"{node.name}.{contract.NOISE}")
                     node.overload = overload_name(node.overload == TILED, NoiseSource.FED)
                     by_name[node.name].fed = True
-                else:  # in a Loop body: a new slice at every iteration, so time steps get fresh noise
+                else:  # in a subgraph: bank slices (a Loop body's: a new slice at every iteration, so time
+                    # steps get fresh noise; an If branch's: the slice reserved for this run)
                     new_nodes += _step_noise_offsets(node, iteration, by_name[node.name], periphery.bm_passes)
                 if gain:  # calibrated output range: the tiles' gains stay the last input
                     node.input.extend([""] * (contract.OUT_GAIN_INPUT - len(node.input)) + [gain])
