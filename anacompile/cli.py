@@ -121,6 +121,11 @@ def compile_cmd(
         "--target",
         help="simulation (for evaluate) or deploy (what a device runtime loads: no simulation-only tensors, t_inference a plain input).",
     ),
+    shared_weights: str = typer.Option(
+        "share",
+        "--shared-weights",
+        help="A stored weight read by several MatMul/Gemm ops: share (programmed once, every use reads the same tiles) or replicate (a copy per use, each on its own tiles).",
+    ),
 ) -> None:
     """Compile MODEL for analog crossbar tiles and write the annotated ONNX model."""
     from anacompile.compiler import compile_model
@@ -140,6 +145,7 @@ def compile_cmd(
             "input_ranges": input_ranges,
             "digital": list(digital),
             "layer_strategies": list(layer_strategy),
+            "shared_weights": shared_weights,
         }
         run_placement(
             model,
@@ -173,6 +179,7 @@ def compile_cmd(
         layer_strategies=list(layer_strategy),
         target=target,
         allow_invalid=allow_invalid,
+        shared_weights=shared_weights,
     )
     if json_out is not None:
         write_json(json_out, report.to_dict())

@@ -15,6 +15,7 @@ import onnx
 import onnxruntime as ort
 
 from anacompile.compiler import compile_model
+from anacompile.passes.count_macs import node_macs
 
 CRNN = Path(sysconfig.get_paths()["purelib"]) / "captcha_whisperer" / "models" / "captcha_crnn.onnx"
 
@@ -25,6 +26,9 @@ def test_unrolled_crnn_maps_its_parameters_once_and_runs_in_stock_onnxruntime(tm
     assert report.totals["weights_mapped"] == 4_799_016 and report.totals["tiles"] == 54
     shared = [layer for layer in report.layers if len(layer.uses) > 1]
     assert len(shared) == 4 and sum(len(layer.uses) for layer in shared) == 80
+    # MACs: a shared weight's tiles do the MVM of every use (one sample: each use one MVM of the weight)
+    assert all(layer.macs == len(layer.uses) * layer.parameters for layer in shared)
+    assert report.totals["macs"] == sum(m for m, _ in node_macs(onnx.load(str(CRNN))).values())
     assert any("fixed ADC bound" in note for note in report.notes)  # no data: says what is used and why
     onnx.checker.check_model(str(out), full_check=True)
     so = ort.SessionOptions()

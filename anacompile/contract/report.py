@@ -41,7 +41,8 @@ class LayerReport:
     weight_source: str = ""  # the source tensor(s) the weight is read from, with any folded ops
     shared_with: list[str] = field(default_factory=list)  # other ops reading the same stored tensor
     uses: list[str] = field(default_factory=list)  # AnalogMatMuls reading these tiles, when several share them
-    macs: int = 0  # multiply-accumulates per inference (passes/count_macs.py); the op's share for a recurrent op
+    macs: int = 0  # multiply-accumulates per inference (passes/count_macs.py); the op's share for a recurrent op;
+    # a shared weight's row counts the MVMs of all its uses
     strategy: dict[str, Any] = field(default_factory=dict)  # its own strategy (--layer-strategy); {}: the model's
     devices: int = 0  # devices holding the weight: 2 per pair per weight
     graph: str = ""  # where the op lives: "" the main graph, else the If branch / Loop or Scan body path

@@ -31,6 +31,7 @@ from anacompile.errors import UnsupportedModelError
 from anacompile.passes._layer import (
     DIGITAL_KEY,
     LAYER_KEY,
+    SHARED_KEY,
     analog_layers,
     is_use,
     node_plans,
@@ -184,6 +185,7 @@ def layer_reports(
     rows = []
     readers = tensor_readers(model.graph)
     macs = macs or {}
+    use_macs: dict[str, int] = {}  # a shared weight's owner -> the MACs of its later uses (counted in its row)
     for node, path in walk_nodes(model.graph):  # If branches and Loop/Scan bodies too; ``graph`` says where
         if LOWERINGS.get(node) is None:
             continue
@@ -191,6 +193,9 @@ def layer_reports(
         if LAYER_KEY in node.meta:
             for plan in node_plans(node):  # one row per analog layer (a recurrent op may have several)
                 if is_use(plan):  # a shared weight's later use: counted once, in its owner's row (``uses``)
+                    use_total, _ = macs.get(node.outputs[0].name if node.outputs else "", (None, False))
+                    owner = plan.extra[SHARED_KEY].name
+                    use_macs[owner] = use_macs.get(owner, 0) + int(use_total or plan.k * plan.n_out)
                     continue
                 cap = plan.n_tiles * peri.tile_rows * plan.n_col_tiles * peri.tile_cols
                 own = plan.extra.get("mapping")
@@ -236,6 +241,8 @@ def layer_reports(
             shared = [_op_name(n) for n in readers.get(source.tensor, []) if n is not node]
             for row in rows[first:]:
                 row.weight_source, row.shared_with = source.expression, shared
+    for row in rows:  # a shared weight's tiles do the MVMs of every use: its MACs are all of theirs
+        row.macs += use_macs.get(row.name, 0) if row.analog else 0
     return rows
 
 

@@ -152,3 +152,38 @@ def test_calibration_forms_agree_and_calibrated_ranges_avoid_saturation(tmp_path
     err_cal = np.abs(np.concatenate([s_cal.run({"x": x})[0] for x in xs]) - ref).max() / np.abs(ref).max()
     err_fix = np.abs(np.concatenate([s_fix.run({"x": x})[0] for x in xs]) - ref).max() / np.abs(ref).max()
     assert err_cal < 0.03 < err_fix  # the fixed bound clips; the calibrated range only quantises
+
+
+def test_cli_shared_weights_option_and_macs_of_every_use(tmp_path):
+    """``compile --shared-weights share|replicate``: one stored weight's row counts the MACs of all its uses;
+    replicas are rows of their own; the choice is in the report; a wrong value is one line."""
+    import json
+    import subprocess
+    import sys
+
+    src = tmp_path / "s.onnx"
+    _shared_model(src)
+
+    def cli(*args):
+        return subprocess.run(
+            [sys.executable, "-m", "anacompile.cli", "compile", str(src), *args],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    reports = {}
+    for mode in ("share", "replicate"):
+        r = cli("-o", str(tmp_path / f"{mode}.onnx"), "--shared-weights", mode, "--json", "-")
+        assert r.returncode == 0, r.stderr
+        reports[mode] = json.loads(r.stdout)
+    share, replicate = reports["share"], reports["replicate"]
+    assert [(la["name"], la["uses"], la["macs"]) for la in share["layers"]] == [("m1", ["m1", "m2", "m3"], 3 * W.size)]
+    assert [(la["name"], la["macs"]) for la in replicate["layers"]] == [(n, W.size) for n in ("m1", "m2", "m3")]
+    assert share["totals"]["macs"] == replicate["totals"]["macs"] == 3 * W.size  # batch dim N counted as 1
+    assert share["totals"]["tiles"] == 1 and replicate["totals"]["tiles"] == 3
+    assert any("programmed once" in note for note in share["notes"])
+    assert any("shared_weights=replicate" in note for note in replicate["notes"])
+    bad = cli("-o", str(tmp_path / "bad.onnx"), "--shared-weights", "copy")
+    assert bad.returncode == 1 and "shared_weights='copy'" in bad.stderr and "Traceback" not in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1 and not (tmp_path / "bad.onnx").exists()
