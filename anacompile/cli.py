@@ -195,9 +195,20 @@ def compile_cmd(
 def _print_layers(report) -> None:
     table = Table(title=escape(f"{Path(report.source).name} -> {report.device.get('name', '?')} crossbars"))
     sources = any("(" in getattr(layer, "weight_source", "") for layer in report.layers)  # a folded chain
-    for col in ("layer", "op", "weight", *(("weight source",) if sources else ()), "tiles", "utilisation", "mapping"):
+    graphs = any(getattr(layer, "graph", "") for layer in report.layers)  # layers inside If/Loop/Scan bodies
+    for col in (
+        "layer",
+        *(("graph",) if graphs else ()),
+        "op",
+        "weight",
+        *(("weight source",) if sources else ()),
+        "tiles",
+        "utilisation",
+        "mapping",
+    ):
         table.add_column(col)
     for layer in report.layers:
+        where = (escape(getattr(layer, "graph", "") or "(main)"),) if graphs else ()
         shape = "x".join(str(d) for d in layer.weight_shape) or "-"
         folded = getattr(layer, "weight_source", "")
         source = ((folded if "(" in folded else "-"),) if sources else ()
@@ -223,6 +234,7 @@ def _print_layers(report) -> None:
             )
             table.add_row(
                 escape(layer.name),
+                *where,
                 escape(layer.op),
                 shape,
                 *map(escape, source),
@@ -233,6 +245,7 @@ def _print_layers(report) -> None:
         else:
             table.add_row(
                 escape(layer.name),
+                *where,
                 escape(layer.op),
                 shape,
                 *map(escape, source),
