@@ -122,6 +122,8 @@ def compile_cmd(
         None, "--data", help="Data for built-in metrics (--accuracy-budget): digits or an .npz."
     ),
     chips: int = typer.Option(3, "--chips", help="Chips per configuration of the placement search."),
+    verify_chips: int = typer.Option(8, "--verify-chips", help="Fresh chips per verification of the placement found."),
+    confidence: float = typer.Option(0.95, "--confidence", help="Verification passes when its lower confidence bound clears the budget."),
     placement_json: Path | None = typer.Option(
         None, "--placement-json", help="Where to write the placement found (default: OUTPUT stem + .placement.json)."
     ),
@@ -168,6 +170,8 @@ def compile_cmd(
             metric=metric,
             data=data,
             chips=chips,
+            verify_chips=verify_chips,
+            confidence=confidence,
             placement_json=placement_json,
             plot=plot,
             force=force,
@@ -209,9 +213,20 @@ def compile_cmd(
 def _print_layers(report) -> None:
     table = Table(title=escape(f"{Path(report.source).name} -> {report.device.get('name', '?')} crossbars"))
     sources = any("(" in getattr(layer, "weight_source", "") for layer in report.layers)  # a folded chain
-    for col in ("layer", "op", "weight", *(("weight source",) if sources else ()), "tiles", "utilisation", "mapping"):
+    graphs = any(getattr(layer, "graph", "") for layer in report.layers)  # layers inside If/Loop/Scan bodies
+    for col in (
+        "layer",
+        *(("graph",) if graphs else ()),
+        "op",
+        "weight",
+        *(("weight source",) if sources else ()),
+        "tiles",
+        "utilisation",
+        "mapping",
+    ):
         table.add_column(col)
     for layer in report.layers:
+        where = (escape(getattr(layer, "graph", "") or "(main)"),) if graphs else ()
         shape = "x".join(str(d) for d in layer.weight_shape) or "-"
         folded = getattr(layer, "weight_source", "")
         source = ((folded if "(" in folded else "-"),) if sources else ()
@@ -237,6 +252,7 @@ def _print_layers(report) -> None:
             )
             table.add_row(
                 escape(layer.name),
+                *where,
                 escape(layer.op),
                 shape,
                 *map(escape, source),
@@ -247,6 +263,7 @@ def _print_layers(report) -> None:
         else:
             table.add_row(
                 escape(layer.name),
+                *where,
                 escape(layer.op),
                 shape,
                 *map(escape, source),

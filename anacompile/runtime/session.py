@@ -44,6 +44,7 @@ from anacompile.passes.deploy_form import DEPLOY, META_TARGET
 from anacompile.programming.chip_state import bank_rng, chip_rng, noise_bank, program_layer, read_weights
 from anacompile.runtime.batchnorm import expose_batchnorm_statistics
 from anacompile.runtime.digital_reference import all_nodes, digital_reference_model, plan_weight, weights_layer
+from anacompile.runtime.native_conv import native_convs
 from anacompile.runtime.ort_session import ort_session
 
 __all__ = ["AnalogSession", "ChipLayer", "digital_reference_model"]
@@ -178,6 +179,8 @@ class AnalogSession:
         stripped = _strip_chip_stage(proto, self.layers, self.periphery)
         _apply_periphery(stripped, self.layers, self.periphery)
         self.switchable = bool(switchable)
+        keep = set(extra_outputs or [])  # patch-free convs unless their tensors are asked for
+        self.native_convs = [] if self.switchable else native_convs(stripped, self.layers, self.periphery, keep)
         if self.switchable:
             _add_digital_switches(stripped, self.layers, self._digital_proto)
         self.batchnorms = expose_batchnorm_statistics(stripped)
