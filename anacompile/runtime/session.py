@@ -882,7 +882,8 @@ def _strip_chip_stage(proto: onnx.ModelProto, layers: list[ChipLayer], periphery
     inits = [t for t in g.initializer if t.name in used]
     del g.initializer[:]
     g.initializer.extend(inits)
-    inputs = [i for i in g.input if i.name in used]
+    fed = {i.name for i in state_inputs}  # a file without a chip (chip_state none) has them as inputs already
+    inputs = [i for i in g.input if i.name in used and i.name not in fed]
     del g.input[:]
     g.input.extend(inputs + state_inputs)
     opset = next((o.version for o in m.opset_import if o.domain in ("", "ai.onnx")), 17)
