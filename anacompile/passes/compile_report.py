@@ -121,6 +121,7 @@ class WriteCompileReportPass(ir.passes.InPlacePass):
         notes: notes gathered before the passes ran (calibration, external data...), then the sharing
             notes of :class:`RecordLayerReportsPass`, then the deployment-form note where ``deploy``.
         label: the source's name in the returned report (``model.meta``; the stored report has no paths).
+        chip_state: what the file carries of the chip (:data:`anacompile.contract.CHIP_STATES`).
     """
 
     def __init__(
@@ -135,8 +136,10 @@ class WriteCompileReportPass(ir.passes.InPlacePass):
         notes: list[str] | None = None,
         deploy: bool = False,
         label: str = "",
+        chip_state: str = contract.CHIP_STATE_FULL,
     ) -> None:
         super().__init__()
+        self.chip_state = chip_state
         self.device = device
         self.mapping = mapping
         self.periphery = periphery
@@ -168,6 +171,7 @@ class WriteCompileReportPass(ir.passes.InPlacePass):
             programming=self.programming,
             layers=layers,
             notes=notes,
+            chip_state=self.chip_state,
         )
         stored: dict[str, Any] = replace(report, source="", output="").to_dict()
         model.metadata_props[contract.META_REPORT] = json.dumps(stored)

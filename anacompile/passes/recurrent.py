@@ -442,8 +442,8 @@ def emit_recurrent(ctx: EmitContext) -> tuple[list[ir.Node], list[ir.Value | Non
 
     def analog(x: ir.Value, d: int, part: str = "") -> ir.Value:
         plan = plans[(d, part)]
-        (chip, mm), _ = ctx.analog(x, plan)
-        chips.append(chip)  # the chip stage stays in the main graph, before the Loop
+        (*chip, mm), _ = ctx.analog(x, plan)  # no chip stage in a file without a chip (chip_state none)
+        chips.extend(chip)  # the chip stage stays in the main graph, before the Loop
         return body.add(mm)[0]
 
     def gate(x: ir.Value, act: Activation) -> ir.Value:
