@@ -11,8 +11,8 @@ teacher. The trained weights are written back into the original graph (:meth:`On
 
 Defaults and why:
 
-* ``eta = "device"``: the weight-noise std, relative to the per-column max, is the RMS weight error that the
-  device model and programming strategy of ``compile`` leave on this model's weights after global drift
+* ``eta = "device"``: the weight-noise std of each layer, relative to the per-column max, is the RMS weight error
+  that the device model and programming strategy of ``compile`` leave on that layer's weights after global drift
   compensation, averaged over 1 s - 1 y (:mod:`anacompile.finetune.device_noise`; Joshi et al. 2020 train at the
   chip's own programming noise). Clipping at 2.5 std, Adam with lr 1e-3 and cosine decay, batch 64: the models/
   HWA recipe (reference values of Joshi et al. 2020 and the aihwkit tutorials).
@@ -71,8 +71,9 @@ class FinetuneConfig:
         patience: stop after this many epochs without a better validation loss (0: never stop early).
         val_fraction: share of the calibration inputs held out for early stopping.
         val_draws: weight-noise draws (simulated chips) the held-out loss is averaged over.
-        eta: weight-noise std relative to max|W|, or ``"device"``: the RMS weight error the device model leaves
-            on this model's weights over ``device_times`` (:func:`anacompile.finetune.device_noise.device_eta`).
+        eta: weight-noise std relative to max|W|, or ``"device"``: for each analog layer, the RMS weight error the
+            device model leaves on that layer's weights over ``device_times``
+            (:func:`anacompile.finetune.device_noise.device_etas`).
         device_times: times after programming that ``eta="device"`` averages the weight error over.
         noise_scope: ``column`` or ``tensor`` (what max|W| is taken over).
         noise_draw: ``batch`` (one weight-noise draw per layer and mini-batch, shared by a recurrent layer's time
@@ -143,6 +144,7 @@ class FinetuneResult:
     analog_layers: list[str]
     input_ranges: dict[str, float] | None
     eta: float
+    eta_per_layer: dict[str, float]
     input_ranges_file: str | None
     config: dict[str, Any]
     periphery: dict[str, Any]
@@ -429,10 +431,13 @@ def finetune(
     if missing:
         notes.append(f"analog layers never reached by the calibration inputs: {missing}")
     if cfg.eta == "device":
-        from anacompile.finetune.device_noise import device_eta
+        from anacompile.finetune.device_noise import device_etas
 
-        eta_value = device_eta(list(sim.weights.values()), device, strategy, cfg.device_times, seed=cfg.seed)
-        logger.info("eta=device: %.4f of the column max over %s", eta_value, cfg.device_times)
+        sim.layer_eta = device_etas(sim.weights, device, strategy, cfg.device_times, seed=cfg.seed)
+        sizes = {k: m.size for k, m in sim.weights.items()}
+        # the model's overall level (RMS over all weights), for the report
+        eta_value = math.sqrt(sum(sim.layer_eta[k] ** 2 * sizes[k] for k in sizes) / max(sum(sizes.values()), 1))
+        logger.info("eta=device over %s: %s", cfg.device_times, sim.layer_eta)
     else:
         eta_value = eta0
     sim.noise = HWANoise(eta_value, cfg.noise_scope, cfg.clip_a, cfg.noise_draw)
@@ -546,6 +551,7 @@ def finetune(
         analog_layers=sorted(name for plans in layer_names.values() for name, _ in plans),
         input_ranges=ranges,
         eta=eta_value,
+        eta_per_layer=dict(sim.layer_eta) or {k: eta_value for k in layer_names},
         input_ranges_file=None if ranges_path is None else str(ranges_path),
         config=asdict(cfg),
         periphery=peri.to_dict(),
