@@ -38,8 +38,13 @@ def finetune_command(
     lr: Annotated[float, typer.Option("--lr", help="Adam learning rate (cosine decay).")] = 1e-3,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Samples per step.")] = 64,
     patience: Annotated[
-        int, typer.Option("--patience", help="Epochs without improvement before stopping (0: never).")
-    ] = 10,
+        int,
+        typer.Option(
+            "--patience",
+            help="Stop after N epochs without a better held-out loss and keep the best epoch (0: full schedule, "
+            "final weights).",
+        ),
+    ] = FinetuneDefaults.patience,
     eta: Annotated[
         str,
         typer.Option(
