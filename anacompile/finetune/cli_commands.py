@@ -73,8 +73,12 @@ def finetune_command(
         ),
     ] = "batch",
     clip_a: Annotated[float, typer.Option("--clip-a", help="Clip weights to +-a std(W) (0: off).")] = 2.5,
-    loss: Annotated[str, typer.Option("--loss", help="Distillation loss: mse (logits), kl, cosine.")] = "mse",
-    temperature: Annotated[float, typer.Option("--temperature", help="Temperature of the kl loss.")] = 4.0,
+    loss: Annotated[
+        str, typer.Option("--loss", help="Distillation loss: kl (class scores), mse (regression), cosine (embeddings).")
+    ] = FinetuneDefaults.loss,
+    temperature: Annotated[
+        float, typer.Option("--temperature", help="Temperature of the kl loss.")
+    ] = FinetuneDefaults.temperature,
     labels: Annotated[
         bool, typer.Option("--labels/--no-labels", help="Add a task loss with the calibration data's labels.")
     ] = False,

@@ -24,7 +24,7 @@ from anacompile.finetune._torch import MissingDependencyError, require_torch  # 
 from anacompile.finetune.cli_commands import finetune_command  # noqa: E402
 from tests.conftest import MODELS, ROOT  # noqa: E402
 
-FAST = FinetuneConfig(epochs=2, max_samples=300, patience=0)
+FAST = FinetuneConfig(epochs=2, max_samples=300, patience=0, loss="mse")
 
 
 @pytest.fixture(scope="module")
