@@ -43,6 +43,12 @@ PERTURBATIONS = [
         'z_k = b.op("Add", z_k, b.op("Mul", b.op("Mul", b.op("Sqrt", var), xi), b.const(1.05)))',
     ),
     (
+        "conv without patches: fed noise x1.05",
+        "anacompile/crossbar/functions.py",
+        'lambda k, z_k: b.op("Reshape", "noise_bank", b.op("Shape", z_k))',
+        'lambda k, z_k: b.op("Mul", b.op("Reshape", "noise_bank", b.op("Shape", z_k)), b.const(1.05))',
+    ),
+    (
         "in-graph output noise x1.05",
         "anacompile/crossbar/functions.py",
         'b.op("Mul", b.attr_const("noise_std"), xi)',

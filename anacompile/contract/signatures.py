@@ -95,5 +95,7 @@ CHIP_ATTRIBUTES = (
 ANALOG_MATMUL_SIGNATURE = OpSignature(
     ANALOG_MATMUL, MATMUL_INPUTS, MATMUL_OUTPUTS, MATMUL_ATTRIBUTES, ("", TILED, "fed", f"{TILED}_fed")
 )
-"""Overloads: ``""`` one tile, ``tiled`` several row tiles; ``_fed``: the noise is fed in input 6 (session)."""
+"""Overloads: ``""`` one tile, ``tiled`` several row tiles; ``_fed``: the noise is fed in input 6 (session).
+The analog session's own model (never a file) adds ``conv.<layer>``: a convolution's body without patches, X
+the conv's input (:mod:`anacompile.runtime.native_conv`)."""
 CHIP_WEIGHTS_SIGNATURE = OpSignature(CHIP_WEIGHTS, CHIP_INPUTS, CHIP_OUTPUTS, CHIP_ATTRIBUTES)

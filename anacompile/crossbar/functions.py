@@ -120,7 +120,7 @@ def overload_name(tiled: bool, noise: NoiseSource = NoiseSource.RANDOM) -> str:
 
 
 def build_analog_matmul_function(
-    periphery: Periphery, opset: int, noise: NoiseSource = NoiseSource.RANDOM, tiled: bool = False
+    periphery: Periphery, opset: int, noise: NoiseSource = NoiseSource.RANDOM, tiled: bool = False, pairs: bool = False
 ) -> onnx.FunctionProto:
     """``AnalogMatMul(X, W, in_scale, scale, bias, ir_row_weight, noise_bank, noise_start, noise_end) -> Y``.
 
@@ -135,6 +135,10 @@ def build_analog_matmul_function(
     (n_tiles, 1, 1), scale (n_tiles, 1, N), ir_row_weight (tile_rows, 1); X is zero-padded to whole tiles,
     each tile has its own DAC and ADC, and the partial sums are added digitally.
 
+    ``pairs`` (tiled only; the plain body broadcasts as it is): a leading axis of P (chip, t) pairs, as
+    :mod:`anacompile.runtime.chip_batch` runs them: X (P, vectors, K), W (P, n_tiles, tile_rows, N), scale
+    (P, n_tiles, 1, N), Y (P, vectors, N); each pair's arithmetic is the one-pair body's.
+
     The arithmetic is :func:`anacompile.crossbar.reference.analog_matmul_reference`, op for op.
     """
     p = periphery
@@ -142,17 +146,23 @@ def build_analog_matmul_function(
     i64 = TensorProto.INT64
     if tiled:
         shape_w = b.op("Shape", "W")
-        nb = b.op("Slice", shape_w, b.const([0], i64), b.const([1], i64))
-        tr = b.op("Slice", shape_w, b.const([1], i64), b.const([2], i64))
-        n_out = b.op("Slice", shape_w, b.const([2], i64), b.const([3], i64))
+        o = 1 if pairs else 0  # W's axes after the pair axis
+        n_pairs = b.op("Slice", shape_w, b.const([0], i64), b.const([1], i64)) if pairs else None
+        nb = b.op("Slice", shape_w, b.const([o], i64), b.const([o + 1], i64))
+        tr = b.op("Slice", shape_w, b.const([o + 1], i64), b.const([o + 2], i64))
+        n_out = b.op("Slice", shape_w, b.const([o + 2], i64), b.const([o + 3], i64))
         shape_x = b.op("Shape", "X")
         lead = b.op("Slice", shape_x, b.const([0], i64), b.const([-1], i64))
         k = b.op("Slice", shape_x, b.const([-1], i64), b.const([2**62], i64))
         x2 = b.op("Reshape", "X", b.op("Concat", b.const([-1], i64), k, axis=0))
         pad = b.op("Sub", b.op("Mul", nb, tr), k)
         xp = b.op("Pad", x2, b.op("Concat", b.const([0, 0, 0], i64), pad, axis=0))
-        xb = b.op("Reshape", xp, b.op("Concat", b.const([-1], i64), nb, tr, axis=0))
-        xt = b.op("Transpose", xb, perm=[1, 0, 2])
+        if n_pairs is not None:  # (P * vectors, K) -> (P, n_tiles, vectors, tile_rows)
+            xb = b.op("Reshape", xp, b.op("Concat", n_pairs, b.const([-1], i64), nb, tr, axis=0))
+            xt = b.op("Transpose", xb, perm=[0, 2, 1, 3])
+        else:
+            xb = b.op("Reshape", xp, b.op("Concat", b.const([-1], i64), nb, tr, axis=0))
+            xt = b.op("Transpose", xb, perm=[1, 0, 2])
     else:
         xt = "X"
     a_in = None
@@ -166,14 +176,7 @@ def build_analog_matmul_function(
             a_in = b.op("Max", amax, b.const(ABSMAX_EPS))
             inv = b.op("Reciprocal", b.op("Mul", a_in, b.attr_const("dac_step")))
         xs = b.op("Mul", xt, inv)
-    abs_w = b.op("Abs", "W") if (p.read_noise > 0 or p.ir_drop > 0) else None
     gain = "out_gain" if p.output_range is OutputRange.CALIBRATED else None
-    k1 = None
-    if p.read_noise > 0 and p.has_mvm_noise:  # read noise scales with the gain: k1 g^2
-        k1 = (
-            b.attr_const("noise_k1") if gain is None else b.op("Mul", b.attr_const("noise_k1"), b.op("Mul", gain, gain))
-        )
-    w_ir = b.op("Mul", "W", "ir_row_weight") if p.ir_drop > 0 else None
     passes = p.bm_passes
     xi_all = "noise_bank" if noise is NoiseSource.FED and passes > 1 else None
     if p.has_mvm_noise and noise is NoiseSource.BANK and passes > 1:
@@ -185,57 +188,34 @@ def build_analog_matmul_function(
             axis=0,
         )
         xi_all = b.op("Reshape", b.op("Slice", "noise_bank", "noise_start", "noise_end"), shape_all)
-    z = None
-    # iterative bound management: pass k halves the input k times; from the last pass back to the first a
-    # vector keeps the first pass in which none of its outputs saturates (reference: tile_forward)
-    for k in reversed(range(passes)):
-        if xs is None:
-            q = xt
-        else:
-            xk = xs if k == 0 else b.op("Mul", xs, b.const(0.5**k))
-            levels = b.attr_const("dac_levels")
-            q = b.op("Round", b.op("Clip", xk, b.op("Neg", levels), levels))
-        z_k = b.op("MatMul", q, "W")
-        if p.ir_drop > 0:
-            a = b.op("Mul", b.op("MatMul", b.op("Abs", q), abs_w), b.attr_const("ir_a_scale"))
-            inner = b.op("Add", b.op("Mul", a, b.op("Sub", b.op("Mul", a, b.const(0.05)), b.const(0.2))), b.const(0.5))
-            corr = b.op("Mul", a, inner)
-            z_k = b.op("Sub", z_k, b.op("Mul", b.op("Mul", b.attr_const("ir_drop"), corr), b.op("MatMul", q, w_ir)))
-        if gain is not None:  # calibrated output range: the tile's gain before the ADC
-            z_k = b.op("Mul", z_k, gain)
-        if p.has_mvm_noise:
-            if noise is NoiseSource.RANDOM:
-                xi = normal_like(b, z_k, opset, [z_k])
-            elif xi_all is not None:
-                xi = b.op("Gather", xi_all, b.const(k, i64), axis=0)
-            elif noise is NoiseSource.FED:
-                xi = "noise_bank"
-            else:
-                xi = b.op("Reshape", b.op("Slice", "noise_bank", "noise_start", "noise_end"), b.op("Shape", z_k))
-            if p.read_noise > 0:
-                var = b.op("Add", b.op("Mul", b.op("MatMul", b.op("Mul", q, q), abs_w), k1), b.attr_const("noise_k2"))
-                z_k = b.op("Add", z_k, b.op("Mul", b.op("Sqrt", var), xi))
-            elif noise is NoiseSource.FED:
-                z_k = b.op("Add", z_k, xi)  # fed pre-scaled by noise_std
-            else:
-                z_k = b.op("Add", z_k, b.op("Mul", b.attr_const("noise_std"), xi))
-        saturated = None
-        if passes > 1:
-            peak = b.reduce("ReduceMax", b.op("Abs", z_k), [-1], 1, opset)
-            saturated = b.op("GreaterOrEqual", peak, b.attr_const("code_bound"))
-        if p.adc_bits is not None:
-            z_k = b.op("Round", z_k)
-        if p.adc_bound is not None:
-            bound = b.attr_const("code_bound")
-            z_k = b.op("Clip", z_k, b.op("Neg", bound), bound)
-        if k:
-            z_k = b.op("Mul", z_k, b.const(2.0**k))
-        z = z_k if z is None else b.op("Where", saturated, z, z_k)
+
+    def pass_noise(k: int, z_k: str) -> str:
+        if noise is NoiseSource.RANDOM:
+            return normal_like(b, z_k, opset, [z_k])
+        if xi_all is not None:
+            return b.op("Gather", xi_all, b.const(k, i64), axis=0)
+        if noise is NoiseSource.FED:
+            return "noise_bank"
+        return b.op("Reshape", b.op("Slice", "noise_bank", "noise_start", "noise_end"), b.op("Shape", z_k))
+
+    z = periphery_passes(
+        b,
+        p,
+        opset,
+        xs if xs is not None else xt,
+        lambda left, weight: b.op("MatMul", left, weight),
+        derived_weights(b, p, "W", "ir_row_weight"),
+        gain,
+        pass_noise,
+        prescaled=noise is NoiseSource.FED,
+        axis=-1,
+    )
     if a_in is not None:
         z = b.op("Mul", z, a_in)  # abs-max: one input range per vector
     if tiled:
         # sum of the tiles' partial sums: ones(1, n_tiles) @ (z * scale); ReduceSum over a leading axis is slow
-        zs = b.op("Reshape", b.op("Mul", z, "scale"), b.op("Concat", nb, b.const([-1], i64), axis=0))
+        zs_shape = [nb, b.const([-1], i64)] if n_pairs is None else [n_pairs, nb, b.const([-1], i64)]
+        zs = b.op("Reshape", b.op("Mul", z, "scale"), b.op("Concat", *zs_shape, axis=0))
         ones = b.op(
             "ConstantOfShape",
             b.op("Concat", b.const([1], i64), nb, axis=0),
@@ -257,6 +237,217 @@ def build_analog_matmul_function(
     )
     fn.overload = overload_name(tiled, noise)
     return fn
+
+
+def build_analog_conv_function(
+    periphery: Periphery,
+    opset: int,
+    layer: str,
+    window: dict,
+    channels: int,
+    n_out: int,
+    n_tiles: int,
+    tile_rows: int,
+) -> onnx.FunctionProto:
+    """``AnalogMatMul`` of one convolution layer without patches: the tile MVMs as native ``Conv`` ops.
+
+    Same inputs as the fed bodies (:func:`build_analog_matmul_function`), but X is the convolution's input
+    (N, C, *S) instead of its patches (..., K), and Y is (N, N_out, *S'). With static input ranges (or no
+    DAC) the DAC commutes with patch extraction: a patch holds input elements and padding zeros, and the DAC
+    maps 0 to the code 0, so the codes of the patches are the patches of the codes. The input is quantised
+    once, and every MVM of the tile arithmetic (q W, q W_ir, |q| |W|, q^2 |W|) is a Conv of the codes with
+    the matrix rows as its kernel: rows are channel-major (c, kernel offset), so W (K, N) is the kernel
+    (N, C, *kernel) transposed; q W and q W_ir are one Conv with both kernels. Several row tiles, each
+    holding whole channels (``tile_rows`` a multiple of prod(kernel)), are one grouped Conv (group = n_tiles)
+    over the zero-padded channels, each group with its own DAC scale; the periphery then runs on
+    (N, n_tiles, N_out, positions) and the partial sums are added by a MatMul. The fed noise holds one
+    standard normal per output of every tile MVM, as on the patch path; they are assigned to the outputs in
+    another order, which does not change their law.
+
+    ``window`` is the source conv's kernel_shape, strides, dilations and pads or auto_pad.
+    """
+    p = periphery
+    if p.bm_passes > 1 or (p.dac_bits is not None and p.input_range is not InputRange.STATIC):
+        raise ValueError("a convolution without patches needs static input ranges (or no DAC), one pass")
+    b = _Body()
+    i64 = TensorProto.INT64
+    kernel = [int(k) for k in window["kernel_shape"]]
+    r, kk = len(kernel), int(math.prod(window["kernel_shape"]))
+    tiled = n_tiles > 1
+    cpt = tile_rows // kk if tiled else channels  # input channels per tile
+    attrs = {k: v for k, v in window.items() if k != "group"}
+    x = "X"
+    if tiled and n_tiles * cpt > channels:  # zero channels up to whole tiles (their weight rows are zero)
+        pads = [0] * (2 * (r + 2))
+        pads[r + 2 + 1] = n_tiles * cpt - channels
+        x = b.op("Pad", x, b.const(pads, i64))
+    if p.dac_bits is None:
+        xs = x
+    elif tiled:  # one DAC scale per tile: per group of cpt channels
+        per_tile = b.op("Reshape", "in_scale", b.const([n_tiles, 1], i64))
+        per_channel = b.op("Expand", per_tile, b.const([n_tiles, cpt], i64))
+        xs = b.op("Mul", x, b.op("Reshape", per_channel, b.const([1, n_tiles * cpt] + [1] * r, i64)))
+    else:
+        xs = b.op("Mul", x, "in_scale")
+    if tiled:  # (n_tiles, tile_rows, N) -> (n_tiles * N, cpt, *kernel)
+        wk = b.op("Reshape", "W", b.const([n_tiles, cpt, kk, n_out], i64))
+        wk = b.op("Reshape", b.op("Transpose", wk, perm=[0, 3, 1, 2]), b.const([n_tiles * n_out, cpt, *kernel], i64))
+    else:  # (K, N) -> (N, C, *kernel)
+        wk = b.op("Reshape", b.op("Transpose", "W", perm=[1, 0]), b.const([n_out, channels, *kernel], i64))
+    irw = b.op("Reshape", "ir_row_weight", b.const([1, cpt, *kernel], i64)) if p.ir_drop > 0 else "ir_row_weight"
+    flat = b.const([0, n_tiles, n_out, -1], i64)
+    convs: list[str] = []
+
+    def conv(left: str, weight: str) -> str:
+        convs.append(b.op("Conv", left, weight, group=n_tiles, **attrs))
+        return convs[-1]
+
+    def mvm(left: str, weight: str) -> str:
+        out = conv(left, weight)
+        return b.op("Reshape", out, flat) if tiled else out  # tiled: (N, n_tiles, N_out, positions)
+
+    def mvm_pair(q: str, w: str, w_ir: str) -> tuple[str, str]:
+        both = conv(q, b.op("Concat", w, w_ir, axis=0))
+        z = b.op("Split", both, b.const([n_out, n_out], i64), axis=1, n_out=2)
+        return z, b.nodes[-1].output[1]
+
+    gain = None
+    if p.output_range is OutputRange.CALIBRATED:
+        gain = b.op("Reshape", "out_gain", b.const([n_tiles, 1, 1], i64)) if tiled else "out_gain"
+    z = periphery_passes(
+        b,
+        p,
+        opset,
+        xs,
+        mvm,
+        derived_weights(b, p, wk, irw),
+        gain,
+        lambda k, z_k: b.op("Reshape", "noise_bank", b.op("Shape", z_k)),
+        prescaled=True,
+        axis=2 if tiled else 1,
+        mvm_pair=None if tiled else mvm_pair,
+    )
+    if tiled:
+        zs = b.op("Mul", z, b.op("Reshape", "scale", b.const([n_tiles, n_out, 1], i64)))
+        row = b.op("Reshape", b.const([1.0] * n_tiles), b.const([1, n_tiles], i64))
+        summed = b.op("MatMul", row, b.op("Reshape", zs, b.const([0, n_tiles, -1], i64)))
+        conv_shape = b.op("Shape", convs[0])
+        out_shape = b.op(
+            "Concat",
+            b.op("Slice", conv_shape, b.const([0], i64), b.const([1], i64)),
+            b.const([n_out], i64),
+            b.op("Slice", conv_shape, b.const([2], i64), b.const([2**62], i64)),
+            axis=0,
+        )
+        y = b.op("Reshape", summed, out_shape)
+    else:
+        y = b.op("Mul", z, b.op("Reshape", "scale", b.const([1, n_out] + [1] * r, i64)))
+    b.op("Add", y, b.op("Reshape", "bias", b.const([1, n_out] + [1] * r, i64)))
+    b.nodes[-1].output[0] = "Y"
+    fn = helper.make_function(
+        contract.DOMAIN,
+        contract.ANALOG_MATMUL,
+        list(MATMUL_INPUTS),
+        list(contract.MATMUL_OUTPUTS),
+        b.nodes,
+        [helper.make_opsetid("", opset)],
+        attributes=list(MATMUL_ATTRIBUTES),
+        doc_string=f"Analog tiles of convolution {layer} as native Conv ops (anacompile session).",
+    )
+    fn.overload = conv_overload(layer)
+    return fn
+
+
+def conv_overload(layer: str) -> str:
+    """Overload of the AnalogMatMul body of convolution ``layer`` without patches (the analog session's)."""
+    return f"{CONV}.{layer}"
+
+
+CONV = "conv"
+
+
+def derived_weights(b: _Body, p: Periphery, w: str, ir_row_weight: str) -> tuple[str, str | None, str | None]:
+    """(W, |W|, W * ir_row_weight) of the standard model's extra MVMs (None where that effect is off)."""
+    abs_w = b.op("Abs", w) if (p.read_noise > 0 or p.ir_drop > 0) else None
+    w_ir = b.op("Mul", w, ir_row_weight) if p.ir_drop > 0 else None
+    return w, abs_w, w_ir
+
+
+def periphery_passes(
+    b: _Body,
+    p: Periphery,
+    opset: int,
+    xs: str,
+    mvm,
+    weights: tuple[str, str | None, str | None],
+    gain: str | None,
+    pass_noise,
+    prescaled: bool,
+    axis: int,
+    mvm_pair=None,
+) -> str:
+    """DAC codes -> MVM with IR drop, gain, noise -> ADC, for every bound-management pass; returns the codes.
+
+    ``xs`` is the input already scaled to DAC code units (or the raw input with the DAC off); ``mvm(left,
+    weight)`` is the tile MVM (a MatMul, or a Conv for a convolution without patches) of a left operand
+    shaped like ``xs`` with one of ``weights`` = (W, |W|, W * ir_row_weight); ``pass_noise(k, z_k)`` gives
+    pass k's standard normals shaped like ``z_k`` (pre-scaled by ``noise_std`` when ``prescaled`` and the
+    read noise is off); ``axis`` is the axis of an output vector's N values (for bound management);
+    ``mvm_pair(q, W, W_ir)``, if given, computes (q W, q W_ir) in one op. The arithmetic is
+    :func:`anacompile.crossbar.reference.tile_forward`'s, op for op.
+    """
+    w, abs_w, w_ir = weights
+    k1 = None
+    if p.read_noise > 0 and p.has_mvm_noise:  # read noise scales with the gain: k1 g^2
+        k1 = (
+            b.attr_const("noise_k1") if gain is None else b.op("Mul", b.attr_const("noise_k1"), b.op("Mul", gain, gain))
+        )
+    passes = p.bm_passes
+    z = None
+    # iterative bound management: pass k halves the input k times; from the last pass back to the first a
+    # vector keeps the first pass in which none of its outputs saturates (reference: tile_forward)
+    for k in reversed(range(passes)):
+        if p.dac_bits is None:
+            q = xs
+        else:
+            xk = xs if k == 0 else b.op("Mul", xs, b.const(0.5**k))
+            levels = b.attr_const("dac_levels")
+            q = b.op("Round", b.op("Clip", xk, b.op("Neg", levels), levels))
+        if p.ir_drop > 0 and mvm_pair is not None:
+            z_k, z_ir = mvm_pair(q, w, w_ir)
+        else:
+            z_k = mvm(q, w)
+            z_ir = mvm(q, w_ir) if p.ir_drop > 0 else None
+        if p.ir_drop > 0:
+            a = b.op("Mul", mvm(b.op("Abs", q), abs_w), b.attr_const("ir_a_scale"))
+            inner = b.op("Add", b.op("Mul", a, b.op("Sub", b.op("Mul", a, b.const(0.05)), b.const(0.2))), b.const(0.5))
+            corr = b.op("Mul", a, inner)
+            z_k = b.op("Sub", z_k, b.op("Mul", b.op("Mul", b.attr_const("ir_drop"), corr), z_ir))
+        if gain is not None:  # calibrated output range: the tile's gain before the ADC
+            z_k = b.op("Mul", z_k, gain)
+        if p.has_mvm_noise:
+            xi = pass_noise(k, z_k)
+            if p.read_noise > 0:
+                var = b.op("Add", b.op("Mul", mvm(b.op("Mul", q, q), abs_w), k1), b.attr_const("noise_k2"))
+                z_k = b.op("Add", z_k, b.op("Mul", b.op("Sqrt", var), xi))
+            elif prescaled:
+                z_k = b.op("Add", z_k, xi)  # fed pre-scaled by noise_std
+            else:
+                z_k = b.op("Add", z_k, b.op("Mul", b.attr_const("noise_std"), xi))
+        saturated = None
+        if passes > 1:
+            peak = b.reduce("ReduceMax", b.op("Abs", z_k), [axis], 1, opset)
+            saturated = b.op("GreaterOrEqual", peak, b.attr_const("code_bound"))
+        if p.adc_bits is not None:
+            z_k = b.op("Round", z_k)
+        if p.adc_bound is not None:
+            bound = b.attr_const("code_bound")
+            z_k = b.op("Clip", z_k, b.op("Neg", bound), bound)
+        if k:
+            z_k = b.op("Mul", z_k, b.const(2.0**k))
+        z = z_k if z is None else b.op("Where", saturated, z, z_k)
+    assert z is not None  # passes >= 1
+    return z
 
 
 HASH_MODULUS = 2**31 - 1

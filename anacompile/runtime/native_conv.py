@@ -1,0 +1,113 @@
+"""Convolutions without the patch matrix, in the analog session (issue 14).
+
+A compiled file runs a convolution layer as patch extraction (a one-hot ``Conv``), a Transpose to channels
+last, one ``AnalogMatMul`` over the patches and a Transpose back (:mod:`anacompile.passes.conv`). That is
+right for every periphery, abs-max input ranges included, but the DAC and the whole periphery then run on the
+patch matrix, prod(kernel) times the activations, and the one-hot ``Conv`` (C * prod(kernel) output channels)
+is the slowest node of the model.
+
+With static input ranges (or no DAC) the DAC commutes with patch extraction, so the session replaces the
+four nodes of such a layer by one ``AnalogMatMul`` call of a per-layer body that quantises the input once and
+runs the tile MVMs as native ``Conv`` ops of the fed weights
+(:func:`anacompile.crossbar.functions.build_analog_conv_function`). It is fed what the patch path is fed
+(the chip's weights, scales, and one standard normal per tile output), so the session's programming, noise
+bank and shape probes are unchanged.
+
+Layers keep the patch path with abs-max ranges (one range per patch), with iterative bound management (the
+DAC runs once per pass, on halved inputs), for ``ConvTranspose`` (patches of the zero-inserted input), when a
+row tile would split an input channel (that channel would have two DAC scales), for a pointwise conv (no
+patches to save), and when a tensor of the patch path is asked for (``extra_outputs``).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import onnx
+from onnx import helper
+
+from anacompile import contract
+from anacompile.crossbar.functions import build_analog_conv_function, conv_overload
+from anacompile.crossbar.periphery import InputRange, Periphery
+from anacompile.graph_walk import all_nodes
+
+__all__ = ["native_convs"]
+
+
+def native_convs(
+    m: onnx.ModelProto, layers, periphery: Periphery, keep: set[str] | frozenset[str] = frozenset()
+) -> list[str]:
+    """Rewrite every eligible convolution layer of the session model ``m`` in place; return their names.
+
+    Args:
+        m: the session's model (chip stage stripped; a main-graph layer's noise, if any, is fed).
+        layers: the session's :class:`~anacompile.runtime.session.ChipLayer` list.
+        periphery: the periphery in force.
+        keep: tensor names that must stay computed (``extra_outputs``).
+    """
+    static = periphery.dac_bits is None or periphery.input_range is InputRange.STATIC
+    if not static or periphery.bm_passes > 1:
+        return []
+    g = m.graph
+    producers = {out: node for node in g.node for out in node.output}
+    uses = Counter(name for node in all_nodes(g) for name in node.input)
+    pinned = set(keep) | {o.name for o in g.output}
+    by_name = {layer.name: layer for layer in layers}
+    opset = next((o.version for o in m.opset_import if o.domain in ("", "ai.onnx")), 17)
+    drop: set[int] = set()
+    done: list[str] = []
+    for node in g.node:  # main-graph layers only (their noise is fed; Loop bodies slice the bank)
+        layer = by_name.get(node.name)
+        if layer is None or node.domain != contract.DOMAIN or node.op_type != contract.ANALOG_MATMUL:
+            continue
+        found = _patch_nodes(node, layer, producers, uses, pinned, g)
+        if found is None:
+            continue
+        patch, to_last, to_first, window = found
+        spec = layer.spec
+        channels = int(window["group"])
+        m.functions.append(
+            build_analog_conv_function(
+                periphery, opset, node.name, window, channels, spec.n_out, spec.n_tiles, spec.rows
+            )
+        )
+        node.input[0] = patch.input[0]
+        node.output[0] = to_first.output[0]
+        node.overload = conv_overload(node.name)
+        drop.update((id(patch), id(to_last), id(to_first)))
+        done.append(node.name)
+    if done:
+        kept = [n for n in g.node if id(n) not in drop]
+        del g.node[:]
+        g.node.extend(kept)
+        used = {name for n in all_nodes(g) for name in n.input}
+        inits = [t for t in g.initializer if t.name in used]
+        del g.initializer[:]
+        g.initializer.extend(inits)
+    return done
+
+
+def _patch_nodes(node, layer, producers, uses, pinned, g):
+    """(patch Conv, channels-last and channels-first Transposes, the window) of a layer to rewrite, or None."""
+    name = node.name
+    to_last = producers.get(node.input[0])
+    if to_last is None or to_last.op_type != "Transpose" or to_last.name != f"{name}.channels_last":
+        return None
+    patch = producers.get(to_last.input[0])
+    if patch is None or patch.name != f"{name}.patches" or patch.op_type != "Conv":
+        return None  # pointwise (no patches), or ConvTranspose (patches of the zero-inserted input)
+    to_first = next((n for n in g.node if n.name == f"{name}.channels_first" and n.input[0] == node.output[0]), None)
+    if to_first is None:
+        return None
+    window = {a.name: helper.get_attribute_value(a) for a in patch.attribute}
+    window = {k: v.decode() if isinstance(v, bytes) else v for k, v in window.items()}
+    kk = int(np.prod(window["kernel_shape"]))
+    spec = layer.spec
+    if spec.tiled and spec.rows % kk:  # a tile boundary inside an input channel
+        return None
+    if not spec.tiled and spec.rows != int(window["group"]) * kk:
+        return None
+    if any(uses[t] != 1 or t in pinned for t in (patch.output[0], to_last.output[0], node.output[0])):
+        return None
+    return patch, to_last, to_first, window
