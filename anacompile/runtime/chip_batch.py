@@ -275,7 +275,7 @@ def _batched_model(proto: onnx.ModelProto, layers, periphery) -> onnx.ModelProto
     m.CopyFrom(proto)
     by_name = {layer.name: layer for layer in layers}
     i64 = onnx.TensorProto.INT64
-    for graph, _ in reversed(list(walk_graphs(m.graph))):  # innermost first (see session._strip_chip_stage)
+    for graph, _ in reversed(list(walk_graphs(m.graph))):  # innermost first (node lists are rebuilt)
         new_nodes, changed = [], False
         for node in graph.node:
             if not (node.domain == contract.DOMAIN and node.op_type == contract.ANALOG_MATMUL and node.name in by_name):
