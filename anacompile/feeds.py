@@ -11,10 +11,11 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from anacompile.contract import chip_state_inputs
 from anacompile.datasets import load_builtin
 from anacompile.errors import DataError
 
-__all__ = ["LABELS_KEY", "load_feeds", "load_npz", "model_input_specs"]
+__all__ = ["LABELS_KEY", "feed_batches", "is_whole_inputs", "load_feeds", "load_npz", "model_input_specs"]
 
 LABELS_KEY = "labels"
 
@@ -37,8 +38,9 @@ def _np_type(elem_type: int) -> type:
 
 
 def model_input_specs(proto: onnx.ModelProto) -> list[tuple[str, list[int | None], type]]:
-    """(name, dims with None for dynamic, numpy dtype) of every real input (not an overridable initializer)."""
-    inits = {i.name for i in proto.graph.initializer}
+    """(name, dims with None for dynamic, numpy dtype) of every real input (not an overridable initializer,
+    nor the chip state a ``chip_state: none`` file is fed by the session)."""
+    inits = {i.name for i in proto.graph.initializer} | chip_state_inputs(proto)
     specs = []
     for vi in proto.graph.input:
         if vi.name in inits:
@@ -181,6 +183,8 @@ def _fit(x: np.ndarray, name: str, dims: list[int | None], dtype: type, where: s
     if x.dtype.kind not in "biuf":
         raise DataError(f"{where}model input {name!r}: the data has dtype {x.dtype}; give numbers.")
     static = dims[1:]
+    if not dims or (is_whole_inputs(x, dims) and not _fits_batched(x, dims)):
+        return np.ascontiguousarray(x.astype(dtype, copy=False))  # one whole input per sample
     if all(d is not None for d in static) and static:
         size = int(np.prod(static))
         if x[0].size != size:
@@ -190,3 +194,42 @@ def _fit(x: np.ndarray, name: str, dims: list[int | None], dtype: type, where: s
             )
         x = x.reshape((x.shape[0], *static))
     return np.ascontiguousarray(x.astype(dtype, copy=False))
+
+
+def _fits_batched(x: np.ndarray, dims: list[int | None]) -> bool:
+    static = dims[1:]
+    if static and all(d is not None for d in static):
+        return x[0].size == int(np.prod(static))
+    return x.ndim == len(dims)
+
+
+def is_whole_inputs(x: np.ndarray, dims: list[int | None]) -> bool:
+    """Whether ``x`` stacks whole inputs of shape ``dims`` along a leading sample axis (one more axis than the
+    input, every known dim equal): a recurrent state (2, 1, 128), a scalar such as a sample rate."""
+    x = np.asarray(x)
+    return x.ndim == len(dims) + 1 and all(d is None or d == s for d, s in zip(dims, x.shape[1:], strict=True))
+
+
+def feed_batches(
+    feeds: dict[str, np.ndarray],
+    specs: list[tuple[str, list[int | None], type]],
+    batch: int,
+    limit: int | None = None,
+) -> list[dict[str, np.ndarray]]:
+    """Per-sample arrays (sample axis first) cut into the feeds of successive runs.
+
+    An array that stacks whole inputs (:func:`is_whole_inputs`: one more axis than its model input, e.g. an
+    LSTM state or a scalar) gives sample i's input itself, ``a[i]``; then every run takes one sample. Else
+    arrays are batched along axis 0: ``batch`` samples per run, or exactly the model's batch where an input
+    fixes it (a batch of 1: one sample per run). At most ``limit`` samples.
+    """
+    dims = {name: d for name, d, _ in specs}
+    whole = {k: k in dims and len(dims[k]) + 1 == np.asarray(a).ndim for k, a in feeds.items()}
+    n = min((int(np.asarray(a).shape[0]) for a in feeds.values() if np.asarray(a).ndim), default=1)
+    if limit is not None:
+        n = min(n, int(limit))
+    fixed = [d[0] for k, d in dims.items() if k in feeds and not whole[k] and d and d[0] is not None]
+    step = 1 if any(whole.values()) else (int(fixed[0]) if fixed else max(1, int(batch)))
+    exact = bool(fixed) or any(whole.values())
+    starts = range(0, n - step + 1 if exact else n, step)
+    return [{k: (a[i, ...] if whole[k] else a[i : i + step]) for k, a in feeds.items()} for i in starts]

@@ -115,11 +115,17 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--root", type=Path, required=True, help="folder holding rapidocr_onnxruntime/models")
     p.add_argument("--models", default="cls,rec")
-    p.add_argument("--chips", type=int, default=3)
+    p.add_argument("--chips", type=int, default=3, help="search chips")
+    p.add_argument("--verify-chips", type=int, default=8, help="fresh chips per verification round")
+    p.add_argument("--skip-sensitivity", action="store_true", help="only the placement (it measures its own)")
+    p.add_argument("--eval-chips", type=int, default=5, help="chips of the before/after curves")
     p.add_argument("--budget", type=float, default=0.02)
-    p.add_argument("--lines", type=int, default=0, help="text lines per metric (default: 96 cls, 16 rec)")
+    p.add_argument("--lines", type=int, default=0, help="text lines per metric (default: 64 cls, 16 rec)")
     p.add_argument("--times", default="1s,1d", help="times of the sensitivity study")
     args = p.parse_args()
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     from anacompile.compiler import compile_model
     from anacompile.evaluate.monte_carlo import evaluate
     from anacompile.placement.plot import plot_sensitivity
@@ -131,15 +137,17 @@ def main() -> None:
     rows = []
     for name in args.models.split(","):
         src = args.root / "rapidocr_onnxruntime" / "models" / files[name]
-        metric = DirectionAccuracy(args.lines or 96) if name == "cls" else StringAgreement(src, args.lines or 16)
+        metric = DirectionAccuracy(args.lines or 64) if name == "cls" else StringAgreement(src, args.lines or 16)
         calib_path = OUT / f"{name}.calibration.npz"
         np.savez(calib_path, x=metric.x[:8])
         cal = str(calib_path)
-        t0 = time.perf_counter()
-        sens = sensitivity(src, metric=metric, times=args.times, chips=args.chips, calibration=cal)
-        t_sens = time.perf_counter() - t0
-        sens.save_json(OUT / f"{name}.sensitivity.json")
-        plot_sensitivity(sens, OUT / f"{name}.sensitivity.png")
+        t_sens = 0.0
+        if not args.skip_sensitivity:
+            t0 = time.perf_counter()
+            sens = sensitivity(src, metric=metric, times=args.times, chips=args.chips, calibration=cal)
+            t_sens = time.perf_counter() - t0
+            sens.save_json(OUT / f"{name}.sensitivity.json")
+            plot_sensitivity(sens, OUT / f"{name}.sensitivity.png")
         t0 = time.perf_counter()
         placed = place(
             src,
@@ -148,6 +156,7 @@ def main() -> None:
             at="1d",
             metric=metric,
             chips=args.chips,
+            verify_chips=args.verify_chips,
             calibration=cal,
             placement_path=OUT / f"{name}.placement.json",
             plot=OUT / f"{name}.search.png",
@@ -155,26 +164,30 @@ def main() -> None:
         )
         t_place = time.perf_counter() - t0
         compile_model(src, OUT / f"{name}.all_analog.onnx", calibration=cal, force=True)
-        before = evaluate(
-            OUT / f"{name}.all_analog.onnx", data=None, times="1s,1h,1d,1y", chips=5, seed=100, metric=metric
-        )
-        after = evaluate(placed.output, data=None, times="1s,1h,1d,1y", chips=5, seed=100, metric=metric)
+        kw = {"data": None, "times": "1s,1h,1d,1y", "chips": args.eval_chips, "seed": 100, "metric": metric}
+        before = evaluate(OUT / f"{name}.all_analog.onnx", **kw)
+        after = evaluate(placed.output, **kw)
         row = {
             "model": name,
             "baseline": placed.baseline,
-            "analog_layers": len(sens.layers),
-            "top": [(la.name, round(la.loss_alone, 4)) for la in sens.layers[:8]],
+            "analog_layers": len(placed.ranking),
+            "top": [(n, round(placed.layer_loss.get(n, 0.0), 4)) for n in placed.ranking[:8]],
             "digital": placed.digital,
             "layer_strategies": placed.layer_strategies,
             "analog_mac_share": placed.analog_mac_share,
             "devices": placed.devices,
             "verified": [placed.verified_mean, placed.verified_std],
+            "verified_se": placed.verified_se,
+            "verified_lcb": placed.verified_lcb,
+            "target": placed.target,
+            "granularity": placed.granularity,
+            "rounds": [(r.seed, round(r.mean, 4), round(r.se, 4), round(r.lcb, 4), r.passed) for r in placed.rounds],
             "meets": placed.meets_budget,
             "evaluations": placed.evaluations,
             "sensitivity_s": round(t_sens),
             "placement_s": round(t_place),
-            "before": before.accuracy_mean,
-            "after": after.accuracy_mean,
+            "before": [before.accuracy_mean, before.accuracy_std],
+            "after": [after.accuracy_mean, after.accuracy_std],
             "notes": placed.notes,
         }
         print(json.dumps(row), flush=True)

@@ -54,7 +54,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from anacompile.errors import ConfigError, DataError
-from anacompile.feeds import load_feeds
+from anacompile.feeds import feed_batches, load_feeds, model_input_specs
 from anacompile.model_io import atomic_output
 
 __all__ = [
@@ -108,21 +108,33 @@ class DataMetric:
     labels: np.ndarray | None = None
     reference: np.ndarray | None = None
     batch_size: int = DEFAULT_BATCH
+    specs: list | None = None  # the model's inputs (feeds.model_input_specs): how feeds are cut into runs
 
     @property
     def samples(self) -> int:
         """N."""
         return int(next(iter(self.feeds.values())).shape[0])
 
-    def outputs(self, run: Run) -> np.ndarray:
-        """The first output of ``run`` over all feeds, in batches, concatenated along axis 0."""
+    def batches(self) -> list[dict[str, np.ndarray]]:
+        """The feeds of the successive ``run`` calls, in order: ``batch_size`` samples each (with the model's
+        input ``specs``: one sample per run where the model fixes its batch to 1 or an array stacks whole
+        inputs, :func:`anacompile.feeds.feed_batches`)."""
         n, b = self.samples, max(1, int(self.batch_size))
-        parts = [np.asarray(run({k: v[i : i + b] for k, v in self.feeds.items()})[0]) for i in range(0, n, b)]
-        return np.concatenate(parts, axis=0)
+        if self.specs is not None:
+            return feed_batches(self.feeds, self.specs, b)
+        return [{k: v[i : i + b] for k, v in self.feeds.items()} for i in range(0, n, b)]
+
+    def outputs(self, run: Run) -> np.ndarray:
+        """The first output of ``run`` over all feeds, in batches (:meth:`batches`), concatenated along axis 0."""
+        parts = [np.asarray(run(feeds)[0]) for feeds in self.batches()]
+        return np.concatenate([p if p.ndim else p[None] for p in parts], axis=0)
 
     def __call__(self, run: Run) -> float:
         """The metric of ``run`` on the feeds (module docstring)."""
-        y = self.outputs(run)
+        return self.value(self.outputs(run))
+
+    def value(self, y: np.ndarray) -> float:
+        """The metric of the first output ``y`` over all feeds (what :meth:`outputs` returns)."""
         if self.name == "accuracy":
             return top1_accuracy(y, self.labels)
         r = self.reference
@@ -253,7 +265,7 @@ def resolve_metric(
         )
     feeds, labels = load_feeds(data, proto, part=part, limit=limit)
     name = metric or ("accuracy" if labels is not None else "agreement")
-    m = DataMetric(name, feeds, labels, None, batch_size)
+    m = DataMetric(name, feeds, labels, None, batch_size, specs=model_input_specs(proto))
     if name != "accuracy":
         if digital_run is None:
             raise ConfigError(f"Metric {name!r} compares with the FP32 model; no FP32 model to run.")

@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 
 from anacompile.cli_output import JSON_HELP, json_to_stdout, write_json
+from anacompile.finetune.train import FinetuneConfig as FinetuneDefaults
 
 __all__ = ["default_output_path", "finetune_command"]
 
@@ -39,8 +40,33 @@ def finetune_command(
     patience: Annotated[
         int, typer.Option("--patience", help="Epochs without improvement before stopping (0: never).")
     ] = 10,
-    eta: Annotated[float, typer.Option("--eta", help="Weight-noise std relative to max|W|.")] = 0.06,
+    eta: Annotated[
+        str,
+        typer.Option(
+            "--eta",
+            help="Weight-noise std relative to max|W|, or device: the RMS weight error the --device leaves on "
+            "this model's weights over --device-times.",
+        ),
+    ] = str(FinetuneDefaults.eta),
+    device_times: Annotated[
+        str, typer.Option("--device-times", help="Times after programming that --eta device averages over.")
+    ] = FinetuneDefaults.device_times,
+    device: Annotated[
+        str, typer.Option("--device", "-d", help="Device preset or file (as for compile), for --eta device.")
+    ] = "pcm",
+    strategy: Annotated[
+        str, typer.Option("--strategy", help="Programming strategy (as for compile), for --eta device.")
+    ] = "single",
     noise_scope: Annotated[str, typer.Option("--noise-scope", help="max|W| per column or per tensor.")] = "column",
+    val_draws: Annotated[
+        int, typer.Option("--val-draws", help="Weight-noise draws (chips) the held-out loss averages over.")
+    ] = FinetuneDefaults.val_draws,
+    noise_draw: Annotated[
+        str,
+        typer.Option(
+            "--noise-draw", help="Weight noise: batch (one draw per mini-batch, as a chip) or product (per product)."
+        ),
+    ] = "batch",
     clip_a: Annotated[float, typer.Option("--clip-a", help="Clip weights to +-a std(W) (0: off).")] = 2.5,
     loss: Annotated[str, typer.Option("--loss", help="Distillation loss: mse (logits), kl, cosine.")] = "mse",
     temperature: Annotated[float, typer.Option("--temperature", help="Temperature of the kl loss.")] = 4.0,
@@ -63,7 +89,7 @@ def finetune_command(
     ] = "train",
     periphery: Annotated[
         str, typer.Option("--periphery", help="Periphery simulated in training (as for compile).")
-    ] = "standard",
+    ] = "calibrated",
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override a periphery key (repeatable).")] = None,
     max_samples: Annotated[int | None, typer.Option("--max-samples", help="Use at most this many samples.")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of shuffling, split and noise.")] = 0,
@@ -72,15 +98,18 @@ def finetune_command(
     json_out: Annotated[str | None, typer.Option("--json", metavar="PATH", help=JSON_HELP)] = None,
 ) -> None:
     """Fine-tune MODEL hardware-aware by distillation from its FP32 outputs (needs anacompile[train])."""
-    from anacompile.finetune.train import FinetuneConfig, finetune
+    from anacompile.finetune.train import FinetuneConfig, finetune, parse_eta
 
     config = FinetuneConfig(
         epochs=epochs,
         lr=lr,
         batch_size=batch_size,
         patience=patience,
-        eta=eta,
+        eta=parse_eta(eta),
+        device_times=device_times,
+        val_draws=val_draws,
         noise_scope=noise_scope,
+        noise_draw=noise_draw,
         clip_a=clip_a,
         loss=loss,
         temperature=temperature,
@@ -98,6 +127,8 @@ def finetune_command(
         labels=labels,
         periphery=periphery,
         periphery_overrides=list(set_ or []),
+        device=device,
+        strategy=strategy,
         input_ranges_output=input_ranges_out,
         force=force,
         show_progress=not json_to_stdout(json_out),
@@ -112,7 +143,8 @@ def finetune_command(
     for note in result.notes:
         err.print(f"[yellow]note:[/] {note}")
     console.print(
-        f"{len(result.analog_layers)} analog layers trained hardware-aware; {result.epochs_run} epochs "
+        f"{len(result.analog_layers)} analog layers trained hardware-aware (eta {result.eta:.4f}); "
+        f"{result.epochs_run} epochs "
         f"(best {result.best_epoch}) in {result.seconds:.1f} s; distillation loss on held-out inputs "
         f"{result.val_loss_before:.4g} -> {result.val_loss_after:.4g}"
     )

@@ -9,9 +9,16 @@ Per analog layer and mini-batch (Joshi et al. 2020, Nat. Commun. 11, 2473; Rasch
     u   = (W + eta max|W| xi) / gamma          weight noise, fresh per mini-batch, forward only; gamma = max|W|
                                                per column (the chip normalises every column to max |u| = 1)
     x^  = round(clip(x / alpha_in, -b, b) / d) d          DAC, d = b / (2^(bits-1) - 1), round straight-through
-    z   = x^ u + sqrt(s_w^2 (x^2 |u|) + s_out^2) xi'     PCM short-term read noise and output noise
-    z^  = clip(round(z / D) D, -B, B)                    ADC, round straight-through
+    z   = g (x^ u + s_w sqrt(x^2 |u|) xi') + s_out xi''   PCM short-term read noise, output gain g, output noise
+    z^  = clip(round(z / D) D, -B, B) / g                ADC, round straight-through
     y   = alpha_in gamma z^ (+ bias, digital)
+
+The output gain g is 1 with the ``standard`` periphery (fixed ADC bound B) and, with ``output_range:
+calibrated`` (the compiler's default periphery), B / P per layer, P the ``output_range_percentile`` of |x^ u| on
+the calibration inputs (ideal weights), as ``CalibrateOutputRangesPass`` sets it on the chip. The weight noise
+xi is drawn once per layer and forward pass (``HWANoise.draw = "batch"``): every time step of a recurrent layer
+sees the same weight error, as on the chip, where the conductances stay put while a sequence runs; the read and
+output noise are fresh at every product.
 
 ``eta`` is relative to the per-column max (``scope="column"``, as the standard periphery maps weights; the
 aihwkit tutorials' ``ADD_NORMAL`` of std 0.06) or to the per-layer max (``scope="tensor"``, Joshi et al.'s
@@ -29,12 +36,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from torch import nn
 
 from anacompile.crossbar.periphery import InputRange, Periphery
 from anacompile.finetune.lowering import MVMSpec
 from anacompile.finetune.settings import HWA_CLIP_A, HWA_ETA, HWANoise
+
+OUTPUT_SAMPLES_PER_CALL = 1 << 20
+"""Most |tile output| values one product contributes to the output-range calibration (a seeded subsample)."""
 
 __all__ = ["HWA_CLIP_A", "HWA_ETA", "AnalogSimulator", "HWANoise", "clip_bound", "round_ste", "weight_noise"]
 
@@ -68,8 +79,9 @@ def round_ste(x: Tensor) -> Tensor:
 class AnalogSimulator:
     """The hook :class:`~anacompile.finetune.lowering.OnnxModule` calls for every weight-bearing product.
 
-    Modes: ``off`` (exact digital product), ``calibrate`` (digital, records max|x| per layer and input group),
-    ``noisy`` (the full analog forward pass with fresh noise, for training and validation).
+    Modes: ``off`` (exact digital product), ``calibrate`` (digital, records max|x| per layer and input group and
+    the layer's crossbar matrix), ``calibrate_output`` (digital, records |tile output| for calibrated output
+    ranges), ``noisy`` (the full analog forward pass with fresh noise, for training and validation).
 
     Args:
         periphery: DAC/ADC resolution and bounds, read noise and output noise.
@@ -86,6 +98,10 @@ class AnalogSimulator:
     ranges: dict[str, Tensor] = field(default_factory=dict)
     learned: nn.ParameterDict | None = None
     seen: set[str] = field(default_factory=set)
+    gains: dict[str, float] = field(default_factory=dict)
+    weights: dict[str, Tensor] = field(default_factory=dict)
+    _wnoise: dict[str, Tensor] = field(default_factory=dict, repr=False)
+    _outputs: dict[str, list[np.ndarray]] = field(default_factory=dict, repr=False)
 
     def __call__(self, spec: MVMSpec, x: Tensor, w: Tensor, fn: Callable[[Tensor, Tensor], Tensor]) -> Tensor:
         if spec.key not in self.layers or self.mode == "off":
@@ -93,6 +109,10 @@ class AnalogSimulator:
         self.seen.add(spec.key)
         if self.mode == "calibrate":
             self._record(spec, x)
+            self.weights[spec.key] = crossbar_matrix(w.detach(), spec.w_reduce)
+            return fn(x, w)
+        if self.mode == "calibrate_output":
+            self._record_output(spec, x, w, fn)
             return fn(x, w)
         return self._analog(spec, x, w, fn)
 
@@ -131,49 +151,103 @@ class AnalogSimulator:
             return self.learned[_pkey(key)]
         return self.ranges[key]
 
+    def new_draw(self) -> None:
+        """Start a new forward pass: the next products draw a new weight-noise sample per layer.
+
+        With ``noise.draw == "batch"`` every product of one layer within a forward pass (the time steps of a
+        recurrent layer, every use of a shared weight) sees the same weight error, as on a chip, where the
+        programmed conductances are fixed while a sequence runs. Call it once per mini-batch."""
+        self._wnoise.clear()
+
     # ----------------------------------------------------------------------------------------- forward pass
 
-    def _analog(self, spec: MVMSpec, x: Tensor, w: Tensor, fn: Callable[[Tensor, Tensor], Tensor]) -> Tensor:
-        p, nz = self.periphery, self.noise
-        reduce = spec.w_reduce if nz.scope == "column" else tuple(range(w.dim()))
+    def _weight(self, spec: MVMSpec, w: Tensor) -> tuple[Tensor, Tensor]:
+        """(u, gamma): the noisy weight normalised per column, and the column scale gamma = max|W| per column."""
+        nz = self.noise
         gamma = w.detach().abs().amax(dim=spec.w_reduce, keepdim=True)
         gamma = torch.where(gamma > 0, gamma, torch.ones_like(gamma))
-        w_noisy = w + weight_noise(w, nz.eta, self.generator, reduce) if nz.eta > 0 else w
-        u = w_noisy / gamma
-        alpha_in = alpha_out = None
-        if p.dac_bits is not None:
-            if p.input_range is InputRange.STATIC:
-                per_group = self.input_range(spec.key)
-                alpha_in = self._group_view(spec, x, per_group)
-                alpha_out = (
-                    self._group_view(spec, x, per_group)
-                    if spec.groups == 1
-                    else _channel_view(per_group, spec, x.dim(), out_channels=None)
-                )
-            else:  # abs-max noise management: one range per input vector (per sample for convolutions)
-                dims = (-1,) if spec.channel_axis == -1 else tuple(range(1, x.dim()))
-                alpha_in = alpha_out = x.detach().abs().amax(dim=dims, keepdim=True).clamp_min(1e-12)
-            xs = torch.clamp(x / alpha_in, -p.dac_bound, p.dac_bound)
-            xq = round_ste(xs / p.dac_step) * p.dac_step
-        else:
-            xq = x
+        if nz.eta <= 0 or self.mode != "noisy":
+            return w / gamma, gamma
+        reduce = spec.w_reduce if nz.scope == "column" else tuple(range(w.dim()))
+        scale = w.detach().abs().amax(dim=reduce, keepdim=True)
+        xi = self._wnoise.get(spec.key) if nz.draw == "batch" else None
+        if xi is None or xi.shape != w.shape:
+            xi = torch.randn(w.shape, generator=self.generator, dtype=w.dtype)
+            if nz.draw == "batch":
+                self._wnoise[spec.key] = xi
+        return (w + xi * (nz.eta * scale)) / gamma, gamma
+
+    def _dac(self, spec: MVMSpec, x: Tensor) -> tuple[Tensor, Tensor | None, Tensor | None]:
+        """(x^, alpha_in as it divides x, alpha_in as it multiplies the output) of the DAC stage."""
+        p = self.periphery
+        if p.dac_bits is None:
+            return x, None, None
+        if p.input_range is InputRange.STATIC:
+            per_group = self.input_range(spec.key)
+            alpha_in = self._group_view(spec, x, per_group)
+            alpha_out = alpha_in if spec.groups == 1 else _channel_view(per_group, spec, x.dim(), out_channels=None)
+        else:  # abs-max noise management: one range per input vector (per sample for convolutions)
+            dims = (-1,) if spec.channel_axis == -1 else tuple(range(1, x.dim()))
+            alpha_in = alpha_out = x.detach().abs().amax(dim=dims, keepdim=True).clamp_min(1e-12)
+        xs = torch.clamp(x / alpha_in, -p.dac_bound, p.dac_bound)
+        return round_ste(xs / p.dac_step) * p.dac_step, alpha_in, alpha_out
+
+    def _record_output(self, spec: MVMSpec, x: Tensor, w: Tensor, fn: Callable[[Tensor, Tensor], Tensor]) -> None:
+        """Keep a subsample of |tile output| (ideal weights, the DAC's codes) for the output-range calibration."""
+        with torch.no_grad():
+            u, _ = self._weight(spec, w)
+            xq, _, _ = self._dac(spec, x)
+            z = fn(xq, u).abs().reshape(-1)
+            if z.numel() > OUTPUT_SAMPLES_PER_CALL:
+                z = z[torch.randperm(z.numel(), generator=self.generator)[:OUTPUT_SAMPLES_PER_CALL]]
+            self._outputs.setdefault(spec.key, []).append(z.numpy().astype(np.float64))
+
+    def finish_output_calibration(self) -> None:
+        """Set every layer's output gain g = ADC bound / P, P the ``output_range_percentile`` of |tile output|.
+
+        The compiler's ``CalibrateOutputRangesPass`` (periphery ``output_range: calibrated``) does the same on
+        the compiled model's calibration data: the gain acts before the ADC, so the ADC step and the output noise
+        shrink by g in the tile's units."""
+        p = self.periphery
+        for key, parts in self._outputs.items():
+            z = np.concatenate(parts)
+            top = float(np.percentile(z, p.output_range_percentile)) if z.size else 0.0
+            self.gains[key] = p.adc_bound / top if top > 0 and p.adc_bound is not None else 1.0
+        self._outputs.clear()
+
+    def _analog(self, spec: MVMSpec, x: Tensor, w: Tensor, fn: Callable[[Tensor, Tensor], Tensor]) -> Tensor:
+        p = self.periphery
+        u, gamma = self._weight(spec, w)
+        xq, _, alpha_out = self._dac(spec, x)
         z = fn(xq, u)
+        g = self.gains.get(spec.key, 1.0)
         if p.read_noise > 0 or p.out_noise > 0:
+            # read noise before the output gain, output noise after it (ADC-referred): one draw, summed variance
+            var = torch.tensor(p.out_noise**2, dtype=z.dtype)
             if p.read_noise > 0:
-                std = torch.sqrt(fn(xq * xq, u.abs()) * p.read_noise**2 + p.out_noise**2)
-            else:
-                std = torch.tensor(p.out_noise, dtype=z.dtype)
-            z = z + std * torch.randn(z.shape, generator=self.generator, dtype=z.dtype)
+                var = var + fn(xq * xq, u.abs()) * (g * g * p.read_noise**2)
+            z = z * g + torch.sqrt(var) * torch.randn(z.shape, generator=self.generator, dtype=z.dtype)
+        elif g != 1.0:
+            z = z * g
         if p.adc_bits is not None:
             z = round_ste(z / p.adc_step) * p.adc_step
         if p.adc_bound is not None:
             z = torch.clamp(z, -p.adc_bound, p.adc_bound)
+        if g != 1.0:
+            z = z / g
         y = z * spec.out_view(gamma)
         if alpha_out is not None:
             if spec.groups > 1 and alpha_out.dim() == 1:
                 alpha_out = _channel_view(alpha_out, spec, y.dim(), out_channels=y.shape[spec.channel_axis])
             y = y * alpha_out
         return y
+
+
+def crossbar_matrix(w: Tensor, reduce: tuple[int, ...]) -> np.ndarray:
+    """The weight as a crossbar matrix (rows = the ``reduce`` axes, columns = the others), float64 numpy."""
+    rest = [d for d in range(w.dim()) if d not in reduce]
+    rows = int(np.prod([w.shape[d] for d in reduce]))
+    return w.permute(*reduce, *rest).reshape(rows, -1).double().numpy()
 
 
 def _channel_view(per_group: Tensor, spec: MVMSpec, rank: int, out_channels: int | None) -> Tensor:

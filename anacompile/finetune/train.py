@@ -11,12 +11,17 @@ teacher. The trained weights are written back into the original graph (:meth:`On
 
 Defaults and why:
 
-* ``eta = 0.06`` relative to the per-column max, clipping at 2.5 std, Adam with lr 1e-3 and cosine decay,
-  batch 64: the models/ HWA recipe (:data:`~anacompile.finetune.hwa.HWA_ETA`, reference values of Joshi et al.
-  2020 and the aihwkit tutorials).
+* ``eta = "device"``: the weight-noise std, relative to the per-column max, is the RMS weight error that the
+  device model and programming strategy of ``compile`` leave on this model's weights after global drift
+  compensation, averaged over 1 s - 1 y (:mod:`anacompile.finetune.device_noise`; Joshi et al. 2020 train at the
+  chip's own programming noise). Clipping at 2.5 std, Adam with lr 1e-3 and cosine decay, batch 64: the models/
+  HWA recipe (reference values of Joshi et al. 2020 and the aihwkit tutorials).
+* The periphery is compile's default (``calibrated``: ADC gains from the calibration data), calibrated on the
+  same first 256 calibration inputs as ``compile``; one weight-noise draw per mini-batch, shared by all time
+  steps of a recurrent layer (a chip's conductances do not change while a sequence runs).
 * ``epochs = 30`` with early stopping on the distillation loss of a held-out tenth of the calibration inputs
-  (patience 10, a third of the schedule; fixed noise draws so that epochs compare on equal noise): the models/
-  HWA phases ran 20-50.
+  (patience 10, a third of the schedule; the same 8 noise draws, i.e. 8 simulated chips, at every validation
+  so that epochs compare on equal noise): the models/ HWA phases ran 20-50.
 * loss: mean squared error between the student's and the teacher's logits (the inputs of a final
   Softmax/LogSoftmax when the model ends in one), divided by the teacher's variance -- logit matching, the
   high-temperature limit of Hinton et al.'s distillation, which needs no knowledge of what an output means;
@@ -44,9 +49,10 @@ import onnx
 
 from anacompile.errors import ConfigError, DataError, UnsupportedModelError
 from anacompile.finetune._torch import require_torch
-from anacompile.finetune.settings import HWA_CLIP_A, HWA_ETA, HWANoise
+from anacompile.finetune.device_noise import DEVICE_TIMES, parse_device_times
+from anacompile.finetune.settings import HWA_CLIP_A, HWANoise
 
-__all__ = ["FinetuneConfig", "FinetuneResult", "finetune", "load_calibration"]
+__all__ = ["FinetuneConfig", "FinetuneResult", "calibrate_simulator", "finetune", "load_calibration", "parse_eta"]
 
 logger = logging.getLogger(__name__)
 
@@ -64,8 +70,13 @@ class FinetuneConfig:
         batch_size: samples per step.
         patience: stop after this many epochs without a better validation loss (0: never stop early).
         val_fraction: share of the calibration inputs held out for early stopping.
-        eta: weight-noise std relative to max|W|.
+        val_draws: weight-noise draws (simulated chips) the held-out loss is averaged over.
+        eta: weight-noise std relative to max|W|, or ``"device"``: the RMS weight error the device model leaves
+            on this model's weights over ``device_times`` (:func:`anacompile.finetune.device_noise.device_eta`).
+        device_times: times after programming that ``eta="device"`` averages the weight error over.
         noise_scope: ``column`` or ``tensor`` (what max|W| is taken over).
+        noise_draw: ``batch`` (one weight-noise draw per layer and mini-batch, shared by a recurrent layer's time
+            steps, as on the chip) or ``product`` (a fresh draw at every product).
         clip_a: clip analog weights to +-clip_a std(W) after every step (0: off).
         loss: ``mse`` (normalised logit matching), ``kl`` (softened softmax, temperature) or ``cosine``.
         temperature: temperature of the ``kl`` loss.
@@ -81,8 +92,11 @@ class FinetuneConfig:
     batch_size: int = 64
     patience: int = 10
     val_fraction: float = 0.1
-    eta: float = HWA_ETA
+    val_draws: int = 8
+    eta: float | str = "device"
+    device_times: str = DEVICE_TIMES
     noise_scope: str = "column"
+    noise_draw: str = "batch"
     clip_a: float = HWA_CLIP_A
     loss: str = "mse"
     temperature: float = 4.0
@@ -93,7 +107,7 @@ class FinetuneConfig:
     max_samples: int | None = None
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size"):
+        for name in ("epochs", "batch_size", "val_draws"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ConfigError(f"finetune {name}={v!r}: must be a positive integer.")
@@ -113,7 +127,11 @@ class FinetuneConfig:
             raise ConfigError(f"finetune label_weight={self.label_weight!r}: must be >= 0.")
         if self.max_samples is not None and self.max_samples < 2:
             raise ConfigError(f"finetune max_samples={self.max_samples!r}: must be >= 2.")
-        HWANoise(self.eta, self.noise_scope, self.clip_a)  # validates eta, scope, clip_a
+        if isinstance(self.eta, str):
+            if self.eta != "device":
+                raise ConfigError(f"finetune eta={self.eta!r}: give a number in [0, 1) or device.")
+            parse_device_times(self.device_times)
+        HWANoise(0.0 if isinstance(self.eta, str) else self.eta, self.noise_scope, self.clip_a, self.noise_draw)
 
 
 @dataclass
@@ -124,6 +142,7 @@ class FinetuneResult:
     output: str | None
     analog_layers: list[str]
     input_ranges: dict[str, float] | None
+    eta: float
     input_ranges_file: str | None
     config: dict[str, Any]
     periphery: dict[str, Any]
@@ -240,6 +259,7 @@ def analog_layer_names(
     from anacompile.passes.conv import SplitGroupedConvsPass
     from anacompile.passes.fold_constant_weights import FoldConstantWeightsPass
     from anacompile.passes.mark_analog_ops import MarkAnalogOpsPass
+    from anacompile.passes.recurrent import RecurrentLayer
 
     irm = ir.serde.deserialize_model(copy.deepcopy(proto))
     keys: dict[int, str] = {}
@@ -263,10 +283,10 @@ def analog_layer_names(
                 notes.append(f"layer {plan.name}: no source node found; trained without analog noise")
                 continue
             key, group = by_clean[m.group(1)], int(m.group(2))
-        rec = plan.extra.get("recurrent")
+        rec = plan.op if isinstance(plan.op, RecurrentLayer) else None
         if rec is not None:
-            suffix = "" if len(rec.directions) == 1 else ("_fwd", "_bwd")[plan.extra["direction"]]
-            key = key + suffix + plan.extra["part"]
+            suffix = "" if len(rec.spec.directions) == 1 else ("_fwd", "_bwd")[rec.direction]
+            key = key + suffix + rec.part
         out.setdefault(key, []).append((plan.name, group))
         if plan.k > tile_rows:
             notes.append(
@@ -286,8 +306,10 @@ def finetune(
     *,
     config: FinetuneConfig | None = None,
     labels: bool = False,
-    periphery: Any = "standard",
+    periphery: Any = "calibrated",
     periphery_overrides: dict[str, Any] | list[str] | None = None,
+    device: Any = "pcm",
+    strategy: Any = "single",
     input_ranges_output: str | os.PathLike[str] | None = None,
     force: bool = False,
     show_progress: bool = True,
@@ -302,9 +324,11 @@ def finetune(
         output: where to write the tuned model (None: only returned).
         config: training settings (:class:`FinetuneConfig`).
         labels: add a cross-entropy task loss on the first output with the calibration data's labels.
-        periphery: periphery preset or file whose DAC/ADC, read noise and output noise the training simulates
-            (the one you will compile with).
+        periphery: periphery preset or file whose DAC/ADC, output ranges, read noise and output noise the
+            training simulates (the one you will compile with; ``calibrated`` is compile's default).
         periphery_overrides: per-key overrides, as for ``compile``.
+        device: device preset or file (as ``compile --device``) that ``eta="device"`` measures.
+        strategy: programming strategy (as ``compile --strategy``) that ``eta="device"`` measures.
         input_ranges_output: where learned input ranges go (default ``<output>.input_ranges.json``); only with
             ``config.learn_input_ranges``.
         force: overwrite existing outputs.
@@ -345,7 +369,8 @@ def finetune(
             "LSTM/GRU/RNN with a constant weight): nothing to fine-tune hardware-aware."
         )
     gen = torch.Generator().manual_seed(cfg.seed)
-    sim = AnalogSimulator(peri, HWANoise(cfg.eta, cfg.noise_scope, cfg.clip_a), set(layer_names), gen)
+    eta0 = 0.0 if isinstance(cfg.eta, str) else float(cfg.eta)
+    sim = AnalogSimulator(peri, HWANoise(eta0, cfg.noise_scope, cfg.clip_a, cfg.noise_draw), set(layer_names), gen)
     module.mvm_hook = sim
 
     names = module.input_names
@@ -370,9 +395,9 @@ def finetune(
             sel = torch.from_numpy(idx[i : i + size])
             yield sel, [x_all[k].index_select(0, sel) for k in names]
 
-    # teacher: the FP32 model's own values, once (exact digital forward), and the input-range calibration
+    # teacher: the FP32 model's own values, once (exact digital forward)
     module.eval()
-    sim.mode = "calibrate"
+    sim.mode = "off"
     teacher: list[list[Any]] = [[] for _ in distill]
     with torch.no_grad():
         for _, xs in batches(np.arange(n_total), 256):
@@ -381,11 +406,36 @@ def finetune(
     teacher_t = [torch.cat(t, dim=batch_axes[k]) for k, t in enumerate(teacher)]
     scales = [float(t.float().var()) if t.numel() > 1 else 1.0 for t in teacher_t]
     scales = [s if s > 0 else 1.0 for s in scales]
+    weight_names = sorted({n for key in layer_names for n in _spec_weights(module, key)})
+    clip_params = [module.tensor(n) for n in weight_names if isinstance(module.tensor(n), torch.nn.Parameter)]
+
+    def clip_weights() -> None:
+        if cfg.clip_a <= 0:
+            return
+        with torch.no_grad():
+            for p in clip_params:
+                bound = clip_bound(p, cfg.clip_a)
+                p.clamp_(-bound, bound)
+
+    # clip first, then calibrate the simulator's input (and output) ranges on the weights it starts from
+    clip_weights()
+    from anacompile.passes.pipeline import CALIBRATION_SAMPLES
+
+    # the first CALIBRATION_SAMPLES inputs, in file order: what compile --calibration calibrates the chip on
+    calibrate_simulator(
+        module, sim, {k: v[:CALIBRATION_SAMPLES] for k, v in x_all.items()}, names, cfg.learn_input_ranges
+    )
     missing = sorted(set(layer_names) - sim.seen)
     if missing:
         notes.append(f"analog layers never reached by the calibration inputs: {missing}")
-    sim.finish_calibration(cfg.learn_input_ranges)
-    sim.mode = "noisy"
+    if cfg.eta == "device":
+        from anacompile.finetune.device_noise import device_eta
+
+        eta_value = device_eta(list(sim.weights.values()), device, strategy, cfg.device_times, seed=cfg.seed)
+        logger.info("eta=device: %.4f of the column max over %s", eta_value, cfg.device_times)
+    else:
+        eta_value = eta0
+    sim.noise = HWANoise(eta_value, cfg.noise_scope, cfg.clip_a, cfg.noise_draw)
 
     def loss_fn(sel: Any, outs: list[Any]) -> Any:
         total = 0.0
@@ -401,19 +451,9 @@ def finetune(
             )
         return total
 
-    weight_names = sorted({n for key in layer_names for n in _spec_weights(module, key)})
     params = [p for _, p in module.named_onnx_parameters()]
     if sim.learned is not None:
         params += list(sim.learned.parameters())
-    clip_params = [module.tensor(n) for n in weight_names if isinstance(module.tensor(n), torch.nn.Parameter)]
-
-    def clip_weights() -> None:
-        if cfg.clip_a <= 0:
-            return
-        with torch.no_grad():
-            for p in clip_params:
-                bound = clip_bound(p, cfg.clip_a)
-                p.clamp_(-bound, bound)
 
     val_seed = cfg.seed + 1_000_003
 
@@ -424,12 +464,13 @@ def finetune(
         tot, n = 0.0, 0
         with torch.no_grad():
             for sel, xs in batches(val_idx, 256):
-                tot += float(loss_fn(sel, module(*xs, fetch=distill))) * len(sel)
-                n += len(sel)
+                for _ in range(cfg.val_draws):  # several chips: one weight draw is one chip, too noisy to compare
+                    sim.new_draw()
+                    tot += float(loss_fn(sel, module(*xs, fetch=distill))) * len(sel)
+                    n += len(sel)
         gen.set_state(saved)
         return tot / max(n, 1)
 
-    clip_weights()
     module.batchnorm_train = cfg.batchnorm == "train"
     opt = torch.optim.Adam(params, lr=cfg.lr)
     steps_per_epoch = math.ceil(len(train_idx) / cfg.batch_size)
@@ -451,6 +492,7 @@ def finetune(
             tot, n = 0.0, 0
             for sel, xs in batches(perm, cfg.batch_size):
                 opt.zero_grad(set_to_none=True)
+                sim.new_draw()
                 loss = loss_fn(sel, module(*xs, fetch=distill))
                 loss.backward()
                 opt.step()
@@ -480,7 +522,7 @@ def finetune(
     sim.mode = "off"
     tuned = module.export()
     tuned.doc_string = (tuned.doc_string + "\n" if tuned.doc_string else "") + (
-        f"Hardware-aware fine-tuned by anacompile finetune (distillation from the FP32 model, eta {cfg.eta} "
+        f"Hardware-aware fine-tuned by anacompile finetune (distillation from the FP32 model, eta {eta_value:.4f} "
         f"per {cfg.noise_scope}, {best_epoch} epochs)."
     )
     diff = _check_export(tuned, module, x_all, names, torch)
@@ -503,6 +545,7 @@ def finetune(
         output=None if out_path is None else str(out_path),
         analog_layers=sorted(name for plans in layer_names.values() for name, _ in plans),
         input_ranges=ranges,
+        eta=eta_value,
         input_ranges_file=None if ranges_path is None else str(ranges_path),
         config=asdict(cfg),
         periphery=peri.to_dict(),
@@ -518,6 +561,48 @@ def finetune(
         export_max_abs_diff=diff,
         notes=notes,
     )
+
+
+def parse_eta(text: str | float) -> float | str:
+    """``"0.06"`` -> 0.06, ``"device"`` -> ``"device"`` (the CLI's --eta); anything else is a one-line error."""
+    if isinstance(text, (int, float)) or text == "device":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise ConfigError(f"finetune --eta {text!r}: give a number in [0, 1) or device.") from None
+
+
+def calibrate_simulator(
+    module: Any, sim: Any, x_all: Mapping[str, Any], names: list[str], learn: bool = False, batch: int = 256
+) -> None:
+    """Calibrate the simulator as ``compile --calibration`` calibrates the chip, and switch it to ``noisy``.
+
+    ``finetune`` passes the first ``CALIBRATION_SAMPLES`` (256) calibration inputs, as many as ``compile`` reads.
+
+    One digital pass records every analog layer's static input range (max |x|, as the compiler's default
+    ``input_range_percentile`` 100) and crossbar matrix; with ``output_range: calibrated`` a second pass sets each
+    layer's output gain from the |tile outputs| the DAC codes give with ideal weights
+    (:meth:`~anacompile.finetune.hwa.AnalogSimulator.finish_output_calibration`).
+    """
+    torch = require_torch()
+    from anacompile.crossbar.periphery import OutputRange
+
+    n = len(next(iter(x_all.values())))
+
+    def run(mode: str) -> None:
+        sim.mode = mode
+        with torch.no_grad():
+            for i in range(0, n, batch):
+                module(*[x_all[k][i : i + batch] for k in names])
+
+    module.eval()
+    run("calibrate")
+    sim.finish_calibration(learn)
+    if sim.periphery.output_range is OutputRange.CALIBRATED and sim.periphery.adc_bound is not None:
+        run("calibrate_output")
+        sim.finish_output_calibration()
+    sim.mode = "noisy"
 
 
 def _spec_weights(module: Any, key: str) -> list[str]:

@@ -4,7 +4,9 @@ The compiler runs calibration data through the (still digital) model to set stat
 calibrated ADC output ranges. Users hold such data in several forms, all accepted:
 
 * a dict of batched arrays named after the model inputs (an ``.npz`` or a built-in set, loaded by the
-  compiler), cut into batches the model accepts: one sample per feed when its batch dimension is fixed to 1;
+  compiler), cut into batches the model accepts: one sample per feed when its batch dimension is fixed to 1
+  or when an array stacks whole inputs (one more axis than its input: a recurrent state (N, 2, 1, 128)
+  or a scalar input such as a sample rate (N,), :func:`anacompile.feeds.feed_batches`);
 * any iterable of feed dicts (``[{"image": x1}, {"image": x2}, ...]``), one run each, so models with a fixed
   batch of 1 or variable shapes (an OCR model's width) calibrate too;
 * an object with ``get_next()`` returning a feed dict and then ``None``, as onnxruntime's
@@ -85,11 +87,8 @@ def _cut(arrays: dict[str, np.ndarray], input_specs, limit: int, what: str) -> l
     missing = [n for n in names if n not in arrays]
     if missing:
         raise DataError(f"{what}: no array for model input(s) {missing}; the model takes {names}.")
+    from anacompile.feeds import feed_batches
+
     arrays = {n: _typed(arrays[n], dtype) for n, _, dtype in input_specs}
-    n = min((a.shape[0] for a in arrays.values() if a.ndim), default=1)
-    n = min(n, limit)
-    fixed = [dims[0] for _, dims, _ in input_specs if dims and dims[0] is not None]
-    step = int(fixed[0]) if fixed else BATCH
-    return [{k: a[i : i + step] for k, a in arrays.items()} for i in range(0, n - step + 1 if fixed else n, step)] or [
-        {k: a[:step] for k, a in arrays.items()}
-    ]
+    # arrays stacking whole inputs (a state, a scalar: one more axis than the input) give one sample per run
+    return feed_batches(arrays, input_specs, BATCH, limit) or [dict(arrays)]  # fewer samples than a fixed batch

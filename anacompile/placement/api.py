@@ -23,7 +23,8 @@ def compile_model(
     metric=None,
     data: str | os.PathLike[str] | None = None,
     chips: int = 3,
-    verify_chips: int = 5,
+    verify_chips: int = 8,
+    confidence: float = 0.95,
     placement_path: str | os.PathLike[str] | None = None,
     plot: str | os.PathLike[str] | None = None,
     progress=None,
@@ -34,8 +35,9 @@ def compile_model(
     With ``accuracy_budget`` (e.g. ``0.02``) the placement search (:func:`anacompile.placement.search.place`)
     chooses per layer digital or an analog strategy so that ``metric`` (a built-in name with ``data``,
     ``"FILE.py:FUNCTION"``, or a callable ``metric(run) -> float``) at time ``at`` stays within the budget
-    of the FP32 model's; ``calibration=`` calibrates the periphery as for any compile. The placement JSON is
-    written beside the output (``placement_path``), replayable with ``digital="@placement.json"``.
+    of the FP32 model's; ``calibration=`` calibrates the periphery as for any compile. ``chips`` search chips,
+    ``verify_chips`` fresh chips per verification, whose lower ``confidence`` bound must clear the target.
+    The placement JSON is written beside the output (``placement_path``), replayable with ``digital="@placement.json"``.
 
     Returns:
         The compile report; with a budget, the report of the placed model with ``report.placement`` (the
@@ -71,6 +73,7 @@ def compile_model(
                 data=data,
                 chips=chips,
                 verify_chips=verify_chips,
+                confidence=confidence,
                 placement_path=placement_path,
                 plot=plot,
                 progress=progress,
@@ -94,6 +97,7 @@ def compile_model(
         data=data,
         chips=chips,
         verify_chips=verify_chips,
+        confidence=confidence,
         placement_path=placement_path,
         plot=plot,
         progress=progress,

@@ -65,7 +65,6 @@ def sensitivity_command(
             data=data,
             times=times,
             chips=chips,
-            seed=seed,
             compensation=compensation,
             progress=advance,
             **options,
@@ -111,6 +110,8 @@ def run_placement(
     data: str | None,
     chips: int,
     placement_json: Path | None,
+    verify_chips: int = 8,
+    confidence: float = 0.95,
     plot: Path | None,
     force: bool,
     json_out: str | None,
@@ -129,6 +130,8 @@ def run_placement(
             metric=metric,
             data=data,
             chips=chips,
+            verify_chips=verify_chips,
+            confidence=confidence,
             placement_path=placement_json,
             plot=plot,
             force=force,
@@ -161,8 +164,9 @@ def print_placement(result) -> None:
     table.caption = (
         f"{result.analog_mac_share:.1%} of MACs and {result.analog_parameter_share:.1%} of weights analog, "
         f"{result.devices:,} devices; {result.metric} {result.verified_mean:.4f} +- "
-        f"{result.verified_std:.4f} on {result.verify_chips} fresh chips (target {result.target:.4f}): "
-        f"{verdict} the budget; {result.evaluations} configs searched"
+        f"{result.verified_se:.4f} (SE; std {result.verified_std:.4f}) on {result.verify_chips} fresh chips, "
+        f"{result.confidence:.0%} lower bound {result.verified_lcb:.4f} (target {result.target:.4f}): "
+        f"{verdict} the budget; {result.evaluations} configs searched, {len(result.rounds)} verification round(s)"
     )
     out_console.print(table)
     for note in result.notes:

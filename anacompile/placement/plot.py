@@ -81,11 +81,11 @@ def plot_search(result, path: str | os.PathLike[str]) -> None:
     ax.errorbar(
         [result.analog_mac_share * 100],
         [result.verified_mean],
-        yerr=[result.verified_std],
+        yerr=[result.verified_se],
         fmt="*",
         ms=14,
         color="k",
-        label=f"chosen, {result.verify_chips} fresh chips",
+        label=f"chosen, {result.verify_chips} fresh chips (+- SE)",
     )
     ax.set_xlabel("analog share of MACs (%)")
     ax.set_ylabel(f"{result.metric} at {format_time(result.at_s)}")

@@ -5,23 +5,33 @@ pairs, F = 2), three pairs (``npair:significance=1,2,4``), or ``digital``. A pla
 (fewest digital MACs, then fewest devices = 2 x pairs x weights). It must keep the metric at time ``at``
 within ``budget`` of the FP32 model's (absolute, in the metric's units: 0.02 is two points of accuracy).
 
-The search is sensitivity-ordered and spends few evaluations (each: every search chip at ``at``, on one
-switchable session, :mod:`anacompile.placement._evaluator`):
+Decisions are statistical (:mod:`anacompile.placement._stats`): a config's metric is a mean over chips
+with a standard error that includes the chip-to-chip spread and the metric's granularity; during the
+search a config meets the budget when ``mean - SE >= target`` (the one-standard-error rule, on the few
+search chips), and a placement is only returned as meeting the budget when its lower confidence bound
+``mean - t_{c, n-1} SE`` over ``verify_chips`` fresh chips (another experiment seed) clears the target.
+
+The search spends few evaluations (each: every search chip at ``at``, on one switchable session with
+common random numbers, :mod:`anacompile.placement._evaluator`):
 
 1. all layers at the compiled strategy; if within budget, done;
-2. every layer's loss alone analog (the sensitivity, one config per layer);
-3. all layers at three pairs; if not within budget, the fewest most sensitive layers made digital
-   (bisection over the sensitivity order, the rest at three pairs), then digital layers given back to
-   analog where the budget allows, largest MACs first;
+2. every layer's loss alone analog (the sensitivity, one config per layer); layers are put digital in
+   the order of loss per MAC (most loss saved per digital MAC first; layers without a measured loss last,
+   fewest MACs first), the cheapest first for the cost above;
+3. all layers at three pairs; if not within budget, the shortest prefix of that order made digital
+   (bisection, the rest at three pairs). At least one layer stays analog;
 4. devices saved: the largest least-sensitive prefix of the analog layers put back to one pair
    (bisection), then of the rest to two pairs.
 
-During the search a config must meet the budget with a reserve (``margin`` x budget) for chip-to-chip
-spread. The placement found is compiled (:func:`~anacompile.compiler.compile_model` with ``digital=``
-and ``layer_strategies=``, exactly what replaying its JSON does) and verified over fresh chips (another
-experiment seed); if the fresh chips miss the budget, the search steps back (the downgrades of step 4
-undone, then one more digital layer) and verifies again, up to ``max_rounds`` times. Monotonicity of
-the metric in the placement is assumed by the bisections; the final verification does not assume it.
+The placement found is compiled (:func:`~anacompile.compiler.compile_model` with ``digital=`` and
+``layer_strategies=``, exactly what replaying its JSON does) and verified over fresh chips. When they
+miss, the search steps back and verifies again on chips of yet another seed: first the device savings of
+step 4 are undone (every analog layer at three pairs); then the next layers of the digital order are made
+digital, as many as the measured shortfall needs by their losses alone, and at least twice as many as the
+previous step added (so a long model reaches the end in log2(L) rounds); the last resort keeps only the
+last layer of the order (the least sensitive, largest) analog at three pairs. If even that misses, the
+result says so (``meets_budget`` false, with a note). The bisections assume the metric is monotone in
+the placement; the verification does not.
 """
 
 from __future__ import annotations
@@ -43,19 +53,22 @@ from anacompile.model_io import atomic_output, check_output_path
 from anacompile.passes.apply_placement import Placement
 from anacompile.placement._evaluator import DIGITAL, ConfigEvaluator
 from anacompile.placement._prepare import analog_plan, is_compiled
+from anacompile.placement._stats import Estimate, estimate, granularity, t_quantile
 
-__all__ = ["CANDIDATE_STRATEGIES", "PlacementResult", "SearchStep", "place"]
+__all__ = ["CANDIDATE_STRATEGIES", "PlacementResult", "SearchStep", "VerifyRound", "place"]
 
 logger = logging.getLogger(__name__)
 
 CANDIDATE_STRATEGIES = ("single", "dual", "npair:significance=1,2,4")
 """Analog strategies the search chooses from, cheapest first (1, 2, 3 pairs)."""
 STRONG = CANDIDATE_STRATEGIES[-1]
+SEARCH_K = 1.0
+"""Standard errors below the mean a search config's metric must clear the target by (one-SE rule)."""
 
 
 @dataclass
 class SearchStep:
-    """One evaluated config of the search."""
+    """One evaluated config of the search (on the search chips)."""
 
     stage: str
     digital: list[str]
@@ -65,6 +78,25 @@ class SearchStep:
     analog_mac_share: float
     devices: int
     meets: bool
+    metric_se: float = 0.0
+    metric_lcb: float = 0.0
+
+
+@dataclass
+class VerifyRound:
+    """One compiled placement verified on fresh chips."""
+
+    seed: int
+    chips: int
+    digital: list[str]
+    layer_strategies: dict[str, str]
+    analog_mac_share: float
+    scores: list[float]
+    mean: float
+    std: float
+    se: float
+    lcb: float
+    passed: bool
 
 
 @dataclass
@@ -93,9 +125,16 @@ class PlacementResult:
     verified_std: float
     meets_budget: bool
     evaluations: int
+    verified_se: float = 0.0
+    verified_lcb: float = 0.0
+    confidence: float = 0.95
+    granularity: float = 0.0
+    search_se: float = 0.0
     ranking: list[str] = field(default_factory=list)
+    digital_order: list[str] = field(default_factory=list)
     layer_loss: dict[str, float] = field(default_factory=dict)
     steps: list[SearchStep] = field(default_factory=list)
+    rounds: list[VerifyRound] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     def placement_dict(self) -> dict[str, Any]:
@@ -131,11 +170,11 @@ def place(
     metric: str | Metric | None = None,
     data: str | os.PathLike[str] | None = None,
     chips: int = 3,
-    verify_chips: int = 5,
+    verify_chips: int = 8,
     seed: int = 0,
     verify_seed: int | None = None,
-    margin: float = 0.25,
-    max_rounds: int = 3,
+    confidence: float = 0.95,
+    max_rounds: int = 8,
     compensation: str | None = None,
     placement_path: str | os.PathLike[str] | None = None,
     plot: str | os.PathLike[str] | None = None,
@@ -153,27 +192,33 @@ def place(
         at: time since programming the budget holds at.
         metric: built-in name, ``FILE.py:FUNCTION`` or callable ``metric(run) -> float``; ``data`` for
             built-in metrics.
-        chips: chips per search evaluation; ``verify_chips``: fresh chips of the final verification, of
-            experiment seed ``verify_seed`` (default ``seed + 1``: independent of the search's chips).
+        chips: chips per search evaluation (>= 2: the standard error needs two); ``verify_chips``: fresh
+            chips per verification (>= 2), round r on experiment seed ``verify_seed + r`` (default
+            ``verify_seed = seed + 1``; never the search's seed).
         seed: compile and search seed.
-        margin: share of the budget kept in reserve during the search.
-        max_rounds: verifications before giving up (each after stepping back).
+        confidence: one-sided confidence of the verification's lower bound (``mean - t SE >= target``).
+        max_rounds: verifications at most; the last one verifies the last resort (one layer analog).
         compensation: drift compensation override for the evaluations.
         plot: write the metric vs analog MAC fraction of the search's configs.
         compile_options: ``device``, ``periphery``, ``periphery_overrides``, ``calibration``, ``programming``,
             ``input_ranges`` as :func:`~anacompile.compiler.compile_model` takes them.
 
     Raises:
-        ConfigError: bad budget/time/chips, a compiled model given, or options that clash.
+        ConfigError: bad budget/time/chips/confidence, a compiled model given, or options that clash.
     """
     from anacompile.compiler import compile_model, default_output_path
 
     if not np.isfinite(accuracy_budget) or accuracy_budget < 0:
         raise ConfigError(f"--accuracy-budget {accuracy_budget}: must be a number >= 0 (e.g. 0.02).")
-    if chips < 1 or verify_chips < 1:
-        raise ConfigError("--chips: the search and the verification need at least one chip each.")
-    if not 0 <= margin < 1:
-        raise ConfigError(f"margin={margin}: must be in [0, 1).")
+    if chips < 2 or verify_chips < 2:
+        raise ConfigError(
+            f"--chips {chips} / --verify-chips {verify_chips}: the placement search and its verification need "
+            "at least 2 chips each (a standard error over chips needs two)."
+        )
+    if not 0.5 <= confidence < 1:
+        raise ConfigError(f"--confidence {confidence}: must be in [0.5, 1) (e.g. 0.95).")
+    if max_rounds < 1:
+        raise ConfigError(f"max_rounds={max_rounds}: must be >= 1.")
     for key in ("digital", "layer_strategies"):
         if compile_options.get(key):
             raise ConfigError(f"--accuracy-budget chooses the placement itself; drop --{key.replace('_', '-')}.")
@@ -196,13 +241,16 @@ def place(
         ev = ConfigEvaluator(plan, metric, data, chips, seed=seed, compensation=compensation, progress=progress)
         from anacompile.evaluate.monte_carlo import evaluate
 
-        search = _Search(ev, at_s, accuracy_budget, margin)
+        search = _Search(ev, at_s, accuracy_budget)
         config = search.run()
-        verify_seed = seed + 1 if verify_seed is None else int(verify_seed)
+        first_seed = seed + 1 if verify_seed is None else int(verify_seed)
+        seeds = [s for s in range(first_seed, first_seed + max_rounds + 1) if s != seed][:max_rounds]
+        k_verify = t_quantile(confidence, verify_chips - 1)
+        rounds: list[VerifyRound] = []
         result = None
-        for round_ in range(max_rounds):
-            digital = [n for n, v in config.items() if v == DIGITAL]
-            strategies = {n: v for n, v in config.items() if v != DIGITAL and v != "single"}
+        for round_, vseed in enumerate(seeds):
+            digital = [n for n in search.order if config.get(n) == DIGITAL]
+            strategies = {n: config[n] for n in ev.names if config.get(n) not in (None, DIGITAL, "single")}
             reasons = {
                 n: (
                     f"placement: alone analog it costs {search.loss[n]:.4g} {ev.metric_name} at "
@@ -219,20 +267,43 @@ def place(
                 data=data,
                 times=[at_s],
                 chips=verify_chips,
-                seed=verify_seed,
+                seed=vseed,
                 compensation=compensation,
                 metric=ev.metric,
             )
-            ok = check.accuracy_mean[0] >= search.target
+            chip_scores = [float(row[0]) for row in check.accuracy]
+            search.values.extend(chip_scores)
+            est = estimate(chip_scores, search.step, k_verify)
+            ok = est.meets(search.target)
+            t = report.totals
+            rounds.append(
+                VerifyRound(
+                    seed=vseed,
+                    chips=verify_chips,
+                    digital=digital,
+                    layer_strategies=strategies,
+                    analog_mac_share=t["analog_mac_share"],
+                    scores=chip_scores,
+                    mean=est.mean,
+                    std=est.std,
+                    se=est.se,
+                    lcb=est.lcb,
+                    passed=bool(ok),
+                )
+            )
             logger.info(
-                "round %d: verified %s %.4f (target %.4f) on %d fresh chips",
+                "round %d: %s %.4f +- %.4f (SE), lower bound %.4f, target %.4f, %d fresh chips of seed %d: %s",
                 round_,
                 ev.metric_name,
-                check.accuracy_mean[0],
+                est.mean,
+                est.se,
+                est.lcb,
                 search.target,
                 verify_chips,
+                vseed,
+                "passes" if ok else "misses",
             )
-            t = report.totals
+            s_est = search.estimate(config)
             result = PlacementResult(
                 model=str(model),
                 output=str(out),
@@ -249,29 +320,50 @@ def place(
                 analog_parameter_share=t["analog_parameter_share"],
                 devices=t["devices"],
                 search_chips=chips,
-                search_metric=search.metric_of(config),
+                search_metric=s_est.mean if s_est else float("nan"),
+                search_se=s_est.se if s_est else float("nan"),
                 verify_chips=verify_chips,
-                verify_seed=verify_seed,
-                verified_mean=check.accuracy_mean[0],
-                verified_std=check.accuracy_std[0],
+                verify_seed=vseed,
+                verified_mean=est.mean,
+                verified_std=est.std,
+                verified_se=est.se,
+                verified_lcb=est.lcb,
+                confidence=float(confidence),
+                granularity=search.step,
                 meets_budget=bool(ok),
                 evaluations=ev.evaluations,
                 ranking=search.ranking,
+                digital_order=search.order,
                 layer_loss=search.loss,
                 steps=search.steps,
+                rounds=list(rounds),
                 notes=list(search.notes),
             )
+            for r in rounds[:-1]:
+                result.notes.append(
+                    f"fresh chips (seed {r.seed}) gave {r.mean:.4g} +- {r.se:.2g} (SE), lower bound {r.lcb:.4g} "
+                    f"< target {search.target:.4g}: stepped back"
+                )
             if ok:
                 break
-            stepped = search.step_back(config)
-            if stepped is None:
-                result.notes.append("the most conservative placement still misses the budget on fresh chips")
+            resort = search.last_resort() if len(ev.names) > 1 else {ev.names[0]: STRONG}
+            if search.same(config, resort):
+                result.notes.append(
+                    f"even the last resort (only {search.order[-1]} analog, three pairs) misses the budget on "
+                    f"fresh chips: {est.mean:.4g} +- {est.se:.2g} (SE) vs target {search.target:.4g}"
+                )
                 break
+            if round_ == len(seeds) - 1:
+                result.notes.append(f"no placement passed within {max_rounds} verification rounds")
+                break
+            last = round_ == len(seeds) - 2  # the next round is the last one: verify the last resort
+            config = search.step_back(config, search.target - est.lcb, last_resort=last)
+        assert result is not None
+        if search.step > accuracy_budget / 2:
             result.notes.append(
-                f"round {round_ + 1}: fresh chips gave {check.accuracy_mean[0]:.4g} < target "
-                f"{search.target:.4g}; stepped back"
+                f"the metric moves in steps of {search.step:.3g}, coarse against the budget {accuracy_budget:g}: "
+                "decisions are uncertain; use more data"
             )
-            config = stepped
     # the JSON last: a replayable placement exists only for a compiled, verified output
     doc = result.placement_dict()
     with atomic_output(json_path) as tmp:
@@ -286,28 +378,42 @@ def place(
 class _Search:
     """The sensitivity-ordered search over configs (module docstring)."""
 
-    def __init__(self, ev: ConfigEvaluator, at_s: float, budget: float, margin: float) -> None:
+    def __init__(self, ev: ConfigEvaluator, at_s: float, budget: float) -> None:
         self.ev, self.at_s = ev, at_s
         self.target = ev.baseline - budget
-        self.search_target = ev.baseline - budget * (1.0 - margin)
         self.params = {la.name: la.parameters for la in ev.layers}
         self.macs = {la.name: la.macs for la in ev.layers}
         self.total_macs = max(sum(self.macs.values()), 1)
         self.steps: list[SearchStep] = []
         self.notes: list[str] = []
-        self.cache: dict[str, tuple[float, float]] = {}
+        self.cache: dict[str, np.ndarray] = {}
+        self.values: list[float] = [ev.baseline]  # every score seen: the metric's granularity
         self.loss: dict[str, float] = {}
-        self.ranking: list[str] = []
+        self.ranking: list[str] = list(ev.names)
+        self.order: list[str] = list(ev.names)
+        self.grow = 1
+
+    @property
+    def step(self) -> float:
+        """The metric's granularity: the smallest step between distinct scores seen so far."""
+        return granularity(self.values)
 
     def _key(self, config: dict[str, str]) -> str:
         return json.dumps(sorted((n, v) for n, v in config.items() if v != "single"))
+
+    def estimate(self, config: dict[str, str]) -> Estimate | None:
+        """The search chips' estimate of an evaluated config (one-SE rule), or None."""
+        row = self.cache.get(self._key(config))
+        return None if row is None else estimate(row, self.step, SEARCH_K)
 
     def evaluate(self, configs: list[dict[str, str]], stage: str) -> list[bool]:
         todo = [c for c in configs if self._key(c) not in self.cache]
         if todo:
             s = self.ev.scores(todo, [self.at_s])[:, :, 0]
+            self.values.extend(float(v) for v in s.ravel())
             for c, row in zip(todo, s, strict=True):
-                self.cache[self._key(c)] = (float(row.mean()), float(row.std()))
+                self.cache[self._key(c)] = row
+                e = estimate(row, self.step, SEARCH_K)
                 digital = sorted(n for n, v in c.items() if v == DIGITAL)
                 analog_macs = sum(m for n, m in self.macs.items() if c.get(n) != DIGITAL)
                 self.steps.append(
@@ -315,22 +421,34 @@ class _Search:
                         stage=stage,
                         digital=digital,
                         layer_strategies={n: v for n, v in c.items() if v != DIGITAL},
-                        metric_mean=float(row.mean()),
-                        metric_std=float(row.std()),
+                        metric_mean=e.mean,
+                        metric_std=e.std,
                         analog_mac_share=analog_macs / self.total_macs,
                         devices=_devices(c, self.params, "single"),
-                        meets=bool(row.mean() >= self.search_target),
+                        meets=e.meets(self.target),
+                        metric_se=e.se,
+                        metric_lcb=e.lcb,
                     )
                 )
-        return [self.cache[self._key(c)][0] >= self.search_target for c in configs]
+                if stage != "sensitivity":
+                    logger.info(
+                        "%s: %d digital, %.4f +- %.4f (SE) -> %s",
+                        stage,
+                        len(digital),
+                        e.mean,
+                        e.se,
+                        "meets" if e.meets(self.target) else "misses",
+                    )
+        return [self.estimate(c).meets(self.target) for c in configs]
 
     def metric_of(self, config: dict[str, str]) -> float:
-        return self.cache.get(self._key(config), (float("nan"), 0.0))[0]
+        e = self.estimate(config)
+        return float("nan") if e is None else e.mean
 
-    def _bisect(self, make, n: int, stage: str, want_largest: bool) -> int:
-        """Largest k in [0, n] with make(k) meeting the budget (want_largest), or smallest k in [1, n]."""
+    def _bisect(self, make, lo: int, hi: int, stage: str, want_largest: bool) -> int:
+        """Largest k in [lo, hi] with make(k) meeting the budget, make(lo) known to (want_largest); or the
+        smallest k in [lo, hi], make(hi) known or assumed to."""
         if want_largest:
-            lo, hi = 0, n  # make(0) is known to meet
             while lo < hi:
                 mid = (lo + hi + 1) // 2
                 if self.evaluate([make(mid)], stage)[0]:
@@ -338,7 +456,6 @@ class _Search:
                 else:
                     hi = mid - 1
             return lo
-        lo, hi = 1, n  # make(n) is known (or assumed) to meet
         while lo < hi:
             mid = (lo + hi) // 2
             if self.evaluate([make(mid)], stage)[0]:
@@ -350,51 +467,80 @@ class _Search:
     def run(self) -> dict[str, str]:
         names = self.ev.names
         if self.evaluate([{}], "all single")[0]:
-            self.notes.append("every layer analog with one pair meets the budget")
-            self.ranking = list(names)
+            self.notes.append("every layer analog with one pair meets the budget in the search")
             return {}
         alone = [{m: DIGITAL for m in names if m != n} for n in names]  # only n analog, one pair
         self.evaluate(alone, "sensitivity")
         self.loss = {n: self.ev.baseline - self.metric_of(c) for n, c in zip(names, alone, strict=True)}
         self.ranking = sorted(names, key=lambda n: (-self.loss[n], self.macs[n], n))
+
+        def order_key(n: str) -> tuple:
+            loss = self.loss[n]
+            if loss > 0:  # most loss saved per digital MAC first
+                return (0, -loss / max(self.macs[n], 1), self.macs[n], n)
+            return (1, self.macs[n], -loss, n)  # no measured loss: the cheapest first, the largest last
+
+        self.order = sorted(names, key=order_key)
         strong = {n: STRONG for n in names}
         digital: list[str] = []
         if not self.evaluate([strong], "all three pairs")[0]:
+            if len(names) == 1:
+                self.notes.append("the only analog layer misses the budget even with three pairs in the search")
+                return strong
 
             def with_digital(k: int) -> dict[str, str]:
-                return {**strong, **{n: DIGITAL for n in self.ranking[:k]}}
+                return {**strong, **{n: DIGITAL for n in self.order[:k]}}
 
-            full = len(names)
-            k = self._bisect(with_digital, full, "digital layers", want_largest=False)
+            most = len(names) - 1  # at least one layer stays analog
+            k = self._bisect(with_digital, 1, most, "digital layers", want_largest=False)
             if not self.evaluate([with_digital(k)], "digital layers")[0]:
-                k = full
-                self.notes.append("no partly analog placement met the budget in the search: all layers digital")
-            digital = list(self.ranking[:k])
-            for n in sorted(digital, key=lambda n: -self.macs[n]):  # give back the costliest digital layers
-                trial = {**strong, **{m: DIGITAL for m in digital if m != n}}
-                if self.evaluate([trial], "give back")[0]:
-                    digital.remove(n)
+                self.notes.append(
+                    f"no placement with analog layers met the budget in the search: the last resort keeps only "
+                    f"{self.order[-1]} analog"
+                )
+            digital = list(self.order[:k])
         base = {**strong, **{n: DIGITAL for n in digital}}
         analog = [n for n in reversed(self.ranking) if n not in digital]  # least sensitive first
 
         def downgrade(prefix: list[str], spec: str, start: dict[str, str]):
             return lambda k: {**start, **{n: spec for n in prefix[:k]}}
 
-        k1 = self._bisect(downgrade(analog, "single", base), len(analog), "one pair", want_largest=True)
+        if not self.evaluate([base], "digital layers")[0]:
+            return base  # nothing to save: the verification decides
+        k1 = self._bisect(downgrade(analog, "single", base), 0, len(analog), "one pair", want_largest=True)
         base = downgrade(analog, "single", base)(k1)
         rest = analog[k1:]
-        k2 = self._bisect(downgrade(rest, "dual", base), len(rest), "two pairs", want_largest=True)
+        k2 = self._bisect(downgrade(rest, "dual", base), 0, len(rest), "two pairs", want_largest=True)
         config = downgrade(rest, "dual", base)(k2)
         return {n: v for n, v in config.items() if v != "single"}
 
-    def step_back(self, config: dict[str, str]) -> dict[str, str] | None:
-        """A more conservative config: every analog layer at three pairs, else one more digital layer."""
+    def same(self, a: dict[str, str], b: dict[str, str]) -> bool:
+        """Whether two configs place every layer alike."""
+        return self._key(a) == self._key(b)
+
+    def last_resort(self) -> dict[str, str]:
+        """Only the last layer of the digital order analog, at three pairs."""
+        return {**{n: DIGITAL for n in self.order[:-1]}, self.order[-1]: STRONG}
+
+    def step_back(self, config: dict[str, str], shortfall: float, last_resort: bool = False) -> dict[str, str]:
+        """A more conservative config after fresh chips missed by ``shortfall`` (module docstring), ``config``
+        not being the last resort. The new config is evaluated on the search chips (the record)."""
         names = self.ev.names
-        digital = [n for n in self.ranking if config.get(n) == DIGITAL]
-        strongest = {**{n: STRONG for n in names}, **{n: DIGITAL for n in digital}}
-        if config != strongest:
-            return strongest
-        nxt = next((n for n in self.ranking if n not in digital), None)
-        if nxt is None:
-            return None
-        return {**{n: STRONG for n in names}, **{n: DIGITAL for n in [*digital, nxt]}}
+        digital = [n for n in self.order if config.get(n) == DIGITAL]
+        analog = [n for n in self.order if n not in digital]
+        strongest = {**{n: STRONG for n in analog}, **{n: DIGITAL for n in digital}}
+        if last_resort or len(analog) <= 1:
+            nxt = self.last_resort() if len(names) > 1 else {names[0]: STRONG}
+        elif self._key(config) != self._key(strongest):
+            nxt = strongest
+        else:
+            add, saved = [], 0.0
+            for n in analog[:-1]:  # one layer stays analog
+                if len(add) >= self.grow and saved >= shortfall:
+                    break
+                add.append(n)
+                saved += max(self.loss.get(n, 0.0), 0.0)
+            self.grow = 2 * max(self.grow, len(add))
+            nxt = {**{n: STRONG for n in analog if n not in add}, **{n: DIGITAL for n in [*digital, *add]}}
+        self.evaluate([nxt], "step back")
+        return nxt

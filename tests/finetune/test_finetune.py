@@ -145,15 +145,24 @@ def test_cli_finetune(tmp_path, capsys):
 
 
 def test_cli_defaults_are_the_config_defaults():
+    from anacompile.finetune.train import parse_eta
+
     defaults = FinetuneConfig()
     params = inspect.signature(finetune_command).parameters
+    assert parse_eta(params["eta"].default) == defaults.eta
+    api = inspect.signature(finetune).parameters
+    for name in ("periphery", "device", "strategy"):
+        assert params[name].default == api[name].default, name
+    assert api["periphery"].default == inspect.signature(compile_model).parameters["periphery"].default
     for name in (
         "epochs",
         "lr",
         "batch_size",
         "patience",
-        "eta",
+        "device_times",
+        "val_draws",
         "noise_scope",
+        "noise_draw",
         "clip_a",
         "loss",
         "temperature",
@@ -163,6 +172,34 @@ def test_cli_defaults_are_the_config_defaults():
         "max_samples",
     ):
         assert params[name].default == getattr(defaults, name), name
+
+
+def test_simulator_is_calibrated_like_the_compiled_chip(tmp_path):
+    """Input ranges and output gains of the training simulator = those compile --calibration sets on the chip."""
+    from anacompile.crossbar.periphery import get_periphery
+    from anacompile.feeds import load_feeds
+    from anacompile.finetune.hwa import AnalogSimulator, HWANoise
+    from anacompile.finetune.lowering import OnnxModule
+    from anacompile.finetune.train import analog_layer_names, calibrate_simulator
+    from anacompile.runtime.session import AnalogSession
+
+    src = MODELS / "digits_lstm_fp.onnx"
+    compiled = tmp_path / "m.analog.onnx"
+    compile_model(src, compiled, calibration="digits")
+    chip = {layer.name: layer for layer in AnalogSession(compiled).layers}
+    proto = onnx.load(src)
+    module = OnnxModule(proto)
+    layers, _ = analog_layer_names(proto, 512)
+    sim = AnalogSimulator(get_periphery("calibrated"), HWANoise(), set(layers), torch.Generator().manual_seed(0))
+    module.mvm_hook = sim
+    feeds, _ = load_feeds("digits", proto, part="train", limit=256)  # compile reads 256 calibration samples
+    calibrate_simulator(module, sim, {k: torch.from_numpy(v) for k, v in feeds.items()}, module.input_names)
+    assert len(layers) == len(chip) == 2
+    for key, [(name, _)] in layers.items():
+        assert float(sim.input_range(key)) == pytest.approx(float(chip[name].in_range.reshape(-1)[0]), rel=1e-5)
+        g = float(chip[name].out_gain.reshape(-1)[0])
+        assert abs(g - 1) > 0.2  # these layers' outputs do not meet the fixed bound: the gain matters
+        assert sim.gains[key] == pytest.approx(g, rel=1e-3)
 
 
 def test_python_api_is_the_cli_verb():

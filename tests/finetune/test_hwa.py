@@ -102,3 +102,83 @@ def test_calibration_records_the_largest_input_per_group():
     sim(spec, x, torch.ones(4, 2, 1, 1), lambda a, b: torch.nn.functional.conv2d(a, b, groups=2))
     sim.finish_calibration(learn=False)
     assert sim.input_range("conv").tolist() == [5.0, 2.0]
+
+
+def test_calibrated_output_range_is_the_compilers_gain_and_matches_the_reference():
+    """output_range: calibrated: g = B / P(|x^ u|), applied before the ADC and divided out after it."""
+    peri = get_periphery("calibrated", {"read_noise": 0, "out_noise": 0, "ir_drop": 0})
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(256, 40)).astype(np.float32)
+    w = rng.normal(size=(40, 12)).astype(np.float32)
+    alpha_in = float(np.abs(x).max())  # no DAC clipping: the ADC's rounding is the error left
+    sim = _sim(peri, alpha_in)
+    sim.mode = "calibrate_output"
+    sim(SPEC, torch.from_numpy(x).double(), torch.from_numpy(w).double(), torch.matmul)
+    sim.finish_output_calibration()
+    sim.mode = "noisy"
+    gamma = np.abs(w).max(axis=0, keepdims=True)
+    # the compiler's CalibrateOutputRangesPass arithmetic: DAC codes q, weights in ADC codes per DAC code
+    d, big_d = peri.dac_step, peri.adc_step
+    q = np.round(np.clip(x / alpha_in / d, -peri.dac_bound / d, peri.dac_bound / d))
+    z = np.abs(q @ (w / gamma * (d / big_d)))
+    g = (peri.adc_bound / big_d) / np.percentile(z, peri.output_range_percentile)
+    assert g > 1.5  # these outputs stay well inside the fixed bound: the gain matters
+    assert sim.gains["layer"] == pytest.approx(g, rel=1e-6)
+    ref = analog_matmul_reference(
+        x,
+        (w / gamma).astype(np.float32),
+        gamma.astype(np.float32),
+        np.array([[alpha_in]], np.float32),
+        np.ones((1, 12), np.float32),
+        np.zeros(12, np.float32),
+        peri,
+        out_gain=np.array([[g]], np.float32),
+    )
+    got = sim(SPEC, torch.from_numpy(x).double(), torch.from_numpy(w).double(), torch.matmul).numpy()
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4 * float(np.abs(ref).max()))
+    sim.gains.clear()  # the fixed range quantises these small outputs more coarsely
+    coarse = sim(SPEC, torch.from_numpy(x).double(), torch.from_numpy(w).double(), torch.matmul).numpy()
+    exact = x @ w
+    assert np.linalg.norm(coarse - exact) > 1.5 * np.linalg.norm(got - exact)
+
+
+@pytest.mark.parametrize("draw", ["batch", "product"])
+def test_weight_noise_is_drawn_once_per_forward_pass(draw):
+    """draw=batch: every product of a layer in one forward pass (an LSTM's time steps) sees one weight error."""
+    peri = get_periphery("ideal")
+    sim = AnalogSimulator(peri, HWANoise(eta=0.1, draw=draw), {"layer"}, torch.Generator().manual_seed(0))
+    sim.mode = "noisy"
+    x, w = torch.eye(8, dtype=torch.float64), torch.ones(8, 3, dtype=torch.float64)
+    first, second = sim(SPEC, x, w, torch.matmul), sim(SPEC, x, w, torch.matmul)
+    assert torch.equal(first, second) == (draw == "batch")
+    sim.new_draw()
+    assert not torch.equal(sim(SPEC, x, w, torch.matmul), first)
+    assert float((first - w).std()) == pytest.approx(0.1, rel=0.5)
+
+
+def _device_eta_check(claimed: float) -> bool:
+    """Programming noise only (no drift, no 1/f read noise), weights all at +-max: eta = sigma_prog(1) / g_max."""
+    from anacompile.finetune.device_noise import device_eta
+
+    rng = np.random.default_rng(7)
+    u = np.where(rng.random((128, 64)) < 0.5, -1.0, 1.0)
+    pcm = ["drift.drift_scale=0", "read_noise.q_coefficient=0"]
+    from anacompile import devices
+
+    got = device_eta([u], devices.get("pcm", pcm), "single", "1s", repeats=8, seed=1)
+    se = claimed / np.sqrt(2 * u.size * 8)
+    return abs(got - claimed) < 5 * se
+
+
+def test_device_eta_is_the_devices_programming_noise():
+    sigma = 0.26348 + 1.9650 - 1.1731  # papers.md: sigma_prog(1) = 1.0554 uS at g_max 25 uS
+    assert _device_eta_check(sigma / 25.0)
+    assert not _device_eta_check(1.05 * sigma / 25.0)
+
+
+def test_device_eta_grows_with_time():
+    from anacompile.finetune.device_noise import device_eta
+
+    u = np.random.default_rng(8).normal(size=(72, 64))
+    etas = [device_eta([u], "pcm", "single", t, repeats=4) for t in ("1s", "1d", "1y")]
+    assert 0.02 < etas[0] < etas[1] < etas[2] < 0.12
