@@ -41,6 +41,18 @@ METRIC_HELP = (
     "the FP32 model's outputs, or FILE.py:FUNCTION, a function metric(run) -> float where run(feeds) "
     "returns the model's outputs (default: accuracy with labels, else agreement)."
 )
+CHIP_STATE_HELP = (
+    "full: the file carries chip --chip of --seed programmed (runs in a stock onnxruntime); none: the plan "
+    "and seed only (a third of the size, no sampling at compile time); the analog session programs the chip "
+    "on load, with the same results."
+)
+
+
+def chip_state_line(report) -> str:
+    """What a compiled file carries of the chip, for ``compile`` and ``inspect``."""
+    state = getattr(report, "chip_state", "full")
+    carried = "programmed in the file" if state == "full" else "programmed by the session on load"
+    return f"chip state: {state} (chip {report.chip} of seed {report.seed}, {carried})"
 
 
 @app.callback()
@@ -128,6 +140,7 @@ def compile_cmd(
         "--shared-weights",
         help="A stored weight read by several MatMul/Gemm ops: share (programmed once, every use reads the same tiles) or replicate (a copy per use, each on its own tiles).",
     ),
+    chip_state: str = typer.Option("full", "--chip-state", help=CHIP_STATE_HELP),
 ) -> None:
     """Compile MODEL for analog crossbar tiles and write the annotated ONNX model."""
     from anacompile.compiler import compile_model
@@ -184,6 +197,7 @@ def compile_cmd(
         target=target,
         allow_invalid=allow_invalid,
         shared_weights=shared_weights,
+        chip_state=chip_state,
     )
     if json_out is not None:
         write_json(json_out, report.to_dict())
@@ -199,9 +213,20 @@ def compile_cmd(
 def _print_layers(report) -> None:
     table = Table(title=escape(f"{Path(report.source).name} -> {report.device.get('name', '?')} crossbars"))
     sources = any("(" in getattr(layer, "weight_source", "") for layer in report.layers)  # a folded chain
-    for col in ("layer", "op", "weight", *(("weight source",) if sources else ()), "tiles", "utilisation", "mapping"):
+    graphs = any(getattr(layer, "graph", "") for layer in report.layers)  # layers inside If/Loop/Scan bodies
+    for col in (
+        "layer",
+        *(("graph",) if graphs else ()),
+        "op",
+        "weight",
+        *(("weight source",) if sources else ()),
+        "tiles",
+        "utilisation",
+        "mapping",
+    ):
         table.add_column(col)
     for layer in report.layers:
+        where = (escape(getattr(layer, "graph", "") or "(main)"),) if graphs else ()
         shape = "x".join(str(d) for d in layer.weight_shape) or "-"
         folded = getattr(layer, "weight_source", "")
         source = ((folded if "(" in folded else "-"),) if sources else ()
@@ -227,6 +252,7 @@ def _print_layers(report) -> None:
             )
             table.add_row(
                 escape(layer.name),
+                *where,
                 escape(layer.op),
                 shape,
                 *map(escape, source),
@@ -237,6 +263,7 @@ def _print_layers(report) -> None:
         else:
             table.add_row(
                 escape(layer.name),
+                *where,
                 escape(layer.op),
                 shape,
                 *map(escape, source),
@@ -251,6 +278,7 @@ def _print_layers(report) -> None:
         + (f"; {t['analog_mac_share']:.1%} of MACs analog, {t['devices']:,} devices" if "devices" in t else "")
     )
     out_console.print(table)
+    out_console.print(escape(chip_state_line(report)), soft_wrap=True)
 
 
 @app.command("inspect")
@@ -330,6 +358,12 @@ def evaluate_cmd(
         "--resume",
         help="Continue an interrupted evaluation from the CSV it streamed (--csv); same options, same final result.",
     ),
+    batch_memory: float | None = typer.Option(
+        None,
+        "--batch-memory",
+        metavar="MIB",
+        help="Bound (MiB; default: one core's L2 cache) on the estimated memory of one onnxruntime call running many (chip, t) pairs; 0: one per call. Same results.",
+    ),
 ) -> None:
     """Accuracy (or another metric) over time since programming, mean +- std over many simulated chips."""
     from anacompile.errors import ConfigError
@@ -408,6 +442,7 @@ def evaluate_cmd(
                         workers=workers,
                         programming=programming,
                         metric=metric,
+                        batch_memory_mb=batch_memory,
                         **_csv_or_resume(csv_path, resume, i, len(runs)),
                         progress=lambda d, t, i=i: advance(i * t + d, t * len(runs)),
                         **kwargs,

@@ -17,7 +17,15 @@ from typing import Any
 import onnx
 import onnx_ir as ir
 
-from anacompile.contract import REPORT_SCHEMA_VERSION, CompileReport, LayerReport, read_report
+from anacompile.contract import (
+    CHIP_STATE_FULL,
+    CHIP_STATE_NONE,
+    CHIP_STATES,
+    REPORT_SCHEMA_VERSION,
+    CompileReport,
+    LayerReport,
+    read_report,
+)
 from anacompile.crossbar.periphery import Periphery
 from anacompile.errors import AnacompileError, ConfigError, OutputError, UnsupportedModelError
 from anacompile.limits import check_index
@@ -84,6 +92,7 @@ def compile_model(
     target: str = SIMULATION,
     allow_invalid: bool = False,
     shared_weights: str = "share",
+    chip_state: str = CHIP_STATE_FULL,
 ) -> CompileReport | tuple[onnx.ModelProto | ir.Model, CompileReport]:
     """Compile an ONNX model for analog crossbar tiles and write the annotated model (or return it).
 
@@ -132,6 +141,12 @@ def compile_model(
         AnacompileError: bad input model, options or output path; nothing is written then.
     """
     seed, chip = check_index(seed, "--seed"), check_index(chip, "--chip")
+    if chip_state not in CHIP_STATES:
+        raise ConfigError(f"--chip-state {chip_state!r}: use one of {', '.join(CHIP_STATES)}.")
+    if chip_state == CHIP_STATE_NONE and target == DEPLOY:
+        raise ConfigError(
+            "--chip-state none stores no programmed chip, which --target deploy needs; use --chip-state full."
+        )
     options = {
         "device": device,
         "periphery": periphery,
@@ -147,6 +162,7 @@ def compile_model(
         "target": target,
         "allow_invalid": allow_invalid,
         "shared_weights": shared_weights,
+        "chip_state": chip_state,
     }
     if not is_in_memory(model):
         source = Path(model)
@@ -217,6 +233,7 @@ def _compile_file(
     label: str | None = None,
     allow_invalid: bool = False,
     shared_weights: str = "share",
+    chip_state: str = CHIP_STATE_FULL,
 ):
     """:func:`compile_model` from a source file to an output file (``label`` names the source in errors).
 
@@ -244,7 +261,9 @@ def _compile_file(
     source_problem = refuse_invalid(
         upgraded if upgraded is not None else proto if in_memory else source, label, allow_invalid
     )
-    external = not in_memory and _needs_external_data(proto, source, len(mapping.significance), peri.tile_rows)
+    external = not in_memory and _needs_external_data(
+        proto, source, len(mapping.significance), peri.tile_rows, 3 if chip_state == CHIP_STATE_FULL else 1
+    )
     if external:
         data_file = out.parent / external_data_name(out)
         if data_file.resolve() in external_data_files(proto, source):
@@ -291,6 +310,7 @@ def _compile_file(
                     notes=notes,
                     deploy=target == DEPLOY,
                     label=label,
+                    chip_state=chip_state,
                 ),
                 irmodel,
             )
@@ -323,13 +343,13 @@ def _compile_file(
     return report
 
 
-def _needs_external_data(proto, source: Path, pairs: int, tile_rows: int) -> bool:
+def _needs_external_data(proto, source: Path, pairs: int, tile_rows: int, arrays: int = 3) -> bool:
     """Whether the output must keep its tensor data in a file beside it.
 
     Yes when the source does, or when an upper bound of the output's size exceeds
     :data:`~anacompile.model_io.EXTERNAL_DATA_LIMIT_BYTES`: the source, plus for every 2-D initializer
-    (a possible weight) g_target, g_prog and nu of ``pairs`` device pairs (6 float32 per pair and weight),
-    with rows padded to whole tiles.
+    (a possible weight) ``arrays`` of g_target, g_prog and nu of ``pairs`` device pairs (2 float32 per pair,
+    weight and array: 6 with the chip, 2 without), with rows padded to whole tiles.
     """
     files = external_data_files(proto, source)
     if files:
@@ -339,7 +359,7 @@ def _needs_external_data(proto, source: Path, pairs: int, tile_rows: int) -> boo
         if len(tensor.dims) == 2:
             k, n = int(tensor.dims[0]), int(tensor.dims[1])
             padded = max(_pad(k, tile_rows) * n, _pad(n, tile_rows) * k)
-            size += 6 * 4 * pairs * padded
+            size += 2 * arrays * 4 * pairs * padded
     return size > EXTERNAL_DATA_LIMIT_BYTES
 
 

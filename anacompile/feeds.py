@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from anacompile.contract import chip_state_inputs
 from anacompile.datasets import load_builtin
 from anacompile.errors import DataError
 
@@ -37,8 +38,9 @@ def _np_type(elem_type: int) -> type:
 
 
 def model_input_specs(proto: onnx.ModelProto) -> list[tuple[str, list[int | None], type]]:
-    """(name, dims with None for dynamic, numpy dtype) of every real input (not an overridable initializer)."""
-    inits = {i.name for i in proto.graph.initializer}
+    """(name, dims with None for dynamic, numpy dtype) of every real input (not an overridable initializer,
+    nor the chip state a ``chip_state: none`` file is fed by the session)."""
+    inits = {i.name for i in proto.graph.initializer} | chip_state_inputs(proto)
     specs = []
     for vi in proto.graph.input:
         if vi.name in inits:

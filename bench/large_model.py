@@ -1,6 +1,6 @@
 """Compile a ~100 M-parameter model with external data: time and peak memory against onnx load + save.
 
-Usage: python bench/large_model.py [--params 100e6] [--width 1024] [--keep DIR] [--json FILE]
+Usage: python bench/large_model.py [--params 100e6] [--width 1024] [--keep DIR] [--json FILE] [--before SRC]
 
 Builds a transformer-like stack (per block: q, k, v, out projections d x d and an FFN d x 4d, 4d x d, on
 activations (B, T, d); random weights) saved with all tensors in one external data file, in a temporary
@@ -8,10 +8,14 @@ folder. Then, each in its own subprocess (wrapped, so that ``getrusage(RUSAGE_CH
 wrapper is that command's peak resident memory alone):
 
 * ``onnx.load`` + ``onnx.save`` with external data (the cost of just reading and writing the model);
-* ``anacompile compile`` with the PCM device and the standard periphery.
+* ``anacompile compile`` with the PCM device and the standard periphery, ``--chip-state none`` (the plan
+  and seed) and ``--chip-state full`` (the programmed chip too);
+* with ``--before SRC`` (an anacompile source tree, e.g. ``git archive`` of an older commit), the same
+  ``full`` compile run by that code, side by side in the same run;
 
-and prints the wall times, peak RSS, the model size, and the ratios (targets of issue 4: compile <= 3x the
-load + save time, peak memory <= 3x the model size). The compiled output of a 100 M-parameter model is
+and prints the wall times, peak RSS, the model size, and the ratios side by side (targets of issue 14:
+compile with ``--chip-state none`` <= 5x the load + save time, peak memory <= 3x the model size; output
+files are removed after each compile). The compiled output of a 100 M-parameter model is
 ~2.4 GB (programming plan, programmed conductances and drift exponents: 6 float32 per weight for one
 differential pair), so it is written with external data past protobuf's 2 GB limit. Needs ~3.5 GB of
 disk in the temporary folder (source, its copy, output).
@@ -27,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -104,9 +109,13 @@ def build_model(path: Path, params: float, width: int, seed: int = 0) -> int:
     return count
 
 
-def measure(cmd: list[str]) -> dict:
-    """Wall time and peak RSS of ``cmd`` run alone in a fresh child."""
-    out = subprocess.run([sys.executable, "-c", WRAPPER, *cmd], capture_output=True, text=True, check=True)
+def measure(cmd: list[str], pythonpath: Path | None = None) -> dict:
+    """Wall time and peak RSS of ``cmd`` run alone in a fresh child (``pythonpath``: import anacompile from
+    that source tree instead of the installed one)."""
+    env = None
+    if pythonpath is not None:
+        env = {**os.environ, "PYTHONPATH": str(pythonpath)}
+    out = subprocess.run([sys.executable, "-c", WRAPPER, *cmd], capture_output=True, text=True, check=True, env=env)
     result = json.loads(out.stdout.strip().splitlines()[-1])
     if result["rc"] != 0:
         raise RuntimeError(f"{cmd[:4]} failed with exit code {result['rc']}")
@@ -124,6 +133,9 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=1024, help="model width d (FFN 4d)")
     parser.add_argument("--keep", type=Path, default=None, help="work in this folder and keep the files")
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers as JSON")
+    parser.add_argument(
+        "--before", type=Path, default=None, help="also compile (full) with the anacompile source tree in SRC"
+    )
     args = parser.parse_args()
 
     work = args.keep or Path(tempfile.mkdtemp(prefix="anacompile-large-"))
@@ -145,31 +157,28 @@ def main() -> None:
         base = measure([sys.executable, "-c", IMPORTS_ONLY])
         load_save = measure([sys.executable, "-c", LOAD_SAVE, str(src), str(copy_dir / "copy.onnx")])
         shutil.rmtree(copy_dir)
-        out = out_dir / "large.analog.onnx"
-        compile_cmd = [
-            sys.executable,
-            "-c",
-            "from anacompile.cli import _console_main; _console_main()",
-            "compile",
-            str(src),
-            "-o",
-            str(out),
-            "--device",
-            "pcm",
-            "--json",
-            "-",
-        ]
-        comp = measure(compile_cmd)
-        out_bytes = size_bytes(out)
+        runs = [("none", None), ("full", None)] + ([("full", args.before.resolve())] if args.before else [])
+        compiles = {}
+        for state, src_tree in runs:
+            out = out_dir / "large.analog.onnx"
+            label = f"compile --chip-state {state}" + (" (before)" if src_tree else "")
+            cmd = [sys.executable, "-c", "from anacompile.cli import _console_main; _console_main()", "compile"]
+            cmd += [str(src), "-o", str(out), "--device", "pcm", "--json", "-", "--force"]
+            if src_tree is None:
+                cmd += ["--chip-state", state]
+            result = measure(cmd, pythonpath=src_tree)
+            result["output_bytes"] = size_bytes(out)
+            compiles[label] = result
+            for f in out_dir.iterdir():
+                f.unlink()
         rows = {
             "parameters": n_params,
             "model_bytes": model_bytes,
-            "output_bytes": out_bytes,
             "imports_only": base,
             "load_save": load_save,
-            "compile": comp,
-            "time_ratio": comp["wall_s"] / load_save["wall_s"],
-            "memory_ratio_to_model": comp["maxrss_bytes"] / model_bytes,
+            "compiles": compiles,
+            "time_ratio": {k: c["wall_s"] / load_save["wall_s"] for k, c in compiles.items()},
+            "memory_ratio_to_model": {k: c["maxrss_bytes"] / model_bytes for k, c in compiles.items()},
             "load_save_memory_ratio_to_model": load_save["maxrss_bytes"] / model_bytes,
         }
     finally:
@@ -177,19 +186,20 @@ def main() -> None:
             shutil.rmtree(work, ignore_errors=True)
 
     gb = 1e9
+    print(f"model: {n_params / 1e6:.1f} M parameters, {model_bytes / gb:.2f} GB (external data)")
+    head = f"{'':36s}{'wall (s)':>10s}{'peak RSS (GB)':>15s}{'output (GB)':>13s}{'time / l+s':>12s}{'RSS / model':>13s}"
+    print(head)
+    print(f"{'python + imports only':36s}{base['wall_s']:10.1f}{base['maxrss_bytes'] / gb:15.2f}")
     print(
-        f"model: {n_params / 1e6:.1f} M parameters, {model_bytes / gb:.2f} GB (external data); "
-        f"compiled output {out_bytes / gb:.2f} GB"
+        f"{'onnx.load + onnx.save':36s}{load_save['wall_s']:10.1f}{load_save['maxrss_bytes'] / gb:15.2f}"
+        f"{model_bytes / gb:13.2f}{1.0:12.1f}{rows['load_save_memory_ratio_to_model']:13.2f}"
     )
-    print(f"{'':28s}{'wall (s)':>10s}{'peak RSS (GB)':>15s}")
-    print(f"{'python + imports only':28s}{base['wall_s']:10.1f}{base['maxrss_bytes'] / gb:15.2f}")
-    print(f"{'onnx.load + onnx.save':28s}{load_save['wall_s']:10.1f}{load_save['maxrss_bytes'] / gb:15.2f}")
-    print(f"{'anacompile compile':28s}{comp['wall_s']:10.1f}{comp['maxrss_bytes'] / gb:15.2f}")
-    print(f"compile / (load + save) time: {rows['time_ratio']:.1f}x (target <= 3x)")
-    print(
-        f"compile peak RSS / model size: {rows['memory_ratio_to_model']:.2f}x (target <= 3x); "
-        f"load + save: {rows['load_save_memory_ratio_to_model']:.2f}x"
-    )
+    for label, c in compiles.items():
+        print(
+            f"{label:36s}{c['wall_s']:10.1f}{c['maxrss_bytes'] / gb:15.2f}{c['output_bytes'] / gb:13.2f}"
+            f"{rows['time_ratio'][label]:12.1f}{rows['memory_ratio_to_model'][label]:13.2f}"
+        )
+    print("targets: compile --chip-state none <= 5x load + save, peak RSS <= 3x the model size")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
 

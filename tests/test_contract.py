@@ -47,8 +47,8 @@ def test_a_newer_domain_version_is_refused_naming_the_anacompile_needed() -> Non
     contract.check_domain_version({contract.DOMAIN: contract.DOMAIN_VERSION})
     with pytest.raises(
         UnsupportedModelError,
-        match=r"version 2; this anacompile .* reads up to version 1: install "
-        r"anacompile >= 0\.9\.0",
+        match=rf"version {contract.DOMAIN_VERSION + 1}; this anacompile .* reads up to version "
+        rf"{contract.DOMAIN_VERSION}: install anacompile >= 0\.9\.0",
     ):
         contract.check_domain_version({contract.DOMAIN: contract.DOMAIN_VERSION + 1}, {contract.META_VERSION: "0.9.0"})
 
@@ -73,5 +73,7 @@ def test_the_session_refuses_a_model_of_a_newer_domain_version(tmp_path) -> None
             o.version = contract.DOMAIN_VERSION + 1
     newer = tmp_path / "newer.onnx"
     onnx.save(proto, str(newer))
-    with pytest.raises(UnsupportedModelError, match=r"reads up to version 1: install anacompile >= "):
+    with pytest.raises(
+        UnsupportedModelError, match=rf"reads up to version {contract.DOMAIN_VERSION}: install anacompile >= "
+    ):
         AnalogSession(newer)

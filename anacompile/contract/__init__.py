@@ -11,6 +11,9 @@ from __future__ import annotations
 from anacompile.contract.names import (
     ANALOG_MATMUL,
     BIAS,
+    CHIP_STATE_FULL,
+    CHIP_STATE_NONE,
+    CHIP_STATES,
     CHIP_WEIGHTS,
     COL_SCALE,
     DOMAIN,
@@ -41,6 +44,7 @@ from anacompile.contract.report import (
     REPORT_SCHEMA_VERSION,
     CompileReport,
     LayerReport,
+    chip_state_inputs,
     read_report,
 )
 from anacompile.contract.signatures import (
@@ -75,6 +79,9 @@ __all__ = [
     "CHIP_ATTRIBUTES",
     "CHIP_INPUTS",
     "CHIP_OUTPUTS",
+    "CHIP_STATES",
+    "CHIP_STATE_FULL",
+    "CHIP_STATE_NONE",
     "CHIP_WEIGHTS",
     "CHIP_WEIGHTS_SIGNATURE",
     "COL_SCALE",
@@ -115,6 +122,7 @@ __all__ = [
     "T_INFERENCE",
     "TileConstants",
     "W_EFF",
+    "chip_state_inputs",
     "check_domain_version",
     "layer_tensor",
     "read_report",

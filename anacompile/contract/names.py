@@ -9,6 +9,9 @@ from __future__ import annotations
 __all__ = [
     "ANALOG_MATMUL",
     "BIAS",
+    "CHIP_STATES",
+    "CHIP_STATE_FULL",
+    "CHIP_STATE_NONE",
     "CHIP_WEIGHTS",
     "COL_SCALE",
     "DOMAIN",
@@ -49,6 +52,17 @@ compensation, the layer's output scale."""
 TILED = "tiled"
 """Overload name of the ``AnalogMatMul`` body for layers spread over several row tiles."""
 
+# What a compiled file carries of the chip (``compile --chip-state``; the report's ``chip_state``).
+CHIP_STATE_FULL = "full"
+"""The file carries chip ``chip`` of ``seed`` programmed (``L.g_prog``, ``L.nu``, ``L.gdc_ref``) and its
+in-graph chip stage (``AnalogChipWeights``): a stock onnxruntime runs that chip at any ``t_inference``."""
+CHIP_STATE_NONE = "none"
+"""The file carries the programming plan, the seed and the chip index only (domain version >= 2): no
+``L.g_prog``, ``L.nu``, ``L.gdc_ref``, no ``AnalogChipWeights`` node and no ``t_inference``;
+``L.w_eff`` and ``L.scale`` are graph inputs, which the analog session feeds after programming the chip on
+load (the same chip, bit for bit, as a ``full`` file of the same seed gives)."""
+CHIP_STATES = (CHIP_STATE_FULL, CHIP_STATE_NONE)
+
 # Graph inputs / shared initializers.
 T_INFERENCE = "t_inference"
 """Scalar float32, seconds since programming; overridable initializer with default 0."""
@@ -77,9 +91,11 @@ IN_SCALE = "in_scale"
 OUT_GAIN = "out_gain"
 """The tiles' output gains before the ADC, ([n_tiles,] 1, 1) (``output_range: calibrated`` only)."""
 W_EFF = "w_eff"
-"""Output 0 of AnalogChipWeights: effective weights in ADC codes per DAC code, ([n_tiles,] rows, N)."""
+"""Output 0 of AnalogChipWeights: effective weights in ADC codes per DAC code, ([n_tiles,] rows, N) (a graph
+input in a ``chip_state: none`` file)."""
 SCALE = "scale"
-"""Output 1 of AnalogChipWeights: out_scale * alpha_GDC, ([n_tiles,] 1, N)."""
+"""Output 1 of AnalogChipWeights: out_scale * alpha_GDC, ([n_tiles,] 1, N) (a graph input in a
+``chip_state: none`` file)."""
 NOISE = "noise"
 NOISE_START = "noise_start"
 NOISE_END = "noise_end"

@@ -11,10 +11,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from anacompile._version import __version__
-from anacompile.contract.names import META_REPORT
+from anacompile.contract.names import CHIP_STATE_FULL, CHIP_STATE_NONE, CHIP_STATES, META_REPORT, SCALE, W_EFF
 from anacompile.errors import UnsupportedModelError
 
-__all__ = ["REPORT_SCHEMA_VERSION", "CompileReport", "LayerReport", "read_report"]
+__all__ = ["REPORT_SCHEMA_VERSION", "CompileReport", "LayerReport", "chip_state_inputs", "read_report"]
 
 REPORT_SCHEMA_VERSION = 1
 """``schema_version`` of the compile report; its JSON Schema is ``anacompile/schemas/compile_report.schema.json``.
@@ -67,6 +67,7 @@ class CompileReport:
     programming: str
     layers: list[LayerReport]
     notes: list[str] = field(default_factory=list)
+    chip_state: str = CHIP_STATE_FULL  # what the file carries of the chip (contract.CHIP_STATES)
     anacompile_version: str = __version__
     schema_version: int = REPORT_SCHEMA_VERSION
 
@@ -125,6 +126,19 @@ def read_report(model: Any) -> CompileReport:
     return _report_from_dict(d)
 
 
+def chip_state_inputs(model: Any) -> set[str]:
+    """The graph inputs a ``chip_state: none`` file has for the analog session to feed (``L.w_eff``,
+    ``L.scale`` of every analog layer), which are not the model's data inputs; empty for any other model."""
+    props = model.metadata_props
+    meta = dict(props) if isinstance(props, dict) else {p.key: p.value for p in props}
+    if META_REPORT not in meta or CHIP_STATE_NONE not in meta[META_REPORT]:  # cheap test before parsing
+        return set()
+    report = read_report(model)
+    if report.chip_state != CHIP_STATE_NONE:
+        return set()
+    return {f"{layer.name}.{suffix}" for layer in report.layers if layer.analog for suffix in (W_EFF, SCALE)}
+
+
 def _report_from_dict(d: Any) -> CompileReport:
     """The report, checked field by field against :class:`CompileReport` (a corrupt file gives one line)."""
 
@@ -150,6 +164,8 @@ def _report_from_dict(d: Any) -> CompileReport:
     for key in ("seed", "chip"):
         if not 0 <= d[key] < 2**63:
             raise bad(f"{key!r} = {d[key]} is out of range")
+    if d.get("chip_state", CHIP_STATE_FULL) not in CHIP_STATES:  # absent: written before chip states (full)
+        raise bad(f"'chip_state' = {d['chip_state']!r} is none of {', '.join(CHIP_STATES)}")
     fields = {f for f in LayerReport.__dataclass_fields__}
     for i, layer in enumerate(d["layers"]):
         if not isinstance(layer, dict) or not {"name", "op", "analog"} <= set(layer) or set(layer) - fields:

@@ -12,11 +12,16 @@ from anacompile.errors import UnsupportedModelError
 
 __all__ = ["DOMAIN_VERSION", "DOMAIN_VERSIONS", "check_domain_version"]
 
-DOMAIN_VERSION = 1
-"""The version of domain ``ai.anacompile`` this anacompile writes and reads."""
+DOMAIN_VERSION = 2
+"""The version of domain ``ai.anacompile`` this anacompile writes and reads (and every older one).
 
-DOMAIN_VERSIONS = {1: "0.1.0"}
-"""Domain version -> the first anacompile release that writes it."""
+Version 2 (``compile --chip-state``): a file may carry no chip (``chip_state: none`` in the report): no
+``AnalogChipWeights`` nodes, ``L.w_eff`` and ``L.scale`` are graph inputs fed by the session. The ops'
+signatures and semantics are those of version 1, and a version-1 file (always a full chip) reads as before;
+a version-1 reader refuses every version-2 file, naming the release it needs."""
+
+DOMAIN_VERSIONS = {1: "0.1.0", 2: "0.2.0"}
+"""Domain version -> the first anacompile release that writes it (0.2.0: the next release, unreleased)."""
 
 
 def check_domain_version(opset_imports: dict[str, int], metadata: dict[str, str] | None = None) -> None:

@@ -120,7 +120,7 @@ def overload_name(tiled: bool, noise: NoiseSource = NoiseSource.RANDOM) -> str:
 
 
 def build_analog_matmul_function(
-    periphery: Periphery, opset: int, noise: NoiseSource = NoiseSource.RANDOM, tiled: bool = False
+    periphery: Periphery, opset: int, noise: NoiseSource = NoiseSource.RANDOM, tiled: bool = False, pairs: bool = False
 ) -> onnx.FunctionProto:
     """``AnalogMatMul(X, W, in_scale, scale, bias, ir_row_weight, noise_bank, noise_start, noise_end) -> Y``.
 
@@ -135,6 +135,10 @@ def build_analog_matmul_function(
     (n_tiles, 1, 1), scale (n_tiles, 1, N), ir_row_weight (tile_rows, 1); X is zero-padded to whole tiles,
     each tile has its own DAC and ADC, and the partial sums are added digitally.
 
+    ``pairs`` (tiled only; the plain body broadcasts as it is): a leading axis of P (chip, t) pairs, as
+    :mod:`anacompile.runtime.chip_batch` runs them: X (P, vectors, K), W (P, n_tiles, tile_rows, N), scale
+    (P, n_tiles, 1, N), Y (P, vectors, N); each pair's arithmetic is the one-pair body's.
+
     The arithmetic is :func:`anacompile.crossbar.reference.analog_matmul_reference`, op for op.
     """
     p = periphery
@@ -142,17 +146,23 @@ def build_analog_matmul_function(
     i64 = TensorProto.INT64
     if tiled:
         shape_w = b.op("Shape", "W")
-        nb = b.op("Slice", shape_w, b.const([0], i64), b.const([1], i64))
-        tr = b.op("Slice", shape_w, b.const([1], i64), b.const([2], i64))
-        n_out = b.op("Slice", shape_w, b.const([2], i64), b.const([3], i64))
+        o = 1 if pairs else 0  # W's axes after the pair axis
+        n_pairs = b.op("Slice", shape_w, b.const([0], i64), b.const([1], i64)) if pairs else None
+        nb = b.op("Slice", shape_w, b.const([o], i64), b.const([o + 1], i64))
+        tr = b.op("Slice", shape_w, b.const([o + 1], i64), b.const([o + 2], i64))
+        n_out = b.op("Slice", shape_w, b.const([o + 2], i64), b.const([o + 3], i64))
         shape_x = b.op("Shape", "X")
         lead = b.op("Slice", shape_x, b.const([0], i64), b.const([-1], i64))
         k = b.op("Slice", shape_x, b.const([-1], i64), b.const([2**62], i64))
         x2 = b.op("Reshape", "X", b.op("Concat", b.const([-1], i64), k, axis=0))
         pad = b.op("Sub", b.op("Mul", nb, tr), k)
         xp = b.op("Pad", x2, b.op("Concat", b.const([0, 0, 0], i64), pad, axis=0))
-        xb = b.op("Reshape", xp, b.op("Concat", b.const([-1], i64), nb, tr, axis=0))
-        xt = b.op("Transpose", xb, perm=[1, 0, 2])
+        if n_pairs is not None:  # (P * vectors, K) -> (P, n_tiles, vectors, tile_rows)
+            xb = b.op("Reshape", xp, b.op("Concat", n_pairs, b.const([-1], i64), nb, tr, axis=0))
+            xt = b.op("Transpose", xb, perm=[0, 2, 1, 3])
+        else:
+            xb = b.op("Reshape", xp, b.op("Concat", b.const([-1], i64), nb, tr, axis=0))
+            xt = b.op("Transpose", xb, perm=[1, 0, 2])
     else:
         xt = "X"
     a_in = None
@@ -204,7 +214,8 @@ def build_analog_matmul_function(
         z = b.op("Mul", z, a_in)  # abs-max: one input range per vector
     if tiled:
         # sum of the tiles' partial sums: ones(1, n_tiles) @ (z * scale); ReduceSum over a leading axis is slow
-        zs = b.op("Reshape", b.op("Mul", z, "scale"), b.op("Concat", nb, b.const([-1], i64), axis=0))
+        zs_shape = [nb, b.const([-1], i64)] if n_pairs is None else [n_pairs, nb, b.const([-1], i64)]
+        zs = b.op("Reshape", b.op("Mul", z, "scale"), b.op("Concat", *zs_shape, axis=0))
         ones = b.op(
             "ConstantOfShape",
             b.op("Concat", b.const([1], i64), nb, axis=0),

@@ -42,7 +42,7 @@ from anacompile.devices._validate import (
 )
 from anacompile.errors import DeviceError
 
-__all__ = ["PCM_JOSHI_2020", "PCMDevice", "PCMDrift", "PCMProgrammingNoise", "PCMReadNoise"]
+__all__ = ["PCM_JOSHI_2020", "SAMPLE_DTYPES", "PCMDevice", "PCMDrift", "PCMProgrammingNoise", "PCMReadNoise"]
 
 _CITATION = (
     "Joshi et al., Nat. Commun. 11, 2473 (2020), doi:10.1038/s41467-020-16108-9; "
@@ -51,10 +51,29 @@ _CITATION = (
 )
 
 
-def _as_f64(x: ArrayLike) -> NDArray[np.float64]:
-    """Return ``x`` as a float64 array of at least one dimension (0-d input becomes shape (1,))."""
-    a = np.asarray(x, dtype=np.float64)
+SAMPLE_DTYPES = (np.float64, np.float32)
+"""Float types the kernels compute and sample in (``dtype=``): float64 (default) or float32.
+
+float32 draws float32 normals (numpy's float32 ziggurat, 24-bit mantissa) and evaluates every formula in
+float32: the relative rounding error, 6e-8, is six orders of magnitude below the smallest relative noise of
+the model (σ_prog/g_max >= 1 %, Q_s >= 0.88 %, σ_ν >= 0.008), and ĝ's floors (1e-7, 1e-3) are normal
+float32 numbers, so the sampled statistics are the same (tests/devices/test_float32_sampling.py checks
+means and stds against the formulas to a fraction of their standard error, with 5 % twins that fail).
+"""
+
+
+def _as_f64(x: ArrayLike, dtype: Any = np.float64) -> NDArray[np.float64]:
+    """Return ``x`` as a float array (float64, or ``dtype``) of at least one dimension (0-d becomes (1,))."""
+    a: NDArray[np.float64] = np.asarray(x, dtype=_sample_dtype(dtype))
     return a.reshape(1) if a.ndim == 0 else a
+
+
+def _sample_dtype(dtype: Any) -> type:
+    """``dtype`` as one of :data:`SAMPLE_DTYPES`; anything else is a DeviceError."""
+    for allowed in SAMPLE_DTYPES:
+        if np.dtype(dtype) == np.dtype(allowed):
+            return allowed
+    raise DeviceError(f"dtype={dtype!r}: the device kernels compute in float64 or float32.")
 
 
 def _shaped(out: NDArray[np.float64], scalar: bool) -> NDArray[np.float64]:
@@ -317,7 +336,9 @@ class PCMDevice:
         sigma += c0
         return sigma
 
-    def program(self, g_target_us: ArrayLike, rng: np.random.Generator) -> NDArray[np.float64]:
+    def program(
+        self, g_target_us: ArrayLike, rng: np.random.Generator, *, dtype: Any = np.float64
+    ) -> NDArray[np.float64]:
         """Program target conductances with closed-loop residual noise and return the reached ones, µS.
 
         g_prog = max(g_T + σ_prog(ĝ_T)·ξ, 0), ξ ~ N(0, 1) (Joshi et al. 2020; aihwkit
@@ -327,13 +348,15 @@ class PCMDevice:
         Args:
             g_target_us: target conductances g_T, µS (any shape).
             rng: source of the normals (one ``standard_normal`` call, one value per device).
+            dtype: float64 (default) or float32: the type the normals are drawn in and the result computed
+                in (:data:`SAMPLE_DTYPES`).
 
         Returns:
-            Programmed conductances g_prog >= 0, µS, same shape.
+            Programmed conductances g_prog >= 0, µS, same shape, of ``dtype``.
         """
-        g = _as_f64(g_target_us)
+        g = _as_f64(g_target_us, dtype)
         sigma = self._programming_sigma(g)
-        out = rng.standard_normal(g.shape)
+        out = rng.standard_normal(g.shape, dtype=g.dtype)
         out *= sigma
         out += g
         np.maximum(out, 0.0, out=out)
@@ -390,7 +413,9 @@ class PCMDevice:
         log_g = self._log_g_hat(_as_f64(g_target_us))
         return _shaped(self._drift_sigma(log_g), np.ndim(g_target_us) == 0)
 
-    def drift_exponents(self, g_target_us: ArrayLike, rng: np.random.Generator) -> NDArray[np.float64]:
+    def drift_exponents(
+        self, g_target_us: ArrayLike, rng: np.random.Generator, *, dtype: Any = np.float64
+    ) -> NDArray[np.float64]:
         """Draw the drift exponent ν of each device; call once, at programming, and reuse at every t.
 
         ν = |μ_ν(ĝ_T) + σ_ν(ĝ_T)·ξ| · drift_scale, a folded normal, computed from the *target*
@@ -399,14 +424,15 @@ class PCMDevice:
         Args:
             g_target_us: target conductances g_T, µS (any shape).
             rng: source of the normals (one ``standard_normal`` call, one value per device).
+            dtype: float64 (default) or float32 (:data:`SAMPLE_DTYPES`).
 
         Returns:
-            ν >= 0 (dimensionless), same shape.
+            ν >= 0 (dimensionless), same shape, of ``dtype``.
         """
-        log_g = self._log_g_hat(_as_f64(g_target_us))
+        log_g = self._log_g_hat(_as_f64(g_target_us, dtype))
         mu = self._drift_mu(log_g)
         nu = self._drift_sigma(log_g)
-        nu *= rng.standard_normal(log_g.shape)
+        nu *= rng.standard_normal(log_g.shape, dtype=log_g.dtype)
         nu += mu
         np.abs(nu, out=nu)
         if self.drift.drift_scale != 1.0:
@@ -463,7 +489,13 @@ class PCMDevice:
         return math.sqrt(math.log((t + self.drift.t0_s + t_read) / (2.0 * t_read)))
 
     def read(
-        self, g_prog_us: ArrayLike, nu: ArrayLike, t_inference_s: float, rng: np.random.Generator
+        self,
+        g_prog_us: ArrayLike,
+        nu: ArrayLike,
+        t_inference_s: float,
+        rng: np.random.Generator,
+        *,
+        dtype: Any = np.float64,
     ) -> NDArray[np.float64]:
         """Return one noisy read of each device t_inference_s after programming, µS.
 
@@ -476,9 +508,10 @@ class PCMDevice:
             nu: drift exponents from :meth:`drift_exponents` (broadcast against ``g_prog_us``).
             t_inference_s: time since the end of programming, s (one number >= 0).
             rng: source of the normals (one ``standard_normal`` call, one value per device).
+            dtype: float64 (default) or float32 (:data:`SAMPLE_DTYPES`).
 
         Returns:
-            Read conductances >= 0, µS, of the broadcast shape.
+            Read conductances >= 0, µS, of the broadcast shape, of ``dtype``.
 
         Raises:
             DeviceError: ``t_inference_s`` is negative, not finite or not a single number.
@@ -486,12 +519,12 @@ class PCMDevice:
         t = check_time_s(t_inference_s)
         bandwidth = self._bandwidth_factor(t)
         scalar = np.ndim(g_prog_us) == 0 and np.ndim(nu) == 0
-        g = _as_f64(g_prog_us)
-        g_drift = self.drift._apply(g, _as_f64(nu), t)
+        g = _as_f64(g_prog_us, dtype)
+        g_drift = self.drift._apply(g, _as_f64(nu, dtype), t)
         noise = np.abs(g_drift)
         noise *= self._read_noise_q(g)  # broadcasts when nu has more dimensions than g_prog
         noise *= bandwidth
-        noise *= rng.standard_normal(g_drift.shape)
+        noise *= rng.standard_normal(g_drift.shape, dtype=g_drift.dtype)
         g_drift += noise
         np.maximum(g_drift, 0.0, out=g_drift)
         return _shaped(g_drift, scalar)

@@ -53,6 +53,15 @@ def _shaped(out: NDArray[np.float64], scalar: bool) -> NDArray[np.float64]:
     return cast("NDArray[np.float64]", out[0]) if scalar else out
 
 
+def _cast(out: NDArray[np.float64], dtype: Any) -> NDArray[np.float64]:
+    """``out`` as float64 (unchanged) or float32; any other ``dtype`` is a DeviceError."""
+    if np.dtype(dtype) == np.float64:
+        return out
+    if np.dtype(dtype) == np.float32:
+        return cast("NDArray[np.float64]", np.asarray(out, np.float32)) if np.ndim(out) else np.float32(out)
+    raise DeviceError(f"dtype={dtype!r}: the device kernels compute in float64 or float32.")
+
+
 def _is_real(value: object) -> bool:
     if isinstance(value, (bool, np.bool_)):
         return False
@@ -354,14 +363,20 @@ class TableDevice:
         """σ_prog(g_T), µS, same shape."""
         return self.programming_sigma(g_target_us, self.g_max_us)
 
-    def program(self, g_target_us: ArrayLike, rng: np.random.Generator) -> NDArray[np.float64]:
-        """g_prog = clip(g_T + σ_prog(g_T)·ξ, window), one normal per device, µS."""
+    def program(
+        self, g_target_us: ArrayLike, rng: np.random.Generator, *, dtype: Any = np.float64
+    ) -> NDArray[np.float64]:
+        """g_prog = clip(g_T + σ_prog(g_T)·ξ, window), one normal per device, µS.
+
+        ``dtype``: the result's float type (float64 or float32); a table device draws and interpolates in
+        float64 whatever ``dtype`` is (the tables' piecewise curves), so its statistics never depend on it.
+        """
         g = _f64(g_target_us)
         out = rng.standard_normal(g.shape)
         out *= self.programming_sigma(g, self.g_max_us)
         out += g
         np.clip(out, self.window_us[0], self.window_us[1], out=out)
-        return _shaped(out, np.ndim(g_target_us) == 0)
+        return _cast(_shaped(out, np.ndim(g_target_us) == 0), dtype)
 
     def drift_mu_of(self, g_target_us: ArrayLike) -> NDArray[np.float64]:
         """μ_ν(g_T), dimensionless, same shape."""
@@ -371,15 +386,19 @@ class TableDevice:
         """σ_ν(g_T), dimensionless, same shape."""
         return self.drift_sigma(g_target_us, self.g_max_us)
 
-    def drift_exponents(self, g_target_us: ArrayLike, rng: np.random.Generator) -> NDArray[np.float64]:
-        """ν = |μ_ν(g_T) + σ_ν(g_T)·ξ| (or unfolded), drawn once at programming; one normal per device."""
+    def drift_exponents(
+        self, g_target_us: ArrayLike, rng: np.random.Generator, *, dtype: Any = np.float64
+    ) -> NDArray[np.float64]:
+        """ν = |μ_ν(g_T) + σ_ν(g_T)·ξ| (or unfolded), drawn once at programming; one normal per device.
+
+        ``dtype``: the result's float type (computed in float64, as :meth:`program`)."""
         g = _f64(g_target_us)
         nu = rng.standard_normal(g.shape)
         nu *= self.drift_sigma(g, self.g_max_us)
         nu += self.drift_mu(g, self.g_max_us)
         if self.drift_fold:
             np.abs(nu, out=nu)
-        return _shaped(nu, np.ndim(g_target_us) == 0)
+        return _cast(_shaped(nu, np.ndim(g_target_us) == 0), dtype)
 
     def drift(self, g_prog_us: ArrayLike, nu: ArrayLike, t_inference_s: float) -> NDArray[np.float64]:
         """g_prog·((t + t0)/t0)^(−ν), noiseless, µS (exactly g_prog at t = 0)."""
@@ -438,9 +457,17 @@ class TableDevice:
         return _shaped(np.sqrt(var), np.ndim(g_prog_us) == 0 and np.ndim(nu) == 0)
 
     def read(
-        self, g_prog_us: ArrayLike, nu: ArrayLike, t_inference_s: float, rng: np.random.Generator
+        self,
+        g_prog_us: ArrayLike,
+        nu: ArrayLike,
+        t_inference_s: float,
+        rng: np.random.Generator,
+        *,
+        dtype: Any = np.float64,
     ) -> NDArray[np.float64]:
-        """One noisy read at t: clip(g_drift + s(t)·ξ, window), one normal per device, µS."""
+        """One noisy read at t: clip(g_drift + s(t)·ξ, window), one normal per device, µS.
+
+        ``dtype``: the result's float type (computed in float64, as :meth:`program`)."""
         t = check_time_s(t_inference_s)
         scalar = np.ndim(g_prog_us) == 0 and np.ndim(nu) == 0
         g = _f64(g_prog_us)
@@ -451,7 +478,7 @@ class TableDevice:
         out *= sigma
         out += g_drift
         np.clip(out, self.window_us[0], self.window_us[1], out=out)
-        return _shaped(out, scalar)
+        return _cast(_shaped(out, scalar), dtype)
 
     # -- serialisation -----------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

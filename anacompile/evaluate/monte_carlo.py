@@ -28,7 +28,7 @@ import numpy as np
 from anacompile.contract import read_report
 from anacompile.crossbar.periphery import Compensation, Periphery, get_periphery, parse_overrides
 from anacompile.errors import AnacompileError, ConfigError, DataError
-from anacompile.evaluate.driver import chip_row
+from anacompile.evaluate.driver import batched_rows, chip_row
 from anacompile.evaluate.metrics import Metric, resolve_metric, score, top1_accuracy
 from anacompile.evaluate.times import format_time, parse_times
 from anacompile.feeds import load_feeds
@@ -96,6 +96,7 @@ class _Job:
     strategy: str | None = None
     programming: str | None = None
     metric: str | Metric | None = None
+    batch_memory_mb: float | None = None
 
 
 _WORKER: dict[str, Any] = {}
@@ -145,6 +146,20 @@ def _chip_accuracies(job: _Job, chip: int) -> list[float]:
     return chip_row(w["session"], chip, job.times_s, measure, on_time=adabs if w["calib"] is not None else None)
 
 
+def _chips_accuracies(job: _Job, chips: list[int]):
+    """``(chip, metric per time)`` for each of ``chips``: many (chip, t) pairs per onnxruntime call where
+    the metric and model allow (:func:`~anacompile.evaluate.driver.batched_rows`), else one chip at a time."""
+    w = _setup(job)
+    if w["calib"] is not None:  # AdaBS: BatchNorm statistics of its own per (chip, t)
+        return ((chip, _chip_accuracies(job, chip)) for chip in chips)
+    return batched_rows(w["session"], chips, job.times_s, w["metric"], job.batch_memory_mb, w["name"])
+
+
+def _chips_list(job: _Job, chips: list[int]) -> list[tuple[int, list[float]]]:
+    """:func:`_chips_accuracies` as a list (what a worker process returns)."""
+    return list(_chips_accuracies(job, chips))
+
+
 def evaluate(
     model: ModelInput,
     data: str | os.PathLike[str] | None = "digits",
@@ -162,6 +177,7 @@ def evaluate(
     threads: int | None = None,
     metric: str | Metric | None = None,
     resume: str | os.PathLike[str] | None = None,
+    batch_memory_mb: float | None = None,
 ) -> EvaluationResult:
     """Program ``chips`` chips and measure the task metric of each at every time.
 
@@ -188,6 +204,11 @@ def evaluate(
         resume: a CSV an interrupted evaluation with the same model and options streamed (``csv_path``):
             its chips are taken from it, the others evaluated and appended to it; the result equals an
             uninterrupted run's. Rows of another evaluation are refused (the CSV's ``run`` column).
+        batch_memory_mb: bound (MiB) on the estimated memory of one onnxruntime call that runs many (chip, t)
+            pairs on a leading axis (:mod:`anacompile.runtime.chip_batch`; default: one core's L2 cache,
+            :func:`~anacompile.runtime.chip_batch.default_batch_memory_mb`); 0 runs one pair per call.
+            Results are identical either way (bit for bit); AdaBS, callable metrics and recurrent models
+            always run one pair per call.
 
     Interruption: every chip's rows are written with one ``write`` once the chip is done, so a Ctrl-C or a
     killed process leaves whole rows (a partial last line, from a kill during that write, is dropped on
@@ -214,6 +235,7 @@ def evaluate(
                 threads,
                 metric,
                 resume,
+                batch_memory_mb,
             )
         result.model = model_label(model)
         return result
@@ -249,6 +271,7 @@ def evaluate(
         strategy,
         programming,
         metric,
+        None if batch_memory_mb is None else _check_memory(batch_memory_mb),
     )
     acc = np.zeros((chips, len(times_s)))
     if resume is not None:
@@ -271,7 +294,7 @@ def evaluate(
             notes.append("adabs: the model has no BatchNormalization; adabs is global drift compensation here")
         baseline = score(w["metric"], session.run_digital, w["name"])
         experiment_seed = session.seed
-        results = _collect(pool) if pool is not None else ((c, _chip_accuracies(job, c)) for c in todo)
+        results = _collect(pool) if pool is not None else _chips_accuracies(job, todo)
         for chip, row in results:
             acc[chip] = row
             finished += 1
@@ -323,7 +346,23 @@ def _start_pool(job: _Job, chips: list[int], workers: int):
 
     ctx = multiprocessing.get_context("spawn")  # onnxruntime's threads do not survive fork
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
-    return pool, {pool.submit(_chip_accuracies, job, chip): chip for chip in chips}
+    size = max(1, min(WORKER_CHUNK, -(-len(chips) // (2 * workers))))  # a few chunks per worker
+    chunks = [chips[i : i + size] for i in range(0, len(chips), size)]
+    return pool, {pool.submit(_chips_list, job, chunk): chunk for chunk in chunks}
+
+
+WORKER_CHUNK = 16
+"""Most chips a worker evaluates per task (their pairs share onnxruntime calls; rows return per task)."""
+
+
+def _check_memory(value) -> float:
+    try:
+        bound = float(value)
+    except (TypeError, ValueError):
+        bound = float("nan")
+    if not np.isfinite(bound) or bound < 0:
+        raise ConfigError(f"--batch-memory {value!r}: give a bound in MiB >= 0 (0: one chip per call).")
+    return bound
 
 
 def _collect(pool):
@@ -334,7 +373,7 @@ def _collect(pool):
     _, futures = pool
     try:
         for fut in as_completed(futures):
-            yield futures[fut], fut.result()
+            yield from fut.result()
     except BrokenProcessPool as err:
         raise AnacompileError(
             f"a worker process died ({err}); the rows of the chips finished so far are in the "

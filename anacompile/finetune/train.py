@@ -254,6 +254,7 @@ def analog_layer_names(
     from anacompile.passes.conv import SplitGroupedConvsPass
     from anacompile.passes.fold_constant_weights import FoldConstantWeightsPass
     from anacompile.passes.mark_analog_ops import MarkAnalogOpsPass
+    from anacompile.passes.recurrent import RecurrentLayer
 
     irm = ir.serde.deserialize_model(copy.deepcopy(proto))
     keys: dict[int, str] = {}
@@ -277,10 +278,10 @@ def analog_layer_names(
                 notes.append(f"layer {plan.name}: no source node found; trained without analog noise")
                 continue
             key, group = by_clean[m.group(1)], int(m.group(2))
-        rec = plan.extra.get("recurrent")
+        rec = plan.op if isinstance(plan.op, RecurrentLayer) else None
         if rec is not None:
-            suffix = "" if len(rec.directions) == 1 else ("_fwd", "_bwd")[plan.extra["direction"]]
-            key = key + suffix + plan.extra["part"]
+            suffix = "" if len(rec.spec.directions) == 1 else ("_fwd", "_bwd")[rec.direction]
+            key = key + suffix + rec.part
         out.setdefault(key, []).append((plan.name, group))
         if plan.k > tile_rows:
             notes.append(

@@ -31,14 +31,13 @@ from anacompile.errors import UnsupportedModelError
 from anacompile.passes._layer import (
     DIGITAL_KEY,
     LAYER_KEY,
-    SHARED_KEY,
+    NoCalibrationData,
     analog_layers,
     is_use,
     node_plans,
     plan_mapping,
     walk_nodes,
 )
-from anacompile.passes.calibrate_input_ranges import UNCALIBRATED_KEY
 from anacompile.passes.count_macs import node_macs
 from anacompile.passes.fold_constant_weights import tensor_readers, weight_source
 from anacompile.passes.op_registry import LOWERINGS
@@ -103,7 +102,7 @@ class RecordLayerReportsPass(ir.passes.InPlacePass):
                 f"constant weight) found; weight-bearing ops seen: {found}. Nothing to compile."
             )
         notes = sharing_notes(layers, self.shared_weights)
-        unseen = [plan.name for _, plan in analog_layers(model) if plan.extra.get(UNCALIBRATED_KEY)]
+        unseen = [plan.name for _, plan in analog_layers(model) if plan.get(NoCalibrationData) is not None]
         if unseen:  # e.g. the branch of an If that the calibration data never takes
             notes.append(
                 f"no calibration data reached layer(s) {', '.join(unseen)} (an If branch the data never takes?): "
@@ -122,6 +121,7 @@ class WriteCompileReportPass(ir.passes.InPlacePass):
         notes: notes gathered before the passes ran (calibration, external data...), then the sharing
             notes of :class:`RecordLayerReportsPass`, then the deployment-form note where ``deploy``.
         label: the source's name in the returned report (``model.meta``; the stored report has no paths).
+        chip_state: what the file carries of the chip (:data:`anacompile.contract.CHIP_STATES`).
     """
 
     def __init__(
@@ -136,8 +136,10 @@ class WriteCompileReportPass(ir.passes.InPlacePass):
         notes: list[str] | None = None,
         deploy: bool = False,
         label: str = "",
+        chip_state: str = contract.CHIP_STATE_FULL,
     ) -> None:
         super().__init__()
+        self.chip_state = chip_state
         self.device = device
         self.mapping = mapping
         self.periphery = periphery
@@ -169,6 +171,7 @@ class WriteCompileReportPass(ir.passes.InPlacePass):
             programming=self.programming,
             layers=layers,
             notes=notes,
+            chip_state=self.chip_state,
         )
         stored: dict[str, Any] = replace(report, source="", output="").to_dict()
         model.metadata_props[contract.META_REPORT] = json.dumps(stored)
@@ -194,11 +197,11 @@ def layer_reports(
             for plan in node_plans(node):  # one row per analog layer (a recurrent op may have several)
                 if is_use(plan):  # a shared weight's later use: counted once, in its owner's row (``uses``)
                     use_total, _ = macs.get(node.outputs[0].name if node.outputs else "", (None, False))
-                    owner = plan.extra[SHARED_KEY].name
+                    owner = plan.tiles_of.name
                     use_macs[owner] = use_macs.get(owner, 0) + int(use_total or plan.k * plan.n_out)
                     continue
                 cap = plan.n_tiles * peri.tile_rows * plan.n_col_tiles * peri.tile_cols
-                own = plan.extra.get("mapping")
+                own = plan.strategy.mapping if plan.strategy is not None else None
                 pairs = len(plan_mapping(plan, mapping).significance) if mapping is not None else 1
                 rows.append(
                     LayerReport(
@@ -210,7 +213,7 @@ def layer_reports(
                         utilisation=float(plan.k * plan.n_out / cap),
                         parameters=int(plan.k * plan.n_out),
                         reason="",
-                        uses=list(plan.extra.get("uses", [])),
+                        uses=list(plan.uses),
                         strategy=own.to_dict() if own is not None else {},
                         devices=2 * pairs * int(plan.k * plan.n_out),
                         graph=path,

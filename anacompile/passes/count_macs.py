@@ -14,6 +14,8 @@ import logging
 import numpy as np
 import onnx
 
+from anacompile.graph_walk import walk_graphs
+
 __all__ = ["node_macs"]
 
 logger = logging.getLogger(__name__)
@@ -31,7 +33,9 @@ def node_macs(
     input_shapes: dict[str, list[int]] | None = None,
 ) -> dict[str, tuple[int, bool]]:
     """``{first output name: (MACs per inference, exact)}`` of every MatMul/Gemm/Conv/ConvTranspose/LSTM/GRU/RNN
-    of the main graph whose weight is an initializer (``exact`` False: shapes unknown, parameters counted).
+    whose weight is an initializer or a Constant, in the main graph and in If branches and Loop/Scan bodies
+    (one call of the op: a branch counts as if it runs, a body per iteration) (``exact`` False: shapes
+    unknown, parameters counted).
 
     ``input_shapes`` (e.g. one calibration sample's) fixes the dynamic dimensions of the model inputs first, so
     that convolutions over images of variable size count their real output positions.
@@ -50,15 +54,15 @@ def node_macs(
     except Exception as err:  # onnx raises several types; MACs are only reported, never needed
         logger.debug("shape inference failed (%s); MACs counted as parameters", err)
         inferred = proto
-    g = inferred.graph
-    shapes = {vi.name: _dims(vi) for vi in [*g.value_info, *g.input, *g.output]}
-    sizes = {t.name: (int(np.prod(t.dims)) if t.dims else 1, list(t.dims)) for t in proto.graph.initializer}
-    for node in proto.graph.node:  # Constant weights
+    graphs = [g for g, _ in walk_graphs(inferred.graph)]  # If branches and Loop/Scan bodies too
+    shapes = {vi.name: _dims(vi) for g in graphs for vi in [*g.value_info, *g.input, *g.output]}
+    sizes = {t.name: (int(np.prod(t.dims)) if t.dims else 1, list(t.dims)) for g in graphs for t in g.initializer}
+    for node in (n for g in graphs for n in g.node):  # Constant weights
         if node.op_type == "Constant" and node.attribute and node.attribute[0].type == onnx.AttributeProto.TENSOR:
             dims = list(node.attribute[0].t.dims)
             sizes[node.output[0]] = (int(np.prod(dims)) if dims else 1, dims)
     out: dict[str, tuple[int, bool]] = {}
-    for node in g.node:
+    for node in (n for g in graphs for n in g.node):
         if node.op_type not in ("MatMul", "Gemm", "Conv", "ConvTranspose", *_RECURRENT) or len(node.input) < 2:
             continue
         if node.input[1] not in sizes or not node.output:

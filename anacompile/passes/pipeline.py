@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import onnx_ir as ir
 
-from anacompile import devices
+from anacompile import contract, devices
 from anacompile.config import read_config_file
 from anacompile.crossbar.periphery import InputRange, OutputRange, Periphery, get_periphery
 from anacompile.errors import ConfigError
@@ -65,8 +65,10 @@ def analysis_pipeline(
     input_ranges: dict | None = None,
     placement=None,
     shared_weights: str = "share",
+    chip_state: str = contract.CHIP_STATE_FULL,
 ) -> ir.passes.PassManager:
-    """Fold weight chains, split grouped convs, find analog ops, partition, calibrate, map and program.
+    """Fold weight chains, split grouped convs, find analog ops, partition, calibrate, map and program
+    (``chip_state="none"``: no chip is programmed, the file carries the plan only).
 
     With a ``store``, the conductance arrays of every layer go to its file as they are made, so
     memory stays bounded by one layer (large models, :mod:`anacompile.passes._tensor_store`). A
@@ -85,8 +87,20 @@ def analysis_pipeline(
             CalibrateInputRangesPass(periphery, calibration_feeds),
             MapConductancesPass(device, mapping, store=store),
             CalibrateOutputRangesPass(device, mapping, periphery),
-            ProgramChipPass(
-                device, mapping, periphery.drift_compensation, seed=seed, chip=chip, method=programming, store=store
+            *(
+                [
+                    ProgramChipPass(
+                        device,
+                        mapping,
+                        periphery.drift_compensation,
+                        seed=seed,
+                        chip=chip,
+                        method=programming,
+                        store=store,
+                    )
+                ]
+                if chip_state == contract.CHIP_STATE_FULL
+                else []
             ),
         ],
         early_stop=False,
@@ -94,7 +108,13 @@ def analysis_pipeline(
 
 
 def emit_pipeline(
-    device, mapping: ConductanceMapping, periphery: Periphery, seed: int = 0, chip: int = 0, verify: bool = True
+    device,
+    mapping: ConductanceMapping,
+    periphery: Periphery,
+    seed: int = 0,
+    chip: int = 0,
+    verify: bool = True,
+    chip_state: str = contract.CHIP_STATE_FULL,
 ) -> ir.passes.PassManager:
     """Rewrite to analog ops, add their functions, verify with the full ONNX checker (in memory).
 
@@ -102,7 +122,7 @@ def emit_pipeline(
     """
     return ir.passes.PassManager(
         [
-            RewriteToAnalogOpsPass(device, mapping, periphery, seed=seed, chip=chip),
+            RewriteToAnalogOpsPass(device, mapping, periphery, seed=seed, chip=chip, chip_state=chip_state),
             AddAnalogFunctionsPass(periphery, periphery.drift_compensation, device),
             *([VerifyAnalogModelPass()] if verify else []),
         ],
@@ -128,6 +148,7 @@ def compile_pipeline(
     deploy: bool = False,
     label: str = "model",
     verify: bool = False,
+    chip_state: str = contract.CHIP_STATE_FULL,
 ) -> ir.passes.PassManager:
     """The whole compiler, in this order (what ``compile_model`` runs; resolved options):
 
@@ -158,9 +179,12 @@ def compile_pipeline(
                 input_ranges=input_ranges,
                 placement=placement,
                 shared_weights=shared_weights,
+                chip_state=chip_state,
             ).passes,
             RecordLayerReportsPass(periphery, mapping, shared_weights, label=label),
-            *emit_pipeline(device, mapping, periphery, seed=seed, chip=chip, verify=False).passes,
+            *emit_pipeline(
+                device, mapping, periphery, seed=seed, chip=chip, verify=False, chip_state=chip_state
+            ).passes,
             *([MakeDeployFormPass()] if deploy else []),
             WriteCompileReportPass(
                 device,
@@ -172,6 +196,7 @@ def compile_pipeline(
                 notes=notes,
                 deploy=deploy,
                 label=label,
+                chip_state=chip_state,
             ),
             *([VerifyAnalogModelPass()] if verify else []),
         ],

@@ -9,6 +9,10 @@ and ``L.in_range`` (alpha_in), ``L.g_prog`` and ``L.nu`` (the programmed chip's 
 
 ``t_inference`` is a scalar graph input with a stored default of 0 s (an overridable initializer), so
 tools that know nothing of time can ignore it.
+
+With ``chip_state="none"`` (:data:`anacompile.contract.CHIP_STATE_NONE`) no chip was programmed: there are
+no ``L.g_prog``, ``L.nu``, ``L.gdc_ref``, no AnalogChipWeights node and no ``t_inference``, and
+``L.w_eff`` and ``L.scale`` are graph inputs (the analog session feeds them after programming the chip).
 """
 
 from __future__ import annotations
@@ -24,8 +28,6 @@ from anacompile.crossbar.reference import ir_row_weights, layer_scales, tile_con
 from anacompile.errors import UnsupportedModelError
 from anacompile.passes._layer import (
     LAYER_KEY,
-    OUT_GAIN_KEY,
-    SHARED_KEY,
     LayerPlan,
     analog_layers,
     is_use,
@@ -59,9 +61,11 @@ class RewriteToAnalogOpsPass(ir.passes.InPlacePass):
         seed: int = 0,
         chip: int = 0,
         lowerings: LoweringRegistry = LOWERINGS,
+        chip_state: str = contract.CHIP_STATE_FULL,
     ) -> None:
         super().__init__()
         self.lowerings = lowerings
+        self.chip_state = chip_state
         self.device = device
         self.mapping = mapping
         self.periphery = periphery
@@ -74,7 +78,7 @@ class RewriteToAnalogOpsPass(ir.passes.InPlacePass):
             return ir.passes.PassResult(model, modified=False)
         graph = model.graph
         t_inf = graph.initializers.get(contract.T_INFERENCE)
-        if t_inf is None:
+        if t_inf is None and self.chip_state == contract.CHIP_STATE_FULL:
             t_inf = _initializer(graph, contract.T_INFERENCE, np.zeros((), np.float32))
             graph.inputs.append(t_inf)
         index = {id(plan): i for i, (_, plan) in enumerate(layers)}  # seeds: one per layer, in plan order
@@ -132,7 +136,7 @@ class RewriteToAnalogOpsPass(ir.passes.InPlacePass):
     ) -> tuple[list[ir.Node], ir.Value]:
         """The layer's analog nodes for input ``x``, adapted to it: the analog ops compute in float32 on
         inputs of rank >= 2, so other float types are cast in and out and a 1-D input gets a batch axis."""
-        dtype = x.type.dtype if x.type is not None else plan.extra.get("io_dtype", ir.DataType.FLOAT)
+        dtype = x.type.dtype if x.type is not None else (plan.io_dtype or ir.DataType.FLOAT)
         rank = len(x.shape) if x.shape is not None else None
         pre, post = [], []
         if dtype != ir.DataType.FLOAT:
@@ -155,7 +159,7 @@ class RewriteToAnalogOpsPass(ir.passes.InPlacePass):
         self, graph: ir.Graph, plan: LayerPlan, x: ir.Value, index: int, t_inf: ir.Value
     ) -> tuple[list[ir.Node], ir.Value]:
         if is_use(plan):  # a shared weight's later use: its own AnalogMatMul on the owner's programmed tiles
-            owner = plan.extra[SHARED_KEY]
+            owner = plan.tiles_of
             w_eff, scale, in_scale, ir_weight, gain = self._chips[owner.name]
             bias = plan.bias if plan.bias is not None else np.zeros(owner.n_out)
             mm_node = ir.node(
@@ -200,11 +204,38 @@ class RewriteToAnalogOpsPass(ir.passes.InPlacePass):
         out_gain = None
         if self.periphery.output_range is OutputRange.CALIBRATED:  # per-tile gains before the ADC
             out_gain = init(
-                contract.OUT_GAIN, np.asarray(plan.extra[OUT_GAIN_KEY], np.float32).reshape(plan.n_tiles, 1, 1)
+                contract.OUT_GAIN, np.asarray(plan.out_gain, np.float32).reshape(plan.n_tiles, 1, 1)
             )
         in_scale, out_scale = layer_scales(
-            plan.col_scale, _in_range(plan), self.periphery, None if out_gain is None else plan.extra[OUT_GAIN_KEY]
+            plan.col_scale, _in_range(plan), self.periphery, None if out_gain is None else plan.out_gain
         )
+        if self.chip_state != contract.CHIP_STATE_FULL:  # no chip in the file: the session feeds its state
+            chip_nodes, (w_eff, scale) = [], _chip_state_inputs(graph, plan, out_scale, init)
+        else:
+            chip_nodes, (w_eff, scale) = self._chip_node(plan, mapping, gain, index, t_inf, out_scale, init)
+        bias = plan.bias if plan.bias is not None else np.zeros(plan.n_out)
+        mm_node = ir.node(
+            contract.ANALOG_MATMUL,
+            [
+                x,
+                w_eff,
+                init(contract.IN_SCALE, in_scale),
+                scale,
+                init(contract.BIAS, bias.astype(np.float32)),
+                init(contract.IR_WEIGHT, ir_row_weights(self.periphery.tile_rows)[: plan.tile_rows]),
+                *_gain_inputs(out_gain),
+            ],
+            attributes=analog_matmul_attributes(self.periphery, seed=_node_seed(self.seed, self.chip, 2 * index + 1)),
+            domain=contract.DOMAIN,
+            name=L,
+            overload=TILED if tiled else "",
+        )
+        self._chips[L] = (w_eff, scale, mm_node.inputs[2], mm_node.inputs[5], out_gain)
+        return [*chip_nodes, mm_node], mm_node.outputs[0]
+
+    def _chip_node(self, plan, mapping, gain, index, t_inf, out_scale, init) -> tuple[list[ir.Node], tuple]:
+        """The layer's in-graph chip stage: (L.w_eff, L.scale) = AnalogChipWeights(L.g_prog, L.nu, ...)."""
+        L = plan.name
         chip_node = ir.node(
             contract.CHIP_WEIGHTS,
             [
@@ -227,25 +258,30 @@ class RewriteToAnalogOpsPass(ir.passes.InPlacePass):
         )
         w_eff, scale = chip_node.outputs
         w_eff.name, scale.name = f"{L}.{contract.W_EFF}", f"{L}.{contract.SCALE}"
-        bias = plan.bias if plan.bias is not None else np.zeros(plan.n_out)
-        mm_node = ir.node(
-            contract.ANALOG_MATMUL,
-            [
-                x,
-                w_eff,
-                init(contract.IN_SCALE, in_scale),
-                scale,
-                init(contract.BIAS, bias.astype(np.float32)),
-                init(contract.IR_WEIGHT, ir_row_weights(self.periphery.tile_rows)[: plan.tile_rows]),
-                *_gain_inputs(out_gain),
-            ],
-            attributes=analog_matmul_attributes(self.periphery, seed=_node_seed(self.seed, self.chip, 2 * index + 1)),
-            domain=contract.DOMAIN,
-            name=L,
-            overload=TILED if tiled else "",
+        return [chip_node], (w_eff, scale)
+
+
+def _chip_state_inputs(graph: ir.Graph, plan: LayerPlan, out_scale, init) -> tuple[ir.Value, ir.Value]:
+    """A file without a chip: ``L.w_eff`` and ``L.scale`` as float32 graph inputs of the layer's shapes
+    (``L.out_scale`` stays an initializer: the session derives the scales from it)."""
+    init(contract.OUT_SCALE, out_scale)
+    spec = contract.LayerSpec.from_plan_shape(plan.name, 0, _plan_shape(plan))
+    values = []
+    for suffix, shape in ((contract.W_EFF, spec.weight_shape), (contract.SCALE, spec.scale_shape)):
+        value = ir.Value(
+            name=f"{plan.name}.{suffix}", shape=ir.Shape(list(shape)), type=ir.TensorType(ir.DataType.FLOAT)
         )
-        self._chips[L] = (w_eff, scale, mm_node.inputs[2], mm_node.inputs[5], out_gain)
-        return [chip_node, mm_node], mm_node.outputs[0]
+        graph.inputs.append(value)
+        values.append(value)
+    return values[0], values[1]
+
+
+def _plan_shape(plan: LayerPlan) -> list[int]:
+    """The stored plan's shape: (P, 2, [n_tiles,] rows, N), the tile axis only for a tiled layer."""
+    shape = list(plan.g_target.shape)
+    if plan.n_tiles <= 1 and len(shape) >= 5:
+        del shape[-3]
+    return shape
 
 
 def _gain_inputs(gain: ir.Value | None) -> list[ir.Value | None]:

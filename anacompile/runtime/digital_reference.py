@@ -93,7 +93,9 @@ def digital_reference_model(proto: onnx.ModelProto) -> onnx.ModelProto:
     keep = [t for t in g.initializer if t.name in used]
     del g.initializer[:]
     g.initializer.extend(keep)
-    inputs = [i for i in g.input if i.name in used or i.name not in inits]
+    state = {contract.layer_tensor(name, s) for name in shapes for s in (contract.W_EFF, contract.SCALE)}
+    # the model's inputs stay; a file without a chip (chip_state none) loses its chip-state inputs
+    inputs = [i for i in g.input if i.name in used or (i.name not in inits and i.name not in state)]
     del g.input[:]
     g.input.extend(inputs)
     del m.functions[:]
