@@ -59,7 +59,9 @@ def test_fragile_convs_placed_digital_budget_met_and_replayed(tmp_path, fragile)
     )
     p = report.placement
     assert sorted(p.digital) == ["pw_a", "pw_c"] and set(p.ranking[:2]) == {"pw_a", "pw_c"}
-    assert p.layer_loss["pw_a"] > 0.5 and p.layer_loss["pw_c"] > 0.5  # each alone ruins it
+    bad = {n: loss for n, loss in p.layer_loss.items() if n in ("pw_a", "pw_c")}
+    assert min(bad.values()) > 5 * 0.02  # each alone costs more than five budgets
+    assert all(loss < 0.02 / 4 for n, loss in p.layer_loss.items() if n not in bad)  # the others ~nothing
     assert p.meets_budget and p.verified_lcb >= p.target and p.verified_se > 0
     assert p.rounds[-1].passed and p.rounds[-1].seed != report.seed
     assert 0.5 < p.analog_mac_share == report.totals["analog_mac_share"] < 1
