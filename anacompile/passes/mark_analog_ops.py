@@ -87,7 +87,8 @@ class MarkAnalogOpsPass(ir.passes.InPlacePass):
 
     def call(self, model: ir.Model) -> ir.passes.PassResult:
         modified = False
-        used: set[str] = set()
+        # no layer is named after the prefix of a graph input or output "x.y": its tensors are named "<layer>.y"
+        used = {v.name.split(".", 1)[0] for v in [*model.graph.inputs, *model.graph.outputs] if "." in (v.name or "")}
         owners: dict[tuple, LayerPlan] = {}
         for index, (node, path) in enumerate(walk_nodes(model.graph)):  # If/Loop/Scan bodies too, any depth
             lowering = self.lowerings.get(node)

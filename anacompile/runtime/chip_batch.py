@@ -19,7 +19,10 @@ one pair per call:
 * analog layers inside Loop bodies (recurrent ops: their noise is sliced per step inside the loop);
 * models that mix samples along axis 0 (checked once per input shape on the digital model: two different
   halves of a doubled batch must give the two halves' own layer inputs and outputs);
-* per-pair BatchNormalization statistics (AdaBS re-estimates them per (chip, t)).
+* per-pair BatchNormalization statistics (AdaBS re-estimates them per (chip, t));
+* convolutions the session runs as native ``Conv`` ops of the fed weights (:mod:`anacompile.runtime.native_conv`:
+  a Conv's kernel cannot vary along the batch); the patch path (abs-max input ranges, switchable sessions)
+  batches.
 
 **Memory bound.** The pairs per call P are chosen by :func:`pairs_per_call` so that the estimated memory of
 one call stays under a bound (``batch_memory_mb``): per pair, :data:`ACTIVATION_COPIES` float32 copies of
@@ -106,6 +109,8 @@ def batch_obstacle(session) -> str | None:
     if not all(layer.fed for layer in session.layers) and session.periphery.has_mvm_noise:
         inner = [layer.name for layer in session.layers if not layer.fed]
         return f"layers inside Loop bodies ({', '.join(inner[:3])}) slice their noise per step"
+    if getattr(session, "native_convs", None):
+        return f"convolutions run as native Convs of the fed weights ({', '.join(session.native_convs[:3])})"
     if session._bn_state:
         return "BatchNormalization statistics were re-estimated on this chip (AdaBS)"
     return None
