@@ -21,10 +21,24 @@ from anacompile.evaluate.driver import batched_scores, chips_per_group
 from anacompile.evaluate.metrics import Metric, resolve_metric, score
 from anacompile.model_io import load_proto
 
-__all__ = ["DIGITAL", "ConfigEvaluator", "LayerInfo"]
+__all__ = ["DIGITAL", "ConfigEvaluator", "LayerInfo", "unexercised_layers"]
 
 logger = logging.getLogger(__name__)
 DIGITAL = "digital"
+
+
+UNSEEN_NOTE = "no calibration data reached layer(s) "
+"""How the compile report's note on layers no calibration vector reached begins (passes/compile_report.py)."""
+
+
+def unexercised_layers(notes: Sequence[str], names: Sequence[str]) -> list[str]:
+    """Layers the compile report says no calibration data reached (e.g. the branch of an If on the sample
+    rate that the data never takes): their analog error cannot show in a metric on such data."""
+    for note in notes:
+        if note.startswith(UNSEEN_NOTE):
+            listed = set(note[len(UNSEEN_NOTE) :].split(" (an If branch")[0].split(", "))
+            return [n for n in names if n in listed]
+    return []
 
 
 @dataclass(frozen=True)
@@ -89,6 +103,7 @@ class ConfigEvaluator:
             for la in self.session.layers
         ]
         self.evaluations = 0
+        self.unexercised = unexercised_layers(self.session.report.notes, self.names)
 
     @property
     def names(self) -> list[str]:
