@@ -204,11 +204,12 @@ def build_analog_matmul_function(
         opset,
         xs if xs is not None else xt,
         lambda left, weight: b.op("MatMul", left, weight),
-        derived_weights(b, p, "W", "ir_row_weight"),
+        derived_weights(b, p, "W", "ir_row_weight", gain),
         gain,
         pass_noise,
         prescaled=noise is NoiseSource.FED,
         axis=-1,
+        gain_in_weights=True,
     )
     if a_in is not None:
         z = b.op("Mul", z, a_in)  # abs-max: one input range per vector
@@ -366,11 +367,23 @@ def conv_overload(layer: str) -> str:
 CONV = "conv"
 
 
-def derived_weights(b: _Body, p: Periphery, w: str, ir_row_weight: str) -> tuple[str, str | None, str | None]:
-    """(W, |W|, W * ir_row_weight) of the standard model's extra MVMs (None where that effect is off)."""
+def derived_weights(
+    b: _Body, p: Periphery, w: str, ir_row_weight: str, gain: str | None = None
+) -> tuple[str, str | None, str | None]:
+    """(W g, |W|, W g ir_row_weight 0.05 g_IR) of the tile MVMs (None where that effect is off).
+
+    The output gain g (calibrated output ranges; None for 1) and the IR drop's constant factors are folded
+    into the weights, once per run on weight-sized tensors instead of on every output: (q W) g = q (W g), and
+    g_IR c(a) q W_ir = a ((a - 2)^2 + 6) q (0.05 g_IR W_ir) (:func:`periphery_passes`). |W| stays unscaled:
+    the IR drop's a and the read noise see the device currents.
+    """
+    w_g = w if gain is None else b.op("Mul", w, gain)
     abs_w = b.op("Abs", w) if (p.read_noise > 0 or p.ir_drop > 0) else None
-    w_ir = b.op("Mul", w, ir_row_weight) if p.ir_drop > 0 else None
-    return w, abs_w, w_ir
+    w_ir = None
+    if p.ir_drop > 0:
+        factor = b.op("Mul", ir_row_weight, b.op("Mul", b.attr_const("ir_drop"), b.const(0.05)))
+        w_ir = b.op("Mul", w_g, factor)
+    return w_g, abs_w, w_ir
 
 
 def periphery_passes(
@@ -385,6 +398,7 @@ def periphery_passes(
     prescaled: bool,
     axis: int,
     mvm_pair=None,
+    gain_in_weights: bool = False,
 ) -> str:
     """DAC codes -> MVM with IR drop, gain, noise -> ADC, for every bound-management pass; returns the codes.
 
@@ -393,6 +407,7 @@ def periphery_passes(
     shaped like ``xs`` with one of ``weights`` = (W, |W|, W * ir_row_weight); ``pass_noise(k, z_k)`` gives
     pass k's standard normals shaped like ``z_k`` (pre-scaled by ``noise_std`` when ``prescaled`` and the
     read noise is off); ``axis`` is the axis of an output vector's N values (for bound management);
+    ``gain_in_weights``: W and W_ir carry the output gain already (:func:`derived_weights`);
     ``mvm_pair(q, W, W_ir)``, if given, computes (q W, q W_ir) in one op. The arithmetic is
     :func:`anacompile.crossbar.reference.tile_forward`'s, op for op.
     """
@@ -418,12 +433,12 @@ def periphery_passes(
         else:
             z_k = mvm(q, w)
             z_ir = mvm(q, w_ir) if p.ir_drop > 0 else None
-        if p.ir_drop > 0:
+        if p.ir_drop > 0:  # g_IR c(a) z_ir, c(a) = a (0.05 a^2 - 0.2 a + 0.5) = 0.05 a ((a - 2)^2 + 6)
             a = b.op("Mul", mvm(b.op("Abs", q), abs_w), b.attr_const("ir_a_scale"))
-            inner = b.op("Add", b.op("Mul", a, b.op("Sub", b.op("Mul", a, b.const(0.05)), b.const(0.2))), b.const(0.5))
-            corr = b.op("Mul", a, inner)
-            z_k = b.op("Sub", z_k, b.op("Mul", b.op("Mul", b.attr_const("ir_drop"), corr), z_ir))
-        if gain is not None:  # calibrated output range: the tile's gain before the ADC
+            d = b.op("Sub", a, b.const(2.0))
+            corr = b.op("Mul", a, b.op("Add", b.op("Mul", d, d), b.const(6.0)))
+            z_k = b.op("Sub", z_k, b.op("Mul", corr, z_ir))  # 0.05 g_IR is in W_ir
+        if gain is not None and not gain_in_weights:  # calibrated output range: the tile's gain before the ADC
             z_k = b.op("Mul", z_k, gain)
         if p.has_mvm_noise:
             xi = pass_noise(k, z_k)

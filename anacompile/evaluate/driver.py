@@ -33,6 +33,7 @@ __all__ = [
     "Measure",
     "Run",
     "batched_rows",
+    "batched_scores",
     "chip_row",
     "chip_time_grid",
     "chips_per_group",
@@ -173,8 +174,6 @@ def batched_rows(
         for chip in chips:
             yield chip, chip_row(session, chip, times_s, metric_measure(lambda run: score(metric, run, name)))
         return
-    batch = session.chip_batch()
-    first = [session.output_names[0]]
     for g in range(0, len(chips), group):
         members = chips[g : g + group]
         states = []
@@ -183,15 +182,28 @@ def batched_rows(
             for t in times_s:
                 session.set_time(float(t))
                 states.append(session.snapshot())
-        values: list[float] = []
-        for i in range(0, len(states), per_call):
-            pairs = states[i : i + per_call]
-            parts: list[list[np.ndarray]] = [[] for _ in pairs]
-            for feeds in metric.batches():
-                for part, out in zip(parts, batch.run(pairs, feeds, first), strict=True):
-                    part.append(np.asarray(out[0]))
-            for part in parts:
-                y = np.concatenate([p if p.ndim else p[None] for p in part], axis=0)
-                values.append(score(lambda run, y=y: metric.value(y), None, name))
+        values = batched_scores(session, states, metric, per_call, name)
         for j, chip in enumerate(members):
             yield chip, values[j * len(times_s) : (j + 1) * len(times_s)]
+
+
+def batched_scores(
+    session: Any, states: Sequence[Any], metric: Any, per_call: int, name: str = "metric"
+) -> list[float]:
+    """The built-in ``metric`` (a :class:`~anacompile.evaluate.metrics.DataMetric`) of every
+    :class:`~anacompile.runtime.chip_batch.ChipState` in ``states``, ``per_call`` states per onnxruntime call."""
+    from anacompile.evaluate.metrics import score
+
+    batch = session.chip_batch()
+    first = [session.output_names[0]]
+    values: list[float] = []
+    for i in range(0, len(states), max(1, int(per_call))):
+        pairs = states[i : i + max(1, int(per_call))]
+        parts: list[list[np.ndarray]] = [[] for _ in pairs]
+        for feeds in metric.batches():
+            for part, out in zip(parts, batch.run(pairs, feeds, first), strict=True):
+                part.append(np.asarray(out[0]))
+        for part in parts:
+            y = np.concatenate([p if p.ndim else p[None] for p in part], axis=0)
+            values.append(score(lambda run, y=y: metric.value(y), None, name))
+    return values

@@ -35,7 +35,7 @@ from anacompile.passes._layer import (
     plan_mapping,
     walk_nodes,
 )
-from anacompile.passes._names import register_initializer
+from anacompile.passes._names import free_layer_prefixes, register_initializer
 from anacompile.passes._tensor_store import squeezed
 from anacompile.passes.lowering import EmitContext, LoweringRegistry
 from anacompile.passes.op_registry import LOWERINGS
@@ -77,6 +77,7 @@ class RewriteToAnalogOpsPass(ir.passes.InPlacePass):
         if not layers:
             return ir.passes.PassResult(model, modified=False)
         graph = model.graph
+        free_layer_prefixes(graph, [plan.name for _, plan in layers])  # a source value "fc1.bias" of layer fc1
         t_inf = graph.initializers.get(contract.T_INFERENCE)
         if t_inf is None and self.chip_state == contract.CHIP_STATE_FULL:
             t_inf = _initializer(graph, contract.T_INFERENCE, np.zeros((), np.float32))
@@ -124,8 +125,9 @@ class RewriteToAnalogOpsPass(ir.passes.InPlacePass):
             )
             node.meta.pop(LAYER_KEY, None)
             for value in old_inputs:  # the source weight (and bias) now live in the analog initializers
-                if graph.initializers.get(value.name) is value and not value.uses() and not value.is_graph_input():
-                    del graph.initializers[value.name]
+                for owner in {id(graph): graph, id(home): home}.values():  # main graph, or the subgraph's own
+                    if owner.initializers.get(value.name) is value and not value.uses() and not value.is_graph_input():
+                        del owner.initializers[value.name]
         if lifted:
             first = next(iter(graph))
             graph.insert_before(first, lifted)

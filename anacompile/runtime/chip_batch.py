@@ -19,13 +19,17 @@ one pair per call:
 * analog layers inside Loop bodies (recurrent ops: their noise is sliced per step inside the loop);
 * models that mix samples along axis 0 (checked once per input shape on the digital model: two different
   halves of a doubled batch must give the two halves' own layer inputs and outputs);
-* per-pair BatchNormalization statistics (AdaBS re-estimates them per (chip, t)).
+* per-pair BatchNormalization statistics (AdaBS re-estimates them per (chip, t));
+* convolutions the session runs as native ``Conv`` ops of the fed weights (:mod:`anacompile.runtime.native_conv`:
+  a Conv's kernel cannot vary along the batch); the patch path (abs-max input ranges, switchable sessions)
+  batches.
 
 **Memory bound.** The pairs per call P are chosen by :func:`pairs_per_call` so that the estimated memory of
 one call stays under a bound (``batch_memory_mb``): per pair, :data:`ACTIVATION_COPIES` float32 copies of
 every analog layer's input and of its noise-sized outputs (quantised input, |q|, q^2, the MVM, IR-drop and
 read-noise outputs, noise, ADC), plus the pair's fed state and noise and its copy of the inputs.
-``batch_memory_mb=0`` runs one pair per call.
+``batch_memory_mb=0`` runs one pair per call, and so does a bound that fits fewer than
+:data:`MIN_PAIRS_PER_CALL` pairs.
 
 The default bound is the size of one core's L2 cache (:func:`default_batch_memory_mb`; 2 MiB where the
 system does not say), not the machine's memory: the periphery is a chain of elementwise passes, and once a
@@ -57,6 +61,7 @@ __all__ = [
     "ACTIVATION_COPIES",
     "FALLBACK_BATCH_MEMORY_MB",
     "MAX_PAIRS_PER_CALL",
+    "MIN_PAIRS_PER_CALL",
     "ChipBatch",
     "ChipState",
     "batch_obstacle",
@@ -70,6 +75,9 @@ FALLBACK_BATCH_MEMORY_MB = 2.0
 """The bound where the system does not tell its L2 cache size, MiB."""
 ACTIVATION_COPIES = 8
 """Float32 copies of each analog layer's input and noise-sized outputs one pair holds during a run."""
+MIN_PAIRS_PER_CALL = 4
+"""Fewer pairs than this per call run one per call: 2 pairs per call were 5-46 % slower than one (bench/README.md,
+issue 14: the stacking, the doubled working set), 4-8 small pairs 1.3-3x faster."""
 MAX_PAIRS_PER_CALL = 256
 """Most (chip, t) pairs in one call (beyond a few dozen pairs small models gain nothing more)."""
 
@@ -106,6 +114,8 @@ def batch_obstacle(session) -> str | None:
     if not all(layer.fed for layer in session.layers) and session.periphery.has_mvm_noise:
         inner = [layer.name for layer in session.layers if not layer.fed]
         return f"layers inside Loop bodies ({', '.join(inner[:3])}) slice their noise per step"
+    if getattr(session, "native_convs", None):
+        return f"convolutions run as native Convs of the fed weights ({', '.join(session.native_convs[:3])})"
     if session._bn_state:
         return "BatchNormalization statistics were re-estimated on this chip (AdaBS)"
     return None
@@ -138,6 +148,8 @@ def pairs_per_call(session, feeds: dict[str, np.ndarray], batch_memory_mb: float
         return 1
     per = pair_bytes(session, feeds)
     chosen = int(max(1, min(pairs, MAX_PAIRS_PER_CALL, (bound * 2**20) // max(per, 1))))
+    if chosen < min(MIN_PAIRS_PER_CALL, pairs):
+        chosen = 1
     if chosen > 1:
         try:
             session.chip_batch().check_fold(feeds)
@@ -275,7 +287,7 @@ def _batched_model(proto: onnx.ModelProto, layers, periphery) -> onnx.ModelProto
     m.CopyFrom(proto)
     by_name = {layer.name: layer for layer in layers}
     i64 = onnx.TensorProto.INT64
-    for graph, _ in reversed(list(walk_graphs(m.graph))):  # innermost first (see session._strip_chip_stage)
+    for graph, _ in reversed(list(walk_graphs(m.graph))):  # innermost first (node lists are rebuilt)
         new_nodes, changed = [], False
         for node in graph.node:
             if not (node.domain == contract.DOMAIN and node.op_type == contract.ANALOG_MATMUL and node.name in by_name):

@@ -1,0 +1,188 @@
+"""The 10 chips x 4 times loop of ``evaluate`` before issue 14 and now, in one run, side by side.
+
+Usage: python bench/chips_loop.py [--base 9c0b582] [--models cnn,mlp] [--chips 10] [--times 1s,1h,1d,1y]
+[--rounds 3]
+
+The old code is the commit ``--base`` checked out in a git worktree (``/tmp/anacompile-base-<commit>``,
+made on first use); each measurement runs in a fresh Python process with ``PYTHONPATH`` set to one tree or
+the other, alternating old/new in every round, on the same compiled model (compiled once by the old code;
+the new code reads it) and the same data (the digits test split, 540 images). Per process it reports:
+
+* ``evaluate``: the wall time of ``evaluate(model, "digits", times, chips)`` in-process (session set-up,
+  FP32 baseline and the chips x times loop), after a warm-up call of one chip at one time;
+* ``process``: the whole ``python -c`` process, imports included (what a user waits for on the CLI);
+
+then the medians over rounds and the median of the per-round ratios old / new.
+
+``--pairs`` then measures, in this process and on the new code only, (chip, t) evaluations per second of
+onnxruntime calls with one pair per call against many pairs per call (:mod:`anacompile.runtime.chip_batch`)
+on the same session and the same snapshots, for each model at several samples per call, best of the rounds
+(the numpy chip stage, the same for both, is excluded). The CNN is compiled with abs-max input ranges there:
+its default (static ranges) runs as native Convs, which take one pair per call. The JSON of both runs is
+compared: the numbers differ (issue 14 changed the noise bank: one bank per experiment and size, shared by
+the chips), so only the FP32 baseline must agree. Run with ``nice -n 10 env OMP_NUM_THREADS=1`` on a shared
+machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = {"cnn": "digits_cnn_hwa.onnx", "mlp": "digits_mlp_hwa.onnx"}
+
+CHILD = r"""
+import json, sys, time
+t0 = time.perf_counter()
+from anacompile.evaluate.monte_carlo import evaluate
+model, times, chips = sys.argv[1], sys.argv[2], int(sys.argv[3])
+evaluate(model, "digits", "2s", chips=1)  # warm-up (imports, first onnxruntime session); another job
+t1 = time.perf_counter()
+r = evaluate(model, "digits", times, chips=chips)
+t2 = time.perf_counter()
+print(json.dumps({"evaluate_s": t2 - t1, "import_s": t1 - t0, "baseline": r.baseline, "mean": r.accuracy_mean}))
+"""
+
+
+def base_tree(commit: str) -> Path:
+    """A worktree of ``commit`` (made once)."""
+    path = Path(tempfile.gettempdir()) / f"anacompile-base-{commit}"
+    if not (path / "anacompile").is_dir():
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(path), commit], check=True)
+    return path
+
+
+def run_child(tree: Path, model: Path, times: str, chips: int) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(tree), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    t0 = time.perf_counter()
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, str(model), times, str(chips)],
+        env=env,
+        cwd=str(tree),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if out.returncode:
+        raise SystemExit(f"{tree}: {out.stderr.strip().splitlines()[-1:]}")
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result["process_s"] = time.perf_counter() - t0
+    return result
+
+
+def compile_with(tree: Path, source: Path, out: Path) -> None:
+    code = (
+        "import sys; from anacompile.compiler import compile_model; "
+        "compile_model(sys.argv[1], sys.argv[2], calibration='digits')"
+    )
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    subprocess.run([sys.executable, "-c", code, str(source), str(out)], env=env, cwd=str(tree), check=True)
+
+
+def pair_throughput(model: Path, samples: int, per_call: list[int], pairs: int, rounds: int) -> dict[int, float]:
+    """(chip, t) pairs per second: key 1 = one pair per ``session.run``, key P = P pairs per ChipBatch call."""
+    sys.path.insert(0, str(ROOT))
+    from anacompile.evaluate.datasets import load_digits_split
+    from anacompile.runtime.session import AnalogSession
+
+    s = AnalogSession(model, chip_seed=None, intra_op_threads=1)
+    x = load_digits_split()[1].x[:samples]
+    feeds = {s.input_names[0]: x.reshape(len(x), *[d for d in s._session.get_inputs()[0].shape[1:]])}
+    states = []
+    for chip in range(pairs // 4):
+        s.program(chip)
+        for t in (1.0, 3600.0, 86400.0, 3.15e7):
+            s.set_time(t)
+            states.append(s.snapshot())
+    batch = s.chip_batch()
+    best = {p: float("inf") for p in [1, *per_call]}
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        for state in states:  # one pair per call: the session's run (same noise path)
+            s._state, s._offsets = dict(state.state), state.offsets
+            s.run(feeds)
+        best[1] = min(best[1], time.perf_counter() - t0)
+        for p in per_call:
+            t0 = time.perf_counter()
+            for i in range(0, len(states), p):
+                batch.run(states[i : i + p], feeds)
+            best[p] = min(best[p], time.perf_counter() - t0)
+    return {p: len(states) / v for p, v in best.items()}
+
+
+def throughput_section(args, tmp: str) -> None:
+    sys.path.insert(0, str(ROOT))
+    from anacompile.compiler import compile_model
+
+    print(f"(chip, t) pairs per second, {args.pair_count} pairs, best of {args.rounds} rounds, one onnxruntime thread:")
+    for name in args.models.split(","):
+        model = Path(tmp) / f"{name}.pairs.onnx"
+        overrides = ["input_range=absmax"] if name == "cnn" else None
+        compile_model(ROOT / "models" / MODELS[name], model, calibration="digits", periphery_overrides=overrides)
+        for samples in (540, 64, 16):
+            per_call = [int(p) for p in args.per_call.split(",")]
+            rate = pair_throughput(model, samples, per_call, args.pair_count, args.rounds)
+            cells = "  ".join(f"P={p}: {rate[p]:8.1f}/s ({rate[p] / rate[1]:4.2f}x)" for p in per_call)
+            print(f"  {name.upper()} {samples:3d} samples/call: one per call {rate[1]:8.1f}/s   {cells}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--base", default="9c0b582", help="commit before issue 14")
+    ap.add_argument("--models", default="cnn,mlp")
+    ap.add_argument("--chips", type=int, default=10)
+    ap.add_argument("--times", default="1s,1h,1d,1y")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--pairs", action="store_true", help="also measure pairs per second, one vs many per call")
+    ap.add_argument("--only-pairs", action="store_true", help="only the pairs-per-second section")
+    ap.add_argument("--per-call", default="2,4,8,40", help="pairs per call for --pairs")
+    ap.add_argument("--pair-count", type=int, default=40, help="(chip, t) pairs for --pairs (a multiple of 4)")
+    args = ap.parse_args()
+    if args.only_pairs:
+        with tempfile.TemporaryDirectory() as tmp:
+            throughput_section(args, tmp)
+        return
+    old_tree = base_tree(args.base)
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    print(f"old: {args.base} ({old_tree}); new: {head.stdout.strip()} ({ROOT})")
+    print(
+        f"{args.chips} chips x {len(args.times.split(','))} times, digits test split (540 images), {args.rounds} rounds"
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.models.split(","):
+            model = Path(tmp) / f"{name}.analog.onnx"
+            compile_with(old_tree, ROOT / "models" / MODELS[name], model)  # one compiled file for both
+            rows: dict[str, list[dict]] = {"old": [], "new": []}
+            for _ in range(args.rounds):
+                rows["old"].append(run_child(old_tree, model, args.times, args.chips))
+                rows["new"].append(run_child(ROOT, model, args.times, args.chips))
+            if rows["old"][0]["baseline"] != rows["new"][0]["baseline"]:
+                print(f"  warning: FP32 baselines differ: {rows['old'][0]['baseline']} vs {rows['new'][0]['baseline']}")
+            print(f"digits {name.upper()}:")
+            for key in ("evaluate_s", "process_s"):
+                old = [r[key] for r in rows["old"]]
+                new = [r[key] for r in rows["new"]]
+                ratio = statistics.median(o / n for o, n in zip(old, new, strict=True))
+                print(
+                    f"  {key[:-2]:9s} old {statistics.median(old):7.3f} s  new {statistics.median(new):7.3f} s  "
+                    f"old/new {ratio:5.2f}x   (rounds old {', '.join(f'{v:.3f}' for v in old)}; "
+                    f"new {', '.join(f'{v:.3f}' for v in new)})"
+                )
+            old_mean = rows["old"][0]["mean"]
+            new_mean = rows["new"][0]["mean"]
+            old_text, new_text = [round(v, 4) for v in old_mean], [round(v, 4) for v in new_mean]
+            print(f"  accuracy mean over chips per t: old {old_text}, new {new_text}")
+        if args.pairs:
+            throughput_section(args, tmp)
+
+
+if __name__ == "__main__":
+    main()
