@@ -358,6 +358,14 @@ def evaluate_cmd(
         "--resume",
         help="Continue an interrupted evaluation from the CSV it streamed (--csv); same options, same final result.",
     ),
+    scheduler: str | None = typer.Option(
+        None,
+        "--scheduler",
+        help="Run the chips on an existing Dask cluster, dask://HOST:PORT (needs anacompile[cluster]); same result.",
+    ),
+    execution_provider: str | None = typer.Option(
+        None, "--execution-provider", help="onnxruntime execution provider: cpu (default), cuda, or a full name."
+    ),
 ) -> None:
     """Accuracy (or another metric) over time since programming, mean +- std over many simulated chips."""
     from anacompile.errors import ConfigError
@@ -403,7 +411,9 @@ def evaluate_cmd(
             )
     results = []
     embeddings = data == "sentences" or data.endswith(".txt")
-    if embeddings and (sweep or len(strategies) > 1 or set_ or programming or csv_path or workers > 1 or metric):
+    if embeddings and (
+        sweep or len(strategies) > 1 or set_ or programming or csv_path or workers > 1 or metric or scheduler
+    ):
         raise ConfigError("--data sentences (embedding similarity) supports --compensation comparisons only.")
     from anacompile.evaluate.monte_carlo import EvaluationInterrupted
 
@@ -436,6 +446,8 @@ def evaluate_cmd(
                         workers=workers,
                         programming=programming,
                         metric=metric,
+                        scheduler=scheduler,
+                        providers=execution_provider,
                         **_csv_or_resume(csv_path, resume, i, len(runs)),
                         progress=lambda d, t, i=i: advance(i * t + d, t * len(runs)),
                         **kwargs,
