@@ -358,6 +358,12 @@ def evaluate_cmd(
         "--resume",
         help="Continue an interrupted evaluation from the CSV it streamed (--csv); same options, same final result.",
     ),
+    batch_memory: float | None = typer.Option(
+        None,
+        "--batch-memory",
+        metavar="MIB",
+        help="Bound (MiB; default: one core's L2 cache) on the estimated memory of one onnxruntime call running many (chip, t) pairs; 0: one per call. Same results.",
+    ),
     scheduler: str | None = typer.Option(
         None,
         "--scheduler",
@@ -446,6 +452,7 @@ def evaluate_cmd(
                         workers=workers,
                         programming=programming,
                         metric=metric,
+                        batch_memory_mb=batch_memory,
                         scheduler=scheduler,
                         providers=execution_provider,
                         **_csv_or_resume(csv_path, resume, i, len(runs)),

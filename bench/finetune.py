@@ -6,7 +6,7 @@
 
 Part ``digits``: for each FP32 example model (models/digits_*_fp.onnx), the FP32 file, the same file after
 ``finetune`` with default settings (calibration = the digits training split, no labels) and the network trained
-hardware-aware from scratch with labels (models/digits_*_hwa.onnx) are compiled with the standard periphery and
+hardware-aware from scratch with labels (models/digits_*_hwa.onnx) are compiled with the default periphery and
 evaluated on the digits test split (never seen in tuning), global drift compensation, N chips.
 
 Part ``ocr``: a real FP32 model of another project, PaddleOCR's MobileNetV3 text-direction classifier

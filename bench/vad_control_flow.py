@@ -142,16 +142,10 @@ def check(files: list[str]) -> None:
                 first_sr = path
         if first_sr is None:
             return
-        run, sess = _ort(first_sr)
+        _, sess = _ort(first_sr)
         state = _state_inputs(sess)
         audio, _ = synthetic_speech(3.0, seed=3)
-        feeds, st, context = [], dict(state), np.zeros(CONTEXT, np.float32)
-        for k in range(len(audio) // CHUNK):  # calibration: the model's own inputs, state carried
-            x = audio[k * CHUNK : (k + 1) * CHUNK]
-            f = {"input": np.concatenate([context, x])[None], **st, "sr": np.array(SR, np.int64)}
-            feeds.append(f)
-            st = dict(zip(list(state), run(f)[1:], strict=False))
-            context = x[-CONTEXT:]
+        feeds = calibration_feeds(first_sr)
         for label, opts in (
             ("bound_management=iterative", {"periphery_overrides": ["bound_management=iterative"]}),
             ("input_range=absmax", {"periphery_overrides": ["input_range=absmax"]}),
@@ -175,7 +169,23 @@ def check(files: list[str]) -> None:
             )
 
 
-def auc(path: str, seconds: float, chips: int, times: list[float]) -> None:
+def calibration_feeds(path: str, seconds: float = 3.0) -> list[dict[str, np.ndarray]]:
+    """The model's own inputs on another stretch of the synthetic signal, streamed with the state carried."""
+    run, sess = _ort(path)
+    state = _state_inputs(sess)
+    has_sr = any(i.name == "sr" for i in sess.get_inputs())
+    audio, _ = synthetic_speech(seconds, seed=3)
+    feeds, st, context = [], dict(state), np.zeros(CONTEXT, np.float32)
+    for k in range(len(audio) // CHUNK):
+        x = audio[k * CHUNK : (k + 1) * CHUNK]
+        f = {"input": np.concatenate([context, x])[None], **st, **({"sr": np.array(SR, np.int64)} if has_sr else {})}
+        feeds.append(f)
+        st = dict(zip(list(state), run(f)[1:], strict=False))
+        context = x[-CONTEXT:]
+    return feeds
+
+
+def auc(path: str, seconds: float, chips: int, times: list[float], calibrate: bool = False) -> None:
     audio, labels = synthetic_speech(seconds)
     run, sess = _ort(path)
     has_sr = any(i.name == "sr" for i in sess.get_inputs())
@@ -188,10 +198,12 @@ def auc(path: str, seconds: float, chips: int, times: list[float]) -> None:
     )
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "vad.analog.onnx"
-        report = compile_model(path, out, device="pcm")
+        options = {"calibration": calibration_feeds(path)} if calibrate else {}
+        report = compile_model(path, out, device="pcm", **options)
+        print("periphery:", "; ".join(n for n in report.notes if "range" in n))
         lstm = [row.name for row in report.layers if row.op == "LSTM" and row.analog]
         kept = Path(tmp) / "vad_lstm_digital.analog.onnx"
-        compile_model(path, kept, device="pcm", digital=lstm)
+        compile_model(path, kept, device="pcm", digital=lstm, **options)
         for label, model in (("all analog, default periphery", out), (f"--digital {len(lstm)} LSTM layers", kept)):
             for t in times:
                 scores, free = [], []
@@ -218,11 +230,12 @@ def main() -> None:
     a.add_argument("--seconds", type=float, default=40.0)
     a.add_argument("--chips", type=int, default=3)
     a.add_argument("--times", default="1,86400")
+    a.add_argument("--calibrate", action="store_true", help="calibrate on 3 s of another stretch of the signal")
     args = parser.parse_args()
     if args.command == "check":
         check(args.files)
     else:
-        auc(args.file, args.seconds, args.chips, [float(t) for t in args.times.split(",")])
+        auc(args.file, args.seconds, args.chips, [float(t) for t in args.times.split(",")], args.calibrate)
 
 
 if __name__ == "__main__":

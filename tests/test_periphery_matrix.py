@@ -11,7 +11,8 @@ a set of periphery keys given to ``compile_model`` as a user would (``--set``):
   ``absmax``, ``bm`` (iterative bound management, with an ADC bound low enough that outputs saturate),
   ``calibrated`` (``output_range: calibrated``), ``ir_drop`` (on, with a g_wire/g_max small enough that the
   drop is far above float32 rounding on these 16-row tiles), ``column`` (per-column drift compensation,
-  evaluated at t = 1 h), ``read_noise`` (only the PCM read noise on in the noisy run).
+  evaluated at t = 1 h), ``read_noise`` (only the PCM read noise on in the noisy run), ``combined``
+  (abs-max, bound management, calibrated ranges, IR drop and column compensation at once).
 
 Each cell checks:
 
@@ -54,6 +55,19 @@ OPTIONS: dict[str, tuple[dict, float, dict]] = {
     "ir_drop": ({"ir_drop": 1.0, "ir_drop_g_ratio": 200.0}, 0.0, {}),
     "column": ({"drift_compensation": "column"}, 3600.0, {}),
     "read_noise": ({}, 0.0, {"out_noise": 0.0}),
+    "combined": (
+        {
+            "input_range": "absmax",
+            "bound_management": "iterative",
+            "adc_bound": 1.5,
+            "output_range": "calibrated",
+            "ir_drop": 1.0,
+            "ir_drop_g_ratio": 200.0,
+            "drift_compensation": "column",
+        },
+        3600.0,
+        {},
+    ),
 }
 
 
@@ -376,6 +390,7 @@ TWIN = {
     "absmax": {"input_range": InputRange.STATIC},
     "bm": {"bound_management": "none"},
     "ir_drop": {"ir_drop": 0.0},
+    "combined": {"bound_management": "none", "ir_drop": 0.0},
 }  # the reference with the option taken away (calibrated: without the gains; column: global compensation)
 
 

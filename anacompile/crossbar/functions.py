@@ -120,7 +120,7 @@ def overload_name(tiled: bool, noise: NoiseSource = NoiseSource.RANDOM) -> str:
 
 
 def build_analog_matmul_function(
-    periphery: Periphery, opset: int, noise: NoiseSource = NoiseSource.RANDOM, tiled: bool = False
+    periphery: Periphery, opset: int, noise: NoiseSource = NoiseSource.RANDOM, tiled: bool = False, pairs: bool = False
 ) -> onnx.FunctionProto:
     """``AnalogMatMul(X, W, in_scale, scale, bias, ir_row_weight, noise_bank, noise_start, noise_end) -> Y``.
 
@@ -135,6 +135,10 @@ def build_analog_matmul_function(
     (n_tiles, 1, 1), scale (n_tiles, 1, N), ir_row_weight (tile_rows, 1); X is zero-padded to whole tiles,
     each tile has its own DAC and ADC, and the partial sums are added digitally.
 
+    ``pairs`` (tiled only; the plain body broadcasts as it is): a leading axis of P (chip, t) pairs, as
+    :mod:`anacompile.runtime.chip_batch` runs them: X (P, vectors, K), W (P, n_tiles, tile_rows, N), scale
+    (P, n_tiles, 1, N), Y (P, vectors, N); each pair's arithmetic is the one-pair body's.
+
     The arithmetic is :func:`anacompile.crossbar.reference.analog_matmul_reference`, op for op.
     """
     p = periphery
@@ -142,17 +146,23 @@ def build_analog_matmul_function(
     i64 = TensorProto.INT64
     if tiled:
         shape_w = b.op("Shape", "W")
-        nb = b.op("Slice", shape_w, b.const([0], i64), b.const([1], i64))
-        tr = b.op("Slice", shape_w, b.const([1], i64), b.const([2], i64))
-        n_out = b.op("Slice", shape_w, b.const([2], i64), b.const([3], i64))
+        o = 1 if pairs else 0  # W's axes after the pair axis
+        n_pairs = b.op("Slice", shape_w, b.const([0], i64), b.const([1], i64)) if pairs else None
+        nb = b.op("Slice", shape_w, b.const([o], i64), b.const([o + 1], i64))
+        tr = b.op("Slice", shape_w, b.const([o + 1], i64), b.const([o + 2], i64))
+        n_out = b.op("Slice", shape_w, b.const([o + 2], i64), b.const([o + 3], i64))
         shape_x = b.op("Shape", "X")
         lead = b.op("Slice", shape_x, b.const([0], i64), b.const([-1], i64))
         k = b.op("Slice", shape_x, b.const([-1], i64), b.const([2**62], i64))
         x2 = b.op("Reshape", "X", b.op("Concat", b.const([-1], i64), k, axis=0))
         pad = b.op("Sub", b.op("Mul", nb, tr), k)
         xp = b.op("Pad", x2, b.op("Concat", b.const([0, 0, 0], i64), pad, axis=0))
-        xb = b.op("Reshape", xp, b.op("Concat", b.const([-1], i64), nb, tr, axis=0))
-        xt = b.op("Transpose", xb, perm=[1, 0, 2])
+        if n_pairs is not None:  # (P * vectors, K) -> (P, n_tiles, vectors, tile_rows)
+            xb = b.op("Reshape", xp, b.op("Concat", n_pairs, b.const([-1], i64), nb, tr, axis=0))
+            xt = b.op("Transpose", xb, perm=[0, 2, 1, 3])
+        else:
+            xb = b.op("Reshape", xp, b.op("Concat", b.const([-1], i64), nb, tr, axis=0))
+            xt = b.op("Transpose", xb, perm=[1, 0, 2])
     else:
         xt = "X"
     a_in = None
@@ -194,17 +204,19 @@ def build_analog_matmul_function(
         opset,
         xs if xs is not None else xt,
         lambda left, weight: b.op("MatMul", left, weight),
-        derived_weights(b, p, "W", "ir_row_weight"),
+        derived_weights(b, p, "W", "ir_row_weight", gain),
         gain,
         pass_noise,
         prescaled=noise is NoiseSource.FED,
         axis=-1,
+        gain_in_weights=True,
     )
     if a_in is not None:
         z = b.op("Mul", z, a_in)  # abs-max: one input range per vector
     if tiled:
         # sum of the tiles' partial sums: ones(1, n_tiles) @ (z * scale); ReduceSum over a leading axis is slow
-        zs = b.op("Reshape", b.op("Mul", z, "scale"), b.op("Concat", nb, b.const([-1], i64), axis=0))
+        zs_shape = [nb, b.const([-1], i64)] if n_pairs is None else [n_pairs, nb, b.const([-1], i64)]
+        zs = b.op("Reshape", b.op("Mul", z, "scale"), b.op("Concat", *zs_shape, axis=0))
         ones = b.op(
             "ConstantOfShape",
             b.op("Concat", b.const([1], i64), nb, axis=0),
@@ -355,11 +367,23 @@ def conv_overload(layer: str) -> str:
 CONV = "conv"
 
 
-def derived_weights(b: _Body, p: Periphery, w: str, ir_row_weight: str) -> tuple[str, str | None, str | None]:
-    """(W, |W|, W * ir_row_weight) of the standard model's extra MVMs (None where that effect is off)."""
+def derived_weights(
+    b: _Body, p: Periphery, w: str, ir_row_weight: str, gain: str | None = None
+) -> tuple[str, str | None, str | None]:
+    """(W g, |W|, W g ir_row_weight 0.05 g_IR) of the tile MVMs (None where that effect is off).
+
+    The output gain g (calibrated output ranges; None for 1) and the IR drop's constant factors are folded
+    into the weights, once per run on weight-sized tensors instead of on every output: (q W) g = q (W g), and
+    g_IR c(a) q W_ir = a ((a - 2)^2 + 6) q (0.05 g_IR W_ir) (:func:`periphery_passes`). |W| stays unscaled:
+    the IR drop's a and the read noise see the device currents.
+    """
+    w_g = w if gain is None else b.op("Mul", w, gain)
     abs_w = b.op("Abs", w) if (p.read_noise > 0 or p.ir_drop > 0) else None
-    w_ir = b.op("Mul", w, ir_row_weight) if p.ir_drop > 0 else None
-    return w, abs_w, w_ir
+    w_ir = None
+    if p.ir_drop > 0:
+        factor = b.op("Mul", ir_row_weight, b.op("Mul", b.attr_const("ir_drop"), b.const(0.05)))
+        w_ir = b.op("Mul", w_g, factor)
+    return w_g, abs_w, w_ir
 
 
 def periphery_passes(
@@ -374,6 +398,7 @@ def periphery_passes(
     prescaled: bool,
     axis: int,
     mvm_pair=None,
+    gain_in_weights: bool = False,
 ) -> str:
     """DAC codes -> MVM with IR drop, gain, noise -> ADC, for every bound-management pass; returns the codes.
 
@@ -382,6 +407,7 @@ def periphery_passes(
     shaped like ``xs`` with one of ``weights`` = (W, |W|, W * ir_row_weight); ``pass_noise(k, z_k)`` gives
     pass k's standard normals shaped like ``z_k`` (pre-scaled by ``noise_std`` when ``prescaled`` and the
     read noise is off); ``axis`` is the axis of an output vector's N values (for bound management);
+    ``gain_in_weights``: W and W_ir carry the output gain already (:func:`derived_weights`);
     ``mvm_pair(q, W, W_ir)``, if given, computes (q W, q W_ir) in one op. The arithmetic is
     :func:`anacompile.crossbar.reference.tile_forward`'s, op for op.
     """
@@ -407,12 +433,12 @@ def periphery_passes(
         else:
             z_k = mvm(q, w)
             z_ir = mvm(q, w_ir) if p.ir_drop > 0 else None
-        if p.ir_drop > 0:
+        if p.ir_drop > 0:  # g_IR c(a) z_ir, c(a) = a (0.05 a^2 - 0.2 a + 0.5) = 0.05 a ((a - 2)^2 + 6)
             a = b.op("Mul", mvm(b.op("Abs", q), abs_w), b.attr_const("ir_a_scale"))
-            inner = b.op("Add", b.op("Mul", a, b.op("Sub", b.op("Mul", a, b.const(0.05)), b.const(0.2))), b.const(0.5))
-            corr = b.op("Mul", a, inner)
-            z_k = b.op("Sub", z_k, b.op("Mul", b.op("Mul", b.attr_const("ir_drop"), corr), z_ir))
-        if gain is not None:  # calibrated output range: the tile's gain before the ADC
+            d = b.op("Sub", a, b.const(2.0))
+            corr = b.op("Mul", a, b.op("Add", b.op("Mul", d, d), b.const(6.0)))
+            z_k = b.op("Sub", z_k, b.op("Mul", corr, z_ir))  # 0.05 g_IR is in W_ir
+        if gain is not None and not gain_in_weights:  # calibrated output range: the tile's gain before the ADC
             z_k = b.op("Mul", z_k, gain)
         if p.has_mvm_noise:
             xi = pass_noise(k, z_k)

@@ -10,7 +10,8 @@ for one tile":
                                                         (computed as integer codes, see tile_constants)
     z  = sum_j w_ij x^_j                                MVM on the tile (w = normalised conductances)
     z -= g_IR c(a_i) sum_j w_ij x^_j (1 - (1 - j/n)^2)  IR drop, a_i = n/G_ratio sum_j |w_ij||x^_j|,
-                                                        c(a) = a (0.05 a^2 - 0.2 a + 0.5)
+                                                        c(a) = a (0.05 a^2 - 0.2 a + 0.5), computed as
+                                                        0.05 a ((a - 2)^2 + 6) with 0.05 g_IR in the weights
     z += s_w sqrt(sum_j |w_ij| x^_j^2) xi_1             PCM short-term read noise
     z  = g z + s_out xi_2                               output gain g (1, or calibrated per tile) and the
                                                         ADC-referred output noise
@@ -165,16 +166,16 @@ def _mvm_codes(
 ) -> NDArray[np.float32]:
     """MVM of DAC codes in ADC-code units, with IR drop, output gain ``gain`` (None = 1) and noise, before
     the ADC."""
-    z = np.matmul(q, w_eff)
     need_abs = p.read_noise > 0 or p.ir_drop > 0
     abs_w = np.abs(w_eff) if need_abs else w_eff  # |W|: used only where need_abs holds
-    if p.ir_drop > 0:
+    w_g = w_eff if gain is None else w_eff * gain  # the gain folded into the weights: (q W) g = q (W g)
+    z = np.matmul(q, w_g)
+    if p.ir_drop > 0:  # g_IR c(a) z_ir with c(a) = 0.05 a ((a - 2)^2 + 6); 0.05 g_IR folded into W_ir
         a = np.matmul(np.abs(q), abs_w) * c["ir_a_scale"]
-        corr = a * (a * (a * F32(0.05) - F32(0.2)) + F32(0.5))
-        z_ir = np.matmul(q, w_eff * ir_row_weights(p.tile_rows)[:tile_rows])
-        z = z - c["ir_drop"] * corr * z_ir
-    if gain is not None:
-        z = z * gain
+        d = a - F32(2.0)
+        corr = a * (d * d + F32(6.0))
+        z_ir = np.matmul(q, w_g * (ir_row_weights(p.tile_rows)[:tile_rows] * (c["ir_drop"] * F32(0.05))))
+        z = z - corr * z_ir
     if noise is not None and p.has_mvm_noise:
         if p.read_noise > 0:
             k1 = c["noise_k1"] if gain is None else c["noise_k1"] * (gain * gain)

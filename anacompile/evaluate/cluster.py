@@ -1,13 +1,14 @@
 """``evaluate --scheduler dask://HOST:PORT``: the same (chip, t) tasks on an existing Dask cluster.
 
 The evaluation's unit of work is the one the worker processes of ``--workers`` run
-(:func:`anacompile.evaluate.monte_carlo._chip_accuracies`: program one chip, measure it at every time).
-Here each chip is submitted to a ``dask.distributed`` cluster instead of a local process pool, with the
-same picklable job; a chip's numbers depend only on its seed, so the result is the local run's, to the
-bit. Nothing of the cluster is built here: the scheduler and its workers are the user's (``dask scheduler``
-and ``dask worker``, a ``LocalCluster``, a ``dask-jobqueue`` or Kubernetes deployment), and every worker must
-have anacompile installed and read the compiled model and the data at the same paths as the client (a
-shared file system); built-in data sets (``digits``) ship with anacompile.
+(:func:`anacompile.evaluate.monte_carlo._chips_list`: program a chunk of chips, measure them at every time,
+many (chip, t) pairs per onnxruntime call). Here each chunk is submitted to a ``dask.distributed``
+cluster instead of a local process pool, with the same picklable job; a chip's numbers depend only on its
+seed, so the result is the local run's, to the bit. Nothing of the cluster is built here: the scheduler and
+its workers are the user's (``dask scheduler`` and ``dask worker``, a ``LocalCluster``, a ``dask-jobqueue``
+or Kubernetes deployment), and every worker must have anacompile installed and read the compiled model and
+the data at the same paths as the client (a shared file system); built-in data sets (``digits``) ship with
+anacompile.
 
 Needs the optional extra: ``pip install 'anacompile[cluster]'`` (``dask[distributed]``).
 """
@@ -68,42 +69,50 @@ def connect(scheduler: Any) -> tuple[Any, bool]:
 
 
 class ClusterPool:
-    """Chips submitted to a Dask cluster, one task per chip, collected as they finish.
+    """Chunks of chips submitted to a Dask cluster, the tasks of the local process pool, collected as they finish.
 
     Args:
         scheduler: see :func:`connect`.
-        task: the picklable ``task(job, chip) -> row`` (the local pool's task).
+        task: the picklable ``task(job, chips) -> [(chip, row), ...]`` (the local pool's task).
         job: its picklable job.
-        chips: the chips to run.
+        chips: the chips to run, split as the local pool splits them: a few chunks per worker thread of the
+            cluster, at most ``max_chunk`` chips each (a chunk's (chip, t) pairs share onnxruntime calls).
+        max_chunk: the local pool's largest chunk.
     """
 
-    def __init__(self, scheduler: Any, task: Callable[[Any, int], Any], job: Any, chips: list[int]) -> None:
+    def __init__(
+        self, scheduler: Any, task: Callable[[Any, list[int]], Any], job: Any, chips: list[int], max_chunk: int
+    ) -> None:
         self.client, self._owned = connect(scheduler)
-        if not self.client.scheduler_info().get("workers"):
+        workers = self.client.scheduler_info().get("workers", {})
+        if not workers:
             logger.warning("the Dask scheduler has no workers yet; tasks wait until one joins")
-        # a chip is a task of its own even when the same job and chip were submitted before
-        run = uuid.uuid4().hex[:12]
+        threads = max(1, sum(int(w.get("nthreads", 1)) for w in workers.values()))
+        size = max(1, min(max_chunk, -(-len(chips) // (2 * threads))))
+        chunks = [chips[i : i + size] for i in range(0, len(chips), size)]
+        run = uuid.uuid4().hex[:12]  # a task of its own even when the same job and chips ran before
         self.futures = {
-            self.client.submit(task, job, chip, pure=False, key=f"anacompile-chip-{chip}-{run}"): chip for chip in chips
+            self.client.submit(task, job, chunk, pure=False, key=f"anacompile-chips-{chunk[0]}-{run}"): chunk
+            for chunk in chunks
         }
 
     def results(self) -> Iterator[tuple[int, Any]]:
-        """Yield (chip, row) as the cluster finishes chips; a task's AnacompileError is re-raised as is."""
+        """Yield (chip, row) as the cluster finishes chunks; a task's AnacompileError is re-raised as is."""
         distributed = _distributed()
         for future in distributed.as_completed(list(self.futures), loop=self.client.loop):
-            chip = self.futures[future]
+            chunk = self.futures[future]
             try:
-                row = future.result()
+                rows = future.result()
             except AnacompileError:
                 raise
             except Exception as err:  # a worker died or could not run the task
                 first = str(err).strip().splitlines()[0] if str(err).strip() else ""
                 raise AnacompileError(
-                    f"chip {chip} failed on the Dask cluster ({type(err).__name__}: {first}); "
+                    f"chips {chunk[0]}-{chunk[-1]} failed on the Dask cluster ({type(err).__name__}: {first}); "
                     "every worker needs anacompile and the model and data at the client's paths. The rows of "
                     "the chips finished so far are in the --csv file, if one was given: continue with --resume FILE."
                 ) from err
-            yield chip, row
+            yield from rows
 
     def shutdown(self, cancel_futures: bool = True) -> None:
         """Cancel what is left and close the client if this pool opened it."""

@@ -14,6 +14,11 @@ A task metric is the callable ``metric(run) -> float`` of :mod:`anacompile.evalu
 :func:`metric_measure` turns it into a measurement. The order (chips outer, times inner) and the session's
 random streams (keyed by experiment seed, chip and t) make a chip's values the same whichever process or
 order evaluates it, so :func:`chip_row` is also what worker processes run for their share of the chips.
+
+With a built-in metric (:class:`~anacompile.evaluate.metrics.DataMetric`), :func:`batched_rows` runs the
+same loop with many (chip, t) pairs per onnxruntime call (:mod:`anacompile.runtime.chip_batch`): a group
+of chips is programmed and read at every time in the same order, and the group's pairs run together; each
+pair's values are bit for bit those of one pair per call.
 """
 
 from __future__ import annotations
@@ -23,7 +28,18 @@ from typing import Any, Protocol
 
 import numpy as np
 
-__all__ = ["ChipSession", "Measure", "Run", "chip_row", "chip_time_grid", "metric_grid", "metric_measure"]
+__all__ = [
+    "ChipSession",
+    "Measure",
+    "Run",
+    "batched_rows",
+    "batched_scores",
+    "chip_row",
+    "chip_time_grid",
+    "chips_per_group",
+    "metric_grid",
+    "metric_measure",
+]
 
 Run = Callable[..., list[np.ndarray]]
 """``run(feeds, output_names=None) -> list of outputs``: one inference on the chip as it is now."""
@@ -119,3 +135,75 @@ def metric_grid(
     """A task metric ``metric(run) -> float`` over chips x times, as a float array (chips, times)."""
     grid = chip_time_grid(session, chips, times_s, metric_measure(metric, to_float), on_time, progress)
     return np.asarray(grid, dtype=np.float64).reshape(len(grid), len(times_s))
+
+
+def chips_per_group(
+    session: Any, metric: Any, times: int, chips: int, batch_memory_mb: float | None
+) -> tuple[int, int]:
+    """``(chips per group, pairs per call)`` for :func:`batched_rows`: (1, 1) where pairs cannot share a
+    call (a user's callable metric, a model :mod:`~anacompile.runtime.chip_batch` refuses, a zero bound)."""
+    from anacompile.evaluate.metrics import DataMetric
+    from anacompile.runtime.chip_batch import pairs_per_call
+
+    if not isinstance(metric, DataMetric) or chips * times <= 1:
+        return 1, 1
+    pairs = pairs_per_call(session, metric.batches()[0], batch_memory_mb, chips * times)
+    return max(1, pairs // max(times, 1)), pairs
+
+
+def batched_rows(
+    session: Any,
+    chips: Sequence[int],
+    times_s: Sequence[float],
+    metric: Any,
+    batch_memory_mb: float | None = None,
+    name: str = "metric",
+) -> Iterable[tuple[int, list[float]]]:
+    """``(chip, row)`` for every chip, as :func:`chip_row` with ``metric_measure(metric)`` gives them, with many
+    (chip, t) pairs per onnxruntime call under the memory bound ``batch_memory_mb`` (MiB; 0: one per call).
+
+    Chips are taken in groups; a group's chips are programmed and set to every time in order, each (chip, t)
+    kept as a :class:`~anacompile.runtime.chip_batch.ChipState`, and the group's pairs run in calls of at
+    most the bound's pairs. Rows come out group by group, in chip order.
+    """
+    from anacompile.evaluate.metrics import score
+
+    chips = [int(c) for c in chips]
+    group, per_call = chips_per_group(session, metric, len(times_s), len(chips), batch_memory_mb)
+    if per_call == 1:
+        for chip in chips:
+            yield chip, chip_row(session, chip, times_s, metric_measure(lambda run: score(metric, run, name)))
+        return
+    for g in range(0, len(chips), group):
+        members = chips[g : g + group]
+        states = []
+        for chip in members:
+            session.program(chip)
+            for t in times_s:
+                session.set_time(float(t))
+                states.append(session.snapshot())
+        values = batched_scores(session, states, metric, per_call, name)
+        for j, chip in enumerate(members):
+            yield chip, values[j * len(times_s) : (j + 1) * len(times_s)]
+
+
+def batched_scores(
+    session: Any, states: Sequence[Any], metric: Any, per_call: int, name: str = "metric"
+) -> list[float]:
+    """The built-in ``metric`` (a :class:`~anacompile.evaluate.metrics.DataMetric`) of every
+    :class:`~anacompile.runtime.chip_batch.ChipState` in ``states``, ``per_call`` states per onnxruntime call."""
+    from anacompile.evaluate.metrics import score
+
+    batch = session.chip_batch()
+    first = [session.output_names[0]]
+    values: list[float] = []
+    for i in range(0, len(states), max(1, int(per_call))):
+        pairs = states[i : i + max(1, int(per_call))]
+        parts: list[list[np.ndarray]] = [[] for _ in pairs]
+        for feeds in metric.batches():
+            for part, out in zip(parts, batch.run(pairs, feeds, first), strict=True):
+                part.append(np.asarray(out[0]))
+        for part in parts:
+            y = np.concatenate([p if p.ndim else p[None] for p in part], axis=0)
+            values.append(score(lambda run, y=y: metric.value(y), None, name))
+    return values

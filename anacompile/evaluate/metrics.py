@@ -115,21 +115,26 @@ class DataMetric:
         """N."""
         return int(next(iter(self.feeds.values())).shape[0])
 
-    def outputs(self, run: Run) -> np.ndarray:
-        """The first output of ``run`` over all feeds, in batches, concatenated along axis 0 (with the model's
+    def batches(self) -> list[dict[str, np.ndarray]]:
+        """The feeds of the successive ``run`` calls, in order: ``batch_size`` samples each (with the model's
         input ``specs``: one sample per run where the model fixes its batch to 1 or an array stacks whole
         inputs, :func:`anacompile.feeds.feed_batches`)."""
         n, b = self.samples, max(1, int(self.batch_size))
         if self.specs is not None:
-            batches = feed_batches(self.feeds, self.specs, b)
-        else:
-            batches = [{k: v[i : i + b] for k, v in self.feeds.items()} for i in range(0, n, b)]
-        parts = [np.asarray(run(feeds)[0]) for feeds in batches]
+            return feed_batches(self.feeds, self.specs, b)
+        return [{k: v[i : i + b] for k, v in self.feeds.items()} for i in range(0, n, b)]
+
+    def outputs(self, run: Run) -> np.ndarray:
+        """The first output of ``run`` over all feeds, in batches (:meth:`batches`), concatenated along axis 0."""
+        parts = [np.asarray(run(feeds)[0]) for feeds in self.batches()]
         return np.concatenate([p if p.ndim else p[None] for p in parts], axis=0)
 
     def __call__(self, run: Run) -> float:
         """The metric of ``run`` on the feeds (module docstring)."""
-        y = self.outputs(run)
+        return self.value(self.outputs(run))
+
+    def value(self, y: np.ndarray) -> float:
+        """The metric of the first output ``y`` over all feeds (what :meth:`outputs` returns)."""
         if self.name == "accuracy":
             return top1_accuracy(y, self.labels)
         r = self.reference

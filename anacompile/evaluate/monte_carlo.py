@@ -29,7 +29,7 @@ import numpy as np
 from anacompile.contract import read_report
 from anacompile.crossbar.periphery import Compensation, Periphery, get_periphery, parse_overrides
 from anacompile.errors import AnacompileError, ConfigError, DataError
-from anacompile.evaluate.driver import chip_row
+from anacompile.evaluate.driver import batched_rows, chip_row
 from anacompile.evaluate.metrics import Metric, resolve_metric, score, top1_accuracy
 from anacompile.evaluate.times import format_time, parse_times
 from anacompile.feeds import load_feeds
@@ -98,6 +98,7 @@ class _Job:
     strategy: str | None = None
     programming: str | None = None
     metric: str | Metric | None = None
+    batch_memory_mb: float | None = None
     providers: tuple[str, ...] | None = None
 
 
@@ -152,6 +153,20 @@ def _chip_accuracies(job: _Job, chip: int) -> list[float]:
     return chip_row(w["session"], chip, job.times_s, measure, on_time=adabs if w["calib"] is not None else None)
 
 
+def _chips_accuracies(job: _Job, chips: list[int]):
+    """``(chip, metric per time)`` for each of ``chips``: many (chip, t) pairs per onnxruntime call where
+    the metric and model allow (:func:`~anacompile.evaluate.driver.batched_rows`), else one chip at a time."""
+    w = _setup(job)
+    if w["calib"] is not None:  # AdaBS: BatchNorm statistics of its own per (chip, t)
+        return ((chip, _chip_accuracies(job, chip)) for chip in chips)
+    return batched_rows(w["session"], chips, job.times_s, w["metric"], job.batch_memory_mb, w["name"])
+
+
+def _chips_list(job: _Job, chips: list[int]) -> list[tuple[int, list[float]]]:
+    """:func:`_chips_accuracies` as a list (what a worker process returns)."""
+    return list(_chips_accuracies(job, chips))
+
+
 def evaluate(
     model: ModelInput,
     data: str | os.PathLike[str] | None = "digits",
@@ -169,6 +184,7 @@ def evaluate(
     threads: int | None = None,
     metric: str | Metric | None = None,
     resume: str | os.PathLike[str] | None = None,
+    batch_memory_mb: float | None = None,
     scheduler: Any = None,
     providers: str | list[str] | None = None,
 ) -> EvaluationResult:
@@ -197,9 +213,14 @@ def evaluate(
         resume: a CSV an interrupted evaluation with the same model and options streamed (``csv_path``):
             its chips are taken from it, the others evaluated and appended to it; the result equals an
             uninterrupted run's. Rows of another evaluation are refused (the CSV's ``run`` column).
+        batch_memory_mb: bound (MiB) on the estimated memory of one onnxruntime call that runs many (chip, t)
+            pairs on a leading axis (:mod:`anacompile.runtime.chip_batch`; default: one core's L2 cache,
+            :func:`~anacompile.runtime.chip_batch.default_batch_memory_mb`); 0 runs one pair per call.
+            Results are identical either way (bit for bit); AdaBS, callable metrics and recurrent models
+            always run one pair per call.
         scheduler: run the chips on an existing Dask cluster instead (``"dask://HOST:PORT"`` or a
-            ``distributed.Client``; :mod:`anacompile.evaluate.cluster`): the same tasks, the same result;
-            ``workers`` is then ignored (the cluster's workers run the chips).
+            ``distributed.Client``; :mod:`anacompile.evaluate.cluster`): the tasks of ``workers`` (chunks of
+            chips), the same result; ``workers`` is then ignored (the cluster's workers run the chips).
         providers: onnxruntime execution providers of the sessions (``"cuda"``, ``["cuda", "cpu"]``, full
             names; :mod:`anacompile.runtime.providers`); default the CPU. One that is not available is a
             one-line ConfigError naming the available ones.
@@ -229,6 +250,7 @@ def evaluate(
                 threads,
                 metric,
                 resume,
+                batch_memory_mb,
                 scheduler,
                 providers,
             )
@@ -267,6 +289,7 @@ def evaluate(
         strategy,
         programming,
         metric,
+        None if batch_memory_mb is None else _check_memory(batch_memory_mb),
         resolved,
     )
     acc = np.zeros((chips, len(times_s)))
@@ -283,7 +306,7 @@ def evaluate(
     if scheduler is not None and todo:  # the chips go to the Dask cluster, submitted before the baseline runs
         from anacompile.evaluate.cluster import ClusterPool
 
-        cluster = ClusterPool(scheduler, _chip_accuracies, job, todo)
+        cluster = ClusterPool(scheduler, _chips_list, job, todo, WORKER_CHUNK)
         pool = cluster, cluster.futures
     else:
         pool = _start_pool(job, todo, workers)  # workers start (and import) while the baseline runs here
@@ -299,7 +322,7 @@ def evaluate(
         if pool is not None and scheduler is not None:
             results = pool[0].results()
         else:
-            results = _collect(pool) if pool is not None else ((c, _chip_accuracies(job, c)) for c in todo)
+            results = _collect(pool) if pool is not None else _chips_accuracies(job, todo)
         for chip, row in results:
             acc[chip] = row
             finished += 1
@@ -351,7 +374,23 @@ def _start_pool(job: _Job, chips: list[int], workers: int):
 
     ctx = multiprocessing.get_context("spawn")  # onnxruntime's threads do not survive fork
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
-    return pool, {pool.submit(_chip_accuracies, job, chip): chip for chip in chips}
+    size = max(1, min(WORKER_CHUNK, -(-len(chips) // (2 * workers))))  # a few chunks per worker
+    chunks = [chips[i : i + size] for i in range(0, len(chips), size)]
+    return pool, {pool.submit(_chips_list, job, chunk): chunk for chunk in chunks}
+
+
+WORKER_CHUNK = 16
+"""Most chips a worker evaluates per task (their pairs share onnxruntime calls; rows return per task)."""
+
+
+def _check_memory(value) -> float:
+    try:
+        bound = float(value)
+    except (TypeError, ValueError):
+        bound = float("nan")
+    if not np.isfinite(bound) or bound < 0:
+        raise ConfigError(f"--batch-memory {value!r}: give a bound in MiB >= 0 (0: one chip per call).")
+    return bound
 
 
 def _collect(pool):
@@ -362,7 +401,7 @@ def _collect(pool):
     _, futures = pool
     try:
         for fut in as_completed(futures):
-            yield futures[fut], fut.result()
+            yield from fut.result()
     except BrokenProcessPool as err:
         raise AnacompileError(
             f"a worker process died ({err}); the rows of the chips finished so far are in the "

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from anacompile.crossbar.reference import tile_forward
-from anacompile.evaluate.driver import chip_row
+from anacompile.evaluate.driver import batched_scores, chip_row, chips_per_group
 from anacompile.evaluate.metrics import resolve_metric, score
 from anacompile.evaluate.times import format_time, parse_times
 from anacompile.feeds import load_feeds
@@ -63,12 +63,15 @@ def mvm_error(
     samples: int = 256,
     progress=None,
     metric=None,
+    batch_memory_mb: float | None = None,
 ) -> MVMErrorResult:
     """eps_M of every analog layer of a compiled model at each time, over ``chips`` chips.
 
     With ``metric`` (a built-in name, ``"FILE.py:FUNCTION"`` or a callable ``metric(run) -> float``,
     :mod:`anacompile.evaluate.metrics`) the same chips are also scored end to end at every time, beside the
-    FP32 baseline, so a layer's error can be read against what the task loses.
+    FP32 baseline, so a layer's error can be read against what the task loses. A built-in metric runs many
+    (chip, t) pairs per onnxruntime call under ``batch_memory_mb`` (:mod:`anacompile.runtime.chip_batch`;
+    0: one pair per call), with the same numbers.
     """
     times_s = parse_times(times)
     chips = check_count(chips, "--chips", MAX_CHIPS)
@@ -85,8 +88,8 @@ def mvm_error(
     weights = {layer.name: session.ideal_weight(layer, xs[layer.name].shape[-1]) for layer in session.layers}
     ideal = {name: xs[name].astype(np.float64) @ weights[name] for name in xs}
 
-    def measure(session: AnalogSession, chip: int, t: float) -> tuple[list[float], float]:
-        """eps_M of every layer (and the task metric) of the chip as it is now."""
+    def layer_errors(session: AnalogSession, chip: int, t: float) -> list[float]:
+        """eps_M of every layer of the chip as it is now."""
         errors = []
         for i, layer in enumerate(session.layers):
             x = xs[layer.name]
@@ -101,13 +104,33 @@ def mvm_error(
             )
             ref = ideal[layer.name]
             errors.append(float(np.linalg.norm(y - ref) / max(np.linalg.norm(ref), 1e-30)))
-        return errors, (score(task, session.run, name) if task is not None else 0.0)
+        return errors
 
+    def measure(session: AnalogSession, chip: int, t: float) -> tuple[list[float], float]:
+        """eps_M of every layer and the task metric of the chip as it is now."""
+        return layer_errors(session, chip, t), (score(task, session.run, name) if task is not None else 0.0)
+
+    group, per_call = chips_per_group(session, task, len(times_s), chips, batch_memory_mb)
     grid = []
-    for chip in range(chips):
-        grid.append(chip_row(session, chip, times_s, measure))
-        if progress is not None:
-            progress(chip + 1, chips)
+    if per_call > 1:  # eps_M in numpy per (chip, t) as below; the task metric of a group's pairs together
+
+        def errors_only(session: AnalogSession, chip: int, t: float):
+            return layer_errors(session, chip, t), session.snapshot()
+
+        for first in range(0, chips, group):
+            members = range(first, min(chips, first + group))
+            cells = [chip_row(session, chip, times_s, errors_only) for chip in members]
+            states = [state for row in cells for _, state in row]
+            values = iter(batched_scores(session, states, task, per_call, name))
+            for row in cells:
+                grid.append([(errors, next(values)) for errors, _ in row])
+                if progress is not None:
+                    progress(len(grid), chips)
+    else:
+        for chip in range(chips):
+            grid.append(chip_row(session, chip, times_s, measure))
+            if progress is not None:
+                progress(chip + 1, chips)
     err = np.array([[cell[0] for cell in row] for row in grid]).transpose(2, 1, 0)  # (layers, times, chips)
     scores = np.array([[cell[1] for cell in row] for row in grid]).T  # (times, chips)
     return MVMErrorResult(

@@ -11,12 +11,17 @@ teacher. The trained weights are written back into the original graph (:meth:`On
 
 Defaults and why:
 
-* ``eta = 0.06`` relative to the per-column max, clipping at 2.5 std, Adam with lr 1e-3 and cosine decay,
-  batch 64: the models/ HWA recipe (:data:`~anacompile.finetune.hwa.HWA_ETA`, reference values of Joshi et al.
-  2020 and the aihwkit tutorials).
+* ``eta = "device"``: the weight-noise std, relative to the per-column max, is the RMS weight error that the
+  device model and programming strategy of ``compile`` leave on this model's weights after global drift
+  compensation, averaged over 1 s - 1 y (:mod:`anacompile.finetune.device_noise`; Joshi et al. 2020 train at the
+  chip's own programming noise). Clipping at 2.5 std, Adam with lr 1e-3 and cosine decay, batch 64: the models/
+  HWA recipe (reference values of Joshi et al. 2020 and the aihwkit tutorials).
+* The periphery is compile's default (``calibrated``: ADC gains from the calibration data), calibrated on the
+  same first 256 calibration inputs as ``compile``; one weight-noise draw per mini-batch, shared by all time
+  steps of a recurrent layer (a chip's conductances do not change while a sequence runs).
 * ``epochs = 30`` with early stopping on the distillation loss of a held-out tenth of the calibration inputs
-  (patience 10, a third of the schedule; fixed noise draws so that epochs compare on equal noise): the models/
-  HWA phases ran 20-50.
+  (patience 10, a third of the schedule; the same 8 noise draws, i.e. 8 simulated chips, at every validation
+  so that epochs compare on equal noise): the models/ HWA phases ran 20-50.
 * loss: mean squared error between the student's and the teacher's logits (the inputs of a final
   Softmax/LogSoftmax when the model ends in one), divided by the teacher's variance -- logit matching, the
   high-temperature limit of Hinton et al.'s distillation, which needs no knowledge of what an output means;
@@ -45,7 +50,7 @@ import onnx
 from anacompile.errors import ConfigError, DataError, UnsupportedModelError
 from anacompile.finetune._torch import require_torch
 from anacompile.finetune.device_noise import DEVICE_TIMES, parse_device_times
-from anacompile.finetune.settings import HWA_CLIP_A, HWA_ETA, HWANoise
+from anacompile.finetune.settings import HWA_CLIP_A, HWANoise
 
 __all__ = ["FinetuneConfig", "FinetuneResult", "calibrate_simulator", "finetune", "load_calibration", "parse_eta"]
 
@@ -88,7 +93,7 @@ class FinetuneConfig:
     patience: int = 10
     val_fraction: float = 0.1
     val_draws: int = 8
-    eta: float | str = HWA_ETA
+    eta: float | str = "device"
     device_times: str = DEVICE_TIMES
     noise_scope: str = "column"
     noise_draw: str = "batch"
@@ -254,6 +259,7 @@ def analog_layer_names(
     from anacompile.passes.conv import SplitGroupedConvsPass
     from anacompile.passes.fold_constant_weights import FoldConstantWeightsPass
     from anacompile.passes.mark_analog_ops import MarkAnalogOpsPass
+    from anacompile.passes.recurrent import RecurrentLayer
 
     irm = ir.serde.deserialize_model(copy.deepcopy(proto))
     keys: dict[int, str] = {}
@@ -277,10 +283,10 @@ def analog_layer_names(
                 notes.append(f"layer {plan.name}: no source node found; trained without analog noise")
                 continue
             key, group = by_clean[m.group(1)], int(m.group(2))
-        rec = plan.extra.get("recurrent")
+        rec = plan.op if isinstance(plan.op, RecurrentLayer) else None
         if rec is not None:
-            suffix = "" if len(rec.directions) == 1 else ("_fwd", "_bwd")[plan.extra["direction"]]
-            key = key + suffix + plan.extra["part"]
+            suffix = "" if len(rec.spec.directions) == 1 else ("_fwd", "_bwd")[rec.direction]
+            key = key + suffix + rec.part
         out.setdefault(key, []).append((plan.name, group))
         if plan.k > tile_rows:
             notes.append(

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 import onnx_ir as ir
 
-__all__ = ["register_initializer", "unique_name"]
+__all__ = ["free_layer_prefixes", "register_initializer", "unique_name"]
 
 
 def unique_name(name: str, used: set[str], sanitize: bool = False) -> str:
@@ -37,3 +39,34 @@ def register_initializer(graph: ir.Graph, name: str, array: np.ndarray | ir.Exte
     value.type = ir.TensorType(dtype)
     graph.register_initializer(value)
     return value
+
+
+def free_layer_prefixes(graph: ir.Graph, layers: Iterable[str]) -> list[str]:
+    """Rename the source's own values named ``<layer>.<anything>`` for an analog layer (a bias ``fc1.bias`` of
+    a Gemm named ``fc1``), in the graph and every subgraph, to ``<layer>_<anything>`` (made unique): the
+    compiler names a layer's tensors ``<layer>.<suffix>`` (the contract), and the two must not meet. Layer
+    names hold no ``.`` (``unique_name(sanitize=True)``); the main graph's inputs and outputs keep their
+    names (:class:`~anacompile.passes.mark_analog_ops.MarkAnalogOpsPass` gives no layer a name that one of
+    them starts with). Returns the old names of the values renamed.
+    """
+    prefixes = set(layers)
+    graphs = [graph] + [
+        sub
+        for node in ir.traversal.RecursiveGraphIterator(graph)
+        for attr in node.attributes.values()
+        if attr.type in (ir.AttributeType.GRAPH, ir.AttributeType.GRAPHS)
+        for sub in (attr.value if attr.type == ir.AttributeType.GRAPHS else [attr.value])
+    ]
+    values: dict[int, ir.Value] = {}
+    for g in graphs:
+        inner = [] if g is graph else [*g.inputs, *g.outputs]
+        for v in [*g.initializers.values(), *inner, *(out for node in g for out in node.outputs)]:
+            values[id(v)] = v
+    io = {id(v) for v in [*graph.inputs, *graph.outputs]}
+    used = {v.name for v in values.values() if v.name} | {v.name for v in graph.inputs if v.name}
+    renamed = []
+    for v in values.values():
+        if v.name and "." in v.name and v.name.split(".", 1)[0] in prefixes and id(v) not in io:
+            renamed.append(v.name)
+            v.name = unique_name(v.name.replace(".", "_", 1), used)  # onnx-ir re-keys a renamed initializer
+    return renamed

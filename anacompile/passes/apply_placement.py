@@ -5,7 +5,8 @@ glob pattern over those (:func:`fnmatch.fnmatchcase`), as ``compile --digital`` 
 take them, or comes from a placement JSON file (``@placement.json``, written by ``compile
 --accuracy-budget``, :func:`load_placement`) that both options replay. The pass runs right after
 MarkAnalogOpsPass: a digital layer loses its plan and is noted with its reason; a layer strategy is stored
-in the plan (``plan.extra["mapping"]``) and read by the mapping, programming and rewrite passes
+in the plan (its :class:`~anacompile.passes._layer.LayerStrategy` record) and read by the mapping,
+programming and rewrite passes
 (:func:`~anacompile.passes._layer.plan_mapping`).
 """
 
@@ -23,7 +24,7 @@ import onnx_ir as ir
 from anacompile.errors import ConfigError
 from anacompile.mapping.base import ConductanceMapping
 from anacompile.mapping.registry import get_mapping, mapping_from_dict
-from anacompile.passes._layer import DIGITAL_KEY, LAYER_KEY, node_plans
+from anacompile.passes._layer import DIGITAL_KEY, LAYER_KEY, LayerStrategy, node_plans
 
 __all__ = ["PLACEMENT_FORMAT", "ApplyPlacementPass", "Placement", "load_placement", "parse_placement"]
 
@@ -169,12 +170,15 @@ class ApplyPlacementPass(ir.passes.InPlacePass):
                 modified = True
                 continue
             for plan in plans:
+                chosen = None
                 for pattern, mapping in self.mappings.items():
-                    if _matches(pattern, node, [plan.name]):
+                    if _matches(pattern, node, [plan.name]):  # the last matching pattern wins
                         used.add(pattern)
-                        plan.extra["mapping"] = mapping
-                        plan.extra["strategy_spec"] = self.placement.layer_strategies[pattern]
-                        modified = True
+                        chosen = LayerStrategy(mapping, self.placement.layer_strategies[pattern])
+                if chosen is not None:
+                    plan.take(LayerStrategy)  # this pass's own record: a second run sets it again
+                    plan.write(chosen)
+                    modified = True
         unknown = [p for p in [*self.placement.digital, *self.mappings] if p not in used]
         if unknown:
             known = sorted({n for node, plans in candidates for n in [node.name, *(p.name for p in plans)] if n})

@@ -20,10 +20,11 @@ from anacompile.errors import ConfigError, DataError, UnsupportedModelError
 from anacompile.graph_walk import FLAT, expose_values
 from anacompile.mapping import decode_pairs
 from anacompile.passes._layer import (
-    OUT_GAIN_KEY,
-    SHARED_KEY,
+    CalibrationSample,
+    InputRanges,
+    NoCalibrationData,
+    OutputGains,
     analog_layers,
-    is_use,
     node_plans,
     plan_mapping,
     walk_nodes,
@@ -72,7 +73,7 @@ class SetInputRangesPass(ir.passes.InPlacePass):
                     f"Input range of layer {name!r}: {value!r}; give one positive number, or one "
                     f"per row tile ({plan.n_tiles})."
                 )
-            plan.in_range = r.astype(np.float32).reshape(plan.n_tiles, 1, 1)
+            plan.write(InputRanges(r.astype(np.float32).reshape(plan.n_tiles, 1, 1)))
             modified = True
         return ir.passes.PassResult(model, modified=modified)
 
@@ -106,7 +107,7 @@ class CalibrateInputRangesPass(ir.passes.InPlacePass):
         layers = [
             plan
             for _, plan in analog_layers(model)
-            if (static and plan.in_range is None) or (calibrated and OUT_GAIN_KEY not in plan.extra)
+            if (static and plan.in_range is None) or (calibrated and not _has_output_data(plan))
         ]
         if not layers or not (static or calibrated):
             return ir.passes.PassResult(model, modified=False)
@@ -117,13 +118,13 @@ class CalibrateInputRangesPass(ir.passes.InPlacePass):
                     "output_range=fixed."
                 )
             for plan in layers:  # no data: a documented default of full scale 1.0
-                plan.in_range = np.ones((plan.n_tiles, 1, 1), np.float32)
+                plan.write(InputRanges(np.ones((plan.n_tiles, 1, 1), np.float32)))
             return ir.passes.PassResult(model, modified=True)
         uses: dict[int, list[ir.Value]] = {id(plan): [plan.input] for plan in layers}
         for node, _ in walk_nodes(model.graph):  # the inputs of every op that reads a calibrated layer's tiles
             for plan in node_plans(node):
-                if is_use(plan) and id(plan.extra[SHARED_KEY]) in uses:
-                    uses[id(plan.extra[SHARED_KEY])].append(plan.input)
+                if plan.tiles_of is not None and id(plan.tiles_of) in uses:
+                    uses[id(plan.tiles_of)].append(plan.input)
         values = {v.name: v for vs in uses.values() for v in vs}
         names = list(values)
         sess, fetch, depths = self._session(model, values)
@@ -140,7 +141,7 @@ class CalibrateInputRangesPass(ir.passes.InPlacePass):
                 for value in uses[id(plan)]:
                     fetched = np.asarray(outs[value.name], np.float32)
                     if depths[value.name] == FLAT:  # seen through an If inside a Loop/Scan body: flattened
-                        if "to_matrix" in plan.extra:
+                        if plan.op is not None:
                             raise UnsupportedModelError(
                                 f"Layer {plan.name!r} ({plan.source_op}) sits in an If branch inside a Loop or "
                                 "Scan body, where its input shapes cannot be observed for calibration; keep it "
@@ -148,8 +149,8 @@ class CalibrateInputRangesPass(ir.passes.InPlacePass):
                             )
                         fetched = fetched.reshape(-1, plan.k)
                     for a in _iterations(fetched, max(depths[value.name], 0)):
-                        # ops that feed the tiles a transform of their input (Conv: patches) say how ("to_matrix")
-                        x = plan.extra.get("to_matrix", lambda a: a)(a)
+                        # ops that feed the tiles a transform of their input (Conv: patches) say how (LayerOp)
+                        x = a if plan.op is None else plan.op.tile_input(a)
                         xt = tile_input(np.asarray(x, np.float32), plan.n_tiles, plan.tile_rows)  # (tiles, M, rows)
                         if xt.shape[1]:
                             peak[id(plan)] = np.maximum(peak[id(plan)], np.abs(xt).max(axis=(1, 2)))
@@ -160,18 +161,18 @@ class CalibrateInputRangesPass(ir.passes.InPlacePass):
         for plan in layers:
             if not any(x.shape[1] for x in kept[id(plan)]):  # e.g. an If branch the calibration data never takes
                 logger.warning("layer %r saw no calibration data; full-scale defaults kept", plan.name)
-                plan.extra[UNCALIBRATED_KEY] = True
+                plan.write(NoCalibrationData())
                 if static and plan.in_range is None:
-                    plan.in_range = np.ones((plan.n_tiles, 1, 1), np.float32)
-                if calibrated:
-                    plan.extra[OUT_GAIN_KEY] = np.ones(plan.n_tiles, np.float32)
+                    plan.write(InputRanges(np.ones((plan.n_tiles, 1, 1), np.float32)))
+                if calibrated and not _has_output_data(plan):  # no tile inputs: gain 1 (the fixed ADC bound)
+                    plan.write(CalibrationSample(np.zeros((plan.n_tiles, 0, plan.tile_rows), np.float32)))
                 continue
             xt = np.concatenate(kept[id(plan)], axis=1)
             if static and plan.in_range is None:
                 r = peak[id(plan)] if q >= 100 else np.percentile(np.abs(xt).reshape(plan.n_tiles, -1), q, axis=1)
-                plan.in_range = np.where(r > 0, r, 1.0).astype(np.float32).reshape(plan.n_tiles, 1, 1)
-            if calibrated:
-                plan.extra[CALIBRATION_KEY] = xt
+                plan.write(InputRanges(np.where(r > 0, r, 1.0).astype(np.float32).reshape(plan.n_tiles, 1, 1)))
+            if calibrated and not _has_output_data(plan):
+                plan.write(CalibrationSample(xt))
         return ir.passes.PassResult(model, modified=True)
 
     @staticmethod
@@ -226,13 +227,9 @@ def _iterations(array: np.ndarray, depth: int) -> list[np.ndarray]:
     return list(array.reshape(-1, *array.shape[depth:]))
 
 
-UNCALIBRATED_KEY = "uncalibrated"
-"""``LayerPlan.extra`` key set on a layer whose tiles saw no calibration vector (an If branch the data never
-takes): its input range stays 1.0 and its output gain 1 (the fixed ADC bound)."""
-
-
-CALIBRATION_KEY = "calibration_tile_inputs"
-"""``LayerPlan.extra`` key of a layer's kept calibration tile inputs, (n_tiles, vectors, tile_rows)."""
+def _has_output_data(plan) -> bool:
+    """Whether the layer's output gains, or the tile inputs to calibrate them on, are recorded already."""
+    return plan.get(OutputGains) is not None or plan.get(CalibrationSample) is not None
 
 
 class CalibrateOutputRangesPass(ir.passes.InPlacePass):
@@ -262,9 +259,11 @@ class CalibrateOutputRangesPass(ir.passes.InPlacePass):
         p = self.periphery
         modified = False
         for _, plan in analog_layers(model):
-            xt = plan.extra.pop(CALIBRATION_KEY, None)
-            if xt is None or OUT_GAIN_KEY in plan.extra:
+            sample = plan.get(CalibrationSample)
+            if sample is None or plan.get(OutputGains) is not None:
+                plan.take(CalibrationSample)
                 continue
+            xt = sample.tile_inputs
             mapping = plan_mapping(plan, self.mapping)
             g_target = plan.g_target.numpy() if hasattr(plan.g_target, "numpy") else np.asarray(plan.g_target)
             w = decode_pairs(
@@ -287,7 +286,8 @@ class CalibrateOutputRangesPass(ir.passes.InPlacePass):
                     top = float(np.percentile(z, p.output_range_percentile))
                     if top > 0:
                         gains[t] = c.code_bound / top
-            plan.extra[OUT_GAIN_KEY] = gains.astype(np.float32)
+            plan.write(OutputGains(gains.astype(np.float32)))
+            plan.take(CalibrationSample)  # used: the tile inputs are not kept
             modified = True
         return ir.passes.PassResult(model, modified=modified)
 

@@ -31,14 +31,13 @@ from anacompile.errors import UnsupportedModelError
 from anacompile.passes._layer import (
     DIGITAL_KEY,
     LAYER_KEY,
-    SHARED_KEY,
+    NoCalibrationData,
     analog_layers,
     is_use,
     node_plans,
     plan_mapping,
     walk_nodes,
 )
-from anacompile.passes.calibrate_input_ranges import UNCALIBRATED_KEY
 from anacompile.passes.count_macs import node_macs
 from anacompile.passes.fold_constant_weights import tensor_readers, weight_source
 from anacompile.passes.op_registry import LOWERINGS
@@ -103,7 +102,7 @@ class RecordLayerReportsPass(ir.passes.InPlacePass):
                 f"constant weight) found; weight-bearing ops seen: {found}. Nothing to compile."
             )
         notes = sharing_notes(layers, self.shared_weights)
-        unseen = [plan.name for _, plan in analog_layers(model) if plan.extra.get(UNCALIBRATED_KEY)]
+        unseen = [plan.name for _, plan in analog_layers(model) if plan.get(NoCalibrationData) is not None]
         if unseen:  # e.g. the branch of an If that the calibration data never takes
             notes.append(
                 f"no calibration data reached layer(s) {', '.join(unseen)} (an If branch the data never takes?): "
@@ -198,11 +197,11 @@ def layer_reports(
             for plan in node_plans(node):  # one row per analog layer (a recurrent op may have several)
                 if is_use(plan):  # a shared weight's later use: counted once, in its owner's row (``uses``)
                     use_total, _ = macs.get(node.outputs[0].name if node.outputs else "", (None, False))
-                    owner = plan.extra[SHARED_KEY].name
+                    owner = plan.tiles_of.name
                     use_macs[owner] = use_macs.get(owner, 0) + int(use_total or plan.k * plan.n_out)
                     continue
                 cap = plan.n_tiles * peri.tile_rows * plan.n_col_tiles * peri.tile_cols
-                own = plan.extra.get("mapping")
+                own = plan.strategy.mapping if plan.strategy is not None else None
                 pairs = len(plan_mapping(plan, mapping).significance) if mapping is not None else 1
                 rows.append(
                     LayerReport(
@@ -214,7 +213,7 @@ def layer_reports(
                         utilisation=float(plan.k * plan.n_out / cap),
                         parameters=int(plan.k * plan.n_out),
                         reason="",
-                        uses=list(plan.extra.get("uses", [])),
+                        uses=list(plan.uses),
                         strategy=own.to_dict() if own is not None else {},
                         devices=2 * pairs * int(plan.k * plan.n_out),
                         graph=path,

@@ -3,7 +3,7 @@
 A convolution is a matrix product over patches (im2col): every output position reads the
 K = C_in/groups * prod(kernel) inputs of its receptive field, and y[pos, co] = sum_r patch[pos, r] W[r, co] + b[co].
 So each output channel is a crossbar column and the kernel's inputs are the tile rows, ordered channel-major
-(c, k_1, ..., k_r) so that the rows of one input channel are contiguous. ``LayerPlan.extra["row_group"]`` tells
+(c, k_1, ..., k_r) so that the rows of one input channel are contiguous. ``ConvLayer.row_group`` tells
 :class:`~anacompile.passes.partition_weights.PartitionWeightsPass` how many rows one channel has, so that a tile
 boundary falls between channels wherever that costs no extra tile (Joshi et al. 2020: "conv kernels flattened
 into crossbar columns"; reference/papers.md, (d)). Every tile has its own DAC and ADC and the tiles' partial
@@ -45,11 +45,11 @@ from dataclasses import dataclass
 import numpy as np
 import onnx_ir as ir
 
-from anacompile.passes._layer import DIGITAL_KEY, LAYER_KEY, LayerPlan, walk_nodes
+from anacompile.passes._layer import DIGITAL_KEY, LAYER_KEY, DigitalBias, LayerOp, LayerPlan, walk_nodes
 from anacompile.passes._names import register_initializer
 from anacompile.passes.lowering import EmitContext, Lowering, StaysDigital, attr_value, const_array
 
-__all__ = ["CONV_OPS", "LOWERINGS", "ConvGeometry", "SplitGroupedConvsPass", "emit_conv", "plan_conv"]
+__all__ = ["CONV_OPS", "LOWERINGS", "ConvGeometry", "ConvLayer", "SplitGroupedConvsPass", "emit_conv", "plan_conv"]
 
 CONV_OPS = ("Conv", "ConvTranspose")
 _SAME = ("SAME_UPPER", "SAME_LOWER")
@@ -224,6 +224,22 @@ class ConvGeometry:
         return buf[(slice(None), slice(None), slice(None), *crop)]
 
 
+@dataclass(frozen=True)
+class ConvLayer(LayerOp):
+    """The op data of a conv layer: its window; the tiles read its patches, one input channel per row group."""
+
+    geometry: ConvGeometry
+
+    @property
+    def row_group(self) -> int:  # type: ignore[override]
+        """Rows of one input channel: prod(kernel)."""
+        return self.geometry.kernel_size
+
+    def tile_input(self, x: np.ndarray) -> np.ndarray:
+        """The patches (numpy im2col, exact) the tiles read for the conv's input ``x``."""
+        return self.geometry.patches(x)
+
+
 def plan_conv(node: ir.Node, name: str) -> LayerPlan:
     """Plan a ``Conv``/``ConvTranspose`` with a constant weight and group = 1 as one (K, C_out) analog layer.
 
@@ -259,28 +275,30 @@ def plan_conv(node: ir.Node, name: str) -> LayerPlan:
         matrix = w.reshape(w.shape[0], -1).T  # rows (c, kernel offset), columns co
     else:
         matrix = np.moveaxis(w, 1, -1).reshape(-1, w.shape[1])  # (C, C_out, *k) -> ((c, *k), C_out)
-    extra: dict[str, object] = {"conv": geometry, "row_group": geometry.kernel_size, "to_matrix": geometry.patches}
     bias = None
+    digital_bias = None
     b_value = node.inputs[2] if len(node.inputs) > 2 else None
     if b_value is not None:
         b = const_array(b_value)
         if b is not None:
             bias = b.reshape(-1).astype(np.float64)
         else:
-            extra["digital_bias"] = b_value  # computed at run time: added digitally after the analog layer
+            digital_bias = DigitalBias(b_value)  # computed at run time: added digitally after the analog layer
     return LayerPlan(
         name=name,
         source_op=node.op_type,
         weight=np.ascontiguousarray(matrix),
         bias=bias,
         input=node.inputs[0],
-        extra=extra,
+        op=ConvLayer(geometry),
+        digital_bias=digital_bias,
     )
 
 
 def emit_conv(ctx: EmitContext) -> tuple[list[ir.Node], ir.Value]:
     """Patches (one-hot conv), channels last, ``AnalogMatMul``, channels first, digital bias if not constant."""
-    geometry: ConvGeometry = ctx.plan.extra["conv"]
+    assert isinstance(ctx.plan.op, ConvLayer), ctx.plan.name
+    geometry = ctx.plan.op.geometry
     name, r = ctx.plan.name, geometry.rank
     nodes: list[ir.Node] = []
     patches = ctx.plan.input
@@ -303,10 +321,10 @@ def emit_conv(ctx: EmitContext) -> tuple[list[ir.Node], ir.Value]:
     )
     nodes += [to_last, *analog_nodes, to_first]
     out = to_first.outputs[0]
-    digital_bias = ctx.plan.extra.get("digital_bias")
-    if digital_bias is not None:
+    digital_bias = ctx.plan.digital_bias
+    if digital_bias is not None:  # a conv's bias B: scale 1
         shape = ctx.initializer("bias_shape", np.array([-1, *([1] * r)], np.int64))
-        reshape = ir.node("Reshape", [digital_bias, shape], name=f"{name}.bias_shape")
+        reshape = ir.node("Reshape", [digital_bias.value, shape], name=f"{name}.bias_shape")
         add = ir.node("Add", [out, reshape.outputs[0]], name=f"{name}.bias")
         out.name, reshape.outputs[0].name = f"{name}.no_bias", f"{name}.bias_column"
         nodes += [reshape, add]

@@ -14,7 +14,7 @@ import numpy as np
 import onnx_ir as ir
 
 from anacompile.errors import AnacompileError, ConfigError, UnsupportedModelError
-from anacompile.passes._layer import DIGITAL_KEY, GRAPH_KEY, LAYER_KEY, SHARED_KEY, LayerPlan, walk_nodes
+from anacompile.passes._layer import DIGITAL_KEY, LAYER_KEY, LayerPlan, walk_nodes
 from anacompile.passes._names import unique_name
 from anacompile.passes.lowering import LoweringRegistry, StaysDigital, attr_value
 from anacompile.passes.op_registry import LOWERINGS
@@ -67,11 +67,11 @@ class MarkAnalogOpsPass(ir.passes.InPlacePass):
     Ops inside If branches and Loop/Scan bodies, at any depth, are planned like the main graph's (their
     weights are initializers or outer-scope values; Constant-node weights are lifted to initializers by
     :class:`~anacompile.passes.fold_constant_weights.FoldConstantWeightsPass`); every op gets its own layer
-    and tiles, and a layer's graph path is kept (:data:`~anacompile.passes._layer.GRAPH_KEY`). Names are unique
+    and tiles, and a layer's graph path is kept (``LayerPlan.graph``). Names are unique
     over the whole model, the main graph's first.
 
     A stored weight that several MatMul/Gemm ops read is planned once, by the first of them in graph order;
-    the others become *uses* of its tiles (``extra["tiles_of"]``, :func:`~anacompile.passes._layer.is_use`)
+    the others become *uses* of its tiles (``LayerPlan.tiles_of``, :func:`~anacompile.passes._layer.is_use`)
     unless ``shared_weights="replicate"``.
 
     A second run changes nothing: nodes already marked, or already rewritten to the analog domain, are
@@ -87,7 +87,8 @@ class MarkAnalogOpsPass(ir.passes.InPlacePass):
 
     def call(self, model: ir.Model) -> ir.passes.PassResult:
         modified = False
-        used: set[str] = set()
+        # no layer is named after the prefix of a graph input or output "x.y": its tensors are named "<layer>.y"
+        used = {v.name.split(".", 1)[0] for v in [*model.graph.inputs, *model.graph.outputs] if "." in (v.name or "")}
         owners: dict[tuple, LayerPlan] = {}
         for index, (node, path) in enumerate(walk_nodes(model.graph)):  # If/Loop/Scan bodies too, any depth
             lowering = self.lowerings.get(node)
@@ -98,22 +99,25 @@ class MarkAnalogOpsPass(ir.passes.InPlacePass):
                 plans = lowering.plan(node, name)
                 for plan in plans if isinstance(plans, list) else [plans]:
                     _check_weight(node, plan)
-                    plan.extra[GRAPH_KEY] = path
+                    plan.graph = path
                 for plan in plans if isinstance(plans, list) else []:
                     if plan.name != name:  # a recurrent op's extra layers (name_fwd, name_bwd, ...)
                         plan.name = unique_name(plan.name, used, sanitize=True)
                 weight = node.inputs[1] if len(node.inputs) > 1 else None
                 if weight is not None and weight.const_value is not None:  # the op's compute type T
                     for plan in plans if isinstance(plans, list) else [plans]:
-                        plan.extra.setdefault("io_dtype", weight.const_value.dtype)
+                        if plan.io_dtype is None:
+                            plan.io_dtype = weight.const_value.dtype
                 key = _share_key(node) if self.shared_weights == "share" else None
                 if key is not None and isinstance(plans, LayerPlan):
                     owner = owners.setdefault(key, plans)
                     if owner is not plans:  # programmed once: this op reads the owner's tiles
                         plans.weight_shape = (owner.k, owner.n_out)
                         plans.weight = None
-                        plans.extra[SHARED_KEY] = owner
-                        owner.extra.setdefault("uses", [owner.name]).append(plans.name)
+                        plans.tiles_of = owner
+                        if not owner.uses:
+                            owner.uses.append(owner.name)
+                        owner.uses.append(plans.name)
                 node.meta[LAYER_KEY] = plans
             except StaysDigital as reason:
                 node.meta[DIGITAL_KEY] = str(reason)

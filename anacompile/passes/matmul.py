@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-from anacompile.passes._layer import LayerPlan
+from anacompile.passes._layer import DigitalBias, LayerPlan
 from anacompile.passes.lowering import EmitContext, Lowering, StaysDigital, attr_value, const_array
 
 __all__ = ["LOWERINGS", "emit_matmul", "plan_gemm", "plan_matmul"]
@@ -47,7 +47,7 @@ def plan_gemm(node: ir.Node, name: str) -> LayerPlan:
         w = w.astype(np.float64) * alpha
     beta = float(attr_value(node, "beta", 1.0))
     bias = None
-    extra = {}
+    digital_bias = None
     c_value = node.inputs[2] if len(node.inputs) > 2 else None
     if c_value is not None:
         c = const_array(c_value)
@@ -61,8 +61,8 @@ def plan_gemm(node: ir.Node, name: str) -> LayerPlan:
         if c is not None and c.size in (1, w.shape[1]) and (c.ndim <= 1 or c.shape[0] == 1):
             bias = np.broadcast_to(c.reshape(-1).astype(np.float64) * beta, (w.shape[1],)).copy()
         else:
-            extra["digital_bias"] = (c_value, beta)  # added digitally after the analog op
-    return LayerPlan(name=name, source_op="Gemm", weight=w, bias=bias, input=_input(node), extra=extra)
+            digital_bias = DigitalBias(c_value, beta)  # added digitally after the analog op
+    return LayerPlan(name=name, source_op="Gemm", weight=w, bias=bias, input=_input(node), digital_bias=digital_bias)
 
 
 def _input(node: ir.Node) -> ir.Value:
@@ -75,10 +75,10 @@ def _input(node: ir.Node) -> ir.Value:
 def emit_matmul(ctx: EmitContext) -> tuple[list[ir.Node], ir.Value]:
     """MatMul and Gemm: y = AnalogMatMul(x), plus a digital ``beta * C`` where Gemm's C is not constant."""
     nodes, out = ctx.analog(ctx.plan.input)
-    digital_bias = ctx.plan.extra.get("digital_bias")
+    digital_bias = ctx.plan.digital_bias
     if digital_bias is not None:
-        c_value, beta = digital_bias
-        scaled = ir.node("Mul", [c_value, ctx.initializer("beta", np.asarray(beta, np.float32))])
+        beta = np.asarray(digital_bias.scale, np.float32)
+        scaled = ir.node("Mul", [digital_bias.value, ctx.initializer("beta", beta)])
         add = ir.node("Add", [out, scaled.outputs[0]])
         nodes += [scaled, add]
         out = add.outputs[0]

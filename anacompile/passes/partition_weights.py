@@ -13,13 +13,14 @@ import math
 import onnx_ir as ir
 
 from anacompile.crossbar.periphery import Periphery
-from anacompile.passes._layer import analog_layers
+from anacompile.passes._layer import Tiling, analog_layers
 
 __all__ = ["PartitionWeightsPass"]
 
 
 class PartitionWeightsPass(ir.passes.InPlacePass):
-    """Set ``n_tiles``, ``tile_rows`` and ``n_col_tiles`` of every analog layer plan."""
+    """Record the :class:`~anacompile.passes._layer.Tiling` (``n_tiles``, ``tile_rows``, ``n_col_tiles``) of every
+    analog layer plan."""
 
     def __init__(self, periphery: Periphery) -> None:
         super().__init__()
@@ -28,15 +29,20 @@ class PartitionWeightsPass(ir.passes.InPlacePass):
     def call(self, model: ir.Model) -> ir.passes.PassResult:
         modified = False
         for _, plan in analog_layers(model):
-            if plan.n_tiles:
+            if plan.get(Tiling) is not None:
                 continue  # already partitioned: a second run changes nothing
             rows = self.periphery.tile_rows
-            group = int(plan.extra.get("row_group", 1))  # rows that belong together (a conv's input channel)
+            group = plan.op.row_group if plan.op is not None else 1  # rows that belong together (a conv channel)
             if 1 < group <= rows and math.ceil(plan.k / (rows // group * group)) == math.ceil(plan.k / rows):
                 rows = rows // group * group  # tile boundaries between groups where that costs no extra tile
-            plan.n_tiles = max(1, math.ceil(plan.k / rows))
+            n_tiles = max(1, math.ceil(plan.k / rows))
             # rows stored per tile: a matrix on one tile uses only its own K rows of the physical tile
-            plan.tile_rows = rows if plan.n_tiles > 1 else plan.k
-            plan.n_col_tiles = max(1, math.ceil(plan.n_out / self.periphery.tile_cols))
+            plan.write(
+                Tiling(
+                    n_tiles=n_tiles,
+                    tile_rows=rows if n_tiles > 1 else plan.k,
+                    n_col_tiles=max(1, math.ceil(plan.n_out / self.periphery.tile_cols)),
+                )
+            )
             modified = True
         return ir.passes.PassResult(model, modified=modified)

@@ -13,7 +13,7 @@ import onnx_ir as ir
 
 from anacompile.crossbar.periphery import DriftCompensation
 from anacompile.mapping import ConductanceMapping
-from anacompile.passes._layer import analog_layers, plan_mapping
+from anacompile.passes._layer import ChipState, analog_layers, plan_mapping
 from anacompile.passes._tensor_store import TensorStore, as_array, release
 from anacompile.programming.chip_state import program_layer
 
@@ -21,7 +21,8 @@ __all__ = ["ProgramChipPass"]
 
 
 class ProgramChipPass(ir.passes.InPlacePass):
-    """Set ``g_prog``, ``nu`` and ``gdc_ref`` of every analog layer."""
+    """Record the :class:`~anacompile.passes._layer.ChipState` (``g_prog``, ``nu``, ``gdc_ref``) of every analog
+    layer."""
 
     def __init__(
         self,
@@ -45,11 +46,12 @@ class ProgramChipPass(ir.passes.InPlacePass):
     def call(self, model: ir.Model) -> ir.passes.PassResult:
         modified = False
         for index, (_, plan) in enumerate(analog_layers(model)):
-            if plan.g_prog is not None:
+            if plan.get(ChipState) is not None:
                 continue
             mapping = plan_mapping(plan, self.mapping)
             gain = mapping.gain_us(self.device.g_min_us, self.device.g_max_us)
-            g_prog, nu, plan.gdc_ref = program_layer(
+            plan.check_ready(ChipState)
+            g_prog, nu, gdc_ref = program_layer(
                 as_array(plan.g_target, np.float64),
                 mapping.significance,
                 gain,
@@ -62,9 +64,14 @@ class ProgramChipPass(ir.passes.InPlacePass):
             )
             release(plan.g_target)
             if self.store is None:
-                plan.g_prog, plan.nu = g_prog.astype(np.float32), nu.astype(np.float32)
+                plan.write(ChipState(g_prog.astype(np.float32), nu.astype(np.float32), gdc_ref))
             else:
-                plan.g_prog = self.store.put(f"{plan.name}.g_prog", g_prog.astype(np.float32))
-                plan.nu = self.store.put(f"{plan.name}.nu", nu.astype(np.float32))
+                plan.write(
+                    ChipState(
+                        self.store.put(f"{plan.name}.g_prog", g_prog.astype(np.float32)),
+                        self.store.put(f"{plan.name}.nu", nu.astype(np.float32)),
+                        gdc_ref,
+                    )
+                )
             modified = True
         return ir.passes.PassResult(model, modified=modified)

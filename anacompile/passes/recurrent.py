@@ -29,7 +29,7 @@ session's digital model stacks each body AnalogMatMul's step inputs into a Loop 
 counts the layer's MVMs per run (T x batch x N noise values) and gives its ideal inputs.
 
 Static input ranges (calibration): the tile input [x_t, h_{t-1}] is no tensor of the source graph, so
-``extra["to_matrix"]`` rebuilds it from the op's input X: the source op alone runs in onnxruntime on the
+``RecurrentLayer.tile_input`` rebuilds it from the op's input X: the source op alone runs in onnxruntime on the
 calibration X (constant initial states and sequence lengths included; non-constant ones are taken as zeros
 and full length) and its Y gives h_{t-1} of every step; for GRU's ``_h`` layer, r_t is computed from it in
 numpy. So each tile's range comes from the states the FP model really reaches, not from the [-1, 1] bound.
@@ -44,10 +44,10 @@ import onnx
 import onnx_ir as ir
 from onnx import helper
 
-from anacompile.passes._layer import LayerPlan
+from anacompile.passes._layer import LayerOp, LayerPlan
 from anacompile.passes.lowering import EmitContext, Lowering, StaysDigital, attr_value, const_array
 
-__all__ = ["LOWERINGS", "RecurrentSpec", "emit_recurrent", "plan_recurrent"]
+__all__ = ["LOWERINGS", "RecurrentLayer", "RecurrentSpec", "emit_recurrent", "plan_recurrent"]
 
 GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
 DEFAULT_ACTIVATIONS = {"LSTM": ("Sigmoid", "Tanh", "Tanh"), "GRU": ("Sigmoid", "Tanh"), "RNN": ("Tanh",)}
@@ -224,15 +224,32 @@ def plan_recurrent(node: ir.Node, name: str) -> list[LayerPlan]:
                     weight=weight,
                     bias=bias,
                     input=node.inputs[0],
-                    extra={
-                        "recurrent": spec,
-                        "direction": d,
-                        "part": part,
-                        "to_matrix": lambda x, d=d, part=part: calib.tile_input(x, d, part),
-                    },
+                    op=RecurrentLayer(spec, d, part, calib),
                 )
             )
     return plans
+
+
+@dataclass(frozen=True)
+class RecurrentLayer(LayerOp):
+    """The op data of one analog layer of a recurrent op: the op's spec, the direction and the part.
+
+    Attributes:
+        spec: the op's attributes (shared by all its layers).
+        direction: 0 forward (or the op's only direction), 1 the reverse direction of a bidirectional op.
+        part: ``""``, or for GRU with ``linear_before_reset=0`` ``"_zr"`` / ``"_h"``.
+        calibration: rebuilds the tile inputs from X (:meth:`tile_input`).
+    """
+
+    spec: RecurrentSpec
+    direction: int
+    part: str
+    calibration: _Calibration = field(compare=False, repr=False)
+
+    def tile_input(self, x: np.ndarray) -> np.ndarray:
+        """The tile inputs [x_t, h_{t-1}] (GRU ``_h``: [x_t, r_t h_{t-1}]), (T, B, K), for the op's input X:
+        the source op runs in onnxruntime on X to give the states (module docstring)."""
+        return self.calibration.tile_input(x, self.direction, self.part)
 
 
 def _layer_weights(spec: RecurrentSpec, w: np.ndarray, r: np.ndarray, wb: np.ndarray, rb: np.ndarray):
@@ -357,7 +374,9 @@ def emit_recurrent(ctx: EmitContext) -> tuple[list[ir.Node], list[ir.Value | Non
     included) -> gates (digital) -> h_t (and c_t); with ``sequence_lens``, steps t >= len keep the state and
     give Y = 0, as onnxruntime does.
     """
-    node, spec = ctx.node, ctx.plans[0].extra["recurrent"]
+    ops = [p.op for p in ctx.plans]
+    assert all(isinstance(op, RecurrentLayer) for op in ops), ctx.plan.name
+    node, spec = ctx.node, ops[0].spec
     h_size, n_dir = spec.hidden, len(spec.directions)
     counter = [0]
     main, body = _Builder(f"{spec.name}.rnn_", counter), _Builder(f"{spec.name}.step_", counter)
@@ -419,7 +438,7 @@ def emit_recurrent(ctx: EmitContext) -> tuple[list[ir.Node], list[ir.Value | Non
     c_in = [body_input(f"c{d}", ir.DataType.FLOAT, [None, h_size]) for d in range(n_dir)] if c0 else []
     cond_out = body("Identity", cond)
     mask = body("Unsqueeze", body("Less", it, lens), i64([1])) if lens is not None else None
-    plans = {(p.extra["direction"], p.extra["part"]): p for p in ctx.plans}
+    plans = {(p.op.direction, p.op.part): p for p in ctx.plans}
 
     def analog(x: ir.Value, d: int, part: str = "") -> ir.Value:
         plan = plans[(d, part)]

@@ -28,8 +28,6 @@ from anacompile.crossbar.reference import ir_row_weights, layer_scales, tile_con
 from anacompile.errors import UnsupportedModelError
 from anacompile.passes._layer import (
     LAYER_KEY,
-    OUT_GAIN_KEY,
-    SHARED_KEY,
     LayerPlan,
     analog_layers,
     is_use,
@@ -37,7 +35,7 @@ from anacompile.passes._layer import (
     plan_mapping,
     walk_nodes,
 )
-from anacompile.passes._names import register_initializer
+from anacompile.passes._names import free_layer_prefixes, register_initializer
 from anacompile.passes._tensor_store import squeezed
 from anacompile.passes.lowering import EmitContext, LoweringRegistry
 from anacompile.passes.op_registry import LOWERINGS
@@ -79,6 +77,7 @@ class RewriteToAnalogOpsPass(ir.passes.InPlacePass):
         if not layers:
             return ir.passes.PassResult(model, modified=False)
         graph = model.graph
+        free_layer_prefixes(graph, [plan.name for _, plan in layers])  # a source value "fc1.bias" of layer fc1
         t_inf = graph.initializers.get(contract.T_INFERENCE)
         if t_inf is None and self.chip_state == contract.CHIP_STATE_FULL:
             t_inf = _initializer(graph, contract.T_INFERENCE, np.zeros((), np.float32))
@@ -138,7 +137,7 @@ class RewriteToAnalogOpsPass(ir.passes.InPlacePass):
     ) -> tuple[list[ir.Node], ir.Value]:
         """The layer's analog nodes for input ``x``, adapted to it: the analog ops compute in float32 on
         inputs of rank >= 2, so other float types are cast in and out and a 1-D input gets a batch axis."""
-        dtype = x.type.dtype if x.type is not None else plan.extra.get("io_dtype", ir.DataType.FLOAT)
+        dtype = x.type.dtype if x.type is not None else (plan.io_dtype or ir.DataType.FLOAT)
         rank = len(x.shape) if x.shape is not None else None
         pre, post = [], []
         if dtype != ir.DataType.FLOAT:
@@ -161,7 +160,7 @@ class RewriteToAnalogOpsPass(ir.passes.InPlacePass):
         self, graph: ir.Graph, plan: LayerPlan, x: ir.Value, index: int, t_inf: ir.Value
     ) -> tuple[list[ir.Node], ir.Value]:
         if is_use(plan):  # a shared weight's later use: its own AnalogMatMul on the owner's programmed tiles
-            owner = plan.extra[SHARED_KEY]
+            owner = plan.tiles_of
             w_eff, scale, in_scale, ir_weight, gain = self._chips[owner.name]
             bias = plan.bias if plan.bias is not None else np.zeros(owner.n_out)
             mm_node = ir.node(
@@ -206,10 +205,10 @@ class RewriteToAnalogOpsPass(ir.passes.InPlacePass):
         out_gain = None
         if self.periphery.output_range is OutputRange.CALIBRATED:  # per-tile gains before the ADC
             out_gain = init(
-                contract.OUT_GAIN, np.asarray(plan.extra[OUT_GAIN_KEY], np.float32).reshape(plan.n_tiles, 1, 1)
+                contract.OUT_GAIN, np.asarray(plan.out_gain, np.float32).reshape(plan.n_tiles, 1, 1)
             )
         in_scale, out_scale = layer_scales(
-            plan.col_scale, _in_range(plan), self.periphery, None if out_gain is None else plan.extra[OUT_GAIN_KEY]
+            plan.col_scale, _in_range(plan), self.periphery, None if out_gain is None else plan.out_gain
         )
         if self.chip_state != contract.CHIP_STATE_FULL:  # no chip in the file: the session feeds its state
             chip_nodes, (w_eff, scale) = [], _chip_state_inputs(graph, plan, out_scale, init)

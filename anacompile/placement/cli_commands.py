@@ -168,6 +168,11 @@ def print_placement(result) -> None:
         f"{result.confidence:.0%} lower bound {result.verified_lcb:.4f} (target {result.target:.4f}): "
         f"{verdict} the budget; {result.evaluations} configs searched, {len(result.rounds)} verification round(s)"
     )
+    if result.unexercised:
+        table.caption += (
+            f"; {result.analog_mac_share_exercised:.1%} of the MACs the data reaches are analog "
+            f"({len(result.unexercised)} layer(s) it never reaches stay analog)"
+        )
     out_console.print(table)
     for note in result.notes:
         err_console.print(f"[yellow]note:[/] {escape(note)}")

@@ -130,6 +130,8 @@ class PlacementResult:
     confidence: float = 0.95
     granularity: float = 0.0
     search_se: float = 0.0
+    unexercised: list[str] = field(default_factory=list)
+    analog_mac_share_exercised: float = 0.0
     ranking: list[str] = field(default_factory=list)
     digital_order: list[str] = field(default_factory=list)
     layer_loss: dict[str, float] = field(default_factory=dict)
@@ -150,6 +152,13 @@ class PlacementResult:
         d.update({k: v for k, v in asdict(self).items() if k not in d})
         d["at"] = format_time(self.at_s)
         return d
+
+
+def _exercised_share(report, unexercised: list[str]) -> float:
+    """Analog share of the MACs of the layers the calibration data reached."""
+    rows = [r for r in report.layers if r.name not in set(unexercised)]
+    total = sum(r.macs for r in rows)
+    return sum(r.macs for r in rows if r.analog) / total if total else 0.0
 
 
 def _devices(config: dict[str, str], params: dict[str, int], default: str) -> int:
@@ -331,6 +340,8 @@ def place(
                 confidence=float(confidence),
                 granularity=search.step,
                 meets_budget=bool(ok),
+                unexercised=list(ev.unexercised),
+                analog_mac_share_exercised=_exercised_share(report, ev.unexercised),
                 evaluations=ev.evaluations,
                 ranking=search.ranking,
                 digital_order=search.order,
@@ -346,7 +357,7 @@ def place(
                 )
             if ok:
                 break
-            resort = search.last_resort() if len(ev.names) > 1 else {ev.names[0]: STRONG}
+            resort = search.last_resort() if len(search.names) > 1 else {search.names[0]: STRONG}
             if search.same(config, resort):
                 result.notes.append(
                     f"even the last resort (only {search.order[-1]} analog, three pairs) misses the budget on "
@@ -391,6 +402,7 @@ class _Search:
         self.loss: dict[str, float] = {}
         self.ranking: list[str] = list(ev.names)
         self.order: list[str] = list(ev.names)
+        self.names: list[str] = list(ev.names)  # the layers the search places (exercised by the data)
         self.grow = 1
 
     @property
@@ -465,11 +477,18 @@ class _Search:
         return lo
 
     def run(self) -> dict[str, str]:
-        names = self.ev.names
+        everything = self.ev.names
         if self.evaluate([{}], "all single")[0]:
             self.notes.append("every layer analog with one pair meets the budget in the search")
             return {}
-        alone = [{m: DIGITAL for m in names if m != n} for n in names]  # only n analog, one pair
+        unseen = set(self.ev.unexercised)
+        names = self.names = [n for n in everything if n not in unseen] or everything
+        if unseen and names is not everything:
+            self.notes.append(
+                f"{len(unseen)} layer(s) that no calibration data reached stay analog on one pair, outside the "
+                f"search (the metric's data cannot exercise them either): {', '.join(sorted(unseen))}"
+            )
+        alone = [{m: DIGITAL for m in everything if m != n} for n in names]  # only n analog, one pair
         self.evaluate(alone, "sensitivity")
         self.loss = {n: self.ev.baseline - self.metric_of(c) for n, c in zip(names, alone, strict=True)}
         self.ranking = sorted(names, key=lambda n: (-self.loss[n], self.macs[n], n))
@@ -525,7 +544,7 @@ class _Search:
     def step_back(self, config: dict[str, str], shortfall: float, last_resort: bool = False) -> dict[str, str]:
         """A more conservative config after fresh chips missed by ``shortfall`` (module docstring), ``config``
         not being the last resort. The new config is evaluated on the search chips (the record)."""
-        names = self.ev.names
+        names = self.names
         digital = [n for n in self.order if config.get(n) == DIGITAL]
         analog = [n for n in self.order if n not in digital]
         strongest = {**{n: STRONG for n in analog}, **{n: DIGITAL for n in digital}}

@@ -204,12 +204,12 @@ class AnalogSession:
         self._banks: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # size -> (bank, fed copy): drawn once
         self._offsets: np.random.Generator | None = None
         self._code_gain = np.float32(tile_constants(self.periphery).code_gain)
-        so = ort.SessionOptions()
-        so.log_severity_level = 3
-        if intra_op_threads:
-            so.intra_op_num_threads = intra_op_threads
+        self._threads = intra_op_threads
         self.providers = resolve_providers(providers)
-        self._session = ort_session(stripped, so, self.providers, label=f"{path}")
+        self._providers = self.providers  # the chip batch's sessions run on them too
+        self._session_proto = stripped  # the model as this session runs it (ChipBatch adds a pair axis to it)
+        self._chip_batch = None
+        self._session = ort_session(stripped, self._session_options(), self._providers, label=f"{path}")
         check_session_providers(self._session, self.providers, label=f"{path}")
         self.input_names = [i.name for i in self._session.get_inputs() if i.name not in self._state_names()]
         hidden = {bn.input for bn in self.batchnorms} | set(extra_outputs or [])
@@ -281,6 +281,30 @@ class AnalogSession:
         alpha = compensation_factors(w, layer.gdc_ref, self.compensation)
         self._state[f"{layer.name}.{contract.W_EFF}"] = w * self._code_gain
         self._state[f"{layer.name}.{contract.SCALE}"] = layer.out_scale * alpha
+
+    def snapshot(self):
+        """The chip as it is now (chip, t): its fed state and noise stream, for :meth:`chip_batch` runs."""
+        from anacompile.runtime.chip_batch import ChipState
+
+        if self.chip_seed < 0 or np.isnan(self.t_inference):
+            raise ConfigError("No chip is programmed: call program(chip_seed) and set_time(t) before snapshot().")
+        return ChipState(self.chip_seed, self.t_inference, dict(self._state), self._offsets)
+
+    def chip_batch(self):
+        """This session's :class:`~anacompile.runtime.chip_batch.ChipBatch` (built on first use): runs
+        many (chip, t) snapshots in one onnxruntime call, each bit for bit as :meth:`run` runs it."""
+        from anacompile.runtime.chip_batch import ChipBatch
+
+        if self._chip_batch is None:
+            self._chip_batch = ChipBatch(self)
+        return self._chip_batch
+
+    def _session_options(self) -> ort.SessionOptions:
+        so = ort.SessionOptions()
+        so.log_severity_level = 3
+        if self._threads:
+            so.intra_op_num_threads = self._threads
+        return so
 
     # -- per-layer placement (switchable sessions) -------------------------------------------------
     def set_digital(self, names) -> None:

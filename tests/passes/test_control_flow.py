@@ -250,3 +250,37 @@ def test_calibration_sees_the_values_inside_branches_and_bodies(tmp_path):
         float(np.abs(np.concatenate([h0[None], hs[:-1]])).max()), rel=1e-5
     )
     assert float(inits["mm_inner.in_range"].reshape(-1)[0]) == pytest.approx(float(np.abs(t_odd).max()), rel=1e-5)
+
+
+def test_a_stored_weight_read_in_both_branches_is_programmed_once(tmp_path, device):
+    """One outer-scope initializer read by a MatMul in each branch: one stored weight, two uses (issue 11,
+    item 5's rule); copies of a weight (Constant nodes in each branch) get their own tiles instead."""
+    branches = {
+        key: helper.make_graph(
+            [helper.make_node("MatMul", [x, "w_else"], [f"y_{key}"], name=f"mm_{key}")],
+            key,
+            [],
+            [helper.make_tensor_value_info(f"y_{key}", F, [B, N])],
+        )
+        for key, x in (("then", "x"), ("else", "x_neg"))
+    }
+    graph = helper.make_graph(
+        [
+            helper.make_node("Neg", ["x"], ["x_neg"]),
+            helper.make_node(
+                "If", ["c"], ["y"], then_branch=branches["then"], else_branch=branches["else"], name="branch"
+            ),
+        ],
+        "shared",
+        [helper.make_tensor_value_info("x", F, [B, K]), helper.make_tensor_value_info("c", TensorProto.BOOL, [])],
+        [helper.make_tensor_value_info("y", F, [B, N])],
+        [numpy_helper.from_array(W_ELSE, "w_else")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    out, report = _compile(tmp_path, model, device, periphery="ideal")
+    analog = [layer for layer in report.layers if layer.analog]
+    assert len(analog) == 1 and analog[0].uses == ["mm_else", "mm_then"] and report.totals["tiles"] == 1
+    x = RNG.uniform(-1, 1, (B, K)).astype(np.float32)
+    session = AnalogSession(out, 0)
+    for c, sign in ((True, 1.0), (False, -1.0)):
+        np.testing.assert_allclose(session.run({"x": x, "c": np.array(c)})[0], sign * x @ W_ELSE, rtol=1e-5, atol=1e-5)

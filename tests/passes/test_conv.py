@@ -166,13 +166,13 @@ def test_grouped_convs_split_at_every_opset(tmp_path, noiseless, case, opset):
 
 @pytest.mark.parametrize("case", sorted(set(CASES) - set(GROUPS)))
 def test_numpy_patches_equal_the_graph_patches(case):
-    """The calibration's numpy im2col (``extra["to_matrix"]``) sees exactly what the tiles see."""
+    """The calibration's numpy im2col (``ConvLayer.tile_input``) sees exactly what the tiles see."""
     op, x_shape, _, _ = CASES[case]
     source = case_model(case)
     model = ir.serde.deserialize_model(source)
     MarkAnalogOpsPass()(model)
     ((node, plan),) = analog_layers(model)
-    geometry: ConvGeometry = plan.extra["conv"]
+    geometry: ConvGeometry = plan.op.geometry
     x = np.random.default_rng(2).standard_normal(x_shape).astype(np.float32)
     patch = helper.make_node(op, ["x", "E"], ["p"], **geometry.patch_attributes())
     graph = helper.make_graph(
@@ -183,7 +183,7 @@ def test_numpy_patches_equal_the_graph_patches(case):
         [numpy_helper.from_array(geometry.one_hot_kernel(), "E")],
     )
     p = np.moveaxis(_run_patch(helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)]), x), 1, -1)
-    np.testing.assert_array_equal(plan.extra["to_matrix"](x), p)  # bit-exact: one-hot copies
+    np.testing.assert_array_equal(plan.op.tile_input(x), p)  # bit-exact: one-hot copies
     assert p.shape[-1] == plan.k == geometry.k
     # and the patches times the weight matrix are the source conv (bias and Relu added here)
     bias = plan.bias if plan.bias is not None else 0.0
@@ -201,7 +201,7 @@ def test_conv_weight_rows_are_channel_major_and_bias_is_digital():
     b = model.graph.initializers["B"].const_value.numpy()
     assert MarkAnalogOpsPass()(model).modified
     ((_, plan),) = analog_layers(model)
-    assert plan.weight.shape == (18, 4) and plan.extra["row_group"] == 6
+    assert plan.weight.shape == (18, 4) and plan.op.row_group == 6
     for c, i, j, co in [(0, 0, 0, 0), (1, 1, 2, 3), (2, 0, 1, 2)]:  # row (c, i, j) = c*6 + i*3 + j
         assert plan.weight[c * 6 + i * 3 + j, co] == w[co, c, i, j]
     np.testing.assert_array_equal(plan.bias, b)
@@ -255,7 +255,7 @@ def test_non_constant_weight_stays_digital_and_runtime_bias_is_added_digitally(t
     irm = ir.serde.deserialize_model(model)
     MarkAnalogOpsPass()(irm)
     ((_, plan),) = analog_layers(irm)
-    assert plan.bias is None and "digital_bias" in plan.extra
+    assert plan.bias is None and plan.digital_bias is not None and plan.digital_bias.scale == 1.0
     out, _ = _compile_ideal(tmp_path, noiseless, model, "runtime_bias")
     x = np.random.default_rng(4).standard_normal([2, 3, 5, 5]).astype(np.float32)
     np.testing.assert_allclose(_run(out, x), _run(model, x), rtol=1e-5, atol=1e-5)

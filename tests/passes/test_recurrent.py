@@ -245,7 +245,8 @@ def _sigmoid(x):
     ],
 )
 def test_calibration_tile_inputs_are_each_steps_x_and_previous_h(op, kwargs):
-    """``to_matrix`` rebuilds [x_t, h_{t-1}] (GRU _h: [x_t, r_t h_{t-1}]): the planned MVMs on it give Y again."""
+    """``RecurrentLayer.tile_input`` rebuilds [x_t, h_{t-1}] (GRU _h: [x_t, r_t h_{t-1}]); the planned MVMs on
+    it give Y again."""
     model = ir.serde.deserialize_model(source_model(op, **kwargs))
     MarkAnalogOpsPass()(model)
     plans = [plan for _, plan in analog_layers(model)]
@@ -253,7 +254,7 @@ def test_calibration_tile_inputs_are_each_steps_x_and_previous_h(op, kwargs):
     y = expected_outputs(op, kwargs, {"X": x})[0]
     if kwargs.get("layout"):
         y = y.transpose(1, 2, 0, 3)  # (B, T, D, H) -> (T, D, B, H)
-    tiles = [plan.extra["to_matrix"](x) for plan in plans]
+    tiles = [plan.op.tile_input(x) for plan in plans]
     pre = [t @ plan.weight + plan.bias for t, plan in zip(tiles, plans, strict=True)]
     if op == "RNN":
         for d in range(2):

@@ -22,7 +22,7 @@ class FakeEvaluator:
     def __init__(self, loss, macs, chips=3, seed=0, spread=0.3, items=64):
         self.loss = np.asarray(loss, float)
         self.layers = [LayerInfo(f"l{i}", "Conv", 100 * m, m) for i, m in enumerate(macs)]
-        self.baseline, self.metric_name, self.evaluations = 1.0, "acc", 0
+        self.baseline, self.metric_name, self.evaluations, self.unexercised = 1.0, "acc", 0, []
         self.chip_factor = 1 + spread * np.random.default_rng(seed).standard_normal(chips)
         self.items = items
 
