@@ -12,7 +12,13 @@ the new code reads it) and the same data (the digits test split, 540 images). Pe
   FP32 baseline and the chips x times loop), after a warm-up call of one chip at one time;
 * ``process``: the whole ``python -c`` process, imports included (what a user waits for on the CLI);
 
-then the medians over rounds and the median of the per-round ratios old / new. The JSON of both runs is
+then the medians over rounds and the median of the per-round ratios old / new.
+
+``--pairs`` then measures, in this process and on the new code only, (chip, t) evaluations per second of
+onnxruntime calls with one pair per call against many pairs per call (:mod:`anacompile.runtime.chip_batch`)
+on the same session and the same snapshots, for each model at several samples per call, best of the rounds
+(the numpy chip stage, the same for both, is excluded). The CNN is compiled with abs-max input ranges there:
+its default (static ranges) runs as native Convs, which take one pair per call. The JSON of both runs is
 compared: the numbers differ (issue 14 changed the noise bank: one bank per experiment and size, shared by
 the chips), so only the FP32 baseline must agree. Run with ``nice -n 10 env OMP_NUM_THREADS=1`` on a shared
 machine.
@@ -81,6 +87,53 @@ def compile_with(tree: Path, source: Path, out: Path) -> None:
     subprocess.run([sys.executable, "-c", code, str(source), str(out)], env=env, cwd=str(tree), check=True)
 
 
+def pair_throughput(model: Path, samples: int, per_call: list[int], pairs: int, rounds: int) -> dict[int, float]:
+    """(chip, t) pairs per second: key 1 = one pair per ``session.run``, key P = P pairs per ChipBatch call."""
+    sys.path.insert(0, str(ROOT))
+    from anacompile.evaluate.datasets import load_digits_split
+    from anacompile.runtime.session import AnalogSession
+
+    s = AnalogSession(model, chip_seed=None, intra_op_threads=1)
+    x = load_digits_split()[1].x[:samples]
+    feeds = {s.input_names[0]: x.reshape(len(x), *[d for d in s._session.get_inputs()[0].shape[1:]])}
+    states = []
+    for chip in range(pairs // 4):
+        s.program(chip)
+        for t in (1.0, 3600.0, 86400.0, 3.15e7):
+            s.set_time(t)
+            states.append(s.snapshot())
+    batch = s.chip_batch()
+    best = {p: float("inf") for p in [1, *per_call]}
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        for state in states:  # one pair per call: the session's run (same noise path)
+            s._state, s._offsets = dict(state.state), state.offsets
+            s.run(feeds)
+        best[1] = min(best[1], time.perf_counter() - t0)
+        for p in per_call:
+            t0 = time.perf_counter()
+            for i in range(0, len(states), p):
+                batch.run(states[i : i + p], feeds)
+            best[p] = min(best[p], time.perf_counter() - t0)
+    return {p: len(states) / v for p, v in best.items()}
+
+
+def throughput_section(args, tmp: str) -> None:
+    sys.path.insert(0, str(ROOT))
+    from anacompile.compiler import compile_model
+
+    print(f"(chip, t) pairs per second, {args.pair_count} pairs, best of {args.rounds} rounds, one onnxruntime thread:")
+    for name in args.models.split(","):
+        model = Path(tmp) / f"{name}.pairs.onnx"
+        overrides = ["input_range=absmax"] if name == "cnn" else None
+        compile_model(ROOT / "models" / MODELS[name], model, calibration="digits", periphery_overrides=overrides)
+        for samples in (540, 64, 16):
+            per_call = [int(p) for p in args.per_call.split(",")]
+            rate = pair_throughput(model, samples, per_call, args.pair_count, args.rounds)
+            cells = "  ".join(f"P={p}: {rate[p]:8.1f}/s ({rate[p] / rate[1]:4.2f}x)" for p in per_call)
+            print(f"  {name.upper()} {samples:3d} samples/call: one per call {rate[1]:8.1f}/s   {cells}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--base", default="9c0b582", help="commit before issue 14")
@@ -88,7 +141,15 @@ def main() -> None:
     ap.add_argument("--chips", type=int, default=10)
     ap.add_argument("--times", default="1s,1h,1d,1y")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--pairs", action="store_true", help="also measure pairs per second, one vs many per call")
+    ap.add_argument("--only-pairs", action="store_true", help="only the pairs-per-second section")
+    ap.add_argument("--per-call", default="2,4,8,40", help="pairs per call for --pairs")
+    ap.add_argument("--pair-count", type=int, default=40, help="(chip, t) pairs for --pairs (a multiple of 4)")
     args = ap.parse_args()
+    if args.only_pairs:
+        with tempfile.TemporaryDirectory() as tmp:
+            throughput_section(args, tmp)
+        return
     old_tree = base_tree(args.base)
     head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
     print(f"old: {args.base} ({old_tree}); new: {head.stdout.strip()} ({ROOT})")
@@ -119,6 +180,8 @@ def main() -> None:
             new_mean = rows["new"][0]["mean"]
             old_text, new_text = [round(v, 4) for v in old_mean], [round(v, 4) for v in new_mean]
             print(f"  accuracy mean over chips per t: old {old_text}, new {new_text}")
+        if args.pairs:
+            throughput_section(args, tmp)
 
 
 if __name__ == "__main__":

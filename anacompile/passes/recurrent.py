@@ -24,7 +24,7 @@ GRU and RNN (opset 14); activation defaults as onnxruntime applies them (LeakyRe
 
 Per-MVM noise differs between time steps: in the file, each step's RandomNormalLike draws afresh; in the
 analog session each AnalogMatMul in a Loop body reads the bank slice that starts at
-``noise_start + i * step`` for iteration i (:func:`anacompile.runtime.session._strip_chip_stage`); the
+``noise_start + i * step`` for iteration i (:class:`anacompile.runtime.passes.noise_inputs.FeedNoisePass`); the
 session's digital model stacks each body AnalogMatMul's step inputs into a Loop output (T, batch, K), which
 counts the layer's MVMs per run (T x batch x N noise values) and gives its ideal inputs.
 

@@ -125,8 +125,9 @@ class RewriteToAnalogOpsPass(ir.passes.InPlacePass):
             )
             node.meta.pop(LAYER_KEY, None)
             for value in old_inputs:  # the source weight (and bias) now live in the analog initializers
-                if graph.initializers.get(value.name) is value and not value.uses() and not value.is_graph_input():
-                    del graph.initializers[value.name]
+                for owner in {id(graph): graph, id(home): home}.values():  # main graph, or the subgraph's own
+                    if owner.initializers.get(value.name) is value and not value.uses() and not value.is_graph_input():
+                        del owner.initializers[value.name]
         if lifted:
             first = next(iter(graph))
             graph.insert_before(first, lifted)

@@ -28,7 +28,8 @@ one pair per call:
 one call stays under a bound (``batch_memory_mb``): per pair, :data:`ACTIVATION_COPIES` float32 copies of
 every analog layer's input and of its noise-sized outputs (quantised input, |q|, q^2, the MVM, IR-drop and
 read-noise outputs, noise, ADC), plus the pair's fed state and noise and its copy of the inputs.
-``batch_memory_mb=0`` runs one pair per call.
+``batch_memory_mb=0`` runs one pair per call, and so does a bound that fits fewer than
+:data:`MIN_PAIRS_PER_CALL` pairs.
 
 The default bound is the size of one core's L2 cache (:func:`default_batch_memory_mb`; 2 MiB where the
 system does not say), not the machine's memory: the periphery is a chain of elementwise passes, and once a
@@ -60,6 +61,7 @@ __all__ = [
     "ACTIVATION_COPIES",
     "FALLBACK_BATCH_MEMORY_MB",
     "MAX_PAIRS_PER_CALL",
+    "MIN_PAIRS_PER_CALL",
     "ChipBatch",
     "ChipState",
     "batch_obstacle",
@@ -73,6 +75,9 @@ FALLBACK_BATCH_MEMORY_MB = 2.0
 """The bound where the system does not tell its L2 cache size, MiB."""
 ACTIVATION_COPIES = 8
 """Float32 copies of each analog layer's input and noise-sized outputs one pair holds during a run."""
+MIN_PAIRS_PER_CALL = 4
+"""Fewer pairs than this per call run one per call: 2 pairs per call were 5-46 % slower than one (bench/README.md,
+issue 14: the stacking, the doubled working set), 4-8 small pairs 1.3-3x faster."""
 MAX_PAIRS_PER_CALL = 256
 """Most (chip, t) pairs in one call (beyond a few dozen pairs small models gain nothing more)."""
 
@@ -143,6 +148,8 @@ def pairs_per_call(session, feeds: dict[str, np.ndarray], batch_memory_mb: float
         return 1
     per = pair_bytes(session, feeds)
     chosen = int(max(1, min(pairs, MAX_PAIRS_PER_CALL, (bound * 2**20) // max(per, 1))))
+    if chosen < min(MIN_PAIRS_PER_CALL, pairs):
+        chosen = 1
     if chosen > 1:
         try:
             session.chip_batch().check_fold(feeds)
@@ -280,7 +287,7 @@ def _batched_model(proto: onnx.ModelProto, layers, periphery) -> onnx.ModelProto
     m.CopyFrom(proto)
     by_name = {layer.name: layer for layer in layers}
     i64 = onnx.TensorProto.INT64
-    for graph, _ in reversed(list(walk_graphs(m.graph))):  # innermost first (see session._strip_chip_stage)
+    for graph, _ in reversed(list(walk_graphs(m.graph))):  # innermost first (node lists are rebuilt)
         new_nodes, changed = [], False
         for node in graph.node:
             if not (node.domain == contract.DOMAIN and node.op_type == contract.ANALOG_MATMUL and node.name in by_name):

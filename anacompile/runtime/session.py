@@ -7,7 +7,8 @@ Two stages (docs/architecture.md):
 * per run, inside onnxruntime: the ``AnalogMatMul`` periphery (DAC, tiles, noise, IR drop, ADC, scales).
 
 The session strips the file's in-graph chip stage (``AnalogChipWeights`` nodes) and feeds the first stage's
-results as inputs, together with a noise bank drawn from the chip's seed. The stripped stage computes the
+results as inputs, together with a noise bank drawn from the chip's seed: the onnx-ir passes of
+:mod:`anacompile.runtime.passes` make the model it runs. The stripped stage computes the
 same formulas (tested statistically), so results do not depend on which path ran.
 """
 
@@ -24,16 +25,10 @@ import onnxruntime as ort
 from numpy.typing import NDArray
 
 from anacompile import contract, devices
-from anacompile.contract import TILED, CompileReport, check_domain_version, read_report
+from anacompile.contract import CompileReport, check_domain_version, read_report
 from anacompile.crossbar.compensation import compensation_factors
-from anacompile.crossbar.functions import (
-    NoiseSource,
-    analog_matmul_attributes,
-    build_analog_matmul_function,
-    overload_name,
-)
-from anacompile.crossbar.periphery import Compensation, DriftCompensation, OutputRange, Periphery, get_periphery
-from anacompile.crossbar.reference import layer_scales, tile_constants
+from anacompile.crossbar.periphery import Compensation, DriftCompensation, Periphery, get_periphery
+from anacompile.crossbar.reference import tile_constants
 from anacompile.errors import ConfigError, DataError, UnsupportedModelError
 from anacompile.graph_walk import walk_graphs
 from anacompile.limits import check_index
@@ -46,6 +41,7 @@ from anacompile.runtime.batchnorm import expose_batchnorm_statistics
 from anacompile.runtime.digital_reference import all_nodes, digital_reference_model, plan_weight, weights_layer
 from anacompile.runtime.native_conv import native_convs
 from anacompile.runtime.ort_session import ort_session
+from anacompile.runtime.passes import session_model
 from anacompile.runtime.providers import check_session_providers, resolve_providers
 
 __all__ = ["AnalogSession", "ChipLayer", "digital_reference_model"]
@@ -177,10 +173,8 @@ class AnalogSession:
             layer.gain_us = layer.mapping.gain_us(self.device.g_min_us, self.device.g_max_us)
         if strategy is not None:
             self._remap(strategy)
-        _attach_scales(proto, self.layers, self.periphery)
+        stripped = session_model(proto, self.layers, self.periphery)  # the session's passes (runtime/passes)
         self._digital_proto = digital_reference_model(proto)
-        stripped = _strip_chip_stage(proto, self.layers, self.periphery)
-        _apply_periphery(stripped, self.layers, self.periphery)
         self.switchable = bool(switchable)
         keep = set(extra_outputs or [])  # patch-free convs unless their tensors are asked for
         self.native_convs = [] if self.switchable else native_convs(stripped, self.layers, self.periphery, keep)
@@ -596,7 +590,7 @@ def _add_digital_switches(m: onnx.ModelProto, layers: list[ChipLayer], digital: 
     weights = {t.name: t for t in digital.graph.initializer if t.name.endswith(".weight")}
     by_name = {layer.name: layer for layer in layers}
     f = onnx.TensorProto.FLOAT
-    for graph, _ in reversed(list(walk_graphs(m.graph))):  # innermost first (see _strip_chip_stage)
+    for graph, _ in reversed(list(walk_graphs(m.graph))):  # innermost first (node lists are rebuilt)
         new_nodes, changed = [], False
         for node in graph.node:
             if not (node.domain == contract.DOMAIN and node.op_type == contract.ANALOG_MATMUL and node.name in by_name):
@@ -655,120 +649,6 @@ def _override_periphery(base: Periphery, overrides: dict | list[str] | None) -> 
                 f"--set {key}={getattr(new, key)} instead of overriding it at run time."
             )
     return new
-
-
-def _initializer_array(proto: onnx.ModelProto, name: str) -> np.ndarray:
-    for t in proto.graph.initializer:
-        if t.name == name:
-            a = onnx.numpy_helper.to_array(t)
-            if a.dtype.kind != "f" or not np.isfinite(a).all():
-                raise UnsupportedModelError(
-                    f"The compiled model's initializer {name!r} is not finite floating point; "
-                    "the file is corrupt: recompile the source model."
-                )
-            return a
-    raise UnsupportedModelError(f"The compiled model lacks initializer {name!r}; recompile it with this anacompile.")
-
-
-def _attach_scales(proto: onnx.ModelProto, layers: list[ChipLayer], periphery: Periphery) -> None:
-    """Per layer gamma, alpha_in and the scales of the periphery in force (stored or overridden)."""
-    for layer in layers:
-        layer.col_scale = _initializer_array(proto, f"{layer.weights}.{contract.COL_SCALE}")
-        layer.in_range = _initializer_array(proto, f"{layer.weights}.{contract.IN_RANGE}")
-        if (
-            layer.col_scale.size != layer.n_tiles * layer.n_out
-            or layer.in_range.size != layer.n_tiles
-            or (layer.col_scale < 0).any()
-            or (layer.in_range < 0).any()
-        ):
-            raise UnsupportedModelError(
-                f"The compiled model's scales of layer {layer.name!r} ({contract.COL_SCALE} "
-                f"{list(layer.col_scale.shape)}, {contract.IN_RANGE} {list(layer.in_range.shape)}) do not fit its "
-                f"{layer.n_tiles} tile(s) of {layer.n_out} columns; the file is corrupt: recompile the source model."
-            )
-        layer.out_gain = None
-        if periphery.output_range is OutputRange.CALIBRATED:
-            if not any(t.name == f"{layer.weights}.{contract.OUT_GAIN}" for t in proto.graph.initializer):
-                raise ConfigError(
-                    f"Layer {layer.name!r} has no calibrated output range: the model was compiled with "
-                    "fixed output ranges; recompile it with --calibration (output_range=calibrated)."
-                )
-            layer.out_gain = _initializer_array(proto, f"{layer.weights}.{contract.OUT_GAIN}")
-        layer.in_scale, layer.out_scale = layer_scales(layer.col_scale, layer.in_range, periphery, layer.out_gain)
-
-
-def _apply_periphery(m: onnx.ModelProto, layers: list[ChipLayer], periphery: Periphery) -> None:
-    """Set every AnalogMatMul's constants and ``L.in_scale`` from ``periphery`` (identity unless overridden)."""
-    by_name = {layer.name: layer for layer in layers}
-    for node in all_nodes(m.graph):
-        if node.domain == contract.DOMAIN and node.op_type == contract.ANALOG_MATMUL and node.name in by_name:
-            seed = next((a.f for a in node.attribute if a.name == "seed"), 0.0)
-            del node.attribute[:]
-            for key, value in analog_matmul_attributes(periphery, seed=int(seed)).items():
-                node.attribute.append(onnx.helper.make_attribute(key, value))
-    for t in m.graph.initializer:
-        layer_name, _, suffix = t.name.rpartition(".")
-        if suffix == contract.IN_SCALE and layer_name in by_name:
-            t.CopyFrom(onnx.numpy_helper.from_array(by_name[layer_name].in_scale, t.name))
-
-
-def _graphs_with_iteration(graph: onnx.GraphProto, iteration: str | None = None):
-    """The graph and its subgraphs, each with the iteration-number input of its innermost enclosing Loop
-    body (None outside Loops). The compiler puts recurrent layers in Loop bodies only, never in Scan."""
-    yield graph, iteration
-    for node in graph.node:
-        for attr in node.attribute:
-            for sub in [attr.g] if attr.type == onnx.AttributeProto.GRAPH else attr.graphs:
-                is_loop = node.op_type == "Loop" and node.domain in ("", "ai.onnx")
-                yield from _graphs_with_iteration(sub, sub.input[0].name if is_loop else iteration)
-
-
-def _step_noise_offsets(
-    node: onnx.NodeProto, iteration: str | None, layer: ChipLayer, passes: int = 1
-) -> list[onnx.NodeProto]:
-    """Nodes giving an AnalogMatMul in a Loop body its own slice of the noise bank at every iteration i.
-
-    Step i reads ``bank[s_i : s_i + step]`` with s_i = (noise_start + i * step) mod (len(bank) - step + 1) and
-    step = passes * n_tiles * N * (vectors of one step), ``passes`` the MVMs per vector (iterative bound
-    management: 1 + bm_max_halvings). The session reserves noise_end - noise_start = T * step for
-    the layer (``layer.input`` counts the vectors of all T steps), so within a run the steps' slices are
-    disjoint and every step gets fresh noise; the modulo only keeps a slice inside the bank. The node's
-    inputs 6..8 are set to (bank, s_i, s_i + step). Outside Loops (``iteration`` None: an If branch), i = 0:
-    the one call reads the slice reserved for it.
-    """
-    p, i64 = f"{node.name}.step_noise.", onnx.TensorProto.INT64
-
-    def make(op: str, inputs: list[str], out: str, **attrs) -> onnx.NodeProto:
-        return onnx.helper.make_node(op, inputs, [p + out], **attrs)
-
-    def const(out: str, value: int) -> onnx.NodeProto:
-        return make("Constant", [], out, value=onnx.helper.make_tensor(p + out, i64, [1], [value]))
-
-    nodes = [
-        const("zero", 0),
-        const("last", -1),
-        const("one", 1),
-        const("cols", passes * layer.n_tiles * layer.n_out),
-        make("Shape", [node.input[0]], "x_shape"),
-        make("Slice", [p + "x_shape", p + "zero", p + "last"], "lead"),
-        make("ReduceProd", [p + "lead"], "vectors", keepdims=1),
-        make("Mul", [p + "vectors", p + "cols"], "step"),
-        *(
-            [
-                make("Mul", [iteration, p + "step"], "skip"),
-                make("Add", [f"{node.name}.{contract.NOISE_START}", p + "skip"], "raw"),
-            ]
-            if iteration is not None
-            else [make("Identity", [f"{node.name}.{contract.NOISE_START}"], "raw")]
-        ),
-        make("Shape", [contract.NOISE_BANK], "bank_len"),
-        make("Sub", [p + "bank_len", p + "step"], "room0"),
-        make("Add", [p + "room0", p + "one"], "room"),
-        make("Mod", [p + "raw", p + "room"], "start"),
-        make("Add", [p + "start", p + "step"], "end"),
-    ]
-    node.input.extend([contract.NOISE_BANK, p + "start", p + "end"])
-    return nodes
 
 
 def _extract_layers(proto: onnx.ModelProto) -> list[ChipLayer]:
@@ -836,69 +716,3 @@ def _extract_layers(proto: onnx.ModelProto) -> list[ChipLayer]:
                 "malformed; the file is corrupt: recompile the source model."
             )
     return layers
-
-
-def _strip_chip_stage(proto: onnx.ModelProto, layers: list[ChipLayer], periphery: Periphery) -> onnx.ModelProto:
-    """Copy of the model for the session: the chip stage's outputs become inputs fed per (chip, t), and
-    AnalogMatMul reads its noise from a fed bank (``NoiseSource.BANK``) instead of RandomNormalLike."""
-    m = onnx.ModelProto()
-    m.CopyFrom(proto)
-    g = m.graph
-    keep = [n for n in g.node if not (n.domain == contract.DOMAIN and n.op_type == contract.CHIP_WEIGHTS)]
-    del g.node[:]
-    g.node.extend(keep)
-    f = onnx.TensorProto.FLOAT
-    state_inputs = []
-    noisy = periphery.has_mvm_noise
-    by_name = {layer.name: layer for layer in layers}
-    # innermost graphs first: rebuilding a graph's node list copies its nodes, subgraphs included
-    for graph, iteration in reversed(list(walk_graphs(g)) if noisy else []):
-        new_nodes = []
-        for node in graph.node:
-            if node.domain == contract.DOMAIN and node.op_type == contract.ANALOG_MATMUL:
-                gain = node.input[contract.OUT_GAIN_INPUT] if len(node.input) > contract.OUT_GAIN_INPUT else ""
-                del node.input[6:]
-                if graph is g:  # one MVM per run: the session feeds its noise tensor as is
-                    node.input.append(f"{node.name}.{contract.NOISE}")
-                    node.overload = overload_name(node.overload == TILED, NoiseSource.FED)
-                    by_name[node.name].fed = True
-                else:  # in a subgraph: bank slices (a Loop body's: a new slice at every iteration, so time
-                    # steps get fresh noise; an If branch's: the slice reserved for this run)
-                    new_nodes += _step_noise_offsets(node, iteration, by_name[node.name], periphery.bm_passes)
-                if gain:  # calibrated output range: the tiles' gains stay the last input
-                    node.input.extend([""] * (contract.OUT_GAIN_INPUT - len(node.input)) + [gain])
-            new_nodes.append(node)
-        if len(new_nodes) > len(graph.node):
-            del graph.node[:]
-            graph.node.extend(new_nodes)
-    for layer in layers:
-        w_shape, scale_shape = layer.state_shapes
-        if layer.owns_tiles:  # the uses of a shared weight read its owner's state
-            state_inputs.append(onnx.helper.make_tensor_value_info(f"{layer.name}.{contract.W_EFF}", f, w_shape))
-            state_inputs.append(onnx.helper.make_tensor_value_info(f"{layer.name}.{contract.SCALE}", f, scale_shape))
-        if noisy and layer.fed:
-            state_inputs.append(onnx.helper.make_tensor_value_info(f"{layer.name}.{contract.NOISE}", f, None))
-        elif noisy:
-            for suffix in (contract.NOISE_START, contract.NOISE_END):
-                state_inputs.append(
-                    onnx.helper.make_tensor_value_info(f"{layer.name}.{suffix}", onnx.TensorProto.INT64, [1])
-                )
-    if noisy and not all(layer.fed for layer in layers):
-        state_inputs.append(onnx.helper.make_tensor_value_info(contract.NOISE_BANK, f, ["bank"]))
-    used = {i for n in all_nodes(g) for i in n.input}  # Loop bodies read initializers from the outer scope
-    inits = [t for t in g.initializer if t.name in used]
-    del g.initializer[:]
-    g.initializer.extend(inits)
-    fed = {i.name for i in state_inputs}  # a file without a chip (chip_state none) has them as inputs already
-    inputs = [i for i in g.input if i.name in used and i.name not in fed]
-    del g.input[:]
-    g.input.extend(inputs + state_inputs)
-    opset = next((o.version for o in m.opset_import if o.domain in ("", "ai.onnx")), 17)
-    funcs = [fn for fn in m.functions if fn.name not in (contract.CHIP_WEIGHTS, contract.ANALOG_MATMUL)]
-    for source in (NoiseSource.BANK, NoiseSource.FED):
-        for tiled in (False, True):
-            funcs.append(build_analog_matmul_function(periphery, opset, source, tiled=tiled))
-    m.ir_version = max(m.ir_version, 10)
-    del m.functions[:]
-    m.functions.extend(funcs)
-    return m

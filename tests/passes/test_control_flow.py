@@ -284,3 +284,22 @@ def test_a_stored_weight_read_in_both_branches_is_programmed_once(tmp_path, devi
     session = AnalogSession(out, 0)
     for c, sign in ((True, 1.0), (False, -1.0)):
         np.testing.assert_allclose(session.run({"x": x, "c": np.array(c)})[0], sign * x @ W_ELSE, rtol=1e-5, atol=1e-5)
+
+
+def test_a_weight_stored_as_an_initializer_of_the_branch_itself(tmp_path, device):
+    """A subgraph's own initializer (GraphProto.initializer of the branch) is mapped, and removed from the
+    branch once programmed."""
+    model = if_model()
+    then = next(a.g for a in model.graph.node[0].attribute if a.name == "then_branch")
+    del then.node[0]  # the Constant node w_then ...
+    then.initializer.append(numpy_helper.from_array(W_THEN, "w_then"))  # ... as the branch's initializer
+    out, report = _compile(tmp_path, model, device, periphery="ideal")
+    assert {(layer.name, layer.graph) for layer in report.layers if layer.analog} == {
+        ("mm_then", "branch.then_branch"),
+        ("gemm_else", "branch.else_branch"),
+    }
+    compiled = onnx.load(str(out))
+    then = next(a.g for a in compiled.graph.node[-1].attribute if a.name == "then_branch")
+    assert not then.initializer
+    x = RNG.uniform(-1, 1, (B, K)).astype(np.float32)
+    np.testing.assert_allclose(_run(out, {"x": x, "c": np.array(True)})[0], np.maximum(x @ W_THEN, 0), atol=1e-5)

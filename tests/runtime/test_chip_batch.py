@@ -80,10 +80,10 @@ def test_evaluate_gives_the_same_json_with_many_pairs_per_call(monkeypatch, comp
     many = evaluate(compiled_mlp, "digits", "1s,1d,1y", chips=5, batch_memory_mb=64).to_dict()
     assert calls and max(calls) > 1  # pairs really shared calls
     assert json.dumps(many) == json.dumps(one)
-    calls.clear()  # a bound of 2 pairs: chips in groups, calls of 2 pairs
+    calls.clear()  # a bound of 6 pairs: groups of 2 chips (6 pairs per call), then the last chip's 3
     per = pair_bytes(AnalogSession(compiled_mlp, 0), {"input": load_digits_split()[1].x})
-    small = evaluate(compiled_mlp, "digits", "1s,1d,1y", chips=5, batch_memory_mb=2.5 * per / 2**20).to_dict()
-    assert set(calls) <= {1, 2} and 2 in calls
+    small = evaluate(compiled_mlp, "digits", "1s,1d,1y", chips=5, batch_memory_mb=6.5 * per / 2**20).to_dict()
+    assert calls == [6, 6, 3]
     assert json.dumps(small) == json.dumps(one)
 
 
@@ -93,11 +93,10 @@ def test_evaluate_of_the_digits_cnn_gives_the_same_json_with_many_pairs_per_call
     monkeypatch.setattr(
         ChipBatch, "run", lambda self, pairs, *a, **k: calls.append(len(pairs)) or original(self, pairs, *a, **k)
     )
-    static = tmp_path / "static.onnx"
-    compile_model(MODELS / "digits_cnn_hwa.onnx", static, calibration="digits")
-    assert "native Convs" in batch_obstacle(AnalogSession(static, 0))  # a Conv kernel cannot vary per sample
     out = tmp_path / "cnn.onnx"  # abs-max input ranges: the patch path, batched
     compile_model(MODELS / "digits_cnn_hwa.onnx", out, calibration="digits", periphery_overrides=["input_range=absmax"])
+    static = AnalogSession(out, 0, periphery_overrides=["input_range=static"])  # convolutions as native Convs
+    assert "native Convs" in batch_obstacle(static)  # a Conv kernel cannot vary per sample
     one = evaluate(out, "digits", "1s,1y", chips=2, batch_memory_mb=0).to_dict()
     many = evaluate(out, "digits", "1s,1y", chips=2, batch_memory_mb=4096).to_dict()
     assert calls and max(calls) > 1
@@ -116,10 +115,11 @@ def test_the_pair_count_follows_the_memory_bound(compiled_mlp):
     assert pairs_per_call(s, feeds, 10 * per / 2**20, 100) == 10
     assert pairs_per_call(s, feeds, 10 * per / 2**20, 3) == 3
     assert pairs_per_call(s, feeds, 0.5 * per / 2**20, 100) == 1
+    assert pairs_per_call(s, feeds, 3.5 * per / 2**20, 100) == 1  # under MIN_PAIRS_PER_CALL: one per call
+    assert pairs_per_call(s, feeds, 3.5 * per / 2**20, 3) == 3  # unless that is all the pairs
     assert pairs_per_call(s, feeds, 0, 100) == 1
-    assert pairs_per_call(s, feeds, None, 100) == max(
-        1, min(100, int(chip_batch.default_batch_memory_mb() * 2**20 // per))
-    )
+    fits = int(chip_batch.default_batch_memory_mb() * 2**20 // per)  # the default bound: one core's L2 cache
+    assert pairs_per_call(s, feeds, None, 100) == (min(100, fits) if fits >= chip_batch.MIN_PAIRS_PER_CALL else 1)
     with pytest.raises(ConfigError, match="batch_memory_mb"):
         pairs_per_call(s, feeds, -1, 100)
     with pytest.raises(ConfigError, match="batch-memory"):
