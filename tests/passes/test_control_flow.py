@@ -188,6 +188,11 @@ def test_loop_body_and_an_if_inside_it_are_mapped_exact_with_noise_off(tmp_path,
     for got in (_run(out, {"h0": h0}), AnalogSession(out, 0).run({"h0": h0})):
         np.testing.assert_allclose(got[0], h, rtol=1e-4, atol=1e-5)
         np.testing.assert_allclose(got[1], hs, rtol=1e-4, atol=1e-5)
+    noisy, _ = _compile(tmp_path, loop_model(), "pcm", periphery_overrides=["bound_management=iterative"])
+    session = AnalogSession(noisy, 0, t_inference=1.0)  # bank slices inside the Loop and the If in its body
+    first, second = session.run({"h0": h0})[1], session.run({"h0": h0})[1]
+    assert np.all(np.isfinite(first)) and not np.array_equal(first, second)  # fresh noise per run
+    assert np.all(np.isfinite(_run(noisy, {"h0": h0})[1]))
 
 
 def test_scan_body_is_mapped_exact_with_noise_off(tmp_path, device):
