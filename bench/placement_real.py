@@ -58,7 +58,7 @@ WORDS = (
 )
 
 
-def text_lines(n: int, width: int, seed: int) -> tuple[np.ndarray, list[str]]:
+def text_lines(n: int, width: int, seed: int, words: int = 3) -> tuple[np.ndarray, list[str]]:
     """n rendered text lines (n, 3, 48, width), float32 in PaddleOCR's normalisation, and their texts."""
     from PIL import Image, ImageDraw, ImageFont
 
@@ -66,7 +66,7 @@ def text_lines(n: int, width: int, seed: int) -> tuple[np.ndarray, list[str]]:
     font = ImageFont.load_default(size=28)
     out, texts = np.zeros((n, 3, 48, width), np.float32), []
     for i in range(n):
-        text = " ".join(rng.choice(WORDS, size=int(rng.integers(1, 4))))
+        text = " ".join(rng.choice(WORDS, size=int(rng.integers(1, words + 1))))
         im = Image.new("RGB", (width, 48), (255, 255, 255))
         ImageDraw.Draw(im).text((int(rng.integers(2, 12)), 8), text, fill=(0, 0, 0), font=font)
         a = np.asarray(im, np.float32).transpose(2, 0, 1) / 255.0
@@ -86,6 +86,33 @@ class DirectionAccuracy:
 
     def __call__(self, run) -> float:
         return float(np.mean(np.argmax(run({"x": self.x})[0], axis=1) == self.y))
+
+
+def edit_distance(a: tuple[int, ...], b: tuple[int, ...]) -> int:
+    """Levenshtein distance between two label sequences."""
+    row = list(range(len(b) + 1))
+    for i, ca in enumerate(a, start=1):
+        prev, row[0] = row[0], i
+        for j, cb in enumerate(b, start=1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (ca != cb))
+    return row[-1]
+
+
+class CharAgreement:
+    """rec: character accuracy against the FP32 model's greedy CTC decoding (blank 0), over all lines:
+    1 - sum(edit distance) / sum(FP32 string lengths), floored at 0 (steps of 1 / characters)."""
+
+    def __init__(self, fp32: Path, n: int = 16, width: int = 320, words: int = 3) -> None:
+        import onnxruntime as ort
+
+        self.x, _ = text_lines(n, width, seed=2, words=words)
+        self.ref = StringAgreement.decode(ort.InferenceSession(str(fp32)).run(None, {"x": self.x})[0])
+        self.__name__ = "char_agreement"
+
+    def __call__(self, run) -> float:
+        got = StringAgreement.decode(run({"x": self.x})[0])
+        errors = sum(edit_distance(a, b) for a, b in zip(got, self.ref, strict=True))
+        return max(0.0, 1.0 - errors / max(sum(len(r) for r in self.ref), 1))
 
 
 class StringAgreement:
@@ -122,6 +149,8 @@ def main() -> None:
     p.add_argument("--budget", type=float, default=0.02)
     p.add_argument("--lines", type=int, default=0, help="text lines per metric (default: 64 cls, 16 rec)")
     p.add_argument("--times", default="1s,1d", help="times of the sensitivity study")
+    p.add_argument("--rec-width", type=int, default=320, help="rec: line width (px)")
+    p.add_argument("--rec-words", type=int, default=3, help="rec: at most this many words per line")
     args = p.parse_args()
     import logging
 
@@ -137,7 +166,10 @@ def main() -> None:
     rows = []
     for name in args.models.split(","):
         src = args.root / "rapidocr_onnxruntime" / "models" / files[name]
-        metric = DirectionAccuracy(args.lines or 64) if name == "cls" else StringAgreement(src, args.lines or 16)
+        if name == "cls":
+            metric = DirectionAccuracy(args.lines or 64)
+        else:
+            metric = CharAgreement(src, args.lines or 16, args.rec_width, args.rec_words)
         calib_path = OUT / f"{name}.calibration.npz"
         np.savez(calib_path, x=metric.x[:8])
         cal = str(calib_path)

@@ -14,6 +14,7 @@ from anacompile.errors import ConfigError
 __all__ = [
     "DIGITAL_KEY",
     "LAYER_KEY",
+    "NAME_KEY",
     "CalibrationSample",
     "ChipState",
     "Conductances",
@@ -37,6 +38,9 @@ __all__ = [
 
 LAYER_KEY = "anacompile.layer"
 DIGITAL_KEY = "anacompile.digital_reason"
+NAME_KEY = "anacompile.layer_name"
+"""``node.meta`` key of a subgraph op's unique layer name (names in different branches may clash), kept for its
+report row when it stays digital (a top-level digital row keeps the node's own name)."""
 
 
 # -- what the planner (MarkAnalogOpsPass) knows of the source op ------------------------------------------

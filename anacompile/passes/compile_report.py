@@ -31,6 +31,7 @@ from anacompile.errors import UnsupportedModelError
 from anacompile.passes._layer import (
     DIGITAL_KEY,
     LAYER_KEY,
+    NAME_KEY,
     NoCalibrationData,
     analog_layers,
     is_use,
@@ -223,7 +224,7 @@ def layer_reports(
             shape = _weight_shape(node)
             rows.append(
                 LayerReport(
-                    name=node.name or node.op_type,
+                    name=node.meta.get(NAME_KEY) or node.name or node.op_type,
                     op=node.op_type,
                     analog=False,
                     weight_shape=shape,

@@ -14,7 +14,7 @@ import numpy as np
 import onnx_ir as ir
 
 from anacompile.errors import AnacompileError, ConfigError, UnsupportedModelError
-from anacompile.passes._layer import DIGITAL_KEY, LAYER_KEY, LayerPlan, walk_nodes
+from anacompile.passes._layer import DIGITAL_KEY, LAYER_KEY, NAME_KEY, LayerPlan, walk_nodes
 from anacompile.passes._names import unique_name
 from anacompile.passes.lowering import LoweringRegistry, StaysDigital, attr_value
 from anacompile.passes.op_registry import LOWERINGS
@@ -95,6 +95,8 @@ class MarkAnalogOpsPass(ir.passes.InPlacePass):
             if lowering is None or LAYER_KEY in node.meta or DIGITAL_KEY in node.meta:
                 continue
             name = unique_name(node.name or f"{node.op_type.lower()}_{index}", used, sanitize=True)
+            if path:  # a subgraph op's row keeps its unique layer name even when it stays digital
+                node.meta[NAME_KEY] = name
             try:
                 plans = lowering.plan(node, name)
                 for plan in plans if isinstance(plans, list) else [plans]:

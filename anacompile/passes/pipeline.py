@@ -46,11 +46,21 @@ __all__ = [
     "deploy_pipeline",
     "emit_pipeline",
     "load_input_ranges",
+    "planning_pipeline",
     "verify_pipeline",
 ]
 
 CALIBRATION_SAMPLES = 256
 """Calibration samples read from a data set for static input ranges (its training split)."""
+
+
+def planning_pipeline(shared_weights: str = "share") -> ir.passes.PassManager:
+    """Fold weight chains, split grouped convs, find the analog ops: the layers and the weight matrices (K, N)
+    the compiler maps (``LayerPlan.weight``), before any device or periphery is involved. The start of
+    :func:`analysis_pipeline`; ``optimize`` scores these matrices (:mod:`anacompile.passes.mapped_weights`)."""
+    return ir.passes.PassManager(
+        [FoldConstantWeightsPass(), SplitGroupedConvsPass(), MarkAnalogOpsPass(shared_weights)], early_stop=False
+    )
 
 
 def analysis_pipeline(
@@ -78,9 +88,7 @@ def analysis_pipeline(
     """
     return ir.passes.PassManager(
         [
-            FoldConstantWeightsPass(),
-            SplitGroupedConvsPass(),
-            MarkAnalogOpsPass(shared_weights),
+            *planning_pipeline(shared_weights).passes,
             *([ApplyPlacementPass(placement)] if placement else []),
             PartitionWeightsPass(periphery),
             *([SetInputRangesPass(input_ranges, require_all=calibration_feeds is None)] if input_ranges else []),

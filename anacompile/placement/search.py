@@ -28,9 +28,10 @@ The placement found is compiled (:func:`~anacompile.compiler.compile_model` with
 miss, the search steps back and verifies again on chips of yet another seed: first the device savings of
 step 4 are undone (every analog layer at three pairs); then the next layers of the digital order are made
 digital, as many as the measured shortfall needs by their losses alone, and at least twice as many as the
-previous step added (so a long model reaches the end in log2(L) rounds); the last resort keeps only the
-last layer of the order (the least sensitive, largest) analog at three pairs. If even that misses, the
-result says so (``meets_budget`` false, with a note). The bisections assume the metric is monotone in
+previous step added (so a long model reaches the end in log2(L) rounds). The last resort keeps only one
+layer analog at three pairs: of the three layers with the least loss alone (ties: the largest), the one the
+search chips rate best, then the next ones in turn. If even those miss, the result says so
+(``meets_budget`` false, with a note). The bisections assume the metric is monotone in
 the placement; the verification does not.
 """
 
@@ -62,6 +63,8 @@ logger = logging.getLogger(__name__)
 CANDIDATE_STRATEGIES = ("single", "dual", "npair:significance=1,2,4")
 """Analog strategies the search chooses from, cheapest first (1, 2, 3 pairs)."""
 STRONG = CANDIDATE_STRATEGIES[-1]
+RESORT_CANDIDATES = 3
+"""Layers tried alone analog, one after the other, as the last resort."""
 SEARCH_K = 1.0
 """Standard errors below the mean a search config's metric must clear the target by (one-SE rule)."""
 
@@ -357,13 +360,18 @@ def place(
                 )
             if ok:
                 break
-            resort = search.last_resort() if len(search.names) > 1 else {search.names[0]: STRONG}
-            if search.same(config, resort):
+            resorts = search.resorts()
+            at = next((i for i, r in enumerate(resorts) if search.same(config, r)), None)
+            if at is not None and (at + 1 == len(resorts) or round_ == len(seeds) - 1):
+                tried = [search.analog_of(r)[0] for r in resorts[: at + 1]]
                 result.notes.append(
-                    f"even the last resort (only {search.order[-1]} analog, three pairs) misses the budget on "
-                    f"fresh chips: {est.mean:.4g} +- {est.se:.2g} (SE) vs target {search.target:.4g}"
+                    f"even the last resort (one layer analog at three pairs; tried {', '.join(tried)}) misses the "
+                    f"budget on fresh chips: {est.mean:.4g} +- {est.se:.2g} (SE) vs target {search.target:.4g}"
                 )
                 break
+            if at is not None:  # the next least sensitive layer alone
+                config = resorts[at + 1]
+                continue
             if round_ == len(seeds) - 1:
                 result.notes.append(f"no placement passed within {max_rounds} verification rounds")
                 break
@@ -403,6 +411,7 @@ class _Search:
         self.ranking: list[str] = list(ev.names)
         self.order: list[str] = list(ev.names)
         self.names: list[str] = list(ev.names)  # the layers the search places (exercised by the data)
+        self._resorts: list[dict[str, str]] | None = None
         self.grow = 1
 
     @property
@@ -513,10 +522,12 @@ class _Search:
             most = len(names) - 1  # at least one layer stays analog
             k = self._bisect(with_digital, 1, most, "digital layers", want_largest=False)
             if not self.evaluate([with_digital(k)], "digital layers")[0]:
+                resort = self.last_resort()
                 self.notes.append(
                     f"no placement with analog layers met the budget in the search: the last resort keeps only "
-                    f"{self.order[-1]} analog"
+                    f"{self.analog_of(resort)[0]} analog"
                 )
+                return resort
             digital = list(self.order[:k])
         base = {**strong, **{n: DIGITAL for n in digital}}
         analog = [n for n in reversed(self.ranking) if n not in digital]  # least sensitive first
@@ -537,19 +548,35 @@ class _Search:
         """Whether two configs place every layer alike."""
         return self._key(a) == self._key(b)
 
+    def analog_of(self, config: dict[str, str]) -> list[str]:
+        """The searched layers ``config`` keeps analog."""
+        return [n for n in self.names if config.get(n) != DIGITAL]
+
+    def resorts(self) -> list[dict[str, str]]:
+        """The last-resort configs: one layer analog at three pairs, for the :data:`RESORT_CANDIDATES` layers of
+        least loss alone (ties: most MACs), evaluated on the search chips and ranked by their lower bound."""
+        if self._resorts is None:
+            if len(self.names) == 1:
+                self._resorts = [{self.names[0]: STRONG}]
+                return self._resorts
+            cands = sorted(self.names, key=lambda n: (self.loss.get(n, 0.0), -self.macs[n], n))[:RESORT_CANDIDATES]
+            configs = [{**{m: DIGITAL for m in self.names if m != c}, c: STRONG} for c in cands]
+            self.evaluate(configs, "last resort")
+            self._resorts = sorted(configs, key=lambda c: -self.estimate(c).lcb)  # stable: ties keep the order
+        return self._resorts
+
     def last_resort(self) -> dict[str, str]:
-        """Only the last layer of the digital order analog, at three pairs."""
-        return {**{n: DIGITAL for n in self.order[:-1]}, self.order[-1]: STRONG}
+        """The best last-resort config (:meth:`resorts`)."""
+        return self.resorts()[0]
 
     def step_back(self, config: dict[str, str], shortfall: float, last_resort: bool = False) -> dict[str, str]:
         """A more conservative config after fresh chips missed by ``shortfall`` (module docstring), ``config``
         not being the last resort. The new config is evaluated on the search chips (the record)."""
-        names = self.names
         digital = [n for n in self.order if config.get(n) == DIGITAL]
         analog = [n for n in self.order if n not in digital]
         strongest = {**{n: STRONG for n in analog}, **{n: DIGITAL for n in digital}}
         if last_resort or len(analog) <= 1:
-            nxt = self.last_resort() if len(names) > 1 else {names[0]: STRONG}
+            nxt = self.last_resort()
         elif self._key(config) != self._key(strongest):
             nxt = strongest
         else:

@@ -207,3 +207,37 @@ def test_accuracy_budget_placement_meets_budget_and_replays(tmp_path, models):
     assert replay.read_bytes() == out.read_bytes()  # the same compiled plan, byte for byte
     with pytest.raises(ConfigError, match="pass accuracy_budget"):
         anacompile.compile_model(models["mid"], tmp_path / "x.onnx", metric=digits_accuracy)
+
+
+def test_verification_misses_step_back_and_the_last_resort_is_reported(tmp_path, models, monkeypatch):
+    """Fresh chips that miss make the search step back and verify again on new seeds; when every round
+    misses, the result says so, keeps one layer analog and still writes a replayable placement."""
+    import anacompile.evaluate.monte_carlo as mc
+    from anacompile.placement.search import STRONG, place
+
+    real = mc.evaluate
+    calls: list[int] = []
+
+    def fresh_chips_fail(*args, **kwargs):  # the first `misses` verifications lose 0.5 on every chip
+        r = real(*args, **kwargs)
+        calls.append(kwargs["seed"])
+        if len(calls) <= misses:
+            r.accuracy = [[a - 0.5 for a in row] for row in r.accuracy]
+        return r
+
+    monkeypatch.setattr(mc, "evaluate", fresh_chips_fail)
+    kw = {"accuracy_budget": 0.02, "metric": digits_accuracy, "calibration": "digits", "chips": 2, "verify_chips": 3}
+    misses = 1
+    p = place(models["mid"], tmp_path / "a.onnx", **kw)
+    assert [r.passed for r in p.rounds] == [False, True] and p.meets_budget
+    assert len({r.seed for r in p.rounds}) == 2 and 0 not in {r.seed for r in p.rounds}  # fresh seeds each round
+    assert "stepped back" in " ".join(p.notes)
+    first, second = p.rounds
+    assert set(first.digital) <= set(second.digital)
+    assert all(second.layer_strategies.get(n) == STRONG for n in ("fc1", "mid", "fc2") if n not in second.digital)
+    misses, calls[:] = 99, []
+    p = place(models["mid"], tmp_path / "b.onnx", max_rounds=8, **kw)
+    assert not p.meets_budget and not any(r.passed for r in p.rounds)
+    assert "even the last resort" in p.notes[-1] or "no placement passed" in p.notes[-1]
+    assert len(p.rounds[-1].digital) == 2 and p.analog_mac_share > 0  # one layer stays analog
+    assert json.loads((tmp_path / "b.placement.json").read_text())["meets_budget"] is False

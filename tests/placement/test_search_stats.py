@@ -95,14 +95,16 @@ def test_step_back_grows_and_ends_at_the_last_resort():
         digital = {n for n, v in config.items() if v == DIGITAL}
         nxt = s.step_back(config, shortfall=0.0)
         new_digital = {n for n, v in nxt.items() if v == DIGITAL}
-        assert digital <= new_digital  # never less conservative
+        assert digital <= new_digital or len(s.analog_of(nxt)) == 1  # never less conservative, or the last resort
         assert new_digital != digital or all(nxt[n] == STRONG for n in ev.names if n not in new_digital)
         assert any(v != DIGITAL for v in nxt.values()) or len(nxt) < len(ev.names)  # one layer stays analog
         config = nxt
         seen.append(config)
         assert len(seen) < 10
     resort = s.last_resort()
-    assert [n for n in ev.names if resort.get(n) != DIGITAL] == [s.order[-1]] and resort[s.order[-1]] == STRONG
+    (kept,) = [n for n in ev.names if resort.get(n) != DIGITAL]  # one layer analog, at three pairs
+    assert resort[kept] == STRONG and kept in ("l5", "l6", "l7")  # one of the least sensitive
+    assert len(s.resorts()) == 3 and all(len(s.analog_of(r)) == 1 for r in s.resorts())
     added = [
         len({n for n, v in b.items() if v == DIGITAL}) - len({n for n, v in a.items() if v == DIGITAL})
         for a, b in zip(seen, seen[1:], strict=False)
