@@ -364,6 +364,14 @@ def evaluate_cmd(
         metavar="MIB",
         help="Bound (MiB; default: one core's L2 cache) on the estimated memory of one onnxruntime call running many (chip, t) pairs; 0: one per call. Same results.",
     ),
+    scheduler: str | None = typer.Option(
+        None,
+        "--scheduler",
+        help="Run the chips on an existing Dask cluster, dask://HOST:PORT (needs anacompile[cluster]); same result.",
+    ),
+    execution_provider: str | None = typer.Option(
+        None, "--execution-provider", help="onnxruntime execution provider: cpu (default), cuda, or a full name."
+    ),
 ) -> None:
     """Accuracy (or another metric) over time since programming, mean +- std over many simulated chips."""
     from anacompile.errors import ConfigError
@@ -409,7 +417,9 @@ def evaluate_cmd(
             )
     results = []
     embeddings = data == "sentences" or data.endswith(".txt")
-    if embeddings and (sweep or len(strategies) > 1 or set_ or programming or csv_path or workers > 1 or metric):
+    if embeddings and (
+        sweep or len(strategies) > 1 or set_ or programming or csv_path or workers > 1 or metric or scheduler
+    ):
         raise ConfigError("--data sentences (embedding similarity) supports --compensation comparisons only.")
     from anacompile.evaluate.monte_carlo import EvaluationInterrupted
 
@@ -443,6 +453,8 @@ def evaluate_cmd(
                         programming=programming,
                         metric=metric,
                         batch_memory_mb=batch_memory,
+                        scheduler=scheduler,
+                        providers=execution_provider,
                         **_csv_or_resume(csv_path, resume, i, len(runs)),
                         progress=lambda d, t, i=i: advance(i * t + d, t * len(runs)),
                         **kwargs,

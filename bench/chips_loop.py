@@ -8,9 +8,10 @@ made on first use); each measurement runs in a fresh Python process with ``PYTHO
 the other, alternating old/new in every round, on the same compiled model (compiled once by the old code;
 the new code reads it) and the same data (the digits test split, 540 images). Per process it reports:
 
-* ``evaluate``: the wall time of ``evaluate(model, "digits", times, chips)`` in-process (session set-up,
-  FP32 baseline and the chips x times loop), after a warm-up call of one chip at one time;
-* ``process``: the whole ``python -c`` process, imports included (what a user waits for on the CLI);
+* ``evaluate``: the wall time of ``evaluate(model, "digits", times, chips, threads=1)`` in-process (session
+  set-up, FP32 baseline and the chips x times loop), after a warm-up call of one chip at one time, and
+  ``evaluate_cpu`` its CPU time (one onnxruntime thread: less sensitive to a loaded machine);
+* ``process`` / ``process_cpu``: the whole ``python -c`` process, imports included (what a user waits for);
 
 then the medians over rounds and the median of the per-round ratios old / new.
 
@@ -29,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -44,11 +46,11 @@ import json, sys, time
 t0 = time.perf_counter()
 from anacompile.evaluate.monte_carlo import evaluate
 model, times, chips = sys.argv[1], sys.argv[2], int(sys.argv[3])
-evaluate(model, "digits", "2s", chips=1)  # warm-up (imports, first onnxruntime session); another job
-t1 = time.perf_counter()
-r = evaluate(model, "digits", times, chips=chips)
-t2 = time.perf_counter()
-print(json.dumps({"evaluate_s": t2 - t1, "import_s": t1 - t0, "baseline": r.baseline, "mean": r.accuracy_mean}))
+evaluate(model, "digits", "2s", chips=1, threads=1)  # warm-up (imports, first onnxruntime session); another job
+t1, c1 = time.perf_counter(), time.process_time()
+r = evaluate(model, "digits", times, chips=chips, threads=1)
+t2, c2 = time.perf_counter(), time.process_time()
+print(json.dumps({"evaluate_s": t2 - t1, "evaluate_cpu_s": c2 - c1, "baseline": r.baseline, "mean": r.accuracy_mean}))
 """
 
 
@@ -62,7 +64,7 @@ def base_tree(commit: str) -> Path:
 
 def run_child(tree: Path, model: Path, times: str, chips: int) -> dict:
     env = {**os.environ, "PYTHONPATH": str(tree), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-    t0 = time.perf_counter()
+    t0, r0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run(
         [sys.executable, "-c", CHILD, str(model), times, str(chips)],
         env=env,
@@ -74,7 +76,9 @@ def run_child(tree: Path, model: Path, times: str, chips: int) -> dict:
     if out.returncode:
         raise SystemExit(f"{tree}: {out.stderr.strip().splitlines()[-1:]}")
     result = json.loads(out.stdout.strip().splitlines()[-1])
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     result["process_s"] = time.perf_counter() - t0
+    result["process_cpu_s"] = (r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime)
     return result
 
 
@@ -167,12 +171,12 @@ def main() -> None:
             if rows["old"][0]["baseline"] != rows["new"][0]["baseline"]:
                 print(f"  warning: FP32 baselines differ: {rows['old'][0]['baseline']} vs {rows['new'][0]['baseline']}")
             print(f"digits {name.upper()}:")
-            for key in ("evaluate_s", "process_s"):
+            for key in ("evaluate_s", "evaluate_cpu_s", "process_s", "process_cpu_s"):
                 old = [r[key] for r in rows["old"]]
                 new = [r[key] for r in rows["new"]]
                 ratio = statistics.median(o / n for o, n in zip(old, new, strict=True))
                 print(
-                    f"  {key[:-2]:9s} old {statistics.median(old):7.3f} s  new {statistics.median(new):7.3f} s  "
+                    f"  {key[:-2]:12s} old {statistics.median(old):7.3f} s  new {statistics.median(new):7.3f} s  "
                     f"old/new {ratio:5.2f}x   (rounds old {', '.join(f'{v:.3f}' for v in old)}; "
                     f"new {', '.join(f'{v:.3f}' for v in new)})"
                 )

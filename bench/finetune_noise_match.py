@@ -35,7 +35,7 @@ def simulator_errors(
 
     from anacompile.crossbar.periphery import get_periphery
     from anacompile.feeds import load_feeds
-    from anacompile.finetune.device_noise import device_eta
+    from anacompile.finetune.device_noise import device_etas
     from anacompile.finetune.hwa import AnalogSimulator, HWANoise
     from anacompile.finetune.lowering import OnnxModule
     from anacompile.finetune.train import analog_layer_names, calibrate_simulator
@@ -52,7 +52,11 @@ def simulator_errors(
     test, labels = load_feeds("digits", proto, part="test")
     names = module.input_names
     calibrate_simulator(module, sim, {k: torch.from_numpy(v) for k, v in cal.items()}, names)
-    eta_value = device_eta(list(sim.weights.values()), times=[t_s]) if eta == "device" else float(eta)
+    if eta == "device":  # each layer its own device error, as finetune's default
+        sim.layer_eta = device_etas(sim.weights, times=[t_s])
+        eta_value = float(np.mean(list(sim.layer_eta.values())))
+    else:
+        eta_value = float(eta)
     sim.noise = HWANoise(eta_value, draw=draw)
     sub = {k: torch.from_numpy(v[:samples]) for k, v in test.items()}
     num: dict[str, float] = {}
@@ -84,6 +88,7 @@ def simulator_errors(
             accs.append(float((out.argmax(-1).numpy() == labels).mean()) * 100)
     return {
         "eta": eta_value,
+        "layer_eta": dict(sim.layer_eta),
         "layers": {k: [float(np.mean(v)), float(np.std(v))] for k, v in errs.items()},
         "accuracy": [float(np.mean(accs)), float(np.std(accs))],
     }
@@ -137,7 +142,8 @@ def main() -> None:
                     f"{r['accuracy'][0]:.2f} +- {r['accuracy'][1]:.2f}"
                 )
                 for k, (m, s) in r["layers"].items():
-                    print(f"  {k:40s} {m:.4f} +- {s:.4f}")
+                    eta_k = r["layer_eta"].get(k, r["eta"])
+                    print(f"  {k:40s} {m:.4f} +- {s:.4f}  (eta {eta_k:.4f})")
     if args.json:
         args.json.write_text(json.dumps(out, indent=1))
 

@@ -18,6 +18,7 @@ import hashlib
 import json
 import logging
 import os
+import threading
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -34,6 +35,7 @@ from anacompile.evaluate.times import format_time, parse_times
 from anacompile.feeds import load_feeds
 from anacompile.limits import MAX_CHIPS, MAX_WORKERS, check_count, check_index
 from anacompile.model_io import ModelInput, atomic_output, is_in_memory, load_proto, model_file, model_label
+from anacompile.runtime.providers import resolve_providers
 from anacompile.runtime.session import AnalogSession
 
 __all__ = ["COMPENSATION_MODES", "CSV_COLUMNS", "EvaluationInterrupted", "EvaluationResult", "accuracy", "evaluate"]
@@ -97,13 +99,17 @@ class _Job:
     programming: str | None = None
     metric: str | Metric | None = None
     batch_memory_mb: float | None = None
+    providers: tuple[str, ...] | None = None
 
 
-_WORKER: dict[str, Any] = {}
+_LOCAL = threading.local()  # one session per thread: Dask workers may run several tasks in one process
 
 
 def _setup(job: _Job) -> dict[str, Any]:
-    """Session, data and AdaBS calibration set for a job (once per process)."""
+    """Session, data and AdaBS calibration set for a job (once per process and thread)."""
+    if not hasattr(_LOCAL, "worker"):
+        _LOCAL.worker = {}
+    _WORKER = _LOCAL.worker
     if _WORKER.get("job") == job:
         return _WORKER
     proto = load_proto(job.model)
@@ -117,6 +123,7 @@ def _setup(job: _Job) -> dict[str, Any]:
         intra_op_threads=job.threads,
         strategy=job.strategy,
         programming=job.programming,
+        providers=list(job.providers) if job.providers else None,
     )
     metric, name = resolve_metric(
         job.metric, data=job.data, proto=proto, digital_run=session.run_digital, batch_size=job.batch_size
@@ -178,6 +185,8 @@ def evaluate(
     metric: str | Metric | None = None,
     resume: str | os.PathLike[str] | None = None,
     batch_memory_mb: float | None = None,
+    scheduler: Any = None,
+    providers: str | list[str] | None = None,
 ) -> EvaluationResult:
     """Program ``chips`` chips and measure the task metric of each at every time.
 
@@ -209,6 +218,12 @@ def evaluate(
             :func:`~anacompile.runtime.chip_batch.default_batch_memory_mb`); 0 runs one pair per call.
             Results are identical either way (bit for bit); AdaBS, callable metrics and recurrent models
             always run one pair per call.
+        scheduler: run the chips on an existing Dask cluster instead (``"dask://HOST:PORT"`` or a
+            ``distributed.Client``; :mod:`anacompile.evaluate.cluster`): the tasks of ``workers`` (chunks of
+            chips), the same result; ``workers`` is then ignored (the cluster's workers run the chips).
+        providers: onnxruntime execution providers of the sessions (``"cuda"``, ``["cuda", "cpu"]``, full
+            names; :mod:`anacompile.runtime.providers`); default the CPU. One that is not available is a
+            one-line ConfigError naming the available ones.
 
     Interruption: every chip's rows are written with one ``write`` once the chip is done, so a Ctrl-C or a
     killed process leaves whole rows (a partial last line, from a kill during that write, is dropped on
@@ -236,6 +251,8 @@ def evaluate(
                 metric,
                 resume,
                 batch_memory_mb,
+                scheduler,
+                providers,
             )
         result.model = model_label(model)
         return result
@@ -255,6 +272,7 @@ def evaluate(
                 f"metric={metric!r} cannot be sent to worker processes ({type(err).__name__}); "
                 "use workers=1, a module-level function, or 'FILE.py:FUNCTION'."
             ) from err
+    resolved = tuple(resolve_providers(providers)) if providers is not None else None  # fail here, in one line
     overrides = parse_overrides(periphery_overrides)
     report = read_report(load_proto(model))
     stored = get_periphery(Periphery.from_dict(report.periphery), overrides or None)
@@ -272,6 +290,7 @@ def evaluate(
         programming,
         metric,
         None if batch_memory_mb is None else _check_memory(batch_memory_mb),
+        resolved,
     )
     acc = np.zeros((chips, len(times_s)))
     if resume is not None:
@@ -284,7 +303,13 @@ def evaluate(
         acc[chip] = row
     todo = [c for c in range(chips) if c not in done_rows]
     handle = _csv_open(csv_path, append=resume is not None)
-    pool = _start_pool(job, todo, workers)  # workers start (and import) while the baseline runs here
+    if scheduler is not None and todo:  # the chips go to the Dask cluster, submitted before the baseline runs
+        from anacompile.evaluate.cluster import ClusterPool
+
+        cluster = ClusterPool(scheduler, _chips_list, job, todo, WORKER_CHUNK)
+        pool = cluster, cluster.futures
+    else:
+        pool = _start_pool(job, todo, workers)  # workers start (and import) while the baseline runs here
     finished = len(done_rows)
     try:
         w = _setup(job)  # this process's session: the baseline here, and the chips too with one worker
@@ -294,7 +319,10 @@ def evaluate(
             notes.append("adabs: the model has no BatchNormalization; adabs is global drift compensation here")
         baseline = score(w["metric"], session.run_digital, w["name"])
         experiment_seed = session.seed
-        results = _collect(pool) if pool is not None else _chips_accuracies(job, todo)
+        if pool is not None and scheduler is not None:
+            results = pool[0].results()
+        else:
+            results = _collect(pool) if pool is not None else _chips_accuracies(job, todo)
         for chip, row in results:
             acc[chip] = row
             finished += 1

@@ -38,8 +38,13 @@ def finetune_command(
     lr: Annotated[float, typer.Option("--lr", help="Adam learning rate (cosine decay).")] = 1e-3,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Samples per step.")] = 64,
     patience: Annotated[
-        int, typer.Option("--patience", help="Epochs without improvement before stopping (0: never).")
-    ] = 10,
+        int,
+        typer.Option(
+            "--patience",
+            help="Stop after N epochs without a better held-out loss and keep the best epoch (0: full schedule, "
+            "final weights).",
+        ),
+    ] = FinetuneDefaults.patience,
     eta: Annotated[
         str,
         typer.Option(
@@ -68,8 +73,12 @@ def finetune_command(
         ),
     ] = "batch",
     clip_a: Annotated[float, typer.Option("--clip-a", help="Clip weights to +-a std(W) (0: off).")] = 2.5,
-    loss: Annotated[str, typer.Option("--loss", help="Distillation loss: mse (logits), kl, cosine.")] = "mse",
-    temperature: Annotated[float, typer.Option("--temperature", help="Temperature of the kl loss.")] = 4.0,
+    loss: Annotated[
+        str, typer.Option("--loss", help="Distillation loss: kl (class scores), mse (regression), cosine (embeddings).")
+    ] = FinetuneDefaults.loss,
+    temperature: Annotated[
+        float, typer.Option("--temperature", help="Temperature of the kl loss.")
+    ] = FinetuneDefaults.temperature,
     labels: Annotated[
         bool, typer.Option("--labels/--no-labels", help="Add a task loss with the calibration data's labels.")
     ] = False,

@@ -27,7 +27,7 @@ import numpy as np
 
 from anacompile.errors import ConfigError
 
-__all__ = ["DEVICE_TIMES", "device_eta", "parse_device_times"]
+__all__ = ["DEVICE_TIMES", "device_eta", "device_etas", "parse_device_times"]
 
 DEVICE_TIMES = "1s,1min,1h,1d,30d,1y"
 """Default times of ``eta = "device"``: the grid of Mackin et al.'s programming objective (aihwkit example 33)."""
@@ -80,3 +80,22 @@ def device_eta(
         n_repeats=repeats,
     )
     return float(np.sqrt(err.tnmse))
+
+
+def device_etas(
+    matrices: dict[str, np.ndarray],
+    device: Any = "pcm",
+    strategy: Any = "single",
+    times: str | Sequence[float] = DEVICE_TIMES,
+    repeats: int = 8,
+    seed: int = 0,
+) -> dict[str, float]:
+    """:func:`device_eta` of every layer on its own (layer name -> eta).
+
+    The error relative to the column max depends on the layer's weight distribution (how many weights sit at
+    high conductance, where the programming noise is largest; how many at low conductance, where drift varies
+    most) and on its own drift compensation, so each layer is trained at the error the chip gives it."""
+    return {
+        key: device_eta([m], device, strategy, times, repeats, seed + k)
+        for k, (key, m) in enumerate(sorted(matrices.items()))
+    }

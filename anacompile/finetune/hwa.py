@@ -88,6 +88,7 @@ class AnalogSimulator:
         noise: weight-noise settings.
         layers: keys of the products the compiler maps to crossbars (others stay digital).
         generator: the seeded generator of every noise draw.
+        layer_eta: per-layer weight-noise levels that replace ``noise.eta`` (``eta="device"``: each layer's own).
     """
 
     periphery: Periphery
@@ -99,6 +100,7 @@ class AnalogSimulator:
     learned: nn.ParameterDict | None = None
     seen: set[str] = field(default_factory=set)
     gains: dict[str, float] = field(default_factory=dict)
+    layer_eta: dict[str, float] = field(default_factory=dict)
     weights: dict[str, Tensor] = field(default_factory=dict)
     _wnoise: dict[str, Tensor] = field(default_factory=dict, repr=False)
     _outputs: dict[str, list[np.ndarray]] = field(default_factory=dict, repr=False)
@@ -166,7 +168,8 @@ class AnalogSimulator:
         nz = self.noise
         gamma = w.detach().abs().amax(dim=spec.w_reduce, keepdim=True)
         gamma = torch.where(gamma > 0, gamma, torch.ones_like(gamma))
-        if nz.eta <= 0 or self.mode != "noisy":
+        eta = self.layer_eta.get(spec.key, nz.eta)
+        if eta <= 0 or self.mode != "noisy":
             return w / gamma, gamma
         reduce = spec.w_reduce if nz.scope == "column" else tuple(range(w.dim()))
         scale = w.detach().abs().amax(dim=reduce, keepdim=True)
@@ -175,7 +178,7 @@ class AnalogSimulator:
             xi = torch.randn(w.shape, generator=self.generator, dtype=w.dtype)
             if nz.draw == "batch":
                 self._wnoise[spec.key] = xi
-        return (w + xi * (nz.eta * scale)) / gamma, gamma
+        return (w + xi * (eta * scale)) / gamma, gamma
 
     def _dac(self, spec: MVMSpec, x: Tensor) -> tuple[Tensor, Tensor | None, Tensor | None]:
         """(x^, alpha_in as it divides x, alpha_in as it multiplies the output) of the DAC stage."""

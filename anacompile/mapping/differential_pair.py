@@ -37,8 +37,14 @@ class SinglePairMapping:
         s = self.gain_us(g_min_us, g_max_us)
         su = s * np.asarray(u, dtype=np.float64)
         g = np.empty((1, 2) + su.shape)
-        g[0, 0] = np.clip(su, 0.0, s) + g_min_us
-        g[0, 1] = np.clip(-su, 0.0, s) + g_min_us
+        # clip(x, 0, s) as max then min, in place: the same numbers, without np.clip's temporaries
+        for side in (0, 1):
+            if side:
+                np.negative(su, out=su)
+            out = g[0, side]
+            np.maximum(su, 0.0, out=out)
+            np.minimum(out, s, out=out)
+            out += g_min_us
         return g
 
     def to_dict(self) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -39,6 +40,7 @@ from anacompile.passes.verify_analog_model import VerifyAnalogModelPass
 
 __all__ = [
     "CALIBRATION_SAMPLES",
+    "CompileSettings",
     "analysis_pipeline",
     "compile_pipeline",
     "compile_settings",
@@ -46,6 +48,10 @@ __all__ = [
     "deploy_pipeline",
     "emit_pipeline",
     "load_input_ranges",
+    "planning_pipeline",
+    "settings_analysis",
+    "settings_emit",
+    "settings_pipeline",
     "verify_pipeline",
 ]
 
@@ -53,53 +59,90 @@ CALIBRATION_SAMPLES = 256
 """Calibration samples read from a data set for static input ranges (its training split)."""
 
 
-def analysis_pipeline(
-    device,
-    mapping: ConductanceMapping,
-    periphery: Periphery,
-    calibration_feeds: dict[str, np.ndarray] | None,
-    seed: int = 0,
-    chip: int = 0,
-    programming: str = "gaussian",
-    store: TensorStore | None = None,
-    input_ranges: dict | None = None,
-    placement=None,
-    shared_weights: str = "share",
-    chip_state: str = contract.CHIP_STATE_FULL,
-) -> ir.passes.PassManager:
-    """Fold weight chains, split grouped convs, find analog ops, partition, calibrate, map and program
-    (``chip_state="none"``: no chip is programmed, the file carries the plan only).
+def planning_pipeline(shared_weights: str = "share") -> ir.passes.PassManager:
+    """Fold weight chains, split grouped convs, find the analog ops: the layers and the weight matrices (K, N)
+    the compiler maps (``LayerPlan.weight``), before any device or periphery is involved. The start of
+    :func:`analysis_pipeline`; ``optimize`` scores these matrices (:mod:`anacompile.passes.mapped_weights`)."""
+    return ir.passes.PassManager(
+        [FoldConstantWeightsPass(), SplitGroupedConvsPass(), MarkAnalogOpsPass(shared_weights)], early_stop=False
+    )
 
-    With a ``store``, the conductance arrays of every layer go to its file as they are made, so
-    memory stays bounded by one layer (large models, :mod:`anacompile.passes._tensor_store`). A
-    ``placement`` (:class:`~anacompile.passes.apply_placement.Placement`) keeps layers digital and sets
-    per-layer strategies right after the analog ops are found. ``shared_weights``: ``share`` (a stored weight
-    read by several ops is programmed once) or ``replicate``.
+
+@dataclass(frozen=True)
+class CompileSettings:
+    """The compiler's resolved options, in one place (:func:`compile_settings` resolves the user's).
+
+    Attributes:
+        device: device model.
+        mapping: the model's programming strategy.
+        periphery: the periphery in force.
+        calibration_feeds: calibration feeds (a list of feed dicts or one dict of batches), or None.
+        seed: experiment seed; chip: the chip of it the file carries.
+        programming: chip programming method (``gaussian`` or ``verify``).
+        store: with a :class:`~anacompile.passes._tensor_store.TensorStore`, the conductance arrays of every
+            layer go to its file as they are made, so memory stays bounded by one layer (large models).
+        input_ranges: provided static input ranges per layer name.
+        placement: a :class:`~anacompile.passes.apply_placement.Placement` (digital layers, per-layer
+            strategies), applied right after the analog ops are found.
+        shared_weights: ``share`` (a stored weight read by several ops is programmed once) or ``replicate``.
+        chip_state: ``full`` or ``none`` (no chip is programmed: the file carries the plan only).
+        macs: the source graph's MACs per op, if counted already.
+        notes: notes for the report.
+        deploy: also make the deployment form.
+        label: the source's name in the report and in messages.
+        verify: run the full ONNX checker in memory at the end.
     """
+
+    device: Any
+    mapping: ConductanceMapping
+    periphery: Periphery
+    calibration_feeds: Any = None
+    seed: int = 0
+    chip: int = 0
+    programming: str = "gaussian"
+    store: TensorStore | None = None
+    input_ranges: dict | None = None
+    placement: Any = None
+    shared_weights: str = "share"
+    chip_state: str = contract.CHIP_STATE_FULL
+    macs: dict | None = None
+    notes: list[str] | None = None
+    deploy: bool = False
+    label: str = "model"
+    verify: bool = False
+
+
+def analysis_pipeline(device, mapping, periphery, calibration_feeds=None, **options) -> ir.passes.PassManager:
+    """Fold weight chains, split grouped convs, find analog ops, placement, partition, calibrate, map and
+    program (:class:`CompileSettings`: the arguments and ``options``; ``chip_state="none"``: no chip is
+    programmed)."""
+    return settings_analysis(CompileSettings(device, mapping, periphery, calibration_feeds, **options))
+
+
+def settings_analysis(s: CompileSettings) -> ir.passes.PassManager:
+    """:func:`analysis_pipeline` of resolved settings."""
     return ir.passes.PassManager(
         [
-            FoldConstantWeightsPass(),
-            SplitGroupedConvsPass(),
-            MarkAnalogOpsPass(shared_weights),
-            *([ApplyPlacementPass(placement)] if placement else []),
-            PartitionWeightsPass(periphery),
-            *([SetInputRangesPass(input_ranges, require_all=calibration_feeds is None)] if input_ranges else []),
-            CalibrateInputRangesPass(periphery, calibration_feeds),
-            MapConductancesPass(device, mapping, store=store),
-            CalibrateOutputRangesPass(device, mapping, periphery),
+            *planning_pipeline(s.shared_weights).passes,
+            *([ApplyPlacementPass(s.placement)] if s.placement else []),
+            PartitionWeightsPass(s.periphery),
+            *([SetInputRangesPass(s.input_ranges, require_all=s.calibration_feeds is None)] if s.input_ranges else []),
+            CalibrateInputRangesPass(s.periphery, s.calibration_feeds),
+            MapConductancesPass(s.device, s.mapping, store=s.store),
+            CalibrateOutputRangesPass(s.device, s.mapping, s.periphery),
             *(
                 [
                     ProgramChipPass(
-                        device,
-                        mapping,
-                        periphery.drift_compensation,
-                        seed=seed,
-                        chip=chip,
-                        method=programming,
-                        store=store,
+                        s.device,
+                        s.mapping,
+                        s.periphery.drift_compensation,
+                        seed=s.seed,
+                        chip=s.chip,
+                        method=s.programming,
+                        store=s.store,
                     )
                 ]
-                if chip_state == contract.CHIP_STATE_FULL
+                if s.chip_state == contract.CHIP_STATE_FULL
                 else []
             ),
         ],
@@ -120,37 +163,31 @@ def emit_pipeline(
 
     ``verify=False`` leaves the check to :func:`verify_pipeline` on the saved file (what the compiler does).
     """
+    return settings_emit(
+        CompileSettings(device, mapping, periphery, seed=seed, chip=chip, chip_state=chip_state, verify=verify)
+    )
+
+
+def settings_emit(s: CompileSettings) -> ir.passes.PassManager:
+    """:func:`emit_pipeline` of resolved settings (``s.verify``: the checker in memory)."""
     return ir.passes.PassManager(
         [
-            RewriteToAnalogOpsPass(device, mapping, periphery, seed=seed, chip=chip, chip_state=chip_state),
-            AddAnalogFunctionsPass(periphery, periphery.drift_compensation, device),
-            *([VerifyAnalogModelPass()] if verify else []),
+            RewriteToAnalogOpsPass(s.device, s.mapping, s.periphery, seed=s.seed, chip=s.chip, chip_state=s.chip_state),
+            AddAnalogFunctionsPass(s.periphery, s.periphery.drift_compensation, s.device),
+            *([VerifyAnalogModelPass()] if s.verify else []),
         ],
         early_stop=False,
     )
 
 
-def compile_pipeline(
-    device,
-    mapping: ConductanceMapping,
-    periphery: Periphery,
-    calibration_feeds: dict[str, np.ndarray] | None,
-    *,
-    seed: int = 0,
-    chip: int = 0,
-    programming: str = "gaussian",
-    store: TensorStore | None = None,
-    input_ranges: dict | None = None,
-    placement=None,
-    shared_weights: str = "share",
-    macs: dict | None = None,
-    notes: list[str] | None = None,
-    deploy: bool = False,
-    label: str = "model",
-    verify: bool = False,
-    chip_state: str = contract.CHIP_STATE_FULL,
-) -> ir.passes.PassManager:
-    """The whole compiler, in this order (what ``compile_model`` runs; resolved options):
+def compile_pipeline(device, mapping, periphery, calibration_feeds=None, **options) -> ir.passes.PassManager:
+    """The whole compiler (what ``compile_model`` runs) for :class:`CompileSettings` (the arguments and
+    ``options``): :func:`settings_pipeline`."""
+    return settings_pipeline(CompileSettings(device, mapping, periphery, calibration_feeds, **options))
+
+
+def settings_pipeline(s: CompileSettings) -> ir.passes.PassManager:
+    """The whole compiler, in this order, for resolved settings:
 
     1. :class:`CountMacsPass` (the source graph's MACs, for the report);
     2. :func:`analysis_pipeline`: fold, split grouped convs, mark, placement, partition, input ranges, map,
@@ -161,44 +198,28 @@ def compile_pipeline(
     6. :class:`WriteCompileReportPass` (metadata);
     7. :class:`VerifyAnalogModelPass` in memory where ``verify`` (``compile_model`` checks the saved file).
     """
-    calibration_shapes = (
-        {k: [1, *v.shape[1:]] for k, v in calibration_feeds.items()} if isinstance(calibration_feeds, dict) else None
-    )
+    feeds = s.calibration_feeds
+    calibration_shapes = {k: [1, *v.shape[1:]] for k, v in feeds.items()} if isinstance(feeds, dict) else None
     return ir.passes.PassManager(
         [
-            CountMacsPass(calibration_shapes, macs),
-            *analysis_pipeline(
-                device,
-                mapping,
-                periphery,
-                calibration_feeds,
-                seed=seed,
-                chip=chip,
-                programming=programming,
-                store=store,
-                input_ranges=input_ranges,
-                placement=placement,
-                shared_weights=shared_weights,
-                chip_state=chip_state,
-            ).passes,
-            RecordLayerReportsPass(periphery, mapping, shared_weights, label=label),
-            *emit_pipeline(
-                device, mapping, periphery, seed=seed, chip=chip, verify=False, chip_state=chip_state
-            ).passes,
-            *([MakeDeployFormPass()] if deploy else []),
+            CountMacsPass(calibration_shapes, s.macs),
+            *settings_analysis(s).passes,
+            RecordLayerReportsPass(s.periphery, s.mapping, s.shared_weights, label=s.label),
+            *settings_emit(replace(s, verify=False)).passes,
+            *([MakeDeployFormPass()] if s.deploy else []),
             WriteCompileReportPass(
-                device,
-                mapping,
-                periphery,
-                seed=seed,
-                chip=chip,
-                programming=programming,
-                notes=notes,
-                deploy=deploy,
-                label=label,
-                chip_state=chip_state,
+                s.device,
+                s.mapping,
+                s.periphery,
+                seed=s.seed,
+                chip=s.chip,
+                programming=s.programming,
+                notes=s.notes,
+                deploy=s.deploy,
+                label=s.label,
+                chip_state=s.chip_state,
             ),
-            *([VerifyAnalogModelPass()] if verify else []),
+            *([VerifyAnalogModelPass()] if s.verify else []),
         ],
         early_stop=False,
     )

@@ -46,7 +46,7 @@ def _check_output(path: Path | None, force: bool, what: str) -> None:
 
 
 def optimize_command(
-    weights: Annotated[Path, typer.Option("--weights", "-w", help="ONNX model (MatMul/Gemm/Conv weights) or .npy.")],
+    weights: Annotated[Path, typer.Option("--weights", "-w", help="ONNX model (the matrices compile maps) or .npy.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Strategy JSON to write (for --strategy).")],
     device: Annotated[str, typer.Option("--device", "-d", help="Device preset or device file.")] = "pcm",
     plot: Annotated[Path | None, typer.Option("--plot", help="Also save a plot of G+-(W) per pair (PNG).")] = None,
@@ -61,6 +61,7 @@ def optimize_command(
     """Optimise a weight-programming strategy (MSP/LSP pairs) for DEVICE and the weights of a model."""
     from anacompile import devices
     from anacompile.evaluate.times import parse_time, parse_times
+    from anacompile.passes.mapped_weights import mapped_weight_matrices
     from anacompile.programming.optimizer import OptimizeSettings, optimize_strategy, plot_strategy
     from anacompile.programming.weight_error import load_weight_matrices
 
@@ -74,7 +75,8 @@ def optimize_command(
         n_repeats_final=repeats,
         time_budget_s=parse_time(time_budget),
     )
-    mats = load_weight_matrices(weights)
+    # an ONNX model: the matrices compile maps (its own folding and analysis); a .npy array as it is
+    mats = load_weight_matrices(weights) if weights.suffix.lower() == ".npy" else mapped_weight_matrices(weights)
     report = optimize_strategy(mats, dev, settings, seed=seed, show_progress=not json_to_stdout(json_out))
     report.mapping.save(output, force=force)
     if plot is not None:

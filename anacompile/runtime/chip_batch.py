@@ -76,8 +76,8 @@ FALLBACK_BATCH_MEMORY_MB = 2.0
 ACTIVATION_COPIES = 8
 """Float32 copies of each analog layer's input and noise-sized outputs one pair holds during a run."""
 MIN_PAIRS_PER_CALL = 4
-"""Fewer pairs than this per call run one per call: 2 pairs per call were 5-46 % slower than one (bench/README.md,
-issue 14: the stacking, the doubled working set), 4-8 small pairs 1.3-3x faster."""
+"""Fewer pairs than this per call run one per call: 2 pairs per call were 10-39 % slower than one pair per
+call on the digits models, 4-40 small pairs (16 samples of the MLP) 0.94-1.15x (bench/README.md, issue 14)."""
 MAX_PAIRS_PER_CALL = 256
 """Most (chip, t) pairs in one call (beyond a few dozen pairs small models gain nothing more)."""
 

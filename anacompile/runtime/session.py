@@ -42,6 +42,7 @@ from anacompile.runtime.digital_reference import all_nodes, digital_reference_mo
 from anacompile.runtime.native_conv import native_convs
 from anacompile.runtime.ort_session import ort_session
 from anacompile.runtime.passes import session_model
+from anacompile.runtime.providers import check_session_providers, resolve_providers
 
 __all__ = ["AnalogSession", "ChipLayer", "digital_reference_model"]
 
@@ -112,7 +113,9 @@ class AnalogSession:
         compensation: override the compiled drift compensation (``none``, ``global``, ``column``).
         programming: override the chip programming method (``gaussian``, or others where installed).
         intra_op_threads: onnxruntime threads (default: onnxruntime's choice).
-        providers: onnxruntime execution providers.
+        providers: onnxruntime execution providers, short or full names (``["cuda"]``, ``"cuda"``; the CPU
+            provider follows them; :mod:`anacompile.runtime.providers`). One that is not available, or does
+            not start, is a one-line ConfigError naming the available ones; :attr:`providers` says what runs.
         periphery_overrides: change periphery keys of the compiled model for this session (``{"adc_bits": 6}``
             or ``["adc_bits=6"]``), for sensitivity studies; keys that change the tiling need a recompile.
         strategy: re-map the stored weights with another programming strategy (``single``, ``dual``,
@@ -137,7 +140,7 @@ class AnalogSession:
         compensation: str | DriftCompensation | None = None,
         programming: str | None = None,
         intra_op_threads: int | None = None,
-        providers: list[str] | None = None,
+        providers: list[str] | str | None = None,
         periphery_overrides: dict | list[str] | None = None,
         strategy: str | None = None,
         extra_outputs: list[str] | None = None,
@@ -196,10 +199,12 @@ class AnalogSession:
         self._offsets: np.random.Generator | None = None
         self._code_gain = np.float32(tile_constants(self.periphery).code_gain)
         self._threads = intra_op_threads
-        self._providers = providers or ["CPUExecutionProvider"]
+        self.providers = resolve_providers(providers)
+        self._providers = self.providers  # the chip batch's sessions run on them too
         self._session_proto = stripped  # the model as this session runs it (ChipBatch adds a pair axis to it)
         self._chip_batch = None
         self._session = ort_session(stripped, self._session_options(), self._providers, label=f"{path}")
+        check_session_providers(self._session, self.providers, label=f"{path}")
         self.input_names = [i.name for i in self._session.get_inputs() if i.name not in self._state_names()]
         hidden = {bn.input for bn in self.batchnorms} | set(extra_outputs or [])
         self.output_names = [o.name for o in self._session.get_outputs() if o.name not in hidden]
@@ -414,7 +419,9 @@ class AnalogSession:
         if not hasattr(self, "_digital_session"):
             so = ort.SessionOptions()
             so.log_severity_level = 3
-            self._digital_session = ort_session(self._digital_proto, so, label=f"{self.path} (digital reference)")
+            self._digital_session = ort_session(
+                self._digital_proto, so, self.providers, label=f"{self.path} (digital reference)"
+            )
         return self._digital_session.run(None, feeds)
 
     # -- helpers ---------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from anacompile.finetune._torch import MissingDependencyError, require_torch  # 
 from anacompile.finetune.cli_commands import finetune_command  # noqa: E402
 from tests.conftest import MODELS, ROOT  # noqa: E402
 
-FAST = FinetuneConfig(epochs=2, max_samples=300, patience=0)
+FAST = FinetuneConfig(epochs=2, max_samples=300, patience=0, loss="mse")
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +49,7 @@ def test_tuned_model_is_the_source_graph_with_new_weights(tuned):
     assert result.analog_layers == ["fc1_Gemm", "fc2_Gemm"]
     assert result.export_max_abs_diff < 1e-4  # onnxruntime on the exported file = the torch module
     assert result.val_loss_after <= result.val_loss_before
+    assert result.best_epoch == result.epochs_run == 2  # patience 0: the whole schedule, final weights kept
     assert result.samples_train + result.samples_val == 300
 
 

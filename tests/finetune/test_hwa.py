@@ -182,3 +182,26 @@ def test_device_eta_grows_with_time():
     u = np.random.default_rng(8).normal(size=(72, 64))
     etas = [device_eta([u], "pcm", "single", t, repeats=4) for t in ("1s", "1d", "1y")]
     assert 0.02 < etas[0] < etas[1] < etas[2] < 0.12
+
+
+def test_device_etas_give_each_layer_its_own_error():
+    """Weights all at full scale meet the largest programming noise; a Gaussian layer's mostly small weights less."""
+    from anacompile.finetune.device_noise import device_eta, device_etas
+
+    rng = np.random.default_rng(9)
+    full = np.where(rng.random((64, 32)) < 0.5, -1.0, 1.0)
+    gauss = rng.normal(size=(64, 32))
+    etas = device_etas({"full": full, "gauss": gauss}, times="1s", repeats=4)
+    assert etas["full"] > 1.2 * etas["gauss"]
+    assert etas["full"] == device_eta([full], times="1s", repeats=4, seed=0)  # sorted keys: seed + index
+
+
+def test_layer_eta_replaces_the_global_level():
+    peri = get_periphery("ideal")
+    sim = AnalogSimulator(
+        peri, HWANoise(eta=0.5), {"layer"}, torch.Generator().manual_seed(0), layer_eta={"layer": 0.02}
+    )
+    sim.mode = "noisy"
+    w = torch.ones(4000, 3, dtype=torch.float64)
+    u, _ = sim._weight(SPEC, w)
+    assert float((u * 1 - 1).std()) == pytest.approx(0.02, rel=0.05)
