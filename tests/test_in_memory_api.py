@@ -140,7 +140,7 @@ def test_sensitivity_and_placement_in_memory(tmp_path, mlp_hwa):
     in_memory = sensitivity(onnx.load(str(mlp_hwa)), **kw).to_dict()
     assert in_memory["layers"] == by_path["layers"] and "in-memory" in in_memory["model"]
     compiled, report = anacompile.compile_model(
-        ir.load(str(mlp_hwa)), accuracy_budget=1.0, metric="accuracy", data="digits", chips=1, verify_chips=1
+        ir.load(str(mlp_hwa)), accuracy_budget=1.0, metric="accuracy", data="digits", chips=2, verify_chips=2
     )
     assert isinstance(compiled, ir.Model) and report.placement.meets_budget and report.output == ""
     assert list(tmp_path.iterdir()) == []

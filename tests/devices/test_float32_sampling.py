@@ -142,3 +142,19 @@ def test_float32_layer_weight_error_has_the_spread_of_the_float64_path() -> None
     z = st.mean_z(e32, e64, axis=0)
     st.assert_matches(z, st.expected_mean_z2(chips, chips), detect=None)  # power: the twin below
     st.assert_rejects(st.mean_z(e32 * 1.05, e64, axis=0), st.expected_mean_z2(chips, chips))
+
+
+def test_a_table_device_chip_is_float32_and_independent_of_the_block_size() -> None:
+    """The RRAM table device interpolates in float64 and hands float32 to the chip stage."""
+    from anacompile.devices import RRAM_WAN_2022 as rram
+
+    gain = SINGLE.gain_us(rram.g_min_us, rram.g_max_us)
+    u = np.random.default_rng(3).uniform(-1, 1, (16, 8))
+    g_t = SINGLE.encode(u, rram.g_min_us, rram.g_max_us).astype(F32)
+    big = program_layer(g_t, SINGLE.significance, gain, rram, 1, 2, 0, DriftCompensation.GLOBAL)
+    small = program_layer(g_t, SINGLE.significance, gain, rram, 1, 2, 0, DriftCompensation.GLOBAL, block=5)
+    for a, b in zip(big, small, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert big[0].dtype == F32 and big[1].dtype == F32
+    w = read_weights(big[0], big[1], DAY, rram, SINGLE.significance, gain, chip_rng(1, 2, "read", 0, DAY))
+    assert w.dtype == F32 and w.shape == u.shape and np.isfinite(w).all()
