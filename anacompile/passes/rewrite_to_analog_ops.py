@@ -205,9 +205,7 @@ class RewriteToAnalogOpsPass(ir.passes.InPlacePass):
         init(contract.IN_RANGE, _in_range(plan))
         out_gain = None
         if self.periphery.output_range is OutputRange.CALIBRATED:  # per-tile gains before the ADC
-            out_gain = init(
-                contract.OUT_GAIN, np.asarray(plan.out_gain, np.float32).reshape(plan.n_tiles, 1, 1)
-            )
+            out_gain = init(contract.OUT_GAIN, np.asarray(plan.out_gain, np.float32).reshape(plan.n_tiles, 1, 1))
         in_scale, out_scale = layer_scales(
             plan.col_scale, _in_range(plan), self.periphery, None if out_gain is None else plan.out_gain
         )
