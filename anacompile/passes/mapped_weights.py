@@ -34,6 +34,8 @@ def mapped_weight_matrices(path: str | os.PathLike[str]) -> list[NDArray[np.floa
     Raises:
         ModelLoadError: the file is missing or not an ONNX model, or no layer of it is mapped.
     """
+    if not os.path.isfile(path):  # the message optimize always gave
+        raise ModelLoadError(f"Weights file {os.fspath(path)!r} does not exist.")
     proto = load_proto(path, load_external_data=True)
     if proto.opset_import and default_opset(proto) < MIN_OPSET:  # as compile: opset 7-12 upgraded first
         proto, _ = upgrade_opset(proto, str(path))
