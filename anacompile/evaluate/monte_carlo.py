@@ -92,7 +92,7 @@ class _Job:
     times_s: tuple[float, ...]
     seed: int | None
     compensation: str
-    periphery_overrides: tuple[tuple[str, Any], ...]
+    periphery_overrides: tuple[tuple[str, Any], ...]  # as given (the report, the job's CSV key)
     batch_size: int
     threads: int | None
     strategy: str | None = None
@@ -100,6 +100,7 @@ class _Job:
     metric: str | Metric | None = None
     batch_memory_mb: float | None = None
     providers: tuple[str, ...] | None = None
+    periphery: Periphery | None = None  # the periphery in force, parsed once (None: the file's)
 
 
 _LOCAL = threading.local()  # one session per thread: Dask workers may run several tasks in one process
@@ -119,7 +120,7 @@ def _setup(job: _Job) -> dict[str, Any]:
         chip_seed=None,
         seed=job.seed,
         compensation=mode,
-        periphery_overrides=dict(job.periphery_overrides) or None,
+        periphery=job.periphery,
         intra_op_threads=job.threads,
         strategy=job.strategy,
         programming=job.programming,
@@ -291,6 +292,7 @@ def evaluate(
         metric,
         None if batch_memory_mb is None else _check_memory(batch_memory_mb),
         resolved,
+        stored if overrides else None,  # parsed once here; every worker's session gets this object
     )
     acc = np.zeros((chips, len(times_s)))
     if resume is not None:

@@ -118,6 +118,8 @@ class AnalogSession:
             not start, is a one-line ConfigError naming the available ones; :attr:`providers` says what runs.
         periphery_overrides: change periphery keys of the compiled model for this session (``{"adc_bits": 6}``
             or ``["adc_bits=6"]``), for sensitivity studies; keys that change the tiling need a recompile.
+        periphery: the periphery in force, already resolved (instead of ``periphery_overrides``: a Monte Carlo
+            job parses the experiment once and hands every worker the same object).
         strategy: re-map the stored weights with another programming strategy (``single``, ``dual``,
             ``dual:F=2.5``, a strategy .json) to compare strategies on one compiled model.
         extra_outputs: names of intermediate tensors to make fetchable with ``run(feeds, [name])`` (for
@@ -142,6 +144,7 @@ class AnalogSession:
         intra_op_threads: int | None = None,
         providers: list[str] | str | None = None,
         periphery_overrides: dict | list[str] | None = None,
+        periphery: Periphery | None = None,
         strategy: str | None = None,
         extra_outputs: list[str] | None = None,
         switchable: bool = False,
@@ -158,7 +161,7 @@ class AnalogSession:
             )
         self.report: CompileReport = read_report(proto)
         self.device = devices.from_dict(self.report.device)
-        self.periphery = _override_periphery(Periphery.from_dict(self.report.periphery), periphery_overrides)
+        self.periphery = _override_periphery(Periphery.from_dict(self.report.periphery), periphery_overrides, periphery)
         self.mapping = mapping_from_dict(self.report.strategy)
         self.gain_us = self.mapping.gain_us(self.device.g_min_us, self.device.g_max_us)
         self.compensation = (
@@ -638,10 +641,16 @@ FIXED_KEYS = ("tile_rows", "tile_cols")
 """Periphery keys a session cannot override: they change the tiling (recompile instead)."""
 
 
-def _override_periphery(base: Periphery, overrides: dict | list[str] | None) -> Periphery:
-    if not overrides:
+def _override_periphery(
+    base: Periphery, overrides: dict | list[str] | None, resolved: Periphery | None = None
+) -> Periphery:
+    """The periphery in force: ``base`` (the file's) with ``overrides`` parsed, or ``resolved`` as parsed once by
+    the caller (a Monte Carlo job); either way the tiling keys must stay the file's."""
+    if resolved is not None and overrides:
+        raise ConfigError("Give the session periphery_overrides or a resolved periphery, not both.")
+    if not overrides and resolved is None:
         return base
-    new = get_periphery(base, overrides)
+    new = resolved if resolved is not None else get_periphery(base, overrides)
     for key in FIXED_KEYS:
         if getattr(new, key) != getattr(base, key):
             raise ConfigError(
