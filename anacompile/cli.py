@@ -123,7 +123,9 @@ def compile_cmd(
     ),
     chips: int = typer.Option(3, "--chips", help="Chips per configuration of the placement search."),
     verify_chips: int = typer.Option(8, "--verify-chips", help="Fresh chips per verification of the placement found."),
-    confidence: float = typer.Option(0.95, "--confidence", help="Verification passes when its lower confidence bound clears the budget."),
+    confidence: float = typer.Option(
+        0.95, "--confidence", help="Verification passes when its lower confidence bound clears the budget."
+    ),
     placement_json: Path | None = typer.Option(
         None, "--placement-json", help="Where to write the placement found (default: OUTPUT stem + .placement.json)."
     ),

@@ -86,9 +86,10 @@ def expose_values(
     depths: dict[str, int] = {}
     exposed: dict[str, tuple[str, int]] = {}  # value name -> (main-graph name, depth), one exposure per value
     for name, target in names.items() if isinstance(names, dict) else names:
-        chain = defining.get(name)
-        if chain is None:
+        found_chain = defining.get(name)
+        if found_chain is None:
             continue
+        chain = found_chain
         if name in exposed:
             current, depth = exposed[name]
         else:

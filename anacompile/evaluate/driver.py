@@ -205,5 +205,18 @@ def batched_scores(
                 part.append(np.asarray(out[0]))
         for part in parts:
             y = np.concatenate([p if p.ndim else p[None] for p in part], axis=0)
-            values.append(score(lambda run, y=y: metric.value(y), None, name))
+            values.append(score(_scored_outputs(metric, y), _no_run, name))
     return values
+
+
+def _scored_outputs(metric: Any, y: np.ndarray) -> Callable[[Any], float]:
+    """A metric over outputs already computed (``y``): the batched path ran the model itself."""
+
+    def fixed(_run: Any) -> float:
+        return float(metric.value(y))
+
+    return fixed
+
+
+def _no_run(feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    raise RuntimeError("the batched metric scores outputs already computed; it does not run the model")

@@ -184,9 +184,7 @@ class CalibrateInputRangesPass(ir.passes.InPlacePass):
         main = {v.name for v in model.graph.inputs} | {n for n in model.graph.initializers}
         main |= {out.name for node in model.graph for out in node.outputs}
         inner = {name: f"{name}.calibration" for name in values if name not in main}
-        dtypes = {
-            name: int(values[name].dtype) for name in inner if values[name].dtype is not None
-        }
+        dtypes = {name: int(values[name].dtype) for name in inner if values[name].dtype is not None}
         depths = expose_values(proto.graph, inner, dtypes)
         fetch = [inner.get(name, name) for name in values]
         missing = [name for name in inner if inner[name] not in depths]

@@ -359,9 +359,7 @@ class SplitGroupedConvsPass(ir.passes.InPlacePass):
         return ir.passes.PassResult(model, modified=modified)
 
     @staticmethod
-    def _split(
-        graph: ir.Graph, node: ir.Node, w: np.ndarray, b: np.ndarray | None, group: int, main: ir.Graph
-    ) -> None:
+    def _split(graph: ir.Graph, node: ir.Node, w: np.ndarray, b: np.ndarray | None, group: int, main: ir.Graph) -> None:
         """Split ``node`` of ``graph``; the per-group weights are initializers of the ``main`` graph."""
         base = _clean(node.name or node.op_type.lower())
         transposed = node.op_type == "ConvTranspose"

@@ -234,8 +234,8 @@ class ChipBatch:
                     f"{s.path}: output {name!r} of shape {list(out.shape)} is not batched along axis 0; "
                     "run one chip per call (batch_memory_mb=0)."
                 )
-            for p, piece in zip(parts, np.split(out, n, axis=0), strict=True):
-                p.append(piece)
+            for part, piece in zip(parts, np.split(out, n, axis=0), strict=True):
+                part.append(piece)
         return parts
 
     def check_fold(self, feeds: dict[str, np.ndarray]) -> None:
