@@ -39,14 +39,15 @@ def _np_type(elem_type: int) -> type:
 
 def model_input_specs(proto: onnx.ModelProto) -> list[tuple[str, list[int | None], type]]:
     """(name, dims with None for dynamic, numpy dtype) of every real input (not an overridable initializer,
-    nor the chip state a ``chip_state: none`` file is fed by the session)."""
+    nor the chip state a ``chip_state: none`` file is fed by the session). A negative dim (some exporters,
+    e.g. Paddle's, write -1 for a dynamic one) is dynamic too."""
     inits = {i.name for i in proto.graph.initializer} | chip_state_inputs(proto)
     specs = []
     for vi in proto.graph.input:
         if vi.name in inits:
             continue
         tt = vi.type.tensor_type
-        dims = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]
+        dims = [d.dim_value if d.HasField("dim_value") and d.dim_value >= 0 else None for d in tt.shape.dim]
         specs.append((vi.name, dims, _np_type(tt.elem_type)))
     return specs
 
@@ -228,7 +229,7 @@ def feed_batches(
     n = min((int(np.asarray(a).shape[0]) for a in feeds.values() if np.asarray(a).ndim), default=1)
     if limit is not None:
         n = min(n, int(limit))
-    fixed = [d[0] for k, d in dims.items() if k in feeds and not whole[k] and d and d[0] is not None]
+    fixed = [d[0] for k, d in dims.items() if k in feeds and not whole[k] and d and d[0] is not None and d[0] > 0]
     step = 1 if any(whole.values()) else (int(fixed[0]) if fixed else max(1, int(batch)))
     exact = bool(fixed) or any(whole.values())
     starts = range(0, n - step + 1 if exact else n, step)
