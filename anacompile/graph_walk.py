@@ -6,7 +6,7 @@ onnx-ir code walks with :class:`onnx_ir.traversal.RecursiveGraphIterator`; code 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import onnx
 
@@ -30,6 +30,28 @@ def walk_graphs(graph: onnx.GraphProto, iteration: str | None = None) -> Iterato
         is_loop = node.op_type == "Loop" and node.domain in ("", "ai.onnx")
         for sub in node_subgraphs(node):
             yield from walk_graphs(sub, sub.input[0].name if is_loop and sub.input else iteration)
+
+
+def replace_nodes(
+    graph: onnx.GraphProto,
+    select: Callable[[onnx.NodeProto], bool],
+    replace: Callable[[onnx.NodeProto], list[onnx.NodeProto]],
+) -> None:
+    """Replace every node that ``select`` picks, in the graph and all its subgraphs, by the nodes ``replace``
+    returns for it. Graphs are rewritten innermost first (their node lists rebuilt), so the subgraphs of a
+    replacement are not visited again."""
+    for sub, _ in reversed(list(walk_graphs(graph))):
+        new_nodes: list[onnx.NodeProto] = []
+        changed = False
+        for node in sub.node:
+            if select(node):
+                new_nodes += replace(node)
+                changed = True
+            else:
+                new_nodes.append(node)
+        if changed:
+            del sub.node[:]
+            sub.node.extend(new_nodes)
 
 
 def all_nodes(graph: onnx.GraphProto) -> Iterator[onnx.NodeProto]:

@@ -54,7 +54,7 @@ from anacompile import contract
 from anacompile.contract import TILED
 from anacompile.crossbar.functions import NoiseSource, build_analog_matmul_function
 from anacompile.errors import ConfigError, DataError, UnsupportedModelError
-from anacompile.graph_walk import walk_graphs
+from anacompile.graph_walk import replace_nodes
 from anacompile.runtime.ort_session import ort_session
 
 __all__ = [
@@ -287,45 +287,45 @@ def _batched_model(proto: onnx.ModelProto, layers, periphery) -> onnx.ModelProto
     m.CopyFrom(proto)
     by_name = {layer.name: layer for layer in layers}
     i64 = onnx.TensorProto.INT64
-    for graph, _ in reversed(list(walk_graphs(m.graph))):  # innermost first (node lists are rebuilt)
-        new_nodes, changed = [], False
-        for node in graph.node:
-            if not (node.domain == contract.DOMAIN and node.op_type == contract.ANALOG_MATMUL and node.name in by_name):
-                new_nodes.append(node)
-                continue
-            p, x, w, y = f"{node.name}.chips.", node.input[0], node.input[1], node.output[0]
 
-            def const(name: str, values: list[int], p: str = p) -> onnx.NodeProto:
-                return onnx.helper.make_node(
-                    "Constant", [], [p + name], value=onnx.helper.make_tensor(p + name, i64, [len(values)], values)
-                )
+    def batched(node: onnx.NodeProto) -> list[onnx.NodeProto]:
+        new_nodes: list[onnx.NodeProto] = []
+        p, x, w, y = f"{node.name}.chips.", node.input[0], node.input[1], node.output[0]
 
-            new_nodes += [
-                const("zero", [0]),
-                const("one", [1]),
-                const("minus_one", [-1]),
-                const("end", [2**62]),
-                onnx.helper.make_node("Shape", [w], [p + "w_shape"]),
-                onnx.helper.make_node("Slice", [p + "w_shape", p + "zero", p + "one"], [p + "pairs"]),
-                onnx.helper.make_node("Shape", [x], [p + "x_shape"]),
-                onnx.helper.make_node("Slice", [p + "x_shape", p + "minus_one", p + "end"], [p + "k"]),
-                onnx.helper.make_node("Slice", [p + "x_shape", p + "zero", p + "minus_one"], [p + "lead"]),
-                onnx.helper.make_node("Concat", [p + "pairs", p + "minus_one", p + "k"], [p + "x3_shape"], axis=0),
-                onnx.helper.make_node("Reshape", [x, p + "x3_shape"], [p + "x"]),
-            ]
-            node.input[0] = p + "x"
-            node.output[0] = p + "y"
-            new_nodes.append(node)
-            new_nodes += [
-                onnx.helper.make_node("Shape", [p + "y"], [p + "y_shape"]),
-                onnx.helper.make_node("Slice", [p + "y_shape", p + "minus_one", p + "end"], [p + "n"]),
-                onnx.helper.make_node("Concat", [p + "lead", p + "n"], [p + "y_out_shape"], axis=0),
-                onnx.helper.make_node("Reshape", [p + "y", p + "y_out_shape"], [y]),
-            ]
-            changed = True
-        if changed:
-            del graph.node[:]
-            graph.node.extend(new_nodes)
+        def const(name: str, values: list[int], p: str = p) -> onnx.NodeProto:
+            return onnx.helper.make_node(
+                "Constant", [], [p + name], value=onnx.helper.make_tensor(p + name, i64, [len(values)], values)
+            )
+
+        new_nodes += [
+            const("zero", [0]),
+            const("one", [1]),
+            const("minus_one", [-1]),
+            const("end", [2**62]),
+            onnx.helper.make_node("Shape", [w], [p + "w_shape"]),
+            onnx.helper.make_node("Slice", [p + "w_shape", p + "zero", p + "one"], [p + "pairs"]),
+            onnx.helper.make_node("Shape", [x], [p + "x_shape"]),
+            onnx.helper.make_node("Slice", [p + "x_shape", p + "minus_one", p + "end"], [p + "k"]),
+            onnx.helper.make_node("Slice", [p + "x_shape", p + "zero", p + "minus_one"], [p + "lead"]),
+            onnx.helper.make_node("Concat", [p + "pairs", p + "minus_one", p + "k"], [p + "x3_shape"], axis=0),
+            onnx.helper.make_node("Reshape", [x, p + "x3_shape"], [p + "x"]),
+        ]
+        node.input[0] = p + "x"
+        node.output[0] = p + "y"
+        new_nodes.append(node)
+        new_nodes += [
+            onnx.helper.make_node("Shape", [p + "y"], [p + "y_shape"]),
+            onnx.helper.make_node("Slice", [p + "y_shape", p + "minus_one", p + "end"], [p + "n"]),
+            onnx.helper.make_node("Concat", [p + "lead", p + "n"], [p + "y_out_shape"], axis=0),
+            onnx.helper.make_node("Reshape", [p + "y", p + "y_out_shape"], [y]),
+        ]
+        return new_nodes
+
+    replace_nodes(
+        m.graph,
+        lambda n: n.domain == contract.DOMAIN and n.op_type == contract.ANALOG_MATMUL and n.name in by_name,
+        batched,
+    )
     state = {f"{layer.name}.{suffix}" for layer in layers for suffix in (contract.W_EFF, contract.SCALE)}
     for value in m.graph.input:
         if value.name in state:  # a leading pair axis

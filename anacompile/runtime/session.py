@@ -30,7 +30,7 @@ from anacompile.crossbar.compensation import compensation_factors
 from anacompile.crossbar.periphery import Compensation, DriftCompensation, Periphery, get_periphery
 from anacompile.crossbar.reference import tile_constants
 from anacompile.errors import ConfigError, DataError, UnsupportedModelError
-from anacompile.graph_walk import walk_graphs
+from anacompile.graph_walk import replace_nodes, walk_graphs
 from anacompile.limits import check_index
 from anacompile.mapping import decode_pairs
 from anacompile.mapping.registry import get_mapping, mapping_from_dict
@@ -593,44 +593,42 @@ def _add_digital_switches(m: onnx.ModelProto, layers: list[ChipLayer], digital: 
     weights = {t.name: t for t in digital.graph.initializer if t.name.endswith(".weight")}
     by_name = {layer.name: layer for layer in layers}
     f = onnx.TensorProto.FLOAT
-    for graph, _ in reversed(list(walk_graphs(m.graph))):  # innermost first (node lists are rebuilt)
-        new_nodes, changed = [], False
-        for node in graph.node:
-            if not (node.domain == contract.DOMAIN and node.op_type == contract.ANALOG_MATMUL and node.name in by_name):
-                new_nodes.append(node)
-                continue
-            name, y = node.name, node.output[0]
-            analog = onnx.NodeProto()
-            analog.CopyFrom(node)
-            analog.output[0] = f"{name}.analog_out"
-            then_branch = onnx.helper.make_graph(
-                [analog], f"{name}.analog", [], [onnx.helper.make_tensor_value_info(analog.output[0], f, None)]
-            )
-            else_branch = onnx.helper.make_graph(
-                [
-                    onnx.helper.make_node(
-                        "MatMul", [node.input[0], f"{by_name[name].weights}.weight"], [f"{name}.digital_mm"]
-                    ),
-                    onnx.helper.make_node("Add", [f"{name}.digital_mm", node.input[4]], [f"{name}.digital_out"]),
-                ],
-                f"{name}.digital",
-                [],
-                [onnx.helper.make_tensor_value_info(f"{name}.digital_out", f, None)],
-            )
-            new_nodes.append(
+
+    def switched(node: onnx.NodeProto) -> list[onnx.NodeProto]:
+        name, y = node.name, node.output[0]
+        analog = onnx.NodeProto()
+        analog.CopyFrom(node)
+        analog.output[0] = f"{name}.analog_out"
+        then_branch = onnx.helper.make_graph(
+            [analog], f"{name}.analog", [], [onnx.helper.make_tensor_value_info(analog.output[0], f, None)]
+        )
+        else_branch = onnx.helper.make_graph(
+            [
                 onnx.helper.make_node(
-                    "If",
-                    [f"{name}.{SWITCH}"],
-                    [y],
-                    name=f"{name}.switch",
-                    then_branch=then_branch,
-                    else_branch=else_branch,
-                )
+                    "MatMul", [node.input[0], f"{by_name[name].weights}.weight"], [f"{name}.digital_mm"]
+                ),
+                onnx.helper.make_node("Add", [f"{name}.digital_mm", node.input[4]], [f"{name}.digital_out"]),
+            ],
+            f"{name}.digital",
+            [],
+            [onnx.helper.make_tensor_value_info(f"{name}.digital_out", f, None)],
+        )
+        return [
+            onnx.helper.make_node(
+                "If",
+                [f"{name}.{SWITCH}"],
+                [y],
+                name=f"{name}.switch",
+                then_branch=then_branch,
+                else_branch=else_branch,
             )
-            changed = True
-        if changed:
-            del graph.node[:]
-            graph.node.extend(new_nodes)
+        ]
+
+    replace_nodes(
+        m.graph,
+        lambda n: n.domain == contract.DOMAIN and n.op_type == contract.ANALOG_MATMUL and n.name in by_name,
+        switched,
+    )
     for layer in layers:
         if layer.owns_tiles:  # one FP32 weight per stored weight, read by all its uses
             m.graph.initializer.append(weights[f"{layer.name}.weight"])
