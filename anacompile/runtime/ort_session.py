@@ -40,9 +40,7 @@ def ort_session(
         ) from err
 
 
-def run_checked(
-    session: ort.InferenceSession, output_names: list[str], feeds: dict
-) -> list:
+def run_checked(session: ort.InferenceSession, output_names: list[str], feeds: dict) -> list:
     """``session.run(output_names, feeds)`` for a caller that has checked ``feeds`` itself (every input
     present, numpy arrays only).
 
