@@ -40,6 +40,7 @@ from anacompile.programming.chip_state import bank_rng, chip_rng, noise_bank, pr
 from anacompile.runtime.batchnorm import expose_batchnorm_statistics
 from anacompile.runtime.digital_reference import all_nodes, digital_reference_model, plan_weight, weights_layer
 from anacompile.runtime.native_conv import native_convs
+from anacompile.runtime.nchwc import nchwc_enabled
 from anacompile.runtime.ort_session import ort_session, run_checked
 from anacompile.runtime.passes import session_model
 from anacompile.runtime.providers import check_session_providers, resolve_providers
@@ -180,7 +181,9 @@ class AnalogSession:
         self._digital_proto = digital_reference_model(proto)
         self.switchable = bool(switchable)
         keep = set(extra_outputs or [])  # patch-free convs unless their tensors are asked for
-        self.native_convs = [] if self.switchable else native_convs(stripped, self.layers, self.periphery, keep)
+        self.providers = resolve_providers(providers)
+        nchwc = nchwc_enabled(self.providers)  # onnxruntime's blocked Convs (CPU; runtime/nchwc.py)
+        self.native_convs = [] if self.switchable else native_convs(stripped, self.layers, self.periphery, keep, nchwc)
         if self.switchable:
             _add_digital_switches(stripped, self.layers, self._digital_proto)
         self.batchnorms = expose_batchnorm_statistics(stripped)
@@ -201,7 +204,6 @@ class AnalogSession:
         self._offsets: np.random.Generator | None = None
         self._code_gain = np.float32(tile_constants(self.periphery).code_gain)
         self._threads = intra_op_threads
-        self.providers = resolve_providers(providers)
         self._providers = self.providers  # the chip batch's sessions run on them too
         self._session_proto = stripped  # the model as this session runs it (ChipBatch adds a pair axis to it)
         self._chip_batch = None
