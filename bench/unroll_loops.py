@@ -1,12 +1,12 @@
 """Recurrent Loops unrolled in the analog session vs the Loop, side by side (issue 14, item 2).
 
-Usage: python bench/unroll_loops.py [--rounds N] [--threads N] [--sweep]
+Usage: python bench/unroll_loops.py [--rounds N] [--threads N] [--cpu-time] [--part digits|sweep|both]
 
 For the digits LSTM at batch 256 (and 1), standard and lean periphery, every noise source on, t = 1 day: the
 source model in onnxruntime (plain), the AnalogSession with ``unroll_steps=0`` (the Loop) and the default
 session (unrolled), timed in alternating rounds in one process; ratios are medians of the per-round ratios.
-``--sweep`` adds, on a synthetic LSTM (I = 8, H = 64, batch 32) with symbolic T, the unrolled session's build
-time (first run at a new length) and the unrolled / Loop run time for T = 8 ... 128.
+``--part sweep`` (or ``both``) measures, on a synthetic LSTM (I = 8, H = 64, batch 32) with symbolic T, the
+unrolled session's build time (first run at a new length) and the unrolled / Loop run time, T = 8 ... 128.
 """
 
 from __future__ import annotations
@@ -34,12 +34,15 @@ from bench._timing import per_call_s  # noqa: E402
 PERIPHERIES = {"standard": [], "lean": ["ir_drop=0", "read_noise=0"]}
 
 
+CLOCK = "wall"
+
+
 def three_way(fns: dict, rounds: int) -> dict[str, float]:
     """Median seconds per call of each function, timed in alternating rounds."""
     times: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(rounds):
         for k, fn in fns.items():
-            times[k].append(per_call_s(fn))
+            times[k].append(per_call_s(fn, clock=CLOCK))
     return {k: statistics.median(v) for k, v in times.items()} | {
         f"{k}/plain": statistics.median(a / b for a, b in zip(v, times["plain"], strict=True))
         for k, v in times.items()
@@ -62,6 +65,8 @@ def digits(work: Path, rounds: int, threads: int | None) -> None:
         loop = AnalogSession(out, chip_seed=1, t_inference=86400.0, intra_op_threads=threads, unroll_steps=0)
         for batch in (1, 256):
             f = {"input": x[:batch]}
+            unrolled.set_time(86400.0)  # both sessions at the start of the (chip, t) noise stream
+            loop.set_time(86400.0)
             assert all(np.array_equal(a, b) for a, b in zip(unrolled.run(f), loop.run(f), strict=True))
             r = three_way(
                 {
@@ -129,12 +134,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0: its default)")
-    ap.add_argument("--sweep", action="store_true", help="also the T sweep on a synthetic LSTM")
+    ap.add_argument("--cpu-time", action="store_true", help="time this thread's CPU time (needs --threads 1)")
+    ap.add_argument("--part", choices=("digits", "sweep", "both"), default="digits")
     args = ap.parse_args()
-    print(f"onnxruntime {ort.__version__}, numpy {np.__version__}")
+    if args.cpu_time and args.threads != 1:
+        ap.error("--cpu-time needs --threads 1 (onnxruntime's work on the calling thread)")
+    global CLOCK
+    CLOCK = "cpu" if args.cpu_time else "wall"
+    print(f"onnxruntime {ort.__version__}, numpy {np.__version__}, clock {CLOCK}")
     with tempfile.TemporaryDirectory() as tmp:
-        digits(Path(tmp), args.rounds, args.threads or None)
-        if args.sweep:
+        if args.part in ("digits", "both"):
+            digits(Path(tmp), args.rounds, args.threads or None)
+        if args.part in ("sweep", "both"):
             sweep(Path(tmp), args.rounds, args.threads or None)
 
 

@@ -20,14 +20,14 @@ trip count's producers are Shape/Size of any value, constants and shape arithmet
 condition (every iteration runs), its analog layers sit in its body directly (or under the session's
 digital switch), and the count for the inputs at hand, read once per input shapes from the digital model,
 is between 1 and ``max_steps`` (:data:`MAX_UNROLL_STEPS`, the ``AnalogSession(unroll_steps=...)``
-parameter; 0 never unrolls). Longer or unknown sequences run the Loop. The unrolled sessions are kept per
-input shapes (:data:`MAX_UNROLLED_SESSIONS`, least recently used dropped).
+parameter; 0 never unrolls). Longer or unknown sequences run the Loop. The unrolled session of some input
+shapes is built at their second run (:data:`UNROLL_AFTER_RUNS`; the first runs the Loop), for at most
+:data:`MAX_UNROLLED_SESSIONS` input shapes per session; other shapes run the Loop.
 """
 
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,16 +40,31 @@ from anacompile.crossbar.functions import NoiseSource, overload_name
 from anacompile.graph_walk import node_subgraphs
 from anacompile.runtime.passes.noise_inputs import NOISE_INPUT
 
-__all__ = ["MAX_UNROLLED_SESSIONS", "MAX_UNROLL_STEPS", "LoopSite", "LoopUnroller", "loop_sites", "unroll_model"]
+__all__ = [
+    "MAX_UNROLLED_SESSIONS",
+    "MAX_UNROLL_STEPS",
+    "UNROLL_AFTER_RUNS",
+    "LoopSite",
+    "LoopUnroller",
+    "loop_sites",
+    "unroll_model",
+]
 
 logger = logging.getLogger(__name__)
 
-MAX_UNROLL_STEPS = 64
+MAX_UNROLL_STEPS = 32
 """Default largest trip count that is unrolled (``AnalogSession(unroll_steps=...)``). An unrolled step adds
 ~60 nodes (the AnalogMatMul body inlined) to the session's model, which onnxruntime builds once per input
-shapes; longer sequences keep the Loop (bench/README.md, issue 14: build time and speed against T)."""
+shapes (~0.3 s at T = 8, ~0.7 s at 32, ~1.5 s at 64 for a one-layer LSTM on this project's machine), and
+beyond a few dozen steps the unrolled run was no faster than the Loop (bench/README.md, issue 14, item 2);
+longer sequences keep the Loop."""
 MAX_UNROLLED_SESSIONS = 4
-"""Unrolled sessions kept per AnalogSession (one per input shapes: sequence lengths)."""
+"""Unrolled sessions an AnalogSession builds (one per input shapes: sequence lengths); input shapes beyond
+them run the Loop (nothing is evicted, so inputs of many lengths never rebuild sessions over and over)."""
+UNROLL_AFTER_RUNS = 2
+"""Runs with the same input shapes before their unrolled session is built (a one-off shape runs the Loop)."""
+MAX_COUNTED_SHAPES = 1024
+"""Input shapes whose runs are counted at once (the counts restart beyond)."""
 
 STEP_NOISE = "noise_step"
 """Suffix of an unrolled step's fed noise input: ``<layer>.noise_step<i>``."""
@@ -395,7 +410,8 @@ class LoopUnroller:
         self.session = session
         self.max_steps = int(max_steps)
         self.sites = loop_sites(session._session_proto, [layer.name for layer in session.layers])
-        self._by_shapes: OrderedDict[tuple, tuple | None] = OrderedDict()
+        self._by_shapes: dict[tuple, tuple | None] = {}  # input shapes -> unrolled session, or None: the Loop
+        self._runs: dict[tuple, int] = {}  # runs per input shapes not decided yet
 
     def __bool__(self) -> bool:
         return self.max_steps > 0 and bool(self.sites)
@@ -405,12 +421,17 @@ class LoopUnroller:
         key = tuple((k, np.shape(v)) for k, v in feeds.items() if k in self.session.input_names)
         entry = self._by_shapes.get(key, False)
         if entry is False:
-            entry = self._build(feeds)
+            runs = self._runs.get(key, 0) + 1
+            if len(self._runs) >= MAX_COUNTED_SHAPES:
+                self._runs.clear()
+            self._runs[key] = runs
+            if runs < UNROLL_AFTER_RUNS:
+                return self.session._session, run_feeds
+            if len(self._by_shapes) >= MAX_COUNTED_SHAPES:  # forget the shapes decided for the Loop
+                self._by_shapes = {k: e for k, e in self._by_shapes.items() if e is not None}
+            built = sum(e is not None for e in self._by_shapes.values())
+            entry = self._build(feeds) if built < MAX_UNROLLED_SESSIONS else None
             self._by_shapes[key] = entry
-            while len(self._by_shapes) > MAX_UNROLLED_SESSIONS:
-                self._by_shapes.popitem(last=False)
-        else:
-            self._by_shapes.move_to_end(key)
         if entry is None:
             return self.session._session, run_feeds
         ort_sess, inputs, plan = entry

@@ -4,9 +4,9 @@ The unrolled session feeds every step the bank slice the Loop body would have cu
 noise source on its outputs equal the Loop session's (``unroll_steps=0``) exactly, run after run (the
 offset streams advance alike), for every recurrent form: directions, GRU/RNN, sequence_lens, initial
 states, several row tiles, bound management, calibrated output ranges, switchable sessions and extra
-outputs; sequence lengths change between runs, and lengths above ``unroll_steps`` keep the Loop.
-The noise-off equality with the numpy reference runs through the unrolled path in
-tests/test_periphery_matrix.py (its sessions unroll by default; asserted here).
+outputs; sequence lengths change between runs, lengths above ``unroll_steps`` keep the Loop, and so do
+shapes seen once and shapes beyond the session's unrolled models. With the noise off, the unrolled
+session equals the numpy reference of tests/test_periphery_matrix.py.
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ import pytest
 
 from anacompile.compiler import compile_model
 from anacompile.runtime.session import AnalogSession
-from anacompile.runtime.unroll_loops import loop_sites
+from anacompile.runtime.unroll_loops import MAX_UNROLLED_SESSIONS, UNROLL_AFTER_RUNS, loop_sites
 from tests.passes.test_recurrent import CASES, feeds_for, source_model
+from tests.test_periphery_matrix import FAMILIES, NOISE_OFF, OPTIONS, Ref, _mismatch
 
 FORMS = {  # case of tests/passes/test_recurrent.py, compile overrides of the standard periphery
     "lstm_bidirectional_tiles": ("lstm_bidirectional", {"tile_rows": 4}),
@@ -50,9 +51,10 @@ def _assert_same(a: list[np.ndarray], b: list[np.ndarray]) -> None:
         assert x.shape == y.shape and np.array_equal(x, y)
 
 
-def _unrolled(session: AnalogSession) -> bool:
-    entries = list(session._unroller._by_shapes.values())
-    return bool(entries) and entries[-1] is not None
+def _unrolled(session: AnalogSession, feeds: dict) -> bool:
+    """Whether the session runs ``feeds``' shapes unrolled (after its runs so far)."""
+    key = tuple((k, np.shape(v)) for k, v in feeds.items() if k in session.input_names)
+    return session._unroller._by_shapes.get(key) is not None
 
 
 @pytest.mark.parametrize("form", sorted(FORMS))
@@ -62,8 +64,8 @@ def test_unrolled_noise_on_equals_the_loop_bit_for_bit(tmp_path, form):
     feeds = feeds_for(src)
     fast = AnalogSession(out, chip_seed=3, t_inference=3600.0)
     loop = AnalogSession(out, chip_seed=3, t_inference=3600.0, unroll_steps=0)
-    runs = [(fast.run(feeds), loop.run(feeds)) for _ in range(3)]
-    assert _unrolled(fast) and not loop._unroller
+    runs = [(fast.run(feeds), loop.run(feeds)) for _ in range(3)]  # the first (one-off shapes) runs the Loop
+    assert UNROLL_AFTER_RUNS == 2 and _unrolled(fast, feeds) and not loop._unroller
     for a, b in runs:
         _assert_same(a, b)
     assert any(np.abs(x - y).max() > 0 for x, y in zip(runs[0][0], runs[1][0], strict=True))  # fresh noise
@@ -80,15 +82,34 @@ def test_sequence_lengths_change_and_long_ones_keep_the_loop(tmp_path):
     rng = np.random.default_rng(0)
     fast = AnalogSession(out, chip_seed=1, t_inference=60.0, unroll_steps=6)
     loop = AnalogSession(out, chip_seed=1, t_inference=60.0, unroll_steps=0)
-    for steps, unrolled in ((3, True), (7, False), (1, True), (6, True), (3, True)):
+    assert MAX_UNROLLED_SESSIONS == 4
+    # 7 steps > unroll_steps; 5 steps: the session has built its 4 unrolled models (3, 1, 6, 2 steps)
+    for steps, unrolled in ((3, True), (7, False), (1, True), (6, True), (3, True), (2, True), (5, False)):
         feeds = {"X": rng.uniform(-1, 1, (steps, 2, 4)).astype(np.float32)}
-        _assert_same(fast.run(feeds), loop.run(feeds))
-        assert _unrolled(fast) == unrolled, steps
-    assert len(fast._unroller._by_shapes) == 4  # one entry per input shapes, the 7-step one without a model
-    # the periphery matrix's sessions (default unroll_steps) run its sequences unrolled
-    default = AnalogSession(out, chip_seed=1)
-    default.run({"X": rng.uniform(-1, 1, (5, 3, 4)).astype(np.float32)})
-    assert _unrolled(default)
+        for _ in range(2):
+            _assert_same(fast.run(feeds), loop.run(feeds))
+        assert _unrolled(fast, feeds) == unrolled, steps
+    built = [e for e in fast._unroller._by_shapes.values() if e is not None]
+    assert len(built) == MAX_UNROLLED_SESSIONS
+
+
+def test_unrolled_noise_off_equals_the_numpy_reference(tmp_path):
+    family = FAMILIES["lstm_bidirectional"]()
+    overrides = OPTIONS["combined"][0]  # abs-max, bound management, calibrated, IR drop, column compensation
+    out = tmp_path / "m.analog.onnx"
+    compile_model(
+        family.model,
+        out,
+        periphery="standard",
+        periphery_overrides={"tile_rows": family.tile_rows, **overrides},
+        calibration=family.calibration,
+    )
+    s = AnalogSession(out, chip_seed=1, t_inference=3600.0, periphery_overrides=NOISE_OFF)
+    first = s.run(family.feeds)
+    y = s.run(family.feeds)
+    assert _unrolled(s, family.feeds)
+    _assert_same(y, first)  # the Loop's run and the unrolled one
+    assert _mismatch(y, family.reference(Ref(s), family.feeds)) <= 0.002
 
 
 def test_switchable_and_extra_outputs_equal_the_loop(tmp_path):
@@ -100,11 +121,12 @@ def test_switchable_and_extra_outputs_equal_the_loop(tmp_path):
     fast = AnalogSession(out, chip_seed=2, switchable=True, extra_outputs=extra)
     loop = AnalogSession(out, chip_seed=2, switchable=True, extra_outputs=extra, unroll_steps=0)
     names = fast.output_names + extra
+    _assert_same(fast.run(feeds, names), loop.run(feeds, names))  # the first run of these shapes: the Loop
     for digital in ([], ["rnn_fwd_h"], ["rnn_fwd_zr", "rnn_bwd_zr", "rnn_fwd_h", "rnn_bwd_h"]):
         fast.set_digital(digital)
         loop.set_digital(digital)
         _assert_same(fast.run(feeds, names), loop.run(feeds, names))
-        assert _unrolled(fast)
+        assert _unrolled(fast, feeds)
     np.testing.assert_allclose(fast.run(feeds)[0], fast.run_digital(feeds)[0], rtol=1e-5, atol=1e-5)
 
 
