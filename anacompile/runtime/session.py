@@ -36,7 +36,13 @@ from anacompile.mapping import decode_pairs
 from anacompile.mapping.registry import get_mapping, mapping_from_dict
 from anacompile.model_io import load_proto
 from anacompile.passes.deploy_form import DEPLOY, META_TARGET
-from anacompile.programming.chip_state import bank_rng, chip_rng, noise_bank, program_layer, read_weights
+from anacompile.programming.chip_state import (
+    chip_rng,
+    experiment_noise_bank,
+    program_layer,
+    read_noise_q,
+    read_weights,
+)
 from anacompile.runtime.batchnorm import expose_batchnorm_statistics
 from anacompile.runtime.digital_reference import all_nodes, digital_reference_model, plan_weight, weights_layer
 from anacompile.runtime.native_conv import native_convs
@@ -74,6 +80,7 @@ class ChipLayer:
     variants: dict = field(default_factory=dict)  # other strategies' plans and chip states (set_layer_strategy)
     out_gain: NDArray[np.float32] | None = None  # output gains before the ADC (output_range: calibrated)
     weights: str = ""  # the layer whose programmed tiles it reads: its own name, or a shared weight's owner
+    q_s: tuple | None = None  # (g_prog, its read-noise amplitude Q_s): computed once per programmed state
 
     @property
     def owns_tiles(self) -> bool:
@@ -267,6 +274,10 @@ class AnalogSession:
         )
 
     def _read_layer(self, layer: ChipLayer, t: float) -> None:
+        # the read noise's amplitude Q_s(g_prog) does not depend on t: once per programmed state, kept with
+        # the array it was computed from (a new programming, strategy or shared owner is a new array)
+        if layer.q_s is None or layer.q_s[0] is not layer.g_prog:
+            layer.q_s = (layer.g_prog, read_noise_q(layer.g_prog, self.device))
         w = read_weights(
             layer.g_prog,
             layer.nu,
@@ -275,6 +286,7 @@ class AnalogSession:
             layer.mapping.significance,
             layer.gain_us,
             chip_rng(self.seed, self.chip_seed, "read", layer.index, t),
+            q_s=layer.q_s[1],
         )
         alpha = compensation_factors(w, layer.gdc_ref, self.compensation)
         self._state[f"{layer.name}.{contract.W_EFF}"] = w * self._code_gain
@@ -549,9 +561,9 @@ class AnalogSession:
         the first time this size is needed and kept (a few sizes at most: one per input shape)."""
         banks = self._banks.get(self._bank_size)
         if banks is None:
-            bank = noise_bank(self._bank_size, bank_rng(self.seed, self._bank_size))
+            bank = experiment_noise_bank(self.seed, self._bank_size)  # shared by the process's sessions
             scale = 1.0 if self.periphery.read_noise > 0 else tile_constants(self.periphery).noise_std
-            banks = (bank, bank if scale == 1.0 else bank * np.float32(scale))
+            banks = (bank, experiment_noise_bank(self.seed, self._bank_size, scale))
             if len(self._banks) >= MAX_BANKS:
                 self._banks.pop(next(iter(self._banks)))
             self._banks[self._bank_size] = banks
