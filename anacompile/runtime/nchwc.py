@@ -46,6 +46,7 @@ from anacompile import contract
 from anacompile.contract import MATMUL_ATTRIBUTES, MATMUL_INPUTS
 from anacompile.crossbar.functions import _Body, conv_overload
 from anacompile.crossbar.periphery import InputRange, OutputRange, Periphery
+from anacompile.crossbar.reference import tile_constants
 
 __all__ = [
     "ENV",
@@ -62,9 +63,6 @@ NCHWC_DOMAIN = "com.microsoft.nchwc"
 ENV = "ANACOMPILE_NCHWC"
 """Environment variable: ``0`` (or ``off``, ``false``, ``no``) runs every conv through the plain Conv body."""
 CPU = "CPUExecutionProvider"
-CHUNK_ELEMENTS = 0
-"""Output values per tensor of one chunk of images (256 KiB of float32): a chunk's periphery stays in a
-core's L2 cache (bench/README.md, issue 14)."""
 
 
 @dataclass(frozen=True)
@@ -217,7 +215,6 @@ def build_nchwc_conv_function(
     n_tiles: int,
     tile_rows: int,
     plan: NchwcConv,
-    chunk_elements: int | None = None,
 ) -> onnx.FunctionProto:
     """``AnalogMatMul`` of one convolution layer without patches, its tile MVMs as NCHWc Convs (``plan``).
 
@@ -229,10 +226,6 @@ def build_nchwc_conv_function(
     outputs may differ from the reference by float32 rounding (an ADC step where a value sits on a rounding
     boundary). ``plan`` is :func:`nchwc_conv` of (n_tiles * C/tile, n_tiles * N, n_tiles, window).
 
-    ``chunk_elements`` > 0 (default :data:`CHUNK_ELEMENTS`): the images run in chunks of about that many
-    output values per tensor, in a ``Loop`` (:func:`_chunked`), so that the elementwise periphery works in the
-    cache; the weights are derived and reordered once, outside it. 0: the whole batch at once. Either way the
-    same values.
     """
     p = periphery
     if p.bm_passes > 1 or (p.dac_bits is not None and p.input_range is not InputRange.STATIC):
@@ -268,7 +261,7 @@ def build_nchwc_conv_function(
     if p.ir_drop > 0:  # 0.05 g_IR in W_ir, ir_a_scale in |W|
         irw = b.op("Reshape", "ir_row_weight", b.const([1, cpt, *kernel], i64))
         factor = b.op("Mul", irw, b.op("Mul", b.attr_const("ir_drop"), b.const(0.05)))
-        filters["ir"] = reorder(b.op("Mul", w_g, factor))
+        filters["ir"] = reorder(b.op("Mul", w_g, b.op("Neg", factor)))  # negated: added as the Conv's Sum
         filters["a"] = reorder(b.op("Mul", abs_w, b.attr_const("ir_a_scale")))
     k2 = None
     if p.has_mvm_noise and p.read_noise > 0:  # sqrt(k1 g^2 q^2 |W| + k2): k1 g^2 in the weights, k2 the bias
@@ -291,42 +284,88 @@ def build_nchwc_conv_function(
     bias = b.op("Reshape", "bias", b.const([1, n_out] + [1] * r, i64))
     attrs = dict(plan.attributes)
 
-    def chain(x: str, noise: str | None) -> str:
-        """The images' arithmetic: X -> Y (a chunk of the batch, or all of it)."""
-        if tiled and n_tiles * cpt > channels:  # zero channels up to whole tiles (their weight rows are zero)
-            pads = [0] * (2 * (r + 2))
-            pads[r + 2 + 1] = n_tiles * cpt - channels
-            x = b.op("Pad", x, b.const(pads, i64))
-        q = x
-        if levels is not None:
-            q = b.op("Round", b.op("Clip", b.op("Mul", x, in_scale), b.op("Neg", levels), levels))
-        if plan.reorder_input:
-            q = b.op("ReorderInput", q, domain=NCHWC_DOMAIN, channels_last=0)
+    fused = blocked and _integral(tile_constants(p).code_bound if bound is not None else 0.0)
+    tail = nchwc_conv(outs, outs, outs, {"kernel_shape": [1] * r}) if blocked and not tiled else None
+    if tail is not None and (not tail.reorder_input or tail.blocked_channels != outs):
+        tail = None
+    if tail is not None:  # the per-channel scale and bias as one depthwise 1x1 Conv of the blocked output
+        tail_perm = b.op("Constant", value=numpy_helper.from_array(tail.perm, f"{layer}.nchwc_tail_perm"))
+        tail_scale = b.op("Reshape", "scale", b.const([-1], i64))
+        tail_scale = b.op("Gather", b.op("Concat", tail_scale, zero, axis=0), tail_perm, axis=0)
+        tail_bias = b.op("Reshape", "bias", b.const([-1], i64))
 
-        def conv(left: str, name: str, conv_bias: str | None = None) -> str:
-            inputs = [left, filters[name]] + ([conv_bias] if conv_bias is not None else [])
-            y = b.op("Conv", *inputs, domain=NCHWC_DOMAIN, **attrs)
-            if not blocked:
-                y = b.op("ReorderOutput", y, domain=NCHWC_DOMAIN, channels=outs, channels_last=0)
-            return y
+    def conv(left: str, name: str, conv_bias: str = "", total: str | None = None, **extra) -> str:
+        inputs = [left, filters[name], conv_bias] + ([total] if total is not None else [])
+        while inputs[-1] == "":
+            inputs.pop()
+        y = b.op("Conv", *inputs, domain=NCHWC_DOMAIN, **attrs, **extra)
+        if not blocked:
+            y = b.op("ReorderOutput", y, domain=NCHWC_DOMAIN, channels=outs, channels_last=0)
+        return y
 
+    x = "X"
+    if tiled and n_tiles * cpt > channels:  # zero channels up to whole tiles (their weight rows are zero)
+        pads = [0] * (2 * (r + 2))
+        pads[r + 2 + 1] = n_tiles * cpt - channels
+        x = b.op("Pad", x, b.const(pads, i64))
+    q = x
+    if levels is not None:
+        q = b.op("Round", b.op("Clip", b.op("Mul", x, in_scale), b.op("Neg", levels), levels))
+    if plan.reorder_input:
+        q = b.op("ReorderInput", q, domain=NCHWC_DOMAIN, channels_last=0)
+    # the terms added to q W g: -g_IR c(a) z_ir (W_ir negated), c(a) = 0.05 a ((a - 2)^2 + 6); the noise
+    extra = None
+    if p.ir_drop > 0:
+        z_ir = conv(q, "ir")
+        a = conv(b.op("Abs", q), "a")
+        d = b.op("Sub", a, b.const(2.0))
+        extra = b.op("Mul", b.op("Mul", a, b.op("Add", b.op("Mul", d, d), b.const(6.0))), z_ir)
+    noise = None
+    if p.has_mvm_noise:
+        if k2 is not None:
+            var = conv(b.op("Mul", q, q), "var", k2)
+            noise = b.op("Mul", b.op("Sqrt", var), b.op("Reshape", "noise_bank", b.op("Shape", var)))
+        elif extra is not None:
+            noise = b.op("Reshape", "noise_bank", b.op("Shape", extra))  # fed pre-scaled by noise_std
+        elif not tiled:  # (N, *S', N_out) -> the conv output's shape (N, N_out, *S')
+            shape = b.op("Shape", "noise_bank")
+            shape = b.op(
+                "Concat",
+                b.op("Slice", shape, b.const([0], i64), b.const([1], i64)),
+                b.const([outs], i64),
+                b.op("Slice", shape, b.const([1], i64), b.const([-1], i64)),
+                axis=0,
+            )
+            noise = b.op("Reshape", "noise_bank", shape)
+        extra = noise if extra is None else b.op("Add", extra, noise)
+    if fused:  # the extra terms as the Conv's Sum input, the ADC bound as its Clip activation (then Round)
+        clip = {}
+        if bound is not None:
+            cb = float(np.float32(tile_constants(p).code_bound))
+            clip = {"activation": "Clip", "activation_params": [-cb, cb]}
+        if p.has_mvm_noise and noise is None:  # tiled, fed noise only: its shape comes from the output
+            z = conv(q, "z")
+            z = b.op("Add", z, b.op("Reshape", "noise_bank", b.op("Shape", z)))
+            if bound is not None:
+                z = b.op("Clip", z, b.op("Neg", bound), bound)
+        else:
+            z = conv(q, "z", "", extra, **clip)
+        if p.adc_bits is not None:
+            z = b.op("Round", z)
+    else:
         z = conv(q, "z")
-        if p.ir_drop > 0:  # g_IR c(a) z_ir, c(a) = 0.05 a ((a - 2)^2 + 6)
-            z_ir = conv(q, "ir")
-            a = conv(b.op("Abs", q), "a")
-            d = b.op("Sub", a, b.const(2.0))
-            corr = b.op("Mul", a, b.op("Add", b.op("Mul", d, d), b.const(6.0)))
-            z = b.op("Sub", z, b.op("Mul", corr, z_ir))
-        if noise is not None:
-            xi = b.op("Reshape", noise, b.op("Shape", z))
-            if k2 is not None:
-                z = b.op("Add", z, b.op("Mul", b.op("Sqrt", conv(b.op("Mul", q, q), "var", k2)), xi))
-            else:
-                z = b.op("Add", z, xi)  # fed pre-scaled by noise_std
+        if extra is not None:
+            z = b.op("Add", z, extra)
+        elif p.has_mvm_noise:
+            z = b.op("Add", z, b.op("Reshape", "noise_bank", b.op("Shape", z)))
         if p.adc_bits is not None:
             z = b.op("Round", z)
         if bound is not None:
             z = b.op("Clip", z, b.op("Neg", bound), bound)
+    if tail is not None:
+        z = b.op("Conv", z, tail_scale, tail_bias, domain=NCHWC_DOMAIN, **dict(tail.attributes))
+        b.op("ReorderOutput", z, domain=NCHWC_DOMAIN, channels=outs, channels_last=0)
+    else:
         if blocked:
             z = b.op("ReorderOutput", z, domain=NCHWC_DOMAIN, channels=outs, channels_last=0)
         if tiled:  # (N, n_tiles * N_out, *S') -> scales per tile, the tiles' sum by a MatMul, the bias
@@ -343,14 +382,7 @@ def build_nchwc_conv_function(
             y = b.op("Reshape", summed, out_shape)
         else:
             y = b.op("Mul", z, scale)
-        return b.op("Add", y, bias)
-
-    noise = "noise_bank" if p.has_mvm_noise else None
-    chunk_elements = CHUNK_ELEMENTS if chunk_elements is None else int(chunk_elements)
-    if chunk_elements > 0:
-        _chunked(b, opset, chain, noise, chunk_elements, max(1.0, plan.blocked_channels / (n_tiles * cpt)), r)
-    else:
-        chain("X", noise)
+        b.op("Add", y, bias)
     b.nodes[-1].output[0] = "Y"
     fn = helper.make_function(
         contract.DOMAIN,
@@ -366,77 +398,7 @@ def build_nchwc_conv_function(
     return fn
 
 
-def _chunked(b: _Body, opset: int, chain, noise: str | None, chunk_elements: int, growth: float, r: int) -> None:
-    """``chain`` (X -> Y, per image) over chunks of the batch in a ``Loop``, appended to ``b``; Y is its last node.
-
-    A chunk holds about ``chunk_elements`` output values per tensor (per image: the fed noise's values, or X's
-    times ``growth``, the output channels per input channel), at least one image; the chunks are made equal
-    and the last one padded with zero images (and zero noise), whose outputs are cut off. A batch that fits
-    one chunk runs without the Loop (an ``If``). Each image's arithmetic is the same either way: the same
-    values.
-    """
-    i64 = TensorProto.INT64
-    shape_x = b.op("Shape", "X")
-    n = b.op("Slice", shape_x, b.const([0], i64), b.const([1], i64))
-    n1 = b.op("Max", n, b.const([1], i64))
-    if noise is not None:
-        noise2 = b.op("Reshape", noise, b.op("Concat", n, b.const([-1], i64), axis=0))
-        per_image = b.op("Slice", b.op("Shape", noise2), b.const([1], i64), b.const([2], i64))
-    else:
-        per_x = b.reduce("ReduceProd", b.op("Slice", shape_x, b.const([1], i64), b.const([2**62], i64)), [0], 1, opset)
-        per_image = b.op("Cast", b.op("Mul", b.op("Cast", per_x, to=TensorProto.FLOAT), b.const(growth)), to=i64)
-    one = b.const([1], i64)
-    size = b.op("Max", b.op("Div", b.const([chunk_elements], i64), b.op("Max", per_image, one)), one)
-    trips = b.op("Div", b.op("Sub", b.op("Add", n1, size), one), size)
-    size = b.op("Div", b.op("Sub", b.op("Add", n1, trips), one), trips)  # equal chunks
-    several = b.op("Reshape", b.op("Greater", trips, one), b.const([], i64))
-    # one chunk: the whole batch at once
-    mark = len(b.nodes)
-    y_whole = chain("X", noise)
-    whole = _subgraph(b, mark, {"X", noise}, "whole", [], [y_whole])
-    # several chunks: a Loop over them, its outputs stacked, the padding cut off
-    mark = len(b.nodes)
-    start = b.op("Mul", "_chunk_i", size)
-    end = b.op("Min", b.op("Add", start, size), n)
-    short = b.op("Sub", size, b.op("Sub", end, start))  # zero images to pad the last chunk with
-    x = b.op("Slice", "X", start, end, b.const([0], i64))
-    x = b.op("Pad", x, b.op("Concat", b.const([0] * (r + 2), i64), short, b.const([0] * (r + 1), i64), axis=0))
-    xi = None
-    if noise is not None:
-        xi = b.op("Slice", noise2, start, end, b.const([0], i64))
-        xi = b.op("Pad", xi, b.op("Concat", b.const([0, 0], i64), short, b.const([0], i64), axis=0))
-    y_chunk = chain(x, xi)
-    b.nodes.append(helper.make_node("Identity", ["_chunk_cond"], ["_chunk_cond_out"]))
-    inputs = [("_chunk_i", i64), ("_chunk_cond", TensorProto.BOOL)]
-    body = _subgraph(b, mark, {"_chunk_i", "_chunk_cond"}, "chunk", inputs, ["_chunk_cond_out", y_chunk])
-    mark = len(b.nodes)
-    stacked = b.op("Loop", b.op("Reshape", trips, b.const([], i64)), "", body=body)
-    tail = b.op("Slice", b.op("Shape", stacked), b.const([2], i64), b.const([2**62], i64))
-    flat = b.op("Reshape", stacked, b.op("Concat", b.const([-1], i64), tail, axis=0))
-    y_chunks = b.op("Slice", flat, b.const([0], i64), n, b.const([0], i64))
-    chunks = _subgraph(b, mark, {stacked}, "chunks", [], [y_chunks], always={stacked})
-    b.op("If", several, then_branch=chunks, else_branch=whole)
-
-
-def _subgraph(
-    b: _Body, mark: int, seeds: set, name: str, inputs: list, outputs: list[str], always: frozenset = frozenset()
-) -> onnx.GraphProto:
-    """The nodes appended to ``b`` since ``mark`` that depend on ``seeds`` (or produce ``always``), as a graph
-    with ``inputs`` (name, type) and ``outputs``; the others stay in ``b``, before it (computed once)."""
-    nodes = b.nodes[mark:]
-    del b.nodes[mark:]
-    inside = set(seeds)
-    kept = []
-    for node in nodes:
-        if any(i in inside for i in node.input) or any(o in always for o in node.output):
-            kept.append(node)
-            inside.update(node.output)
-        else:
-            b.nodes.append(node)
-    f32 = TensorProto.FLOAT
-    return helper.make_graph(
-        kept,
-        name,
-        [helper.make_tensor_value_info(n, t, []) for n, t in inputs],
-        [helper.make_tensor_value_info(o, TensorProto.BOOL if o == "_chunk_cond_out" else f32, None) for o in outputs],
-    )
+def _integral(value: float) -> bool:
+    """Whether ``value`` (as float32) is a whole number: then Round(Clip(z)) = Clip(Round(z)) at that bound."""
+    v = float(np.float32(value))
+    return v == round(v)

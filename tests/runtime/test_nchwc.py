@@ -130,19 +130,3 @@ def test_nchwc_session_equals_numpy_reference_with_noise_off(tmp_path, monkeypat
         assert np.mean(diff > 1e-5 * (1 + np.abs(y_ref))) <= 0.005
         assert diff.max() <= lsb * 1.01
     assert (sess.layers[0].n_tiles > 1) == (case == "tiles_grouped")
-
-
-@pytest.mark.parametrize("periphery", [[], ["read_noise=0", "ir_drop=0"], ["out_noise=0", "read_noise=0"]])
-def test_chunks_of_the_batch_give_the_same_values(tmp_path, monkeypatch, periphery):
-    """The images in chunks (a Loop; the last chunk padded) give bit for bit the outputs of the whole batch at
-    once, noise on (the same fed noise per image), and of a batch of one."""
-    model = conv_model("Conv", [5, 16, 5, 5], [16, 16, 3, 3], pads=[1, 1, 1, 1])
-    out = _compile(tmp_path, model, periphery)
-    x = np.random.default_rng(2).uniform(0, 1, [5, 16, 5, 5]).astype(np.float32)
-    whole = AnalogSession(out, chip_seed=3, t_inference=60.0)
-    monkeypatch.setattr(nchwc, "CHUNK_ELEMENTS", 2 * 16 * 25)  # 2 images a chunk: 3 chunks, one padding image
-    chunked = AnalogSession(out, chip_seed=3, t_inference=60.0)
-    assert nchwc_layers(whole._session_proto) == nchwc_layers(chunked._session_proto) == ["conv"]
-    for _ in range(2):
-        np.testing.assert_array_equal(chunked.run({"x": x})[0], whole.run({"x": x})[0])
-    np.testing.assert_array_equal(chunked.run({"x": x[:1]})[0], whole.run({"x": x[:1]})[0])
