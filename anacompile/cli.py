@@ -163,6 +163,9 @@ def compile_cmd(
             "digital": list(digital),
             "layer_strategies": list(layer_strategy),
             "shared_weights": shared_weights,
+            "target": target,
+            "allow_invalid": allow_invalid,
+            "chip_state": chip_state,
         }
         run_placement(
             model,

@@ -42,6 +42,7 @@ __all__ = [
     "CALIBRATION_SAMPLES",
     "CompileSettings",
     "analysis_pipeline",
+    "check_output_form",
     "compile_pipeline",
     "compile_settings",
     "default_pipeline",
@@ -303,6 +304,23 @@ def _output_range(peri: Periphery, calibration) -> tuple[Periphery, str]:
     return peri, (
         f"output ranges fixed at the ADC bound adc_bound={peri.adc_bound} (output_range=fixed, Rasch et al. 2023)"
     )
+
+
+def check_output_form(target: str, chip_state: str) -> None:
+    """Refuse an unknown ``target`` or ``chip_state``, and ``chip_state="none"`` with ``target="deploy"`` (a
+    device runtime loads a programmed chip), before any work.
+
+    Raises:
+        ConfigError: naming the option and its valid values.
+    """
+    if target not in TARGETS:
+        raise ConfigError(f"target {target!r}: use one of {', '.join(TARGETS)}.")
+    if chip_state not in contract.CHIP_STATES:
+        raise ConfigError(f"--chip-state {chip_state!r}: use one of {', '.join(contract.CHIP_STATES)}.")
+    if chip_state == contract.CHIP_STATE_NONE and target == DEPLOY:
+        raise ConfigError(
+            "--chip-state none stores no programmed chip, which --target deploy needs; use --chip-state full."
+        )
 
 
 def default_pipeline(
