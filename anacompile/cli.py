@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from anacompile.cli_options import EXECUTION_PROVIDER
 from anacompile.cli_output import JSON_HELP, check_json_target, json_to_stdout, write_json
 from anacompile.cli_progress import progress as _progress
 from anacompile.deploy_commands import export_tiles_command
@@ -374,9 +375,7 @@ def evaluate_cmd(
         "--scheduler",
         help="Run the chips on an existing Dask cluster, dask://HOST:PORT (needs anacompile[cluster]); same result.",
     ),
-    execution_provider: str | None = typer.Option(
-        None, "--execution-provider", help="onnxruntime execution provider: cpu (default), cuda, or a full name."
-    ),
+    execution_provider: str | None = EXECUTION_PROVIDER,
 ) -> None:
     """Accuracy (or another metric) over time since programming, mean +- std over many simulated chips."""
     from anacompile.errors import ConfigError
@@ -554,6 +553,7 @@ def mvm_error_cmd(
     json_out: str | None = typer.Option(None, "--json", metavar="PATH", help=JSON_HELP),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing --json file."),
     metric: str | None = typer.Option(None, "--metric", help=METRIC_HELP + " Scored end to end on the same chips."),
+    execution_provider: str | None = EXECUTION_PROVIDER,
 ) -> None:
     """Relative MVM error ||y_analog - y|| / ||y|| of every analog layer on real inputs, at each time."""
     from anacompile.evaluate.mvm_error import mvm_error
@@ -572,6 +572,7 @@ def mvm_error_cmd(
             samples=samples,
             progress=advance,
             metric=metric,
+            providers=execution_provider,
         )
     if json_out is not None:
         write_json(json_out, r.to_dict())

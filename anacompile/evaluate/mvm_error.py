@@ -23,6 +23,7 @@ from anacompile.feeds import load_feeds
 from anacompile.limits import MAX_CHIPS, MAX_SAMPLES, check_count, check_index
 from anacompile.model_io import load_proto
 from anacompile.programming.chip_state import chip_rng
+from anacompile.runtime.providers import resolve_providers
 from anacompile.runtime.session import AnalogSession
 
 __all__ = ["MVMErrorResult", "mvm_error"]
@@ -64,6 +65,7 @@ def mvm_error(
     progress=None,
     metric=None,
     batch_memory_mb: float | None = None,
+    providers: str | list[str] | None = None,
 ) -> MVMErrorResult:
     """eps_M of every analog layer of a compiled model at each time, over ``chips`` chips.
 
@@ -71,15 +73,20 @@ def mvm_error(
     :mod:`anacompile.evaluate.metrics`) the same chips are also scored end to end at every time, beside the
     FP32 baseline, so a layer's error can be read against what the task loses. A built-in metric runs many
     (chip, t) pairs per onnxruntime call under ``batch_memory_mb`` (:mod:`anacompile.runtime.chip_batch`;
-    0: one pair per call), with the same numbers.
+    0: one pair per call), with the same numbers. ``providers``: onnxruntime execution providers of the
+    session (``"cuda"``, ``["cuda", "cpu"]``; :mod:`anacompile.runtime.providers`; default the CPU), one that
+    is not available a one-line ConfigError naming the available ones, before any work.
     """
     times_s = parse_times(times)
     chips = check_count(chips, "--chips", MAX_CHIPS)
     samples = check_count(samples, "--samples", MAX_SAMPLES)
     seed = None if seed is None else check_index(seed, "--seed")
+    resolved = resolve_providers(providers)
     proto = load_proto(model)
     feeds, _ = load_feeds(data, proto, part="test", limit=samples)
-    session = AnalogSession(model, seed=seed, compensation=compensation, periphery_overrides=periphery_overrides)
+    session = AnalogSession(
+        model, seed=seed, compensation=compensation, periphery_overrides=periphery_overrides, providers=resolved
+    )
     task, name, base = None, None, None
     if metric is not None:
         task, name = resolve_metric(metric, data=data, proto=proto, digital_run=session.run_digital)
