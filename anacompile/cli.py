@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from anacompile.cli_options import EXECUTION_PROVIDER
+from anacompile.cli_options import EXECUTION_PROVIDER, periphery_sets
 from anacompile.cli_output import JSON_HELP, check_json_target, json_to_stdout, write_json
 from anacompile.cli_progress import progress as _progress
 from anacompile.deploy_commands import export_tiles_command
@@ -149,13 +149,14 @@ def compile_cmd(
     from anacompile.compiler import compile_model
 
     check_json_target(json_out, [model], force)
+    overrides = periphery_sets(set_)
     if accuracy_budget is not None:
         from anacompile.placement.cli_commands import run_placement
 
         options = {
             "device": device,
             "periphery": periphery,
-            "periphery_overrides": list(set_),
+            "periphery_overrides": overrides,
             "strategy": strategy,
             "calibration": calibration,
             "chip": chip,
@@ -190,7 +191,7 @@ def compile_cmd(
         output,
         device=device,
         periphery=periphery,
-        periphery_overrides=list(set_),
+        periphery_overrides=overrides,
         strategy=strategy,
         calibration=calibration,
         seed=seed,
@@ -391,6 +392,7 @@ def evaluate_cmd(
     for path in (plot, csv_path):
         if path is not None:
             check_output_path(path, [model], force)
+    overrides = periphery_sets(set_)
     modes = [m.strip() for m in compensation.split(",")] if compensation else [None]
     strategies = [s.strip() for s in strategy.split(",")] if strategy else [None]
     runs: list[tuple[str, dict]] = []  # (label, evaluate kwargs)
@@ -398,7 +400,7 @@ def evaluate_cmd(
         raise ConfigError("Compare one thing at a time: --sweep, several --compensation modes, or several --strategy.")
     if len(strategies) > 1:
         for strat in strategies:
-            runs.append((strat, {"compensation": modes[0], "strategy": strat, "periphery_overrides": list(set_)}))
+            runs.append((strat, {"compensation": modes[0], "strategy": strat, "periphery_overrides": overrides}))
     elif sweep is not None:
         key, sep, values = sweep.partition("=")
         if not sep or not values.strip():
@@ -410,14 +412,17 @@ def evaluate_cmd(
                     {
                         "compensation": modes[0],
                         "strategy": strategies[0],
-                        "periphery_overrides": [*set_, f"{key.strip()}={value.strip()}"],
+                        "periphery_overrides": {
+                            **overrides,
+                            **periphery_sets([f"{key.strip()}={value.strip()}"], "--sweep"),
+                        },
                     },
                 )
             )
     else:
         for mode in modes:
             runs.append(
-                (mode or "", {"compensation": mode, "strategy": strategies[0], "periphery_overrides": list(set_)})
+                (mode or "", {"compensation": mode, "strategy": strategies[0], "periphery_overrides": overrides})
             )
     results = []
     embeddings = data == "sentences" or data.endswith(".txt")
@@ -560,6 +565,7 @@ def mvm_error_cmd(
     from anacompile.evaluate.times import format_time
 
     check_json_target(json_out, [model], force)
+    overrides = periphery_sets(set_)
     with _progress("chips") as advance:
         r = mvm_error(
             model,
@@ -568,7 +574,7 @@ def mvm_error_cmd(
             chips=chips,
             seed=seed,
             compensation=compensation,
-            periphery_overrides=list(set_) or None,
+            periphery_overrides=overrides or None,
             samples=samples,
             progress=advance,
             metric=metric,

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from anacompile.cli_options import EXECUTION_PROVIDER
+from anacompile.cli_options import EXECUTION_PROVIDER, periphery_sets
 from anacompile.cli_output import JSON_HELP, check_json_target, json_to_stdout, write_json
 
 __all__ = ["print_placement", "sensitivity_command"]
@@ -56,7 +56,7 @@ def sensitivity_command(
     options = {
         "device": device,
         "periphery": periphery,
-        "periphery_overrides": list(set_),
+        "periphery_overrides": periphery_sets(set_),
         "calibration": calibration,
         "seed": seed,
     }
