@@ -340,6 +340,7 @@ def default_pipeline(
     target: str = SIMULATION,
     shared_weights: str = "share",
     verify: bool = True,
+    chip_state: str = contract.CHIP_STATE_FULL,
 ) -> ir.passes.PassManager:
     """The compiler as an onnx-ir pass pipeline, for other onnx-ir / onnxscript pipelines to run between theirs.
 
@@ -357,6 +358,8 @@ def default_pipeline(
         calibration: a data set name or .npz (then ``model``: the source, to match the data to its inputs),
             or the calibration feeds themselves (input name -> array).
         model: the source model, only to read calibration data for its inputs.
+        chip_state: ``full`` (the file carries the programmed chip) or ``none`` (the plan and seed only), as
+            ``compile --chip-state``.
 
     Example::
 
@@ -371,8 +374,7 @@ def default_pipeline(
             common.RemoveUnusedOpsetsPass(),
         )(model)
     """
-    if target not in TARGETS:
-        raise ConfigError(f"target {target!r}: use one of {', '.join(TARGETS)}.")
+    check_output_form(target, chip_state)
     seed, chip = check_index(seed, "--seed"), check_index(chip, "--chip")
     proto = read_model(model) if model is not None else None
     dev, mapping, peri, feeds, ranges, notes = compile_settings(
@@ -393,6 +395,7 @@ def default_pipeline(
         deploy=target == DEPLOY,
         label=model_label(model) if model is not None else "model",
         verify=verify,
+        chip_state=chip_state,
     )
 
 
