@@ -593,7 +593,9 @@ def mvm_error_cmd(
         table.add_column(format_time(t))
     for name, shape, means, stds in zip(r.layers, r.shapes, r.error_mean, r.error_std, strict=True):
         table.add_row(
-            escape(name), "x".join(map(str, shape)), *[f"{m:.1%} +- {s:.1%}" for m, s in zip(means, stds, strict=True)]
+            escape(name),
+            "x".join(map(str, shape)),
+            *["not reached" if m is None else f"{m:.1%} +- {s:.1%}" for m, s in zip(means, stds, strict=True)],
         )
     if r.metric is not None:
         table.add_row(
@@ -602,6 +604,8 @@ def mvm_error_cmd(
             *[f"{m:.4f} +- {s:.4f}" for m, s in zip(r.metric_mean, r.metric_std, strict=True)],
         )
     out_console.print(table)
+    for note in r.notes:
+        err_console.print(f"[yellow]note:[/] {escape(note)}")
 
 
 @app.command("demo")
