@@ -146,6 +146,11 @@ def run_placement(
         if json_to_stdout(json_out):
             return
     print_placement(result)
+    from anacompile.compiler import read_report
+    from anacompile.model_io import load_proto
+
+    for note in read_report(load_proto(result.output)).notes:  # the compile's own notes, as a plain compile's
+        err_console.print(f"[yellow]note:[/] {escape(note)}")
     out_console.print(f"wrote [bold]{result.output}[/], {result.placement_path}" + (f", {plot}" if plot else ""))
 
 

@@ -288,7 +288,7 @@ def test_every_compile_option_reaches_the_budgeted_compile(tmp_path, models, mon
         assert seen[key] == value, key
 
 
-def test_budgeted_compile_honours_chip_state_and_target(tmp_path, models):
+def test_budgeted_compile_honours_chip_state_and_target(tmp_path, models, capsys):
     """The placement verified is written in the form asked for: ``--chip-state none`` (the plan only) and
     ``--target deploy`` (verified on the simulation form, then compiled to the deployment form); replaying
     the placement JSON with the same options gives the same bytes."""
@@ -303,8 +303,10 @@ def test_budgeted_compile_honours_chip_state_and_target(tmp_path, models):
         (["--target", "deploy"], lambda p: {m.key: m.value for m in p.metadata_props}.get(META_TARGET) == "deploy"),
     ):
         out = tmp_path / f"{extra[1]}.onnx"
+        capsys.readouterr()
         assert main(["compile", str(models[None]), "-o", str(out), *common, *extra]) == 0
         assert check(onnx.load(str(out))), extra
+        assert "note: output ranges calibrated per tile" in capsys.readouterr().err  # the compile's notes too
         replay = tmp_path / f"{extra[1]}.replay.onnx"
         placement = f"@{tmp_path / (extra[1] + '.placement.json')}"
         args = ["compile", str(models[None]), "-o", str(replay), "--calibration", "digits", "--digital", placement]
