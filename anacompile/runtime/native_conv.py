@@ -31,12 +31,17 @@ from anacompile import contract
 from anacompile.crossbar.functions import build_analog_conv_function, conv_overload
 from anacompile.crossbar.periphery import InputRange, Periphery
 from anacompile.graph_walk import all_nodes
+from anacompile.runtime.nchwc import NCHWC_DOMAIN, build_nchwc_conv_function, nchwc_conv
 
 __all__ = ["native_convs"]
 
 
 def native_convs(
-    m: onnx.ModelProto, layers, periphery: Periphery, keep: set[str] | frozenset[str] = frozenset()
+    m: onnx.ModelProto,
+    layers,
+    periphery: Periphery,
+    keep: set[str] | frozenset[str] = frozenset(),
+    nchwc: bool = False,
 ) -> list[str]:
     """Rewrite every eligible convolution layer of the session model ``m`` in place; return their names.
 
@@ -45,6 +50,8 @@ def native_convs(
         layers: the session's :class:`~anacompile.runtime.session.ChipLayer` list.
         periphery: the periphery in force.
         keep: tensor names that must stay computed (``extra_outputs``).
+        nchwc: run the tile MVMs as onnxruntime's NCHWc Convs where it has them for the geometry
+            (:mod:`anacompile.runtime.nchwc`; CPU provider only).
     """
     static = periphery.dac_bits is None or periphery.input_range is InputRange.STATIC
     if not static or periphery.bm_passes > 1:
@@ -67,11 +74,14 @@ def native_convs(
         patch, to_last, to_first, window = found
         spec = layer.spec
         channels = int(window["group"])
-        m.functions.append(
-            build_analog_conv_function(
-                periphery, opset, node.name, window, channels, spec.n_out, spec.n_tiles, spec.rows
-            )
-        )
+        args = (periphery, opset, node.name, window, channels, spec.n_out, spec.n_tiles, spec.rows)
+        plan = _nchwc_plan(window, channels, spec) if nchwc else None
+        if plan is not None:
+            m.functions.append(build_nchwc_conv_function(*args, plan))
+            if not any(o.domain == NCHWC_DOMAIN for o in m.opset_import):
+                m.opset_import.append(helper.make_opsetid(NCHWC_DOMAIN, 1))
+        else:
+            m.functions.append(build_analog_conv_function(*args))
         node.input[0] = patch.input[0]
         node.output[0] = to_first.output[0]
         node.overload = conv_overload(node.name)
@@ -86,6 +96,13 @@ def native_convs(
         del g.initializer[:]
         g.initializer.extend(inits)
     return done
+
+
+def _nchwc_plan(window: dict, channels: int, spec):
+    """onnxruntime's NCHWc form of the layer's grouped tile Conv (one group per row tile), or None."""
+    kk = int(np.prod(window["kernel_shape"]))
+    cpt = spec.rows // kk if spec.tiled else channels
+    return nchwc_conv(spec.n_tiles * cpt, spec.n_tiles * spec.n_out, spec.n_tiles, window)
 
 
 def _patch_nodes(node, layer, producers, uses, pinned, g):

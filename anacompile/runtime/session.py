@@ -40,7 +40,8 @@ from anacompile.programming.chip_state import bank_rng, chip_rng, noise_bank, pr
 from anacompile.runtime.batchnorm import expose_batchnorm_statistics
 from anacompile.runtime.digital_reference import all_nodes, digital_reference_model, plan_weight, weights_layer
 from anacompile.runtime.native_conv import native_convs
-from anacompile.runtime.ort_session import ort_session
+from anacompile.runtime.nchwc import nchwc_enabled
+from anacompile.runtime.ort_session import ort_session, run_checked
 from anacompile.runtime.passes import session_model
 from anacompile.runtime.providers import check_session_providers, resolve_providers
 
@@ -180,7 +181,9 @@ class AnalogSession:
         self._digital_proto = digital_reference_model(proto)
         self.switchable = bool(switchable)
         keep = set(extra_outputs or [])  # patch-free convs unless their tensors are asked for
-        self.native_convs = [] if self.switchable else native_convs(stripped, self.layers, self.periphery, keep)
+        self.providers = resolve_providers(providers)
+        nchwc = nchwc_enabled(self.providers)  # onnxruntime's blocked Convs (CPU; runtime/nchwc.py)
+        self.native_convs = [] if self.switchable else native_convs(stripped, self.layers, self.periphery, keep, nchwc)
         if self.switchable:
             _add_digital_switches(stripped, self.layers, self._digital_proto)
         self.batchnorms = expose_batchnorm_statistics(stripped)
@@ -195,14 +198,12 @@ class AnalogSession:
             )
             for layer in self.layers
         ]
-        self._sizes_key: int | None = None
-        self._sizes = np.zeros(0, np.int64)
+        self._plan: _NoisePlan | None = None  # the noise offsets' per-shape work (_noise_offsets)
         self._bank_size = self.periphery.noise_bank_size if self.periphery.has_mvm_noise else 0
         self._banks: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # size -> (bank, fed copy): drawn once
         self._offsets: np.random.Generator | None = None
         self._code_gain = np.float32(tile_constants(self.periphery).code_gain)
         self._threads = intra_op_threads
-        self.providers = resolve_providers(providers)
         self._providers = self.providers  # the chip batch's sessions run on them too
         self._session_proto = stripped  # the model as this session runs it (ChipBatch adds a pair axis to it)
         self._chip_batch = None
@@ -391,7 +392,7 @@ class AnalogSession:
         for b in self.batchnorms:
             run_feeds.update(b.feeds(self._bn_state))
         try:
-            return self._session.run(output_names or self.output_names, run_feeds)
+            return run_checked(self._session, output_names or self.output_names, run_feeds)
         except Exception as err:  # onnxruntime's own exception types (shape or type errors)
             raise DataError(f"{self.path}: onnxruntime could not run these inputs: {err}") from err
 
@@ -527,29 +528,21 @@ class AnalogSession:
         vary. It is drawn once per size from the experiment seed (:func:`bank_rng`) and shared by all chips;
         each (chip, t) reads it at offsets from its own stream (``offsets``, default the session's current
         (chip, t)), so a chip's runs repeat exactly and chips see independent uniform windows of it.
+
+        This runs before every onnxruntime call, so the per-shape work (sizes, names, bounds) is done once per
+        set of input shapes (:class:`_NoisePlan`) and a run only draws the offsets and takes views of the bank.
         """
         if not self._bank_size:
             return {}
         shapes = self._noise_shapes(feeds)
-        key = id(shapes)  # the cached list for these input shapes: sizes computed once per shape set
-        if self._sizes_key != key:
-            sizes = np.asarray([int(np.prod(shape)) for shape in shapes], np.int64)
-            self._bank_size = bank_size(self.periphery.noise_bank_size, int(sizes.max()))
+        plan = self._plan
+        if plan is None or plan.shapes is not shapes:  # the cached list for these input shapes
+            sizes = [int(np.prod(shape)) for shape in shapes]
+            self._bank_size = bank_size(self.periphery.noise_bank_size, max(sizes))
             self._set_bank()
-            self._sizes_key, self._sizes = key, sizes
-        sizes = self._sizes
+            plan = self._plan = _NoisePlan(shapes, sizes, self._bank_size, self.layers, self._noise_names)
         assert self._offsets is not None  # set_time made it
-        starts = (self._offsets if offsets is None else offsets).integers(0, self._bank_size - sizes + 1)
-        ends = starts + sizes
-        out = {}
-        for i, layer in enumerate(self.layers):  # names built once; views of the bank, no copies
-            start_name, end_name = self._noise_names[i]
-            if layer.fed:
-                out[start_name] = self._fed_bank[starts[i] : ends[i]].reshape(shapes[i])
-            else:
-                out[start_name] = starts[i : i + 1]
-                out[end_name] = ends[i : i + 1]
-        return out
+        return plan.feeds(self._offsets if offsets is None else offsets, self._fed_bank)
 
     def _set_bank(self) -> None:
         """The experiment's noise bank (and its copy pre-scaled for fed layers) at the current size, drawn
@@ -565,6 +558,44 @@ class AnalogSession:
         if any(not layer.fed for layer in self.layers):
             self._state[contract.NOISE_BANK] = banks[0]
         self._fed_bank = banks[1]
+
+
+class _NoisePlan:
+    """What :meth:`AnalogSession._noise_offsets` needs per set of input shapes, computed once: per layer its
+    noise size, shape, feed names and the bound of its offset draw.
+
+    :meth:`feeds` draws one offset per layer from the (chip, t) stream, in layer order, exactly as
+    ``rng.integers(0, highs)`` with the array of bounds does (the same values: one bounded draw per
+    element), but with one scalar call per layer when there are few layers, which costs a third of the array
+    call's broadcasting.
+    """
+
+    SCALAR_DRAWS = 8
+    """Up to this many layers the offsets are drawn by scalar calls (faster); beyond, by one array call."""
+
+    def __init__(self, shapes: list, sizes: list[int], bank: int, layers: list, names: list[tuple[str, str]]) -> None:
+        self.shapes = shapes
+        self.highs = [bank - size + 1 for size in sizes]
+        self._highs = np.asarray(self.highs, np.int64)
+        self.entries = [
+            (layer.fed, start_name, end_name, size, tuple(shape))
+            for layer, (start_name, end_name), size, shape in zip(layers, names, sizes, shapes, strict=True)
+        ]
+
+    def feeds(self, rng: np.random.Generator, fed_bank: np.ndarray) -> dict[str, np.ndarray]:
+        """One run's noise feeds: views of ``fed_bank`` (fed layers), or int64 [1] slice bounds (bank layers)."""
+        if len(self.highs) <= self.SCALAR_DRAWS:
+            starts = [int(rng.integers(0, high)) for high in self.highs]
+        else:
+            starts = rng.integers(0, self._highs).tolist()
+        out: dict[str, np.ndarray] = {}
+        for (fed, start_name, end_name, size, shape), start in zip(self.entries, starts, strict=True):
+            if fed:
+                out[start_name] = fed_bank[start : start + size].reshape(shape)
+            else:
+                out[start_name] = np.array([start], np.int64)
+                out[end_name] = np.array([start + size], np.int64)
+        return out
 
 
 def bank_size(minimum: int, largest: int) -> int:

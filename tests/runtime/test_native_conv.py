@@ -11,6 +11,7 @@ from anacompile import contract
 from anacompile.compiler import compile_model
 from anacompile.crossbar.reference import tile_forward
 from anacompile.passes.conv import ConvGeometry
+from anacompile.runtime.nchwc import ENV, NCHWC_DOMAIN, nchwc_enabled
 from anacompile.runtime.session import AnalogSession
 from tests.passes.test_conv import CASES, conv_model
 
@@ -60,8 +61,11 @@ EXACT = [
 
 @pytest.mark.parametrize(("case", "tile_rows"), EXACT)
 @pytest.mark.parametrize("output_range", ["fixed", "calibrated"])
-def test_native_conv_equals_numpy_reference_with_noise_off(tmp_path, case, tile_rows, output_range):
-    """DAC once on the input, tile MVMs and IR drop as Convs, ADC, scales: ORT == numpy (patches), code for code."""
+@pytest.mark.parametrize("nchwc", ["1", "0"], ids=["nchwc", "plain_conv"])
+def test_native_conv_equals_numpy_reference_with_noise_off(tmp_path, monkeypatch, case, tile_rows, output_range, nchwc):
+    """DAC once on the input, tile MVMs and IR drop as Convs, ADC, scales: ORT == numpy (patches), code for code;
+    with onnxruntime's NCHWc Convs where it has them for the geometry (runtime/nchwc.py) and with them off."""
+    monkeypatch.setenv(ENV, nchwc)
     op, x_shape, w_shape, attrs = CASES[case]
     model = conv_model(op, x_shape, w_shape, **attrs)
     rng = np.random.default_rng(3)
@@ -101,16 +105,29 @@ def _noise_samples(sess: AnalogSession, x: np.ndarray, runs: int) -> np.ndarray:
     return np.stack([sess.run({"x": x})[0] for _ in range(runs)])
 
 
+# (x shape, w shape, tile_rows, runs as NCHWc Convs): 2 tiles of 2 channels and 6 outputs (plain Conv body),
+# one tile of 16 outputs (NCHWc, the periphery in the blocked layout), 2 tiles of 16 channels (grouped NCHWc)
+NOISE_GEOMETRIES = {
+    "plain_conv": ([2, 4, 6, 6], [6, 4, 3, 3], 18, False),
+    "nchwc_blocked": ([2, 4, 6, 6], [16, 4, 3, 3], 512, True),
+    "nchwc_tiles": ([2, 32, 4, 4], [16, 32, 3, 3], 144, True),
+}
+
+
+@pytest.mark.parametrize("geometry", list(NOISE_GEOMETRIES))
 @pytest.mark.parametrize("overrides", [["read_noise=0", "ir_drop=0"], []], ids=["output_noise", "standard"])
-def test_native_conv_noise_law_equals_the_patch_path(tmp_path, overrides):
+def test_native_conv_noise_law_equals_the_patch_path(tmp_path, overrides, geometry):
     """Per output, mean and variance over runs agree with the patch path's (same chip, same t) within 5
     standard errors; the variance of a twin with 5 % more noise does not."""
-    model = conv_model("Conv", [2, 4, 6, 6], [6, 4, 3, 3], pads=[1, 1, 1, 1], bias=False)
-    out = _compile(tmp_path, model, ["tile_rows=18", "dac_bits=10", *overrides])
-    x = np.random.default_rng(5).uniform(0, 1, [2, 4, 6, 6]).astype(np.float32)
+    x_shape, w_shape, tile_rows, blocked = NOISE_GEOMETRIES[geometry]
+    model = conv_model("Conv", x_shape, w_shape, pads=[1, 1, 1, 1], bias=False)
+    out = _compile(tmp_path, model, [f"tile_rows={tile_rows}", "dac_bits=10", *overrides])
+    x = np.random.default_rng(5).uniform(0, 1, x_shape).astype(np.float32)
     native = AnalogSession(out, chip_seed=2, t_inference=60.0)
     patch = AnalogSession(out, chip_seed=2, t_inference=60.0, extra_outputs=["conv.tile_input"])
     assert native.native_convs == ["conv"] and patch.native_convs == []
+    nchwc = any(n.domain == NCHWC_DOMAIN for f in native._session_proto.functions for n in f.node)
+    assert nchwc == (blocked and nchwc_enabled(None))
     runs = 300
     a, b = _noise_samples(native, x, runs), _noise_samples(patch, x, runs)
     keep = (a.std(0) > 0) & (b.std(0) > 0)  # outputs the Relu does not hold at 0

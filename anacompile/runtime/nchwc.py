@@ -1,0 +1,321 @@
+"""Convolutions without patches at fixed-weight speed: onnxruntime's blocked (NCHWc) Conv with fed weights.
+
+onnxruntime's CPU provider runs a ``Conv`` whose weight is a graph input through im2col and SGEMM per image,
+but a ``Conv`` with a constant weight through its NCHWc transformer: the ``com.microsoft.nchwc`` ops, with
+activations in a channel-blocked layout (blocks of 8 or 16 channels, AVX2 / AVX-512) and the filter
+reordered to match. About 2x faster here (one thread, 540 images, 16 -> 32 channels, 3x3 on 8x8: 6.8 ms with
+the fed weight, 3.2 ms with the same weight fed pre-reordered to an NCHWc Conv, 3.0 ms constant;
+bench/README.md, issue 14). The NCHWc kernels accept any weight tensor, so the session can run its chip's
+per-(chip, t) weights through them if it reorders them itself.
+
+The reorder and the node sequence are onnxruntime's own, learned once per conv geometry (:func:`nchwc_conv`):
+a probe model with one ``Conv`` whose constant weight holds 1..n is optimized by onnxruntime and written out
+(``optimized_model_filepath``); the reordered initializer minus 1 is the index permutation of the filter (its
+zeros are padding), and the optimized graph says whether the input goes through ``ReorderInput`` (a conv of
+few input channels reads plain NCHW), the NCHWc ``Conv``'s attributes and the padded output channels. What the
+probe does not turn into exactly ``[ReorderInput] -> nchwc.Conv -> ReorderOutput`` (1-D and 3-D convs, group
+sizes the kernels do not block, a CPU without the kernels, any error) gives ``None``: the layer keeps the
+plain ``Conv`` body (:func:`anacompile.crossbar.functions.build_analog_conv_function`).
+
+:func:`build_nchwc_conv_function` is that body with the tile MVMs as NCHWc Convs of the fed weights,
+reordered in the graph by one ``Gather`` each (weight-sized; microseconds). Constants of the periphery are
+folded into the weights and the Conv biases where exact in exact arithmetic: ``ir_a_scale`` into |W| of the
+IR-drop Conv, the read noise's ``noise_k1`` g^2 into |W| of the q^2 Conv and ``noise_k2`` into its bias. When
+the blocked output has no padded channels the elementwise periphery (IR drop, read noise, ADC) runs in the
+blocked layout (elementwise ops do not care about the order of elements, and the fed standard normals are
+assigned to outputs in another order, which does not change their law), and the output is reordered once,
+before the per-channel scales. Otherwise each Conv's output is reordered to NCHW at once.
+
+Only for the CPU provider; ``ANACOMPILE_NCHWC=0`` in the environment turns it off (the plain Conv body).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import os
+import tempfile
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from anacompile import contract
+from anacompile.contract import MATMUL_ATTRIBUTES, MATMUL_INPUTS
+from anacompile.crossbar.functions import _Body, conv_overload
+from anacompile.crossbar.periphery import InputRange, OutputRange, Periphery
+
+__all__ = ["ENV", "NCHWC_DOMAIN", "NchwcConv", "build_nchwc_conv_function", "nchwc_conv", "nchwc_enabled"]
+
+logger = logging.getLogger(__name__)
+NCHWC_DOMAIN = "com.microsoft.nchwc"
+ENV = "ANACOMPILE_NCHWC"
+"""Environment variable: ``0`` (or ``off``, ``false``, ``no``) runs every conv through the plain Conv body."""
+CPU = "CPUExecutionProvider"
+
+
+@dataclass(frozen=True)
+class NchwcConv:
+    """How onnxruntime runs one conv geometry as an NCHWc Conv (learned by :func:`nchwc_conv`)."""
+
+    reorder_input: bool
+    """The input goes through ``ReorderInput`` (else the NCHWc Conv reads the NCHW input as it is)."""
+    attributes: tuple[tuple[str, object], ...]
+    """The NCHWc Conv's attributes, as onnxruntime writes them."""
+    channels: int
+    """Output channels of the conv (what ``ReorderOutput`` keeps)."""
+    blocked_channels: int
+    """Output channels of the blocked layout (padded to whole blocks)."""
+    perm: np.ndarray
+    """int64, shaped like the reordered filter: the flat index into the OIHW filter of every element, or
+    the filter's size for a padding zero."""
+
+    @property
+    def weight_shape(self) -> tuple[int, ...]:
+        """Shape of the reordered filter."""
+        return tuple(self.perm.shape)
+
+    def reorder(self, w: np.ndarray) -> np.ndarray:
+        """The OIHW filter ``w`` in onnxruntime's NCHWc filter layout (numpy, as the graph's Gather does)."""
+        flat = np.concatenate([np.asarray(w, np.float32).ravel(), np.zeros(1, np.float32)])
+        return flat[self.perm]
+
+
+def nchwc_enabled(providers: list[str] | None) -> bool:
+    """Whether sessions on ``providers`` run convolutions as NCHWc Convs: the CPU provider first, and not
+    turned off by ``ANACOMPILE_NCHWC=0``."""
+    if os.environ.get(ENV, "1").strip().lower() in ("0", "off", "false", "no"):
+        return False
+    return not providers or providers[0] == CPU
+
+
+def nchwc_conv(in_channels: int, out_channels: int, group: int, window: dict) -> NchwcConv | None:
+    """onnxruntime's NCHWc form of a Conv (C_in, C_out, group, window), or None where it has none.
+
+    ``window`` holds the conv's kernel_shape, strides, dilations and pads or auto_pad (other keys are
+    ignored). Learned once per geometry and process from onnxruntime itself (module docstring).
+    """
+    keys = ("kernel_shape", "strides", "dilations", "pads", "auto_pad")
+    items = []
+    for key in keys:
+        if key in window:
+            value = window[key]
+            value = value.decode() if isinstance(value, bytes) else value
+            items.append((key, tuple(int(v) for v in value) if isinstance(value, (list, tuple)) else value))
+    if "kernel_shape" not in window or len(window["kernel_shape"]) != 2:
+        return None  # the NCHWc kernels are 2-D only
+    return _probe(int(in_channels), int(out_channels), int(group), tuple(items))
+
+
+@functools.lru_cache(maxsize=256)
+def _probe(in_channels: int, out_channels: int, group: int, items: tuple) -> NchwcConv | None:
+    window = {k: list(v) if isinstance(v, tuple) else v for k, v in items}
+    kernel = [int(k) for k in window["kernel_shape"]]
+    if in_channels % group or out_channels % group:
+        return None
+    shape = (out_channels, in_channels // group, *kernel)
+    size = int(math.prod(shape))
+    try:
+        optimized = _optimized_probe(in_channels, shape, group, window)
+    except Exception as err:  # noqa: BLE001 - onnxruntime's own error types: no NCHWc form, keep the plain Conv
+        logger.debug("NCHWc probe of %s (group %d, %s) failed: %s", shape, group, window, err)
+        return None
+    nodes = list(optimized.graph.node)
+    if nodes and nodes[0].op_type == "ReorderInput" and nodes[0].domain == NCHWC_DOMAIN:
+        reorder_input, nodes = True, nodes[1:]
+        if any(a.name == "channels_last" and a.i for a in optimized.graph.node[0].attribute):
+            return None
+    else:
+        reorder_input = False
+    if len(nodes) != 2 or any(n.domain != NCHWC_DOMAIN for n in nodes):
+        return None
+    conv, out = nodes
+    if conv.op_type != "Conv" or out.op_type != "ReorderOutput" or len(conv.input) != 2:
+        return None
+    out_attrs = {a.name: helper.get_attribute_value(a) for a in out.attribute}
+    if out_attrs.get("channels") != out_channels or out_attrs.get("channels_last", 0):
+        return None
+    inits = {t.name: numpy_helper.to_array(t) for t in optimized.graph.initializer}
+    if conv.input[1] not in inits:
+        return None
+    reordered = inits[conv.input[1]]
+    index = np.rint(reordered).astype(np.int64) - 1
+    real = index[index >= 0]
+    if real.size != size or not np.array_equal(np.sort(real), np.arange(size)) or (index < -1).any():
+        return None  # not a permutation with zero padding
+    perm = np.where(index < 0, size, index)
+    attrs = []
+    for a in conv.attribute:
+        value = helper.get_attribute_value(a)
+        attrs.append((a.name, value.decode() if isinstance(value, bytes) else value))
+    return NchwcConv(reorder_input, tuple(attrs), out_channels, int(reordered.shape[0]), perm)
+
+
+def _optimized_probe(in_channels: int, shape: tuple[int, ...], group: int, window: dict) -> onnx.ModelProto:
+    import onnxruntime as ort
+
+    r = len(shape) - 2
+    w = (np.arange(math.prod(shape), dtype=np.float32) + 1).reshape(shape)
+    attrs = {k: v for k, v in window.items()}
+    node = helper.make_node("Conv", ["x", "w"], ["y"], group=group, **attrs)
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", in_channels] + [f"S{i}" for i in range(r)])
+    graph = helper.make_graph(
+        [node],
+        "nchwc_probe",
+        [x],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(w, "w")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    so = ort.SessionOptions()
+    so.log_severity_level = 4
+    so.intra_op_num_threads = 1
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    with tempfile.TemporaryDirectory(prefix="anacompile-nchwc-") as folder:
+        so.optimized_model_filepath = os.path.join(folder, "probe.onnx")
+        ort.InferenceSession(model.SerializeToString(), so, providers=[CPU])
+        return onnx.load(so.optimized_model_filepath)
+
+
+def build_nchwc_conv_function(
+    periphery: Periphery,
+    opset: int,
+    layer: str,
+    window: dict,
+    channels: int,
+    n_out: int,
+    n_tiles: int,
+    tile_rows: int,
+    plan: NchwcConv,
+) -> onnx.FunctionProto:
+    """``AnalogMatMul`` of one convolution layer without patches, its tile MVMs as NCHWc Convs (``plan``).
+
+    The inputs, outputs and arithmetic are :func:`anacompile.crossbar.functions.build_analog_conv_function`'s
+    (and so :func:`anacompile.crossbar.reference.tile_forward`'s on the patches): DAC once on X, the MVMs
+    q W g, q W_ir, |q| |W| and q^2 |W| as Convs of the codes, IR drop, read noise and ADC on their outputs,
+    per-tile scales, the tiles' sum and the bias; one pass (static input ranges or no DAC). The constants
+    ``ir_a_scale``, ``noise_k1`` g^2 and ``noise_k2`` ride in the weights and the bias (module docstring), so
+    outputs may differ from the reference by float32 rounding (an ADC step where a value sits on a rounding
+    boundary). ``plan`` is :func:`nchwc_conv` of (n_tiles * C/tile, n_tiles * N, n_tiles, window).
+    """
+    p = periphery
+    if p.bm_passes > 1 or (p.dac_bits is not None and p.input_range is not InputRange.STATIC):
+        raise ValueError("a convolution without patches needs static input ranges (or no DAC), one pass")
+    b = _Body()
+    i64 = TensorProto.INT64
+    kernel = [int(k) for k in window["kernel_shape"]]
+    r, kk = len(kernel), int(math.prod(kernel))
+    tiled = n_tiles > 1
+    cpt = tile_rows // kk if tiled else channels  # input channels per tile
+    outs = n_tiles * n_out  # output channels of the grouped conv
+    blocked = plan.blocked_channels == outs  # no padded channels: the periphery runs in the blocked layout
+    x = "X"
+    if tiled and n_tiles * cpt > channels:  # zero channels up to whole tiles (their weight rows are zero)
+        pads = [0] * (2 * (r + 2))
+        pads[r + 2 + 1] = n_tiles * cpt - channels
+        x = b.op("Pad", x, b.const(pads, i64))
+    if p.dac_bits is None:
+        q = x
+    else:
+        if tiled:  # one DAC scale per tile: per group of cpt channels
+            per_tile = b.op("Reshape", "in_scale", b.const([n_tiles, 1], i64))
+            per_channel = b.op("Expand", per_tile, b.const([n_tiles, cpt], i64))
+            xs = b.op("Mul", x, b.op("Reshape", per_channel, b.const([1, n_tiles * cpt] + [1] * r, i64)))
+        else:
+            xs = b.op("Mul", x, "in_scale")
+        levels = b.attr_const("dac_levels")
+        q = b.op("Round", b.op("Clip", xs, b.op("Neg", levels), levels))
+    if plan.reorder_input:
+        q = b.op("ReorderInput", q, domain=NCHWC_DOMAIN, channels_last=0)
+    # the filters (n_tiles * N, cpt, *kernel), channel-major rows (c, kernel offset) per tile
+    if tiled:
+        wk = b.op("Reshape", "W", b.const([n_tiles, cpt, kk, n_out], i64))
+        wk = b.op("Reshape", b.op("Transpose", wk, perm=[0, 3, 1, 2]), b.const([outs, cpt, *kernel], i64))
+    else:
+        wk = b.op("Reshape", b.op("Transpose", "W", perm=[1, 0]), b.const([n_out, channels, *kernel], i64))
+    gain = None
+    if p.output_range is OutputRange.CALIBRATED:  # per tile, on its N output channels
+        per_tile = b.op(
+            "Expand", b.op("Reshape", "out_gain", b.const([n_tiles, 1], i64)), b.const([n_tiles, n_out], i64)
+        )
+        gain = b.op("Reshape", per_tile, b.const([outs, 1, 1, 1], i64))
+    w_g = wk if gain is None else b.op("Mul", wk, gain)
+    abs_w = b.op("Abs", wk) if (p.read_noise > 0 or p.ir_drop > 0) else None
+    perm = b.op("Constant", value=numpy_helper.from_array(plan.perm, f"{layer}.nchwc_perm"))
+    zero = b.const([0.0])
+
+    def reorder(w: str) -> str:
+        return b.op("Gather", b.op("Concat", b.op("Reshape", w, b.const([-1], i64)), zero, axis=0), perm, axis=0)
+
+    attrs = dict(plan.attributes)
+
+    def conv(left: str, weight: str, bias: str | None = None) -> str:
+        inputs = [left, reorder(weight)] + ([bias] if bias is not None else [])
+        y = b.op("Conv", *inputs, domain=NCHWC_DOMAIN, **attrs)
+        if not blocked:
+            y = b.op("ReorderOutput", y, domain=NCHWC_DOMAIN, channels=outs, channels_last=0)
+        return y
+
+    z = conv(q, w_g)
+    if p.ir_drop > 0:  # g_IR c(a) z_ir, c(a) = 0.05 a ((a - 2)^2 + 6); 0.05 g_IR in W_ir, ir_a_scale in |W|
+        irw = b.op("Reshape", "ir_row_weight", b.const([1, cpt, *kernel], i64))
+        factor = b.op("Mul", irw, b.op("Mul", b.attr_const("ir_drop"), b.const(0.05)))
+        z_ir = conv(q, b.op("Mul", w_g, factor))
+        a = conv(b.op("Abs", q), b.op("Mul", abs_w, b.attr_const("ir_a_scale")))
+        d = b.op("Sub", a, b.const(2.0))
+        corr = b.op("Mul", a, b.op("Add", b.op("Mul", d, d), b.const(6.0)))
+        z = b.op("Sub", z, b.op("Mul", corr, z_ir))
+    if p.has_mvm_noise:
+        xi = b.op("Reshape", "noise_bank", b.op("Shape", z))
+        if p.read_noise > 0:  # sqrt(k1 g^2 q^2 |W| + k2): k1 g^2 in the weights, k2 the bias
+            k1 = b.attr_const("noise_k1")
+            w_v = b.op("Mul", abs_w, k1 if gain is None else b.op("Mul", k1, b.op("Mul", gain, gain)))
+            k2 = b.op(
+                "Expand",
+                b.op("Reshape", b.attr_const("noise_k2"), b.const([1], i64)),
+                b.const([plan.blocked_channels], i64),
+            )
+            var = conv(b.op("Mul", q, q), w_v, k2)
+            z = b.op("Add", z, b.op("Mul", b.op("Sqrt", var), xi))
+        else:
+            z = b.op("Add", z, xi)  # fed pre-scaled by noise_std
+    if p.adc_bits is not None:
+        z = b.op("Round", z)
+    if p.adc_bound is not None:
+        bound = b.attr_const("code_bound")
+        z = b.op("Clip", z, b.op("Neg", bound), bound)
+    if blocked:
+        z = b.op("ReorderOutput", z, domain=NCHWC_DOMAIN, channels=outs, channels_last=0)
+    if tiled:  # (N, n_tiles * N_out, *S') -> scales per tile, the tiles' sum by a MatMul, the bias
+        zs = b.op("Reshape", z, b.const([0, n_tiles, n_out, -1], i64))
+        zs = b.op("Mul", zs, b.op("Reshape", "scale", b.const([n_tiles, n_out, 1], i64)))
+        row = b.op("Reshape", b.const([1.0] * n_tiles), b.const([1, n_tiles], i64))
+        summed = b.op("MatMul", row, b.op("Reshape", zs, b.const([0, n_tiles, -1], i64)))
+        conv_shape = b.op("Shape", z)
+        out_shape = b.op(
+            "Concat",
+            b.op("Slice", conv_shape, b.const([0], i64), b.const([1], i64)),
+            b.const([n_out], i64),
+            b.op("Slice", conv_shape, b.const([2], i64), b.const([2**62], i64)),
+            axis=0,
+        )
+        y = b.op("Reshape", summed, out_shape)
+    else:
+        y = b.op("Mul", z, b.op("Reshape", "scale", b.const([1, n_out] + [1] * r, i64)))
+    b.op("Add", y, b.op("Reshape", "bias", b.const([1, n_out] + [1] * r, i64)))
+    b.nodes[-1].output[0] = "Y"
+    fn = helper.make_function(
+        contract.DOMAIN,
+        contract.ANALOG_MATMUL,
+        list(MATMUL_INPUTS),
+        list(contract.MATMUL_OUTPUTS),
+        b.nodes,
+        [helper.make_opsetid("", opset), helper.make_opsetid(NCHWC_DOMAIN, 1)],
+        attributes=list(MATMUL_ATTRIBUTES),
+        doc_string=f"Analog tiles of convolution {layer} as NCHWc Convs of the fed weights (anacompile session).",
+    )
+    fn.overload = conv_overload(layer)
+    return fn
