@@ -443,7 +443,7 @@ class PCMDevice:
     # Read noise
     # ----------------------------------------------------------------------------------------------
 
-    def read_noise_q(self, g_prog_us: ArrayLike) -> NDArray[np.float64]:
+    def read_noise_q(self, g_prog_us: ArrayLike, *, dtype: Any = np.float64) -> NDArray[np.float64]:
         """Return the 1/f noise amplitude Q_s of each device.
 
         Q_s(ĝ) = min(q_coefficient / max(ĝ^q_exponent, q_floor), q_max), ĝ = |g_prog|/g_max (Joshi et al.
@@ -451,11 +451,12 @@ class PCMDevice:
 
         Args:
             g_prog_us: programmed conductances, µS (any shape).
+            dtype: float64 (default) or float32, as :meth:`read` computes it (its ``q_s``).
 
         Returns:
             Q_s (dimensionless), same shape.
         """
-        return _shaped(self._read_noise_q(_as_f64(g_prog_us)), np.ndim(g_prog_us) == 0)
+        return _shaped(self._read_noise_q(_as_f64(g_prog_us, dtype)), np.ndim(g_prog_us) == 0)
 
     def _read_noise_q(self, g: NDArray[np.float64]) -> NDArray[np.float64]:
         p = self.read_noise
@@ -496,6 +497,7 @@ class PCMDevice:
         rng: np.random.Generator,
         *,
         dtype: Any = np.float64,
+        q_s: NDArray | None = None,
     ) -> NDArray[np.float64]:
         """Return one noisy read of each device t_inference_s after programming, µS.
 
@@ -509,6 +511,8 @@ class PCMDevice:
             t_inference_s: time since the end of programming, s (one number >= 0).
             rng: source of the normals (one ``standard_normal`` call, one value per device).
             dtype: float64 (default) or float32 (:data:`SAMPLE_DTYPES`).
+            q_s: :meth:`read_noise_q` of these ``g_prog_us`` in ``dtype``, if the caller keeps it: it does not
+                depend on t, so a chip read at many times computes it once (the same values).
 
         Returns:
             Read conductances >= 0, µS, of the broadcast shape, of ``dtype``.
@@ -522,7 +526,7 @@ class PCMDevice:
         g = _as_f64(g_prog_us, dtype)
         g_drift = self.drift._apply(g, _as_f64(nu, dtype), t)
         noise = np.abs(g_drift)
-        noise *= self._read_noise_q(g)  # broadcasts when nu has more dimensions than g_prog
+        noise *= self._read_noise_q(g) if q_s is None else q_s  # broadcasts when nu has more dimensions
         noise *= bandwidth
         noise *= rng.standard_normal(g_drift.shape, dtype=g_drift.dtype)
         g_drift += noise

@@ -26,8 +26,10 @@ __all__ = [
     "chip_rng",
     "compensation_factors",
     "compensation_reference",
+    "experiment_noise_bank",
     "noise_bank",
     "program_layer",
+    "read_noise_q",
     "read_weights",
 ]
 
@@ -131,6 +133,7 @@ def read_weights(
     gain_us: float,
     rng: np.random.Generator,
     block: int = BLOCK_DEVICES,
+    q_s: NDArray | None = None,
 ) -> NDArray[np.float32]:
     """Normalised effective weights at t: decode the pairs of g(t) = device.read(g_prog, nu, t).
 
@@ -141,6 +144,8 @@ def read_weights(
     Args:
         g_prog, nu: programmed conductances (µS) and drift exponents, shape (P, 2, [n_tiles,] rows, N).
         t_inference_s: seconds since programming.
+        q_s: a PCM device's :func:`read_noise_q` of ``g_prog`` (t-independent), if the caller keeps it per
+            programmed chip; otherwise every read computes it.
 
     Returns:
         u(t), shape ([n_tiles,] rows, N), float32.
@@ -152,16 +157,31 @@ def read_weights(
     pairs = g_prog.shape[0]
     flat_g = g_prog.reshape(pairs, 2, -1)
     flat_nu = nu.reshape(pairs, 2, -1)
+    flat_q = None if q_s is None or not isinstance(device, PCMDevice) else np.asarray(q_s).reshape(pairs, 2, -1)
+
+    def q(p: int, sign: int, part: slice) -> dict:
+        return {} if flat_q is None else {"q_s": flat_q[p, sign, part]}
+
     streams = _row_streams(rng, 2 * pairs)
     u = np.zeros(flat_g.shape[2], SAMPLE_DTYPE)
     for p in range(pairs):
         f = np.float32(float(significance[p]) / float(gain_us))
         for part in _blocks(flat_g.shape[2], block):
             g_plus = device.read(
-                flat_g[p, 0, part], flat_nu[p, 0, part], t_inference_s, streams[2 * p], dtype=SAMPLE_DTYPE
+                flat_g[p, 0, part],
+                flat_nu[p, 0, part],
+                t_inference_s,
+                streams[2 * p],
+                dtype=SAMPLE_DTYPE,
+                **q(p, 0, part),
             )
             g_minus = device.read(
-                flat_g[p, 1, part], flat_nu[p, 1, part], t_inference_s, streams[2 * p + 1], dtype=SAMPLE_DTYPE
+                flat_g[p, 1, part],
+                flat_nu[p, 1, part],
+                t_inference_s,
+                streams[2 * p + 1],
+                dtype=SAMPLE_DTYPE,
+                **q(p, 1, part),
             )
             g_plus -= g_minus
             g_plus *= f
@@ -169,6 +189,44 @@ def read_weights(
     return u.reshape(g_prog.shape[2:])
 
 
+def read_noise_q(g_prog: NDArray, device) -> NDArray | None:
+    """A PCM device's 1/f read-noise amplitude Q_s(|g_prog|/g_max) in the sampling dtype, for
+    :func:`read_weights` (``q_s``); None for other devices (their reads compute what they need)."""
+    if not isinstance(device, PCMDevice):
+        return None
+    return device.read_noise_q(g_prog, dtype=SAMPLE_DTYPE)
+
+
 def noise_bank(size: int, rng: np.random.Generator) -> NDArray[np.float32]:
     """A bank of standard normals for per-MVM noise (sliced at random offsets inside the graph)."""
     return rng.standard_normal(int(size), dtype=np.float32)
+
+
+BANK_CACHE_BYTES = 256 * 2**20
+"""Most bytes of experiment noise banks kept per process (:func:`experiment_noise_bank`), least recently used
+out first; a bank larger than this is drawn and not kept."""
+_BANKS: dict[tuple[int, int, float], NDArray[np.float32]] = {}
+
+
+def experiment_noise_bank(seed: int, size: int, scale: float = 1.0) -> NDArray[np.float32]:
+    """The experiment's bank of ``size`` standard normals (:func:`noise_bank` from :func:`bank_rng`), times
+    ``scale``, read-only and shared within the process.
+
+    It is a function of (seed, size) alone, so every session of one experiment (each ``evaluate`` job, each
+    chip batch, each sensitivity or placement session) would draw the same values again: at the digits CNN's
+    540 test images the bank is 2^23 normals, ~60 ms a draw. Banks stay cached up to
+    :data:`BANK_CACHE_BYTES`; the arrays are not writeable, so no caller can alter another's noise.
+    """
+    key = (int(seed), int(size), float(scale))
+    bank = _BANKS.pop(key, None)
+    if bank is None:
+        if scale == 1.0:
+            bank = noise_bank(size, bank_rng(seed, size))
+        else:
+            bank = experiment_noise_bank(seed, size) * np.float32(scale)
+        bank.flags.writeable = False
+    if bank.nbytes <= BANK_CACHE_BYTES:
+        _BANKS[key] = bank  # most recently used last
+        while sum(b.nbytes for b in _BANKS.values()) > BANK_CACHE_BYTES:
+            _BANKS.pop(next(iter(_BANKS)))
+    return bank

@@ -36,7 +36,13 @@ from anacompile.mapping import decode_pairs
 from anacompile.mapping.registry import get_mapping, mapping_from_dict
 from anacompile.model_io import load_proto
 from anacompile.passes.deploy_form import DEPLOY, META_TARGET
-from anacompile.programming.chip_state import bank_rng, chip_rng, noise_bank, program_layer, read_weights
+from anacompile.programming.chip_state import (
+    chip_rng,
+    experiment_noise_bank,
+    program_layer,
+    read_noise_q,
+    read_weights,
+)
 from anacompile.runtime.batchnorm import expose_batchnorm_statistics
 from anacompile.runtime.digital_reference import all_nodes, digital_reference_model, plan_weight, weights_layer
 from anacompile.runtime.native_conv import native_convs
@@ -44,6 +50,7 @@ from anacompile.runtime.nchwc import nchwc_enabled
 from anacompile.runtime.ort_session import ort_session, run_checked
 from anacompile.runtime.passes import session_model
 from anacompile.runtime.providers import check_session_providers, resolve_providers
+from anacompile.runtime.unroll_loops import MAX_UNROLL_STEPS, LoopUnroller
 
 __all__ = ["AnalogSession", "ChipLayer", "digital_reference_model"]
 
@@ -74,6 +81,7 @@ class ChipLayer:
     variants: dict = field(default_factory=dict)  # other strategies' plans and chip states (set_layer_strategy)
     out_gain: NDArray[np.float32] | None = None  # output gains before the ADC (output_range: calibrated)
     weights: str = ""  # the layer whose programmed tiles it reads: its own name, or a shared weight's owner
+    q_s: tuple | None = None  # (g_prog, its read-noise amplitude Q_s): computed once per programmed state
 
     @property
     def owns_tiles(self) -> bool:
@@ -131,6 +139,9 @@ class AnalogSession:
             :meth:`set_layer_strategy` re-maps single layers, all on the same programmed chip and one
             onnxruntime session (sensitivity and placement studies, :mod:`anacompile.placement`). A switched
             layer's output is exactly its analog or its digital output.
+        unroll_steps: recurrent Loops whose trip count for the inputs at hand is at most this run unrolled
+            (a session model per input shapes, built on first use; same outputs bit for bit, faster:
+            :mod:`anacompile.runtime.unroll_loops`); 0 always runs the Loops.
     """
 
     def __init__(
@@ -149,6 +160,7 @@ class AnalogSession:
         strategy: str | None = None,
         extra_outputs: list[str] | None = None,
         switchable: bool = False,
+        unroll_steps: int = MAX_UNROLL_STEPS,
     ) -> None:
         self.path = str(path)
         proto = load_proto(path, load_external_data=True)
@@ -209,6 +221,7 @@ class AnalogSession:
         self._chip_batch = None
         self._session = ort_session(stripped, self._session_options(), self._providers, label=f"{path}")
         check_session_providers(self._session, self.providers, label=f"{path}")
+        self._unroller = LoopUnroller(self, check_index(unroll_steps, "unroll_steps"))
         self.input_names = [i.name for i in self._session.get_inputs() if i.name not in self._state_names()]
         hidden = {bn.input for bn in self.batchnorms} | set(extra_outputs or [])
         self.output_names = [o.name for o in self._session.get_outputs() if o.name not in hidden]
@@ -267,6 +280,10 @@ class AnalogSession:
         )
 
     def _read_layer(self, layer: ChipLayer, t: float) -> None:
+        # the read noise's amplitude Q_s(g_prog) does not depend on t: once per programmed state, kept with
+        # the array it was computed from (a new programming, strategy or shared owner is a new array)
+        if layer.q_s is None or layer.q_s[0] is not layer.g_prog:
+            layer.q_s = (layer.g_prog, read_noise_q(layer.g_prog, self.device))
         w = read_weights(
             layer.g_prog,
             layer.nu,
@@ -275,6 +292,7 @@ class AnalogSession:
             layer.mapping.significance,
             layer.gain_us,
             chip_rng(self.seed, self.chip_seed, "read", layer.index, t),
+            q_s=layer.q_s[1],
         )
         alpha = compensation_factors(w, layer.gdc_ref, self.compensation)
         self._state[f"{layer.name}.{contract.W_EFF}"] = w * self._code_gain
@@ -391,8 +409,11 @@ class AnalogSession:
         run_feeds = {**feeds, **self._state, **offsets}
         for b in self.batchnorms:
             run_feeds.update(b.feeds(self._bn_state))
+        session = self._session
+        if self._unroller:  # recurrent Loops unrolled for these input shapes (runtime/unroll_loops.py)
+            session, run_feeds = self._unroller.prepare(feeds, run_feeds)
         try:
-            return run_checked(self._session, output_names or self.output_names, run_feeds)
+            return run_checked(session, output_names or self.output_names, run_feeds)
         except Exception as err:  # onnxruntime's own exception types (shape or type errors)
             raise DataError(f"{self.path}: onnxruntime could not run these inputs: {err}") from err
 
@@ -549,9 +570,9 @@ class AnalogSession:
         the first time this size is needed and kept (a few sizes at most: one per input shape)."""
         banks = self._banks.get(self._bank_size)
         if banks is None:
-            bank = noise_bank(self._bank_size, bank_rng(self.seed, self._bank_size))
+            bank = experiment_noise_bank(self.seed, self._bank_size)  # shared by the process's sessions
             scale = 1.0 if self.periphery.read_noise > 0 else tile_constants(self.periphery).noise_std
-            banks = (bank, bank if scale == 1.0 else bank * np.float32(scale))
+            banks = (bank, experiment_noise_bank(self.seed, self._bank_size, scale))
             if len(self._banks) >= MAX_BANKS:
                 self._banks.pop(next(iter(self._banks)))
             self._banks[self._bank_size] = banks
