@@ -50,6 +50,7 @@ from anacompile.runtime.nchwc import nchwc_enabled
 from anacompile.runtime.ort_session import ort_session, run_checked
 from anacompile.runtime.passes import session_model
 from anacompile.runtime.providers import check_session_providers, resolve_providers
+from anacompile.runtime.unroll_loops import MAX_UNROLL_STEPS, LoopUnroller
 
 __all__ = ["AnalogSession", "ChipLayer", "digital_reference_model"]
 
@@ -138,6 +139,9 @@ class AnalogSession:
             :meth:`set_layer_strategy` re-maps single layers, all on the same programmed chip and one
             onnxruntime session (sensitivity and placement studies, :mod:`anacompile.placement`). A switched
             layer's output is exactly its analog or its digital output.
+        unroll_steps: recurrent Loops whose trip count for the inputs at hand is at most this run unrolled
+            (a session model per input shapes, built on first use; same outputs bit for bit, faster:
+            :mod:`anacompile.runtime.unroll_loops`); 0 always runs the Loops.
     """
 
     def __init__(
@@ -156,6 +160,7 @@ class AnalogSession:
         strategy: str | None = None,
         extra_outputs: list[str] | None = None,
         switchable: bool = False,
+        unroll_steps: int = MAX_UNROLL_STEPS,
     ) -> None:
         self.path = str(path)
         proto = load_proto(path, load_external_data=True)
@@ -216,6 +221,7 @@ class AnalogSession:
         self._chip_batch = None
         self._session = ort_session(stripped, self._session_options(), self._providers, label=f"{path}")
         check_session_providers(self._session, self.providers, label=f"{path}")
+        self._unroller = LoopUnroller(self, check_index(unroll_steps, "unroll_steps"))
         self.input_names = [i.name for i in self._session.get_inputs() if i.name not in self._state_names()]
         hidden = {bn.input for bn in self.batchnorms} | set(extra_outputs or [])
         self.output_names = [o.name for o in self._session.get_outputs() if o.name not in hidden]
@@ -403,8 +409,11 @@ class AnalogSession:
         run_feeds = {**feeds, **self._state, **offsets}
         for b in self.batchnorms:
             run_feeds.update(b.feeds(self._bn_state))
+        session = self._session
+        if self._unroller:  # recurrent Loops unrolled for these input shapes (runtime/unroll_loops.py)
+            session, run_feeds = self._unroller.prepare(feeds, run_feeds)
         try:
-            return run_checked(self._session, output_names or self.output_names, run_feeds)
+            return run_checked(session, output_names or self.output_names, run_feeds)
         except Exception as err:  # onnxruntime's own exception types (shape or type errors)
             raise DataError(f"{self.path}: onnxruntime could not run these inputs: {err}") from err
 

@@ -1,0 +1,466 @@
+"""Recurrent Loops unrolled in the analog session's model, for the sequence length at hand.
+
+A recurrent layer compiles to a ``Loop`` over time steps whose body holds its ``AnalogMatMul`` nodes
+(:mod:`anacompile.passes.recurrent`). In onnxruntime every iteration of a Loop pays for the body's own
+frame, and an AnalogMatMul in a Loop body computes its noise slice in the graph (``step_noise``: ~15 small
+nodes per step, then a Slice and a Reshape of the noise bank; :mod:`anacompile.runtime.passes.noise_inputs`).
+When the trip count is known for the inputs at hand, the session runs a copy of its model with such Loops
+unrolled instead: T copies of the body in the main graph, each step's AnalogMatMul fed its noise as a
+tensor (the ``fed`` overload, as a main-graph layer), so onnxruntime also plans memory across steps and
+shares what the steps compute alike (the derived weights |W|, W_ir). The compiled file is not changed.
+
+**Same numbers.** Step i of a Loop reads the bank slice [s + i step, s + (i + 1) step) of the layer's
+reserved range [s, s + T step) (the modulo of the in-graph offsets never wraps inside the reserved range),
+so the unrolled model is fed exactly those slices, in the layout of the fed bodies: the unrolled session
+gives bit for bit the Loop's outputs, noise on (tests/runtime/test_unroll_loops.py), and the noise law,
+the per-(chip, t) offset streams and everything built on them are unchanged.
+
+**When.** A main-graph Loop is unrolled when its iteration count depends on the input shapes only (the
+trip count's producers are Shape/Size of any value, constants and shape arithmetic), it has no loop
+condition (every iteration runs), its analog layers sit in its body directly (or under the session's
+digital switch), and the count for the inputs at hand, read once per input shapes from the digital model,
+is between 1 and ``max_steps`` (:data:`MAX_UNROLL_STEPS`, the ``AnalogSession(unroll_steps=...)``
+parameter; 0 never unrolls). Longer or unknown sequences run the Loop. The unrolled sessions are kept per
+input shapes (:data:`MAX_UNROLLED_SESSIONS`, least recently used dropped).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+from onnx import helper
+
+from anacompile import contract
+from anacompile.contract import TILED
+from anacompile.crossbar.functions import NoiseSource, overload_name
+from anacompile.graph_walk import node_subgraphs
+from anacompile.runtime.passes.noise_inputs import NOISE_INPUT
+
+__all__ = ["MAX_UNROLLED_SESSIONS", "MAX_UNROLL_STEPS", "LoopSite", "LoopUnroller", "loop_sites", "unroll_model"]
+
+logger = logging.getLogger(__name__)
+
+MAX_UNROLL_STEPS = 64
+"""Default largest trip count that is unrolled (``AnalogSession(unroll_steps=...)``). An unrolled step adds
+~60 nodes (the AnalogMatMul body inlined) to the session's model, which onnxruntime builds once per input
+shapes; longer sequences keep the Loop (bench/README.md, issue 14: build time and speed against T)."""
+MAX_UNROLLED_SESSIONS = 4
+"""Unrolled sessions kept per AnalogSession (one per input shapes: sequence lengths)."""
+
+STEP_NOISE = "noise_step"
+"""Suffix of an unrolled step's fed noise input: ``<layer>.noise_step<i>``."""
+
+# ops whose output depends only on their inputs' values; with Shape/Size/constants at the leaves, a trip
+# count computed from them depends on the input shapes only
+_SHAPE_ARITHMETIC = {
+    "Gather",
+    "Slice",
+    "Concat",
+    "Squeeze",
+    "Unsqueeze",
+    "Cast",
+    "Reshape",
+    "Identity",
+    "Add",
+    "Sub",
+    "Mul",
+    "Div",
+    "ReduceProd",
+    "ReduceSum",
+    "Max",
+    "Min",
+    "Abs",
+}
+
+
+@dataclass(frozen=True)
+class LoopSite:
+    """A main-graph Loop the session may unroll: its node name, trip-count value and analog layers."""
+
+    name: str
+    trip: str
+    layers: tuple[str, ...]
+
+
+def _is_loop(node: onnx.NodeProto) -> bool:
+    return node.op_type == "Loop" and node.domain in ("", "ai.onnx")
+
+
+def _is_analog(node: onnx.NodeProto) -> bool:
+    return node.domain == contract.DOMAIN and node.op_type == contract.ANALOG_MATMUL
+
+
+def _shape_derived(graph: onnx.GraphProto, value: str) -> bool:
+    """Whether main-graph ``value`` is computed from input shapes and constants only."""
+    producers = {out: node for node in graph.node for out in node.output if out}
+    constants = {t.name for t in graph.initializer}
+    inputs = {v.name for v in graph.input}
+    seen: set[str] = set()
+    todo = [value]
+    while todo:
+        name = todo.pop()
+        if name in seen or name == "":
+            continue
+        seen.add(name)
+        if name in constants and name not in inputs:
+            continue
+        node = producers.get(name)
+        if node is None or node.domain not in ("", "ai.onnx"):
+            return False  # a graph input's value, an outer value or a custom op
+        if node.op_type in ("Shape", "Size", "Constant"):
+            continue
+        if node.op_type not in _SHAPE_ARITHMETIC:
+            return False
+        todo.extend(node.input)
+    return True
+
+
+def _body_layers(body: onnx.GraphProto, names: set[str]) -> list[str] | None:
+    """The session layers in a Loop body: directly in it, or alone under the session's digital switch (an If
+    whose then branch is the layer); None when a layer sits deeper (a user's If or a nested Loop), where the
+    session's digital model flattens its inputs and the steps' shapes are unknown."""
+    found: list[str] = []
+
+    def deeper(graph: onnx.GraphProto) -> bool:
+        for node in graph.node:
+            if _is_analog(node) and node.name in names:
+                return True
+            if any(deeper(sub) for sub in node_subgraphs(node)):
+                return True
+        return False
+
+    for node in body.node:
+        if _is_analog(node) and node.name in names:
+            found.append(node.name)
+            continue
+        subs = list(node_subgraphs(node))
+        if node.op_type == "If" and node.name.endswith(".switch") and subs:
+            then = next(a.g for a in node.attribute if a.name == "then_branch")
+            inner = [n.name for n in then.node if _is_analog(n) and n.name in names]
+            if len(then.node) == 1 and inner:
+                found.extend(inner)
+                if any(deeper(a.g) for a in node.attribute if a.name == "else_branch"):
+                    return None
+                continue
+        if any(deeper(sub) for sub in subs):
+            return None
+    return found
+
+
+def loop_sites(proto: onnx.ModelProto, layer_names) -> list[LoopSite]:
+    """The main-graph Loops of the session's model that can be unrolled (module docstring: when)."""
+    graph = proto.graph
+    names = set(layer_names)
+    sites = []
+    for node in graph.node:
+        if not _is_loop(node) or len(node.input) < 2 or not node.input[0] or node.input[1]:
+            continue
+        body = next(a.g for a in node.attribute if a.name == "body")
+        if len(body.input) < 2 or not body.output:
+            continue
+        cond_in, cond_out = body.input[1].name, body.output[0].name
+        producer = next((n for n in body.node if cond_out in n.output), None)
+        if cond_out != cond_in and not (
+            producer is not None and producer.op_type == "Identity" and list(producer.input) == [cond_in]
+        ):
+            continue  # the body decides whether to go on: the count is not the trip count
+        layers = _body_layers(body, names)
+        if not layers or not _shape_derived(graph, node.input[0]):
+            continue
+        sites.append(LoopSite(node.name, node.input[0], tuple(layers)))
+    return sites
+
+
+class _Names:
+    """Renames the values defined in one copy of a Loop body (suffix ``.u<i>``), at any depth."""
+
+    def __init__(self, suffix: str, mapping: dict[str, str]) -> None:
+        self.suffix = suffix
+        self.mapping = mapping
+
+    def define(self, name: str) -> str:
+        if not name:
+            return name
+        new = f"{name}{self.suffix}"
+        self.mapping[name] = new
+        return new
+
+    def use(self, name: str) -> str:
+        return self.mapping.get(name, name)
+
+    def child(self) -> _Names:
+        return _Names(self.suffix, dict(self.mapping))
+
+
+def _copy_nodes(nodes, names: _Names, edit) -> list[onnx.NodeProto]:
+    """Copies of ``nodes`` with every value defined in them renamed (subgraphs included) and ``edit``
+    applied to each copy (before its outputs are renamed)."""
+    out = []
+    for node in nodes:
+        new = onnx.NodeProto()
+        new.CopyFrom(node)
+        del new.input[:]
+        new.input.extend(names.use(i) if i else "" for i in node.input)
+        for attr in new.attribute:
+            subs = [attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs)
+            for sub in subs:
+                _rename_subgraph(sub, names.child(), edit)
+        edit(new, node)
+        del new.output[:]
+        new.output.extend(names.define(o) for o in node.output)
+        if new.name:
+            new.name = f"{new.name}{names.suffix}"
+        out.append(new)
+    return out
+
+
+def _rename_subgraph(graph: onnx.GraphProto, names: _Names, edit) -> None:
+    for value in graph.input:
+        value.name = names.define(value.name)
+    for init in graph.initializer:
+        init.name = names.define(init.name)
+    nodes = _copy_nodes(list(graph.node), names, edit)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    for value in graph.output:
+        value.name = names.use(value.name)
+    del graph.value_info[:]
+
+
+def _step_noise_shape(lead: tuple[int, ...], n_tiles: int, tiled: bool, n_out: int, passes: int) -> tuple[int, ...]:
+    """Shape of one step's fed noise, as the fed bodies take it (session._noise_shapes for a fed layer)."""
+    head = (passes,) if passes > 1 else ()
+    if tiled:
+        return (*head, n_tiles, int(np.prod(lead)), n_out)
+    return (*head, *lead, n_out)
+
+
+def unroll_model(
+    proto: onnx.ModelProto, steps: dict[str, int], layers: dict, noise_shapes: dict[str, tuple[int, ...]] | None
+) -> onnx.ModelProto:
+    """``proto`` with the Loops named in ``steps`` (Loop name -> trip count >= 1) unrolled.
+
+    ``layers`` maps the unrolled Loops' layer names to the session's ``ChipLayer``; ``noise_shapes`` maps
+    them to one step's fed noise shape (None: the periphery has no per-MVM noise). Each step's
+    AnalogMatMul reads graph input ``<layer>.noise_step<i>`` through the fed overload; the Loop outputs keep
+    their names (final states; scan outputs stacked on a new axis 0).
+    """
+    m = onnx.ModelProto()
+    m.CopyFrom(proto)
+    g = m.graph
+    opset = next((o.version for o in m.opset_import if o.domain in ("", "ai.onnx")), 17)
+    new_nodes: list[onnx.NodeProto] = []
+    for node in g.node:
+        if not (_is_loop(node) and node.name in steps):
+            new_nodes.append(node)
+            continue
+        n_steps = steps[node.name]
+        body = next(a.g for a in node.attribute if a.name == "body")
+        n_carried = len(body.input) - 2
+        n_scan = len(body.output) - 1 - n_carried
+        carried = list(node.input[2:])
+        scans: list[list[str]] = [[] for _ in range(n_scan)]
+        p = f"{node.name}.unrolled"
+        true = f"{p}.true"
+        new_nodes.append(
+            helper.make_node("Constant", [], [true], value=helper.make_tensor(true, onnx.TensorProto.BOOL, [], [True]))
+        )
+        for i in range(n_steps):
+            names = _Names(f".u{i}", {})
+            it = f"{p}.i{i}"
+            new_nodes.append(
+                helper.make_node("Constant", [], [it], value=helper.make_tensor(it, onnx.TensorProto.INT64, [], [i]))
+            )
+            names.mapping[body.input[0].name] = it
+            names.mapping[body.input[1].name] = true
+            for value, outer in zip(body.input[2:], carried, strict=True):
+                names.mapping[value.name] = outer
+
+            def edit(new: onnx.NodeProto, old: onnx.NodeProto, i: int = i) -> None:
+                if not (_is_analog(old) and old.name in layers) or noise_shapes is None:
+                    return
+                fed = f"{old.name}.{STEP_NOISE}{i}"
+                rest = list(new.input[NOISE_INPUT + 3 :])  # the calibrated output gains stay the last input
+                del new.input[NOISE_INPUT:]
+                new.input.extend([fed, "", ""] + rest if rest else [fed])
+                new.overload = overload_name(old.overload == TILED, NoiseSource.FED)
+
+            for init in body.initializer:
+                copy = onnx.TensorProto()
+                copy.CopyFrom(init)
+                copy.name = names.define(init.name)
+                g.initializer.append(copy)
+            new_nodes += _copy_nodes(list(body.node), names, edit)
+            outs = [names.use(v.name) for v in body.output]
+            carried = outs[1 : 1 + n_carried]
+            for k in range(n_scan):
+                scans[k].append(outs[1 + n_carried + k])
+        finals = list(node.output[:n_carried])
+        for final, value in zip(finals, carried, strict=True):
+            if final:
+                new_nodes.append(helper.make_node("Identity", [value], [final], name=f"{final}.unrolled"))
+        axes = f"{p}.axes"
+        if opset >= 13:
+            new_nodes.append(
+                helper.make_node(
+                    "Constant", [], [axes], value=helper.make_tensor(axes, onnx.TensorProto.INT64, [1], [0])
+                )
+            )
+        for k, values in enumerate(scans):
+            out = node.output[n_carried + k] if len(node.output) > n_carried + k else ""
+            if not out:
+                continue
+            parts = []
+            for i, v in enumerate(values):
+                part = f"{out}.step{i}"
+                if opset >= 13:
+                    new_nodes.append(helper.make_node("Unsqueeze", [v, axes], [part]))
+                else:
+                    new_nodes.append(helper.make_node("Unsqueeze", [v], [part], axes=[0]))
+                parts.append(part)
+            new_nodes.append(helper.make_node("Concat", parts, [out], axis=0, name=f"{out}.stacked"))
+    del g.node[:]
+    g.node.extend(_live(new_nodes, {o.name for o in g.output}))
+    _add_step_inputs(g, steps, layers, noise_shapes, proto)
+    return m
+
+
+def _add_step_inputs(g, steps, layers, noise_shapes, proto) -> None:
+    """Graph inputs of the steps' fed noise; the noise inputs no node reads any more are dropped."""
+    if noise_shapes is not None:
+        trips = {}
+        for node in proto.graph.node:
+            if _is_loop(node) and node.name in steps:
+                body = next(a.g for a in node.attribute if a.name == "body")
+                for name in _body_layers(body, set(layers)) or []:
+                    trips[name] = steps[node.name]
+        for name, n_steps in trips.items():
+            for i in range(n_steps):
+                g.input.append(
+                    helper.make_tensor_value_info(
+                        f"{name}.{STEP_NOISE}{i}", onnx.TensorProto.FLOAT, list(noise_shapes[name])
+                    )
+                )
+    used = {i for n in _all(g) for i in n.input}
+    outputs = {o.name for o in g.output}
+    keep = [v for v in g.input if v.name in used or v.name in outputs]
+    del g.input[:]
+    g.input.extend(keep)
+
+
+def _all(graph: onnx.GraphProto):
+    for node in graph.node:
+        yield node
+        for sub in node_subgraphs(node):
+            yield from _all(sub)
+
+
+def _live(nodes: list[onnx.NodeProto], outputs: set[str]) -> list[onnx.NodeProto]:
+    """``nodes`` without those whose outputs nothing reads (the steps' dead in-graph noise offsets)."""
+    needed = set(outputs)
+    keep = []
+    for node in reversed(nodes):
+        if any(o in needed for o in node.output if o):
+            keep.append(node)
+            needed.update(i for i in node.input if i)
+            for sub in node_subgraphs(node):
+                needed.update(_outer_reads(sub))
+    return keep[::-1]
+
+
+def _outer_reads(graph: onnx.GraphProto) -> set[str]:
+    """Names a subgraph reads (from its scope or an outer one), conservatively: every input of its nodes."""
+    reads = set()
+    for node in _all(graph):
+        reads.update(i for i in node.input if i)
+    reads.update(o.name for o in graph.output)
+    return reads
+
+
+class LoopUnroller:
+    """Picks, per input shapes, the session's model with its Loops unrolled (or the Loop model) and turns
+    the run's bank offsets into the steps' fed noise.
+
+    Args:
+        session: the :class:`~anacompile.runtime.session.AnalogSession` (its model, layers, periphery,
+            options and providers).
+        max_steps: largest trip count unrolled (0: never).
+    """
+
+    def __init__(self, session, max_steps: int = MAX_UNROLL_STEPS) -> None:
+        self.session = session
+        self.max_steps = int(max_steps)
+        self.sites = loop_sites(session._session_proto, [layer.name for layer in session.layers])
+        self._by_shapes: OrderedDict[tuple, tuple | None] = OrderedDict()
+
+    def __bool__(self) -> bool:
+        return self.max_steps > 0 and bool(self.sites)
+
+    def prepare(self, feeds: dict[str, np.ndarray], run_feeds: dict[str, np.ndarray]):
+        """(onnxruntime session, feeds) for this run: the unrolled model's where the inputs' shapes allow."""
+        key = tuple((k, np.shape(v)) for k, v in feeds.items() if k in self.session.input_names)
+        entry = self._by_shapes.get(key, False)
+        if entry is False:
+            entry = self._build(feeds)
+            self._by_shapes[key] = entry
+            while len(self._by_shapes) > MAX_UNROLLED_SESSIONS:
+                self._by_shapes.popitem(last=False)
+        else:
+            self._by_shapes.move_to_end(key)
+        if entry is None:
+            return self.session._session, run_feeds
+        ort_sess, inputs, plan = entry
+        out = {k: v for k, v in run_feeds.items() if k in inputs}
+        if plan:
+            bank = self.session._fed_bank
+            for name, n_steps, shape in plan:
+                start = int(run_feeds[f"{name}.{contract.NOISE_START}"][0])
+                size = int(np.prod(shape))
+                for i in range(n_steps):
+                    s = start + i * size
+                    out[f"{name}.{STEP_NOISE}{i}"] = bank[s : s + size].reshape(shape)
+        return ort_sess, out
+
+    def _build(self, feeds: dict[str, np.ndarray]):
+        from anacompile.runtime.ort_session import ort_session
+
+        s = self.session
+        xs = s.layer_inputs(feeds)
+        by_name = {layer.name: layer for layer in s.layers}
+        steps: dict[str, int] = {}
+        lead: dict[str, tuple[int, ...]] = {}
+        for site in self.sites:
+            trips = {int(xs[name].shape[0]) for name in site.layers if xs[name].ndim >= 2}
+            if len(trips) != 1 or len({name for name in site.layers}) != len(site.layers):
+                continue
+            n_steps = trips.pop()
+            if not 1 <= n_steps <= self.max_steps:
+                logger.debug("Loop %s keeps its %d steps (unroll_steps=%d)", site.name, n_steps, self.max_steps)
+                continue
+            steps[site.name] = n_steps
+            for name in site.layers:
+                lead[name] = tuple(int(d) for d in xs[name].shape[1:-1])
+        if not steps:
+            return None
+        layers = {name: by_name[name] for site in self.sites if site.name in steps for name in site.layers}
+        noisy = s.periphery.has_mvm_noise
+        passes = s.periphery.bm_passes
+        shapes = (
+            {
+                name: _step_noise_shape(lead[name], layer.n_tiles, layer.spec.tiled, layer.n_out, passes)
+                for name, layer in layers.items()
+            }
+            if noisy
+            else None
+        )
+        proto = unroll_model(s._session_proto, steps, layers, shapes)
+        ort_sess = ort_session(proto, s._session_options(), s._providers, label=f"{s.path} (unrolled)")
+        inputs = {i.name for i in ort_sess.get_inputs()}
+        trip_of = {name: steps[site.name] for site in self.sites if site.name in steps for name in site.layers}
+        plan = [(name, trip_of[name], shapes[name]) for name in layers] if shapes is not None else []
+        logger.debug("unrolled %s for input shapes %s", steps, {k: np.shape(v) for k, v in feeds.items()})
+        return ort_sess, inputs, plan
