@@ -130,3 +130,28 @@ def test_nchwc_session_equals_numpy_reference_with_noise_off(tmp_path, monkeypat
         assert np.mean(diff > 1e-5 * (1 + np.abs(y_ref))) <= 0.005
         assert diff.max() <= lsb * 1.01
     assert (sess.layers[0].n_tiles > 1) == (case == "tiles_grouped")
+
+
+def test_fed_filters_follow_the_chip_state(tmp_path):
+    """The filters are derived from the chip state at every change of it: set_time, program, and
+    set_layer_strategy (re-programmed, and back to the cached state) give what a fresh session gives."""
+    model = conv_model("Conv", [2, 16, 5, 5], [16, 16, 3, 3], pads=[1, 1, 1, 1])
+    out = _compile(tmp_path, model, NOISE_OFF)
+    x = np.random.default_rng(6).uniform(0, 1, [2, 16, 5, 5]).astype(np.float32)
+    sess = AnalogSession(out, chip_seed=1, t_inference=60.0)
+    assert uses_nchwc(sess)
+
+    def fresh(**kw):
+        return AnalogSession(out, **{"chip_seed": 1, "t_inference": 60.0, **kw}).run({"x": x})[0]
+
+    y = sess.run({"x": x})[0]
+    sess.set_time(86400.0)
+    np.testing.assert_array_equal(sess.run({"x": x})[0], fresh(t_inference=86400.0))
+    sess.program(4)
+    np.testing.assert_array_equal(sess.run({"x": x})[0], fresh(chip_seed=4, t_inference=86400.0))
+    sess.program(1)
+    sess.set_time(60.0)
+    sess.set_layer_strategy("conv", "dual")
+    np.testing.assert_array_equal(sess.run({"x": x})[0], fresh(strategy="dual"))
+    sess.set_layer_strategy("conv", "single")  # back: the cached chip state
+    np.testing.assert_array_equal(sess.run({"x": x})[0], y)
