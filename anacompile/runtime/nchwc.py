@@ -46,8 +46,17 @@ from anacompile import contract
 from anacompile.contract import MATMUL_ATTRIBUTES, MATMUL_INPUTS
 from anacompile.crossbar.functions import _Body, conv_overload
 from anacompile.crossbar.periphery import InputRange, OutputRange, Periphery
+from anacompile.crossbar.reference import tile_constants
 
-__all__ = ["ENV", "NCHWC_DOMAIN", "NchwcConv", "build_nchwc_conv_function", "nchwc_conv", "nchwc_enabled"]
+__all__ = [
+    "ENV",
+    "NCHWC_DOMAIN",
+    "NchwcConv",
+    "build_nchwc_conv_function",
+    "nchwc_conv",
+    "nchwc_enabled",
+    "nchwc_layers",
+]
 
 logger = logging.getLogger(__name__)
 NCHWC_DOMAIN = "com.microsoft.nchwc"
@@ -81,6 +90,22 @@ class NchwcConv:
         """The OIHW filter ``w`` in onnxruntime's NCHWc filter layout (numpy, as the graph's Gather does)."""
         flat = np.concatenate([np.asarray(w, np.float32).ravel(), np.zeros(1, np.float32)])
         return flat[self.perm]
+
+
+def nchwc_layers(m: onnx.ModelProto) -> list[str]:
+    """The layers whose AnalogMatMul body in the session model ``m`` runs NCHWc Convs."""
+
+    def nchwc(nodes) -> bool:
+        for node in nodes:
+            if node.domain == NCHWC_DOMAIN:
+                return True
+            for a in node.attribute:
+                if a.type == onnx.AttributeProto.GRAPH and nchwc(a.g.node):
+                    return True
+        return False
+
+    prefix = conv_overload("")
+    return [f.overload[len(prefix) :] for f in m.functions if f.overload.startswith(prefix) and nchwc(f.node)]
 
 
 def nchwc_enabled(providers: list[str] | None) -> bool:
@@ -200,6 +225,7 @@ def build_nchwc_conv_function(
     ``ir_a_scale``, ``noise_k1`` g^2 and ``noise_k2`` ride in the weights and the bias (module docstring), so
     outputs may differ from the reference by float32 rounding (an ADC step where a value sits on a rounding
     boundary). ``plan`` is :func:`nchwc_conv` of (n_tiles * C/tile, n_tiles * N, n_tiles, window).
+
     """
     p = periphery
     if p.bm_passes > 1 or (p.dac_bits is not None and p.input_range is not InputRange.STATIC):
@@ -212,25 +238,7 @@ def build_nchwc_conv_function(
     cpt = tile_rows // kk if tiled else channels  # input channels per tile
     outs = n_tiles * n_out  # output channels of the grouped conv
     blocked = plan.blocked_channels == outs  # no padded channels: the periphery runs in the blocked layout
-    x = "X"
-    if tiled and n_tiles * cpt > channels:  # zero channels up to whole tiles (their weight rows are zero)
-        pads = [0] * (2 * (r + 2))
-        pads[r + 2 + 1] = n_tiles * cpt - channels
-        x = b.op("Pad", x, b.const(pads, i64))
-    if p.dac_bits is None:
-        q = x
-    else:
-        if tiled:  # one DAC scale per tile: per group of cpt channels
-            per_tile = b.op("Reshape", "in_scale", b.const([n_tiles, 1], i64))
-            per_channel = b.op("Expand", per_tile, b.const([n_tiles, cpt], i64))
-            xs = b.op("Mul", x, b.op("Reshape", per_channel, b.const([1, n_tiles * cpt] + [1] * r, i64)))
-        else:
-            xs = b.op("Mul", x, "in_scale")
-        levels = b.attr_const("dac_levels")
-        q = b.op("Round", b.op("Clip", xs, b.op("Neg", levels), levels))
-    if plan.reorder_input:
-        q = b.op("ReorderInput", q, domain=NCHWC_DOMAIN, channels_last=0)
-    # the filters (n_tiles * N, cpt, *kernel), channel-major rows (c, kernel offset) per tile
+    # -- per run, weight-sized: the filters (n_tiles * N, cpt, *kernel), rows channel-major (c, kernel offset)
     if tiled:
         wk = b.op("Reshape", "W", b.const([n_tiles, cpt, kk, n_out], i64))
         wk = b.op("Reshape", b.op("Transpose", wk, perm=[0, 3, 1, 2]), b.const([outs, cpt, *kernel], i64))
@@ -238,9 +246,8 @@ def build_nchwc_conv_function(
         wk = b.op("Reshape", b.op("Transpose", "W", perm=[1, 0]), b.const([n_out, channels, *kernel], i64))
     gain = None
     if p.output_range is OutputRange.CALIBRATED:  # per tile, on its N output channels
-        per_tile = b.op(
-            "Expand", b.op("Reshape", "out_gain", b.const([n_tiles, 1], i64)), b.const([n_tiles, n_out], i64)
-        )
+        per_tile = b.op("Reshape", "out_gain", b.const([n_tiles, 1], i64))
+        per_tile = b.op("Expand", per_tile, b.const([n_tiles, n_out], i64))
         gain = b.op("Reshape", per_tile, b.const([outs, 1, 1, 1], i64))
     w_g = wk if gain is None else b.op("Mul", wk, gain)
     abs_w = b.op("Abs", wk) if (p.read_noise > 0 or p.ir_drop > 0) else None
@@ -250,62 +257,132 @@ def build_nchwc_conv_function(
     def reorder(w: str) -> str:
         return b.op("Gather", b.op("Concat", b.op("Reshape", w, b.const([-1], i64)), zero, axis=0), perm, axis=0)
 
+    filters = {"z": reorder(w_g)}
+    if p.ir_drop > 0:  # 0.05 g_IR in W_ir, ir_a_scale in |W|
+        irw = b.op("Reshape", "ir_row_weight", b.const([1, cpt, *kernel], i64))
+        factor = b.op("Mul", irw, b.op("Mul", b.attr_const("ir_drop"), b.const(0.05)))
+        filters["ir"] = reorder(b.op("Mul", w_g, b.op("Neg", factor)))  # negated: added as the Conv's Sum
+        filters["a"] = reorder(b.op("Mul", abs_w, b.attr_const("ir_a_scale")))
+    k2 = None
+    if p.has_mvm_noise and p.read_noise > 0:  # sqrt(k1 g^2 q^2 |W| + k2): k1 g^2 in the weights, k2 the bias
+        k1 = b.attr_const("noise_k1")
+        filters["var"] = reorder(b.op("Mul", abs_w, k1 if gain is None else b.op("Mul", k1, b.op("Mul", gain, gain))))
+        k2 = b.op("Reshape", b.attr_const("noise_k2"), b.const([1], i64))
+        k2 = b.op("Expand", k2, b.const([plan.blocked_channels], i64))
+    levels = b.attr_const("dac_levels") if p.dac_bits is not None else None
+    bound = b.attr_const("code_bound") if p.adc_bound is not None else None
+    in_scale = "in_scale"
+    if tiled and p.dac_bits is not None:  # one DAC scale per tile: per group of cpt channels
+        per_tile = b.op("Reshape", "in_scale", b.const([n_tiles, 1], i64))
+        per_channel = b.op("Expand", per_tile, b.const([n_tiles, cpt], i64))
+        in_scale = b.op("Reshape", per_channel, b.const([1, n_tiles * cpt] + [1] * r, i64))
+    if tiled:
+        scale = b.op("Reshape", "scale", b.const([n_tiles, n_out, 1], i64))
+        row = b.op("Reshape", b.const([1.0] * n_tiles), b.const([1, n_tiles], i64))
+    else:
+        scale = b.op("Reshape", "scale", b.const([1, n_out] + [1] * r, i64))
+    bias = b.op("Reshape", "bias", b.const([1, n_out] + [1] * r, i64))
     attrs = dict(plan.attributes)
 
-    def conv(left: str, weight: str, bias: str | None = None) -> str:
-        inputs = [left, reorder(weight)] + ([bias] if bias is not None else [])
-        y = b.op("Conv", *inputs, domain=NCHWC_DOMAIN, **attrs)
+    fused = blocked and _integral(tile_constants(p).code_bound if bound is not None else 0.0)
+    tail = nchwc_conv(outs, outs, outs, {"kernel_shape": [1] * r}) if blocked and not tiled else None
+    if tail is not None and (not tail.reorder_input or tail.blocked_channels != outs):
+        tail = None
+    if tail is not None:  # the per-channel scale and bias as one depthwise 1x1 Conv of the blocked output
+        tail_perm = b.op("Constant", value=numpy_helper.from_array(tail.perm, f"{layer}.nchwc_tail_perm"))
+        tail_scale = b.op("Reshape", "scale", b.const([-1], i64))
+        tail_scale = b.op("Gather", b.op("Concat", tail_scale, zero, axis=0), tail_perm, axis=0)
+        tail_bias = b.op("Reshape", "bias", b.const([-1], i64))
+
+    def conv(left: str, name: str, conv_bias: str = "", total: str | None = None, **extra) -> str:
+        inputs = [left, filters[name], conv_bias] + ([total] if total is not None else [])
+        while inputs[-1] == "":
+            inputs.pop()
+        y = b.op("Conv", *inputs, domain=NCHWC_DOMAIN, **attrs, **extra)
         if not blocked:
             y = b.op("ReorderOutput", y, domain=NCHWC_DOMAIN, channels=outs, channels_last=0)
         return y
 
-    z = conv(q, w_g)
-    if p.ir_drop > 0:  # g_IR c(a) z_ir, c(a) = 0.05 a ((a - 2)^2 + 6); 0.05 g_IR in W_ir, ir_a_scale in |W|
-        irw = b.op("Reshape", "ir_row_weight", b.const([1, cpt, *kernel], i64))
-        factor = b.op("Mul", irw, b.op("Mul", b.attr_const("ir_drop"), b.const(0.05)))
-        z_ir = conv(q, b.op("Mul", w_g, factor))
-        a = conv(b.op("Abs", q), b.op("Mul", abs_w, b.attr_const("ir_a_scale")))
+    x = "X"
+    if tiled and n_tiles * cpt > channels:  # zero channels up to whole tiles (their weight rows are zero)
+        pads = [0] * (2 * (r + 2))
+        pads[r + 2 + 1] = n_tiles * cpt - channels
+        x = b.op("Pad", x, b.const(pads, i64))
+    q = x
+    if levels is not None:
+        q = b.op("Round", b.op("Clip", b.op("Mul", x, in_scale), b.op("Neg", levels), levels))
+    if plan.reorder_input:
+        q = b.op("ReorderInput", q, domain=NCHWC_DOMAIN, channels_last=0)
+    # the terms added to q W g: -g_IR c(a) z_ir (W_ir negated), c(a) = 0.05 a ((a - 2)^2 + 6); the noise
+    extra = None
+    if p.ir_drop > 0:
+        z_ir = conv(q, "ir")
+        a = conv(b.op("Abs", q), "a")
         d = b.op("Sub", a, b.const(2.0))
-        corr = b.op("Mul", a, b.op("Add", b.op("Mul", d, d), b.const(6.0)))
-        z = b.op("Sub", z, b.op("Mul", corr, z_ir))
+        extra = b.op("Mul", b.op("Mul", a, b.op("Add", b.op("Mul", d, d), b.const(6.0))), z_ir)
+    noise = None
     if p.has_mvm_noise:
-        xi = b.op("Reshape", "noise_bank", b.op("Shape", z))
-        if p.read_noise > 0:  # sqrt(k1 g^2 q^2 |W| + k2): k1 g^2 in the weights, k2 the bias
-            k1 = b.attr_const("noise_k1")
-            w_v = b.op("Mul", abs_w, k1 if gain is None else b.op("Mul", k1, b.op("Mul", gain, gain)))
-            k2 = b.op(
-                "Expand",
-                b.op("Reshape", b.attr_const("noise_k2"), b.const([1], i64)),
-                b.const([plan.blocked_channels], i64),
+        if k2 is not None:
+            var = conv(b.op("Mul", q, q), "var", k2)
+            noise = b.op("Mul", b.op("Sqrt", var), b.op("Reshape", "noise_bank", b.op("Shape", var)))
+        elif extra is not None:
+            noise = b.op("Reshape", "noise_bank", b.op("Shape", extra))  # fed pre-scaled by noise_std
+        elif not tiled:  # (N, *S', N_out) -> the conv output's shape (N, N_out, *S')
+            shape = b.op("Shape", "noise_bank")
+            shape = b.op(
+                "Concat",
+                b.op("Slice", shape, b.const([0], i64), b.const([1], i64)),
+                b.const([outs], i64),
+                b.op("Slice", shape, b.const([1], i64), b.const([-1], i64)),
+                axis=0,
             )
-            var = conv(b.op("Mul", q, q), w_v, k2)
-            z = b.op("Add", z, b.op("Mul", b.op("Sqrt", var), xi))
+            noise = b.op("Reshape", "noise_bank", shape)
+        extra = noise if extra is None else b.op("Add", extra, noise)
+    if fused:  # the extra terms as the Conv's Sum input, the ADC bound as its Clip activation (then Round)
+        clip = {}
+        if bound is not None:
+            cb = float(np.float32(tile_constants(p).code_bound))
+            clip = {"activation": "Clip", "activation_params": [-cb, cb]}
+        if p.has_mvm_noise and noise is None:  # tiled, fed noise only: its shape comes from the output
+            z = conv(q, "z")
+            z = b.op("Add", z, b.op("Reshape", "noise_bank", b.op("Shape", z)))
+            if bound is not None:
+                z = b.op("Clip", z, b.op("Neg", bound), bound)
         else:
-            z = b.op("Add", z, xi)  # fed pre-scaled by noise_std
-    if p.adc_bits is not None:
-        z = b.op("Round", z)
-    if p.adc_bound is not None:
-        bound = b.attr_const("code_bound")
-        z = b.op("Clip", z, b.op("Neg", bound), bound)
-    if blocked:
-        z = b.op("ReorderOutput", z, domain=NCHWC_DOMAIN, channels=outs, channels_last=0)
-    if tiled:  # (N, n_tiles * N_out, *S') -> scales per tile, the tiles' sum by a MatMul, the bias
-        zs = b.op("Reshape", z, b.const([0, n_tiles, n_out, -1], i64))
-        zs = b.op("Mul", zs, b.op("Reshape", "scale", b.const([n_tiles, n_out, 1], i64)))
-        row = b.op("Reshape", b.const([1.0] * n_tiles), b.const([1, n_tiles], i64))
-        summed = b.op("MatMul", row, b.op("Reshape", zs, b.const([0, n_tiles, -1], i64)))
-        conv_shape = b.op("Shape", z)
-        out_shape = b.op(
-            "Concat",
-            b.op("Slice", conv_shape, b.const([0], i64), b.const([1], i64)),
-            b.const([n_out], i64),
-            b.op("Slice", conv_shape, b.const([2], i64), b.const([2**62], i64)),
-            axis=0,
-        )
-        y = b.op("Reshape", summed, out_shape)
+            z = conv(q, "z", "", extra, **clip)
+        if p.adc_bits is not None:
+            z = b.op("Round", z)
     else:
-        y = b.op("Mul", z, b.op("Reshape", "scale", b.const([1, n_out] + [1] * r, i64)))
-    b.op("Add", y, b.op("Reshape", "bias", b.const([1, n_out] + [1] * r, i64)))
+        z = conv(q, "z")
+        if extra is not None:
+            z = b.op("Add", z, extra)
+        elif p.has_mvm_noise:
+            z = b.op("Add", z, b.op("Reshape", "noise_bank", b.op("Shape", z)))
+        if p.adc_bits is not None:
+            z = b.op("Round", z)
+        if bound is not None:
+            z = b.op("Clip", z, b.op("Neg", bound), bound)
+    if tail is not None:
+        z = b.op("Conv", z, tail_scale, tail_bias, domain=NCHWC_DOMAIN, **dict(tail.attributes))
+        b.op("ReorderOutput", z, domain=NCHWC_DOMAIN, channels=outs, channels_last=0)
+    else:
+        if blocked:
+            z = b.op("ReorderOutput", z, domain=NCHWC_DOMAIN, channels=outs, channels_last=0)
+        if tiled:  # (N, n_tiles * N_out, *S') -> scales per tile, the tiles' sum by a MatMul, the bias
+            zs = b.op("Mul", b.op("Reshape", z, b.const([0, n_tiles, n_out, -1], i64)), scale)
+            summed = b.op("MatMul", row, b.op("Reshape", zs, b.const([0, n_tiles, -1], i64)))
+            conv_shape = b.op("Shape", z)
+            out_shape = b.op(
+                "Concat",
+                b.op("Slice", conv_shape, b.const([0], i64), b.const([1], i64)),
+                b.const([n_out], i64),
+                b.op("Slice", conv_shape, b.const([2], i64), b.const([2**62], i64)),
+                axis=0,
+            )
+            y = b.op("Reshape", summed, out_shape)
+        else:
+            y = b.op("Mul", z, scale)
+        b.op("Add", y, bias)
     b.nodes[-1].output[0] = "Y"
     fn = helper.make_function(
         contract.DOMAIN,
@@ -319,3 +396,9 @@ def build_nchwc_conv_function(
     )
     fn.overload = conv_overload(layer)
     return fn
+
+
+def _integral(value: float) -> bool:
+    """Whether ``value`` (as float32) is a whole number: then Round(Clip(z)) = Clip(Round(z)) at that bound."""
+    v = float(np.float32(value))
+    return v == round(v)

@@ -8,7 +8,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from anacompile.runtime import nchwc
-from anacompile.runtime.nchwc import ENV, NCHWC_DOMAIN, nchwc_conv, nchwc_enabled
+from anacompile.runtime.nchwc import ENV, NCHWC_DOMAIN, nchwc_conv, nchwc_enabled, nchwc_layers
 from anacompile.runtime.session import AnalogSession
 from tests.passes.test_conv import conv_model
 from tests.runtime.test_native_conv import NOISE_OFF, _compile, _reference
@@ -97,7 +97,7 @@ def test_a_failing_probe_keeps_the_plain_conv(tmp_path, monkeypatch):
 
 def uses_nchwc(sess: AnalogSession) -> bool:
     """Whether the session's model runs NCHWc Convs."""
-    return any(n.domain == NCHWC_DOMAIN for f in sess._session_proto.functions for n in f.node)
+    return nchwc_layers(sess._session_proto) == sess.native_convs
 
 
 # (x shape, w shape, attributes, tile_rows): the blocked periphery (whole blocks out), a reordered input,
