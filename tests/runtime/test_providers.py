@@ -98,7 +98,9 @@ def test_mvm_error_and_sensitivity_run_on_the_providers_asked_for(compiled_mlp, 
         lambda: mvm_error(compiled_mlp, providers=MISSING, **kw),
         lambda: sensitivity(compiled_mlp, metric="accuracy", data="digits", providers=MISSING, **kw),
     ):
-        with pytest.raises(ConfigError, match=rf"'{MISSING}' \(\w+ExecutionProvider\) is not available.*available: .*CPU"):
+        with pytest.raises(
+            ConfigError, match=rf"'{MISSING}' \(\w+ExecutionProvider\) is not available.*available: .*CPU"
+        ):
             run()
     assert not seen  # refused before a session was made
 
