@@ -194,7 +194,8 @@ def read_noise_q(g_prog: NDArray[np.floating], device) -> NDArray[np.float32] | 
     :func:`read_weights` (``q_s``); None for other devices (their reads compute what they need)."""
     if not isinstance(device, PCMDevice):
         return None
-    return device.read_noise_q(g_prog, dtype=SAMPLE_DTYPE)
+    q: NDArray[np.float32] = device.read_noise_q(g_prog, dtype=SAMPLE_DTYPE).astype(SAMPLE_DTYPE, copy=False)
+    return q
 
 
 def noise_bank(size: int, rng: np.random.Generator) -> NDArray[np.float32]:
