@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from anacompile.cli_options import EXECUTION_PROVIDER, periphery_sets
 from anacompile.cli_output import JSON_HELP, check_json_target, json_to_stdout, write_json
 from anacompile.cli_progress import progress as _progress
 from anacompile.deploy_commands import export_tiles_command
@@ -148,13 +149,14 @@ def compile_cmd(
     from anacompile.compiler import compile_model
 
     check_json_target(json_out, [model], force)
+    overrides = periphery_sets(set_)
     if accuracy_budget is not None:
         from anacompile.placement.cli_commands import run_placement
 
         options = {
             "device": device,
             "periphery": periphery,
-            "periphery_overrides": list(set_),
+            "periphery_overrides": overrides,
             "strategy": strategy,
             "calibration": calibration,
             "chip": chip,
@@ -163,6 +165,9 @@ def compile_cmd(
             "digital": list(digital),
             "layer_strategies": list(layer_strategy),
             "shared_weights": shared_weights,
+            "target": target,
+            "allow_invalid": allow_invalid,
+            "chip_state": chip_state,
         }
         run_placement(
             model,
@@ -186,7 +191,7 @@ def compile_cmd(
         output,
         device=device,
         periphery=periphery,
-        periphery_overrides=list(set_),
+        periphery_overrides=overrides,
         strategy=strategy,
         calibration=calibration,
         seed=seed,
@@ -371,9 +376,7 @@ def evaluate_cmd(
         "--scheduler",
         help="Run the chips on an existing Dask cluster, dask://HOST:PORT (needs anacompile[cluster]); same result.",
     ),
-    execution_provider: str | None = typer.Option(
-        None, "--execution-provider", help="onnxruntime execution provider: cpu (default), cuda, or a full name."
-    ),
+    execution_provider: str | None = EXECUTION_PROVIDER,
 ) -> None:
     """Accuracy (or another metric) over time since programming, mean +- std over many simulated chips."""
     from anacompile.errors import ConfigError
@@ -389,6 +392,7 @@ def evaluate_cmd(
     for path in (plot, csv_path):
         if path is not None:
             check_output_path(path, [model], force)
+    overrides = periphery_sets(set_)
     modes = [m.strip() for m in compensation.split(",")] if compensation else [None]
     strategies = [s.strip() for s in strategy.split(",")] if strategy else [None]
     runs: list[tuple[str, dict]] = []  # (label, evaluate kwargs)
@@ -396,7 +400,7 @@ def evaluate_cmd(
         raise ConfigError("Compare one thing at a time: --sweep, several --compensation modes, or several --strategy.")
     if len(strategies) > 1:
         for strat in strategies:
-            runs.append((strat, {"compensation": modes[0], "strategy": strat, "periphery_overrides": list(set_)}))
+            runs.append((strat, {"compensation": modes[0], "strategy": strat, "periphery_overrides": overrides}))
     elif sweep is not None:
         key, sep, values = sweep.partition("=")
         if not sep or not values.strip():
@@ -408,14 +412,17 @@ def evaluate_cmd(
                     {
                         "compensation": modes[0],
                         "strategy": strategies[0],
-                        "periphery_overrides": [*set_, f"{key.strip()}={value.strip()}"],
+                        "periphery_overrides": {
+                            **overrides,
+                            **periphery_sets([f"{key.strip()}={value.strip()}"], "--sweep"),
+                        },
                     },
                 )
             )
     else:
         for mode in modes:
             runs.append(
-                (mode or "", {"compensation": mode, "strategy": strategies[0], "periphery_overrides": list(set_)})
+                (mode or "", {"compensation": mode, "strategy": strategies[0], "periphery_overrides": overrides})
             )
     results = []
     embeddings = data == "sentences" or data.endswith(".txt")
@@ -551,12 +558,14 @@ def mvm_error_cmd(
     json_out: str | None = typer.Option(None, "--json", metavar="PATH", help=JSON_HELP),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing --json file."),
     metric: str | None = typer.Option(None, "--metric", help=METRIC_HELP + " Scored end to end on the same chips."),
+    execution_provider: str | None = EXECUTION_PROVIDER,
 ) -> None:
     """Relative MVM error ||y_analog - y|| / ||y|| of every analog layer on real inputs, at each time."""
     from anacompile.evaluate.mvm_error import mvm_error
     from anacompile.evaluate.times import format_time
 
     check_json_target(json_out, [model], force)
+    overrides = periphery_sets(set_)
     with _progress("chips") as advance:
         r = mvm_error(
             model,
@@ -565,10 +574,11 @@ def mvm_error_cmd(
             chips=chips,
             seed=seed,
             compensation=compensation,
-            periphery_overrides=list(set_) or None,
+            periphery_overrides=overrides or None,
             samples=samples,
             progress=advance,
             metric=metric,
+            providers=execution_provider,
         )
     if json_out is not None:
         write_json(json_out, r.to_dict())
@@ -583,7 +593,9 @@ def mvm_error_cmd(
         table.add_column(format_time(t))
     for name, shape, means, stds in zip(r.layers, r.shapes, r.error_mean, r.error_std, strict=True):
         table.add_row(
-            escape(name), "x".join(map(str, shape)), *[f"{m:.1%} +- {s:.1%}" for m, s in zip(means, stds, strict=True)]
+            escape(name),
+            "x".join(map(str, shape)),
+            *["not reached" if m is None else f"{m:.1%} +- {s:.1%}" for m, s in zip(means, stds, strict=True)],
         )
     if r.metric is not None:
         table.add_row(
@@ -592,6 +604,8 @@ def mvm_error_cmd(
             *[f"{m:.4f} +- {s:.4f}" for m, s in zip(r.metric_mean, r.metric_std, strict=True)],
         )
     out_console.print(table)
+    for note in r.notes:
+        err_console.print(f"[yellow]note:[/] {escape(note)}")
 
 
 @app.command("demo")

@@ -19,8 +19,6 @@ import onnx_ir as ir
 
 from anacompile.contract import (
     CHIP_STATE_FULL,
-    CHIP_STATE_NONE,
-    CHIP_STATES,
     REPORT_SCHEMA_VERSION,
     CompileReport,
     LayerReport,
@@ -49,7 +47,13 @@ from anacompile.passes.apply_placement import parse_placement
 from anacompile.passes.compile_report import REPORT_META
 from anacompile.passes.count_macs import node_macs
 from anacompile.passes.deploy_form import DEPLOY, SIMULATION, TARGETS
-from anacompile.passes.pipeline import compile_pipeline, compile_settings, default_pipeline, verify_pipeline
+from anacompile.passes.pipeline import (
+    check_output_form,
+    compile_pipeline,
+    compile_settings,
+    default_pipeline,
+    verify_pipeline,
+)
 from anacompile.passes.pipeline import load_input_ranges as _load_input_ranges  # noqa: F401 (kept importable)
 from anacompile.passes.upgrade_opset import MIN_OPSET, default_opset, upgrade_opset
 
@@ -141,12 +145,7 @@ def compile_model(
         AnacompileError: bad input model, options or output path; nothing is written then.
     """
     seed, chip = check_index(seed, "--seed"), check_index(chip, "--chip")
-    if chip_state not in CHIP_STATES:
-        raise ConfigError(f"--chip-state {chip_state!r}: use one of {', '.join(CHIP_STATES)}.")
-    if chip_state == CHIP_STATE_NONE and target == DEPLOY:
-        raise ConfigError(
-            "--chip-state none stores no programmed chip, which --target deploy needs; use --chip-state full."
-        )
+    check_output_form(target, chip_state)
     options = {
         "device": device,
         "periphery": periphery,

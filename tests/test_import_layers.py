@@ -30,6 +30,7 @@ LAYER_OF_PREFIX = {
     "anacompile": "api",  # the package's __init__: the lazy public API
     "anacompile.cli": "api",
     "anacompile.cli_progress": "api",
+    "anacompile.cli_options": "api",  # options several commands share (--execution-provider)
     "anacompile.deploy_commands": "api",  # Typer commands of the deployment tools
     "anacompile.tile_export": "tools",
     "anacompile.olive_pass": "tools",  # the Olive pass (extra olive)

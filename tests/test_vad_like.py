@@ -254,3 +254,36 @@ def test_placement_sees_and_switches_branch_layers(tmp_path, source):
     session.set_digital([])
     analog = np.concatenate(_stream(session.run, 16000))
     assert not np.allclose(analog, np.concatenate(_stream(_ort(source), 16000)), rtol=1e-5, atol=1e-6)
+
+
+def test_mvm_error_says_a_branch_the_data_never_takes_is_not_reached(tmp_path, source, capsys):
+    """The 8 kHz branch never runs on 16 kHz data: its layers are ``null`` with a note, "not reached" in the
+    table, never a 0 % error; the layers the data reaches (both decoder branches: some chunks carry a state)
+    get a real error. The model's batch of 1 is fed one run per chunk."""
+    import json
+
+    from anacompile.cli import main
+    from anacompile.evaluate.mvm_error import mvm_error
+
+    n, rng = 8, np.random.default_rng(3)
+    state = np.zeros((n, 2, 1, H), np.float32)
+    state[n // 2 :] = rng.uniform(-0.5, 0.5, (n - n // 2, 2, 1, H))  # these take decoder/If's then-branch
+    data = tmp_path / "16k.npz"
+    x = rng.uniform(-1, 1, (n, 1, SAMPLES[16000])).astype(np.float32)
+    np.savez(data, input=x, state=state, sr=np.full(n, 16000, np.int64))
+    out = tmp_path / "out.onnx"
+    compile_model(source, out, calibration=str(data))
+    r = mvm_error(out, data=str(data), times="1s,1d", chips=2, samples=n)
+    never = sorted(name for name in r.layers if name.startswith("k8_"))
+    assert len(never) == 4 and sorted(r.not_reached) == never
+    for name, means, stds in zip(r.layers, r.error_mean, r.error_std, strict=True):
+        if name in never:
+            assert means == [None, None] and stds == [None, None], name
+        else:
+            assert all(0.005 < m < 0.5 for m in means) and all(s >= 0 for s in stds), (name, means)
+    assert len(r.notes) == 1 and all(name in r.notes[0] for name in never)
+    assert main(["mvm-error", str(out), "--data", str(data), "--chips", "2", "--json", str(tmp_path / "e.json")]) == 0
+    table = capsys.readouterr().out
+    assert table.count("not reached") == 4 and "k8_rnn_LSTM" in table
+    doc = json.loads((tmp_path / "e.json").read_text())
+    assert [doc["error_mean"][doc["layers"].index(name)] for name in never] == [[None]] * 4 and doc["notes"]

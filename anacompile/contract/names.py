@@ -25,6 +25,7 @@ __all__ = [
     "META_CHIP",
     "META_REPORT",
     "META_VERSION",
+    "NCHWC_PREFIX",
     "NOISE",
     "NOISE_BANK",
     "NOISE_END",
@@ -97,6 +98,9 @@ SCALE = "scale"
 """Output 1 of AnalogChipWeights: out_scale * alpha_GDC, ([n_tiles,] 1, N) (a graph input in a
 ``chip_state: none`` file)."""
 NOISE = "noise"
+NCHWC_PREFIX = "nchwc_"
+"""Prefix of the analog session's own fed tensors of a convolution run as NCHWc Convs, derived from ``L.w_eff``
+and ``L.scale`` once per (chip, t) (:mod:`anacompile.runtime.nchwc`; never in a file)."""
 NOISE_START = "noise_start"
 NOISE_END = "noise_end"
 TILE_INPUTS = "tile_inputs"

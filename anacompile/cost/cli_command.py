@@ -60,15 +60,17 @@ def cost_command(
     plot: Annotated[Path | None, typer.Option("--plot", help="Save a plot of the energy per layer (PNG).")] = None,
 ) -> None:
     """Energy, latency and area per inference (batch 1): per layer and total, from a cited chip's constants."""
+    from anacompile.cost import params as cost_params
     from anacompile.cost.model import estimate_cost
     from anacompile.cost.plot import plot_energy_per_layer
 
+    constants = cost_params.get(params, set_ or None)  # the preset or file and --set, checked before any work
     if default_dim < 1:
         raise ConfigError(f"--default-dim {default_dim}: must be >= 1.")
     if not json_to_stdout(json_path):
         _check_output(None if json_path is None else Path(json_path), "JSON report", model)
     _check_output(plot, "plot", model)
-    report = estimate_cost(model, params, dims=_dims(dim), default_dim=default_dim, overrides=set_ or None)
+    report = estimate_cost(model, constants, dims=_dims(dim), default_dim=default_dim)
     tot = report.totals
     console = Console(stderr=json_to_stdout(json_path))  # --json -: stdout holds the JSON alone
     table = Table(title=f"{model.name} on {report.params.name} ({report.params.citation}), per inference, batch 1")

@@ -291,12 +291,33 @@ not saturate; without calibration data it falls back to the fixed bound, noted i
 noise, no quantisation, no IR drop."""
 
 
-def parse_overrides(overrides: dict[str, Any] | list[str] | None) -> dict[str, Any]:
+def parse_overrides(overrides: dict[str, Any] | list[str] | None, what: str = "Periphery override") -> dict[str, Any]:
     """Periphery overrides as a dict: ``["adc_bits=6", "adc_bound=none"]`` -> ``{"adc_bits": 6, "adc_bound": None}``.
 
-    Values are read as YAML 1.2 scalars (:func:`anacompile.config.parse_scalar`): ``1e-7`` is a float.
+    Values are read as YAML 1.2 scalars (:func:`anacompile.config.parse_scalar`): ``1e-7`` is a float. Every
+    key and value is checked on its own (on the standard periphery) and all together, so an unknown key or a
+    bad value fails here, before any model is read, in one line naming it and the valid keys or values
+    (``what`` names the option, e.g. ``--set``); checks that depend on the periphery the overrides apply to
+    (a compiled file's tile size) stay where that periphery is known. A dict is checked, not re-parsed.
+
+    Raises:
+        ConfigError: an item is not KEY=VALUE, a key is not a periphery key, or a value is invalid.
     """
-    return config.parse_overrides(overrides, what="Periphery override")
+    parsed = config.parse_overrides(overrides, what=what)
+    base = PERIPHERY_PRESETS["standard"].to_dict()
+    for key, value in parsed.items():
+        if key not in base:
+            raise ConfigError(f"{what} {key!r}: not a periphery key; valid keys: {', '.join(sorted(base))}.")
+        try:
+            Periphery.from_dict({**base, key: value})
+        except ConfigError as err:
+            raise ConfigError(f"{what} {key}: {err}") from err
+    if len(parsed) > 1:
+        try:
+            Periphery.from_dict({**base, **parsed})
+        except ConfigError as err:
+            raise ConfigError(f"{what} {', '.join(parsed)} together: {err}") from err
+    return parsed
 
 
 def _merge(base: Periphery, overrides: dict[str, Any], source: str) -> Periphery:

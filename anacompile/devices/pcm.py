@@ -497,7 +497,7 @@ class PCMDevice:
         rng: np.random.Generator,
         *,
         dtype: Any = np.float64,
-        q_s: NDArray | None = None,
+        q_s: NDArray[Any] | None = None,
     ) -> NDArray[np.float64]:
         """Return one noisy read of each device t_inference_s after programming, µS.
 

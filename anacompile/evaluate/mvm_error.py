@@ -5,12 +5,17 @@ standard model: about 15 % on realistic layers; reference/papers.md, (c) and "Me
 its ideal FP32 input (from the source model on real data), so the error is that layer's own, and
 y = x W without the digital bias. The analog y is the numpy reference of the exact arithmetic the graph
 runs (:func:`anacompile.crossbar.reference.tile_forward`) on the chip's state at t.
+
+A model with a fixed batch (of 1, a carried state) is fed one run per sample (:func:`~anacompile.feeds.
+feed_batches`), each layer's inputs gathered over the runs. A layer the data never reaches (an ``If`` branch
+it never takes, a ``Loop`` body that runs no iteration) has no error to measure: ``null`` in the JSON,
+``not reached`` in the table, and a note.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -19,10 +24,11 @@ from anacompile.crossbar.reference import tile_forward
 from anacompile.evaluate.driver import batched_scores, chip_row, chips_per_group
 from anacompile.evaluate.metrics import resolve_metric, score
 from anacompile.evaluate.times import format_time, parse_times
-from anacompile.feeds import load_feeds
+from anacompile.feeds import feed_batches, load_feeds, model_input_specs
 from anacompile.limits import MAX_CHIPS, MAX_SAMPLES, check_count, check_index
 from anacompile.model_io import load_proto
 from anacompile.programming.chip_state import chip_rng
+from anacompile.runtime.providers import resolve_providers
 from anacompile.runtime.session import AnalogSession
 
 __all__ = ["MVMErrorResult", "mvm_error"]
@@ -38,12 +44,14 @@ class MVMErrorResult:
     times_s: list[float]
     layers: list[str]
     shapes: list[list[int]]
-    error_mean: list[list[float]]  # [layer][time]
-    error_std: list[list[float]]
+    error_mean: list[list[float | None]]  # [layer][time]; None: the data never reached the layer
+    error_std: list[list[float | None]]
     metric: str | None = None  # the end-to-end task metric, when one was asked for
     metric_baseline: float | None = None  # FP32
     metric_mean: list[float] | None = None  # [time], mean over chips
     metric_std: list[float] | None = None
+    not_reached: list[str] = field(default_factory=list)  # layers no input vector of the data reached
+    notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
@@ -64,6 +72,7 @@ def mvm_error(
     progress=None,
     metric=None,
     batch_memory_mb: float | None = None,
+    providers: str | list[str] | None = None,
 ) -> MVMErrorResult:
     """eps_M of every analog layer of a compiled model at each time, over ``chips`` chips.
 
@@ -71,28 +80,38 @@ def mvm_error(
     :mod:`anacompile.evaluate.metrics`) the same chips are also scored end to end at every time, beside the
     FP32 baseline, so a layer's error can be read against what the task loses. A built-in metric runs many
     (chip, t) pairs per onnxruntime call under ``batch_memory_mb`` (:mod:`anacompile.runtime.chip_batch`;
-    0: one pair per call), with the same numbers.
+    0: one pair per call), with the same numbers. ``providers``: onnxruntime execution providers of the
+    session (``"cuda"``, ``["cuda", "cpu"]``; :mod:`anacompile.runtime.providers`; default the CPU), one that
+    is not available a one-line ConfigError naming the available ones, before any work.
     """
     times_s = parse_times(times)
     chips = check_count(chips, "--chips", MAX_CHIPS)
     samples = check_count(samples, "--samples", MAX_SAMPLES)
     seed = None if seed is None else check_index(seed, "--seed")
+    resolved = resolve_providers(providers)
     proto = load_proto(model)
     feeds, _ = load_feeds(data, proto, part="test", limit=samples)
-    session = AnalogSession(model, seed=seed, compensation=compensation, periphery_overrides=periphery_overrides)
+    runs = feed_batches(feeds, model_input_specs(proto), batch=samples) or [feeds]
+    session = AnalogSession(
+        model, seed=seed, compensation=compensation, periphery_overrides=periphery_overrides, providers=resolved
+    )
     task, name, base = None, None, None
     if metric is not None:
         task, name = resolve_metric(metric, data=data, proto=proto, digital_run=session.run_digital)
         base = score(task, session.run_digital, name)
-    xs = session.layer_inputs(feeds)
+    xs = _layer_inputs(session, runs)
     weights = {layer.name: session.ideal_weight(layer, xs[layer.name].shape[-1]) for layer in session.layers}
     ideal = {name: xs[name].astype(np.float64) @ weights[name] for name in xs}
+    not_reached = [layer.name for layer in session.layers if xs[layer.name].size == 0]
 
     def layer_errors(session: AnalogSession, chip: int, t: float) -> list[float]:
         """eps_M of every layer of the chip as it is now."""
         errors = []
         for i, layer in enumerate(session.layers):
             x = xs[layer.name]
+            if x.size == 0:  # not reached: no error (NaN here, None in the result)
+                errors.append(float("nan"))
+                continue
             w_codes, in_scale, scale = session.layer_state(layer)
             noise = None
             if session.periphery.has_mvm_noise:
@@ -133,6 +152,19 @@ def mvm_error(
                 progress(chip + 1, chips)
     err = np.array([[cell[0] for cell in row] for row in grid]).transpose(2, 1, 0)  # (layers, times, chips)
     scores = np.array([[cell[1] for cell in row] for row in grid]).T  # (times, chips)
+    reached = np.array([layer.name not in not_reached for layer in session.layers])
+
+    def per_layer(values: np.ndarray) -> list[list[float | None]]:
+        return [row.tolist() if ok else [None] * len(times_s) for row, ok in zip(values, reached, strict=True)]
+
+    notes = (
+        [
+            f"no input of the data reached layer(s) {', '.join(not_reached)} (an If branch it never takes, or a "
+            "Loop body it never runs): no MVM error (null); use data that takes every branch"
+        ]
+        if not_reached
+        else []
+    )
     return MVMErrorResult(
         model=str(model),
         chips=chips,
@@ -140,10 +172,24 @@ def mvm_error(
         times_s=times_s,
         layers=[layer.name for layer in session.layers],
         shapes=[list(weights[layer.name].shape) for layer in session.layers],
-        error_mean=err.mean(axis=2).tolist(),
-        error_std=err.std(axis=2).tolist(),
+        error_mean=per_layer(err.mean(axis=2)),
+        error_std=per_layer(err.std(axis=2)),
         metric=name,
         metric_baseline=base,
         metric_mean=scores.mean(axis=1).tolist() if task is not None else None,
         metric_std=scores.std(axis=1).tolist() if task is not None else None,
+        not_reached=not_reached,
+        notes=notes,
     )
+
+
+def _layer_inputs(session: AnalogSession, runs: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Every analog layer's FP32 input vectors over the runs: one run as the probe gives them; several (a
+    fixed-batch model) gathered as (vectors, K). A layer no run reaches has no vectors."""
+    if len(runs) == 1:
+        return session.layer_inputs(runs[0])
+    per_run = [session.layer_inputs(feeds) for feeds in runs]
+    return {
+        layer.name: np.concatenate([xs[layer.name].reshape(-1, xs[layer.name].shape[-1]) for xs in per_run])
+        for layer in session.layers
+    }

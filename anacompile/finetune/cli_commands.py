@@ -107,6 +107,9 @@ def finetune_command(
     json_out: Annotated[str | None, typer.Option("--json", metavar="PATH", help=JSON_HELP)] = None,
 ) -> None:
     """Fine-tune MODEL hardware-aware by distillation from its FP32 outputs (needs anacompile[train])."""
+    from anacompile.cli_options import periphery_sets
+
+    overrides = periphery_sets(set_)  # checked before torch is even imported
     from anacompile.finetune.train import FinetuneConfig, finetune, parse_eta
 
     config = FinetuneConfig(
@@ -135,7 +138,7 @@ def finetune_command(
         config=config,
         labels=labels,
         periphery=periphery,
-        periphery_overrides=list(set_ or []),
+        periphery_overrides=overrides,
         device=device,
         strategy=strategy,
         input_ranges_output=input_ranges_out,

@@ -260,17 +260,16 @@ def analog_layer_names(
 ) -> tuple[dict[str, list[tuple[str, int | None]]], list[str]]:
     """What the compiler maps to crossbars, by lowering key: key -> [(compiler layer name, input group)].
 
-    Runs the compiler's own analysis passes (fold weight chains, split grouped convolutions, mark analog ops) on
-    a copy, so that fine-tuning puts noise exactly where the chip will have it. Returns the mapping and notes.
+    Runs the compiler's own planning passes (:func:`~anacompile.passes.pipeline.planning_pipeline`: fold weight
+    chains, split grouped convolutions, mark analog ops) on a copy, so that fine-tuning puts noise exactly where
+    the chip will have it. Returns the mapping and notes.
     """
     import re
 
     import onnx_ir as ir
 
     from anacompile.passes._layer import analog_layers
-    from anacompile.passes.conv import SplitGroupedConvsPass
-    from anacompile.passes.fold_constant_weights import FoldConstantWeightsPass
-    from anacompile.passes.mark_analog_ops import MarkAnalogOpsPass
+    from anacompile.passes.pipeline import planning_pipeline
     from anacompile.passes.recurrent import RecurrentLayer
 
     irm = ir.serde.deserialize_model(copy.deepcopy(proto))
@@ -281,9 +280,7 @@ def analog_layer_names(
         seen.add(name)
         keys[id(node)] = name
     by_clean = {"".join(ch if ch.isalnum() or ch in "_-" else "_" for ch in k).strip("_"): k for k in keys.values()}
-    ir.passes.PassManager([FoldConstantWeightsPass(), SplitGroupedConvsPass(), MarkAnalogOpsPass()], early_stop=False)(
-        irm
-    )
+    planning_pipeline()(irm)  # the compiler's own planning passes, as compile runs them
     out: dict[str, list[tuple[str, int | None]]] = {}
     notes: list[str] = []
     for node, plan in analog_layers(irm):

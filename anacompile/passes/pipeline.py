@@ -42,6 +42,7 @@ __all__ = [
     "CALIBRATION_SAMPLES",
     "CompileSettings",
     "analysis_pipeline",
+    "check_output_form",
     "compile_pipeline",
     "compile_settings",
     "default_pipeline",
@@ -305,6 +306,23 @@ def _output_range(peri: Periphery, calibration) -> tuple[Periphery, str]:
     )
 
 
+def check_output_form(target: str, chip_state: str) -> None:
+    """Refuse an unknown ``target`` or ``chip_state``, and ``chip_state="none"`` with ``target="deploy"`` (a
+    device runtime loads a programmed chip), before any work.
+
+    Raises:
+        ConfigError: naming the option and its valid values.
+    """
+    if target not in TARGETS:
+        raise ConfigError(f"target {target!r}: use one of {', '.join(TARGETS)}.")
+    if chip_state not in contract.CHIP_STATES:
+        raise ConfigError(f"--chip-state {chip_state!r}: use one of {', '.join(contract.CHIP_STATES)}.")
+    if chip_state == contract.CHIP_STATE_NONE and target == DEPLOY:
+        raise ConfigError(
+            "--chip-state none stores no programmed chip, which --target deploy needs; use --chip-state full."
+        )
+
+
 def default_pipeline(
     *,
     device: str | os.PathLike[str] = "pcm",
@@ -322,6 +340,7 @@ def default_pipeline(
     target: str = SIMULATION,
     shared_weights: str = "share",
     verify: bool = True,
+    chip_state: str = contract.CHIP_STATE_FULL,
 ) -> ir.passes.PassManager:
     """The compiler as an onnx-ir pass pipeline, for other onnx-ir / onnxscript pipelines to run between theirs.
 
@@ -339,6 +358,8 @@ def default_pipeline(
         calibration: a data set name or .npz (then ``model``: the source, to match the data to its inputs),
             or the calibration feeds themselves (input name -> array).
         model: the source model, only to read calibration data for its inputs.
+        chip_state: ``full`` (the file carries the programmed chip) or ``none`` (the plan and seed only), as
+            ``compile --chip-state``.
 
     Example::
 
@@ -353,8 +374,7 @@ def default_pipeline(
             common.RemoveUnusedOpsetsPass(),
         )(model)
     """
-    if target not in TARGETS:
-        raise ConfigError(f"target {target!r}: use one of {', '.join(TARGETS)}.")
+    check_output_form(target, chip_state)
     seed, chip = check_index(seed, "--seed"), check_index(chip, "--chip")
     proto = read_model(model) if model is not None else None
     dev, mapping, peri, feeds, ranges, notes = compile_settings(
@@ -375,6 +395,7 @@ def default_pipeline(
         deploy=target == DEPLOY,
         label=model_label(model) if model is not None else "model",
         verify=verify,
+        chip_state=chip_state,
     )
 
 

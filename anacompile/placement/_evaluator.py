@@ -64,6 +64,7 @@ class ConfigEvaluator:
         batch_memory_mb: bound (MiB) on one onnxruntime call that runs many (chip, t) pairs of a config
             (:mod:`anacompile.runtime.chip_batch`; default one core's L2 cache, 0: one pair per call); the
             scores are bit for bit those of one pair per call.
+        providers: onnxruntime execution providers of the session (:mod:`anacompile.runtime.providers`).
     """
 
     def __init__(
@@ -76,10 +77,13 @@ class ConfigEvaluator:
         compensation: str | None = None,
         progress: Callable[[int, int], None] | None = None,
         batch_memory_mb: float | None = None,
+        providers: str | list[str] | None = None,
     ) -> None:
         from anacompile.runtime.session import AnalogSession
 
-        self.session = AnalogSession(compiled, chip_seed=None, seed=seed, compensation=compensation, switchable=True)
+        self.session = AnalogSession(
+            compiled, chip_seed=None, seed=seed, compensation=compensation, switchable=True, providers=providers
+        )
         self.metric, self.metric_name = resolve_metric(
             metric, data=data, proto=load_proto(compiled), digital_run=self.session.run_digital
         )

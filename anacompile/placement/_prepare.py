@@ -29,7 +29,8 @@ def is_compiled(model: str | os.PathLike[str]) -> bool:
 @contextlib.contextmanager
 def analog_plan(model: ModelInput, compile_options: dict[str, Any]) -> Iterator[Path]:
     """Yield a compiled model with every analog-capable layer analog: ``model`` itself when compiled, else
-    ``model`` compiled with ``compile_options`` (no placement) into a temporary folder removed afterwards."""
+    ``model`` compiled with ``compile_options`` (no placement, the simulation form) into a temporary folder
+    removed afterwards."""
     from anacompile.model_io import model_file
 
     with model_file(model) as path:  # a path, or an in-memory ModelProto / onnx-ir Model written privately
@@ -38,7 +39,7 @@ def analog_plan(model: ModelInput, compile_options: dict[str, Any]) -> Iterator[
             return
         from anacompile.compiler import compile_model
 
-        skip = ("digital", "layer_strategies", "output", "force")
+        skip = ("digital", "layer_strategies", "output", "force", "target")  # evaluated: the simulation form
         options = {k: v for k, v in compile_options.items() if k not in skip}
         with tempfile.TemporaryDirectory(prefix="anacompile-placement-") as tmp:
             out = Path(tmp) / "all_analog.onnx"

@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from anacompile.cli_options import EXECUTION_PROVIDER, periphery_sets
 from anacompile.cli_output import JSON_HELP, check_json_target, json_to_stdout, write_json
 
 __all__ = ["print_placement", "sensitivity_command"]
@@ -40,6 +41,7 @@ def sensitivity_command(
     json_path: str | None = typer.Option(None, "--json", metavar="PATH", help=JSON_HELP),
     plot: Path | None = typer.Option(None, "--plot", help="Write the per-layer bar plot (PNG/SVG/PDF)."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing output files."),
+    execution_provider: str | None = EXECUTION_PROVIDER,
 ) -> None:
     """Per-layer sensitivity: the metric with only each layer analog and with all but it analog, ranked."""
     from anacompile.cli_progress import progress as _progress
@@ -54,7 +56,7 @@ def sensitivity_command(
     options = {
         "device": device,
         "periphery": periphery,
-        "periphery_overrides": list(set_),
+        "periphery_overrides": periphery_sets(set_),
         "calibration": calibration,
         "seed": seed,
     }
@@ -67,6 +69,7 @@ def sensitivity_command(
             chips=chips,
             compensation=compensation,
             progress=advance,
+            providers=execution_provider,
             **options,
         )
     table = Table(
@@ -143,6 +146,11 @@ def run_placement(
         if json_to_stdout(json_out):
             return
     print_placement(result)
+    from anacompile.compiler import read_report
+    from anacompile.model_io import load_proto
+
+    for note in read_report(load_proto(result.output)).notes:  # the compile's own notes, as a plain compile's
+        err_console.print(f"[yellow]note:[/] {escape(note)}")
     out_console.print(f"wrote [bold]{result.output}[/], {result.placement_path}" + (f", {plot}" if plot else ""))
 
 

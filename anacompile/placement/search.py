@@ -46,12 +46,15 @@ from typing import Any
 
 import numpy as np
 
+from anacompile.contract import CHIP_STATE_FULL
 from anacompile.errors import ConfigError
 from anacompile.evaluate.metrics import Metric
 from anacompile.evaluate.times import format_time, parse_times
 from anacompile.mapping.registry import get_mapping
 from anacompile.model_io import atomic_output, check_output_path
 from anacompile.passes.apply_placement import Placement
+from anacompile.passes.deploy_form import SIMULATION
+from anacompile.passes.pipeline import check_output_form
 from anacompile.placement._evaluator import DIGITAL, ConfigEvaluator
 from anacompile.placement._prepare import analog_plan, is_compiled
 from anacompile.placement._stats import Estimate, estimate, granularity, t_quantile
@@ -212,8 +215,11 @@ def place(
         max_rounds: verifications at most; the last one verifies the last resort (one layer analog).
         compensation: drift compensation override for the evaluations.
         plot: write the metric vs analog MAC fraction of the search's configs.
-        compile_options: ``device``, ``periphery``, ``periphery_overrides``, ``calibration``, ``programming``,
-            ``input_ranges`` as :func:`~anacompile.compiler.compile_model` takes them.
+        compile_options: :func:`~anacompile.compiler.compile_model`'s other options (``device``,
+            ``periphery``, ``periphery_overrides``, ``calibration``, ``chip``, ``programming``, ``input_ranges``,
+            ``shared_weights``, ``allow_invalid``, ``chip_state``, ``target``), applied to the output. The
+            search and its verification evaluate the simulation form; with ``target="deploy"`` the placement
+            verified is compiled to the deployment form last.
 
     Raises:
         ConfigError: bad budget/time/chips/confidence, a compiled model given, or options that clash.
@@ -237,6 +243,8 @@ def place(
         compile_options.pop(key, None)
     if is_compiled(model):
         raise ConfigError(f"{model} is already compiled; --accuracy-budget compiles a source ONNX model.")
+    target = compile_options.pop("target", SIMULATION)  # what is evaluated is the simulation form
+    check_output_form(target, compile_options.get("chip_state", CHIP_STATE_FULL))
     (at_s,) = parse_times([at] if not isinstance(at, str) else at)
     out = check_output_path(output if output is not None else default_output_path(model), [model], force)
     stem = out.name[: -len(".onnx")] if out.name.endswith(".onnx") else out.name
@@ -378,6 +386,9 @@ def place(
             last = round_ == len(seeds) - 2  # the next round is the last one: verify the last resort
             config = search.step_back(config, search.target - est.lcb, last_resort=last)
         assert result is not None
+        if target != SIMULATION:  # the verified placement, in the form asked for
+            placed = Placement(result.digital, result.layer_strategies, result.reasons)
+            compile_model(model, out, force=True, digital=placed, target=target, **compile_options)
         if search.step > accuracy_budget / 2:
             result.notes.append(
                 f"the metric moves in steps of {search.step:.3g}, coarse against the budget {accuracy_budget:g}: "

@@ -28,6 +28,7 @@ from anacompile.evaluate.times import format_time, parse_times
 from anacompile.model_io import ModelInput, atomic_output, model_label
 from anacompile.placement._evaluator import DIGITAL, ConfigEvaluator
 from anacompile.placement._prepare import analog_plan
+from anacompile.runtime.providers import resolve_providers
 
 __all__ = ["LayerSensitivity", "SensitivityResult", "sensitivity"]
 
@@ -93,6 +94,7 @@ def sensitivity(
     compensation: str | None = None,
     layers: list[str] | None = None,
     progress=None,
+    providers: str | list[str] | None = None,
     **compile_options: Any,
 ) -> SensitivityResult:
     """Per-layer sensitivity of a model's metric to analog execution (module docstring).
@@ -108,14 +110,20 @@ def sensitivity(
         compensation: drift compensation override.
         layers: only these layers (default: all analog layers).
         progress: ``progress(done, total)`` over (config, chip, time) runs.
+        providers: onnxruntime execution providers of the session (``"cuda"``; :mod:`anacompile.runtime.providers`;
+            default the CPU); one that is not available is a one-line ConfigError naming the available ones,
+            raised before anything is compiled.
     """
     times_s = parse_times(times)
+    resolved = resolve_providers(providers)
     if chips < 1:
         raise ConfigError(f"--chips {chips}: need at least one chip.")
     if "seed" in compile_options and seed is None:
         seed = compile_options["seed"]
     with analog_plan(model, compile_options) as plan:
-        ev = ConfigEvaluator(plan, metric, data, chips, seed=seed, compensation=compensation, progress=progress)
+        ev = ConfigEvaluator(
+            plan, metric, data, chips, seed=seed, compensation=compensation, progress=progress, providers=resolved
+        )
         names = ev.names
         chosen = names if layers is None else list(layers)
         unknown = [n for n in chosen if n not in names]

@@ -133,7 +133,7 @@ def read_weights(
     gain_us: float,
     rng: np.random.Generator,
     block: int = BLOCK_DEVICES,
-    q_s: NDArray | None = None,
+    q_s: NDArray[np.float32] | None = None,
 ) -> NDArray[np.float32]:
     """Normalised effective weights at t: decode the pairs of g(t) = device.read(g_prog, nu, t).
 
@@ -189,12 +189,13 @@ def read_weights(
     return u.reshape(g_prog.shape[2:])
 
 
-def read_noise_q(g_prog: NDArray, device) -> NDArray | None:
+def read_noise_q(g_prog: NDArray[np.floating], device) -> NDArray[np.float32] | None:
     """A PCM device's 1/f read-noise amplitude Q_s(|g_prog|/g_max) in the sampling dtype, for
     :func:`read_weights` (``q_s``); None for other devices (their reads compute what they need)."""
     if not isinstance(device, PCMDevice):
         return None
-    return device.read_noise_q(g_prog, dtype=SAMPLE_DTYPE)
+    q: NDArray[np.float32] = device.read_noise_q(g_prog, dtype=SAMPLE_DTYPE).astype(SAMPLE_DTYPE, copy=False)
+    return q
 
 
 def noise_bank(size: int, rng: np.random.Generator) -> NDArray[np.float32]:

@@ -25,13 +25,13 @@ from collections import Counter
 
 import numpy as np
 import onnx
-from onnx import helper
+from onnx import helper, numpy_helper
 
 from anacompile import contract
 from anacompile.crossbar.functions import build_analog_conv_function, conv_overload
 from anacompile.crossbar.periphery import InputRange, Periphery
 from anacompile.graph_walk import all_nodes
-from anacompile.runtime.nchwc import NCHWC_DOMAIN, build_nchwc_conv_function, nchwc_conv
+from anacompile.runtime.nchwc import FED, NCHWC_DOMAIN, NchwcLayer, nchwc_conv
 
 __all__ = ["native_convs"]
 
@@ -41,7 +41,7 @@ def native_convs(
     layers,
     periphery: Periphery,
     keep: set[str] | frozenset[str] = frozenset(),
-    nchwc: bool = False,
+    nchwc: dict | None = None,
 ) -> list[str]:
     """Rewrite every eligible convolution layer of the session model ``m`` in place; return their names.
 
@@ -50,8 +50,9 @@ def native_convs(
         layers: the session's :class:`~anacompile.runtime.session.ChipLayer` list.
         periphery: the periphery in force.
         keep: tensor names that must stay computed (``extra_outputs``).
-        nchwc: run the tile MVMs as onnxruntime's NCHWc Convs where it has them for the geometry
-            (:mod:`anacompile.runtime.nchwc`; CPU provider only).
+        nchwc: None, or run the tile MVMs as onnxruntime's NCHWc Convs where it has them for the geometry
+            (:mod:`anacompile.runtime.nchwc`; CPU provider only) and put those layers' :class:`NchwcLayer`
+            in this dict by name (the session feeds what they derive from its chip state).
     """
     static = periphery.dac_bits is None or periphery.input_range is InputRange.STATIC
     if not static or periphery.bm_passes > 1:
@@ -74,13 +75,38 @@ def native_convs(
         patch, to_last, to_first, window = found
         spec = layer.spec
         channels = int(window["group"])
-        args = (periphery, opset, node.name, window, channels, spec.n_out, spec.n_tiles, spec.rows)
-        plan = _nchwc_plan(window, channels, spec) if nchwc else None
+        plan = _nchwc_plan(window, channels, spec) if nchwc is not None else None
         if plan is not None:
-            m.functions.append(build_nchwc_conv_function(*args, plan))
+            inits = {t.name: t for t in g.initializer}
+            gain = node.input[contract.OUT_GAIN_INPUT] if len(node.input) > contract.OUT_GAIN_INPUT else ""
+            nl = NchwcLayer(
+                node.name,
+                layer.weights,
+                periphery,
+                window,
+                channels,
+                spec.n_out,
+                spec.n_tiles,
+                spec.rows,
+                plan,
+                numpy_helper.to_array(inits[node.input[5]]),
+                numpy_helper.to_array(inits[gain]) if gain in inits else None,
+            )
+            m.functions.append(nl.function(opset))
             if not any(o.domain == NCHWC_DOMAIN for o in m.opset_import):
                 m.opset_import.append(helper.make_opsetid(NCHWC_DOMAIN, 1))
+            w_shape, s_shape = layer.state_shapes
+            fed = nl.feeds(np.zeros(w_shape, np.float32), np.zeros(s_shape, np.float32))
+            for name, value in fed.items():
+                g.input.append(helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, list(value.shape)))
+            noise = node.input[6] if len(node.input) > 6 else ""
+            x, in_scale, bias = node.input[0], node.input[2], node.input[4]
+            names = [nl.input_name(k) if nl.input_name(k) in fed else "" for k in FED]
+            del node.input[:]
+            node.input.extend([x, in_scale, noise, *names, bias])
+            nchwc[node.name] = nl
         else:
+            args = (periphery, opset, node.name, window, channels, spec.n_out, spec.n_tiles, spec.rows)
             m.functions.append(build_analog_conv_function(*args))
         node.input[0] = patch.input[0]
         node.output[0] = to_first.output[0]

@@ -43,11 +43,20 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from anacompile import contract
-from anacompile.contract import MATMUL_ATTRIBUTES, MATMUL_INPUTS
+from anacompile.contract import MATMUL_ATTRIBUTES
 from anacompile.crossbar.functions import _Body, conv_overload
 from anacompile.crossbar.periphery import InputRange, OutputRange, Periphery
+from anacompile.crossbar.reference import tile_constants
 
-__all__ = ["ENV", "NCHWC_DOMAIN", "NchwcConv", "build_nchwc_conv_function", "nchwc_conv", "nchwc_enabled"]
+__all__ = [
+    "ENV",
+    "NCHWC_DOMAIN",
+    "NchwcConv",
+    "NchwcLayer",
+    "nchwc_conv",
+    "nchwc_enabled",
+    "nchwc_layers",
+]
 
 logger = logging.getLogger(__name__)
 NCHWC_DOMAIN = "com.microsoft.nchwc"
@@ -81,6 +90,22 @@ class NchwcConv:
         """The OIHW filter ``w`` in onnxruntime's NCHWc filter layout (numpy, as the graph's Gather does)."""
         flat = np.concatenate([np.asarray(w, np.float32).ravel(), np.zeros(1, np.float32)])
         return flat[self.perm]
+
+
+def nchwc_layers(m: onnx.ModelProto) -> list[str]:
+    """The layers whose AnalogMatMul body in the session model ``m`` runs NCHWc Convs."""
+
+    def nchwc(nodes) -> bool:
+        for node in nodes:
+            if node.domain == NCHWC_DOMAIN:
+                return True
+            for a in node.attribute:
+                if a.type == onnx.AttributeProto.GRAPH and nchwc(a.g.node):
+                    return True
+        return False
+
+    prefix = conv_overload("")
+    return [f.overload[len(prefix) :] for f in m.functions if f.overload.startswith(prefix) and nchwc(f.node)]
 
 
 def nchwc_enabled(providers: list[str] | None) -> bool:
@@ -180,142 +205,256 @@ def _optimized_probe(in_channels: int, shape: tuple[int, ...], group: int, windo
         return onnx.load(so.optimized_model_filepath)
 
 
-def build_nchwc_conv_function(
-    periphery: Periphery,
-    opset: int,
-    layer: str,
-    window: dict,
-    channels: int,
-    n_out: int,
-    n_tiles: int,
-    tile_rows: int,
-    plan: NchwcConv,
-) -> onnx.FunctionProto:
-    """``AnalogMatMul`` of one convolution layer without patches, its tile MVMs as NCHWc Convs (``plan``).
+FED = ("w", "w_ir", "w_a", "w_var", "scale")
+"""The fed inputs of an NCHWc body after X, in_scale and the noise, as the session names them
+(``L.`` + :data:`anacompile.contract.NCHWC_PREFIX` + the key): the reordered filters of q W g, q W_ir,
+|q| |W| ir_a_scale and q^2 |W| k1 g^2, and the output scales (for the depthwise tail, reordered)."""
+NCHWC_INPUTS = ("X", "in_scale", "noise_bank", *FED, "bias")
 
-    The inputs, outputs and arithmetic are :func:`anacompile.crossbar.functions.build_analog_conv_function`'s
-    (and so :func:`anacompile.crossbar.reference.tile_forward`'s on the patches): DAC once on X, the MVMs
-    q W g, q W_ir, |q| |W| and q^2 |W| as Convs of the codes, IR drop, read noise and ADC on their outputs,
-    per-tile scales, the tiles' sum and the bias; one pass (static input ranges or no DAC). The constants
-    ``ir_a_scale``, ``noise_k1`` g^2 and ``noise_k2`` ride in the weights and the bias (module docstring), so
-    outputs may differ from the reference by float32 rounding (an ADC step where a value sits on a rounding
-    boundary). ``plan`` is :func:`nchwc_conv` of (n_tiles * C/tile, n_tiles * N, n_tiles, window).
+
+@dataclass
+class NchwcLayer:
+    """One convolution layer's NCHWc body (:meth:`function`) and the fed tensors it reads (:meth:`feeds`).
+
+    The filters are derived from the chip's effective weights and output scales once per (chip, t), in numpy
+    (:meth:`feeds`, float32, the same arithmetic as the plain Conv body's weight ops), so a run does no
+    weight-sized work. ``weights`` is the layer whose chip state (``L.w_eff``, ``L.scale``) it reads.
     """
-    p = periphery
+
+    name: str
+    weights: str
+    periphery: Periphery
+    window: dict
+    channels: int
+    n_out: int
+    n_tiles: int
+    tile_rows: int
+    plan: NchwcConv
+    ir_row_weight: np.ndarray
+    out_gain: np.ndarray | None
+
+    @property
+    def kernel(self) -> list[int]:
+        return [int(k) for k in self.window["kernel_shape"]]
+
+    @property
+    def cpt(self) -> int:
+        """Input channels per tile."""
+        kk = int(math.prod(self.kernel))
+        return self.tile_rows // kk if self.n_tiles > 1 else self.channels
+
+    @property
+    def outs(self) -> int:
+        """Output channels of the grouped conv (N per tile)."""
+        return self.n_tiles * self.n_out
+
+    @property
+    def blocked(self) -> bool:
+        """No padded channels: the periphery runs in the blocked layout."""
+        return self.plan.blocked_channels == self.outs
+
+    @functools.cached_property
+    def tail(self) -> NchwcConv | None:
+        """The depthwise 1x1 NCHWc Conv of the per-channel scales and bias (one tile, blocked), or None."""
+        if not self.blocked or self.n_tiles > 1:
+            return None
+        tail = nchwc_conv(self.outs, self.outs, self.outs, {"kernel_shape": [1] * len(self.kernel)})
+        if tail is None or not tail.reorder_input or tail.blocked_channels != self.outs:
+            return None
+        return tail
+
+    @property
+    def used(self) -> tuple[str, ...]:
+        """The keys of :data:`FED` this periphery reads."""
+        p = self.periphery
+        keys = ["w"]
+        if p.ir_drop > 0:
+            keys += ["w_ir", "w_a"]
+        if p.has_mvm_noise and p.read_noise > 0:
+            keys.append("w_var")
+        return (*keys, "scale")
+
+    def input_name(self, key: str) -> str:
+        return contract.layer_tensor(self.name, f"{contract.NCHWC_PREFIX}{key}")
+
+    def feeds(self, w_eff: np.ndarray, scale: np.ndarray) -> dict[str, np.ndarray]:
+        """The fed tensors of the body for the chip state (``L.w_eff`` in ADC codes per DAC code, ``L.scale``)."""
+        p, c = self.periphery, tile_constants(self.periphery)
+        f32 = np.float32
+        n_tiles, n_out, cpt, kernel = self.n_tiles, self.n_out, self.cpt, self.kernel
+        w = np.asarray(w_eff, f32)
+        if n_tiles > 1:  # (n_tiles, tile_rows, N) -> (n_tiles * N, cpt, *kernel)
+            wk = w.reshape(n_tiles, cpt, -1, n_out).transpose(0, 3, 1, 2).reshape(self.outs, cpt, *kernel)
+        else:  # (K, N) -> (N, C, *kernel)
+            wk = w.T.reshape(n_out, self.channels, *kernel)
+        gain = None
+        if p.output_range is OutputRange.CALIBRATED and self.out_gain is not None:
+            per_tile = np.broadcast_to(np.asarray(self.out_gain, f32).reshape(n_tiles, 1), (n_tiles, n_out))
+            gain = per_tile.reshape(self.outs, 1, 1, 1)
+        w_g = wk if gain is None else wk * gain
+        out = {"w": self.plan.reorder(w_g)}
+        abs_w = np.abs(wk)
+        if p.ir_drop > 0:  # 0.05 g_IR in W_ir, negated (added as the Conv's Sum); ir_a_scale in |W|
+            factor = self.ir_row_weight.astype(f32).reshape(1, cpt, *kernel) * (f32(c.ir_drop) * f32(0.05))
+            out["w_ir"] = self.plan.reorder(w_g * -factor)
+            out["w_a"] = self.plan.reorder(abs_w * f32(c.ir_a_scale))
+        if "w_var" in self.used:  # k1 g^2 in the weights
+            k1 = f32(c.noise_k1)
+            out["w_var"] = self.plan.reorder(abs_w * (k1 if gain is None else k1 * (gain * gain)))
+        s = np.asarray(scale, f32)
+        if self.tail is not None:
+            out["scale"] = self.tail.reorder(s.reshape(-1))
+        elif n_tiles > 1:
+            out["scale"] = s.reshape(n_tiles, n_out, 1)
+        else:
+            out["scale"] = s.reshape([1, n_out] + [1] * len(kernel))
+        return {self.input_name(k): np.ascontiguousarray(v, f32) for k, v in out.items()}
+
+    def function(self, opset: int) -> onnx.FunctionProto:
+        """``AnalogMatMul`` (overload ``conv.<layer>``) of the layer: its tile MVMs as NCHWc Convs.
+
+        Inputs :data:`NCHWC_INPUTS`: X, in_scale, the fed noise, the fed filters and scales of :meth:`feeds`
+        (a key this periphery does not read is an empty input), the bias. The arithmetic is
+        :func:`anacompile.crossbar.functions.build_analog_conv_function`'s (and so
+        :func:`anacompile.crossbar.reference.tile_forward`'s on the patches): DAC once on X, the MVMs q W g,
+        q W_ir, |q| |W| and q^2 |W| as Convs of the codes, IR drop, read noise and ADC on their outputs,
+        per-tile scales, the tiles' sum and the bias; one pass (static input ranges or no DAC). Folded where
+        exact in exact arithmetic (module docstring): the IR-drop and noise terms are the Conv's Sum input,
+        the ADC bound its Clip activation (an integral bound: Clip and Round commute), the constants
+        ``ir_a_scale``, ``noise_k1`` g^2 ride in the filters and ``noise_k2`` is a bias, so outputs may
+        differ from the reference by float32 rounding (an ADC step where a value sits on a rounding boundary).
+        """
+        return _body(self, opset)
+
+
+def _body(layer: NchwcLayer, opset: int) -> onnx.FunctionProto:
+    p, plan = layer.periphery, layer.plan
     if p.bm_passes > 1 or (p.dac_bits is not None and p.input_range is not InputRange.STATIC):
         raise ValueError("a convolution without patches needs static input ranges (or no DAC), one pass")
     b = _Body()
     i64 = TensorProto.INT64
-    kernel = [int(k) for k in window["kernel_shape"]]
-    r, kk = len(kernel), int(math.prod(kernel))
-    tiled = n_tiles > 1
-    cpt = tile_rows // kk if tiled else channels  # input channels per tile
-    outs = n_tiles * n_out  # output channels of the grouped conv
-    blocked = plan.blocked_channels == outs  # no padded channels: the periphery runs in the blocked layout
+    kernel, n_tiles, n_out, cpt, outs = layer.kernel, layer.n_tiles, layer.n_out, layer.cpt, layer.outs
+    r, tiled, blocked, channels = len(kernel), n_tiles > 1, layer.blocked, layer.channels
+    filters = {key: key for key in FED}
+    k2 = None
+    if "w_var" in layer.used:  # sqrt(k1 g^2 q^2 |W| + k2): k2 is the q^2 Conv's bias
+        k2 = b.op("Reshape", b.attr_const("noise_k2"), b.const([1], i64))
+        k2 = b.op("Expand", k2, b.const([plan.blocked_channels], i64))
+    levels = b.attr_const("dac_levels") if p.dac_bits is not None else None
+    bound = b.attr_const("code_bound") if p.adc_bound is not None else None
+    in_scale = "in_scale"
+    if tiled and p.dac_bits is not None:  # one DAC scale per tile: per group of cpt channels
+        per_tile = b.op("Reshape", "in_scale", b.const([n_tiles, 1], i64))
+        per_channel = b.op("Expand", per_tile, b.const([n_tiles, cpt], i64))
+        in_scale = b.op("Reshape", per_channel, b.const([1, n_tiles * cpt] + [1] * r, i64))
+    bias = b.op("Reshape", "bias", b.const([1, n_out] + [1] * r, i64))
+    attrs = dict(plan.attributes)
+    code_bound = tile_constants(p).code_bound if bound is not None else 0.0
+    fused = blocked and _integral(code_bound)
+
+    def conv(left: str, name: str, conv_bias: str = "", total: str | None = None, **extra) -> str:
+        inputs = [left, filters[name], conv_bias] + ([total] if total is not None else [])
+        while inputs[-1] == "":
+            inputs.pop()
+        y = b.op("Conv", *inputs, domain=NCHWC_DOMAIN, **attrs, **extra)
+        if not blocked:
+            y = b.op("ReorderOutput", y, domain=NCHWC_DOMAIN, channels=outs, channels_last=0)
+        return y
+
     x = "X"
     if tiled and n_tiles * cpt > channels:  # zero channels up to whole tiles (their weight rows are zero)
         pads = [0] * (2 * (r + 2))
         pads[r + 2 + 1] = n_tiles * cpt - channels
         x = b.op("Pad", x, b.const(pads, i64))
-    if p.dac_bits is None:
-        q = x
-    else:
-        if tiled:  # one DAC scale per tile: per group of cpt channels
-            per_tile = b.op("Reshape", "in_scale", b.const([n_tiles, 1], i64))
-            per_channel = b.op("Expand", per_tile, b.const([n_tiles, cpt], i64))
-            xs = b.op("Mul", x, b.op("Reshape", per_channel, b.const([1, n_tiles * cpt] + [1] * r, i64)))
-        else:
-            xs = b.op("Mul", x, "in_scale")
-        levels = b.attr_const("dac_levels")
-        q = b.op("Round", b.op("Clip", xs, b.op("Neg", levels), levels))
+    q = x
+    if levels is not None:
+        q = b.op("Round", b.op("Clip", b.op("Mul", x, in_scale), b.op("Neg", levels), levels))
     if plan.reorder_input:
         q = b.op("ReorderInput", q, domain=NCHWC_DOMAIN, channels_last=0)
-    # the filters (n_tiles * N, cpt, *kernel), channel-major rows (c, kernel offset) per tile
-    if tiled:
-        wk = b.op("Reshape", "W", b.const([n_tiles, cpt, kk, n_out], i64))
-        wk = b.op("Reshape", b.op("Transpose", wk, perm=[0, 3, 1, 2]), b.const([outs, cpt, *kernel], i64))
-    else:
-        wk = b.op("Reshape", b.op("Transpose", "W", perm=[1, 0]), b.const([n_out, channels, *kernel], i64))
-    gain = None
-    if p.output_range is OutputRange.CALIBRATED:  # per tile, on its N output channels
-        per_tile = b.op(
-            "Expand", b.op("Reshape", "out_gain", b.const([n_tiles, 1], i64)), b.const([n_tiles, n_out], i64)
-        )
-        gain = b.op("Reshape", per_tile, b.const([outs, 1, 1, 1], i64))
-    w_g = wk if gain is None else b.op("Mul", wk, gain)
-    abs_w = b.op("Abs", wk) if (p.read_noise > 0 or p.ir_drop > 0) else None
-    perm = b.op("Constant", value=numpy_helper.from_array(plan.perm, f"{layer}.nchwc_perm"))
-    zero = b.const([0.0])
-
-    def reorder(w: str) -> str:
-        return b.op("Gather", b.op("Concat", b.op("Reshape", w, b.const([-1], i64)), zero, axis=0), perm, axis=0)
-
-    attrs = dict(plan.attributes)
-
-    def conv(left: str, weight: str, bias: str | None = None) -> str:
-        inputs = [left, reorder(weight)] + ([bias] if bias is not None else [])
-        y = b.op("Conv", *inputs, domain=NCHWC_DOMAIN, **attrs)
-        if not blocked:
-            y = b.op("ReorderOutput", y, domain=NCHWC_DOMAIN, channels=outs, channels_last=0)
-        return y
-
-    z = conv(q, w_g)
-    if p.ir_drop > 0:  # g_IR c(a) z_ir, c(a) = 0.05 a ((a - 2)^2 + 6); 0.05 g_IR in W_ir, ir_a_scale in |W|
-        irw = b.op("Reshape", "ir_row_weight", b.const([1, cpt, *kernel], i64))
-        factor = b.op("Mul", irw, b.op("Mul", b.attr_const("ir_drop"), b.const(0.05)))
-        z_ir = conv(q, b.op("Mul", w_g, factor))
-        a = conv(b.op("Abs", q), b.op("Mul", abs_w, b.attr_const("ir_a_scale")))
+    # the terms added to q W g: -g_IR c(a) z_ir (W_ir negated), c(a) = 0.05 a ((a - 2)^2 + 6); the noise
+    extra = None
+    if p.ir_drop > 0:
+        z_ir = conv(q, "w_ir")
+        a = conv(b.op("Abs", q), "w_a")
         d = b.op("Sub", a, b.const(2.0))
-        corr = b.op("Mul", a, b.op("Add", b.op("Mul", d, d), b.const(6.0)))
-        z = b.op("Sub", z, b.op("Mul", corr, z_ir))
+        extra = b.op("Mul", b.op("Mul", a, b.op("Add", b.op("Mul", d, d), b.const(6.0))), z_ir)
+    noise = None
     if p.has_mvm_noise:
-        xi = b.op("Reshape", "noise_bank", b.op("Shape", z))
-        if p.read_noise > 0:  # sqrt(k1 g^2 q^2 |W| + k2): k1 g^2 in the weights, k2 the bias
-            k1 = b.attr_const("noise_k1")
-            w_v = b.op("Mul", abs_w, k1 if gain is None else b.op("Mul", k1, b.op("Mul", gain, gain)))
-            k2 = b.op(
-                "Expand",
-                b.op("Reshape", b.attr_const("noise_k2"), b.const([1], i64)),
-                b.const([plan.blocked_channels], i64),
+        if k2 is not None:
+            var = conv(b.op("Mul", q, q), "w_var", k2)
+            noise = b.op("Mul", b.op("Sqrt", var), b.op("Reshape", "noise_bank", b.op("Shape", var)))
+        elif extra is not None:
+            noise = b.op("Reshape", "noise_bank", b.op("Shape", extra))  # fed pre-scaled by noise_std
+        elif not tiled:  # (N, *S', N_out) -> the conv output's shape (N, N_out, *S')
+            shape = b.op("Shape", "noise_bank")
+            shape = b.op(
+                "Concat",
+                b.op("Slice", shape, b.const([0], i64), b.const([1], i64)),
+                b.const([outs], i64),
+                b.op("Slice", shape, b.const([1], i64), b.const([-1], i64)),
+                axis=0,
             )
-            var = conv(b.op("Mul", q, q), w_v, k2)
-            z = b.op("Add", z, b.op("Mul", b.op("Sqrt", var), xi))
-        else:
-            z = b.op("Add", z, xi)  # fed pre-scaled by noise_std
-    if p.adc_bits is not None:
-        z = b.op("Round", z)
-    if p.adc_bound is not None:
-        bound = b.attr_const("code_bound")
-        z = b.op("Clip", z, b.op("Neg", bound), bound)
-    if blocked:
-        z = b.op("ReorderOutput", z, domain=NCHWC_DOMAIN, channels=outs, channels_last=0)
-    if tiled:  # (N, n_tiles * N_out, *S') -> scales per tile, the tiles' sum by a MatMul, the bias
-        zs = b.op("Reshape", z, b.const([0, n_tiles, n_out, -1], i64))
-        zs = b.op("Mul", zs, b.op("Reshape", "scale", b.const([n_tiles, n_out, 1], i64)))
-        row = b.op("Reshape", b.const([1.0] * n_tiles), b.const([1, n_tiles], i64))
-        summed = b.op("MatMul", row, b.op("Reshape", zs, b.const([0, n_tiles, -1], i64)))
-        conv_shape = b.op("Shape", z)
-        out_shape = b.op(
-            "Concat",
-            b.op("Slice", conv_shape, b.const([0], i64), b.const([1], i64)),
-            b.const([n_out], i64),
-            b.op("Slice", conv_shape, b.const([2], i64), b.const([2**62], i64)),
-            axis=0,
-        )
-        y = b.op("Reshape", summed, out_shape)
+            noise = b.op("Reshape", "noise_bank", shape)
+        if noise is not None:
+            extra = noise if extra is None else b.op("Add", extra, noise)
+    if fused and not (p.has_mvm_noise and noise is None):
+        # the extra terms as the Conv's Sum input, the ADC bound as its Clip activation (then Round)
+        clip = {}
+        if bound is not None:
+            cb = float(np.float32(code_bound))
+            clip = {"activation": "Clip", "activation_params": [-cb, cb]}
+        z = conv(q, "w", "", extra, **clip)
+        if p.adc_bits is not None:
+            z = b.op("Round", z)
     else:
-        y = b.op("Mul", z, b.op("Reshape", "scale", b.const([1, n_out] + [1] * r, i64)))
-    b.op("Add", y, b.op("Reshape", "bias", b.const([1, n_out] + [1] * r, i64)))
+        z = conv(q, "w")
+        if extra is not None:
+            z = b.op("Add", z, extra)
+        elif p.has_mvm_noise:  # tiled, fed noise only: its shape is the output's
+            z = b.op("Add", z, b.op("Reshape", "noise_bank", b.op("Shape", z)))
+        if p.adc_bits is not None:
+            z = b.op("Round", z)
+        if bound is not None:
+            z = b.op("Clip", z, b.op("Neg", bound), bound)
+    if layer.tail is not None:  # the per-channel scale and bias: one depthwise 1x1 Conv of the blocked output
+        tail_bias = b.op("Reshape", "bias", b.const([-1], i64))
+        z = b.op("Conv", z, "scale", tail_bias, domain=NCHWC_DOMAIN, **dict(layer.tail.attributes))
+        b.op("ReorderOutput", z, domain=NCHWC_DOMAIN, channels=outs, channels_last=0)
+    else:
+        if blocked:
+            z = b.op("ReorderOutput", z, domain=NCHWC_DOMAIN, channels=outs, channels_last=0)
+        if tiled:  # (N, n_tiles * N_out, *S') -> scales per tile, the tiles' sum by a MatMul, the bias
+            zs = b.op("Mul", b.op("Reshape", z, b.const([0, n_tiles, n_out, -1], i64)), "scale")
+            row = b.op("Reshape", b.const([1.0] * n_tiles), b.const([1, n_tiles], i64))
+            summed = b.op("MatMul", row, b.op("Reshape", zs, b.const([0, n_tiles, -1], i64)))
+            conv_shape = b.op("Shape", z)
+            out_shape = b.op(
+                "Concat",
+                b.op("Slice", conv_shape, b.const([0], i64), b.const([1], i64)),
+                b.const([n_out], i64),
+                b.op("Slice", conv_shape, b.const([2], i64), b.const([2**62], i64)),
+                axis=0,
+            )
+            y = b.op("Reshape", summed, out_shape)
+        else:
+            y = b.op("Mul", z, "scale")
+        b.op("Add", y, bias)
     b.nodes[-1].output[0] = "Y"
     fn = helper.make_function(
         contract.DOMAIN,
         contract.ANALOG_MATMUL,
-        list(MATMUL_INPUTS),
+        list(NCHWC_INPUTS),
         list(contract.MATMUL_OUTPUTS),
         b.nodes,
         [helper.make_opsetid("", opset), helper.make_opsetid(NCHWC_DOMAIN, 1)],
         attributes=list(MATMUL_ATTRIBUTES),
-        doc_string=f"Analog tiles of convolution {layer} as NCHWc Convs of the fed weights (anacompile session).",
+        doc_string=f"Analog tiles of convolution {layer.name} as NCHWc Convs of fed filters (anacompile session).",
     )
-    fn.overload = conv_overload(layer)
+    fn.overload = conv_overload(layer.name)
     return fn
+
+
+def _integral(value: float) -> bool:
+    """Whether ``value`` (as float32) is a whole number: then Round(Clip(z)) = Clip(Round(z)) at that bound."""
+    v = float(np.float32(value))
+    return v == round(v)

@@ -194,8 +194,11 @@ class AnalogSession:
         self.switchable = bool(switchable)
         keep = set(extra_outputs or [])  # patch-free convs unless their tensors are asked for
         self.providers = resolve_providers(providers)
-        nchwc = nchwc_enabled(self.providers)  # onnxruntime's blocked Convs (CPU; runtime/nchwc.py)
-        self.native_convs = [] if self.switchable else native_convs(stripped, self.layers, self.periphery, keep, nchwc)
+        # onnxruntime's blocked Convs (CPU; runtime/nchwc.py), fed filters derived per (chip, t): _derive_nchwc
+        self._nchwc: dict = {} if nchwc_enabled(self.providers) else None
+        self.native_convs = (
+            [] if self.switchable else native_convs(stripped, self.layers, self.periphery, keep, self._nchwc)
+        )
         if self.switchable:
             _add_digital_switches(stripped, self.layers, self._digital_proto)
         self.batchnorms = expose_batchnorm_statistics(stripped)
@@ -297,6 +300,14 @@ class AnalogSession:
         alpha = compensation_factors(w, layer.gdc_ref, self.compensation)
         self._state[f"{layer.name}.{contract.W_EFF}"] = w * self._code_gain
         self._state[f"{layer.name}.{contract.SCALE}"] = layer.out_scale * alpha
+        self._derive_nchwc(layer.name)
+
+    def _derive_nchwc(self, weights: str) -> None:
+        """The fed filters of the NCHWc convolutions that read layer ``weights``' chip state (runtime/nchwc.py)."""
+        for conv in (self._nchwc or {}).values():
+            if conv.weights == weights:
+                w, s = (self._state[contract.layer_tensor(weights, k)] for k in (contract.W_EFF, contract.SCALE))
+                self._state.update(conv.feeds(w, s))
 
     def snapshot(self):
         """The chip as it is now (chip, t): its fed state and noise stream, for :meth:`chip_batch` runs."""
@@ -395,6 +406,7 @@ class AnalogSession:
             if not np.isnan(self.t_inference):
                 if cached["t"] == self.t_inference and cached["chip"] == self.chip_seed:
                     self._state[w_name], self._state[s_name] = cached["w"], cached["scale"]
+                    self._derive_nchwc(layer.name)
                 else:
                     self._read_layer(layer, self.t_inference)
 
@@ -474,6 +486,8 @@ class AnalogSession:
                     SWITCH,
                 )
             }
+        for conv in (getattr(self, "_nchwc", None) or {}).values():
+            names |= {conv.input_name(k) for k in conv.used}
         return names
 
     def _noise_sizes(self, feeds: dict[str, np.ndarray]) -> list[int]:

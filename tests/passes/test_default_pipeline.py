@@ -54,3 +54,26 @@ def test_default_pipeline_order_and_deploy(mlp_hwa):
     pm(model)
     expected, _ = compile_model(onnx.load(str(mlp_hwa)), target="deploy", seed=1)
     assert ir.serde.serialize_model(model).SerializeToString() == expected.SerializeToString()
+
+
+def test_default_pipeline_takes_every_compile_option_and_chip_state(mlp_hwa):
+    """The pipeline takes compile_model's options (but the file-handling ones), chip_state included: with
+    ``chip_state="none"`` it gives compile_model's plan-only bytes; a bad combination is refused up front."""
+    import inspect
+
+    import pytest
+
+    from anacompile.errors import ConfigError
+
+    file_handling = {"model", "output", "force", "allow_invalid"}  # compile_model's source and output checks
+    options = set(inspect.signature(compile_model).parameters) - file_handling
+    assert options <= set(inspect.signature(anacompile.passes.default_pipeline).parameters)
+    model = ir.load(str(mlp_hwa))
+    anacompile.passes.default_pipeline(calibration="digits", model=model, chip_state="none", seed=3)(model)
+    expected, report = compile_model(onnx.load(str(mlp_hwa)), calibration="digits", chip_state="none", seed=3)
+    assert report.chip_state == "none"
+    assert ir.serde.serialize_model(model).SerializeToString() == expected.SerializeToString()
+    with pytest.raises(ConfigError, match="--chip-state none stores no programmed chip"):
+        anacompile.passes.default_pipeline(chip_state="none", target="deploy")
+    with pytest.raises(ConfigError, match="--chip-state 'half': use one of"):
+        anacompile.passes.default_pipeline(chip_state="half")

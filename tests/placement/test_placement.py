@@ -241,3 +241,79 @@ def test_verification_misses_step_back_and_the_last_resort_is_reported(tmp_path,
     assert "even the last resort" in p.notes[-1] or "no placement passed" in p.notes[-1]
     assert len(p.rounds[-1].digital) == 2 and p.analog_mac_share > 0  # one layer stays analog
     assert json.loads((tmp_path / "b.placement.json").read_text())["meets_budget"] is False
+
+
+def test_every_compile_option_reaches_the_budgeted_compile(tmp_path, models, monkeypatch):
+    """``compile --accuracy-budget`` hands the search every compile option the plain compile takes (it
+    dropped --chip-state, --target and --allow-invalid)."""
+    import inspect
+
+    import anacompile.placement.search as search
+    from anacompile.cli import main
+    from anacompile.compiler import compile_model
+
+    seen: dict = {}
+
+    def capture(model, output, **kwargs):
+        seen.update(kwargs)
+        raise ConfigError("captured")
+
+    monkeypatch.setattr(search, "place", capture)
+    ranges = tmp_path / "ranges.json"
+    ranges.write_text(json.dumps({"fc1": 1.0}))
+    given = {
+        "device": "pcm",
+        "periphery": "standard",
+        "periphery_overrides": {"adc_bits": 6},  # parsed at the CLI's edge
+        "strategy": "single",
+        "calibration": "digits",
+        "seed": 3,
+        "chip": 2,
+        "programming": "verify",
+        "input_ranges": ranges,
+        "target": "deploy",
+        "allow_invalid": True,
+        "shared_weights": "replicate",
+        "chip_state": "none",
+    }
+    args = ["compile", str(models[None]), "-o", str(tmp_path / "o.onnx"), "--accuracy-budget", "0.5"]
+    args += ["-d", "pcm", "--periphery", "standard", "--set", "adc_bits=6", "--strategy", "single"]
+    args += ["--calibration", "digits", "--seed", "3", "--chip", "2", "--programming", "verify"]
+    args += ["--input-ranges", str(ranges), "--target", "deploy", "--allow-invalid"]
+    args += ["--shared-weights", "replicate", "--chip-state", "none"]
+    assert main(args) == 1 and seen
+    options = set(inspect.signature(compile_model).parameters) - {"model", "output", "force"}
+    assert options <= set(seen), sorted(options - set(seen))
+    for key, value in given.items():
+        assert seen[key] == value, key
+
+
+def test_budgeted_compile_honours_chip_state_and_target(tmp_path, models, capsys):
+    """The placement verified is written in the form asked for: ``--chip-state none`` (the plan only) and
+    ``--target deploy`` (verified on the simulation form, then compiled to the deployment form); replaying
+    the placement JSON with the same options gives the same bytes."""
+    from anacompile.cli import main
+    from anacompile.compiler import read_report
+    from anacompile.passes.deploy_form import META_TARGET
+
+    common = ["--calibration", "digits", "--accuracy-budget", "0.5", "--metric", "accuracy", "--data", "digits"]
+    common += ["--chips", "2", "--verify-chips", "2"]
+    for extra, check in (
+        (["--chip-state", "none"], lambda p: read_report(p).chip_state == "none"),
+        (["--target", "deploy"], lambda p: {m.key: m.value for m in p.metadata_props}.get(META_TARGET) == "deploy"),
+    ):
+        out = tmp_path / f"{extra[1]}.onnx"
+        capsys.readouterr()
+        assert main(["compile", str(models[None]), "-o", str(out), *common, *extra]) == 0
+        assert check(onnx.load(str(out))), extra
+        assert "note: output ranges calibrated per tile" in capsys.readouterr().err  # the compile's notes too
+        replay = tmp_path / f"{extra[1]}.replay.onnx"
+        placement = f"@{tmp_path / (extra[1] + '.placement.json')}"
+        args = ["compile", str(models[None]), "-o", str(replay), "--calibration", "digits", "--digital", placement]
+        assert main([*args, *extra]) == 0
+        assert replay.read_bytes() == out.read_bytes()
+    from anacompile.placement.search import place
+
+    with pytest.raises(ConfigError, match="--chip-state none stores no programmed chip"):  # before any search
+        place(models[None], tmp_path / "x.onnx", accuracy_budget=0.5, chip_state="none", target="deploy")
+    assert not (tmp_path / "x.onnx").exists()

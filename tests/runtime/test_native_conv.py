@@ -11,7 +11,7 @@ from anacompile import contract
 from anacompile.compiler import compile_model
 from anacompile.crossbar.reference import tile_forward
 from anacompile.passes.conv import ConvGeometry
-from anacompile.runtime.nchwc import ENV, NCHWC_DOMAIN, nchwc_enabled
+from anacompile.runtime.nchwc import ENV, nchwc_enabled, nchwc_layers
 from anacompile.runtime.session import AnalogSession
 from tests.passes.test_conv import CASES, conv_model
 
@@ -126,8 +126,7 @@ def test_native_conv_noise_law_equals_the_patch_path(tmp_path, overrides, geomet
     native = AnalogSession(out, chip_seed=2, t_inference=60.0)
     patch = AnalogSession(out, chip_seed=2, t_inference=60.0, extra_outputs=["conv.tile_input"])
     assert native.native_convs == ["conv"] and patch.native_convs == []
-    nchwc = any(n.domain == NCHWC_DOMAIN for f in native._session_proto.functions for n in f.node)
-    assert nchwc == (blocked and nchwc_enabled(None))
+    assert (nchwc_layers(native._session_proto) == ["conv"]) == (blocked and nchwc_enabled(None))
     runs = 300
     a, b = _noise_samples(native, x, runs), _noise_samples(patch, x, runs)
     keep = (a.std(0) > 0) & (b.std(0) > 0)  # outputs the Relu does not hold at 0

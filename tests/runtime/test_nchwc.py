@@ -8,7 +8,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from anacompile.runtime import nchwc
-from anacompile.runtime.nchwc import ENV, NCHWC_DOMAIN, nchwc_conv, nchwc_enabled
+from anacompile.runtime.nchwc import ENV, NCHWC_DOMAIN, nchwc_conv, nchwc_enabled, nchwc_layers
 from anacompile.runtime.session import AnalogSession
 from tests.passes.test_conv import conv_model
 from tests.runtime.test_native_conv import NOISE_OFF, _compile, _reference
@@ -97,7 +97,7 @@ def test_a_failing_probe_keeps_the_plain_conv(tmp_path, monkeypatch):
 
 def uses_nchwc(sess: AnalogSession) -> bool:
     """Whether the session's model runs NCHWc Convs."""
-    return any(n.domain == NCHWC_DOMAIN for f in sess._session_proto.functions for n in f.node)
+    return nchwc_layers(sess._session_proto) == sess.native_convs
 
 
 # (x shape, w shape, attributes, tile_rows): the blocked periphery (whole blocks out), a reordered input,
@@ -130,3 +130,28 @@ def test_nchwc_session_equals_numpy_reference_with_noise_off(tmp_path, monkeypat
         assert np.mean(diff > 1e-5 * (1 + np.abs(y_ref))) <= 0.005
         assert diff.max() <= lsb * 1.01
     assert (sess.layers[0].n_tiles > 1) == (case == "tiles_grouped")
+
+
+def test_fed_filters_follow_the_chip_state(tmp_path):
+    """The filters are derived from the chip state at every change of it: set_time, program, and
+    set_layer_strategy (re-programmed, and back to the cached state) give what a fresh session gives."""
+    model = conv_model("Conv", [2, 16, 5, 5], [16, 16, 3, 3], pads=[1, 1, 1, 1])
+    out = _compile(tmp_path, model, NOISE_OFF)
+    x = np.random.default_rng(6).uniform(0, 1, [2, 16, 5, 5]).astype(np.float32)
+    sess = AnalogSession(out, chip_seed=1, t_inference=60.0)
+    assert uses_nchwc(sess)
+
+    def fresh(**kw):
+        return AnalogSession(out, **{"chip_seed": 1, "t_inference": 60.0, **kw}).run({"x": x})[0]
+
+    y = sess.run({"x": x})[0]
+    sess.set_time(86400.0)
+    np.testing.assert_array_equal(sess.run({"x": x})[0], fresh(t_inference=86400.0))
+    sess.program(4)
+    np.testing.assert_array_equal(sess.run({"x": x})[0], fresh(chip_seed=4, t_inference=86400.0))
+    sess.program(1)
+    sess.set_time(60.0)
+    sess.set_layer_strategy("conv", "dual")
+    np.testing.assert_array_equal(sess.run({"x": x})[0], fresh(strategy="dual"))
+    sess.set_layer_strategy("conv", "single")  # back: the cached chip state
+    np.testing.assert_array_equal(sess.run({"x": x})[0], y)

@@ -16,7 +16,7 @@ import pytest
 
 import anacompile
 from anacompile.errors import ConfigError
-from anacompile.runtime.providers import CPU, resolve_providers
+from anacompile.runtime.providers import ALIASES, CPU, resolve_providers
 from anacompile.runtime.session import AnalogSession
 
 HAS_CUDA = "CUDAExecutionProvider" in ort.get_available_providers()
@@ -66,3 +66,64 @@ def test_cuda_gives_the_cpu_outputs_to_float_tolerance(compiled_mlp) -> None:
     cuda, used = _outputs(compiled_mlp, "cuda")
     assert used[0] == "CUDAExecutionProvider"
     np.testing.assert_allclose(cuda, cpu, rtol=1e-4, atol=1e-4 * float(np.abs(cpu).max()))
+
+
+MISSING = next(short for short, full in ALIASES.items() if full not in ort.get_available_providers())
+"""A provider this onnxruntime does not have (there is always one: no build has them all)."""
+
+
+def test_mvm_error_and_sensitivity_run_on_the_providers_asked_for(compiled_mlp, monkeypatch) -> None:
+    """``providers=`` reaches their sessions (the CPU by name gives the default results exactly), and one that
+    is missing is refused in one line naming the available ones, before any work."""
+    from anacompile.evaluate.mvm_error import mvm_error
+    from anacompile.placement.sensitivity import sensitivity
+
+    seen: list = []
+    init = AnalogSession.__init__
+
+    def recording(self, *args, **kwargs):
+        seen.append(kwargs.get("providers"))
+        init(self, *args, **kwargs)
+
+    monkeypatch.setattr(AnalogSession, "__init__", recording)
+    kw = {"times": "1s", "chips": 2}
+    default = mvm_error(compiled_mlp, samples=64, **kw).to_dict()
+    assert mvm_error(compiled_mlp, samples=64, providers="cpu", **kw).to_dict() == default
+    assert seen[-1] == [CPU]
+    s_default = sensitivity(compiled_mlp, metric="accuracy", data="digits", **kw).to_dict()
+    assert sensitivity(compiled_mlp, metric="accuracy", data="digits", providers=["cpu"], **kw).to_dict() == s_default
+    assert seen[-1] == [CPU]
+    seen.clear()
+    for run in (
+        lambda: mvm_error(compiled_mlp, providers=MISSING, **kw),
+        lambda: sensitivity(compiled_mlp, metric="accuracy", data="digits", providers=MISSING, **kw),
+    ):
+        with pytest.raises(
+            ConfigError, match=rf"'{MISSING}' \(\w+ExecutionProvider\) is not available.*available: .*CPU"
+        ):
+            run()
+    assert not seen  # refused before a session was made
+
+
+def test_every_command_with_sessions_takes_execution_provider(compiled_mlp, capsys) -> None:
+    """``--execution-provider`` on evaluate, mvm-error and sensitivity (one shared option): cpu gives the
+    default JSON, a missing provider one line on stderr naming the available ones."""
+    import json
+
+    from anacompile.cli import main
+
+    base = {
+        "evaluate": ["--chips", "1", "--times", "1s"],
+        "mvm-error": ["--chips", "1", "--times", "1s", "--samples", "32"],
+        "sensitivity": ["--chips", "1", "--times", "1s", "--metric", "accuracy", "--data", "digits"],
+    }
+    for command, args in base.items():
+        docs = []
+        for extra in ([], ["--execution-provider", "cpu"]):
+            capsys.readouterr()
+            assert main([command, str(compiled_mlp), *args, *extra, "--json", "-"]) == 0
+            docs.append(json.loads(capsys.readouterr().out))
+        assert docs[0] == docs[1], command
+        assert main([command, str(compiled_mlp), *args, "--execution-provider", MISSING]) == 1
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "available: " in err and CPU in err, (command, err)

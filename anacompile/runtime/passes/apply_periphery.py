@@ -13,7 +13,13 @@ import numpy as np
 import onnx_ir as ir
 
 from anacompile import contract
-from anacompile.crossbar.functions import NoiseSource, analog_matmul_attributes, build_analog_matmul_function
+from anacompile.contract import TILED
+from anacompile.crossbar.functions import (
+    NoiseSource,
+    analog_matmul_attributes,
+    build_analog_matmul_function,
+    overload_name,
+)
 from anacompile.crossbar.periphery import Periphery
 from anacompile.runtime.passes._walk import analog_matmuls
 
@@ -56,10 +62,15 @@ class ApplyPeripheryPass(ir.passes.InPlacePass):
                     value.const_value = ir.tensor(in_scale, name=name)
                     modified = True
         opset = model.opset_imports.get("", model.opset_imports.get("ai.onnx", DEFAULT_OPSET))
+        # the overloads the nodes call, and the fed one of each tiling in use (a later session pass may feed a
+        # Loop body's layers, unroll_loops); building and converting a body costs ~15 ms of a session's start
+        used = {node.overload for _, _, node in analog_matmuls(model.graph, by_name)}
+        tilings = {overload.startswith(TILED) for overload in used}
         bodies = [
             ir.serde.deserialize_function(build_analog_matmul_function(self.periphery, opset, source, tiled=tiled))
             for source in (NoiseSource.BANK, NoiseSource.FED)
             for tiled in (False, True)
+            if overload_name(tiled, source) in used or (source is NoiseSource.FED and tiled in tilings)
         ]
         old = {k: f for k, f in model.functions.items() if k[0] == contract.DOMAIN and k[1] in _REPLACED}
         if [_body(f) for f in old.values()] != [_body(f) for f in bodies]:
