@@ -93,6 +93,10 @@ class _Body:
         return self.op(op_type, x, axes=axes, keepdims=keepdims)
 
 
+FunctionBody = _Body
+"""The body builder, for the session's own bodies built elsewhere (runtime/nchwc.py)."""
+
+
 def analog_matmul_attributes(periphery: Periphery, seed: int) -> dict[str, float]:
     """Attribute values of an ``AnalogMatMul`` node: the constants its body references."""
     return {"seed": float(seed), **tile_constants(periphery).as_attributes()}

@@ -77,7 +77,8 @@ def native_convs(
         channels = int(window["group"])
         plan = _nchwc_plan(window, channels, spec) if nchwc is not None else None
         if plan is not None:
-            inits = {t.name: t for t in g.initializer}
+            assert nchwc is not None  # a plan only when asked for
+            values = {t.name: t for t in g.initializer}
             gain = node.input[contract.OUT_GAIN_INPUT] if len(node.input) > contract.OUT_GAIN_INPUT else ""
             nl = NchwcLayer(
                 node.name,
@@ -89,8 +90,8 @@ def native_convs(
                 spec.n_tiles,
                 spec.rows,
                 plan,
-                numpy_helper.to_array(inits[node.input[5]]),
-                numpy_helper.to_array(inits[gain]) if gain in inits else None,
+                numpy_helper.to_array(values[node.input[5]]),
+                numpy_helper.to_array(values[gain]) if gain in values else None,
             )
             m.functions.append(nl.function(opset))
             if not any(o.domain == NCHWC_DOMAIN for o in m.opset_import):

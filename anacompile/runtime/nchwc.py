@@ -37,6 +37,7 @@ import math
 import os
 import tempfile
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import onnx
@@ -44,7 +45,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from anacompile import contract
 from anacompile.contract import MATMUL_ATTRIBUTES
-from anacompile.crossbar.functions import _Body, conv_overload
+from anacompile.crossbar.functions import FunctionBody, conv_overload
 from anacompile.crossbar.periphery import InputRange, OutputRange, Periphery
 from anacompile.crossbar.reference import tile_constants
 
@@ -185,7 +186,8 @@ def _optimized_probe(in_channels: int, shape: tuple[int, ...], group: int, windo
     w = (np.arange(math.prod(shape), dtype=np.float32) + 1).reshape(shape)
     attrs = {k: v for k, v in window.items()}
     node = helper.make_node("Conv", ["x", "w"], ["y"], group=group, **attrs)
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", in_channels] + [f"S{i}" for i in range(r)])
+    dims: list[str | int] = ["N", in_channels, *(f"S{i}" for i in range(r))]
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, dims)
     graph = helper.make_graph(
         [node],
         "nchwc_probe",
@@ -331,7 +333,7 @@ def _body(layer: NchwcLayer, opset: int) -> onnx.FunctionProto:
     p, plan = layer.periphery, layer.plan
     if p.bm_passes > 1 or (p.dac_bits is not None and p.input_range is not InputRange.STATIC):
         raise ValueError("a convolution without patches needs static input ranges (or no DAC), one pass")
-    b = _Body()
+    b = FunctionBody()
     i64 = TensorProto.INT64
     kernel, n_tiles, n_out, cpt, outs = layer.kernel, layer.n_tiles, layer.n_out, layer.cpt, layer.outs
     r, tiled, blocked, channels = len(kernel), n_tiles > 1, layer.blocked, layer.channels
@@ -348,7 +350,7 @@ def _body(layer: NchwcLayer, opset: int) -> onnx.FunctionProto:
         per_channel = b.op("Expand", per_tile, b.const([n_tiles, cpt], i64))
         in_scale = b.op("Reshape", per_channel, b.const([1, n_tiles * cpt] + [1] * r, i64))
     bias = b.op("Reshape", "bias", b.const([1, n_out] + [1] * r, i64))
-    attrs = dict(plan.attributes)
+    attrs: dict[str, Any] = dict(plan.attributes)
     code_bound = tile_constants(p).code_bound if bound is not None else 0.0
     fused = blocked and _integral(code_bound)
 
@@ -418,7 +420,8 @@ def _body(layer: NchwcLayer, opset: int) -> onnx.FunctionProto:
             z = b.op("Clip", z, b.op("Neg", bound), bound)
     if layer.tail is not None:  # the per-channel scale and bias: one depthwise 1x1 Conv of the blocked output
         tail_bias = b.op("Reshape", "bias", b.const([-1], i64))
-        z = b.op("Conv", z, "scale", tail_bias, domain=NCHWC_DOMAIN, **dict(layer.tail.attributes))
+        tail_attrs: dict[str, Any] = dict(layer.tail.attributes)
+        z = b.op("Conv", z, "scale", tail_bias, domain=NCHWC_DOMAIN, **tail_attrs)
         b.op("ReorderOutput", z, domain=NCHWC_DOMAIN, channels=outs, channels_last=0)
     else:
         if blocked:
