@@ -126,10 +126,17 @@ def native_convs(
 
 
 def _nchwc_plan(window: dict, channels: int, spec):
-    """onnxruntime's NCHWc form of the layer's grouped tile Conv (one group per row tile), or None."""
+    """onnxruntime's NCHWc form of the layer's grouped tile Conv (one group per row tile, its channels padded to
+    whole blocks where onnxruntime needs that), or None."""
     kk = int(np.prod(window["kernel_shape"]))
     cpt = spec.rows // kk if spec.tiled else channels
-    return nchwc_conv(spec.n_tiles * cpt, spec.n_tiles * spec.n_out, spec.n_tiles, window)
+    if not spec.tiled:
+        return nchwc_conv(cpt, spec.n_out, 1, window)
+    for align in (1, 8, 16):  # tiles padded with zero channels to a multiple of the kernels' block
+        plan = nchwc_conv(spec.n_tiles * -(-cpt // align) * align, spec.n_tiles * spec.n_out, spec.n_tiles, window)
+        if plan is not None:
+            return plan
+    return None
 
 
 def _patch_nodes(node, layer, producers, uses, pinned, g):

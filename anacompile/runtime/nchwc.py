@@ -81,6 +81,8 @@ class NchwcConv:
     perm: np.ndarray
     """int64, shaped like the reordered filter: the flat index into the OIHW filter of every element, or
     the filter's size for a padding zero."""
+    in_channels: int = 0
+    """Input channels of the conv."""
 
     @property
     def weight_shape(self) -> tuple[int, ...]:
@@ -176,7 +178,7 @@ def _probe(in_channels: int, out_channels: int, group: int, items: tuple) -> Nch
     for a in conv.attribute:
         value = helper.get_attribute_value(a)
         attrs.append((a.name, value.decode() if isinstance(value, bytes) else value))
-    return NchwcConv(reorder_input, tuple(attrs), out_channels, int(reordered.shape[0]), perm)
+    return NchwcConv(reorder_input, tuple(attrs), out_channels, int(reordered.shape[0]), perm, in_channels)
 
 
 def _optimized_probe(in_channels: int, shape: tuple[int, ...], group: int, window: dict) -> onnx.ModelProto:
@@ -246,6 +248,12 @@ class NchwcLayer:
         return self.tile_rows // kk if self.n_tiles > 1 else self.channels
 
     @property
+    def cpt_padded(self) -> int:
+        """Input channels per tile of the NCHWc Conv: ``cpt``, or more (zero channels) where onnxruntime blocks
+        only whole blocks of channels per group."""
+        return self.plan.in_channels // self.n_tiles if self.n_tiles > 1 else self.cpt
+
+    @property
     def outs(self) -> int:
         """Output channels of the grouped conv (N per tile)."""
         return self.n_tiles * self.n_out
@@ -294,15 +302,20 @@ class NchwcLayer:
             per_tile = np.broadcast_to(np.asarray(self.out_gain, f32).reshape(n_tiles, 1), (n_tiles, n_out))
             gain = per_tile.reshape(self.outs, 1, 1, 1)
         w_g = wk if gain is None else wk * gain
-        out = {"w": self.plan.reorder(w_g)}
+        extra = self.cpt_padded - cpt
+
+        def reorder(f: np.ndarray) -> np.ndarray:  # zero filters for a tile's padding channels, then reordered
+            return self.plan.reorder(np.pad(f, [(0, 0), (0, extra)] + [(0, 0)] * len(kernel)) if extra else f)
+
+        out = {"w": reorder(w_g)}
         abs_w = np.abs(wk)
         if p.ir_drop > 0:  # 0.05 g_IR in W_ir, negated (added as the Conv's Sum); ir_a_scale in |W|
             factor = self.ir_row_weight.astype(f32).reshape(1, cpt, *kernel) * (f32(c.ir_drop) * f32(0.05))
-            out["w_ir"] = self.plan.reorder(w_g * -factor)
-            out["w_a"] = self.plan.reorder(abs_w * f32(c.ir_a_scale))
+            out["w_ir"] = reorder(w_g * -factor)
+            out["w_a"] = reorder(abs_w * f32(c.ir_a_scale))
         if "w_var" in self.used:  # k1 g^2 in the weights
             k1 = f32(c.noise_k1)
-            out["w_var"] = self.plan.reorder(abs_w * (k1 if gain is None else k1 * (gain * gain)))
+            out["w_var"] = reorder(abs_w * (k1 if gain is None else k1 * (gain * gain)))
         s = np.asarray(scale, f32)
         if self.tail is not None:
             out["scale"] = self.tail.reorder(s.reshape(-1))
@@ -345,10 +358,11 @@ def _body(layer: NchwcLayer, opset: int) -> onnx.FunctionProto:
     levels = b.attr_const("dac_levels") if p.dac_bits is not None else None
     bound = b.attr_const("code_bound") if p.adc_bound is not None else None
     in_scale = "in_scale"
-    if tiled and p.dac_bits is not None:  # one DAC scale per tile: per group of cpt channels
+    cpt_padded = layer.cpt_padded
+    if tiled and p.dac_bits is not None:  # one DAC scale per tile: per group of cpt (padded) channels
         per_tile = b.op("Reshape", "in_scale", b.const([n_tiles, 1], i64))
-        per_channel = b.op("Expand", per_tile, b.const([n_tiles, cpt], i64))
-        in_scale = b.op("Reshape", per_channel, b.const([1, n_tiles * cpt] + [1] * r, i64))
+        per_channel = b.op("Expand", per_tile, b.const([n_tiles, cpt_padded], i64))
+        in_scale = b.op("Reshape", per_channel, b.const([1, n_tiles * cpt_padded] + [1] * r, i64))
     bias = b.op("Reshape", "bias", b.const([1, n_out] + [1] * r, i64))
     attrs: dict[str, Any] = dict(plan.attributes)
     code_bound = tile_constants(p).code_bound if bound is not None else 0.0
@@ -368,6 +382,11 @@ def _body(layer: NchwcLayer, opset: int) -> onnx.FunctionProto:
         pads = [0] * (2 * (r + 2))
         pads[r + 2 + 1] = n_tiles * cpt - channels
         x = b.op("Pad", x, b.const(pads, i64))
+    if cpt_padded > cpt:  # zero channels after each tile's: (N, n_tiles, cpt, S) -> (N, n_tiles, cpt', S)
+        spatial = b.op("Slice", b.op("Shape", x), b.const([2], i64), b.const([2**62], i64))
+        x = b.op("Reshape", x, b.const([0, n_tiles, cpt, -1], i64))
+        x = b.op("Pad", x, b.const([0, 0, 0, 0, 0, 0, cpt_padded - cpt, 0], i64))
+        x = b.op("Reshape", x, b.op("Concat", b.const([0, n_tiles * cpt_padded], i64), spatial, axis=0))
     q = x
     if levels is not None:
         q = b.op("Round", b.op("Clip", b.op("Mul", x, in_scale), b.op("Neg", levels), levels))
