@@ -55,9 +55,10 @@ logger = logging.getLogger(__name__)
 MAX_UNROLL_STEPS = 32
 """Default largest trip count that is unrolled (``AnalogSession(unroll_steps=...)``). An unrolled step adds
 ~60 nodes (the AnalogMatMul body inlined) to the session's model, which onnxruntime builds once per input
-shapes (~0.3 s at T = 8, ~0.7 s at 32, ~1.5 s at 64 for a one-layer LSTM on this project's machine), and
-beyond a few dozen steps the unrolled run was no faster than the Loop (bench/README.md, issue 14, item 2);
-longer sequences keep the Loop."""
+shapes (~0.3 s at T = 8, ~0.7 s at 32, ~1.5 s at 64 for a one-layer LSTM on this project's machine), while
+the run gains most where the steps are small (the digits LSTM: 0.5-0.8x the Loop's time at batch 1, 0.8-1.0x
+at 256; a batch-32 LSTM: 0.98-1.06x at T = 8 ... 128; bench/README.md, issue 14, item 2); longer sequences
+keep the Loop."""
 MAX_UNROLLED_SESSIONS = 4
 """Unrolled sessions an AnalogSession builds (one per input shapes: sequence lengths); input shapes beyond
 them run the Loop (nothing is evicted, so inputs of many lengths never rebuild sessions over and over)."""
