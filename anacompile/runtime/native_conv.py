@@ -16,7 +16,8 @@ bank and shape probes are unchanged.
 Layers keep the patch path with abs-max ranges (one range per patch), with iterative bound management (the
 DAC runs once per pass, on halved inputs), for ``ConvTranspose`` (patches of the zero-inserted input), when a
 row tile would split an input channel (that channel would have two DAC scales), for a pointwise conv (no
-patches to save), and when a tensor of the patch path is asked for (``extra_outputs``).
+patches to save; it runs as a 1x1 NCHWc Conv where onnxruntime has one for it and the layer is on one tile,
+which saves the two Transposes), and when a tensor of the patch path is asked for (``extra_outputs``).
 """
 
 from __future__ import annotations
@@ -76,6 +77,8 @@ def native_convs(
         spec = layer.spec
         channels = int(window["group"])
         plan = _nchwc_plan(window, channels, spec) if nchwc is not None else None
+        if patch is None and plan is None:  # pointwise: no patches to save, the Transposes and MatMul stay
+            continue
         if plan is not None:
             assert nchwc is not None  # a plan only when asked for
             values = {t.name: t for t in g.initializer}
@@ -109,10 +112,10 @@ def native_convs(
         else:
             args = (periphery, opset, node.name, window, channels, spec.n_out, spec.n_tiles, spec.rows)
             m.functions.append(build_analog_conv_function(*args))
-        node.input[0] = patch.input[0]
+        node.input[0] = (to_last if patch is None else patch).input[0]
         node.output[0] = to_first.output[0]
         node.overload = conv_overload(node.name)
-        drop.update((id(patch), id(to_last), id(to_first)))
+        drop.update(id(n) for n in (patch, to_last, to_first) if n is not None)
         done.append(node.name)
     if done:
         kept = [n for n in g.node if id(n) not in drop]
@@ -146,15 +149,21 @@ def _patch_nodes(node, layer, producers, uses, pinned, g):
     if to_last is None or to_last.op_type != "Transpose" or to_last.name != f"{name}.channels_last":
         return None
     patch = producers.get(to_last.input[0])
-    if patch is None or patch.name != f"{name}.patches" or patch.op_type != "Conv":
-        return None  # pointwise (no patches), or ConvTranspose (patches of the zero-inserted input)
     to_first = next((n for n in g.node if n.name == f"{name}.channels_first" and n.input[0] == node.output[0]), None)
     if to_first is None:
         return None
+    spec = layer.spec
+    if patch is None or patch.name != f"{name}.patches":  # pointwise: no patches, the tiles read the input
+        r = len(helper.get_attribute_value(to_last.attribute[0])) - 2
+        if spec.tiled or any(uses[t] != 1 or t in pinned for t in (to_last.output[0], node.output[0])):
+            return None  # (a tiled layer's exact channel count is not in the session's plan)
+        window = {"kernel_shape": [1] * r, "strides": [1] * r, "dilations": [1] * r, "pads": [0] * (2 * r)}
+        return None, to_last, to_first, {**window, "group": spec.rows}
+    if patch.op_type != "Conv":
+        return None  # ConvTranspose (patches of the zero-inserted input)
     window = {a.name: helper.get_attribute_value(a) for a in patch.attribute}
     window = {k: v.decode() if isinstance(v, bytes) else v for k, v in window.items()}
     kk = int(np.prod(window["kernel_shape"]))
-    spec = layer.spec
     if spec.tiled and spec.rows % kk:  # a tile boundary inside an input channel
         return None
     if not spec.tiled and spec.rows != int(window["group"]) * kk:

@@ -97,12 +97,13 @@ def test_a_failing_probe_keeps_the_plain_conv(tmp_path, monkeypatch):
 
 def uses_nchwc(sess: AnalogSession) -> bool:
     """Whether the session's model runs NCHWc Convs."""
-    return nchwc_layers(sess._session_proto) == sess.native_convs
+    return bool(sess.native_convs) and nchwc_layers(sess._session_proto) == sess.native_convs
 
 
 # (x shape, w shape, attributes, tile_rows): the blocked periphery (whole blocks out), a reordered input,
 # padded blocks, several row tiles as one grouped NCHWc Conv (16 channels each, the last one padded; 10
-# channels each, padded with zero channels to a block), strides and SAME padding
+# channels each, padded with zero channels to a block), strides and SAME padding, pointwise convs (1x1 NCHWc;
+# the patch path without it)
 MATRIX = {
     "blocked": ([2, 4, 6, 6], [16, 4, 3, 3], {"pads": [1, 1, 1, 1]}, 512),
     "reordered_input": ([2, 16, 5, 5], [32, 16, 3, 3], {"pads": [1, 1, 1, 1]}, 512),
@@ -110,6 +111,8 @@ MATRIX = {
     "tiles_grouped": ([2, 40, 5, 5], [16, 40, 3, 3], {"pads": [1, 1, 1, 1]}, 144),
     "tiles_padded_channels": ([2, 20, 5, 5], [16, 20, 3, 3], {"pads": [1, 1, 1, 1]}, 90),
     "same_upper": ([2, 3, 7, 6], [16, 3, 4, 3], {"auto_pad": "SAME_UPPER", "strides": [2, 2]}, 512),
+    "pointwise": ([2, 16, 5, 6], [32, 16, 1, 1], {}, 512),
+    "pointwise_padded_blocks": ([2, 6, 4, 5], [4, 6, 1, 1], {}, 512),
 }
 
 
@@ -126,7 +129,9 @@ def test_nchwc_session_equals_numpy_reference_with_noise_off(tmp_path, monkeypat
     for flag in ("1", "0"):
         monkeypatch.setenv(ENV, flag)
         sess = AnalogSession(out, t_inference=3600.0)
-        assert sess.native_convs == ["conv"] and uses_nchwc(sess) == (flag == "1")
+        pointwise_plain = case.startswith("pointwise") and flag == "0"  # the patch path (Transposes, MatMul)
+        assert sess.native_convs == ([] if pointwise_plain else ["conv"])
+        assert uses_nchwc(sess) == (flag == "1")
         y_ref, lsb = _reference(sess, model, x)
         diff = np.abs(sess.run({"x": x})[0] - y_ref)
         assert np.mean(diff > 1e-5 * (1 + np.abs(y_ref))) <= 0.005
