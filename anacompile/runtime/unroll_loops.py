@@ -413,13 +413,17 @@ class LoopUnroller:
         self.sites = loop_sites(session._session_proto, [layer.name for layer in session.layers])
         self._by_shapes: dict[tuple, tuple | None] = {}  # input shapes -> unrolled session, or None: the Loop
         self._runs: dict[tuple, int] = {}  # runs per input shapes not decided yet
+        self._input_names: frozenset[str] | None = None  # the session's model inputs (set after this is made)
 
     def __bool__(self) -> bool:
         return self.max_steps > 0 and bool(self.sites)
 
     def prepare(self, feeds: dict[str, np.ndarray], run_feeds: dict[str, np.ndarray]):
         """(onnxruntime session, feeds) for this run: the unrolled model's where the inputs' shapes allow."""
-        key = tuple((k, np.shape(v)) for k, v in feeds.items() if k in self.session.input_names)
+        names = self._input_names
+        if names is None:
+            names = self._input_names = frozenset(self.session.input_names)
+        key = tuple((k, np.shape(v)) for k, v in feeds.items() if k in names)
         entry = self._by_shapes.get(key, False)
         if entry is False:
             runs = self._runs.get(key, 0) + 1
@@ -439,12 +443,11 @@ class LoopUnroller:
         out = {k: v for k, v in run_feeds.items() if k in inputs}
         if plan:
             bank = self.session._fed_bank
-            for name, n_steps, shape in plan:
-                start = int(run_feeds[f"{name}.{contract.NOISE_START}"][0])
-                size = int(np.prod(shape))
-                for i in range(n_steps):
-                    s = start + i * size
-                    out[f"{name}.{STEP_NOISE}{i}"] = bank[s : s + size].reshape(shape)
+            for start_name, size, shape, step_names in plan:
+                s = int(run_feeds[start_name][0])
+                steps = bank[s : s + size * len(step_names)].reshape((len(step_names), *shape))
+                for i, name in enumerate(step_names):
+                    out[name] = steps[i]  # a contiguous view: step i's slice of the layer's reserved range
         return ort_sess, out
 
     def _build(self, feeds: dict[str, np.ndarray]):
@@ -483,6 +486,18 @@ class LoopUnroller:
         ort_sess = ort_session(proto, s._session_options(), s._providers, label=f"{s.path} (unrolled)")
         inputs = {i.name for i in ort_sess.get_inputs()}
         trip_of = {name: steps[site.name] for site in self.sites if site.name in steps for name in site.layers}
-        plan = [(name, trip_of[name], shapes[name]) for name in layers] if shapes is not None else []
+        plan = (
+            [
+                (
+                    f"{name}.{contract.NOISE_START}",
+                    int(np.prod(shapes[name])),
+                    shapes[name],
+                    [f"{name}.{STEP_NOISE}{i}" for i in range(trip_of[name])],
+                )
+                for name in layers
+            ]
+            if shapes is not None
+            else []
+        )
         logger.debug("unrolled %s for input shapes %s", steps, {k: np.shape(v) for k, v in feeds.items()})
         return ort_sess, inputs, plan
