@@ -390,7 +390,7 @@ def _live(nodes: list[onnx.NodeProto], outputs: set[str]) -> list[onnx.NodeProto
 
 def _outer_reads(graph: onnx.GraphProto) -> set[str]:
     """Names a subgraph reads (from its scope or an outer one), conservatively: every input of its nodes."""
-    reads = set()
+    reads: set[str] = set()
     for node in _all(graph):
         reads.update(i for i in node.input if i)
     reads.update(o.name for o in graph.output)
@@ -424,8 +424,7 @@ class LoopUnroller:
         if names is None:
             names = self._input_names = frozenset(self.session.input_names)
         key = tuple((k, np.shape(v)) for k, v in feeds.items() if k in names)
-        entry = self._by_shapes.get(key, False)
-        if entry is False:
+        if key not in self._by_shapes:
             runs = self._runs.get(key, 0) + 1
             if len(self._runs) >= MAX_COUNTED_SHAPES:
                 self._runs.clear()
@@ -435,8 +434,8 @@ class LoopUnroller:
             if len(self._by_shapes) >= MAX_COUNTED_SHAPES:  # forget the shapes decided for the Loop
                 self._by_shapes = {k: e for k, e in self._by_shapes.items() if e is not None}
             built = sum(e is not None for e in self._by_shapes.values())
-            entry = self._build(feeds) if built < MAX_UNROLLED_SESSIONS else None
-            self._by_shapes[key] = entry
+            self._by_shapes[key] = self._build(feeds) if built < MAX_UNROLLED_SESSIONS else None
+        entry = self._by_shapes[key]
         if entry is None:
             return self.session._session, run_feeds
         ort_sess, inputs, plan = entry
