@@ -18,7 +18,10 @@ kernel's time into
 
 A node belongs to an analog body when its name carries the mark this script gives every node of the session
 model's ``AnalogMatMul`` function bodies before onnxruntime inlines them (:data:`BODY_MARK`). Loop bodies are
-profiled node by node; the Loop node's own time is their sum, so it is not counted again. The ratio analog / plain
+profiled node by node; the Loop node's own time is their sum, so it is not counted again. Recurrent models are
+profiled on their Loop (``unroll_steps=0``: the unrolled copy is a separate onnxruntime session); onnxruntime's
+profiler adds a few microseconds per node, which dominates the digits MLP's small kernels (use
+``bench/overhead.py`` for its ratios). The ratio analog / plain
 then splits into these parts, which is what bounds it (bench/README.md, issue 14).
 """
 
@@ -127,7 +130,11 @@ def main() -> None:
             for peri, overrides in PERIPHERIES.items():
                 out = work / f"{name}.{peri}.onnx"
                 compile_model(source, out, calibration=calib, periphery_overrides=overrides, force=True)
-                analog = AnalogSession(out, chip_seed=1, t_inference=86400.0, intra_op_threads=args.threads or None)
+                # the profiler times the session's own onnxruntime session: recurrent models run their Loop
+                # here (unroll_steps=0), not the unrolled copy the session builds from the second run on
+                analog = AnalogSession(
+                    out, chip_seed=1, t_inference=86400.0, intra_op_threads=args.threads or None, unroll_steps=0
+                )
 
                 def analog_session(so, a=analog):
                     if args.threads:
