@@ -334,17 +334,7 @@ def build_analog_conv_function(
     )
     if tiled:
         zs = b.op("Mul", z, b.op("Reshape", "scale", b.const([n_tiles, n_out, 1], i64)))
-        row = b.op("Reshape", b.const([1.0] * n_tiles), b.const([1, n_tiles], i64))
-        summed = b.op("MatMul", row, b.op("Reshape", zs, b.const([0, n_tiles, -1], i64)))
-        conv_shape = b.op("Shape", convs[0])
-        out_shape = b.op(
-            "Concat",
-            b.op("Slice", conv_shape, b.const([0], i64), b.const([1], i64)),
-            b.const([n_out], i64),
-            b.op("Slice", conv_shape, b.const([2], i64), b.const([2**62], i64)),
-            axis=0,
-        )
-        y = b.op("Reshape", summed, out_shape)
+        y = sum_conv_tiles(b, zs, convs[0], n_tiles, n_out)
     else:
         y = b.op("Mul", z, b.op("Reshape", "scale", b.const([1, n_out] + [1] * r, i64)))
     b.op("Add", y, b.op("Reshape", "bias", b.const([1, n_out] + [1] * r, i64)))
@@ -361,6 +351,24 @@ def build_analog_conv_function(
     )
     fn.overload = conv_overload(layer)
     return fn
+
+
+def sum_conv_tiles(b: _Body, zs: str, conv_out: str, n_tiles: int, n_out: int) -> str:
+    """The digital sum of a tiled convolution's partial sums: ``zs`` (N, n_tiles, N_out, positions), each
+    tile's codes already times its scale, summed by a MatMul with a row of ones (ReduceSum over a leading axis
+    is slow) and shaped like the conv output ``conv_out`` (N, n_tiles * N_out, *S') with N_out channels."""
+    i64 = TensorProto.INT64
+    row = b.op("Reshape", b.const([1.0] * n_tiles), b.const([1, n_tiles], i64))
+    summed = b.op("MatMul", row, b.op("Reshape", zs, b.const([0, n_tiles, -1], i64)))
+    conv_shape = b.op("Shape", conv_out)
+    out_shape = b.op(
+        "Concat",
+        b.op("Slice", conv_shape, b.const([0], i64), b.const([1], i64)),
+        b.const([n_out], i64),
+        b.op("Slice", conv_shape, b.const([2], i64), b.const([2**62], i64)),
+        axis=0,
+    )
+    return b.op("Reshape", summed, out_shape)
 
 
 def conv_overload(layer: str) -> str:

@@ -45,7 +45,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from anacompile import contract
 from anacompile.contract import MATMUL_ATTRIBUTES
-from anacompile.crossbar.functions import FunctionBody, conv_overload
+from anacompile.crossbar.functions import FunctionBody, conv_overload, sum_conv_tiles
 from anacompile.crossbar.periphery import InputRange, OutputRange, Periphery
 from anacompile.crossbar.reference import tile_constants
 
@@ -447,17 +447,7 @@ def _body(layer: NchwcLayer, opset: int) -> onnx.FunctionProto:
             z = b.op("ReorderOutput", z, domain=NCHWC_DOMAIN, channels=outs, channels_last=0)
         if tiled:  # (N, n_tiles * N_out, *S') -> scales per tile, the tiles' sum by a MatMul, the bias
             zs = b.op("Mul", b.op("Reshape", z, b.const([0, n_tiles, n_out, -1], i64)), "scale")
-            row = b.op("Reshape", b.const([1.0] * n_tiles), b.const([1, n_tiles], i64))
-            summed = b.op("MatMul", row, b.op("Reshape", zs, b.const([0, n_tiles, -1], i64)))
-            conv_shape = b.op("Shape", z)
-            out_shape = b.op(
-                "Concat",
-                b.op("Slice", conv_shape, b.const([0], i64), b.const([1], i64)),
-                b.const([n_out], i64),
-                b.op("Slice", conv_shape, b.const([2], i64), b.const([2**62], i64)),
-                axis=0,
-            )
-            y = b.op("Reshape", summed, out_shape)
+            y = sum_conv_tiles(b, zs, z, n_tiles, n_out)
         else:
             y = b.op("Mul", z, "scale")
         b.op("Add", y, bias)
