@@ -21,9 +21,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import onnx
 import onnxruntime as ort
-from onnx import TensorProto, helper, numpy_helper
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -33,29 +31,9 @@ from anacompile.datasets import load_digits_split  # noqa: E402
 from anacompile.runtime.providers import resolve_providers  # noqa: E402
 from anacompile.runtime.session import AnalogSession  # noqa: E402
 from bench._timing import side_by_side  # noqa: E402
+from bench.overhead import matmul_stack  # noqa: E402
 
 DAY = 86400.0
-
-
-def stack(path: Path, layers: int = 4, width: int = 2048) -> None:
-    """A stack of width x width MatMul + Relu layers with random weights."""
-    rng = np.random.default_rng(0)
-    nodes, inits, x = [], [], "input"
-    for i in range(layers):
-        w = (rng.standard_normal((width, width)) / np.sqrt(width)).astype(np.float32)
-        inits.append(numpy_helper.from_array(w, f"W{i}"))
-        nodes.append(helper.make_node("MatMul", [x, f"W{i}"], [f"h{i}"], name=f"fc{i}"))
-        nodes.append(helper.make_node("Relu", [f"h{i}"], [f"r{i}"]))
-        x = f"r{i}"
-    nodes[-1].output[0] = "out"
-    g = helper.make_graph(
-        nodes,
-        "stack",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", width])],
-        [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["N", width])],
-        inits,
-    )
-    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), path)
 
 
 def choose(provider: str) -> list[str]:
@@ -114,7 +92,7 @@ def main() -> None:
         rows += measure("digits LSTM", lstm, "digits", x.reshape(-1, 8, 8), work, providers, rounds, (256,))
         width = 512 if args.quick else 2048
         big = work / f"stack{width}.onnx"
-        stack(big, width=width)
+        matmul_stack(big, width=width)
         xs = np.random.default_rng(1).standard_normal((4096, width)).astype(np.float32)
         np.savez(work / "calib.npz", input=xs[:256], labels=np.zeros(256, np.int64))
         rows += measure(f"4 x {width}^2 stack", big, str(work / "calib.npz"), xs, work, providers, rounds, (256, 4096))

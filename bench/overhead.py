@@ -35,8 +35,8 @@ from bench._timing import side_by_side  # noqa: E402
 PERIPHERIES = {"standard": [], "lean": ["ir_drop=0", "read_noise=0"]}
 
 
-def stack_512(path: Path, layers: int = 4, width: int = 512) -> None:
-    """A stack of width x width MatMul + Relu layers with random weights."""
+def matmul_stack(path: Path, layers: int = 4, width: int = 512) -> None:
+    """A stack of width x width MatMul + Relu layers with random weights (also bench/gpu_overhead.py's)."""
     rng = np.random.default_rng(0)
     nodes, inits, x = [], [], "input"
     for i in range(layers):
@@ -149,7 +149,7 @@ def main() -> None:
                 print(f"MiniLM skipped: {err}")
         if "stack" in models:
             stack = work / "stack512.onnx"
-            stack_512(stack)
+            matmul_stack(stack)
             rng = np.random.default_rng(1)
             x_stack = rng.standard_normal((256, 512)).astype(np.float32)
             np.savez(work / "calib.npz", input=x_stack, labels=np.zeros(256, np.int64))
