@@ -230,17 +230,36 @@ def build_analog_matmul_function(
     else:
         b.op("Add", b.op("Mul", z, "scale"), "bias")
     b.nodes[-1].output[0] = "Y"
+    return analog_matmul_function(
+        b,
+        overload_name(tiled, noise),
+        "Analog crossbar MVM with DAC, tiles, noise, IR drop, ADC, digital scales (anacompile).",
+        opset,
+    )
+
+
+def analog_matmul_function(
+    b: _Body,
+    overload: str,
+    doc: str,
+    opset: int,
+    inputs: tuple[str, ...] = MATMUL_INPUTS,
+    domains: tuple[tuple[str, int], ...] = (),
+) -> onnx.FunctionProto:
+    """The ``AnalogMatMul`` FunctionProto of body ``b`` (its last node writes ``Y``): overload ``overload``,
+    formal ``inputs`` (the contract's, or a session body's), the standard opset ``opset`` and any other
+    operator ``domains`` the body uses (name, version)."""
     fn = helper.make_function(
         contract.DOMAIN,
         contract.ANALOG_MATMUL,
-        list(MATMUL_INPUTS),
+        list(inputs),
         list(contract.MATMUL_OUTPUTS),
         b.nodes,
-        [helper.make_opsetid("", opset)],
+        [helper.make_opsetid("", opset)] + [helper.make_opsetid(d, v) for d, v in domains],
         attributes=list(MATMUL_ATTRIBUTES),
-        doc_string="Analog crossbar MVM with DAC, tiles, noise, IR drop, ADC, digital scales (anacompile).",
+        doc_string=doc,
     )
-    fn.overload = overload_name(tiled, noise)
+    fn.overload = overload
     return fn
 
 
@@ -339,18 +358,9 @@ def build_analog_conv_function(
         y = b.op("Mul", z, b.op("Reshape", "scale", b.const([1, n_out] + [1] * r, i64)))
     b.op("Add", y, b.op("Reshape", "bias", b.const([1, n_out] + [1] * r, i64)))
     b.nodes[-1].output[0] = "Y"
-    fn = helper.make_function(
-        contract.DOMAIN,
-        contract.ANALOG_MATMUL,
-        list(MATMUL_INPUTS),
-        list(contract.MATMUL_OUTPUTS),
-        b.nodes,
-        [helper.make_opsetid("", opset)],
-        attributes=list(MATMUL_ATTRIBUTES),
-        doc_string=f"Analog tiles of convolution {layer} as native Conv ops (anacompile session).",
+    return analog_matmul_function(
+        b, conv_overload(layer), f"Analog tiles of convolution {layer} as native Conv ops (anacompile session).", opset
     )
-    fn.overload = conv_overload(layer)
-    return fn
 
 
 def sum_conv_tiles(b: _Body, zs: str, conv_out: str, n_tiles: int, n_out: int) -> str:

@@ -44,8 +44,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from anacompile import contract
-from anacompile.contract import MATMUL_ATTRIBUTES
-from anacompile.crossbar.functions import FunctionBody, conv_overload, sum_conv_tiles
+from anacompile.crossbar.functions import FunctionBody, analog_matmul_function, conv_overload, sum_conv_tiles
 from anacompile.crossbar.periphery import InputRange, OutputRange, Periphery
 from anacompile.crossbar.reference import tile_constants
 
@@ -452,18 +451,14 @@ def _body(layer: NchwcLayer, opset: int) -> onnx.FunctionProto:
             y = b.op("Mul", z, "scale")
         b.op("Add", y, bias)
     b.nodes[-1].output[0] = "Y"
-    fn = helper.make_function(
-        contract.DOMAIN,
-        contract.ANALOG_MATMUL,
-        list(NCHWC_INPUTS),
-        list(contract.MATMUL_OUTPUTS),
-        b.nodes,
-        [helper.make_opsetid("", opset), helper.make_opsetid(NCHWC_DOMAIN, 1)],
-        attributes=list(MATMUL_ATTRIBUTES),
-        doc_string=f"Analog tiles of convolution {layer.name} as NCHWc Convs of fed filters (anacompile session).",
+    return analog_matmul_function(
+        b,
+        conv_overload(layer.name),
+        f"Analog tiles of convolution {layer.name} as NCHWc Convs of fed filters (anacompile session).",
+        opset,
+        inputs=NCHWC_INPUTS,
+        domains=((NCHWC_DOMAIN, 1),),
     )
-    fn.overload = conv_overload(layer.name)
-    return fn
 
 
 def _integral(value: float) -> bool:
