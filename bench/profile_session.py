@@ -46,8 +46,8 @@ from anacompile.compiler import compile_model  # noqa: E402
 from anacompile.evaluate.datasets import load_digits_split  # noqa: E402
 from anacompile.runtime.ort_session import ort_session  # noqa: E402
 from anacompile.runtime.session import AnalogSession  # noqa: E402
+from bench.overhead import PERIPHERIES  # noqa: E402
 
-PERIPHERIES = {"standard": [], "lean": ["ir_drop=0", "read_noise=0"]}
 MVM_OPS = {"MatMul", "FusedMatMul", "Gemm", "Conv", "FusedConv", "FusedGemm"}
 BODY_MARK = "anacompile_body_"
 MODELS = ("mlp", "cnn", "lstm", "transformer", "minilm")
@@ -108,7 +108,7 @@ def inputs(name: str, batch: int):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--models", default="mlp,cnn,lstm,transformer,minilm")
+    ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--threads", type=int, default=1, help="onnxruntime threads (0: onnxruntime's choice)")
     ap.add_argument("--runs", type=int, default=20)
