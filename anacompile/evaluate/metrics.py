@@ -286,10 +286,8 @@ def fit_to_cache(metric: Metric, session, bound_mb: float | None = None) -> Metr
         return metric
     if metric.specs is not None and model_run_samples(metric.feeds, metric.specs) is not None:
         return metric
-    probe = metric.batches()[0]
-    metric.batch_size = samples_per_run(
-        session, probe, min(int(metric.batch_size), metric.samples), metric.samples, bound_mb
-    )
+    probe = {k: v[:1] for k, v in metric.feeds.items()}  # one sample: its layer shapes scale with the samples
+    metric.batch_size = samples_per_run(session, probe, 1, metric.samples, bound_mb)
     return metric
 
 

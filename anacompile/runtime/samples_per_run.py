@@ -14,7 +14,8 @@ periphery chain holds at once (:func:`periphery_copies`) and ``bound`` one core'
 (:func:`~anacompile.runtime.chip_batch.default_batch_memory_mb`). Layers inside Loop bodies (recurrent cells)
 run one vector per sample and step, so their working set does not grow with the sequence and they do not
 bound the chunk. Below :data:`MIN_SAMPLES_PER_RUN` samples the run's fixed cost (Python, onnxruntime's
-per-node dispatch) outweighs the cache. The chunks are balanced (sizes differ by at most one), so a study
+per-node dispatch) outweighs the cache. The chunk is the smallest that needs no more runs than the bound
+allows (:func:`balanced_chunk`: 540 samples at most 51 per run are 11 runs of 50, the last 40), so a study
 sees at most two input shapes.
 
 The samples of a chunk are the same samples, in the same order; only which noise-bank offsets a run draws
@@ -63,7 +64,7 @@ def outputs_per_sample(session, feeds: dict[str, np.ndarray], samples: int) -> i
 
 
 def balanced_chunk(samples: int, most: int) -> int:
-    """The chunk size that splits ``samples`` into the fewest runs of at most ``most`` samples, balanced."""
+    """The smallest chunk that splits ``samples`` into as few runs as chunks of ``most`` samples would."""
     runs = math.ceil(samples / max(1, most))
     return math.ceil(samples / max(1, runs))
 
