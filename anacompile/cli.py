@@ -144,12 +144,21 @@ def compile_cmd(
         help="A stored weight read by several MatMul/Gemm ops: share (programmed once, every use reads the same tiles) or replicate (a copy per use, each on its own tiles).",
     ),
     chip_state: str = typer.Option("full", "--chip-state", help=CHIP_STATE_HELP),
+    execution_provider: str | None = EXECUTION_PROVIDER,
 ) -> None:
     """Compile MODEL for analog crossbar tiles and write the annotated ONNX model."""
     from anacompile.compiler import compile_model
+    from anacompile.errors import ConfigError
 
     check_json_target(json_out, [model], force)
     overrides = periphery_sets(set_)
+    if accuracy_budget is None:  # the search's options, never dropped silently
+        given = {"--metric": metric, "--data": data, "--plot": plot, "--placement-json": placement_json}
+        unused = [k for k, v in {**given, "--execution-provider": execution_provider}.items() if v is not None]
+        if unused:
+            raise ConfigError(
+                f"{', '.join(unused)}: used by the placement search only; add --accuracy-budget B or drop them."
+            )
     if accuracy_budget is not None:
         from anacompile.placement.cli_commands import run_placement
 
@@ -184,6 +193,7 @@ def compile_cmd(
             force=force,
             json_out=json_out,
             options={**options, "seed": seed},
+            providers=execution_provider,
         )
         return
     report = compile_model(

@@ -1,8 +1,9 @@
 """Command-line options that several commands share, each defined once.
 
-``--execution-provider`` (``evaluate``, ``mvm-error``, ``sensitivity``): the onnxruntime execution provider of
-the analog sessions (:mod:`anacompile.runtime.providers`); one this onnxruntime lacks is a one-line
-:class:`~anacompile.errors.ConfigError` naming the available ones, raised before any work.
+``--execution-provider`` (``evaluate``, ``mvm-error``, ``sensitivity``, ``compile --accuracy-budget``): the
+onnxruntime execution provider of the analog sessions (:mod:`anacompile.runtime.providers`); one this
+onnxruntime lacks is a one-line :class:`~anacompile.errors.ConfigError` naming the available ones, raised
+before any work. A plain ``compile`` runs no analog session: there the option is refused.
 
 ``--set KEY=VALUE`` of the periphery (``compile``, ``evaluate``, ``mvm-error``, ``sensitivity``, ``finetune``):
 parsed and checked once, here at the edge (:func:`periphery_sets`), before any model is read; the commands hand

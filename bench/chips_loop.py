@@ -13,7 +13,13 @@ the new code reads it) and the same data (the digits test split, 540 images). Pe
   ``evaluate_cpu`` its CPU time (one onnxruntime thread: less sensitive to a loaded machine);
 * ``process`` / ``process_cpu``: the whole ``python -c`` process, imports included (what a user waits for);
 
-then the medians over rounds and the median of the per-round ratios old / new.
+then the medians over rounds and the median of the per-round ratios old / new. For the CNN it also measures,
+in a fresh process on the new code, the loop's **floor**: 40 runs of ``bench/mvm_floor.py``'s floor model (every
+weight op's one product replaced by the standard model's four, x W + x W2 + |x| W3 + x^2 W4, at onnxruntime's
+constant-weight speed, with no DAC, ADC, noise, IR-drop polynomial or scales) on the same 540 images with one
+onnxruntime thread, plus the session's own chip stage (``program`` of every chip and ``set_time`` of every
+(chip, t), numpy, the same in any implementation); if floor + chip stage exceed old / 5, no exact
+implementation of the standard model in standard onnxruntime ops reaches the 5x target on this machine.
 
 ``--pairs`` then measures, in this process and on the new code only, (chip, t) evaluations per second of
 onnxruntime calls with one pair per call against many pairs per call (:mod:`anacompile.runtime.chip_batch`)
@@ -52,6 +58,53 @@ r = evaluate(model, "digits", times, chips=chips, threads=1)
 t2, c2 = time.perf_counter(), time.process_time()
 print(json.dumps({"evaluate_s": t2 - t1, "evaluate_cpu_s": c2 - c1, "baseline": r.baseline, "mean": r.accuracy_mean}))
 """
+
+
+FLOOR_CHILD = r"""
+import json, sys, time
+import numpy as np, onnxruntime as ort
+from pathlib import Path
+from bench.mvm_floor import floor_model
+from anacompile.evaluate.datasets import load_digits_split
+from anacompile.evaluate.times import parse_times
+from anacompile.runtime.session import AnalogSession
+source, model, times, chips = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+so = ort.SessionOptions(); so.log_severity_level = 3; so.intra_op_num_threads = 1
+floor = ort.InferenceSession(floor_model(Path(source)).SerializeToString(), so, providers=["CPUExecutionProvider"])
+x = load_digits_split()[1].x.reshape(-1, 1, 8, 8).astype(np.float32)
+runs = chips * len(parse_times(times))
+floor.run(None, {"input": x})
+t0 = time.perf_counter()
+for _ in range(runs):
+    floor.run(None, {"input": x})
+t_floor = time.perf_counter() - t0
+s = AnalogSession(model, chip_seed=0, intra_op_threads=1)
+s.set_time(1.0)  # warm-up: first read
+t0 = time.perf_counter()
+for chip in range(chips):
+    s.program(chip)
+    for t in parse_times(times):
+        s.set_time(t)
+t_chip = time.perf_counter() - t0
+print(json.dumps({"floor_s": t_floor, "chip_stage_s": t_chip, "runs": runs}))
+"""
+
+
+def floor_child(source: Path, model: Path, times: str, chips: int) -> dict:
+    """The CNN loop's floor (see the module docstring), measured in a fresh process on the new code."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    out = subprocess.run(
+        [sys.executable, "-c", FLOOR_CHILD, str(source), str(model), times, str(chips)],
+        env=env,
+        cwd=str(ROOT),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if out.returncode:
+        raise SystemExit(f"floor: {out.stderr.strip().splitlines()[-1:]}")
+    result: dict = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
 
 
 def base_tree(commit: str) -> Path:
@@ -164,10 +217,12 @@ def main() -> None:
         for name in args.models.split(","):
             model = Path(tmp) / f"{name}.analog.onnx"
             compile_with(old_tree, ROOT / "models" / MODELS[name], model)  # one compiled file for both
-            rows: dict[str, list[dict]] = {"old": [], "new": []}
+            rows: dict[str, list[dict]] = {"old": [], "new": [], "floor": []}
             for _ in range(args.rounds):
                 rows["old"].append(run_child(old_tree, model, args.times, args.chips))
                 rows["new"].append(run_child(ROOT, model, args.times, args.chips))
+                if name == "cnn":
+                    rows["floor"].append(floor_child(ROOT / "models" / MODELS[name], model, args.times, args.chips))
             if rows["old"][0]["baseline"] != rows["new"][0]["baseline"]:
                 print(f"  warning: FP32 baselines differ: {rows['old'][0]['baseline']} vs {rows['new'][0]['baseline']}")
             print(f"digits {name.upper()}:")
@@ -184,6 +239,18 @@ def main() -> None:
             new_mean = rows["new"][0]["mean"]
             old_text, new_text = [round(v, 4) for v in old_mean], [round(v, 4) for v in new_mean]
             print(f"  accuracy mean over chips per t: old {old_text}, new {new_text}")
+            if rows["floor"]:
+                old_s = statistics.median(r["evaluate_s"] for r in rows["old"])
+                floor_s = statistics.median(r["floor_s"] for r in rows["floor"])
+                chip_s = statistics.median(r["chip_stage_s"] for r in rows["floor"])
+                runs = rows["floor"][0]["runs"]
+                floor_rounds = ", ".join(f"{r['floor_s']:.3f}" for r in rows["floor"])
+                verdict = "above" if floor_s + chip_s > old_s / 5 else "below"
+                print(
+                    f"  floor: {runs} runs of the 4-product floor model {floor_s:.3f} s + chip stage {chip_s:.3f} s "
+                    f"= {floor_s + chip_s:.3f} s; a 5x loop needs <= old / 5 = {old_s / 5:.3f} s: the floor is "
+                    f"{verdict} it (rounds floor {floor_rounds})"
+                )
         if args.pairs:
             throughput_section(args, tmp)
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from anacompile.evaluate.driver import batched_scores, chips_per_group
-from anacompile.evaluate.metrics import Metric, resolve_metric, score
+from anacompile.evaluate.metrics import Metric, fit_to_cache, resolve_metric, score
 from anacompile.model_io import load_proto
 
 __all__ = ["DIGITAL", "ConfigEvaluator", "LayerInfo", "unexercised_layers"]
@@ -65,6 +65,8 @@ class ConfigEvaluator:
             (:mod:`anacompile.runtime.chip_batch`; default one core's L2 cache, 0: one pair per call); the
             scores are bit for bit those of one pair per call.
         providers: onnxruntime execution providers of the session (:mod:`anacompile.runtime.providers`).
+        periphery_overrides: periphery keys the session changes in the compiled model (``{"adc_bits": 6}``),
+            as ``evaluate``'s (:class:`~anacompile.runtime.session.AnalogSession`).
     """
 
     def __init__(
@@ -78,15 +80,23 @@ class ConfigEvaluator:
         progress: Callable[[int, int], None] | None = None,
         batch_memory_mb: float | None = None,
         providers: str | list[str] | None = None,
+        periphery_overrides: dict | None = None,
     ) -> None:
         from anacompile.runtime.session import AnalogSession
 
         self.session = AnalogSession(
-            compiled, chip_seed=None, seed=seed, compensation=compensation, switchable=True, providers=providers
+            compiled,
+            chip_seed=None,
+            seed=seed,
+            compensation=compensation,
+            switchable=True,
+            providers=providers,
+            periphery_overrides=periphery_overrides,
         )
         self.metric, self.metric_name = resolve_metric(
             metric, data=data, proto=load_proto(compiled), digital_run=self.session.run_digital
         )
+        fit_to_cache(self.metric, self.session)  # samples per run: a run's periphery in one core's L2 cache
         self.baseline = score(self.metric, self.session.run_digital, self.metric_name)
         self.chips = int(chips)
         self.progress = progress

@@ -28,6 +28,7 @@ def compile_model(
     placement_path: str | os.PathLike[str] | None = None,
     plot: str | os.PathLike[str] | None = None,
     progress=None,
+    providers: str | list[str] | None = None,
     **options: Any,
 ):
     """Compile ``model`` (:func:`anacompile.compiler.compile_model`, every keyword of it works here).
@@ -38,6 +39,7 @@ def compile_model(
     of the FP32 model's; ``calibration=`` calibrates the periphery as for any compile. ``chips`` search chips,
     ``verify_chips`` fresh chips per verification, whose lower ``confidence`` bound must clear the target.
     The placement JSON is written beside the output (``placement_path``), replayable with ``digital="@placement.json"``.
+    ``providers`` (``"cuda"``): the onnxruntime execution providers of the search's sessions.
 
     Returns:
         The compile report; with a budget, the report of the placed model with ``report.placement`` (the
@@ -46,6 +48,8 @@ def compile_model(
     if accuracy_budget is None:
         if metric is not None:
             raise ConfigError("metric= is used by the placement search: pass accuracy_budget= too (e.g. 0.02).")
+        if providers is not None:
+            raise ConfigError("providers= runs the placement search's sessions: pass accuracy_budget= too, or drop it.")
         from anacompile.compiler import compile_model as plain
 
         return plain(model, output, **options)
@@ -77,6 +81,7 @@ def compile_model(
                 placement_path=placement_path,
                 plot=plot,
                 progress=progress,
+                providers=providers,
                 **options,
             )
             report.source = model_label(model)
@@ -101,6 +106,7 @@ def compile_model(
         placement_path=placement_path,
         plot=plot,
         progress=progress,
+        providers=providers,
         **options,
     )
     report = read_report(load_proto(result.output))

@@ -33,7 +33,11 @@ def sensitivity_command(
     seed: int = typer.Option(0, "--seed", help="Experiment seed (compile and chips)."),
     device: str = typer.Option("pcm", "--device", "-d", help="Device preset or file (source models)."),
     periphery: str = typer.Option("standard", "--periphery", help="Periphery preset or file (source models)."),
-    set_: list[str] = typer.Option([], "--set", help="Override a periphery key (source models)."),
+    set_: list[str] = typer.Option(
+        [],
+        "--set",
+        help="Override a periphery key, e.g. --set adc_bits=6: a source model is compiled with it, a compiled one's sessions change it (as evaluate --set).",
+    ),
     calibration: str | None = typer.Option(
         None, "--calibration", help="Calibration data: digits or an .npz (source models)."
     ),
@@ -119,8 +123,10 @@ def run_placement(
     force: bool,
     json_out: str | None,
     options: dict,
+    providers: str | None = None,
 ) -> None:
-    """``compile --accuracy-budget``: search, compile, verify; print the placement (or its JSON)."""
+    """``compile --accuracy-budget``: search, compile, verify on ``providers``; print the placement (or its
+    JSON)."""
     from anacompile.cli_progress import progress as _progress
     from anacompile.placement.search import place
 
@@ -139,6 +145,7 @@ def run_placement(
             plot=plot,
             force=force,
             progress=advance,
+            providers=providers,
             **options,
         )
     if json_out is not None:

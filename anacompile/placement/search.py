@@ -56,7 +56,7 @@ from anacompile.passes.apply_placement import Placement
 from anacompile.passes.deploy_form import SIMULATION
 from anacompile.passes.pipeline import check_output_form
 from anacompile.placement._evaluator import DIGITAL, ConfigEvaluator
-from anacompile.placement._prepare import analog_plan, is_compiled
+from anacompile.placement._prepare import is_compiled, plan_evaluator
 from anacompile.placement._stats import Estimate, estimate, granularity, t_quantile
 
 __all__ = ["CANDIDATE_STRATEGIES", "PlacementResult", "SearchStep", "VerifyRound", "place"]
@@ -195,6 +195,7 @@ def place(
     plot: str | os.PathLike[str] | None = None,
     force: bool = False,
     progress=None,
+    providers: str | list[str] | None = None,
     **compile_options: Any,
 ) -> PlacementResult:
     """Find, compile and verify the cheapest placement within ``accuracy_budget`` at ``at`` (module docstring).
@@ -215,6 +216,9 @@ def place(
         max_rounds: verifications at most; the last one verifies the last resort (one layer analog).
         compensation: drift compensation override for the evaluations.
         plot: write the metric vs analog MAC fraction of the search's configs.
+        providers: onnxruntime execution providers of the search's and the verifications' sessions
+            (``"cuda"``; :mod:`anacompile.runtime.providers`; default the CPU); one that is not available is a
+            one-line ConfigError naming the available ones, raised before anything is compiled.
         compile_options: :func:`~anacompile.compiler.compile_model`'s other options (``device``,
             ``periphery``, ``periphery_overrides``, ``calibration``, ``chip``, ``programming``, ``input_ranges``,
             ``shared_weights``, ``allow_invalid``, ``chip_state``, ``target``), applied to the output. The
@@ -257,8 +261,18 @@ def place(
             "--accuracy-budget chooses each layer's strategy among single, dual and three pairs; drop --strategy."
         )
     compile_options = {**compile_options, "seed": seed}
-    with analog_plan(model, compile_options) as plan:
-        ev = ConfigEvaluator(plan, metric, data, chips, seed=seed, compensation=compensation, progress=progress)
+    evaluator = plan_evaluator(
+        model,
+        compile_options,
+        metric,
+        data,
+        chips,
+        seed=seed,
+        compensation=compensation,
+        progress=progress,
+        providers=providers,
+    )
+    with evaluator as ev:
         from anacompile.evaluate.monte_carlo import evaluate
 
         search = _Search(ev, at_s, accuracy_budget)
@@ -290,6 +304,7 @@ def place(
                 seed=vseed,
                 compensation=compensation,
                 metric=ev.metric,
+                providers=ev.session.providers,
             )
             chip_scores = [float(row[0]) for row in check.accuracy]
             search.values.extend(chip_scores)

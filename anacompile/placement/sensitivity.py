@@ -26,9 +26,8 @@ from anacompile.errors import ConfigError
 from anacompile.evaluate.metrics import Metric
 from anacompile.evaluate.times import format_time, parse_times
 from anacompile.model_io import ModelInput, atomic_output, model_label
-from anacompile.placement._evaluator import DIGITAL, ConfigEvaluator
-from anacompile.placement._prepare import analog_plan
-from anacompile.runtime.providers import resolve_providers
+from anacompile.placement._evaluator import DIGITAL
+from anacompile.placement._prepare import plan_evaluator
 
 __all__ = ["LayerSensitivity", "SensitivityResult", "sensitivity"]
 
@@ -102,7 +101,8 @@ def sensitivity(
     Args:
         model: a compiled model, or a source ONNX model (a path, ModelProto or onnx-ir Model; compiled
             all-analog with ``compile_options``: ``device``, ``periphery``, ``calibration``, ``strategy``,
-            ``seed``... into a temporary folder).
+            ``seed``... into a temporary folder). ``periphery_overrides`` (``{"adc_bits": 6}``) hold for a
+            compiled model too: its session changes those periphery keys, as ``evaluate``'s does.
         metric: built-in name, ``FILE.py:FUNCTION`` or a callable ``metric(run) -> float``
             (:mod:`anacompile.evaluate.metrics`); ``data`` for built-in metrics.
         times: times since programming; the ranking uses the last.
@@ -115,15 +115,22 @@ def sensitivity(
             raised before anything is compiled.
     """
     times_s = parse_times(times)
-    resolved = resolve_providers(providers)
     if chips < 1:
         raise ConfigError(f"--chips {chips}: need at least one chip.")
     if "seed" in compile_options and seed is None:
         seed = compile_options["seed"]
-    with analog_plan(model, compile_options) as plan:
-        ev = ConfigEvaluator(
-            plan, metric, data, chips, seed=seed, compensation=compensation, progress=progress, providers=resolved
-        )
+    evaluator = plan_evaluator(
+        model,
+        compile_options,
+        metric,
+        data,
+        chips,
+        seed=seed,
+        compensation=compensation,
+        progress=progress,
+        providers=providers,
+    )
+    with evaluator as ev:
         names = ev.names
         chosen = names if layers is None else list(layers)
         unknown = [n for n in chosen if n not in names]
