@@ -70,16 +70,16 @@ def analog_plan(model: ModelInput, compile_options: dict[str, Any]) -> Iterator[
 def plan_evaluator(
     model: ModelInput,
     compile_options: dict[str, Any],
+    providers: str | list[str] | None,
     metric,
     data,
     chips: int,
-    *,
     seed: int | None = None,
     compensation: str | None = None,
     progress=None,
-    providers: str | list[str] | None = None,
 ) -> Iterator[ConfigEvaluator]:
-    """The :class:`ConfigEvaluator` of ``model``'s all-analog plan (:func:`analog_plan`), on ``providers``.
+    """The :class:`ConfigEvaluator` of ``model``'s all-analog plan (:func:`analog_plan`), on ``providers``
+    (``metric`` ... ``progress``: the evaluator's).
 
     The providers are resolved first: one this onnxruntime lacks is a one-line ConfigError before anything is
     compiled (``ev.session.providers`` holds the resolved names, for the caller's other sessions).
@@ -89,15 +89,7 @@ def plan_evaluator(
     """
     resolved = resolve_providers(providers)
     with analog_plan(model, compile_options) as (plan, compiled):
-        overrides = compile_options.get("periphery_overrides") if compiled else None  # compiled in otherwise
+        overrides = (compile_options.get("periphery_overrides") or None) if compiled else None  # else compiled in
         yield ConfigEvaluator(
-            plan,
-            metric,
-            data,
-            chips,
-            seed=seed,
-            compensation=compensation,
-            progress=progress,
-            providers=resolved,
-            periphery_overrides=overrides or None,
+            plan, metric, data, chips, seed, compensation, progress, providers=resolved, periphery_overrides=overrides
         )

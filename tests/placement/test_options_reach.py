@@ -17,7 +17,7 @@ import pytest
 
 from anacompile.errors import ConfigError
 from anacompile.runtime.providers import ALIASES, CPU
-from anacompile.runtime.session import AnalogSession
+from tests._support.recording import record_session_providers
 
 MISSING = next(short for short, full in ALIASES.items() if full not in ort.get_available_providers())
 """A provider this onnxruntime does not have (``cuda`` on a CPU-only machine)."""
@@ -74,14 +74,7 @@ def test_sensitivity_set_on_the_cli_reaches_a_compiled_model(compiled_mlp, tmp_p
 def test_budgeted_compile_runs_its_sessions_on_the_provider_asked_for(mlp_hwa, tmp_path, capsys, monkeypatch):
     """``--execution-provider cpu`` reaches the search's and every verification's session and gives the
     default's bytes; a missing provider is one line before any work, with nothing written."""
-    seen: list = []
-    init = AnalogSession.__init__
-
-    def recording(self, *args, **kwargs):
-        seen.append(kwargs.get("providers"))
-        init(self, *args, **kwargs)
-
-    monkeypatch.setattr(AnalogSession, "__init__", recording)
+    seen = record_session_providers(monkeypatch)
     common = ["compile", mlp_hwa, "--calibration", "digits", "--accuracy-budget", "0.5", "--metric", "accuracy"]
     common += ["--data", "digits", "--chips", "2", "--verify-chips", "2"]
     outputs = []
