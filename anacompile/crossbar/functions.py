@@ -174,12 +174,14 @@ def build_analog_matmul_function(
         xs = None
     else:
         if p.input_range is InputRange.STATIC:
-            inv = "in_scale"
+            xs = b.op("Mul", xt, "in_scale")
         else:
             amax = b.reduce("ReduceMax", b.op("Abs", xt), [-1], 1, opset)
             a_in = b.op("Max", amax, b.const(ABSMAX_EPS))
-            inv = b.op("Reciprocal", b.op("Mul", a_in, b.attr_const("dac_step")))
-        xs = b.op("Mul", xt, inv)
+            if p.bm_passes > 1:  # the peak exactly at L: its halved code is an exact tie (reference: tile_forward)
+                xs = b.op("Mul", b.op("Div", xt, a_in), b.op("Reciprocal", b.attr_const("dac_step")))
+            else:
+                xs = b.op("Mul", xt, b.op("Reciprocal", b.op("Mul", a_in, b.attr_const("dac_step"))))
     gain = "out_gain" if p.output_range is OutputRange.CALIBRATED else None
     passes = p.bm_passes
     xi_all = "noise_bank" if noise is NoiseSource.FED and passes > 1 else None

@@ -232,10 +232,15 @@ def tile_forward(
     else:
         if p.input_range is InputRange.STATIC:
             inv = in_scale
+            xs = xt * inv
         else:
             a_in = np.maximum(np.max(np.abs(xt), axis=2, keepdims=True), F32(ABSMAX_EPS))
             inv = np.reciprocal(a_in * c["dac_step"])
-        xs = xt * inv
+            # With bound management pass 1 halves the codes, and a vector's peak, at L = 1/d (a few ulp either
+            # way as x * 1/(a d)), lands on the rounding tie L/2 (L odd): its code, L/2 +- 1/2, would follow the
+            # last bits of x, so inputs one ulp apart (a recurrent state from another tanh) differ by an LSB.
+            # As (x / a) * (1/d) the peak is exactly fl(1/d) whatever x is: the same code everywhere.
+            xs = (xt / a_in) * np.reciprocal(c["dac_step"]) if p.bm_passes > 1 else xt * inv
     noises = [None] * p.bm_passes if noise is None else list(np.reshape(noise, (p.bm_passes, *noise.shape[-3:])))
     z, saturated = None, None
     # iterative bound management: pass k halves the input k times; from the last pass back to the first, a

@@ -19,6 +19,7 @@ out_console = Console()
 
 
 def sensitivity_command(
+    ctx: typer.Context,
     model: Path = typer.Argument(..., help="Source ONNX model (compiled all-analog first) or a compiled model."),
     data: str | None = typer.Option(
         None, "--data", help="Data for built-in metrics: digits or an .npz with the model inputs (and labels)."
@@ -31,15 +32,19 @@ def sensitivity_command(
     times: str = typer.Option("1s,1d", "--times", help="Times since programming; the ranking uses the last."),
     chips: int = typer.Option(3, "--chips", help="Chips per configuration."),
     seed: int = typer.Option(0, "--seed", help="Experiment seed (compile and chips)."),
-    device: str = typer.Option("pcm", "--device", "-d", help="Device preset or file (source models)."),
-    periphery: str = typer.Option("standard", "--periphery", help="Periphery preset or file (source models)."),
+    device: str = typer.Option(
+        "pcm", "--device", "-d", help="Device preset or file (source models; refused for a compiled one)."
+    ),
+    periphery: str = typer.Option(
+        "standard", "--periphery", help="Periphery preset or file (source models; refused for a compiled one)."
+    ),
     set_: list[str] = typer.Option(
         [],
         "--set",
         help="Override a periphery key, e.g. --set adc_bits=6: a source model is compiled with it, a compiled one's sessions change it (as evaluate --set).",
     ),
     calibration: str | None = typer.Option(
-        None, "--calibration", help="Calibration data: digits or an .npz (source models)."
+        None, "--calibration", help="Calibration data: digits or an .npz (source models; refused for a compiled one)."
     ),
     compensation: str | None = typer.Option(None, "--compensation", help="Drift compensation override."),
     json_path: str | None = typer.Option(None, "--json", metavar="PATH", help=JSON_HELP),
@@ -57,13 +62,13 @@ def sensitivity_command(
     check_json_target(json_path, [model], force)
     if plot is not None:
         check_output_path(plot, [model], force)
-    options = {
-        "device": device,
-        "periphery": periphery,
-        "periphery_overrides": periphery_sets(set_),
-        "calibration": calibration,
-        "seed": seed,
-    }
+    from anacompile.placement._prepare import is_compiled
+
+    overrides = periphery_sets(set_)
+    source = {"device": device, "periphery": periphery, "calibration": calibration}
+    if is_compiled(model):  # only the ones given, which the API refuses in one line (never dropped)
+        source = {k: v for k, v in source.items() if _given(ctx, k)}
+    options = {**source, "periphery_overrides": overrides, "seed": seed}
     with _progress("configs x chips x times") as advance:
         r = sensitivity(
             model,
@@ -105,6 +110,12 @@ def sensitivity_command(
     if plot is not None:
         plot_sensitivity(r, plot)
         err_console.print(f"wrote {plot}")
+
+
+def _given(ctx: typer.Context, name: str) -> bool:
+    """Whether the user set option ``name`` (not its default); typer's click is its own, so by the name."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
 
 
 def run_placement(

@@ -261,18 +261,7 @@ def place(
             "--accuracy-budget chooses each layer's strategy among single, dual and three pairs; drop --strategy."
         )
     compile_options = {**compile_options, "seed": seed}
-    evaluator = plan_evaluator(
-        model,
-        compile_options,
-        metric,
-        data,
-        chips,
-        seed=seed,
-        compensation=compensation,
-        progress=progress,
-        providers=providers,
-    )
-    with evaluator as ev:
+    with plan_evaluator(model, compile_options, providers, metric, data, chips, seed, compensation, progress) as ev:
         from anacompile.evaluate.monte_carlo import evaluate
 
         search = _Search(ev, at_s, accuracy_budget)

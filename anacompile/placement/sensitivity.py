@@ -119,18 +119,7 @@ def sensitivity(
         raise ConfigError(f"--chips {chips}: need at least one chip.")
     if "seed" in compile_options and seed is None:
         seed = compile_options["seed"]
-    evaluator = plan_evaluator(
-        model,
-        compile_options,
-        metric,
-        data,
-        chips,
-        seed=seed,
-        compensation=compensation,
-        progress=progress,
-        providers=providers,
-    )
-    with evaluator as ev:
+    with plan_evaluator(model, compile_options, providers, metric, data, chips, seed, compensation, progress) as ev:
         names = ev.names
         chosen = names if layers is None else list(layers)
         unknown = [n for n in chosen if n not in names]

@@ -15,6 +15,12 @@ so the unrolled model is fed exactly those slices, in the layout of the fed bodi
 gives bit for bit the Loop's outputs, noise on (tests/runtime/test_unroll_loops.py), and the noise law,
 the per-(chip, t) offset streams and everything built on them are unchanged.
 
+**Zero initial states.** Where a Loop's carried state starts as zeros (a ``ConstantOfShape`` of +0: no
+initial state given), step 0's MVM input [x_0, 0] becomes x_0 and its weights (and IR row weights) their
+x rows, so that step multiplies K = input size rows instead of input + hidden (the digits LSTM: 8 of 72).
+The same numbers: every other use of X in an untiled body is elementwise, or a max of |X| over the row,
+and the tile MVM's sums start from +0, to which a +0 or -0 product adds nothing (tests: bytes equal).
+
 **When.** A main-graph Loop is unrolled when its iteration count depends on the input shapes only (the
 trip count's producers are Shape/Size of any value, constants and shape arithmetic), it has no loop
 condition (every iteration runs), its analog layers sit in its body directly (or under the session's
@@ -32,7 +38,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import onnx
-from onnx import helper
+from onnx import helper, numpy_helper
 
 from anacompile import contract
 from anacompile.contract import TILED
@@ -270,6 +276,7 @@ def unroll_model(
     g = m.graph
     opset = next((o.version for o in m.opset_import if o.domain in ("", "ai.onnx")), 17)
     new_nodes: list[onnx.NodeProto] = []
+    zeros = _zero_values(g)
     for node in g.node:
         if not (_is_loop(node) and node.name in steps):
             new_nodes.append(node)
@@ -296,8 +303,21 @@ def unroll_model(
             for value, outer in zip(body.input[2:], carried, strict=True):
                 names.mapping[value.name] = outer
 
-            def edit(new: onnx.NodeProto, old: onnx.NodeProto, i: int = i) -> None:
-                if not (_is_analog(old) and old.name in layers) or noise_shapes is None:
+            zero_row_nodes: dict[str, list[onnx.NodeProto]] = {}  # step 0's MVM output -> its weight slices
+
+            def edit(
+                new: onnx.NodeProto,
+                old: onnx.NodeProto,
+                i: int = i,
+                names: _Names = names,
+                body=body,
+                rows=zero_row_nodes,
+            ) -> None:
+                if not (_is_analog(old) and old.name in layers):
+                    return
+                if i == 0:
+                    _drop_zero_rows(new, old, body, names, zeros, rows, opset)
+                if noise_shapes is None:
                     return
                 fed = f"{old.name}.{STEP_NOISE}{i}"
                 rest = list(new.input[NOISE_INPUT + 3 :])  # the calibrated output gains stay the last input
@@ -310,7 +330,9 @@ def unroll_model(
                 copy.CopyFrom(init)
                 copy.name = names.define(init.name)
                 g.initializer.append(copy)
-            new_nodes += _copy_nodes(list(body.node), names, edit)
+            for copy in _copy_nodes(list(body.node), names, edit):
+                new_nodes += zero_row_nodes.get(copy.output[0], []) if copy.output else []
+                new_nodes.append(copy)
             outs = [names.use(v.name) for v in body.output]
             carried = outs[1 : 1 + n_carried]
             for k in range(n_scan):
@@ -345,6 +367,71 @@ def unroll_model(
     return m
 
 
+def _zero_values(graph: onnx.GraphProto) -> set[str]:
+    """Main-graph values that are float tensors of +0 only: ``ConstantOfShape`` of +0 and such initializers."""
+    zeros = set()
+    for init in graph.initializer:
+        if init.data_type == onnx.TensorProto.FLOAT and not init.data_location:
+            a = numpy_helper.to_array(init)
+            if a.size and not a.view(np.uint32).any():  # +0.0 is the all-zero bit pattern (-0.0 is not)
+                zeros.add(init.name)
+    for node in graph.node:
+        if node.op_type != "ConstantOfShape" or node.domain not in ("", "ai.onnx"):
+            continue
+        value = next((a.t for a in node.attribute if a.name == "value"), None)  # default: float +0
+        if value is None or (
+            value.data_type == onnx.TensorProto.FLOAT
+            and not numpy_helper.to_array(value).astype(np.float32).view(np.uint32).any()
+        ):
+            zeros.add(node.output[0])
+    return zeros
+
+
+def _int64s(name: str, values: list[int]) -> onnx.NodeProto:
+    return helper.make_node(
+        "Constant", [], [name], value=helper.make_tensor(name, onnx.TensorProto.INT64, [len(values)], values)
+    )
+
+
+def _drop_zero_rows(new, old, body, names: _Names, zeros: set[str], out: dict, opset: int) -> None:
+    """Step 0's copy ``new`` of the body's AnalogMatMul ``old``: when its X is Concat([x, h], last axis) of an
+    input x and a carried state h that starts as zeros (or [h, x]), X becomes x and W and the IR row weights
+    their x rows (module docstring: zero initial states); the slicing nodes go to ``out[Y]``."""
+    if opset < 10 or new.overload not in ("", overload_name(False, NoiseSource.FED)) or len(new.input) < 6:
+        return  # row-tiled bodies pad and reshape X: their rows are not W's rows
+    concat = next((n for n in body.node if old.input[0] in n.output), None)
+    if concat is None or concat.op_type != "Concat" or concat.domain not in ("", "ai.onnx") or len(concat.input) != 2:
+        return
+    ranks = {v.name: len(v.type.tensor_type.shape.dim) for v in body.input[2:] if v.type.tensor_type.HasField("shape")}
+    axis = next((a.i for a in concat.attribute if a.name == "axis"), None)
+    for k in (0, 1):
+        state = concat.input[1 - k]
+        if state not in ranks or names.use(state) not in zeros or axis not in (-1, ranks[state] - 1):
+            continue  # not a carried state of known rank starting as zeros, or not concatenated on its rows
+        x, y = names.use(concat.input[k]), f"{old.output[0]}{names.suffix}"  # Y as it will be renamed
+        p = f"{y}.x_rows"
+        nodes = [
+            _int64s(f"{p}.last", [-1]),
+            _int64s(f"{p}.end", [2**62]),
+            _int64s(f"{p}.axis", [0]),
+            helper.make_node("Shape", [x], [f"{p}.shape"]),
+            helper.make_node("Slice", [f"{p}.shape", f"{p}.last", f"{p}.end"], [f"{p}.n"]),
+        ]
+        if k == 0:  # [x, h]: rows [0, n)
+            nodes.append(_int64s(f"{p}.start", [0]))
+            bounds = [f"{p}.start", f"{p}.n"]
+        else:  # [h, x]: the last n rows
+            nodes.append(helper.make_node("Neg", [f"{p}.n"], [f"{p}.start"]))
+            bounds = [f"{p}.start", f"{p}.end"]
+        for pos, tag in ((1, "w"), (5, "ir")):
+            if new.input[pos]:
+                nodes.append(helper.make_node("Slice", [new.input[pos], *bounds, f"{p}.axis"], [f"{p}.{tag}"]))
+                new.input[pos] = f"{p}.{tag}"
+        new.input[0] = x
+        out[y] = nodes
+        return
+
+
 def _add_step_inputs(g, steps, layers, noise_shapes, proto) -> None:
     """Graph inputs of the steps' fed noise; the noise inputs no node reads any more are dropped."""
     if noise_shapes is not None:
@@ -354,13 +441,11 @@ def _add_step_inputs(g, steps, layers, noise_shapes, proto) -> None:
                 body = next(a.g for a in node.attribute if a.name == "body")
                 for name in _body_layers(body, set(layers)) or []:
                     trips[name] = steps[node.name]
+        # no declared shape: with a known (M, N) noise onnxruntime fuses a step's MatMul and its noise Add into
+        # one Gemm (MatMulAddFusion; the lean body), whose rounding differs from the Loop body's MatMul + Add
         for name, n_steps in trips.items():
             for i in range(n_steps):
-                g.input.append(
-                    helper.make_tensor_value_info(
-                        f"{name}.{STEP_NOISE}{i}", onnx.TensorProto.FLOAT, list(noise_shapes[name])
-                    )
-                )
+                g.input.append(helper.make_tensor_value_info(f"{name}.{STEP_NOISE}{i}", onnx.TensorProto.FLOAT, None))
     used = {i for n in _all(g) for i in n.input}
     outputs = {o.name for o in g.output}
     keep = [v for v in g.input if v.name in used or v.name in outputs]
@@ -438,7 +523,7 @@ class LoopUnroller:
         entry = self._by_shapes[key]
         if entry is None:
             return self.session._session, run_feeds
-        ort_sess, inputs, plan = entry
+        ort_sess, inputs, plan, _ = entry
         out = {k: v for k, v in run_feeds.items() if k in inputs}
         if plan:
             bank = self.session._fed_bank
@@ -498,5 +583,11 @@ class LoopUnroller:
             if shapes is not None
             else []
         )
-        logger.debug("unrolled %s for input shapes %s", steps, {k: np.shape(v) for k, v in feeds.items()})
-        return ort_sess, inputs, plan
+        zero_rows = sum(n.op_type == "Slice" and n.output[0].endswith(".x_rows.w") for n in proto.graph.node)
+        logger.debug(
+            "unrolled %s for input shapes %s (%d step-0 MVMs on x rows)",
+            steps,
+            {k: np.shape(v) for k, v in feeds.items()},
+            zero_rows,
+        )
+        return ort_sess, inputs, plan, zero_rows

@@ -17,7 +17,7 @@ import pytest
 
 from anacompile.errors import ConfigError
 from anacompile.runtime.providers import ALIASES, CPU
-from anacompile.runtime.session import AnalogSession
+from tests._support.recording import record_session_providers
 
 MISSING = next(short for short, full in ALIASES.items() if full not in ort.get_available_providers())
 """A provider this onnxruntime does not have (``cuda`` on a CPU-only machine)."""
@@ -74,14 +74,7 @@ def test_sensitivity_set_on_the_cli_reaches_a_compiled_model(compiled_mlp, tmp_p
 def test_budgeted_compile_runs_its_sessions_on_the_provider_asked_for(mlp_hwa, tmp_path, capsys, monkeypatch):
     """``--execution-provider cpu`` reaches the search's and every verification's session and gives the
     default's bytes; a missing provider is one line before any work, with nothing written."""
-    seen: list = []
-    init = AnalogSession.__init__
-
-    def recording(self, *args, **kwargs):
-        seen.append(kwargs.get("providers"))
-        init(self, *args, **kwargs)
-
-    monkeypatch.setattr(AnalogSession, "__init__", recording)
+    seen = record_session_providers(monkeypatch)
     common = ["compile", mlp_hwa, "--calibration", "digits", "--accuracy-budget", "0.5", "--metric", "accuracy"]
     common += ["--data", "digits", "--chips", "2", "--verify-chips", "2"]
     outputs = []
@@ -135,3 +128,20 @@ def test_the_api_takes_providers_for_the_search_only(mlp_hwa, tmp_path, monkeypa
     with pytest.raises(ConfigError, match=rf"'{MISSING}' \(\w+ExecutionProvider\) is not available"):
         anacompile.compile_model(mlp_hwa, tmp_path / "x.onnx", accuracy_budget=0.5, providers=MISSING)
     assert not list(tmp_path.iterdir())
+
+
+def test_sensitivity_refuses_source_options_on_a_compiled_model(compiled_mlp, tmp_path, capsys):
+    """--device, --periphery and --calibration compile a source model; a compiled one has its own, so they
+    are refused in one line before any work (they were ignored), and the defaults stay silent."""
+    from anacompile.placement.sensitivity import sensitivity
+
+    target = tmp_path / "s.json"
+    args = ["sensitivity", compiled_mlp, "--metric", "accuracy", "--data", "digits", "--json", target]
+    for extra, name in ((["--device", "pcm"], "device"), (["--periphery", "ideal"], "periphery")):
+        rc, _, err = _main(capsys, *args, *extra)
+        assert rc == 1 and len(err.splitlines()) == 1, err
+        assert err.startswith(f"error: {name}: ") and "compiled already" in err and not target.exists(), err
+    rc, _, err = _main(capsys, *args, "--calibration", "digits", "--times", "1s", "--chips", "1")
+    assert rc == 1 and "calibration: " in err and not target.exists(), err
+    with pytest.raises(ConfigError, match="periphery: .* is compiled already"):
+        sensitivity(compiled_mlp, periphery="ideal", **KW)

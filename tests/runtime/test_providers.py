@@ -18,6 +18,7 @@ import anacompile
 from anacompile.errors import ConfigError
 from anacompile.runtime.providers import ALIASES, CPU, resolve_providers
 from anacompile.runtime.session import AnalogSession
+from tests._support.recording import record_session_providers
 
 HAS_CUDA = "CUDAExecutionProvider" in ort.get_available_providers()
 
@@ -78,14 +79,7 @@ def test_mvm_error_and_sensitivity_run_on_the_providers_asked_for(compiled_mlp, 
     from anacompile.evaluate.mvm_error import mvm_error
     from anacompile.placement.sensitivity import sensitivity
 
-    seen: list = []
-    init = AnalogSession.__init__
-
-    def recording(self, *args, **kwargs):
-        seen.append(kwargs.get("providers"))
-        init(self, *args, **kwargs)
-
-    monkeypatch.setattr(AnalogSession, "__init__", recording)
+    seen = record_session_providers(monkeypatch)
     kw = {"times": "1s", "chips": 2}
     default = mvm_error(compiled_mlp, samples=64, **kw).to_dict()
     assert mvm_error(compiled_mlp, samples=64, providers="cpu", **kw).to_dict() == default

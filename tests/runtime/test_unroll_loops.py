@@ -158,3 +158,57 @@ def test_loops_that_are_not_unrolled(tmp_path):
 
     for edit in (trip_from_data, with_condition, condition_in_body):
         assert loop_sites(variant(edit), names) == [], edit.__name__
+
+
+def _bytes_equal(a: list[np.ndarray], b: list[np.ndarray]) -> bool:
+    """Equal to the bit, the sign of zero included (np.array_equal takes -0 for +0)."""
+    pairs = zip(a, b, strict=True) if len(a) == len(b) else None
+    return pairs is not None and all(x.shape == y.shape and x.tobytes() == y.tobytes() for x, y in pairs)
+
+
+def _zero_row_steps(session: AnalogSession) -> int:
+    """Step-0 MVMs of the session's unrolled models that multiply only the x rows of their weights."""
+    return sum(e[3] for e in session._unroller._by_shapes.values() if e is not None)
+
+
+@pytest.mark.parametrize(
+    ("case", "overrides", "zero_rows"),
+    [
+        ("lstm", {}, 1),  # no initial state: step 0 runs [x_0, 0] as x_0 on W's x rows
+        ("lstm_bidirectional", {"read_noise": 0, "ir_drop": 0}, 2),  # lean, both directions
+        ("gru_lbr0_seq_lens", {"input_range": "absmax"}, 1),  # abs-max DAC: max |X| over the row; r h_0 stays
+        ("rnn", {"bound_management": "iterative", "adc_bound": 1.5}, 1),  # bound management's passes
+        ("lstm_bidirectional", {"tile_rows": 4}, 0),  # row tiles pad X: not changed
+        ("lstm_initial_states", {}, 0),  # given initial states: not changed
+    ],
+)
+def test_zero_initial_state_step_equals_the_loop_to_the_bit(tmp_path, case, overrides, zero_rows):
+    src, out = _compiled(tmp_path, case, overrides)
+    feeds = feeds_for(src)
+    fast = AnalogSession(out, chip_seed=3, t_inference=3600.0)
+    loop = AnalogSession(out, chip_seed=3, t_inference=3600.0, unroll_steps=0)
+    for _ in range(4):
+        assert _bytes_equal(fast.run(feeds), loop.run(feeds))
+    assert _unrolled(fast, feeds) and _zero_row_steps(fast) == zero_rows
+
+
+@pytest.mark.parametrize("periphery", ["standard", "lean"])
+def test_digits_lstm_unrolled_equals_the_loop_to_the_bit(tmp_path, periphery):
+    """The real digits LSTM at batch 64 and 128, every noise source on. Lean once differed (logits by up to
+    0.3 in 2 of 6 runs): with the steps' noise shapes declared, onnxruntime fused each step's MatMul and noise
+    Add into a Gemm, which rounds once where the Loop body's FusedMatMul + Add round twice."""
+    from anacompile.evaluate.datasets import load_digits_split
+    from tests.conftest import MODELS
+
+    out = tmp_path / "lstm.onnx"
+    overrides = ["ir_drop=0", "read_noise=0"] if periphery == "lean" else []
+    compile_model(MODELS / "digits_lstm_hwa.onnx", out, calibration="digits", periphery_overrides=overrides)
+    x = load_digits_split()[1].x
+    fast = AnalogSession(out, chip_seed=3, t_inference=86400.0)
+    loop = AnalogSession(out, chip_seed=3, t_inference=86400.0, unroll_steps=0)
+    for batch in (64, 128):
+        feeds = {"input": x[:batch].reshape(-1, 8, 8)}
+        for _ in range(4):
+            assert _bytes_equal(fast.run(feeds), loop.run(feeds)), batch
+        assert _unrolled(fast, feeds)
+    assert _zero_row_steps(fast) == 2  # one per input shapes: step 0 multiplies the 8 x rows of 72
