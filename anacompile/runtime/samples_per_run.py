@@ -7,13 +7,16 @@ onnxruntime's CPU provider does not fuse. While one run's tensors fit a core's L
 CNN's 10 chips x 4 times loop on its 540 test images ran 1.3-1.4x faster in runs of 50-64 images than in one
 run, bench/README.md, issue 14). :meth:`AnalogSession.run` therefore cuts a batch of N samples into parts of
 
-    part = clamp(RUN_BLOCK_MB / (4 bytes x copies x outputs per sample), MIN_PART_SAMPLES, MAX_PART_SAMPLES)
+    part = max(RUN_BLOCK_MB / (4 bytes x copies x outputs per sample), MIN_PART_SAMPLES,
+               MIN_PART_MACS / MACs per sample)
 
 samples (:func:`part_samples`), balanced over the fewest parts (:func:`part_bounds`), where ``outputs per
 sample`` is the largest top-level analog layer's MVM outputs of one sample (a conv layer's at every output
-position; with bound management every pass) and ``copies`` the output-sized tensors the periphery chain
-holds at once (:func:`periphery_copies`). Layers inside Loop bodies (recurrent cells) run one vector per
-sample and step, so their working set does not grow with the sequence and they do not bound the part.
+position; with bound management every pass), ``copies`` the output-sized tensors the periphery chain holds
+at once (:func:`periphery_copies`) and ``MACs per sample`` the model's tile MVMs (one product each). Layers
+inside Loop bodies (recurrent cells) run one vector per sample and step, so their working set does not grow
+with the sequence and they do not bound the part; a batch of a small model (little work per sample) runs
+whole, whatever its size in the cache.
 
 Each part is a run of its own (its own noise offsets, drawn in order), so the parts can also run
 concurrently, one onnxruntime thread each (``AnalogSession(parallel=k)``). The rule's constants are fixed,
@@ -28,7 +31,7 @@ import math
 from anacompile.crossbar.periphery import Periphery
 
 __all__ = [
-    "MAX_PART_SAMPLES",
+    "MIN_PART_MACS",
     "MIN_PART_SAMPLES",
     "RUN_BLOCK_MB",
     "part_bounds",
@@ -43,9 +46,10 @@ MIN_PART_SAMPLES = 32
 """Fewest samples of a part: on the digits CNN (one thread, 10 chips x 4 times, 540 test images) runs of 32 and
 16 samples were 1.1-1.3x slower than runs of 64: below, a run's fixed cost (Python, onnxruntime's per-node
 dispatch) outweighs the cache (bench/README.md, issue 14)."""
-MAX_PART_SAMPLES = 128
-"""Most samples of a part, so that a batch of a few hundred samples of a small model still gives parts for
-``parallel`` cores to share."""
+MIN_PART_MACS = 2**24
+"""Fewest multiply-accumulates of a part's tile MVMs (one product each): 16.8 M, about a millisecond of a
+core's MVMs, tens of times a run's fixed cost, so a small model (the digits MLP: 9.5 k per sample) runs a batch
+of a few hundred samples whole."""
 
 
 def periphery_copies(periphery: Periphery) -> int:
@@ -59,12 +63,15 @@ def periphery_copies(periphery: Periphery) -> int:
     )
 
 
-def part_samples(outputs_per_sample: int, periphery: Periphery) -> int:
-    """Samples of one part for a model whose largest analog layer gives ``outputs_per_sample`` outputs."""
+def part_samples(outputs_per_sample: int, macs_per_sample: int, periphery: Periphery) -> int:
+    """Samples of one part: as many as keep the largest top-level layer's ``outputs_per_sample`` MVM outputs
+    (x their copies) in :data:`RUN_BLOCK_MB`, at least :data:`MIN_PART_SAMPLES` and enough for
+    :data:`MIN_PART_MACS` of the model's ``macs_per_sample`` (one product per tile MVM)."""
+    work = math.ceil(MIN_PART_MACS / macs_per_sample) if macs_per_sample > 0 else 2**62
     if outputs_per_sample <= 0:
-        return MAX_PART_SAMPLES
+        return max(MIN_PART_SAMPLES, work) if macs_per_sample > 0 else 2**62
     fit = int(RUN_BLOCK_MB * 2**20 // (4 * periphery_copies(periphery) * outputs_per_sample))
-    return min(MAX_PART_SAMPLES, max(MIN_PART_SAMPLES, fit))
+    return max(MIN_PART_SAMPLES, fit, work)
 
 
 def part_bounds(samples: int, part: int) -> list[int]:

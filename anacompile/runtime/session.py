@@ -125,8 +125,8 @@ class AnalogSession:
         t_inference: seconds since programming (change with :meth:`set_time`).
         compensation: override the compiled drift compensation (``none``, ``global``, ``column``).
         programming: override the chip programming method (``gaussian``, or others where installed).
-        intra_op_threads: onnxruntime threads (default: onnxruntime's choice; with ``parallel`` > 1, one per
-            concurrent run).
+        intra_op_threads: onnxruntime threads of a run (default: onnxruntime's choice); the concurrent parts
+            of a split run have one each (``parallel``).
         providers: onnxruntime execution providers, short or full names (``["cuda"]``, ``"cuda"``; the CPU
             provider follows them; :mod:`anacompile.runtime.providers`). One that is not available, or does
             not start, is a one-line ConfigError naming the available ones; :attr:`providers` says what runs.
@@ -148,7 +148,8 @@ class AnalogSession:
             (a session model per input shapes, built on first use; same outputs bit for bit, faster:
             :mod:`anacompile.runtime.unroll_loops`); 0 always runs the Loops.
         parallel: parts of one :meth:`run` that go concurrently, one onnxruntime thread each (default: the
-            cores this process may use when ``intra_op_threads`` is not given, else 1). :meth:`run` cuts a
+            cores this process may use when ``intra_op_threads`` is not given, else 1; a run that is not
+            split keeps ``intra_op_threads``). :meth:`run` cuts a
             large batch into cache-sized parts along axis 0 (:meth:`split`,
             :mod:`anacompile.runtime.samples_per_run`), each a run of its own (its own noise offsets, drawn in
             order), and joins their outputs; the parts are the same for any ``parallel``, so outputs are too.
@@ -233,7 +234,8 @@ class AnalogSession:
         self.parallel = (1 if intra_op_threads else usable_cores()) if parallel is None else int(parallel)
         if self.parallel < 1:
             raise ConfigError(f"parallel={parallel!r}: give a number of concurrent runs >= 1.")
-        self._splittable: dict[tuple, bool] = {}  # (input shapes, outputs, parts) -> whether runs may split
+        self._splittable: dict[tuple, list[int] | None] = {}  # (input shapes, outputs) -> the parts' bounds
+        self._part_session: ort.InferenceSession | None = None  # one intra-op thread: concurrent parts
         self._providers = self.providers  # the chip batch's sessions run on them too
         self._session_proto = stripped  # the model as this session runs it (ChipBatch adds a pair axis to it)
         self._chip_batch = None
@@ -341,12 +343,27 @@ class AnalogSession:
             self._chip_batch = ChipBatch(self)
         return self._chip_batch
 
-    def _session_options(self) -> ort.SessionOptions:
+    def _session_options(self, single: bool = False) -> ort.SessionOptions:
+        """Options of this session's onnxruntime sessions (``single``: one intra-op thread, for the
+        concurrent parts of a split run)."""
         so = ort.SessionOptions()
         so.log_severity_level = 3
-        if self._threads or self.parallel > 1:
-            so.intra_op_num_threads = 1 if self.parallel > 1 else self._threads
+        if single:
+            so.intra_op_num_threads = 1
+        elif self._threads:
+            so.intra_op_num_threads = self._threads
         return so
+
+    def ort_session_for(self, single: bool = False) -> ort.InferenceSession:
+        """The onnxruntime session of a whole run, or (``single``) of one part of a concurrently split run:
+        one intra-op thread each, built on first use."""
+        if not single:
+            return self._session
+        if self._part_session is None:
+            self._part_session = ort_session(
+                self._session_proto, self._session_options(True), self._providers, label=f"{self.path} (parts)"
+            )
+        return self._part_session
 
     # -- per-layer placement (switchable sessions) -------------------------------------------------
     def set_digital(self, names) -> None:
@@ -436,8 +453,9 @@ class AnalogSession:
         parts = self.split(feeds, names)
         if parts is None:
             return self._execute(*self._prepare(feeds), names)
-        prepared = [self._prepare(part) for part in parts]  # in order: each part draws its noise offsets
-        if self.parallel > 1:
+        concurrent = self.parallel > 1
+        prepared = [self._prepare(part, concurrent) for part in parts]  # in order: each draws its noise offsets
+        if concurrent:
             outs = list(_pool().map(lambda job: self._execute(*job, names), prepared))
         else:
             outs = [self._execute(*job, names) for job in prepared]
@@ -465,8 +483,10 @@ class AnalogSession:
 
     def _part_bounds(self, feeds: dict[str, np.ndarray], n: int, names: list[str]) -> list[int] | None:
         shapes = zip(self.layers, self._noise_shapes(feeds), strict=True)
-        outputs = max((int(np.prod(shape)) for layer, shape in shapes if layer.fed), default=0)  # top-level layers
-        part = part_samples(outputs // n, self.periphery)
+        sizes = [(layer, int(np.prod(shape))) for layer, shape in shapes]
+        outputs = max((size for layer, size in sizes if layer.fed), default=0)  # top-level layers bound the cache
+        macs = sum(size // self.periphery.bm_passes * layer.spec.weight_shape[-2] for layer, size in sizes)
+        part = part_samples(outputs // n, macs // n, self.periphery)
         if n <= part:
             return None
         bounds = part_bounds(n, part)
@@ -494,15 +514,18 @@ class AnalogSession:
                 return False
         return True
 
-    def _prepare(self, feeds: dict[str, np.ndarray]) -> tuple[ort.InferenceSession, dict[str, np.ndarray]]:
-        """The onnxruntime session and feeds of one run on ``feeds`` (draws this run's noise offsets)."""
+    def _prepare(
+        self, feeds: dict[str, np.ndarray], single: bool = False
+    ) -> tuple[ort.InferenceSession, dict[str, np.ndarray]]:
+        """The onnxruntime session and feeds of one run on ``feeds`` (draws this run's noise offsets;
+        ``single``: a part of a concurrently split run, on a session of one intra-op thread)."""
         offsets = self._noise_offsets(feeds)  # first: it may grow the noise bank in self._state
         run_feeds = {**feeds, **self._state, **offsets}
         for b in self.batchnorms:
             run_feeds.update(b.feeds(self._bn_state))
-        session = self._session
+        session = self.ort_session_for(single)
         if self._unroller:  # recurrent Loops unrolled for these input shapes (runtime/unroll_loops.py)
-            session, run_feeds = self._unroller.prepare(feeds, run_feeds)
+            session, run_feeds = self._unroller.prepare(feeds, run_feeds, single)
         return session, run_feeds
 
     def _execute(self, session: ort.InferenceSession, run_feeds: dict[str, np.ndarray], names: list[str]):

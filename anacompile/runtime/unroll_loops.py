@@ -503,26 +503,27 @@ class LoopUnroller:
     def __bool__(self) -> bool:
         return self.max_steps > 0 and bool(self.sites)
 
-    def prepare(self, feeds: dict[str, np.ndarray], run_feeds: dict[str, np.ndarray]):
-        """(onnxruntime session, feeds) for this run: the unrolled model's where the inputs' shapes allow."""
+    def prepare(self, feeds: dict[str, np.ndarray], run_feeds: dict[str, np.ndarray], single: bool = False):
+        """(onnxruntime session, feeds) for this run: the unrolled model's where the inputs' shapes allow
+        (``single``: sessions of one intra-op thread, for the concurrent parts of a split run)."""
         names = self._input_names
         if names is None:
             names = self._input_names = frozenset(self.session.input_names)
-        key = tuple((k, np.shape(v)) for k, v in feeds.items() if k in names)
+        key = (tuple((k, np.shape(v)) for k, v in feeds.items() if k in names), single)
         if key not in self._by_shapes:
             runs = self._runs.get(key, 0) + 1
             if len(self._runs) >= MAX_COUNTED_SHAPES:
                 self._runs.clear()
             self._runs[key] = runs
             if runs < UNROLL_AFTER_RUNS:
-                return self.session._session, run_feeds
+                return self.session.ort_session_for(single), run_feeds
             if len(self._by_shapes) >= MAX_COUNTED_SHAPES:  # forget the shapes decided for the Loop
                 self._by_shapes = {k: e for k, e in self._by_shapes.items() if e is not None}
             built = sum(e is not None for e in self._by_shapes.values())
-            self._by_shapes[key] = self._build(feeds) if built < MAX_UNROLLED_SESSIONS else None
+            self._by_shapes[key] = self._build(feeds, single) if built < MAX_UNROLLED_SESSIONS else None
         entry = self._by_shapes[key]
         if entry is None:
-            return self.session._session, run_feeds
+            return self.session.ort_session_for(single), run_feeds
         ort_sess, inputs, plan, _ = entry
         out = {k: v for k, v in run_feeds.items() if k in inputs}
         if plan:
@@ -534,7 +535,7 @@ class LoopUnroller:
                     out[name] = steps[i]  # a contiguous view: step i's slice of the layer's reserved range
         return ort_sess, out
 
-    def _build(self, feeds: dict[str, np.ndarray]):
+    def _build(self, feeds: dict[str, np.ndarray], single: bool = False):
         from anacompile.runtime.ort_session import ort_session
 
         s = self.session
@@ -567,7 +568,7 @@ class LoopUnroller:
             else None
         )
         proto = unroll_model(s._session_proto, steps, layers, shapes)
-        ort_sess = ort_session(proto, s._session_options(), s._providers, label=f"{s.path} (unrolled)")
+        ort_sess = ort_session(proto, s._session_options(single), s._providers, label=f"{s.path} (unrolled)")
         inputs = {i.name for i in ort_sess.get_inputs()}
         trip_of = {name: steps[site.name] for site in self.sites if site.name in steps for name in site.layers}
         plan = (

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+import onnx
 import pytest
+from onnx import TensorProto, helper, numpy_helper
 
 from anacompile.compiler import compile_model
 from anacompile.errors import ConfigError
@@ -11,7 +13,7 @@ from anacompile.evaluate.datasets import load_digits_split
 from anacompile.runtime.samples_per_run import MIN_PART_SAMPLES
 from anacompile.runtime.session import AnalogSession
 from tests.conftest import MODELS
-from tests.runtime.test_chip_batch import _batch_mixing_model, _one_by_one, _pairs
+from tests.runtime.test_chip_batch import _one_by_one, _pairs
 
 SHAPES = {"mlp": (-1, 64), "cnn": (-1, 1, 8, 8), "lstm": (-1, 8, 8), "transformer": (-1, 8, 8)}
 
@@ -27,7 +29,8 @@ def compiled(tmp_path_factory):
 
 
 def _x(name: str, n: int) -> dict[str, np.ndarray]:
-    return {"input": load_digits_split()[1].x[:n].reshape(SHAPES[name])}
+    x = load_digits_split()[1].x
+    return {"input": np.resize(x, (n, x.shape[1])).reshape(SHAPES[name])}  # the test split, repeated to n
 
 
 def _parts_one_by_one(session, feeds):
@@ -35,9 +38,9 @@ def _parts_one_by_one(session, feeds):
     return [np.concatenate([o[i] for o in outs], axis=0) for i in range(len(outs[0]))]
 
 
-@pytest.mark.parametrize("name", list(SHAPES))
-def test_a_run_is_its_parts_run_one_by_one_for_any_parallel(compiled, name):
-    feeds = _x(name, 300)
+@pytest.mark.parametrize("name,n", [("cnn", 300), ("transformer", 300), ("mlp", 2000)])
+def test_a_run_is_its_parts_run_one_by_one_for_any_parallel(compiled, name, n):
+    feeds = _x(name, n)
     sessions = [
         AnalogSession(compiled[name], chip_seed=2, t_inference=3600.0, parallel=k, intra_op_threads=t)
         for k, t in ((1, 1), (2, None), (3, None), (1, 2))
@@ -64,20 +67,47 @@ def test_small_batches_and_other_outputs_run_whole(compiled):
     assert s.split(big, s.output_names) is not None
 
 
+def _mixing_model(path, width: int = 2048) -> None:
+    """x W (64 x width), minus its mean over the batch: samples are not independent along axis 0."""
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array((rng.standard_normal((64, width)) / 8).astype(np.float32), "W")
+    nodes = [
+        helper.make_node("MatMul", ["input", "W"], ["h"], name="fc"),
+        helper.make_node("ReduceMean", ["h"], ["m"], axes=[0], keepdims=1),
+        helper.make_node("Sub", ["h", "m"], ["out"]),
+    ]
+    g = helper.make_graph(
+        nodes,
+        "mix",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 64])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["N", width])],
+        [w],
+    )
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), path)
+
+
 def test_a_model_that_mixes_samples_is_not_split(tmp_path):
-    src = tmp_path / "mix.onnx"
-    _batch_mixing_model(src)
-    out = tmp_path / "mix.analog.onnx"
-    compile_model(src, out, calibration="digits")
-    s = AnalogSession(out, 0, parallel=2)
-    feeds = {"input": load_digits_split()[1].x[:300]}
-    assert s.split(feeds, s.output_names) is None
-    assert np.array_equal(s.run(feeds)[0], AnalogSession(out, 0, parallel=1).run(feeds)[0])
+    for mixing in (True, False):
+        src = tmp_path / f"m{mixing}.onnx"
+        _mixing_model(src)
+        if not mixing:  # the same model without the batch mean: it splits
+            m = onnx.load(src)
+            del m.graph.node[1:]
+            m.graph.node[0].output[0] = "out"
+            onnx.save(m, src)
+        out = tmp_path / f"m{mixing}.analog.onnx"
+        compile_model(src, out, calibration="digits")
+        s = AnalogSession(out, 0, parallel=2)
+        feeds = {"input": load_digits_split()[1].x[:300]}
+        assert (s.split(feeds, s.output_names) is None) == mixing
+        if mixing:
+            assert np.array_equal(s.run(feeds)[0], AnalogSession(out, 0, parallel=1).run(feeds)[0])
 
 
 def test_chip_batch_splits_as_the_session_does(compiled):
-    s = AnalogSession(compiled["mlp"], chip_seed=None, parallel=2)
-    feeds = _x("mlp", 300)
+    s = AnalogSession(compiled["transformer"], chip_seed=None, parallel=2)
+    feeds = _x("transformer", 300)
+    assert s.split(feeds, s.output_names) is not None
     chips, times = [0, 1], [1.0, 86400.0]
     together = s.chip_batch().run(_pairs(s, chips, times), feeds)
     one = _one_by_one(s, chips, times, feeds)

@@ -9,7 +9,7 @@ from anacompile.compiler import compile_model
 from anacompile.crossbar.periphery import get_periphery
 from anacompile.evaluate.datasets import load_digits_split
 from anacompile.runtime.samples_per_run import (
-    MAX_PART_SAMPLES,
+    MIN_PART_MACS,
     MIN_PART_SAMPLES,
     RUN_BLOCK_MB,
     part_bounds,
@@ -41,14 +41,18 @@ def test_periphery_copies_count_the_output_sized_tensors_of_the_chain():
     assert periphery_copies(lean.replace(out_noise=0.0)) == 1
 
 
-def test_part_samples_follow_the_block_between_the_bounds():
+def test_part_samples_follow_the_block_the_minimum_and_the_work():
     standard = get_periphery("standard")
+    lean = standard.replace(ir_drop=0.0, read_noise=0.0)
+    big = 10**9  # work enough in any part
     # the digits CNN's conv2: 32 channels x 64 positions; 2 MiB / (4 B x 5 x 2048) = 51 samples
-    assert part_samples(2048, standard) == int(RUN_BLOCK_MB * 2**20 // (4 * 5 * 2048)) == 51
-    assert part_samples(2048, standard.replace(ir_drop=0.0, read_noise=0.0)) == 128  # 2 copies: 128 (the most)
-    assert part_samples(10**6, standard) == MIN_PART_SAMPLES
-    assert part_samples(10, standard) == MAX_PART_SAMPLES
-    assert part_samples(0, standard) == MAX_PART_SAMPLES
+    assert part_samples(2048, big, standard) == int(RUN_BLOCK_MB * 2**20 // (4 * 5 * 2048)) == 51
+    assert part_samples(2048, big, lean) == 128  # 2 copies
+    assert part_samples(10**6, big, standard) == MIN_PART_SAMPLES
+    # too little work per sample: the part grows to MIN_PART_MACS (the digits MLP: 9.5 k MACs per sample)
+    assert part_samples(2048, 9_472, standard) == -(-MIN_PART_MACS // 9_472) == 1772
+    assert part_samples(0, 10**5, standard) == -(-MIN_PART_MACS // 10**5)
+    assert part_samples(0, 0, standard) >= 2**40  # no analog work: never split
 
 
 @pytest.mark.parametrize("samples,part", [(540, 51), (540, 540), (100, 32), (33, 32), (1000, 64), (7, 3), (1, 32)])
@@ -61,9 +65,13 @@ def test_part_bounds_are_the_fewest_parts_differing_by_at_most_one(samples, part
 
 def test_the_session_splits_the_digits_cnn_in_parts_of_its_rule(cnn):
     s = AnalogSession(cnn, chip_seed=1, t_inference=1.0, intra_op_threads=1)
+    # 51 samples fit the cache; 309 k MACs per sample ask for 55 (conv1 9.2 k, conv2 295 k, fc 5.1 k)
+    per_sample = 16 * 64 * 9 + 32 * 64 * 144 + 10 * 512
+    part = max(51, -(-MIN_PART_MACS // per_sample))
+    assert part == 55
     parts = s.split(_images(540), s.output_names)
-    assert [len(p["input"]) for p in parts] == list(np.diff(part_bounds(540, 51)))
-    assert s.split(_images(51), s.output_names) is None  # one part: whole
+    assert [len(p["input"]) for p in parts] == list(np.diff(part_bounds(540, part)))
+    assert s.split(_images(part), s.output_names) is None  # one part: whole
     assert s.split(_images(MIN_PART_SAMPLES), s.output_names) is None
 
 
