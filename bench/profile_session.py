@@ -141,6 +141,7 @@ def main() -> None:
                     t_inference=86400.0,
                     intra_op_threads=args.threads or None,
                     unroll_steps=0 if args.loop else MAX_UNROLL_STEPS,
+                    parallel=1,  # the parts of a split run then go to the profiled session
                 )
                 primed = [0]  # runs the unrolled session saw while it was made
 
@@ -153,7 +154,7 @@ def main() -> None:
                         return a._session
                     # recurrent Loops: the session runs a copy with them unrolled from the second run of these
                     # input shapes on (its own onnxruntime session, built with these options): profile that
-                    a._session_options = lambda: so
+                    a._session_options = lambda single=False: so
                     a.run(f)
                     a.run(f)
                     built = [e for e in a._unroller._by_shapes.values() if e is not None]
