@@ -15,15 +15,7 @@ from anacompile.contract import chip_state_inputs
 from anacompile.datasets import load_builtin
 from anacompile.errors import DataError
 
-__all__ = [
-    "LABELS_KEY",
-    "feed_batches",
-    "is_whole_inputs",
-    "load_feeds",
-    "load_npz",
-    "model_input_specs",
-    "model_run_samples",
-]
+__all__ = ["LABELS_KEY", "feed_batches", "is_whole_inputs", "load_feeds", "load_npz", "model_input_specs"]
 
 LABELS_KEY = "labels"
 
@@ -232,27 +224,13 @@ def feed_batches(
     arrays are batched along axis 0: ``batch`` samples per run, or exactly the model's batch where an input
     fixes it (a batch of 1: one sample per run). At most ``limit`` samples.
     """
-    whole = _whole_inputs(feeds, specs)
+    dims = {name: d for name, d, _ in specs}
+    whole = {k: k in dims and len(dims[k]) + 1 == np.asarray(a).ndim for k, a in feeds.items()}
     n = min((int(np.asarray(a).shape[0]) for a in feeds.values() if np.asarray(a).ndim), default=1)
     if limit is not None:
         n = min(n, int(limit))
-    fixed = model_run_samples(feeds, specs)
-    step = fixed or max(1, int(batch))
-    starts = range(0, n - step + 1 if fixed else n, step)
-    return [{k: (a[i, ...] if whole[k] else a[i : i + step]) for k, a in feeds.items()} for i in starts]
-
-
-def model_run_samples(feeds: dict[str, np.ndarray], specs: list[tuple[str, list[int | None], type]]) -> int | None:
-    """The samples of every run where the model fixes them (:func:`feed_batches`: arrays of whole inputs give
-    1, an input with a fixed batch that batch), else ``None`` (any number per run)."""
-    dims = {name: d for name, d, _ in specs}
-    whole = _whole_inputs(feeds, specs)
-    if any(whole.values()):
-        return 1
     fixed = [d[0] for k, d in dims.items() if k in feeds and not whole[k] and d and d[0] is not None and d[0] > 0]
-    return int(fixed[0]) if fixed else None
-
-
-def _whole_inputs(feeds: dict[str, np.ndarray], specs: list[tuple[str, list[int | None], type]]) -> dict[str, bool]:
-    dims = {name: d for name, d, _ in specs}
-    return {k: k in dims and len(dims[k]) + 1 == np.asarray(a).ndim for k, a in feeds.items()}
+    step = 1 if any(whole.values()) else (int(fixed[0]) if fixed else max(1, int(batch)))
+    exact = bool(fixed) or any(whole.values())
+    starts = range(0, n - step + 1 if exact else n, step)
+    return [{k: (a[i, ...] if whole[k] else a[i : i + step]) for k, a in feeds.items()} for i in starts]

@@ -17,9 +17,11 @@ kernel's time into
   the session's Python: noise offsets, feeds).
 
 A node belongs to an analog body when its name carries the mark this script gives every node of the session
-model's ``AnalogMatMul`` function bodies before onnxruntime inlines them (:data:`BODY_MARK`). Loop bodies are
-profiled node by node; the Loop node's own time is their sum, so it is not counted again. Recurrent models are
-profiled on their Loop (``unroll_steps=0``: the unrolled copy is a separate onnxruntime session); onnxruntime's
+model's ``AnalogMatMul`` function bodies before onnxruntime inlines them (:data:`BODY_MARK`). A recurrent
+model is profiled as the session runs it: from its second run with some input shapes, the copy with the
+Loops unrolled (:mod:`anacompile.runtime.unroll_loops`, a separate onnxruntime session, which the profile
+then reads); ``--loop`` profiles the Loop instead (``unroll_steps=0``), whose body nodes are profiled node by
+node (the Loop node's own time is their sum, so it is not counted again). onnxruntime's
 profiler adds a few microseconds per node, which dominates the digits MLP's small kernels (use
 ``bench/overhead.py`` for its ratios). The ratio analog / plain
 then splits into these parts, which is what bounds it (bench/README.md, issue 14).
@@ -46,6 +48,7 @@ from anacompile.compiler import compile_model  # noqa: E402
 from anacompile.evaluate.datasets import load_digits_split  # noqa: E402
 from anacompile.runtime.ort_session import ort_session  # noqa: E402
 from anacompile.runtime.session import AnalogSession  # noqa: E402
+from anacompile.runtime.unroll_loops import MAX_UNROLL_STEPS  # noqa: E402
 from bench.overhead import PERIPHERIES  # noqa: E402
 
 MVM_OPS = {"MatMul", "FusedMatMul", "Gemm", "Conv", "FusedConv", "FusedGemm"}
@@ -63,8 +66,9 @@ def marked(proto: onnx.ModelProto) -> onnx.ModelProto:
     return m
 
 
-def profile(make_session, run, runs: int, work: Path, tag: str) -> dict[str, float]:
-    """Microseconds per run by category, and the wall time per run."""
+def profile(make_session, run, runs: int, work: Path, tag: str, primed=lambda: 0) -> dict[str, float]:
+    """Microseconds per run by category, and the wall time per run (``primed()``: runs the profiled onnxruntime
+    session saw while ``make_session`` made it)."""
     so = ort.SessionOptions()
     so.log_severity_level = 3
     so.enable_profiling = True
@@ -88,7 +92,7 @@ def profile(make_session, run, runs: int, work: Path, tag: str) -> dict[str, flo
             totals["MVM" if op in MVM_OPS else "periphery"] += e["dur"]
         else:
             totals["digital"] += e["dur"]
-    warm = 3 + runs  # the profiler saw every run
+    warm = primed() + 3 + runs  # the profiler saw every run
     out = {k: v / warm for k, v in totals.items()}
     out["run overhead"] = max(0.0, wall * 1e6 - sum(out.values()))
     out["wall"] = wall * 1e6
@@ -112,6 +116,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--threads", type=int, default=1, help="onnxruntime threads (0: onnxruntime's choice)")
     ap.add_argument("--runs", type=int, default=20)
+    ap.add_argument("--loop", action="store_true", help="profile recurrent models on their Loop, not unrolled")
     args = ap.parse_args()
     print(f"onnxruntime {ort.__version__}, batch {args.batch}, threads {args.threads or 'default'}; us per run")
     cats = ("MVM", "periphery", "digital", "run overhead")
@@ -130,19 +135,35 @@ def main() -> None:
             for peri, overrides in PERIPHERIES.items():
                 out = work / f"{name}.{peri}.onnx"
                 compile_model(source, out, calibration=calib, periphery_overrides=overrides, force=True)
-                # the profiler times the session's own onnxruntime session: recurrent models run their Loop
-                # here (unroll_steps=0), not the unrolled copy the session builds from the second run on
                 analog = AnalogSession(
-                    out, chip_seed=1, t_inference=86400.0, intra_op_threads=args.threads or None, unroll_steps=0
+                    out,
+                    chip_seed=1,
+                    t_inference=86400.0,
+                    intra_op_threads=args.threads or None,
+                    unroll_steps=0 if args.loop else MAX_UNROLL_STEPS,
                 )
+                primed = [0]  # runs the unrolled session saw while it was made
 
-                def analog_session(so, a=analog):
+                def analog_session(so, a=analog, f=feeds, primed=primed):
                     if args.threads:
                         so.intra_op_num_threads = args.threads
-                    a._session = ort_session(marked(a._session_proto), so, a._providers, label="profiled")
-                    return a._session
+                    a._session_proto = marked(a._session_proto)
+                    a._session = ort_session(a._session_proto, so, a._providers, label="profiled")
+                    if not a._unroller:
+                        return a._session
+                    # recurrent Loops: the session runs a copy with them unrolled from the second run of these
+                    # input shapes on (its own onnxruntime session, built with these options): profile that
+                    a._session_options = lambda: so
+                    a.run(f)
+                    a.run(f)
+                    built = [e for e in a._unroller._by_shapes.values() if e is not None]
+                    if not built:  # too many steps (unroll_steps): the Loop it is
+                        return a._session
+                    primed[0] = 1
+                    return built[0][0]
 
-                prof = profile(analog_session, lambda s, a=analog, f=feeds: a.run(f), runs, work, f"{name}.{peri}")
+                run = lambda s, a=analog, f=feeds: a.run(f)  # noqa: E731
+                prof = profile(analog_session, run, runs, work, f"{name}.{peri}", lambda p=primed: p[0])
                 parts = "  ".join(f"{c} {prof.get(c, 0.0):9.0f}" for c in cats)
                 print(
                     f"{name:11s} {peri:8s} analog {prof['wall']:9.0f} = {parts}  | plain {plain['wall']:8.0f} "

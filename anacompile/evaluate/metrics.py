@@ -54,12 +54,10 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from anacompile.errors import ConfigError, DataError
-from anacompile.feeds import feed_batches, load_feeds, model_input_specs, model_run_samples
+from anacompile.feeds import feed_batches, load_feeds, model_input_specs
 from anacompile.model_io import atomic_output
-from anacompile.runtime.samples_per_run import samples_per_run
 
 __all__ = [
-    "fit_to_cache",
     "BUILTIN_METRICS",
     "MAX_TOKENS",
     "DataMetric",
@@ -91,7 +89,8 @@ Metric = Callable[[Run], float]
 BUILTIN_METRICS = ("accuracy", "agreement", "cosine", "nmse")
 """Names of the built-in metrics (module docstring)."""
 DEFAULT_BATCH = 4096
-"""Samples per run of a :class:`DataMetric` unless a study fits them to its session (:func:`fit_to_cache`)."""
+"""Samples per ``run`` call of a :class:`DataMetric` (an analog session cuts a large run into parts itself:
+:mod:`anacompile.runtime.samples_per_run`)."""
 
 
 @dataclass
@@ -276,19 +275,6 @@ def resolve_metric(
     elif labels is None:
         top1_accuracy(np.zeros((0, 0)), None)  # raises the DataError that says what to do
     return m, name
-
-
-def fit_to_cache(metric: Metric, session, bound_mb: float | None = None) -> Metric:
-    """A built-in ``metric`` with its samples per run chosen for ``session``'s analog layers, so that one run's
-    periphery stays in a core's L2 cache (:mod:`anacompile.runtime.samples_per_run`); other metrics, and
-    models that fix the samples of a run, unchanged. Returns ``metric``."""
-    if not isinstance(metric, DataMetric) or metric.samples <= 1:
-        return metric
-    if metric.specs is not None and model_run_samples(metric.feeds, metric.specs) is not None:
-        return metric
-    probe = {k: v[:1] for k, v in metric.feeds.items()}  # one sample: its layer shapes scale with the samples
-    metric.batch_size = samples_per_run(session, probe, 1, metric.samples, bound_mb)
-    return metric
 
 
 def score(metric: Metric, run: Run, name: str = "metric") -> float:

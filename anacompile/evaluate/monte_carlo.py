@@ -30,7 +30,7 @@ from anacompile.contract import read_report
 from anacompile.crossbar.periphery import Compensation, Periphery, get_periphery, parse_overrides
 from anacompile.errors import AnacompileError, ConfigError, DataError
 from anacompile.evaluate.driver import batched_rows, chip_row
-from anacompile.evaluate.metrics import DEFAULT_BATCH, Metric, fit_to_cache, resolve_metric, score, top1_accuracy
+from anacompile.evaluate.metrics import Metric, resolve_metric, score, top1_accuracy
 from anacompile.evaluate.times import format_time, parse_times
 from anacompile.feeds import load_feeds
 from anacompile.limits import MAX_CHIPS, MAX_WORKERS, check_count, check_index
@@ -93,7 +93,7 @@ class _Job:
     seed: int | None
     compensation: str
     periphery_overrides: tuple[tuple[str, Any], ...]  # as given (the report, the job's CSV key)
-    batch_size: int | None
+    batch_size: int
     threads: int | None
     strategy: str | None = None
     programming: str | None = None
@@ -126,12 +126,9 @@ def _setup(job: _Job) -> dict[str, Any]:
         programming=job.programming,
         providers=list(job.providers) if job.providers else None,
     )
-    batch = job.batch_size or DEFAULT_BATCH
     metric, name = resolve_metric(
-        job.metric, data=job.data, proto=proto, digital_run=session.run_digital, batch_size=batch
+        job.metric, data=job.data, proto=proto, digital_run=session.run_digital, batch_size=job.batch_size
     )
-    if job.batch_size is None:
-        fit_to_cache(metric, session)
     calib = None
     if job.compensation == "adabs":
         if job.data is None:
@@ -182,7 +179,7 @@ def evaluate(
     workers: int = 1,
     progress=None,
     csv_path: str | os.PathLike[str] | None = None,
-    batch_size: int | None = None,
+    batch_size: int = 4096,
     strategy: str | None = None,
     programming: str | None = None,
     threads: int | None = None,
@@ -206,8 +203,8 @@ def evaluate(
         workers: parallel worker processes (chips are split between them).
         progress: optional callable ``progress(done, total)`` over chips x times, called after every chip.
         csv_path: stream one row per (chip, time) to this CSV file as chips finish.
-        batch_size: samples per onnxruntime run (default: chosen so that a run's periphery stays in one core's
-            L2 cache, :mod:`anacompile.runtime.samples_per_run`; the FP32 baseline runs 4096 per run).
+        batch_size: samples per ``session.run`` call (the session cuts a run into cache-sized parts itself,
+            :mod:`anacompile.runtime.samples_per_run`).
         strategy: re-map the weights with another programming strategy (``single``, ``dual``, a .json).
         programming: chip programming method (``gaussian``, ``verify``; default: the compiled one).
         threads: onnxruntime threads per worker (default: the cores divided among the workers).

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from anacompile.evaluate.driver import batched_scores, chips_per_group
-from anacompile.evaluate.metrics import Metric, fit_to_cache, resolve_metric, score
+from anacompile.evaluate.metrics import Metric, resolve_metric, score
 from anacompile.model_io import load_proto
 
 __all__ = ["DIGITAL", "ConfigEvaluator", "LayerInfo", "unexercised_layers"]
@@ -96,7 +96,6 @@ class ConfigEvaluator:
         self.metric, self.metric_name = resolve_metric(
             metric, data=data, proto=load_proto(compiled), digital_run=self.session.run_digital
         )
-        fit_to_cache(self.metric, self.session)  # samples per run: a run's periphery in one core's L2 cache
         self.baseline = score(self.metric, self.session.run_digital, self.metric_name)
         self.chips = int(chips)
         self.progress = progress

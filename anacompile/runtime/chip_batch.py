@@ -196,6 +196,18 @@ class ChipBatch:
             raise DataError(f"Missing model input(s) {missing}; the model takes {s.input_names}.")
         feeds = {k: v for k, v in feeds.items() if k in s.input_names}
         self.check_fold(feeds)
+        names = output_names or s.output_names
+        parts = s.split(feeds, names)  # as session.run cuts a batch (its ``parallel``): part by part
+        if parts is None:
+            return self._run(pairs, feeds, names)
+        runs = [self._run(pairs, part, names) for part in parts]
+        joined = range(len(names))
+        return [[np.concatenate([run[p][i] for run in runs], axis=0) for i in joined] for p in range(len(pairs))]
+
+    def _run(
+        self, pairs: Sequence[ChipState], feeds: dict[str, np.ndarray], names: list[str]
+    ) -> list[list[np.ndarray]]:
+        s = self.session
         n = len(pairs)
         run_feeds: dict[str, np.ndarray] = {k: np.concatenate([np.asarray(v)] * n, axis=0) for k, v in feeds.items()}
         first = pairs[0].state
@@ -222,7 +234,6 @@ class ChipBatch:
                 run_feeds[name] = np.stack([o[name].reshape(lead + tuple(body)) for o in per_pair], axis=len(lead))
         for b in s.batchnorms:
             run_feeds.update(b.feeds(s._bn_state))
-        names = output_names or s.output_names
         try:
             outs = self._ort.run(names, run_feeds)
         except Exception as err:  # onnxruntime's own exception types (shape or type errors)

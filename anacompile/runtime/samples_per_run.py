@@ -1,42 +1,51 @@
-"""How many samples one onnxruntime run of an analog session takes (cache blocking of the periphery).
+"""How many samples one onnxruntime run of an analog session takes: a large batch runs in cache-sized parts.
 
 An analog layer's periphery is a chain of elementwise passes over its MVM outputs (IR-drop polynomial,
 read-noise amplitude, noise, ADC, scales), each a full read and write of output-sized float32 tensors that
-onnxruntime's CPU provider does not fuse. While the tensors of one run fit one core's L2 cache, a pass costs
-about 0.2 ns per element; once they spill, every pass streams from memory (1.3 ns per element at 11 MB,
-bench/README.md, issue 14). A study that scores N samples per (chip, t) therefore runs them in chunks:
+onnxruntime's CPU provider does not fuse. While one run's tensors fit a core's L2 cache a pass costs about
+0.2 ns per element; once they spill, every pass streams from memory (1.3 ns per element at 11 MB; the digits
+CNN's 10 chips x 4 times loop on its 540 test images ran 1.3-1.4x faster in runs of 50-64 images than in one
+run, bench/README.md, issue 14). :meth:`AnalogSession.run` therefore cuts a batch of N samples into parts of
 
-    samples per run = clamp(bound / (4 bytes x copies x outputs per sample), MIN_SAMPLES_PER_RUN, N)
+    part = clamp(RUN_BLOCK_MB / (4 bytes x copies x outputs per sample), MIN_PART_SAMPLES, MAX_PART_SAMPLES)
 
-where ``outputs per sample`` is the largest top-level analog layer's MVM outputs for one sample (conv layers:
-every output position; with bound management every pass), ``copies`` the output-sized float32 tensors the
-periphery chain holds at once (:func:`periphery_copies`) and ``bound`` one core's L2 cache
-(:func:`~anacompile.runtime.chip_batch.default_batch_memory_mb`). Layers inside Loop bodies (recurrent cells)
-run one vector per sample and step, so their working set does not grow with the sequence and they do not
-bound the chunk. Below :data:`MIN_SAMPLES_PER_RUN` samples the run's fixed cost (Python, onnxruntime's
-per-node dispatch) outweighs the cache. The chunk is the smallest that needs no more runs than the bound
-allows (:func:`balanced_chunk`: 540 samples at most 51 per run are 11 runs of 50, the last 40), so a study
-sees at most two input shapes.
+samples (:func:`part_samples`), balanced over the fewest parts (:func:`part_bounds`), where ``outputs per
+sample`` is the largest top-level analog layer's MVM outputs of one sample (a conv layer's at every output
+position; with bound management every pass) and ``copies`` the output-sized tensors the periphery chain
+holds at once (:func:`periphery_copies`). Layers inside Loop bodies (recurrent cells) run one vector per
+sample and step, so their working set does not grow with the sequence and they do not bound the part.
 
-The samples of a chunk are the same samples, in the same order; only which noise-bank offsets a run draws
-changes with the chunking (one draw per run), so results are reproducible from the seed for a given
-chunking, and a metric's value changes only within its Monte Carlo spread.
+Each part is a run of its own (its own noise offsets, drawn in order), so the parts can also run
+concurrently, one onnxruntime thread each (``AnalogSession(parallel=k)``). The rule's constants are fixed,
+not read from the machine, so a chip's outputs for a batch are the same on every machine and for any
+``parallel``, ``workers`` or thread count.
 """
 
 from __future__ import annotations
 
 import math
 
-import numpy as np
-
 from anacompile.crossbar.periphery import Periphery
-from anacompile.runtime.chip_batch import default_batch_memory_mb
 
-__all__ = ["MIN_SAMPLES_PER_RUN", "balanced_chunk", "outputs_per_sample", "periphery_copies", "samples_per_run"]
+__all__ = [
+    "MAX_PART_SAMPLES",
+    "MIN_PART_SAMPLES",
+    "RUN_BLOCK_MB",
+    "part_bounds",
+    "part_samples",
+    "periphery_copies",
+]
 
-MIN_SAMPLES_PER_RUN = 32
-"""Fewest samples per run the automatic choice gives: on the digits CNN (one thread, 10 chips x 4 times, 540
-test images) 32 and 16 samples per run were 1.1-1.3x slower than 64 (bench/README.md, issue 14)."""
+RUN_BLOCK_MB = 2.0
+"""The working set one part aims at, MiB: the L2 cache of one core of current x86 server CPUs (1-2 MiB;
+2 MiB here). A fixed number, not the machine's, so that outputs do not depend on the machine."""
+MIN_PART_SAMPLES = 32
+"""Fewest samples of a part: on the digits CNN (one thread, 10 chips x 4 times, 540 test images) runs of 32 and
+16 samples were 1.1-1.3x slower than runs of 64: below, a run's fixed cost (Python, onnxruntime's per-node
+dispatch) outweighs the cache (bench/README.md, issue 14)."""
+MAX_PART_SAMPLES = 128
+"""Most samples of a part, so that a batch of a few hundred samples of a small model still gives parts for
+``parallel`` cores to share."""
 
 
 def periphery_copies(periphery: Periphery) -> int:
@@ -50,43 +59,16 @@ def periphery_copies(periphery: Periphery) -> int:
     )
 
 
-def outputs_per_sample(session, feeds: dict[str, np.ndarray], samples: int) -> int:
-    """The largest top-level analog layer's MVM outputs for one sample of ``feeds`` (``samples`` samples)."""
-    xs = session.layer_inputs(feeds)
-    passes = session.periphery.bm_passes
-    best = 0
-    for layer in session.layers:
-        if not layer.fed:  # inside a Loop body: one vector per sample and step (module docstring)
-            continue
-        vectors = int(np.prod(xs[layer.name].shape[:-1]))
-        best = max(best, passes * layer.n_tiles * layer.n_out * vectors // max(samples, 1))
-    return best
+def part_samples(outputs_per_sample: int, periphery: Periphery) -> int:
+    """Samples of one part for a model whose largest analog layer gives ``outputs_per_sample`` outputs."""
+    if outputs_per_sample <= 0:
+        return MAX_PART_SAMPLES
+    fit = int(RUN_BLOCK_MB * 2**20 // (4 * periphery_copies(periphery) * outputs_per_sample))
+    return min(MAX_PART_SAMPLES, max(MIN_PART_SAMPLES, fit))
 
 
-def balanced_chunk(samples: int, most: int) -> int:
-    """The smallest chunk that splits ``samples`` into as few runs as chunks of ``most`` samples would."""
-    runs = math.ceil(samples / max(1, most))
-    return math.ceil(samples / max(1, runs))
-
-
-def samples_per_run(
-    session, probe: dict[str, np.ndarray], probe_samples: int, samples: int, bound_mb: float | None = None
-) -> int:
-    """Samples per onnxruntime run for a study over ``samples`` samples (module docstring).
-
-    Args:
-        session: an :class:`~anacompile.runtime.session.AnalogSession`.
-        probe: feeds of ``probe_samples`` samples (e.g. the study's first run): its layer shapes give the
-            outputs per sample.
-        samples: the samples of the whole study, split into balanced runs.
-        bound_mb: the cache bound, MiB (default: one core's L2 cache).
-    """
-    n = int(samples)
-    if n <= MIN_SAMPLES_PER_RUN:
-        return max(1, n)
-    per = outputs_per_sample(session, probe, probe_samples)
-    if per <= 0:
-        return n
-    bound = default_batch_memory_mb() if bound_mb is None else float(bound_mb)
-    most = int(bound * 2**20 // (4 * periphery_copies(session.periphery) * per))
-    return balanced_chunk(n, min(n, max(MIN_SAMPLES_PER_RUN, most)))
+def part_bounds(samples: int, part: int) -> list[int]:
+    """Start indices of the parts and the end, ``[0, ..., samples]``: the fewest parts of at most ``part``
+    samples, their sizes differing by at most one (one or two input shapes)."""
+    k = max(1, math.ceil(samples / max(1, part)))
+    return [samples * i // k for i in range(k + 1)]

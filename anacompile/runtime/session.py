@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +52,7 @@ from anacompile.runtime.nchwc import nchwc_enabled
 from anacompile.runtime.ort_session import ort_session, run_checked
 from anacompile.runtime.passes import session_model
 from anacompile.runtime.providers import check_session_providers, resolve_providers
+from anacompile.runtime.samples_per_run import MIN_PART_SAMPLES, part_bounds, part_samples
 from anacompile.runtime.unroll_loops import MAX_UNROLL_STEPS, LoopUnroller
 
 __all__ = ["AnalogSession", "ChipLayer", "digital_reference_model"]
@@ -57,6 +60,7 @@ __all__ = ["AnalogSession", "ChipLayer", "digital_reference_model"]
 logger = logging.getLogger(__name__)
 MIN_BANK_FACTOR = 4  # the bank is at least 4x one MVM's noise: offsets vary, and nothing repeats within an MVM
 MAX_BANKS = 4  # noise banks kept per session (one per size: input shapes that need a larger bank)
+MAX_SPLIT_CHECKS = 64  # input shapes whose splittability a session remembers
 
 
 @dataclass
@@ -121,7 +125,8 @@ class AnalogSession:
         t_inference: seconds since programming (change with :meth:`set_time`).
         compensation: override the compiled drift compensation (``none``, ``global``, ``column``).
         programming: override the chip programming method (``gaussian``, or others where installed).
-        intra_op_threads: onnxruntime threads (default: onnxruntime's choice).
+        intra_op_threads: onnxruntime threads (default: onnxruntime's choice; with ``parallel`` > 1, one per
+            concurrent run).
         providers: onnxruntime execution providers, short or full names (``["cuda"]``, ``"cuda"``; the CPU
             provider follows them; :mod:`anacompile.runtime.providers`). One that is not available, or does
             not start, is a one-line ConfigError naming the available ones; :attr:`providers` says what runs.
@@ -142,6 +147,11 @@ class AnalogSession:
         unroll_steps: recurrent Loops whose trip count for the inputs at hand is at most this run unrolled
             (a session model per input shapes, built on first use; same outputs bit for bit, faster:
             :mod:`anacompile.runtime.unroll_loops`); 0 always runs the Loops.
+        parallel: parts of one :meth:`run` that go concurrently, one onnxruntime thread each (default: the
+            cores this process may use when ``intra_op_threads`` is not given, else 1). :meth:`run` cuts a
+            large batch into cache-sized parts along axis 0 (:meth:`split`,
+            :mod:`anacompile.runtime.samples_per_run`), each a run of its own (its own noise offsets, drawn in
+            order), and joins their outputs; the parts are the same for any ``parallel``, so outputs are too.
     """
 
     def __init__(
@@ -161,6 +171,7 @@ class AnalogSession:
         extra_outputs: list[str] | None = None,
         switchable: bool = False,
         unroll_steps: int = MAX_UNROLL_STEPS,
+        parallel: int | None = None,
     ) -> None:
         self.path = str(path)
         proto = load_proto(path, load_external_data=True)
@@ -219,6 +230,10 @@ class AnalogSession:
         self._offsets: np.random.Generator | None = None
         self._code_gain = np.float32(tile_constants(self.periphery).code_gain)
         self._threads = intra_op_threads
+        self.parallel = (1 if intra_op_threads else usable_cores()) if parallel is None else int(parallel)
+        if self.parallel < 1:
+            raise ConfigError(f"parallel={parallel!r}: give a number of concurrent runs >= 1.")
+        self._splittable: dict[tuple, bool] = {}  # (input shapes, outputs, parts) -> whether runs may split
         self._providers = self.providers  # the chip batch's sessions run on them too
         self._session_proto = stripped  # the model as this session runs it (ChipBatch adds a pair axis to it)
         self._chip_batch = None
@@ -329,8 +344,8 @@ class AnalogSession:
     def _session_options(self) -> ort.SessionOptions:
         so = ort.SessionOptions()
         so.log_severity_level = 3
-        if self._threads:
-            so.intra_op_num_threads = self._threads
+        if self._threads or self.parallel > 1:
+            so.intra_op_num_threads = 1 if self.parallel > 1 else self._threads
         return so
 
     # -- per-layer placement (switchable sessions) -------------------------------------------------
@@ -417,6 +432,70 @@ class AnalogSession:
         missing = [n for n in self.input_names if n not in feeds]
         if missing:
             raise DataError(f"Missing model input(s) {missing}; the model takes {self.input_names}.")
+        names = output_names or self.output_names
+        parts = self.split(feeds, names)
+        if parts is None:
+            return self._execute(*self._prepare(feeds), names)
+        prepared = [self._prepare(part) for part in parts]  # in order: each part draws its noise offsets
+        if self.parallel > 1:
+            outs = list(_pool().map(lambda job: self._execute(*job, names), prepared))
+        else:
+            outs = [self._execute(*job, names) for job in prepared]
+        return [np.concatenate([out[i] for out in outs], axis=0) for i in range(len(names))]
+
+    def split(self, feeds: dict[str, np.ndarray], names: list[str]) -> list[dict[str, np.ndarray]] | None:
+        """The parts :meth:`run` cuts ``feeds`` into (:mod:`anacompile.runtime.samples_per_run`), or ``None``
+        where it runs them whole: a batch of at most one part, outputs other than the model's, or a model that
+        mixes samples along axis 0 (checked once per input shapes on the digital model)."""
+        if not set(names) <= set(self.output_names):
+            return None
+        lengths = {int(np.shape(v)[0]) if np.ndim(v) else -1 for v in feeds.values()}
+        n = lengths.pop() if len(lengths) == 1 else -1
+        if n <= MIN_PART_SAMPLES:
+            return None
+        key = (tuple((name, np.shape(v), np.asarray(v).dtype.str) for name, v in feeds.items()), tuple(names))
+        if key not in self._splittable:
+            if len(self._splittable) >= MAX_SPLIT_CHECKS:
+                self._splittable.clear()
+            self._splittable[key] = self._part_bounds(feeds, n, names)
+        bounds = self._splittable[key]
+        if bounds is None:
+            return None
+        return [{name: v[a:b] for name, v in feeds.items()} for a, b in zip(bounds, bounds[1:], strict=False)]
+
+    def _part_bounds(self, feeds: dict[str, np.ndarray], n: int, names: list[str]) -> list[int] | None:
+        shapes = zip(self.layers, self._noise_shapes(feeds), strict=True)
+        outputs = max((int(np.prod(shape)) for layer, shape in shapes if layer.fed), default=0)  # top-level layers
+        part = part_samples(outputs // n, self.periphery)
+        if n <= part:
+            return None
+        bounds = part_bounds(n, part)
+        parts = [{name: v[a:b] for name, v in feeds.items()} for a, b in zip(bounds, bounds[1:], strict=False)]
+        return bounds if self._parts_join(feeds, parts, names) else None
+
+    def _parts_join(self, feeds: dict[str, np.ndarray], parts: list[dict[str, np.ndarray]], names: list[str]) -> bool:
+        """Whether the digital model's outputs ``names`` on ``feeds`` are its outputs on ``parts``, joined along
+        axis 0 (the model keeps samples apart), checked once per input shapes."""
+        order = [o.name for o in self._digital_proto.graph.output]
+        if not set(names) <= set(order):
+            return False
+        try:
+            whole = self.run_digital(feeds)
+            pieces = [self.run_digital(part) for part in parts]
+        except Exception:  # noqa: BLE001 - onnxruntime's own types: e.g. a batch the model fixes
+            return False
+        for name in names:
+            i = order.index(name)
+            if np.ndim(whole[i]) == 0 or any(np.ndim(p[i]) == 0 for p in pieces):
+                return False
+            joined = np.concatenate([p[i] for p in pieces], axis=0)
+            if joined.shape != whole[i].shape or not np.allclose(joined, whole[i], 1e-4, 1e-5):
+                logger.info("%s: output %s mixes samples along axis 0; runs are not split", self.path, name)
+                return False
+        return True
+
+    def _prepare(self, feeds: dict[str, np.ndarray]) -> tuple[ort.InferenceSession, dict[str, np.ndarray]]:
+        """The onnxruntime session and feeds of one run on ``feeds`` (draws this run's noise offsets)."""
         offsets = self._noise_offsets(feeds)  # first: it may grow the noise bank in self._state
         run_feeds = {**feeds, **self._state, **offsets}
         for b in self.batchnorms:
@@ -424,8 +503,11 @@ class AnalogSession:
         session = self._session
         if self._unroller:  # recurrent Loops unrolled for these input shapes (runtime/unroll_loops.py)
             session, run_feeds = self._unroller.prepare(feeds, run_feeds)
+        return session, run_feeds
+
+    def _execute(self, session: ort.InferenceSession, run_feeds: dict[str, np.ndarray], names: list[str]):
         try:
-            return run_checked(session, output_names or self.output_names, run_feeds)
+            return run_checked(session, names, run_feeds)
         except Exception as err:  # onnxruntime's own exception types (shape or type errors)
             raise DataError(f"{self.path}: onnxruntime could not run these inputs: {err}") from err
 
@@ -631,6 +713,36 @@ class _NoisePlan:
                 out[start_name] = np.array([start], np.int64)
                 out[end_name] = np.array([start + size], np.int64)
         return out
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _forget_pool() -> None:  # a forked child has none of the parent's threads
+    global _POOL, _POOL_LOCK
+    _POOL, _POOL_LOCK = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
+
+
+def _pool() -> ThreadPoolExecutor:
+    """The process's threads that run the parts of split runs (onnxruntime releases the GIL while it runs)."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(max_workers=max(2, usable_cores()), thread_name_prefix="anacompile-run")
+        return _POOL
 
 
 def bank_size(minimum: int, largest: int) -> int:

@@ -1,4 +1,4 @@
-"""Samples per onnxruntime run fitted to the cache (runtime/samples_per_run.py, evaluate's default)."""
+"""A large batch runs in cache-sized parts (runtime/samples_per_run.py, AnalogSession.split)."""
 
 from __future__ import annotations
 
@@ -8,14 +8,13 @@ import pytest
 from anacompile.compiler import compile_model
 from anacompile.crossbar.periphery import get_periphery
 from anacompile.evaluate.datasets import load_digits_split
-from anacompile.evaluate.metrics import DataMetric, fit_to_cache
-from anacompile.evaluate.monte_carlo import evaluate
 from anacompile.runtime.samples_per_run import (
-    MIN_SAMPLES_PER_RUN,
-    balanced_chunk,
-    outputs_per_sample,
+    MAX_PART_SAMPLES,
+    MIN_PART_SAMPLES,
+    RUN_BLOCK_MB,
+    part_bounds,
+    part_samples,
     periphery_copies,
-    samples_per_run,
 )
 from anacompile.runtime.session import AnalogSession
 from tests.conftest import MODELS
@@ -39,68 +38,41 @@ def test_periphery_copies_count_the_output_sized_tensors_of_the_chain():
     assert periphery_copies(standard) == 5  # MVM, IR-drop MVM, its a, read-noise variance, noise
     lean = standard.replace(ir_drop=0.0, read_noise=0.0)
     assert periphery_copies(lean) == 2  # MVM, noise
-    quiet = lean.replace(out_noise=0.0)
-    assert periphery_copies(quiet) == 1
+    assert periphery_copies(lean.replace(out_noise=0.0)) == 1
 
 
-def test_outputs_per_sample_is_the_largest_layer_and_independent_of_the_probe(cnn):
+def test_part_samples_follow_the_block_between_the_bounds():
+    standard = get_periphery("standard")
+    # the digits CNN's conv2: 32 channels x 64 positions; 2 MiB / (4 B x 5 x 2048) = 51 samples
+    assert part_samples(2048, standard) == int(RUN_BLOCK_MB * 2**20 // (4 * 5 * 2048)) == 51
+    assert part_samples(2048, standard.replace(ir_drop=0.0, read_noise=0.0)) == 128  # 2 copies: 128 (the most)
+    assert part_samples(10**6, standard) == MIN_PART_SAMPLES
+    assert part_samples(10, standard) == MAX_PART_SAMPLES
+    assert part_samples(0, standard) == MAX_PART_SAMPLES
+
+
+@pytest.mark.parametrize("samples,part", [(540, 51), (540, 540), (100, 32), (33, 32), (1000, 64), (7, 3), (1, 32)])
+def test_part_bounds_are_the_fewest_parts_differing_by_at_most_one(samples, part):
+    bounds = part_bounds(samples, part)
+    sizes = np.diff(bounds)
+    assert bounds[0] == 0 and bounds[-1] == samples
+    assert len(sizes) == -(-samples // part) and sizes.max() <= part and sizes.max() - sizes.min() <= 1
+
+
+def test_the_session_splits_the_digits_cnn_in_parts_of_its_rule(cnn):
     s = AnalogSession(cnn, chip_seed=1, t_inference=1.0, intra_op_threads=1)
-    # conv2: 32 output channels at 8 x 8 positions; conv1 16 x 64; fc 10
-    assert outputs_per_sample(s, _images(1), 1) == 32 * 64
-    assert outputs_per_sample(s, _images(7), 7) == 32 * 64
+    parts = s.split(_images(540), s.output_names)
+    assert [len(p["input"]) for p in parts] == list(np.diff(part_bounds(540, 51)))
+    assert s.split(_images(51), s.output_names) is None  # one part: whole
+    assert s.split(_images(MIN_PART_SAMPLES), s.output_names) is None
 
 
-@pytest.mark.parametrize("samples,most", [(540, 51), (540, 540), (100, 32), (33, 32), (1000, 64), (7, 3)])
-def test_chunks_are_the_fewest_runs_and_the_smallest_such_chunk(samples, most):
-    chunk = balanced_chunk(samples, most)
-    runs = -(-samples // most)  # the fewest runs of at most `most` samples
-    assert chunk <= most and -(-samples // chunk) == runs
-    assert chunk == 1 or -(-samples // (chunk - 1)) > runs  # one sample fewer would need another run
-
-
-def test_samples_per_run_follows_the_cache_bound(cnn):
-    s = AnalogSession(cnn, chip_seed=1, t_inference=1.0, intra_op_threads=1)
-    per, copies = 32 * 64, periphery_copies(s.periphery)
-    # 2 MiB / (4 B x 5 copies x 2048 outputs) = 51 samples -> 540 in 11 balanced runs of at most 50
-    assert samples_per_run(s, _images(1), 1, 540, bound_mb=2.0) == balanced_chunk(540, 2 * 2**20 // (4 * copies * per))
-    assert samples_per_run(s, _images(1), 1, 540, bound_mb=2.0) == 50
-    # a bound 4x larger: 4x the samples (204 -> 3 runs of 180)
-    assert samples_per_run(s, _images(1), 1, 540, bound_mb=8.0) == 180
-    # never below the minimum, never above the study
-    assert samples_per_run(s, _images(1), 1, 540, bound_mb=0.01) == balanced_chunk(540, MIN_SAMPLES_PER_RUN)
-    assert samples_per_run(s, _images(1), 1, 540, bound_mb=1e6) == 540
-    assert samples_per_run(s, _images(1), 1, 20, bound_mb=0.01) == 20
-
-
-def test_fit_to_cache_sets_the_metric_and_leaves_fixed_batch_models(cnn, tmp_path):
-    s = AnalogSession(cnn, chip_seed=1, t_inference=1.0, intra_op_threads=1)
-    split = load_digits_split()[1]
-    m = DataMetric("accuracy", _images(540), split.y[:540].astype(np.int64))
-    fit_to_cache(m, s, bound_mb=2.0)
-    assert m.batch_size == 50 and len(m.batches()) == 11
-    # a model whose input fixes the batch (specs say 1): batch_size is moot, left as is
-    fixed = DataMetric("accuracy", _images(540), split.y[:540], specs=[("input", [1, 1, 8, 8], np.float32)])
-    fit_to_cache(fixed, s, bound_mb=2.0)
-    assert fixed.batch_size == 4096 and len(fixed.batches()) == 540
-
-
-def test_evaluate_default_is_the_fitted_chunk_bit_for_bit(cnn, monkeypatch):
-    from anacompile.runtime import samples_per_run as spr
-
-    monkeypatch.setattr(spr, "default_batch_memory_mb", lambda: 2.0)
-    # a continuous metric (cosine to the FP32 outputs), which sees every noise draw
-    auto = evaluate(cnn, "digits", "1s,1d", chips=2, threads=1, metric="cosine")
-    fixed = evaluate(cnn, "digits", "1s,1d", chips=2, threads=1, metric="cosine", batch_size=50)
-    whole = evaluate(cnn, "digits", "1s,1d", chips=2, threads=1, metric="cosine", batch_size=4096)
-    assert auto.to_dict() == fixed.to_dict()
-    assert whole.to_dict() != fixed.to_dict()  # the chunking draws one noise offset per run
-
-
-def test_chunking_changes_nothing_with_the_noise_off(tmp_path):
+def test_parts_change_nothing_with_the_noise_off(tmp_path):
     out = tmp_path / "cnn_quiet.onnx"
     compile_model(MODELS / "digits_cnn_hwa.onnx", out, calibration="digits", periphery_overrides=NOISE_OFF)
-    runs = {
-        b: evaluate(out, "digits", "1s,1y", chips=2, threads=1, metric="cosine", batch_size=b).accuracy_mean
-        for b in (None, 37, 4096)
-    }
-    assert runs[None] == runs[37] == runs[4096]
+    s = AnalogSession(out, chip_seed=4, t_inference=86400.0, intra_op_threads=1)
+    x = _images(540)
+    assert s.split(x, s.output_names) is not None
+    whole = s.run(x)[0]  # 11 parts of 49-50
+    by_30 = np.concatenate([s.run({"input": x["input"][i : i + 30]})[0] for i in range(0, 540, 30)])  # never split
+    assert np.array_equal(whole, by_30)
