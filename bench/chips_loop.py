@@ -8,9 +8,10 @@ made on first use); each measurement runs in a fresh Python process with ``PYTHO
 the other, alternating old/new in every round, on the same compiled model (compiled once by the old code;
 the new code reads it) and the same data (the digits test split, 540 images). Per process it reports:
 
-* ``evaluate``: the wall time of ``evaluate(model, "digits", times, chips, threads=1)`` in-process (session
-  set-up, FP32 baseline and the chips x times loop), after a warm-up call of one chip at one time, and
-  ``evaluate_cpu`` its CPU time (one onnxruntime thread: less sensitive to a loaded machine);
+* ``evaluate``: the wall time of ``evaluate(model, "digits", times, chips, threads=T)`` in-process (``--threads
+  T``, default 1; 0 is evaluate's default, every core: session set-up, FP32 baseline and the chips x times
+  loop), after a warm-up call of one chip at one time, and ``evaluate_cpu`` its CPU time (with one thread
+  less sensitive to a loaded machine);
 * ``process`` / ``process_cpu``: the whole ``python -c`` process, imports included (what a user waits for);
 
 then the medians over rounds and the median of the per-round ratios old / new. For the CNN it also measures,
@@ -52,9 +53,10 @@ import json, sys, time
 t0 = time.perf_counter()
 from anacompile.evaluate.monte_carlo import evaluate
 model, times, chips = sys.argv[1], sys.argv[2], int(sys.argv[3])
-evaluate(model, "digits", "2s", chips=1, threads=1)  # warm-up (imports, first onnxruntime session); another job
+threads = int(sys.argv[4]) or None  # 0: evaluate's default (every core)
+evaluate(model, "digits", "2s", chips=1, threads=threads)  # warm-up (imports, first onnxruntime session)
 t1, c1 = time.perf_counter(), time.process_time()
-r = evaluate(model, "digits", times, chips=chips, threads=1)
+r = evaluate(model, "digits", times, chips=chips, threads=threads)
 t2, c2 = time.perf_counter(), time.process_time()
 print(json.dumps({"evaluate_s": t2 - t1, "evaluate_cpu_s": c2 - c1, "baseline": r.baseline, "mean": r.accuracy_mean}))
 """
@@ -92,17 +94,17 @@ print(json.dumps({"floor_s": t_floor, "chip_stage_s": t_chip, "runs": runs}))
 
 def floor_child(source: Path, model: Path, times: str, chips: int) -> dict:
     """The CNN loop's floor (see the module docstring), measured in a fresh process on the new code."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    return child(ROOT, FLOOR_CHILD, [str(source), str(model), times, str(chips)])
+
+
+def child(tree: Path, code: str, args: list[str]) -> dict:
+    """The last JSON line ``python -c code args`` prints, run with ``PYTHONPATH`` set to ``tree``."""
+    env = {**os.environ, "PYTHONPATH": str(tree), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     out = subprocess.run(
-        [sys.executable, "-c", FLOOR_CHILD, str(source), str(model), times, str(chips)],
-        env=env,
-        cwd=str(ROOT),
-        capture_output=True,
-        text=True,
-        check=False,
+        [sys.executable, "-c", code, *args], env=env, cwd=str(tree), capture_output=True, text=True, check=False
     )
     if out.returncode:
-        raise SystemExit(f"floor: {out.stderr.strip().splitlines()[-1:]}")
+        raise SystemExit(f"{tree}: {out.stderr.strip().splitlines()[-1:]}")
     result: dict = json.loads(out.stdout.strip().splitlines()[-1])
     return result
 
@@ -115,20 +117,9 @@ def base_tree(commit: str) -> Path:
     return path
 
 
-def run_child(tree: Path, model: Path, times: str, chips: int) -> dict:
-    env = {**os.environ, "PYTHONPATH": str(tree), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+def run_child(tree: Path, model: Path, times: str, chips: int, threads: int = 1) -> dict:
     t0, r0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
-    out = subprocess.run(
-        [sys.executable, "-c", CHILD, str(model), times, str(chips)],
-        env=env,
-        cwd=str(tree),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if out.returncode:
-        raise SystemExit(f"{tree}: {out.stderr.strip().splitlines()[-1:]}")
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result = child(tree, CHILD, [str(model), times, str(chips), str(threads)])
     r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     result["process_s"] = time.perf_counter() - t0
     result["process_cpu_s"] = (r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime)
@@ -198,6 +189,9 @@ def main() -> None:
     ap.add_argument("--chips", type=int, default=10)
     ap.add_argument("--times", default="1s,1h,1d,1y")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument(
+        "--threads", type=int, default=1, help="evaluate's threads in both trees (0: its default, every core)"
+    )
     ap.add_argument("--pairs", action="store_true", help="also measure pairs per second, one vs many per call")
     ap.add_argument("--only-pairs", action="store_true", help="only the pairs-per-second section")
     ap.add_argument("--per-call", default="2,4,8,40", help="pairs per call for --pairs")
@@ -211,7 +205,8 @@ def main() -> None:
     head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
     print(f"old: {args.base} ({old_tree}); new: {head.stdout.strip()} ({ROOT})")
     print(
-        f"{args.chips} chips x {len(args.times.split(','))} times, digits test split (540 images), {args.rounds} rounds"
+        f"{args.chips} chips x {len(args.times.split(','))} times, digits test split (540 images), "
+        f"{args.rounds} rounds, evaluate threads {args.threads or 'default'}"
     )
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models.split(","):
@@ -219,8 +214,8 @@ def main() -> None:
             compile_with(old_tree, ROOT / "models" / MODELS[name], model)  # one compiled file for both
             rows: dict[str, list[dict]] = {"old": [], "new": [], "floor": []}
             for _ in range(args.rounds):
-                rows["old"].append(run_child(old_tree, model, args.times, args.chips))
-                rows["new"].append(run_child(ROOT, model, args.times, args.chips))
+                rows["old"].append(run_child(old_tree, model, args.times, args.chips, args.threads))
+                rows["new"].append(run_child(ROOT, model, args.times, args.chips, args.threads))
                 if name == "cnn":
                     rows["floor"].append(floor_child(ROOT / "models" / MODELS[name], model, args.times, args.chips))
             if rows["old"][0]["baseline"] != rows["new"][0]["baseline"]:

@@ -11,7 +11,7 @@ from anacompile.evaluate.datasets import load_digits_split
 from anacompile.runtime.samples_per_run import MIN_PART_SAMPLES
 from anacompile.runtime.session import AnalogSession
 from tests.conftest import MODELS
-from tests.runtime.test_chip_batch import _batch_mixing_model, _pairs
+from tests.runtime.test_chip_batch import _batch_mixing_model, _one_by_one, _pairs
 
 SHAPES = {"mlp": (-1, 64), "cnn": (-1, 1, 8, 8), "lstm": (-1, 8, 8), "transformer": (-1, 8, 8)}
 
@@ -80,12 +80,7 @@ def test_chip_batch_splits_as_the_session_does(compiled):
     feeds = _x("mlp", 300)
     chips, times = [0, 1], [1.0, 86400.0]
     together = s.chip_batch().run(_pairs(s, chips, times), feeds)
-    one = []
-    for chip in chips:
-        s.program(chip)
-        for t in times:
-            s.set_time(t)
-            one.append(s.run(feeds))
+    one = _one_by_one(s, chips, times, feeds)
     for a, b in zip(together, one, strict=True):
         assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
 
