@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from anacompile.cli_options import EXECUTION_PROVIDER, periphery_sets
+from anacompile.cli_options import EXECUTION_PROVIDER, option_given, periphery_sets
 from anacompile.cli_output import JSON_HELP, check_json_target, json_to_stdout, write_json
 from anacompile.cli_progress import progress as _progress
 from anacompile.deploy_commands import export_tiles_command
@@ -66,8 +66,14 @@ def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Show trac
     )
 
 
+SEARCH_DEFAULTED = ("at", "chips", "verify_chips", "confidence")
+"""``compile``'s options of the placement search that have a default (refused without --accuracy-budget when
+given)."""
+
+
 @app.command("compile")
 def compile_cmd(
+    ctx: typer.Context,
     model: Path = typer.Argument(..., help="Source ONNX model."),
     output: Path | None = typer.Option(
         None, "-o", "--output", help="Output (default: MODEL.analog.onnx beside MODEL)."
@@ -155,6 +161,7 @@ def compile_cmd(
     if accuracy_budget is None:  # the search's options, never dropped silently
         given = {"--metric": metric, "--data": data, "--plot": plot, "--placement-json": placement_json}
         unused = [k for k, v in {**given, "--execution-provider": execution_provider}.items() if v is not None]
+        unused += [f"--{n.replace('_', '-')}" for n in SEARCH_DEFAULTED if option_given(ctx, n)]
         if unused:
             raise ConfigError(
                 f"{', '.join(unused)}: used by the placement search only; add --accuracy-budget B or drop them."

@@ -18,7 +18,7 @@ import typer
 
 from anacompile.crossbar.periphery import parse_overrides
 
-__all__ = ["EXECUTION_PROVIDER", "EXECUTION_PROVIDER_HELP", "periphery_sets"]
+__all__ = ["EXECUTION_PROVIDER", "EXECUTION_PROVIDER_HELP", "option_given", "periphery_sets"]
 
 EXECUTION_PROVIDER_HELP = "onnxruntime execution provider: cpu (default), cuda, or a full name."
 EXECUTION_PROVIDER = typer.Option(None, "--execution-provider", help=EXECUTION_PROVIDER_HELP)
@@ -33,3 +33,11 @@ def periphery_sets(items: list[str] | None, option: str = "--set") -> dict[str, 
         ConfigError: one line naming ``option``, the key, and the valid keys or values.
     """
     return parse_overrides(list(items or []), what=option)
+
+
+def option_given(ctx: typer.Context, name: str) -> bool:
+    """Whether the user set the command's option ``name`` (the parameter's name), not left it at its default:
+    an option the command would not use must be refused, never dropped silently. (Typer ships its own click,
+    so the parameter source is compared by name.)"""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")

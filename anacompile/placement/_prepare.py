@@ -90,6 +90,15 @@ def plan_evaluator(
     resolved = resolve_providers(providers)
     with analog_plan(model, compile_options) as (plan, compiled):
         overrides = (compile_options.get("periphery_overrides") or None) if compiled else None  # else compiled in
-        yield ConfigEvaluator(
-            plan, metric, data, chips, seed, compensation, progress, providers=resolved, periphery_overrides=overrides
+        ev = ConfigEvaluator(
+            plan,
+            metric,
+            data,
+            chips,
+            seed=seed,
+            compensation=compensation,
+            progress=progress,
+            providers=resolved,
+            periphery_overrides=overrides,
         )
+        yield ev

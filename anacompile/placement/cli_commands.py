@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from anacompile.cli_options import EXECUTION_PROVIDER, periphery_sets
+from anacompile.cli_options import EXECUTION_PROVIDER, option_given, periphery_sets
 from anacompile.cli_output import JSON_HELP, check_json_target, json_to_stdout, write_json
 
 __all__ = ["print_placement", "sensitivity_command"]
@@ -67,7 +67,7 @@ def sensitivity_command(
     overrides = periphery_sets(set_)
     source = {"device": device, "periphery": periphery, "calibration": calibration}
     if is_compiled(model):  # only the ones given, which the API refuses in one line (never dropped)
-        source = {k: v for k, v in source.items() if _given(ctx, k)}
+        source = {k: v for k, v in source.items() if option_given(ctx, k)}
     options = {**source, "periphery_overrides": overrides, "seed": seed}
     with _progress("configs x chips x times") as advance:
         r = sensitivity(
@@ -110,12 +110,6 @@ def sensitivity_command(
     if plot is not None:
         plot_sensitivity(r, plot)
         err_console.print(f"wrote {plot}")
-
-
-def _given(ctx: typer.Context, name: str) -> bool:
-    """Whether the user set option ``name`` (not its default); typer's click is its own, so by the name."""
-    source = ctx.get_parameter_source(name)
-    return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
 
 
 def run_placement(

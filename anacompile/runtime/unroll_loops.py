@@ -399,6 +399,8 @@ def _drop_zero_rows(new, old, body, names: _Names, zeros: set[str], out: dict, o
     their x rows (module docstring: zero initial states); the slicing nodes go to ``out[Y]``."""
     if opset < 10 or new.overload not in ("", overload_name(False, NoiseSource.FED)) or len(new.input) < 6:
         return  # row-tiled bodies pad and reshape X: their rows are not W's rows
+    if not any(n is old for n in body.node):
+        return  # under the session's digital switch (an If branch): left as it is
     concat = next((n for n in body.node if old.input[0] in n.output), None)
     if concat is None or concat.op_type != "Concat" or concat.domain not in ("", "ai.onnx") or len(concat.input) != 2:
         return

@@ -106,10 +106,14 @@ def test_a_plain_compile_refuses_the_searchs_options(mlp_hwa, tmp_path, capsys):
     for extra, names in (
         (["--execution-provider", "cpu"], "--execution-provider"),
         (["--metric", "accuracy", "--data", "digits"], "--metric, --data"),
+        (["--chips", "5", "--at", "1h", "--confidence", "0.9"], "--at, --chips, --confidence"),
+        (["--verify-chips", "8"], "--verify-chips"),  # its default value, given: still refused
     ):
         rc, _, err = _main(capsys, "compile", mlp_hwa, "-o", out, *extra)
         assert rc == 1 and len(err.splitlines()) == 1, err
         assert names in err and "--accuracy-budget" in err and not out.exists(), err
+    rc, _, err = _main(capsys, "compile", mlp_hwa, "-o", out)  # their defaults alone: a plain compile
+    assert rc == 0 and out.exists(), err
 
 
 def test_the_api_takes_providers_for_the_search_only(mlp_hwa, tmp_path, monkeypatch):

@@ -192,6 +192,21 @@ def test_zero_initial_state_step_equals_the_loop_to_the_bit(tmp_path, case, over
     assert _unrolled(fast, feeds) and _zero_row_steps(fast) == zero_rows
 
 
+def test_zero_initial_state_under_the_digital_switch(tmp_path):
+    """A switchable session's layers sit in If branches: their step 0 keeps [x_0, 0] (it once referenced
+    weight slices the branch could not see: onnxruntime refused the unrolled model)."""
+    src, out = _compiled(tmp_path, "lstm", {})
+    feeds = feeds_for(src)
+    fast = AnalogSession(out, chip_seed=2, switchable=True)
+    loop = AnalogSession(out, chip_seed=2, switchable=True, unroll_steps=0)
+    for digital in ([], ["rnn"], []):
+        fast.set_digital(digital)
+        loop.set_digital(digital)
+        for _ in range(2):
+            assert _bytes_equal(fast.run(feeds), loop.run(feeds))
+    assert _unrolled(fast, feeds) and _zero_row_steps(fast) == 0
+
+
 @pytest.mark.parametrize("periphery", ["standard", "lean"])
 def test_digits_lstm_unrolled_equals_the_loop_to_the_bit(tmp_path, periphery):
     """The real digits LSTM at batch 64 and 128, every noise source on. Lean once differed (logits by up to
