@@ -490,12 +490,14 @@ class AnalogSession:
         if n <= part:
             return None
         bounds = part_bounds(n, part)
-        parts = [{name: v[a:b] for name, v in feeds.items()} for a, b in zip(bounds, bounds[1:], strict=False)]
-        return bounds if self._parts_join(feeds, parts, names) else None
+        first_two = {name: v[: bounds[2]] for name, v in feeds.items()}
+        parts = [{name: v[a:b] for name, v in feeds.items()} for a, b in zip(bounds, bounds[1:3], strict=False)]
+        return bounds if self._parts_join(first_two, parts, names) else None
 
     def _parts_join(self, feeds: dict[str, np.ndarray], parts: list[dict[str, np.ndarray]], names: list[str]) -> bool:
-        """Whether the digital model's outputs ``names`` on ``feeds`` are its outputs on ``parts``, joined along
-        axis 0 (the model keeps samples apart), checked once per input shapes."""
+        """Whether the digital model's outputs ``names`` on ``feeds`` are its outputs on ``parts`` (which make
+        up ``feeds``), joined along axis 0: the model keeps samples apart. Checked once per input shapes, on
+        the first two parts of a batch."""
         order = [o.name for o in self._digital_proto.graph.output]
         if not set(names) <= set(order):
             return False
