@@ -17,8 +17,8 @@ the new code reads it) and the same data (the digits test split, 540 images). Pe
 then the medians over rounds and the median of the per-round ratios old / new. For the CNN it also measures,
 in a fresh process on the new code, the loop's **floor**: 40 runs of ``bench/mvm_floor.py``'s floor model (every
 weight op's one product replaced by the standard model's four, x W + x W2 + |x| W3 + x^2 W4, at onnxruntime's
-constant-weight speed, with no DAC, ADC, noise, IR-drop polynomial or scales) on the same 540 images with one
-onnxruntime thread, plus the session's own chip stage (``program`` of every chip and ``set_time`` of every
+constant-weight speed, with no DAC, ADC, noise, IR-drop polynomial or scales) on the same 540 images with the
+loop's threads, plus the session's own chip stage (``program`` of every chip and ``set_time`` of every
 (chip, t), numpy, the same in any implementation); if floor + chip stage exceed old / 5, no exact
 implementation of the standard model in standard onnxruntime ops reaches the 5x target on this machine.
 
@@ -70,8 +70,8 @@ from bench.mvm_floor import floor_model
 from anacompile.evaluate.datasets import load_digits_split
 from anacompile.evaluate.times import parse_times
 from anacompile.runtime.session import AnalogSession
-source, model, times, chips = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-so = ort.SessionOptions(); so.log_severity_level = 3; so.intra_op_num_threads = 1
+source, model, times, chips, threads = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+so = ort.SessionOptions(); so.log_severity_level = 3; so.intra_op_num_threads = threads  # 0: every core
 floor = ort.InferenceSession(floor_model(Path(source)).SerializeToString(), so, providers=["CPUExecutionProvider"])
 x = load_digits_split()[1].x.reshape(-1, 1, 8, 8).astype(np.float32)
 runs = chips * len(parse_times(times))
@@ -80,7 +80,7 @@ t0 = time.perf_counter()
 for _ in range(runs):
     floor.run(None, {"input": x})
 t_floor = time.perf_counter() - t0
-s = AnalogSession(model, chip_seed=0, intra_op_threads=1)
+s = AnalogSession(model, chip_seed=0, intra_op_threads=threads or None)
 s.set_time(1.0)  # warm-up: first read
 t0 = time.perf_counter()
 for chip in range(chips):
@@ -92,9 +92,9 @@ print(json.dumps({"floor_s": t_floor, "chip_stage_s": t_chip, "runs": runs}))
 """
 
 
-def floor_child(source: Path, model: Path, times: str, chips: int) -> dict:
+def floor_child(source: Path, model: Path, times: str, chips: int, threads: int = 1) -> dict:
     """The CNN loop's floor (see the module docstring), measured in a fresh process on the new code."""
-    return child(ROOT, FLOOR_CHILD, [str(source), str(model), times, str(chips)])
+    return child(ROOT, FLOOR_CHILD, [str(source), str(model), times, str(chips), str(threads)])
 
 
 def child(tree: Path, code: str, args: list[str]) -> dict:
@@ -217,7 +217,9 @@ def main() -> None:
                 rows["old"].append(run_child(old_tree, model, args.times, args.chips, args.threads))
                 rows["new"].append(run_child(ROOT, model, args.times, args.chips, args.threads))
                 if name == "cnn":
-                    rows["floor"].append(floor_child(ROOT / "models" / MODELS[name], model, args.times, args.chips))
+                    rows["floor"].append(
+                        floor_child(ROOT / "models" / MODELS[name], model, args.times, args.chips, args.threads)
+                    )
             if rows["old"][0]["baseline"] != rows["new"][0]["baseline"]:
                 print(f"  warning: FP32 baselines differ: {rows['old'][0]['baseline']} vs {rows['new'][0]['baseline']}")
             print(f"digits {name.upper()}:")
