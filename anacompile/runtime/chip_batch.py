@@ -56,6 +56,7 @@ from anacompile.crossbar.functions import NoiseSource, build_analog_matmul_funct
 from anacompile.errors import ConfigError, DataError, UnsupportedModelError
 from anacompile.graph_walk import replace_nodes
 from anacompile.runtime.ort_session import ort_session
+from anacompile.runtime.samples_per_run import join_parts
 
 __all__ = [
     "ACTIVATION_COPIES",
@@ -197,12 +198,11 @@ class ChipBatch:
         feeds = {k: v for k, v in feeds.items() if k in s.input_names}
         self.check_fold(feeds)
         names = output_names or s.output_names
-        parts = s.split(feeds, names)  # as session.run cuts a batch (its ``parallel``): part by part
-        if parts is None:
+        pieces = s.split(feeds, names)  # as session.run cuts a batch: part by part
+        if pieces is None:
             return self._run(pairs, feeds, names)
-        runs = [self._run(pairs, part, names) for part in parts]
-        joined = range(len(names))
-        return [[np.concatenate([run[p][i] for run in runs], axis=0) for i in joined] for p in range(len(pairs))]
+        runs = [self._run(pairs, piece, names) for piece in pieces]
+        return [join_parts([run[p] for run in runs]) for p in range(len(pairs))]
 
     def _run(
         self, pairs: Sequence[ChipState], feeds: dict[str, np.ndarray], names: list[str]

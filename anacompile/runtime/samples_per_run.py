@@ -28,13 +28,17 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from anacompile.crossbar.periphery import Periphery
 
 __all__ = [
     "MIN_PART_MACS",
     "MIN_PART_SAMPLES",
     "RUN_BLOCK_MB",
+    "join_parts",
     "part_bounds",
+    "parts",
     "part_samples",
     "periphery_copies",
 ]
@@ -67,9 +71,9 @@ def part_samples(outputs_per_sample: int, macs_per_sample: int, periphery: Perip
     """Samples of one part: as many as keep the largest top-level layer's ``outputs_per_sample`` MVM outputs
     (x their copies) in :data:`RUN_BLOCK_MB`, at least :data:`MIN_PART_SAMPLES` and enough for
     :data:`MIN_PART_MACS` of the model's ``macs_per_sample`` (one product per tile MVM)."""
-    work = math.ceil(MIN_PART_MACS / macs_per_sample) if macs_per_sample > 0 else 2**62
-    if outputs_per_sample <= 0:
-        return max(MIN_PART_SAMPLES, work) if macs_per_sample > 0 else 2**62
+    work = math.ceil(MIN_PART_MACS / macs_per_sample) if macs_per_sample > 0 else 2**62  # no work: whole
+    if outputs_per_sample <= 0:  # no top-level layer bounds the cache
+        return max(MIN_PART_SAMPLES, work)
     fit = int(RUN_BLOCK_MB * 2**20 // (4 * periphery_copies(periphery) * outputs_per_sample))
     return max(MIN_PART_SAMPLES, fit, work)
 
@@ -79,3 +83,13 @@ def part_bounds(samples: int, part: int) -> list[int]:
     samples, their sizes differing by at most one (one or two input shapes)."""
     k = max(1, math.ceil(samples / max(1, part)))
     return [samples * i // k for i in range(k + 1)]
+
+
+def parts(feeds: dict[str, np.ndarray], bounds: list[int]) -> list[dict[str, np.ndarray]]:
+    """``feeds`` cut along axis 0 at ``bounds`` (:func:`part_bounds`): views, one dict per part."""
+    return [{name: v[a:b] for name, v in feeds.items()} for a, b in zip(bounds, bounds[1:], strict=False)]
+
+
+def join_parts(outs: list[list[np.ndarray]]) -> list[np.ndarray]:
+    """The outputs of a run from its parts' outputs (``outs[part][output]``), joined along axis 0."""
+    return [np.concatenate([out[i] for out in outs], axis=0) for i in range(len(outs[0]))]

@@ -52,7 +52,7 @@ from anacompile.runtime.nchwc import nchwc_enabled
 from anacompile.runtime.ort_session import ort_session, run_checked
 from anacompile.runtime.passes import session_model
 from anacompile.runtime.providers import check_session_providers, resolve_providers
-from anacompile.runtime.samples_per_run import MIN_PART_SAMPLES, part_bounds, part_samples
+from anacompile.runtime.samples_per_run import MIN_PART_SAMPLES, join_parts, part_bounds, part_samples, parts
 from anacompile.runtime.unroll_loops import MAX_UNROLL_STEPS, LoopUnroller
 
 __all__ = ["AnalogSession", "ChipLayer", "digital_reference_model"]
@@ -450,16 +450,16 @@ class AnalogSession:
         if missing:
             raise DataError(f"Missing model input(s) {missing}; the model takes {self.input_names}.")
         names = output_names or self.output_names
-        parts = self.split(feeds, names)
-        if parts is None:
+        pieces = self.split(feeds, names)
+        if pieces is None:
             return self._execute(*self._prepare(feeds), names)
         concurrent = self.parallel > 1
-        prepared = [self._prepare(part, concurrent) for part in parts]  # in order: each draws its noise offsets
+        prepared = [self._prepare(piece, concurrent) for piece in pieces]  # in order: each draws its offsets
         if concurrent:
             outs = list(_pool().map(lambda job: self._execute(*job, names), prepared))
         else:
             outs = [self._execute(*job, names) for job in prepared]
-        return [np.concatenate([out[i] for out in outs], axis=0) for i in range(len(names))]
+        return join_parts(outs)
 
     def split(self, feeds: dict[str, np.ndarray], names: list[str]) -> list[dict[str, np.ndarray]] | None:
         """The parts :meth:`run` cuts ``feeds`` into (:mod:`anacompile.runtime.samples_per_run`), or ``None``
@@ -477,9 +477,7 @@ class AnalogSession:
                 self._splittable.clear()
             self._splittable[key] = self._part_bounds(feeds, n, names)
         bounds = self._splittable[key]
-        if bounds is None:
-            return None
-        return [{name: v[a:b] for name, v in feeds.items()} for a, b in zip(bounds, bounds[1:], strict=False)]
+        return None if bounds is None else parts(feeds, bounds)
 
     def _part_bounds(self, feeds: dict[str, np.ndarray], n: int, names: list[str]) -> list[int] | None:
         shapes = zip(self.layers, self._noise_shapes(feeds), strict=True)
@@ -491,8 +489,7 @@ class AnalogSession:
             return None
         bounds = part_bounds(n, part)
         first_two = {name: v[: bounds[2]] for name, v in feeds.items()}
-        parts = [{name: v[a:b] for name, v in feeds.items()} for a, b in zip(bounds, bounds[1:3], strict=False)]
-        return bounds if self._parts_join(first_two, parts, names) else None
+        return bounds if self._parts_join(first_two, parts(feeds, bounds[:3]), names) else None
 
     def _parts_join(self, feeds: dict[str, np.ndarray], parts: list[dict[str, np.ndarray]], names: list[str]) -> bool:
         """Whether the digital model's outputs ``names`` on ``feeds`` are its outputs on ``parts`` (which make

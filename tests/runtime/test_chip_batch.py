@@ -126,10 +126,10 @@ def test_the_pair_count_follows_the_memory_bound(compiled_mlp):
         evaluate(compiled_mlp, "digits", "1s", chips=2, batch_memory_mb=float("nan"))
 
 
-def _batch_mixing_model(path):
-    """x W, minus its mean over the batch: samples are not independent along axis 0."""
+def _batch_mixing_model(path, width: int = 10):
+    """x W (64 x width), minus its mean over the batch: samples are not independent along axis 0."""
     rng = np.random.default_rng(0)
-    w = numpy_helper.from_array(rng.standard_normal((64, 10)).astype(np.float32), "W")
+    w = numpy_helper.from_array(rng.standard_normal((64, width)).astype(np.float32), "W")
     nodes = [
         helper.make_node("MatMul", ["input", "W"], ["h"], name="fc"),
         helper.make_node("ReduceMean", ["h"], ["m"], axes=[0], keepdims=1),
@@ -139,7 +139,7 @@ def _batch_mixing_model(path):
         nodes,
         "mix",
         [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 64])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", width])],
         [w],
     )
     onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), path)

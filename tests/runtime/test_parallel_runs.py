@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
 
 from anacompile.compiler import compile_model
 from anacompile.errors import ConfigError
@@ -13,7 +12,7 @@ from anacompile.evaluate.datasets import load_digits_split
 from anacompile.runtime.samples_per_run import MIN_PART_SAMPLES
 from anacompile.runtime.session import AnalogSession
 from tests.conftest import MODELS
-from tests.runtime.test_chip_batch import _one_by_one, _pairs
+from tests.runtime.test_chip_batch import _batch_mixing_model, _one_by_one, _pairs
 
 SHAPES = {"mlp": (-1, 64), "cnn": (-1, 1, 8, 8), "lstm": (-1, 8, 8), "transformer": (-1, 8, 8)}
 
@@ -67,33 +66,14 @@ def test_small_batches_and_other_outputs_run_whole(compiled):
     assert s.split(big, s.output_names) is not None
 
 
-def _mixing_model(path, width: int = 2048) -> None:
-    """x W (64 x width), minus its mean over the batch: samples are not independent along axis 0."""
-    rng = np.random.default_rng(0)
-    w = numpy_helper.from_array((rng.standard_normal((64, width)) / 8).astype(np.float32), "W")
-    nodes = [
-        helper.make_node("MatMul", ["input", "W"], ["h"], name="fc"),
-        helper.make_node("ReduceMean", ["h"], ["m"], axes=[0], keepdims=1),
-        helper.make_node("Sub", ["h", "m"], ["out"]),
-    ]
-    g = helper.make_graph(
-        nodes,
-        "mix",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 64])],
-        [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["N", width])],
-        [w],
-    )
-    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), path)
-
-
 def test_a_model_that_mixes_samples_is_not_split(tmp_path):
     for mixing in (True, False):
         src = tmp_path / f"m{mixing}.onnx"
-        _mixing_model(src)
+        _batch_mixing_model(src, width=2048)
         if not mixing:  # the same model without the batch mean: it splits
             m = onnx.load(src)
             del m.graph.node[1:]
-            m.graph.node[0].output[0] = "out"
+            m.graph.node[0].output[0] = "logits"
             onnx.save(m, src)
         out = tmp_path / f"m{mixing}.analog.onnx"
         compile_model(src, out, calibration="digits")
