@@ -12,7 +12,7 @@ from anacompile.graph_walk import all_nodes, expose_values, node_subgraphs, walk
 from anacompile.mapping import decode_pairs
 from anacompile.mapping.registry import mapping_from_dict
 
-__all__ = ["all_nodes", "digital_reference_model", "plan_weight", "weights_layer"]
+__all__ = ["all_nodes", "digital_reference_model", "plan_weight", "weights_layer", "without_patches"]
 
 
 def weights_layer(node: onnx.NodeProto) -> str:
@@ -101,3 +101,104 @@ def digital_reference_model(proto: onnx.ModelProto) -> onnx.ModelProto:
     del m.functions[:]
     del g.value_info[:]
     return m
+
+
+def without_patches(m: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of the digital reference model ``m`` in which every main-graph convolution layer is one ``Conv``.
+
+    :func:`digital_reference_model` keeps the compiled file's patch path: a one-hot ``Conv`` that extracts the
+    patches, a Transpose to channels last, ``MatMul`` + ``Add`` with the decoded weight and a Transpose back
+    (:mod:`anacompile.passes.conv`). That path's tensors are the tiles' inputs (:meth:`AnalogSession.layer_inputs
+    <anacompile.runtime.session.AnalogSession.layer_inputs>`), but it runs at about a tenth of a plain Conv's
+    speed (the one-hot Conv writes prod(kernel) times the activations). The same arithmetic as one ``Conv``:
+    the weight's rows are channel-major (c, kernel offset), so W (K, N) is the kernel (N, C, *kernel)
+    transposed, and the window is the patch op's with group 1. Equal up to float32 summation order.
+
+    Rewritten only where that is exactly the patch path: the patch kernel is the one-hot kernel of its group
+    count and window (a pointwise layer has no patch op: the channels-last Transpose reads the input), the
+    weight and bias are initializers, and no tensor in between is read elsewhere or a graph output. Layers in
+    If branches and Loop bodies, and ``ConvTranspose`` layers, keep the patch path.
+    """
+    out = onnx.ModelProto()
+    out.CopyFrom(m)
+    g = out.graph
+    inits = {t.name: t for t in g.initializer}
+    producers = {o: n for n in g.node for o in n.output}
+    uses: dict[str, int] = {}
+    for n in all_nodes(g):
+        for name in n.input:
+            uses[name] = uses.get(name, 0) + 1
+    for o in g.output:
+        uses[o.name] = uses.get(o.name, 0) + 1
+    drop: set[int] = set()
+    new: dict[int, onnx.NodeProto] = {}
+    kernels: dict[tuple[str, tuple[int, ...]], str] = {}
+    for last in g.node:
+        if last.op_type != "Transpose" or not last.name.endswith(".channels_first"):
+            continue
+        found = _patch_path(last, last.name[: -len(".channels_first")], producers, uses, inits)
+        if found is None:
+            continue
+        chain, x, w, bias, window, channels = found
+        kernel = [int(k) for k in window["kernel_shape"]]
+        key = (w, (channels, *kernel))
+        if key not in kernels:  # a shared weight's layers read one kernel
+            wk = onnx.numpy_helper.to_array(inits[w]).T.reshape(-1, channels, *kernel)
+            kernels[key] = f"{w}.conv{len(kernels)}"
+            g.initializer.append(onnx.numpy_helper.from_array(np.ascontiguousarray(wk), kernels[key]))
+        attrs = {k: v for k, v in window.items() if k != "group"}
+        conv = onnx.helper.make_node(
+            "Conv", [x, kernels[key], bias], [last.output[0]], name=f"{last.name[:-15]}.digital_conv", **attrs
+        )
+        drop.update(id(n) for n in chain)
+        new[id(chain[0])] = conv
+    if new:
+        nodes = [new.get(id(n), n) for n in g.node if id(n) not in drop or id(n) in new]
+        del g.node[:]
+        g.node.extend(nodes)
+        used = {i for n in all_nodes(g) for i in n.input}
+        keep = [t for t in g.initializer if t.name in used]
+        del g.initializer[:]
+        g.initializer.extend(keep)
+    return out
+
+
+def _patch_path(last, layer, producers, uses, inits):
+    """(nodes from the first to ``last``, X, W, bias, window, C) of a conv layer's digital patch path, or None."""
+    add = producers.get(last.input[0])
+    mm = producers.get(add.input[0]) if add is not None and add.op_type == "Add" else None
+    if mm is None or mm.op_type != "MatMul" or mm.output[0] != f"{layer}.digital_mm":
+        return None
+    to_last = producers.get(mm.input[0])
+    if to_last is None or to_last.op_type != "Transpose" or to_last.name != f"{layer}.channels_last":
+        return None
+    w, bias = mm.input[1], add.input[1]
+    if w not in inits or bias not in inits or len(inits[w].dims) != 2 or list(inits[bias].dims) != [inits[w].dims[1]]:
+        return None
+    patch = producers.get(to_last.input[0])
+    if patch is not None and patch.name == f"{layer}.patches":
+        if patch.op_type != "Conv" or len(patch.input) != 2 or patch.input[1] not in inits:
+            return None  # ConvTranspose: patches of the zero-inserted input
+        window = {a.name: onnx.helper.get_attribute_value(a) for a in patch.attribute}
+        window = {k: v.decode() if isinstance(v, bytes) else v for k, v in window.items()}
+        kernel = [int(k) for k in window.get("kernel_shape", [])]
+        channels, kk = int(window.get("group", 1)), int(np.prod(kernel)) if kernel else 0
+        e = onnx.numpy_helper.to_array(inits[patch.input[1]])
+        one_hot = np.zeros((channels, kk, kk), np.float32)
+        one_hot[:, np.arange(kk), np.arange(kk)] = 1.0
+        if (
+            not kernel
+            or e.shape != (channels * kk, 1, *kernel)
+            or not np.array_equal(e.reshape(one_hot.shape), one_hot)
+        ):
+            return None
+        chain, x = [patch, to_last, mm, add, last], patch.input[0]
+    else:  # pointwise: the tiles read the input itself, channels last
+        r = len(onnx.helper.get_attribute_value(to_last.attribute[0])) - 2
+        window = {"kernel_shape": [1] * r, "strides": [1] * r, "pads": [0] * (2 * r)}
+        channels, chain, x = int(inits[w].dims[0]), [to_last, mm, add, last], to_last.input[0]
+    if inits[w].dims[0] != channels * int(np.prod(window["kernel_shape"])):
+        return None
+    if any(uses.get(n.output[0], 0) != 1 for n in chain[:-1]):
+        return None
+    return chain, x, w, bias, window, channels

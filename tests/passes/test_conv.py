@@ -24,6 +24,7 @@ from anacompile.passes import (
 )
 from anacompile.passes._layer import DIGITAL_KEY, LAYER_KEY, analog_layers
 from anacompile.passes.conv import ConvGeometry
+from anacompile.runtime.digital_reference import digital_reference_model, without_patches
 from anacompile.runtime.session import AnalogSession
 from tests._support.devices import NOISELESS_DEVICE
 
@@ -151,6 +152,65 @@ def test_noise_off_reproduces_the_source_conv(tmp_path, noiseless, case):
         (op, True, [k, n], [1, 1])
     ] * groups
     assert report.totals["weights_mapped"] == int(np.prod(w_shape))
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_digital_model_runs_convs_without_patches(tmp_path, noiseless, case):
+    """``run_digital`` runs a Conv layer as one Conv (no patch op, no Transposes); ConvTranspose and a switchable
+    session keep the patch path (the switch's digital branch reads the patches: bit for bit all layers off)."""
+    op, x_shape, _, _ = CASES[case]
+    model = case_model(case)
+    x = np.random.default_rng(4).standard_normal(x_shape).astype(np.float32)
+    out, _ = _compile_ideal(tmp_path, noiseless, model, case)
+    patch_path = digital_reference_model(onnx.load(str(out)))
+    fast = without_patches(patch_path)
+    onnx.checker.check_model(fast, full_check=True)
+    groups = GROUPS.get(case, 1)
+    if op == "Conv":
+        assert (_count(fast, "Conv"), _count(fast, "Transpose"), _count(fast, "MatMul")) == (groups, 0, 0)
+    else:
+        assert [n.op_type for n in fast.graph.node] == [n.op_type for n in patch_path.graph.node]
+    y_src = _run(model, x)
+    np.testing.assert_allclose(_run(fast, x), y_src, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(_run(fast, x), _run(patch_path, x), rtol=1e-5, atol=1e-5)
+    switchable = AnalogSession(out, switchable=True, chip_seed=1)
+    switchable.set_digital([layer.name for layer in switchable.layers])
+    np.testing.assert_array_equal(switchable.run({"x": x})[0], switchable.run_digital({"x": x})[0])
+
+
+def test_digital_model_keeps_a_patch_path_it_cannot_prove():
+    """A patch kernel that is not the one-hot kernel of its window, or a tile input read elsewhere, keeps the
+    patch path (the rewrite is exact only for the compiler's own patch op)."""
+    rng = np.random.default_rng(0)
+    e = np.zeros((4, 1, 2, 2), np.float32)
+    e.reshape(4, 4)[np.arange(4), np.arange(4)] = 1.0
+    w, b = rng.standard_normal((4, 3)).astype(np.float32), rng.standard_normal(3).astype(np.float32)
+    nodes = [
+        helper.make_node("Conv", ["x", "E"], ["L.patches"], name="L.patches", kernel_shape=[2, 2], group=1),
+        helper.make_node("Transpose", ["L.patches"], ["L.tile_input"], name="L.channels_last", perm=[0, 2, 3, 1]),
+        helper.make_node("MatMul", ["L.tile_input", "L.weight"], ["L.digital_mm"]),
+        helper.make_node("Add", ["L.digital_mm", "L.bias"], ["L.tile_output"]),
+        helper.make_node("Transpose", ["L.tile_output"], ["y"], name="L.channels_first", perm=[0, 3, 1, 2]),
+    ]
+
+    def model(kernel: np.ndarray, extra_output: bool = False) -> onnx.ModelProto:
+        inits = [
+            numpy_helper.from_array(kernel, "E"),
+            numpy_helper.from_array(w, "L.weight"),
+            numpy_helper.from_array(b, "L.bias"),
+        ]
+        outs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)]
+        if extra_output:
+            outs.append(helper.make_tensor_value_info("L.tile_input", TensorProto.FLOAT, None))
+        x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, 5, 5])
+        return helper.make_model(helper.make_graph(nodes, "g", [x], outs, inits))
+
+    assert _count(without_patches(model(e)), "Transpose") == 0  # the compiler's patch op: rewritten
+    x = rng.standard_normal((2, 1, 5, 5)).astype(np.float32)
+    np.testing.assert_allclose(_run(without_patches(model(e)), x), _run(model(e), x), rtol=1e-5, atol=1e-5)
+    shuffled = e[[1, 0, 2, 3]]
+    assert _count(without_patches(model(shuffled)), "Transpose") == 2
+    assert _count(without_patches(model(e, extra_output=True)), "Transpose") == 2
 
 
 @pytest.mark.parametrize("opset", [13, 21])
