@@ -75,7 +75,7 @@ def _wait_rows(path, n: int, proc, timeout: float = 120.0) -> None:
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
 def test_real_signal_to_the_cli_then_resume(compiled_mlp, tmp_path, sig):
     """A real Ctrl-C (SIGINT) or kill -9 of the `anacompile evaluate` process, then `--resume`."""
-    chips = 60
+    chips = 400  # long enough after the first rows that the signal lands mid-run on a fast machine
     rows, out = tmp_path / "rows.csv", tmp_path / "r.json"
     args = ["evaluate", str(compiled_mlp), "--times", TIMES, "--chips", str(chips), "--json", str(out)]
     proc = subprocess.Popen(
