@@ -39,7 +39,6 @@ __all__ = [
     "chips_per_group",
     "metric_grid",
     "metric_measure",
-    "pipelined_rows",
 ]
 
 Run = Callable[..., list[np.ndarray]]
@@ -171,11 +170,6 @@ def batched_rows(
 
     chips = [int(c) for c in chips]
     group, per_call = chips_per_group(session, metric, len(times_s), len(chips), batch_memory_mb)
-    from anacompile.evaluate.metrics import DataMetric
-
-    if per_call == 1 and isinstance(metric, DataMetric) and getattr(session, "parallel", 1) > 1:
-        yield from pipelined_rows(session, chips, times_s, metric, name)
-        return
     if per_call == 1:
         for chip in chips:
             yield chip, chip_row(session, chip, times_s, metric_measure(lambda run: score(metric, run, name)))
@@ -191,41 +185,6 @@ def batched_rows(
         values = batched_scores(session, states, metric, per_call, name)
         for j, chip in enumerate(members):
             yield chip, values[j * len(times_s) : (j + 1) * len(times_s)]
-
-
-def pipelined_rows(
-    session: Any, chips: Sequence[int], times_s: Sequence[float], metric: Any, name: str = "metric"
-) -> Iterable[tuple[int, list[float]]]:
-    """``(chip, row)`` for every chip, the values of :func:`chip_row` with ``metric_measure(metric)``, with the
-    chip stage of the next (chip, t) overlapping the runs of this one.
-
-    Every run of a (chip, t) pair (one per batch of the built-in ``metric``) is started with the session's
-    ``submit``, which takes the chip's state and noise offsets at once; the next pair is then programmed and
-    read while those runs are in flight, and the pair's metric is computed from their outputs after. The order
-    of programming, reading and offset draws is :func:`chip_row`'s, so the values are bit for bit the same.
-    """
-    from anacompile.evaluate.metrics import score
-
-    batches = metric.batches()
-    rows: dict[int, list[float]] = {}
-    pending: tuple[int, list] | None = None
-
-    def finish(chip: int, joins: list) -> Iterable[tuple[int, list[float]]]:
-        outputs = iter([join() for join in joins])
-        rows.setdefault(chip, []).append(score(metric, lambda feeds, names=None: next(outputs), name))
-        if len(rows[chip]) == len(times_s):
-            yield chip, rows.pop(chip)
-
-    for chip in chips:
-        session.program(int(chip))
-        for t in times_s:
-            session.set_time(float(t))
-            joins = [session.submit(feeds) for feeds in batches]
-            if pending is not None:
-                yield from finish(*pending)
-            pending = (int(chip), joins)
-    if pending is not None:
-        yield from finish(*pending)
 
 
 def batched_scores(

@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -462,7 +461,12 @@ class AnalogSession:
 
     def run(self, feeds: dict[str, np.ndarray], output_names: list[str] | None = None) -> list[np.ndarray]:
         """Run the chip at the current time on ``feeds`` (model input name -> array)."""
-        names = self._run_names(feeds, output_names)
+        if self.chip_seed < 0 or np.isnan(self.t_inference):
+            raise ConfigError("No chip is programmed: call program(chip_seed) and set_time(t) before run().")
+        missing = [n for n in self.input_names if n not in feeds]
+        if missing:
+            raise DataError(f"Missing model input(s) {missing}; the model takes {self.input_names}.")
+        names = output_names or self.output_names
         pieces = self.split(feeds, names)
         if pieces is None:
             return self._execute(*self._prepare(feeds), names)
@@ -473,38 +477,6 @@ class AnalogSession:
         else:
             outs = [self._execute(*job, names) for job in prepared]
         return join_parts(outs)
-
-    def submit(
-        self, feeds: dict[str, np.ndarray], output_names: list[str] | None = None
-    ) -> Callable[[], list[np.ndarray]]:
-        """Start :meth:`run` in the background and return its ``join()``, which waits and returns its outputs.
-
-        The run's chip state and noise offsets are taken now, on the calling thread, in the order :meth:`run`
-        takes them, so the caller may go on at once (``set_time``, ``program``: they replace the state's
-        arrays, never write into them) and ``join()`` returns exactly what ``run`` would have returned here.
-        That lets a driver read the next (chip, t) while this one runs (:func:`anacompile.evaluate.driver.
-        batched_rows`). The parts run on the process's run threads (one onnxruntime thread each), a run
-        that is not split as one job there; with ``parallel=1`` the run happens now and ``join`` returns it.
-        """
-        if self.parallel <= 1:
-            outs = self.run(feeds, output_names)
-            return lambda: outs
-        names = self._run_names(feeds, output_names)
-        pieces = self.split(feeds, names)
-        jobs = [self._prepare(piece, True) for piece in pieces] if pieces else [self._prepare(feeds)]
-        futures = [_pool().submit(self._execute, *job, names) for job in jobs]
-        if pieces is None:
-            return futures[0].result
-        return lambda: join_parts([f.result() for f in futures])
-
-    def _run_names(self, feeds: dict[str, np.ndarray], output_names: list[str] | None) -> list[str]:
-        """The outputs of a run on ``feeds``, after checking that a chip is programmed and every input is fed."""
-        if self.chip_seed < 0 or np.isnan(self.t_inference):
-            raise ConfigError("No chip is programmed: call program(chip_seed) and set_time(t) before run().")
-        missing = [n for n in self.input_names if n not in feeds]
-        if missing:
-            raise DataError(f"Missing model input(s) {missing}; the model takes {self.input_names}.")
-        return output_names or self.output_names
 
     def split(self, feeds: dict[str, np.ndarray], names: list[str]) -> list[dict[str, np.ndarray]] | None:
         """The parts :meth:`run` cuts ``feeds`` into (:mod:`anacompile.runtime.samples_per_run`), or ``None``

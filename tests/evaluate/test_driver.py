@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import onnx
-import pytest
 
 from anacompile.evaluate.driver import chip_row, chip_time_grid, metric_grid
 
@@ -67,25 +65,3 @@ def test_one_row_equals_the_grid_row() -> None:
     """A worker's chip_row gives the same values as the in-process grid (chips are independent)."""
     measure = lambda sess, chip, t: sess.run({})[0].tolist()  # noqa: E731
     assert chip_row(_Recorder(), 4, [1.0, 5.0], measure) == chip_time_grid(_Recorder(), [4], [1.0, 5.0], measure)[0]
-
-
-@pytest.mark.parametrize("model", ["cnn", "mlp"])
-def test_pipelined_rows_are_the_one_by_one_rows(tmp_path, model):
-    """With concurrent runs, the next (chip, t) is read while this one runs (``pipelined_rows``): the rows are
-    bit for bit those of programming, reading and running one pair after the other."""
-    from anacompile.compiler import compile_model
-    from anacompile.evaluate.driver import batched_rows, chip_row, metric_measure
-    from anacompile.evaluate.metrics import resolve_metric, score
-    from anacompile.runtime.session import AnalogSession
-    from tests.conftest import MODELS
-
-    out = tmp_path / f"{model}.onnx"
-    compile_model(MODELS / f"digits_{model}_hwa.onnx", out, calibration="digits")
-    times = [1.0, 3600.0, 3.15e7]
-    concurrent = AnalogSession(out, parallel=2)
-    metric, name = resolve_metric(None, data="digits", proto=onnx.load(str(out)), digital_run=concurrent.run_digital)
-    got = list(batched_rows(concurrent, [0, 3, 4], times, metric, 0, name))
-    serial = AnalogSession(out, parallel=1, intra_op_threads=1)
-    measure = metric_measure(lambda run: score(metric, run, name))
-    want = [(chip, chip_row(serial, chip, times, measure)) for chip in (0, 3, 4)]
-    assert got == want

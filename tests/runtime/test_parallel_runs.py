@@ -105,31 +105,3 @@ def test_default_parallel_follows_the_threads(compiled):
 
     assert AnalogSession(compiled["mlp"], intra_op_threads=1).parallel == 1
     assert AnalogSession(compiled["mlp"]).parallel == usable_cores()
-
-
-@pytest.mark.parametrize("name,n", [("cnn", 300), ("mlp", 200), ("lstm", 300)])
-def test_a_submitted_run_is_the_run_at_submission(compiled, name, n):
-    """``submit`` takes the chip's state and noise offsets when called: reading other times and chips while it
-    runs changes nothing, and its outputs are bit for bit those of ``run`` at that point."""
-    feeds = _x(name, n)
-    s = AnalogSession(compiled[name], chip_seed=2, t_inference=3600.0, parallel=2)
-    ref = AnalogSession(compiled[name], chip_seed=2, t_inference=3600.0, parallel=1, intra_op_threads=1)
-    joins = []
-    for chip, t in ((2, 3600.0), (2, 86400.0), (5, 1.0)):
-        if chip != s.chip_seed:
-            s.program(chip)
-        s.set_time(t)
-        joins.append(s.submit(feeds))
-        joins.append(s.submit(feeds))  # a second run of the same (chip, t): its own noise offsets
-    s.program(7)
-    s.set_time(10.0)  # the state changes again while the runs are in flight
-    wants = []
-    for chip, t in ((2, 3600.0), (2, 86400.0), (5, 1.0)):
-        if chip != ref.chip_seed:
-            ref.program(chip)
-        ref.set_time(t)
-        wants += [ref.run(feeds), ref.run(feeds)]
-    for join, want in zip(joins, wants, strict=True):
-        got = join()
-        assert all(np.array_equal(a, b) for a, b in zip(got, want, strict=True))
-    assert not np.array_equal(wants[0][0], wants[1][0])  # the runs did draw noise of their own
