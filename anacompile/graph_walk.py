@@ -62,6 +62,14 @@ def all_nodes(graph: onnx.GraphProto) -> Iterator[onnx.NodeProto]:
             yield from all_nodes(sub)
 
 
+def drop_unused_initializers(graph: onnx.GraphProto) -> None:
+    """Remove the initializers of ``graph`` that no node reads (in the graph or any subgraph)."""
+    used = {name for node in all_nodes(graph) for name in node.input}
+    keep = [t for t in graph.initializer if t.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(keep)
+
+
 def _defining_chains(graph: onnx.GraphProto, chain: tuple = ()) -> Iterator[tuple[str, tuple]]:
     """(value name, chain of (node, attribute name) from the main graph down to the graph defining it)."""
     for value in list(graph.input) + list(graph.initializer):

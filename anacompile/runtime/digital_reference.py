@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 import onnx
 
 from anacompile import contract, devices
 from anacompile.contract import read_report
 from anacompile.errors import UnsupportedModelError
-from anacompile.graph_walk import all_nodes, expose_values, node_subgraphs, walk_graphs
+from anacompile.graph_walk import all_nodes, drop_unused_initializers, expose_values, node_subgraphs, walk_graphs
 from anacompile.mapping import decode_pairs
 from anacompile.mapping.registry import mapping_from_dict
 
@@ -89,10 +91,8 @@ def digital_reference_model(proto: onnx.ModelProto) -> onnx.ModelProto:
     # when the branch runs, else an empty tensor (expose_values)
     expose_values(g, inner)
     g.initializer.extend(new_inits)  # main-graph initializers: a Loop body reads them from the outer scope
+    drop_unused_initializers(g)
     used = {i for n in all_nodes(g) for i in n.input}
-    keep = [t for t in g.initializer if t.name in used]
-    del g.initializer[:]
-    g.initializer.extend(keep)
     state = {contract.layer_tensor(name, s) for name in shapes for s in (contract.W_EFF, contract.SCALE)}
     # the model's inputs stay; a file without a chip (chip_state none) loses its chip-state inputs
     inputs = [i for i in g.input if i.name in used or (i.name not in inits and i.name not in state)]
@@ -124,19 +124,15 @@ def without_patches(m: onnx.ModelProto) -> onnx.ModelProto:
     g = out.graph
     inits = {t.name: t for t in g.initializer}
     producers = {o: n for n in g.node for o in n.output}
-    uses: dict[str, int] = {}
-    for n in all_nodes(g):
-        for name in n.input:
-            uses[name] = uses.get(name, 0) + 1
-    for o in g.output:
-        uses[o.name] = uses.get(o.name, 0) + 1
+    uses = Counter(name for n in all_nodes(g) for name in n.input) + Counter(o.name for o in g.output)
     drop: set[int] = set()
     new: dict[int, onnx.NodeProto] = {}
     kernels: dict[tuple[str, tuple[int, ...]], str] = {}
     for last in g.node:
         if last.op_type != "Transpose" or not last.name.endswith(".channels_first"):
             continue
-        found = _patch_path(last, last.name[: -len(".channels_first")], producers, uses, inits)
+        layer = last.name[: -len(".channels_first")]
+        found = _patch_path(last, layer, producers, uses, inits)
         if found is None:
             continue
         chain, x, w, bias, window, channels = found
@@ -148,7 +144,7 @@ def without_patches(m: onnx.ModelProto) -> onnx.ModelProto:
             g.initializer.append(onnx.numpy_helper.from_array(np.ascontiguousarray(wk), kernels[key]))
         attrs = {k: v for k, v in window.items() if k != "group"}
         conv = onnx.helper.make_node(
-            "Conv", [x, kernels[key], bias], [last.output[0]], name=f"{last.name[:-15]}.digital_conv", **attrs
+            "Conv", [x, kernels[key], bias], [last.output[0]], name=f"{layer}.digital_conv", **attrs
         )
         drop.update(id(n) for n in chain)
         new[id(chain[0])] = conv
@@ -156,10 +152,7 @@ def without_patches(m: onnx.ModelProto) -> onnx.ModelProto:
         nodes = [new.get(id(n), n) for n in g.node if id(n) not in drop or id(n) in new]
         del g.node[:]
         g.node.extend(nodes)
-        used = {i for n in all_nodes(g) for i in n.input}
-        keep = [t for t in g.initializer if t.name in used]
-        del g.initializer[:]
-        g.initializer.extend(keep)
+        drop_unused_initializers(g)
     return out
 
 

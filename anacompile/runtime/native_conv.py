@@ -31,7 +31,7 @@ from onnx import helper, numpy_helper
 from anacompile import contract
 from anacompile.crossbar.functions import build_analog_conv_function, conv_overload
 from anacompile.crossbar.periphery import InputRange, Periphery
-from anacompile.graph_walk import all_nodes
+from anacompile.graph_walk import all_nodes, drop_unused_initializers
 from anacompile.runtime.nchwc import FED, NCHWC_DOMAIN, NchwcLayer, nchwc_conv
 
 __all__ = ["native_convs"]
@@ -121,10 +121,7 @@ def native_convs(
         kept = [n for n in g.node if id(n) not in drop]
         del g.node[:]
         g.node.extend(kept)
-        used = {name for n in all_nodes(g) for name in n.input}
-        inits = [t for t in g.initializer if t.name in used]
-        del g.initializer[:]
-        g.initializer.extend(inits)
+        drop_unused_initializers(g)
     return done
 
 
