@@ -360,17 +360,6 @@ class AnalogSession:
             so.intra_op_num_threads = self._threads
         return so
 
-    @staticmethod
-    def _side_session_options() -> ort.SessionOptions:
-        """Options of the side sessions (the digital reference and the shape probe): onnxruntime's default
-        threads, which do not spin once a run is done. They run now and then beside the analog runs, whose
-        concurrent parts (one thread each) would otherwise share the cores with their spinning threads: on
-        the digits CNN, the three analog runs after a digital run took 14-16 ms instead of 8 ms."""
-        so = ort.SessionOptions()
-        so.log_severity_level = 3
-        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        return so
-
     def ort_session_for(self, single: bool = False) -> ort.InferenceSession:
         """The onnxruntime session of a whole run, or (``single``) of one part of a concurrently split run:
         one intra-op thread each, built on first use."""
@@ -581,7 +570,8 @@ class AnalogSession:
         path, equal up to float32 summation order), except in a switchable session, whose layers switched to
         digital run the patch path: there ``run_digital`` is bit for bit the session with every layer off."""
         if not hasattr(self, "_digital_session"):
-            so = self._side_session_options()
+            so = ort.SessionOptions()
+            so.log_severity_level = 3
             proto = self._digital_proto if self.switchable else without_patches(self._digital_proto)
             self._digital_session = ort_session(proto, so, self.providers, label=f"{self.path} (digital reference)")
         return self._digital_session.run(None, feeds)
@@ -652,7 +642,8 @@ class AnalogSession:
                 if layer.input not in known:
                     probe.graph.output.append(onnx.ValueInfoProto(name=layer.input))
                     known.add(layer.input)
-            so = self._side_session_options()
+            so = ort.SessionOptions()
+            so.log_severity_level = 3
             self._probe_session = ort_session(probe, so, label=f"{self.path} (shape probe)")
         xs = self._probe_session.run(
             [layer.input for layer in self.layers], {k: v for k, v in feeds.items() if k in self.input_names}
